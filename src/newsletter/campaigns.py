@@ -1,0 +1,322 @@
+"""Campaigns: create, schedule and change state; render one campaign for each subscriber."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from newsletter import tracking
+from newsletter.config import Settings
+from newsletter.errors import InputError, StateError
+from newsletter.render import (
+    Rendered,
+    TemplateSet,
+    article_context,
+    compose,
+    inline_css,
+    message_id,
+    subscriber_context,
+)
+from newsletter.store import Store
+
+SAMPLE_SUBSCRIBER = {
+    "email": "reader@example.com",
+    "first_name": "Sample",
+    "last_name": "Reader",
+    "attributes": {},
+    "id": 0,
+}
+
+
+def parse_local_time(text: str, zone: str) -> dt.datetime:
+    """Read "YYYY-MM-DD HH:MM" in an IANA zone and return it in UTC.
+
+    A wall time that a daylight-saving change skips (02:30 on a spring-forward
+    day) is taken as the same distance after the change, as zoneinfo's fold=0
+    does: 02:30 becomes 03:30 local time.
+    """
+    try:
+        tz = ZoneInfo(zone)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise InputError(
+            f"--tz: unknown time zone {zone!r}; use an IANA name such as Europe/Berlin"
+        ) from None
+    try:
+        naive = dt.datetime.strptime(text.strip(), "%Y-%m-%d %H:%M")
+    except ValueError:
+        raise InputError(
+            f'--at: {text!r} is not a date and time in the form "YYYY-MM-DD HH:MM"'
+        ) from None
+    local = naive.replace(tzinfo=tz)
+    return local.astimezone(dt.UTC)
+
+
+def create(
+    store: Store,
+    settings: Settings,
+    subject: str,
+    articles: str,
+    template: str | None,
+    list_name: str | None,
+    now: dt.datetime,
+    preheader: str = "",
+    tracking_on: bool = True,
+) -> int:
+    """Create a draft campaign from new articles or the given ids; return its id."""
+    if not subject.strip():
+        raise InputError("--subject: the subject must not be empty")
+    if articles == "new":
+        article_ids = [a["id"] for a in reversed(store.articles(only_new=True))]
+        if not article_ids:
+            raise InputError(
+                "--articles new: there are no new articles; run `newsletter fetch` "
+                "or name articles with --articles ID,ID"
+            )
+    else:
+        try:
+            article_ids = [int(part) for part in articles.split(",") if part.strip()]
+        except ValueError:
+            raise InputError(
+                f"--articles: {articles!r} is not 'new' or a list of ids such as 3,4"
+            ) from None
+        store.articles_by_id(article_ids)  # raises NotFound naming the bad id
+    list_id = store.list_id(list_name) if list_name else None
+    return store.create_campaign(
+        subject.strip(),
+        preheader,
+        template or settings.templates.default,
+        article_ids,
+        list_id,
+        tracking_on and settings.tracking.enabled,
+        now,
+    )
+
+
+def schedule(store: Store, campaign_id: int, when_utc: dt.datetime, now: dt.datetime) -> None:
+    store.campaign(campaign_id)
+    if when_utc <= now:
+        raise InputError(
+            f"--at: {when_utc:%Y-%m-%d %H:%M} UTC is in the past; "
+            f"use `newsletter campaign send {campaign_id}` to send now"
+        )
+    if not store.set_campaign_status(
+        campaign_id,
+        "scheduled",
+        ("draft", "scheduled", "paused"),
+        now,
+        scheduled_at=when_utc.isoformat(timespec="seconds"),
+    ):
+        _refuse(store, campaign_id, "schedule")
+
+
+def start(store: Store, campaign_id: int, now: dt.datetime) -> int:
+    """Move a campaign to sending and plan its deliveries; return the number of recipients."""
+    campaign = store.campaign(campaign_id)
+    if campaign["status"] == "sending":
+        return campaign_recipients(store, campaign_id)
+    if campaign["status"] not in ("draft", "scheduled"):
+        _refuse(store, campaign_id, "send")
+    if not store.start_campaign(campaign_id, campaign["list_id"], now):
+        _refuse(store, campaign_id, "send")
+    return campaign_recipients(store, campaign_id)
+
+
+def campaign_recipients(store: Store, campaign_id: int) -> int:
+    return sum(store.delivery_counts(campaign_id).values())
+
+
+def pause(store: Store, campaign_id: int, now: dt.datetime) -> None:
+    if not store.set_campaign_status(campaign_id, "paused", ("sending", "scheduled"), now):
+        _refuse(store, campaign_id, "pause")
+
+
+def resume(store: Store, campaign_id: int, now: dt.datetime) -> str:
+    """Continue a paused campaign where it stopped; return the status it resumes to."""
+    campaign = store.campaign(campaign_id)
+    target = "sending" if campaign["started_at"] else "scheduled"
+    if target == "scheduled" and not campaign["scheduled_at"]:
+        target = "draft"
+    if not store.set_campaign_status(campaign_id, target, ("paused",), now):
+        _refuse(store, campaign_id, "resume")
+    return target
+
+
+def cancel(store: Store, campaign_id: int, now: dt.datetime) -> None:
+    if not store.set_campaign_status(
+        campaign_id, "cancelled", ("draft", "scheduled", "sending", "paused"), now
+    ):
+        _refuse(store, campaign_id, "cancel")
+
+
+def _refuse(store: Store, campaign_id: int, action: str) -> None:
+    status = store.campaign(campaign_id)["status"]
+    raise StateError(f"campaign {campaign_id}: cannot {action} a campaign that is {status}")
+
+
+@dataclass
+class Urls:
+    """The public URLs of the web server, all built on ``[site] base_url``."""
+
+    base_url: str
+    signer: tracking.Signer
+
+    def _url(self, prefix: str, token: str, suffix: str = "") -> str:
+        return f"{self.base_url.rstrip('/')}/{prefix}/{token}{suffix}"
+
+    def open(self, campaign_id: int, subscriber_id: int) -> str:
+        return self._url("o", self.signer.make("open", campaign_id, subscriber_id), ".gif")
+
+    def click(self, campaign_id: int, subscriber_id: int, link_id: int) -> str:
+        return self._url("c", self.signer.make("click", campaign_id, subscriber_id, link_id))
+
+    def unsubscribe(self, campaign_id: int, subscriber_id: int) -> str:
+        return self._url("u", self.signer.make("unsubscribe", campaign_id, subscriber_id))
+
+    def preferences(self, campaign_id: int, subscriber_id: int) -> str:
+        return self._url("p", self.signer.make("preferences", campaign_id, subscriber_id))
+
+    def view(self, campaign_id: int, subscriber_id: int) -> str:
+        return self._url("v", self.signer.make("view", campaign_id, subscriber_id))
+
+
+class CampaignMail:
+    """Everything needed to render one campaign for any subscriber.
+
+    Built once per campaign: the articles' context, the compiled templates and
+    the registered link ids; per subscriber only the personal parts change.
+    """
+
+    def __init__(
+        self,
+        campaign: Mapping[str, Any],
+        articles: list[dict[str, Any]],
+        templates: TemplateSet,
+        settings: Settings,
+        urls: Urls,
+        link_ids: Mapping[str, int] | None = None,
+    ):
+        self.campaign = campaign
+        self.templates = templates
+        self.settings = settings
+        self.urls = urls
+        self.link_ids = dict(link_ids or {})
+        self.articles = [article_context(a) for a in articles]
+        self._article_by_url = {a["url"]: a["id"] for a in self.articles if a["url"]}
+        sender = settings.sender
+        self.sender = {
+            "name": sender.from_name,
+            "address": sender.from_address,
+            "postal_address": sender.postal_address,
+            "reply_to": sender.reply_to or None,
+        }
+        self.domain = sender.from_address.rpartition("@")[2] or "localhost"
+
+    @property
+    def tracked(self) -> bool:
+        return bool(self.campaign["tracking"]) and self.settings.tracking.enabled
+
+    def _render(self, subscriber: Mapping[str, Any]) -> Rendered:
+        cid, sid = self.campaign["id"], subscriber["id"]
+        context = {
+            "campaign": {
+                "id": cid,
+                "subject": self.campaign["subject"],
+                "preheader": self.campaign.get("preheader") or "",
+            },
+            "articles": self.articles,
+            "subscriber": subscriber_context(subscriber),
+            "sender": self.sender,
+            "site": {"base_url": self.settings.site.base_url},
+            "links": {
+                "unsubscribe": self.urls.unsubscribe(cid, sid),
+                "preferences": self.urls.preferences(cid, sid),
+                "view_in_browser": self.urls.view(cid, sid),
+            },
+        }
+        rendered = self.templates.render(context)
+        subject = self.campaign["subject"] or rendered.subject
+        return Rendered(subject, inline_css(rendered.html), rendered.text)
+
+    def trackable_links(self) -> list[tuple[str, int | None]]:
+        """The links of the campaign that click tracking may redirect to, with their article.
+
+        Links to our own web server (unsubscribe, preferences, view) are
+        personal and never tracked.
+        """
+        rendered = self._render(SAMPLE_SUBSCRIBER)
+        own = self.settings.site.base_url.rstrip("/") + "/"
+        return [
+            (url, self._article_by_url.get(url))
+            for url in tracking.html_links(rendered.html)
+            if not url.startswith(own)
+        ]
+
+    def render(self, subscriber: Mapping[str, Any], tracked: bool | None = None) -> Rendered:
+        """Render for one subscriber, with click links and the open pixel when tracking is on."""
+        rendered = self._render(subscriber)
+        if not (self.tracked if tracked is None else tracked):
+            return rendered
+        cid, sid = self.campaign["id"], subscriber["id"]
+
+        def click(link_id: int) -> str:
+            return self.urls.click(cid, sid, link_id)
+
+        html = tracking.rewrite_html(rendered.html, self.link_ids, click)
+        html = tracking.add_pixel(html, self.urls.open(cid, sid))
+        text = tracking.rewrite_text(rendered.text, self.link_ids, click)
+        return Rendered(rendered.subject, html, text)
+
+    def message(
+        self,
+        subscriber: Mapping[str, Any],
+        key: str,
+        now: dt.datetime,
+        subject_prefix: str = "",
+        tracked: bool | None = None,
+        to_address: str | None = None,
+    ) -> tuple[str, bytes]:
+        """Return (Message-ID, wire bytes) of the campaign for one subscriber."""
+        rendered = self.render(subscriber, tracked)
+        if subject_prefix:
+            rendered = Rendered(subject_prefix + rendered.subject, rendered.html, rendered.text)
+        msg_id = message_id(self.campaign["id"], key, self.domain)
+        cid = self.campaign["id"]
+        data = compose(
+            rendered,
+            from_name=self.sender["name"],
+            from_address=self.sender["address"],
+            to_address=to_address or subscriber["email"],
+            to_name=subscriber_context(subscriber)["name"] if not to_address else "",
+            reply_to=self.settings.sender.reply_to,
+            msg_id=msg_id,
+            date=now,
+            unsubscribe_url=self.urls.unsubscribe(cid, subscriber["id"]),
+            unsubscribe_mailto=self.settings.sender.unsubscribe_mailto or None,
+            list_id=f"{self.sender['name']} <newsletter.{self.domain}>",
+            feedback_id=f"c{cid}:newsletter:{self.domain}",
+        )
+        return msg_id, data
+
+
+def load_mail(
+    store: Store,
+    campaign_id: int,
+    templates: TemplateSet,
+    settings: Settings,
+    signer: tracking.Signer,
+    register: bool = False,
+) -> CampaignMail:
+    """Build the campaign's renderer; with ``register``, store its trackable links first."""
+    campaign = store.campaign(campaign_id)
+    articles = store.articles_by_id(campaign["article_ids"])
+    mail = CampaignMail(
+        campaign, articles, templates, settings, Urls(settings.site.base_url, signer)
+    )
+    if register and mail.tracked:
+        mail.link_ids = store.register_links(campaign_id, mail.trackable_links())
+    else:
+        mail.link_ids = store.links(campaign_id)
+    return mail

@@ -1,0 +1,57 @@
+"""The one exception tree of newsletter.
+
+Core modules raise these; only the edges (cli.py, web/) turn them into exit
+codes or HTTP answers. Every message names what is wrong and where (file and
+line, config key, address, campaign id) and what to do about it::
+
+    NewsletterError
+     ├── ConfigError        a setting is missing or invalid (names the key)
+     ├── InputError         a file or argument given by the user is unusable
+     ├── NotFound           an id or address that is not in the database
+     ├── StateError         the action does not fit the object's current state
+     ├── TemplateError      a template failed to load or render (name, line)
+     ├── SourceError        an article source could not be read
+     └── TransportError     a message could not be handed to the provider
+          ├── TransientError   try again later (4xx SMTP, 429, 5xx, timeouts)
+          └── PermanentError   never retry this recipient (5xx SMTP, rejected)
+"""
+
+
+class NewsletterError(Exception):
+    """Base of every error that newsletter reports to its user."""
+
+
+class ConfigError(NewsletterError):
+    """A setting is missing or invalid; the message names the key."""
+
+
+class InputError(NewsletterError):
+    """A file or argument given by the user cannot be used."""
+
+
+class NotFound(NewsletterError):
+    """An id or address that the database does not hold."""
+
+
+class StateError(NewsletterError):
+    """The requested action does not fit the object's current state."""
+
+
+class TemplateError(NewsletterError):
+    """A template failed to load or render."""
+
+
+class SourceError(NewsletterError):
+    """An article source could not be fetched or parsed."""
+
+
+class TransportError(NewsletterError):
+    """A message could not be handed over to the mail provider."""
+
+
+class TransientError(TransportError):
+    """The provider asked us to try again later."""
+
+
+class PermanentError(TransportError):
+    """The provider refused this recipient for good."""

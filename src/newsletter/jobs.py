@@ -1,0 +1,189 @@
+"""The pipeline's jobs: what the scheduler runs and the CLI calls, the same functions for both.
+
+Each job opens its own database connection, so jobs can run in the
+scheduler's threads beside the web server without sharing one.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from newsletter import campaigns, delivery, subscribers
+from newsletter.errors import NewsletterError
+from newsletter.render import article_context
+from newsletter.sources import folder
+from newsletter.store import Store
+from newsletter.workspace import Workspace
+
+log = logging.getLogger("newsletter")
+Clock = Callable[[], dt.datetime]
+
+
+def utc_now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+@dataclass
+class FetchResult:
+    source: str
+    counts: dict[str, int] = field(default_factory=dict)
+    error: str | None = None
+
+
+def fetch_sources(ws: Workspace, store: Store, now: dt.datetime) -> list[FetchResult]:
+    """Pick up new and changed articles from every source; a broken source spoils no other."""
+    results = []
+    for location in ws.settings.sources.folders:
+        result = FetchResult(location)
+        try:
+            files = folder.fetch(ws.path(location))
+            parsed = [folder.parse(name, text) for name, text in files]
+            source_id = store.source_id("folder", location, now)
+            result.counts = store.save_articles(source_id, parsed, now)
+        except NewsletterError as exc:
+            result.error = str(exc)
+        results.append(result)
+    return results
+
+
+def import_subscriber_folder(
+    ws: Workspace, store: Store, now: dt.datetime
+) -> list[subscribers.ImportReport]:
+    """Import every CSV in ``[subscribers] folder``; known addresses keep their status."""
+    directory = ws.path(ws.settings.subscribers.folder)
+    if not directory.is_dir():
+        return []
+    return [
+        subscribers.import_file(
+            store, path, now, confirmed=ws.settings.subscribers.import_confirmed
+        )
+        for path in sorted(directory.glob("*.csv"))
+    ]
+
+
+def create_instant_campaign(ws: Workspace, store: Store, now: dt.datetime) -> int | None:
+    """In instant mode, make and start a campaign from the new articles, if there are any."""
+    new = list(reversed(store.articles(only_new=True)))
+    if not new:
+        return None
+    templates = ws.templates(ws.settings.templates.default)
+    sender = ws.settings.sender
+    subject = templates.subject(
+        {
+            "articles": [article_context(a) for a in new],
+            "sender": {"name": sender.from_name, "address": sender.from_address},
+            "campaign": {"subject": "", "preheader": ""},
+        }
+    )
+    campaign_id = store.create_campaign(
+        subject, "", templates.name, [a["id"] for a in new], None, ws.settings.tracking.enabled, now
+    )
+    campaigns.start(store, campaign_id, now)
+    return campaign_id
+
+
+def poll(ws: Workspace, clock: Clock = utc_now) -> None:
+    """The poll job: fetch articles, import subscriber files, start an instant campaign."""
+    store = Store(ws.path(ws.settings.database.path))
+    try:
+        now = clock()
+        for result in fetch_sources(ws, store, now):
+            if result.error:
+                log.error("source %s: %s", result.source, result.error)
+            elif result.counts["new"] or result.counts["updated"]:
+                log.info(
+                    "source %s: %d new, %d updated articles",
+                    result.source,
+                    result.counts["new"],
+                    result.counts["updated"],
+                )
+        for report in import_subscriber_folder(ws, store, now):
+            if report.added or report.problems:
+                log.info("subscribers %s", report.line())
+            for problem in report.problems:
+                log.warning("subscribers %s", problem)
+        if ws.settings.schedule.mode == "instant":
+            campaign_id = create_instant_campaign(ws, store, now)
+            if campaign_id is not None:
+                campaign = store.campaign(campaign_id)
+                log.info(
+                    "campaign %d %r created for %d subscribers",
+                    campaign_id,
+                    campaign["subject"],
+                    campaigns.campaign_recipients(store, campaign_id),
+                )
+    finally:
+        store.close()
+
+
+def send_campaign(
+    ws: Workspace,
+    store: Store,
+    campaign_id: int,
+    clock: Clock = utc_now,
+    should_stop: Callable[[], bool] = lambda: False,
+    on_progress: Callable[[delivery.Progress], None] | None = None,
+) -> delivery.Progress:
+    """Start (if needed) and send one campaign through the configured transport."""
+    campaigns.start(store, campaign_id, clock())
+    campaign = store.campaign(campaign_id)
+    mail = campaigns.load_mail(
+        store,
+        campaign_id,
+        ws.templates(campaign["template"]),
+        ws.settings,
+        ws.signer,
+        register=True,
+    )
+    transport = ws.transport()
+    try:
+        return delivery.send_campaign(store, transport, mail, clock, should_stop, on_progress)
+    finally:
+        transport.close()
+
+
+def send_due(
+    ws: Workspace, clock: Clock = utc_now, should_stop: Callable[[], bool] = lambda: False
+) -> None:
+    """The send job: start scheduled campaigns whose time has come and continue sending ones."""
+    store = Store(ws.path(ws.settings.database.path))
+    try:
+        for campaign_id in store.due_campaigns(clock()):
+            if should_stop():
+                return
+            try:
+                progress = send_campaign(ws, store, campaign_id, clock, should_stop)
+            except NewsletterError as exc:
+                log.error("campaign %d: %s", campaign_id, exc)
+                continue
+            where = ""
+            if ws.settings.delivery.transport == "outbox":
+                where = f" into {ws.path(ws.settings.delivery.outbox_dir)}"
+            log.info(
+                "campaign %d: delivered %d messages%s (%d failed, %d deferred, %d skipped)%s",
+                campaign_id,
+                progress.sent,
+                where,
+                progress.failed,
+                progress.deferred,
+                progress.skipped,
+                "; finished" if progress.finished else "",
+            )
+            for status, count in progress.settled.items():
+                if count:
+                    log.warning(
+                        "campaign %d: %d in-flight deliveries settled as %s",
+                        campaign_id,
+                        count,
+                        status,
+                    )
+    finally:
+        store.close()
+
+
+def outbox_path(ws: Workspace) -> Path:
+    return ws.path(ws.settings.delivery.outbox_dir)

@@ -1,0 +1,44 @@
+"""The outbox transport: one .eml file per message, so nothing leaves the machine."""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+from newsletter.errors import ConfigError
+from newsletter.transports import Envelope
+
+_SAFE = re.compile(r"[^A-Za-z0-9._-]")
+
+
+class OutboxTransport:
+    name = "outbox"
+
+    def __init__(self, directory: Path):
+        self.directory = directory
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ConfigError(f"delivery.outbox_dir: cannot create {directory} ({exc})") from None
+
+    def _path(self, key: str) -> Path:
+        return self.directory / f"{_SAFE.sub('_', key)}.eml"
+
+    def send(self, envelope: Envelope) -> str | None:
+        path = self._path(envelope.key)
+        partial = path.with_suffix(".eml.part")
+        with open(partial, "wb") as handle:
+            handle.write(envelope.data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        # The rename is atomic: a file named .eml is always a whole message,
+        # which is what lets was_sent() settle in-flight rows after a crash.
+        os.replace(partial, path)
+        return path.name
+
+    def was_sent(self, key: str) -> bool | None:
+        return self._path(key).exists()
+
+    def close(self) -> None:
+        pass

@@ -1,0 +1,1 @@
+"""The web server: tracking endpoints, subscriber pages and (later) the staff dashboard."""

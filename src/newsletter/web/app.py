@@ -1,0 +1,183 @@
+"""The Starlette application: open pixel, click redirects, view in browser, unsubscribe."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import jinja2
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
+from starlette.routing import Route
+
+from newsletter import campaigns, tracking
+from newsletter.errors import NewsletterError
+from newsletter.store import Store
+from newsletter.web.events import EventWriter
+from newsletter.workspace import Workspace
+
+log = logging.getLogger(__name__)
+NO_CACHE = {
+    "Cache-Control": "no-store, no-cache, must-revalidate, max-age=0",
+    "Pragma": "no-cache",
+    "Expires": "0",
+}
+_pages = jinja2.Environment(
+    loader=jinja2.FileSystemLoader(str(Path(__file__).parent / "templates")),
+    autoescape=True,
+)
+
+
+def _utc_now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def create_app(ws: Workspace, clock: Any = _utc_now) -> Starlette:
+    """Build the web application for a workspace."""
+    db_path = ws.path(ws.settings.database.path)
+    signer = ws.signer
+    writer = EventWriter(db_path)
+    store = Store(db_path)
+    link_cache: dict[tuple[int, int], dict[str, Any] | None] = {}
+    truncate = ws.settings.tracking.truncate_ip
+    sender_name = ws.settings.sender.from_name
+
+    def page(name: str, status: int = 200, **context: Any) -> HTMLResponse:
+        body = _pages.get_template(name).render(sender_name=sender_name, **context)
+        return HTMLResponse(body, status_code=status, headers=NO_CACHE)
+
+    def event(
+        request: Request, kind: str, data: tracking.TokenData | None, **extra: Any
+    ) -> dict[str, Any]:
+        ip = request.client.host if request.client else None
+        return {
+            "at": clock().isoformat(timespec="seconds"),
+            "kind": kind,
+            "campaign_id": data.campaign_id if data else None,
+            "subscriber_id": data.subscriber_id if data else None,
+            "method": request.method,
+            "user_agent": request.headers.get("user-agent", "")[:500],
+            "ip": tracking.truncate_ip(ip) if truncate else ip,
+            **extra,
+        }
+
+    async def healthz(request: Request) -> Response:
+        return PlainTextResponse("ok")
+
+    async def pixel(request: Request) -> Response:
+        # Always the pixel: a bad token or a failed record must never break the email.
+        try:
+            data = signer.read(request.path_params["token"], "open")
+            if data is None:
+                writer.put(event(request, "bad_token", None, detail="open"))
+            else:
+                writer.put(event(request, "open", data))
+        except Exception:  # noqa: BLE001
+            log.exception("open pixel: cannot record")
+        return Response(tracking.PIXEL_GIF, media_type="image/gif", headers=NO_CACHE)
+
+    async def click(request: Request) -> Response:
+        data = signer.read(request.path_params["token"], "click")
+        if data is None:
+            writer.put(event(request, "bad_token", None, detail="click"))
+            return page("notfound.html", 404)
+        key = (data.campaign_id, data.link_id)
+        if key not in link_cache:
+            link_cache[key] = store.link(data.link_id, data.campaign_id)
+        link = link_cache[key]
+        if link is None:
+            writer.put(event(request, "bad_token", None, detail="click: unknown link"))
+            return page("notfound.html", 404)
+        writer.put(event(request, "click", data, link_id=link["id"], article_id=link["article_id"]))
+        if link["article_id"] is not None:
+            writer.put(
+                event(
+                    request,
+                    "view",
+                    data,
+                    link_id=link["id"],
+                    article_id=link["article_id"],
+                    detail="click",
+                )
+            )
+        return RedirectResponse(link["url"], status_code=302, headers=NO_CACHE)
+
+    def _subscriber_for(data: tracking.TokenData | None) -> dict[str, Any] | None:
+        return store.subscriber(data.subscriber_id) if data else None
+
+    async def unsubscribe(request: Request) -> Response:
+        data = signer.read(request.path_params["token"], "unsubscribe")
+        if data is None:
+            writer.put(event(request, "bad_token", None, detail="unsubscribe"))
+            return page("notfound.html", 404)
+        subscriber = _subscriber_for(data)
+        if request.method == "GET":
+            # A GET never unsubscribes: mail scanners fetch every link they see.
+            return page("unsubscribe.html", subscriber=subscriber, action=str(request.url.path))
+        # POST: RFC 8058 one-click (body List-Unsubscribe=One-Click) or the page's button.
+        # The signed token is the authority: no cookie, no CSRF token, no redirect.
+        if subscriber is not None:
+            form = await request.form()
+            how = "one-click" if form.get("List-Unsubscribe") == "One-Click" else "page"
+            ip = request.client.host if request.client else None
+            store.unsubscribe(
+                subscriber["id"],
+                data.campaign_id,
+                clock(),
+                how,
+                tracking.truncate_ip(ip) if truncate else ip,
+                request.headers.get("user-agent", "")[:500],
+            )
+        return page("unsubscribed.html", subscriber=subscriber)
+
+    async def preferences(request: Request) -> Response:
+        data = signer.read(request.path_params["token"], "preferences")
+        if data is None:
+            return page("notfound.html", 404)
+        subscriber = _subscriber_for(data)
+        unsubscribe_url = campaigns.Urls(ws.settings.site.base_url, signer).unsubscribe(
+            data.campaign_id, data.subscriber_id
+        )
+        return page("preferences.html", subscriber=subscriber, unsubscribe_url=unsubscribe_url)
+
+    async def view(request: Request) -> Response:
+        data = signer.read(request.path_params["token"], "view")
+        subscriber = _subscriber_for(data)
+        if data is None or subscriber is None:
+            return page("notfound.html", 404)
+        try:
+            campaign = store.campaign(data.campaign_id)
+            mail = campaigns.load_mail(
+                store, data.campaign_id, ws.templates(campaign["template"]), ws.settings, signer
+            )
+            rendered = mail.render(subscriber)
+        except NewsletterError as exc:
+            log.error("view in browser: %s", exc)
+            return page("notfound.html", 404)
+        writer.put(event(request, "view", data, detail="browser"))
+        return HTMLResponse(rendered.html, headers=NO_CACHE)
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette):  # type: ignore[no-untyped-def]
+        writer.start()
+        try:
+            yield
+        finally:
+            writer.close()
+            store.close()
+
+    routes = [
+        Route("/healthz", healthz),
+        Route("/o/{token}.gif", pixel),
+        Route("/c/{token}", click, methods=["GET", "HEAD"]),
+        Route("/u/{token}", unsubscribe, methods=["GET", "POST"]),
+        Route("/p/{token}", preferences),
+        Route("/v/{token}", view),
+    ]
+    app = Starlette(routes=routes, lifespan=lifespan)
+    app.state.writer = writer
+    return app

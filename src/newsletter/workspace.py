@@ -1,0 +1,199 @@
+"""A workspace: the folder with newsletter.toml, the database, articles, subscribers, outbox.
+
+This is the edge where settings, secrets and files meet; the core functions
+receive what they need from here as arguments.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets as secrets_lib
+import shutil
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+
+from newsletter import config
+from newsletter.config import Secrets, Settings
+from newsletter.errors import ConfigError, InputError
+from newsletter.render import DEFAULTS_DIR, TemplateSet
+from newsletter.store import Store
+from newsletter.tracking import Signer
+from newsletter.transports import Transport, open_transport
+
+KEY_FILE = ".secret_key"
+
+STARTER_CONFIG = """\
+# newsletter settings. Every key can be overridden by an environment variable
+# NEWSLETTER_<SECTION>__<KEY>, e.g. NEWSLETTER_WEB__PORT=9000.
+# Secrets never go here: NEWSLETTER_SECRET_KEY (link signing; otherwise the
+# generated .secret_key file beside this one), NEWSLETTER_SMTP_PASSWORD.
+
+[database]
+path = "newsletter.db"
+
+[sender]
+from_name = "Riverbend Physical Therapy"
+from_address = "news@clinic.example.com"
+reply_to = "frontdesk@clinic.example.com"
+postal_address = "120 Riverside Avenue, Suite 4, Springfield, OR 97477, USA"
+
+[site]
+# The public address of the web server; every tracking and unsubscribe link starts here.
+base_url = "http://127.0.0.1:8080"
+
+[delivery]
+# outbox writes one .eml file per message into outbox_dir; nothing leaves the machine.
+transport = "outbox"
+outbox_dir = "outbox"
+rate_per_second = 0
+concurrency = 1
+
+[smtp]
+host = "localhost"
+port = 587
+security = "starttls"
+username = ""
+
+[sources]
+folders = ["articles"]
+feeds = []
+pages = []
+
+[subscribers]
+# CSV files in this folder are imported on every poll; addresses already known keep their status.
+folder = "subscribers"
+import_confirmed = false
+
+[schedule]
+poll_interval = 300
+# off: campaigns only by hand; instant: a newsletter as soon as new articles arrive.
+mode = "instant"
+digest_cron = "0 9 * * mon"
+timezone = "UTC"
+
+[web]
+host = "127.0.0.1"
+port = 8080
+
+[tracking]
+enabled = true
+truncate_ip = true
+
+[templates]
+default = "newsletter"
+"""
+
+GITIGNORE = """\
+# Local state and secrets of this workspace
+newsletter.db*
+.secret_key
+outbox/
+"""
+
+
+def init_workspace(directory: Path) -> list[str]:
+    """Create a workspace on the embedded defaults; never overwrite what is there.
+
+    Returns the paths created, relative to the workspace.
+    """
+    created: list[str] = []
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        probe = directory / ".write-test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as exc:
+        raise InputError(f"{directory}: cannot write the workspace here ({exc.strerror})") from None
+
+    def write(name: str, text: str, mode: int | None = None) -> None:
+        path = directory / name
+        if path.exists():
+            return
+        path.write_text(text, encoding="utf-8")
+        if mode is not None:
+            os.chmod(path, mode)
+        created.append(name)
+
+    write(config.CONFIG_FILE, STARTER_CONFIG)
+    write(".gitignore", GITIGNORE)
+    write(KEY_FILE, secrets_lib.token_urlsafe(32) + "\n", mode=0o600)
+    for folder in ("articles", "subscribers"):
+        target = directory / folder
+        if target.exists():
+            continue
+        shutil.copytree(DEFAULTS_DIR / folder, target)
+        created.append(folder + "/")
+    templates = directory / "templates"
+    if not templates.exists():
+        templates.mkdir()
+        (templates / "README.txt").write_text(
+            "Put a template set here to override the built-in one of the same name:\n"
+            "templates/<name>/subject.txt, body.html, body.txt\n",
+            encoding="utf-8",
+        )
+        created.append("templates/")
+    return created
+
+
+@dataclass
+class Workspace:
+    """Settings, secrets and the shared handles of one workspace."""
+
+    root: Path
+    settings: Settings
+    secrets: Secrets
+    problems: list[str] = field(default_factory=list)
+
+    @classmethod
+    def open(
+        cls, root: Path, env: Mapping[str, str] | None = None, strict: bool = True
+    ) -> Workspace:
+        env = os.environ if env is None else env
+        root = root.resolve()
+        settings, problems = config.load(root, env)
+        secrets = Secrets.from_env(env)
+        if not secrets.secret_key:
+            key_file = root / KEY_FILE
+            if key_file.exists():
+                secrets = Secrets(
+                    secret_key=key_file.read_text().strip(), smtp_password=secrets.smtp_password
+                )
+            else:
+                problems.append(
+                    "NEWSLETTER_SECRET_KEY: not set and no .secret_key file in the workspace; "
+                    "set the variable to a long random string"
+                )
+        if strict and problems:
+            more = (
+                f" (and {len(problems) - 1} more; run `newsletter config check`)"
+                if len(problems) > 1
+                else ""
+            )
+            raise ConfigError(problems[0] + more)
+        return cls(root, settings, secrets, problems)
+
+    def path(self, relative: str) -> Path:
+        path = Path(relative)
+        return path if path.is_absolute() else self.root / path
+
+    @cached_property
+    def store(self) -> Store:
+        store = Store(self.path(self.settings.database.path))
+        store.migrate()
+        return store
+
+    @cached_property
+    def signer(self) -> Signer:
+        return Signer(self.secrets.secret_key)
+
+    def transport(self) -> Transport:
+        return open_transport(self.settings, self.secrets, self.root)
+
+    def templates(self, name: str) -> TemplateSet:
+        return TemplateSet(name, self.root / "templates")
+
+    def close(self) -> None:
+        if "store" in self.__dict__:
+            self.store.close()
