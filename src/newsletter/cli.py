@@ -613,6 +613,7 @@ def _serve(ws: Workspace, with_scheduler: bool) -> None:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr
     )
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)
     log = logging.getLogger("newsletter")
     ws.store  # noqa: B018 - apply migrations before the threads open their own connections
     sock = _bind(ws)
@@ -639,6 +640,8 @@ def _serve(ws: Workspace, with_scheduler: bool) -> None:
     )
     try:
         server.run(sockets=[sock])
+    except KeyboardInterrupt:
+        pass  # Ctrl-C is how the main job is meant to stop
     finally:
         stop.set()
         if scheduler:

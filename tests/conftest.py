@@ -1,0 +1,154 @@
+"""Shared fixtures: a workspace per test, the CLI as a subprocess, servers on loopback."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import requests
+import uvicorn
+
+from newsletter.web.app import create_app
+from newsletter.workspace import Workspace, init_workspace
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def ws_dir(tmp_path: Path) -> Path:
+    """A workspace made by `init` on the embedded defaults."""
+    directory = tmp_path / "ws"
+    init_workspace(directory)
+    return directory
+
+
+@pytest.fixture
+def port() -> int:
+    return free_port()
+
+
+@pytest.fixture
+def env(port: int) -> dict[str, str]:
+    """Environment for CLI subprocesses: public links point at this test's server port."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("NEWSLETTER_")}
+    clean["NEWSLETTER_WEB__PORT"] = str(port)
+    clean["NEWSLETTER_SITE__BASE_URL"] = f"http://127.0.0.1:{port}"
+    return clean
+
+
+class Cli:
+    def __init__(self, workspace: Path, env: dict[str, str]):
+        self.workspace = workspace
+        self.env = env
+
+    def __call__(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        result = subprocess.run(
+            [sys.executable, "-m", "newsletter", "--workspace", str(self.workspace), *args],
+            capture_output=True,
+            text=True,
+            env=self.env,
+            cwd=self.workspace,
+            timeout=120,
+        )
+        if check and result.returncode != 0:
+            raise AssertionError(
+                f"newsletter {' '.join(args)} exited {result.returncode}\n"
+                f"stdout: {result.stdout}\nstderr: {result.stderr}"
+            )
+        return result
+
+    def popen(self, *args: str) -> subprocess.Popen[str]:
+        return subprocess.Popen(
+            [sys.executable, "-m", "newsletter", "--workspace", str(self.workspace), *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env=self.env,
+            cwd=self.workspace,
+        )
+
+
+@pytest.fixture
+def cli(ws_dir: Path, env: dict[str, str]) -> Cli:
+    return Cli(ws_dir, env)
+
+
+def wait_for_http(url: str, timeout: float = 30.0, proc: subprocess.Popen | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise AssertionError(
+                f"server exited early:\n{proc.stdout.read() if proc.stdout else ''}"
+            )
+        try:
+            if requests.get(url, timeout=1).status_code == 200:
+                return
+        except requests.ConnectionError:
+            pass
+        time.sleep(0.05)
+    raise AssertionError(f"{url} did not answer within {timeout}s")
+
+
+def stop_process(proc: subprocess.Popen[str], timeout: float = 30.0) -> str:
+    """Ctrl-C the process as a user would and return everything it printed."""
+    import signal
+
+    proc.send_signal(signal.SIGINT)
+    try:
+        output, _ = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        output, _ = proc.communicate()
+        raise AssertionError(f"process ignored Ctrl-C:\n{output}") from None
+    return output
+
+
+class LiveServer:
+    """The web application served by uvicorn in a thread of the test process."""
+
+    def __init__(self, ws: Workspace):
+        self.app = create_app(ws)
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.server = uvicorn.Server(
+            uvicorn.Config(self.app, log_config=None, access_log=False, lifespan="on")
+        )
+        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]})
+
+    def start(self) -> None:
+        self.thread.start()
+        wait_for_http(self.url + "/healthz")
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=30)
+        self.sock.close()
+
+
+@pytest.fixture
+def live_server(workspace: Workspace) -> Iterator[LiveServer]:
+    server = LiveServer(workspace)
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def workspace(ws_dir: Path) -> Iterator[Workspace]:
+    """The opened workspace (settings from its newsletter.toml, no environment overrides)."""
+    ws = Workspace.open(ws_dir, env={})
+    yield ws
+    ws.close()
