@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 import requests
-import uvicorn
 
 from newsletter.web.app import create_app
+from newsletter.web.server import listen, make_server
 from newsletter.workspace import Workspace, init_workspace
 
 
@@ -119,13 +119,10 @@ class LiveServer:
 
     def __init__(self, ws: Workspace):
         self.app = create_app(ws)
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
+        self.sock = listen("127.0.0.1", 0)
         self.port = self.sock.getsockname()[1]
         self.url = f"http://127.0.0.1:{self.port}"
-        self.server = uvicorn.Server(
-            uvicorn.Config(self.app, log_config=None, access_log=False, lifespan="on")
-        )
+        self.server = make_server(self.app)
         self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]})
 
     def start(self) -> None:
@@ -133,6 +130,8 @@ class LiveServer:
         wait_for_http(self.url + "/healthz")
 
     def stop(self) -> None:
+        if not self.thread.is_alive():
+            return
         self.server.should_exit = True
         self.thread.join(timeout=30)
         self.sock.close()

@@ -254,7 +254,9 @@ class CampaignMail:
             if not url.startswith(own)
         ]
 
-    def render(self, subscriber: Mapping[str, Any], tracked: bool | None = None) -> Rendered:
+    def render(
+        self, subscriber: Mapping[str, Any], tracked: bool | None = None, pixel: bool = True
+    ) -> Rendered:
         """Render for one subscriber, with click links and the open pixel when tracking is on."""
         rendered = self._render(subscriber)
         if not (self.tracked if tracked is None else tracked):
@@ -265,7 +267,8 @@ class CampaignMail:
             return self.urls.click(cid, sid, link_id)
 
         html = tracking.rewrite_html(rendered.html, self.link_ids, click)
-        html = tracking.add_pixel(html, self.urls.open(cid, sid))
+        if pixel:
+            html = tracking.add_pixel(html, self.urls.open(cid, sid))
         text = tracking.rewrite_text(rendered.text, self.link_ids, click)
         return Rendered(rendered.subject, html, text)
 

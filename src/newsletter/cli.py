@@ -7,7 +7,6 @@ import datetime as dt
 import io
 import json
 import logging
-import socket
 import sqlite3
 import sys
 import threading
@@ -587,36 +586,17 @@ def campaign_retry(ctx: click.Context, campaign_id: int, in_doubt: bool) -> None
 # -- running -----------------------------------------------------------------------------
 
 
-def _bind(ws: Workspace) -> socket.socket:
-    host, port = ws.settings.web.host, ws.settings.web.port
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        sock.bind((host, port))
-    except OSError as exc:
-        sock.close()
-        raise InputError(
-            f"web.port: cannot listen on {host}:{port} ({exc.strerror}); "
-            f"set [web] port or NEWSLETTER_WEB__PORT"
-        ) from None
-    sock.listen(2048)
-    return sock
-
-
 def _serve(ws: Workspace, with_scheduler: bool) -> None:
-    import uvicorn
-
     from newsletter.scheduler import build_scheduler
     from newsletter.web.app import create_app
+    from newsletter.web.server import listen, make_server
 
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr
     )
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
     log = logging.getLogger("newsletter")
-    ws.store  # noqa: B018 - apply migrations before the threads open their own connections
-    sock = _bind(ws)
+    sock = listen(ws.settings.web.host, ws.settings.web.port)
     host, port = sock.getsockname()[:2]
     shown = f"[{host}]" if ":" in host else host
     log.info(
@@ -624,6 +604,7 @@ def _serve(ws: Workspace, with_scheduler: bool) -> None:
     )
     if ws.settings.delivery.transport == "outbox":
         log.info("outbox transport: messages are written to %s", jobs.outbox_path(ws))
+    server = make_server(create_app(ws))  # migrates the database before any job runs
     stop = threading.Event()
     scheduler = build_scheduler(ws, stop) if with_scheduler else None
     if scheduler:
@@ -633,11 +614,6 @@ def _serve(ws: Workspace, with_scheduler: bool) -> None:
             ws.settings.schedule.poll_interval,
             ws.settings.schedule.mode,
         )
-    server = uvicorn.Server(
-        uvicorn.Config(
-            create_app(ws), log_config=None, access_log=False, http="httptools", lifespan="on"
-        )
-    )
     try:
         server.run(sockets=[sock])
     except KeyboardInterrupt:

@@ -156,7 +156,7 @@ def _coerce(value: Any, kind: Any, where: str) -> Any:
         raise ConfigError(f"{where}: expected true or false, got {value!r}")
     if kind_name == "int":
         try:
-            if isinstance(value, bool):
+            if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
                 raise ValueError
             return int(value)
         except (TypeError, ValueError):
@@ -284,7 +284,7 @@ def validate(settings: Settings) -> list[str]:
         from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
         ZoneInfo(s.schedule.timezone)
-    except (ZoneInfoNotFoundError, ValueError):
+    except (ZoneInfoNotFoundError, ValueError, OSError):
         problems.append(f"schedule.timezone: unknown time zone {s.schedule.timezone!r}")
     return problems
 

@@ -88,7 +88,7 @@ def create_instant_campaign(ws: Workspace, store: Store, now: dt.datetime) -> in
 
 def poll(ws: Workspace, clock: Clock = utc_now) -> None:
     """The poll job: fetch articles, import subscriber files, start an instant campaign."""
-    store = Store(ws.path(ws.settings.database.path))
+    store = ws.open_store()
     try:
         now = clock()
         for result in fetch_sources(ws, store, now):
@@ -150,7 +150,7 @@ def send_due(
     ws: Workspace, clock: Clock = utc_now, should_stop: Callable[[], bool] = lambda: False
 ) -> None:
     """The send job: start scheduled campaigns whose time has come and continue sending ones."""
-    store = Store(ws.path(ws.settings.database.path))
+    store = ws.open_store()
     try:
         for campaign_id in store.due_campaigns(clock()):
             if should_stop():

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from email.headerregistry import Address
 from email.message import EmailMessage
-from email.policy import SMTP
+from email.policy import SMTP, EmailPolicy
 from email.utils import format_datetime
 from pathlib import Path
 from typing import Any
@@ -28,6 +28,24 @@ from newsletter.errors import TemplateError
 PARTS = ("subject.txt", "body.html", "body.txt")
 DEFAULTS_DIR = Path(__file__).parent / "defaults"
 _inliner = css_inline.CSSInliner(keep_at_rules=True, load_remote_stylesheets=False)
+
+
+class _MailPolicy(EmailPolicy):
+    """SMTP policy, except that List-Unsubscribe is never RFC 2047-encoded.
+
+    The standard folder encodes a header whose single token is longer than a
+    line; mailbox providers then see no URL at all and drop one-click
+    unsubscribe. Header lines may run to 998 characters (RFC 5322).
+    """
+
+    def fold_binary(self, name: str, value: str) -> bytes:
+        if name.lower() == "list-unsubscribe":
+            return _WIDE.fold_binary(name, value)
+        return super().fold_binary(name, value)
+
+
+_WIDE = SMTP.clone(max_line_length=998)
+MAIL_POLICY = _MailPolicy(linesep="\r\n")
 
 
 @dataclass(frozen=True)
@@ -71,7 +89,7 @@ class TemplateSet:
         """Render only the subject line, e.g. to name an automatic campaign."""
         try:
             return " ".join(self.templates["subject.txt"].render(context).split())
-        except jinja2.TemplateError as exc:
+        except Exception as exc:  # noqa: BLE001 - any failure of a staff template is theirs to fix
             raise TemplateError(f"template {self.name}/subject.txt: {exc}") from None
 
     def render(self, context: Mapping[str, Any]) -> Rendered:
@@ -80,7 +98,7 @@ class TemplateSet:
         for part, template in self.templates.items():
             try:
                 out[part] = template.render(context)
-            except jinja2.TemplateError as exc:
+            except Exception as exc:  # noqa: BLE001 - 1/0 in a staff template is a template error
                 raise TemplateError(
                     f"template {self.name}/{part}:{_error_line(exc, template)}: {exc}"
                 ) from None
@@ -89,12 +107,16 @@ class TemplateSet:
 
 
 def _error_line(exc: Exception, template: jinja2.Template) -> int | str:
-    """Find the template line of a runtime error from its traceback."""
+    """Find the template line of a runtime error from its traceback.
+
+    Jinja rewrites the traceback so that template frames already carry
+    template line numbers.
+    """
     tb = exc.__traceback__
     line: int | str = "?"
     while tb is not None:
         if tb.tb_frame.f_code.co_filename == template.filename:
-            line = template.get_corresponding_lineno(tb.tb_lineno)
+            line = tb.tb_lineno
         tb = tb.tb_next
     return line
 
@@ -165,7 +187,7 @@ def compose(
     feedback_id: str | None = None,
 ) -> bytes:
     """Build the multipart/alternative message (text first, then HTML) as wire bytes."""
-    msg = EmailMessage(policy=SMTP)
+    msg = EmailMessage(policy=MAIL_POLICY)
     msg["From"] = Address(display_name=from_name, addr_spec=from_address)
     msg["To"] = Address(display_name=to_name, addr_spec=to_address)
     msg["Subject"] = rendered.subject

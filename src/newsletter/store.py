@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
@@ -38,8 +39,24 @@ def _iso(when: datetime) -> str:
     return when.isoformat(timespec="seconds")
 
 
-def m001_initial(db: sqlite_utils.Database) -> None:
-    db.executescript(
+def _script(conn: sqlite3.Connection, sql: str) -> None:
+    """Run several statements inside the caller's transaction.
+
+    ``executescript`` would COMMIT first and break the migration's atomicity.
+    """
+    statement = ""
+    for line in sql.splitlines(keepends=True):
+        statement += line
+        if sqlite3.complete_statement(statement):
+            conn.execute(statement)
+            statement = ""
+    if statement.strip():
+        raise ValueError("incomplete SQL statement in migration")
+
+
+def m001_initial(conn: sqlite3.Connection) -> None:
+    _script(
+        conn,
         """
         CREATE TABLE sources (
             id INTEGER PRIMARY KEY,
@@ -172,11 +189,23 @@ def m001_initial(db: sqlite_utils.Database) -> None:
             detail TEXT
         );
         CREATE INDEX events_campaign_kind ON events(campaign_id, kind);
-        """
+        """,
     )
 
 
 MIGRATIONS = [m001_initial]
+
+
+def _set_wal(conn: sqlite3.Connection) -> None:
+    """Switch to WAL; SQLite answers "locked" without waiting while another opener does it."""
+    for attempt in range(200):
+        try:
+            conn.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or attempt == 199:
+                raise
+            time.sleep(0.05)
 
 
 class Store:
@@ -193,10 +222,10 @@ class Store:
         # WAL lets the web server read while a campaign writes. NORMAL sync
         # keeps every committed row across a process crash (the failure the
         # delivery ledger must survive) at a fraction of FULL's fsync cost.
-        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute("PRAGMA busy_timeout = 30000")
+        _set_wal(conn)
         conn.execute("PRAGMA synchronous = NORMAL")
         conn.execute("PRAGMA foreign_keys = ON")
-        conn.execute("PRAGMA busy_timeout = 30000")
         self.db = sqlite_utils.Database(conn)
         self.conn = conn
 
@@ -218,9 +247,7 @@ class Store:
             self.conn.execute("COMMIT")
 
     def _rows(self, sql: str, params: Iterable[Any] | dict = ()) -> list[dict[str, Any]]:
-        cursor = self.conn.execute(sql, params)
-        names = [d[0] for d in cursor.description]
-        return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+        return list(self.db.query(sql, params))
 
     def _row(self, sql: str, params: Iterable[Any] | dict = ()) -> dict[str, Any] | None:
         rows = self._rows(sql, params)
@@ -231,17 +258,22 @@ class Store:
         return row[0] if row else None
 
     def migrate(self) -> list[str]:
-        """Apply the migrations this database has not had yet; return their names."""
-        self.conn.execute(
-            "CREATE TABLE IF NOT EXISTS _migrations (name TEXT PRIMARY KEY, applied_at TEXT)"
-        )
-        done = {r["name"] for r in self._rows("SELECT name FROM _migrations")}
+        """Apply the migrations this database has not had yet; return their names.
+
+        Each migration and its record commit together, and the list of applied
+        migrations is read inside the write lock, so two processes starting
+        at once cannot both apply the same one.
+        """
         applied = []
         for migration in MIGRATIONS:
-            if migration.__name__ in done:
-                continue
             with self.transaction():
-                migration(self.db)
+                self.conn.execute(
+                    "CREATE TABLE IF NOT EXISTS _migrations "
+                    "(name TEXT PRIMARY KEY, applied_at TEXT)"
+                )
+                if self._value("SELECT 1 FROM _migrations WHERE name = ?", [migration.__name__]):
+                    continue
+                migration(self.conn)
                 self.conn.execute(
                     "INSERT INTO _migrations VALUES (?, datetime('now'))", [migration.__name__]
                 )

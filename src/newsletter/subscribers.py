@@ -27,6 +27,9 @@ LAST_HEADERS = {"last_name", "last name", "lastname", "lname", "surname", "famil
 NAME_HEADERS = {"name", "full name", "full_name"}
 STATUS_HEADERS = {"status", "subscription status"}
 TAG_HEADERS = {"tags", "labels", "tag"}
+# Ghost's yes/no column for "receives newsletters"; false means the member opted out.
+OPT_IN_HEADERS = {"subscribed_to_emails", "subscribed"}
+FALSE_WORDS = {"false", "0", "no", "n"}
 CONFIRMED_WORDS = {"confirmed", "subscribed", "active", "enabled", "yes", "true"}
 OUT_WORDS = {"unsubscribed", "cleaned", "blocklisted", "blacklisted", "bounced", "complained"}
 IMPORT_CONSENT = "Added by staff import from {source}"
@@ -96,8 +99,11 @@ def parse_csv(data: bytes, name: str, confirmed: bool) -> ParsedFile:
         column(STATUS_HEADERS),
         column(TAG_HEADERS),
     )
+    opt_in_col = column(OPT_IN_HEADERS)
     known = {
-        c for c in (email_col, first_col, last_col, name_col, status_col, tag_col) if c is not None
+        c
+        for c in (email_col, first_col, last_col, name_col, status_col, tag_col, opt_in_col)
+        if c is not None
     }
     seen: set[str] = set()
 
@@ -137,7 +143,7 @@ def parse_csv(data: bytes, name: str, confirmed: bool) -> ParsedFile:
         if not first_name and not last_name and cell(name_col):
             first_name, _, last_name = cell(name_col).partition(" ")
         status_word = cell(status_col).lower()
-        if status_word in OUT_WORDS:
+        if status_word in OUT_WORDS or cell(opt_in_col).lower() in FALSE_WORDS:
             status = "unsubscribed"
         elif status_word in CONFIRMED_WORDS or (confirmed and not status_word):
             status = "confirmed"

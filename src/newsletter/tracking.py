@@ -90,6 +90,9 @@ class Signer:
             return None
         if len(raw) < 2 + _SIG_BYTES:
             return None
+        # One token, one spelling: refuse padded or re-spelled forms of a genuine token.
+        if base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii") != token:
+            return None
         payload, signature = raw[:-_SIG_BYTES], raw[-_SIG_BYTES:]
         if not hmac.compare_digest(signature, self._sign(payload)):
             return None
@@ -112,6 +115,9 @@ def truncate_ip(ip: str | None) -> str | None:
         address = ipaddress.ip_address(ip)
     except ValueError:
         return None
+    if address.version == 6 and address.ipv4_mapped is not None:
+        # Dual-stack servers report IPv4 clients as ::ffff:a.b.c.d.
+        address = address.ipv4_mapped
     prefix = 24 if address.version == 4 else 48
     return str(ipaddress.ip_network(f"{address}/{prefix}", strict=False).network_address)
 

@@ -178,11 +178,16 @@ class Workspace:
         path = Path(relative)
         return path if path.is_absolute() else self.root / path
 
-    @cached_property
-    def store(self) -> Store:
+    def open_store(self) -> Store:
+        """A new connection to the workspace database, its schema brought up to date."""
         store = Store(self.path(self.settings.database.path))
         store.migrate()
         return store
+
+    @cached_property
+    def store(self) -> Store:
+        """The connection of the calling thread (CLI commands, tests)."""
+        return self.open_store()
 
     @cached_property
     def signer(self) -> Signer:

@@ -35,10 +35,12 @@ def fetch(folder: Path) -> list[tuple[str, str]]:
         )
     files = []
     for path in sorted(folder.rglob("*")):
-        if path.suffix.lower() in SUFFIXES and path.is_file() and not path.name.startswith("."):
+        relative = path.relative_to(folder)
+        hidden = any(part.startswith(".") for part in relative.parts)
+        if path.suffix.lower() in SUFFIXES and path.is_file() and not hidden:
             try:
                 files.append(
-                    (path.relative_to(folder).as_posix(), path.read_text(encoding="utf-8"))
+                    (path.relative_to(folder).as_posix(), path.read_text(encoding="utf-8-sig"))
                 )
             except (OSError, UnicodeDecodeError) as exc:
                 raise SourceError(f"{path}: cannot read article ({exc})") from None
@@ -68,7 +70,7 @@ def parse(name: str, text: str) -> dict[str, Any]:
         if match:
             try:
                 loaded = yaml.safe_load(match.group(1))
-            except yaml.YAMLError as exc:
+            except (yaml.YAMLError, ValueError) as exc:
                 mark = getattr(exc, "problem_mark", None)
                 line = f":{mark.line + 2}" if mark else ""
                 raise SourceError(f"{name}{line}: invalid YAML front matter ({exc})") from None

@@ -16,7 +16,6 @@ from starlette.routing import Route
 
 from newsletter import campaigns, tracking
 from newsletter.errors import NewsletterError
-from newsletter.store import Store
 from newsletter.web.events import EventWriter
 from newsletter.workspace import Workspace
 
@@ -40,8 +39,8 @@ def create_app(ws: Workspace, clock: Any = _utc_now) -> Starlette:
     """Build the web application for a workspace."""
     db_path = ws.path(ws.settings.database.path)
     signer = ws.signer
+    store = ws.open_store()  # migrates before the writer thread opens its own connection
     writer = EventWriter(db_path)
-    store = Store(db_path)
     link_cache: dict[tuple[int, int], dict[str, Any] | None] = {}
     truncate = ws.settings.tracking.truncate_ip
     sender_name = ws.settings.sender.from_name
@@ -154,7 +153,8 @@ def create_app(ws: Workspace, clock: Any = _utc_now) -> Starlette:
             mail = campaigns.load_mail(
                 store, data.campaign_id, ws.templates(campaign["template"]), ws.settings, signer
             )
-            rendered = mail.render(subscriber)
+            # No pixel: the page itself is counted as a view, not as an open.
+            rendered = mail.render(subscriber, pixel=False)
         except NewsletterError as exc:
             log.error("view in browser: %s", exc)
             return page("notfound.html", 404)

@@ -1,0 +1,292 @@
+"""Settings from newsletter.toml and the environment, and the problems they report."""
+
+import dataclasses
+
+import pytest
+
+from newsletter.config import (
+    CONFIG_FILE,
+    TRANSPORTS,
+    Delivery,
+    Secrets,
+    Settings,
+    Web,
+    collect,
+    load,
+)
+from newsletter.errors import ConfigError
+
+ORIGIN = "ws/newsletter.toml"
+SENDER = {
+    "sender": {
+        "from_name": "Riverside Physio",
+        "from_address": "news@clinic.example.com",
+        "postal_address": "1 River Road, Springfield",
+    }
+}
+
+
+def with_sender(**sections):
+    raw = {name: dict(values) for name, values in SENDER.items()}
+    for name, values in sections.items():
+        raw.setdefault(name, {}).update(values)
+    return raw
+
+
+def test_defaults_with_the_required_sender_keys():
+    settings, problems = collect(SENDER, {}, ORIGIN)
+    assert problems == []
+    assert settings.sender.from_address == "news@clinic.example.com"
+    assert settings.sender.postal_address == "1 River Road, Springfield"
+    # Everything not given keeps its declared default.
+    defaults = Settings()
+    for section in ("database", "site", "delivery", "smtp", "sources", "schedule", "web"):
+        assert getattr(settings, section) == getattr(defaults, section), section
+
+
+def test_empty_file_reports_the_required_sender_keys():
+    _, problems = collect({}, {}, ORIGIN)
+    assert any(p.startswith("sender.from_address") for p in problems)
+    assert any(p.startswith("sender.postal_address") for p in problems)
+
+
+def test_file_values_are_used():
+    raw = with_sender(web={"port": 8181}, delivery={"transport": "smtp", "rate_per_second": 2})
+    settings, problems = collect(raw, {}, ORIGIN)
+    assert problems == []
+    assert settings.web.port == 8181
+    assert settings.delivery.transport == "smtp"
+    assert settings.delivery.rate_per_second == 2.0
+    assert isinstance(settings.delivery.rate_per_second, float)
+
+
+def test_env_overrides_the_file():
+    raw = with_sender(web={"port": 8181})
+    settings, problems = collect(raw, {"NEWSLETTER_WEB__PORT": "9000"}, ORIGIN)
+    assert problems == []
+    assert settings.web.port == 9000
+
+
+def test_env_override_of_other_types():
+    env = {
+        "NEWSLETTER_TRACKING__ENABLED": "false",
+        "NEWSLETTER_SOURCES__FOLDERS": "posts, drafts/published ,",
+        "NEWSLETTER_DELIVERY__RATE_PER_SECOND": "2.5",
+        "NEWSLETTER_SENDER__FROM_NAME": "From the Environment",
+    }
+    settings, problems = collect(SENDER, env, ORIGIN)
+    assert problems == []
+    assert settings.tracking.enabled is False
+    assert settings.sources.folders == ["posts", "drafts/published"]
+    assert settings.delivery.rate_per_second == 2.5
+    assert settings.sender.from_name == "From the Environment"
+
+
+def test_env_value_that_is_not_a_number_names_the_variable():
+    settings, problems = collect(SENDER, {"NEWSLETTER_WEB__PORT": "nine thousand"}, ORIGIN)
+    assert len(problems) == 1
+    assert problems[0].startswith("NEWSLETTER_WEB__PORT:")
+    assert "nine thousand" in problems[0]
+    assert settings.web.port == Web().port
+
+
+def test_env_value_that_is_not_a_boolean_names_the_variable():
+    _, problems = collect(SENDER, {"NEWSLETTER_TRACKING__ENABLED": "sometimes"}, ORIGIN)
+    assert [p.split(":")[0] for p in problems] == ["NEWSLETTER_TRACKING__ENABLED"]
+
+
+def test_unrelated_environment_variables_are_ignored():
+    env = {"NEWSLETTER_WEB__COLOUR": "red", "PATH": "/usr/bin", "NEWSLETTER_NOPE": "1"}
+    settings, problems = collect(SENDER, env, ORIGIN)
+    assert problems == []
+    assert settings.web == Web()
+
+
+def test_unknown_section_is_named():
+    _, problems = collect(with_sender(webserver={"port": 1}), {}, ORIGIN)
+    assert f"{ORIGIN}: unknown section [webserver]" in problems
+
+
+def test_unknown_key_is_named():
+    settings, problems = collect(with_sender(web={"colour": "red", "port": 8181}), {}, ORIGIN)
+    assert f"{ORIGIN}: web.colour: unknown key" in problems
+    assert len(problems) == 1
+    assert settings.web.port == 8181
+
+
+def test_section_that_is_not_a_table():
+    _, problems = collect({**SENDER, "web": "8080"}, {}, ORIGIN)
+    assert any("[web] must be a table" in p for p in problems)
+
+
+@pytest.mark.parametrize(
+    ("section", "key"),
+    [
+        ("smtp", "password"),
+        ("delivery", "api_key"),
+        ("site", "secret_key"),
+        ("tracking", "token"),
+        ("sender", "dkim_private_key"),
+    ],
+)
+def test_secret_looking_keys_are_refused(section, key):
+    secret = "hunter2-do-not-store"
+    settings, problems = collect(with_sender(**{section: {key: secret}}), {}, ORIGIN)
+    [problem] = problems
+    assert problem.startswith(f"{ORIGIN}: {section}.{key}:")
+    assert "environment variable" in problem
+    assert secret not in problem
+    assert secret not in repr(settings.as_dict())
+
+
+def test_secrets_come_only_from_the_environment():
+    env = {"NEWSLETTER_SECRET_KEY": "s3cret-key", "NEWSLETTER_SMTP_PASSWORD": "pw-123"}
+    secrets = Secrets.from_env(env)
+    assert (secrets.secret_key, secrets.smtp_password) == ("s3cret-key", "pw-123")
+    assert "s3cret-key" not in repr(secrets) and "pw-123" not in repr(secrets)
+    settings, _ = collect(SENDER, env, ORIGIN)
+    assert "s3cret-key" not in repr(settings.as_dict())
+    assert "pw-123" not in repr(settings.as_dict())
+
+
+def test_unknown_transport():
+    _, problems = collect(with_sender(delivery={"transport": "carrier-pigeon"}), {}, ORIGIN)
+    [problem] = problems
+    assert problem.startswith("delivery.transport:")
+    assert "carrier-pigeon" in problem
+    assert all(name in problem for name in TRANSPORTS)
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_known_transports_are_accepted(transport):
+    settings, problems = collect(with_sender(delivery={"transport": transport}), {}, ORIGIN)
+    assert problems == []
+    assert settings.delivery.transport == transport
+
+
+@pytest.mark.parametrize(
+    "zone", ["Mars/Olympus_Mons", "Europe/Nowhere", "", "../../etc/passwd", "America", "Etc"]
+)
+def test_bad_timezone(zone):
+    _, problems = collect(with_sender(schedule={"timezone": zone}), {}, ORIGIN)
+    assert [p for p in problems if p.startswith("schedule.timezone:")] == [
+        f"schedule.timezone: unknown time zone {zone!r}"
+    ]
+
+
+def test_good_timezone():
+    settings, problems = collect(with_sender(schedule={"timezone": "Europe/Dublin"}), {}, ORIGIN)
+    assert problems == []
+    assert settings.schedule.timezone == "Europe/Dublin"
+
+
+@pytest.mark.parametrize("postal", [None, "", "   "])
+def test_missing_postal_address(postal):
+    raw = with_sender()
+    if postal is None:
+        del raw["sender"]["postal_address"]
+    else:
+        raw["sender"]["postal_address"] = postal
+    _, problems = collect(raw, {}, ORIGIN)
+    [problem] = problems
+    assert problem.startswith("sender.postal_address:")
+
+
+@pytest.mark.parametrize(
+    ("section", "key", "value"),
+    [
+        ("web", "port", "eighty"),
+        ("web", "port", True),
+        ("delivery", "concurrency", [1]),
+        ("delivery", "rate_per_second", "fast"),
+        ("tracking", "enabled", "maybe"),
+        ("sources", "folders", [1, 2]),
+        ("sender", "from_name", 5),
+    ],
+)
+def test_values_of_the_wrong_type_are_named(section, key, value):
+    settings, problems = collect(with_sender(**{section: {key: value}}), {}, ORIGIN)
+    assert any(p.startswith(f"{ORIGIN}: {section}.{key}:") for p in problems), problems
+    default = getattr(Settings(), section)
+    assert getattr(getattr(settings, section), key) == getattr(default, key)
+
+
+@pytest.mark.parametrize(("section", "key"), [("web", "port"), ("delivery", "concurrency")])
+def test_fractional_value_for_a_whole_number_is_a_problem(section, key):
+    settings, problems = collect(with_sender(**{section: {key: 2.5}}), {}, ORIGIN)
+    assert any(p.startswith(f"{ORIGIN}: {section}.{key}:") for p in problems), problems
+
+
+@pytest.mark.parametrize(
+    ("section", "values", "named"),
+    [
+        ("delivery", {"concurrency": 0}, "delivery.concurrency"),
+        ("delivery", {"rate_per_second": -1}, "delivery.rate_per_second"),
+        ("smtp", {"security": "tls1.3"}, "smtp.security"),
+        ("smtp", {"port": 70000}, "smtp.port"),
+        ("web", {"port": -1}, "web.port"),
+        ("schedule", {"mode": "hourly"}, "schedule.mode"),
+        ("schedule", {"poll_interval": 0}, "schedule.poll_interval"),
+        ("site", {"base_url": "clinic.example.com"}, "site.base_url"),
+    ],
+)
+def test_values_that_do_not_make_sense_are_named(section, values, named):
+    _, problems = collect(with_sender(**{section: values}), {}, ORIGIN)
+    assert [p.split(":")[0] for p in problems] == [named]
+
+
+def test_all_problems_are_reported_at_once():
+    raw = {
+        "bogus": {},
+        "web": {"port": "x", "colour": "red"},
+        "smtp": {"password": "pw"},
+        "delivery": {"transport": "fax"},
+    }
+    _, problems = collect(raw, {}, ORIGIN)
+    for fragment in (
+        "[bogus]",
+        "web.port",
+        "web.colour",
+        "smtp.password",
+        "delivery.transport",
+        "sender.from_address",
+        "sender.postal_address",
+    ):
+        assert any(fragment in p for p in problems), fragment
+
+
+def test_load_without_a_config_file(tmp_path):
+    with pytest.raises(ConfigError) as excinfo:
+        load(tmp_path, env={})
+    message = str(excinfo.value)
+    assert "`newsletter init`" in message
+    assert str(tmp_path / CONFIG_FILE) in message
+
+
+def test_load_invalid_toml_names_the_file(tmp_path):
+    path = tmp_path / CONFIG_FILE
+    path.write_text('[sender]\nfrom_address = "news@clinic.example.com\n', encoding="utf-8")
+    with pytest.raises(ConfigError) as excinfo:
+        load(tmp_path, env={})
+    message = str(excinfo.value)
+    assert message.startswith(str(path))
+    assert "TOML" in message
+
+
+def test_load_reads_the_file_and_the_environment(tmp_path):
+    path = tmp_path / CONFIG_FILE
+    path.write_text(
+        "[sender]\n"
+        'from_address = "news@clinic.example.com"\n'
+        'postal_address = "1 River Road"\n'
+        "[web]\n"
+        "port = 8181\n"
+        'colour = "red"\n'
+        "[delivery]\n"
+        "concurrency = 4\n",
+        encoding="utf-8",
+    )
+    settings, problems = load(tmp_path, env={"NEWSLETTER_WEB__PORT": "9000"})
+    assert problems == [f"{path}: web.colour: unknown key"]
+    assert settings.web.port == 9000
+    assert settings.delivery == dataclasses.replace(Delivery(), concurrency=4)
