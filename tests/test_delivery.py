@@ -12,6 +12,7 @@ import pytest
 
 from newsletter import campaigns, delivery, jobs
 from newsletter.store import Store
+from newsletter.subscribers import import_file
 from newsletter.transports import Envelope
 from newsletter.workspace import Workspace
 from smtp_sink import SmtpSink
@@ -117,19 +118,11 @@ def test_in_flight_rows_are_settled_by_the_outbox(workspace: Workspace) -> None:
     """A crash between the provider call and the outcome record resends nothing twice."""
     store = workspace.store
     campaign_id = _prepare(workspace)
-    campaigns.start(store, campaign_id, NOW)
+    mail, transport = jobs.prepare_send(workspace, store, campaign_id, NOW)
     rows = store.next_pending(campaign_id, 0, 10)
     handed_over, not_handed_over = rows[0], rows[1]
-    mail = campaigns.load_mail(
-        store,
-        campaign_id,
-        workspace.templates("newsletter"),
-        workspace.settings,
-        workspace.signer,
-        register=True,
-    )
-    transport = workspace.transport()
     # The state a SIGKILL leaves: both rows committed as 'sending', one file written.
+    assert mail.link_ids  # the click links are registered before the first send
     for row in (handed_over, not_handed_over):
         subscriber = store.subscriber(row["subscriber_id"])
         key = delivery.delivery_key(campaign_id, row["id"])
@@ -137,6 +130,7 @@ def test_in_flight_rows_are_settled_by_the_outbox(workspace: Workspace) -> None:
         assert store.claim_delivery(row["id"], msg_id, NOW)
         if row is handed_over:
             transport.send(Envelope("news@clinic.example.com", subscriber["email"], data, key))
+    transport.close()
     progress = jobs.send_campaign(workspace, store, campaign_id, clock)
     assert progress.settled == {"sent": 1, "pending": 1, "in_doubt": 0}
     assert _outbox_recipients(workspace) == Counter(_confirmed(store))
@@ -207,8 +201,6 @@ def test_campaign_for_a_list_reaches_only_its_members(workspace: Workspace, tmp_
     jobs.import_subscriber_folder(workspace, store, NOW)
     members = tmp_path / "members.csv"
     members.write_text("email\nzoe.brennan@example.org\nnew.person@example.com\n")
-    from newsletter.subscribers import import_file
-
     import_file(store, members, NOW, list_name="runners", confirmed=True)
     campaign_id = campaigns.create(store, workspace.settings, "Run", "new", None, "runners", NOW)
     jobs.send_campaign(workspace, store, campaign_id, clock)

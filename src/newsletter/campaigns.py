@@ -310,16 +310,15 @@ def load_mail(
     templates: TemplateSet,
     settings: Settings,
     signer: tracking.Signer,
-    register: bool = False,
 ) -> CampaignMail:
-    """Build the campaign's renderer; with ``register``, store its trackable links first."""
+    """Build the campaign's renderer with the links registered for it so far."""
     campaign = store.campaign(campaign_id)
     articles = store.articles_by_id(campaign["article_ids"])
-    mail = CampaignMail(
-        campaign, articles, templates, settings, Urls(settings.site.base_url, signer)
+    return CampaignMail(
+        campaign,
+        articles,
+        templates,
+        settings,
+        Urls(settings.site.base_url, signer),
+        store.links(campaign_id),
     )
-    if register and mail.tracked:
-        mail.link_ids = store.register_links(campaign_id, mail.trackable_links())
-    else:
-        mail.link_ids = store.links(campaign_id)
-    return mail

@@ -15,7 +15,7 @@ from typing import Any
 
 import click
 
-from newsletter import __version__, campaigns, config, jobs, subscribers
+from newsletter import __version__, campaigns, config, delivery, jobs, subscribers
 from newsletter.errors import InputError, NewsletterError, NotFound
 from newsletter.workspace import Workspace, init_workspace
 
@@ -503,20 +503,25 @@ def campaign_send(ctx: click.Context, campaign_id: int) -> None:
         newsletter campaign send 1
     """
     ws = _ws(ctx)
-    campaigns.start(ws.store, campaign_id, _now())
+    mail, transport = jobs.prepare_send(ws, ws.store, campaign_id, _now())
     counts = ws.store.delivery_counts(campaign_id)
     todo = counts["pending"] + counts["deferred"]
-    with click.progressbar(
-        length=todo, label=f"campaign {campaign_id}", file=sys.stderr, show_pos=True, show_eta=True
-    ) as bar:
-        done = [0]
+    try:
+        with click.progressbar(
+            length=todo, label=f"campaign {campaign_id}", file=sys.stderr, show_eta=True
+        ) as bar:
+            done = [0]
 
-        def on_progress(p: Any) -> None:
-            total = p.sent + p.failed + p.deferred + p.skipped
-            bar.update(total - done[0])
-            done[0] = total
+            def on_progress(p: Any) -> None:
+                total = p.sent + p.failed + p.deferred + p.skipped
+                bar.update(total - done[0])
+                done[0] = total
 
-        progress = jobs.send_campaign(ws, ws.store, campaign_id, _now, on_progress=on_progress)
+            progress = delivery.send_campaign(
+                ws.store, transport, mail, _now, on_progress=on_progress
+            )
+    finally:
+        transport.close()
     click.echo(
         f"campaign {campaign_id}: {progress.sent} sent, {progress.failed} failed, "
         f"{progress.deferred} deferred, {progress.skipped} skipped"

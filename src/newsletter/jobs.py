@@ -17,6 +17,7 @@ from newsletter.errors import NewsletterError
 from newsletter.render import article_context
 from newsletter.sources import folder
 from newsletter.store import Store
+from newsletter.transports import Transport
 from newsletter.workspace import Workspace
 
 log = logging.getLogger("newsletter")
@@ -120,6 +121,30 @@ def poll(ws: Workspace, clock: Clock = utc_now) -> None:
         store.close()
 
 
+def prepare_send(
+    ws: Workspace, store: Store, campaign_id: int, now: dt.datetime
+) -> tuple[campaigns.CampaignMail, Transport]:
+    """Check everything a send needs, then start the campaign; return its renderer and transport.
+
+    The transport is opened and the template rendered before the campaign
+    changes state, so a bad setting or a broken template stops the send with
+    the database as it was.
+    """
+    campaign = store.campaign(campaign_id)
+    templates = ws.templates(campaign["template"])
+    transport = ws.transport()
+    try:
+        mail = campaigns.load_mail(store, campaign_id, templates, ws.settings, ws.signer)
+        links = mail.trackable_links() if mail.tracked else []
+        campaigns.start(store, campaign_id, now)
+        if links:
+            mail.link_ids = store.register_links(campaign_id, links)
+    except BaseException:
+        transport.close()
+        raise
+    return mail, transport
+
+
 def send_campaign(
     ws: Workspace,
     store: Store,
@@ -129,17 +154,7 @@ def send_campaign(
     on_progress: Callable[[delivery.Progress], None] | None = None,
 ) -> delivery.Progress:
     """Start (if needed) and send one campaign through the configured transport."""
-    campaigns.start(store, campaign_id, clock())
-    campaign = store.campaign(campaign_id)
-    mail = campaigns.load_mail(
-        store,
-        campaign_id,
-        ws.templates(campaign["template"]),
-        ws.settings,
-        ws.signer,
-        register=True,
-    )
-    transport = ws.transport()
+    mail, transport = prepare_send(ws, store, campaign_id, clock())
     try:
         return delivery.send_campaign(store, transport, mail, clock, should_stop, on_progress)
     finally:
