@@ -9,13 +9,13 @@ from html.parser import HTMLParser
 import pytest
 
 from newsletter.errors import TemplateError
+from newsletter.mime import compose
 from newsletter.render import (
     DEFAULTS_DIR,
     PARTS,
     Rendered,
     TemplateSet,
     article_context,
-    compose,
     inline_css,
     message_id,
     subscriber_context,
@@ -63,7 +63,7 @@ def context(articles=(ARTICLE,), subscriber=None):
 def custom_set(tmp_path, **parts):
     """A workspace template set 'custom' made of the defaults with some parts replaced."""
     templates = tmp_path / "templates"
-    shutil.copytree(DEFAULTS_DIR / "templates" / "newsletter", templates / "custom")
+    shutil.copytree(DEFAULTS_DIR / "templates" / "digest", templates / "custom")
     for part, text in parts.items():
         (templates / "custom" / part.replace("_", ".")).write_text(text, encoding="utf-8")
     return templates
@@ -90,7 +90,7 @@ def elements(document):
 
 
 def test_builtin_set_loads_and_renders():
-    templates = TemplateSet("newsletter")
+    templates = TemplateSet("digest")
     assert set(templates.templates) == set(PARTS)
 
     rendered = templates.render(context())
@@ -108,25 +108,25 @@ def test_builtin_set_loads_and_renders():
 def test_builtin_subject_for_several_articles_and_greeting_fallback():
     second = {**ARTICLE, "id": 6, "title": "Running After a Knee Injury"}
     subscriber = {"email": "anon@example.org", "first_name": None, "last_name": None}
-    rendered = TemplateSet("newsletter").render(context([ARTICLE, second], subscriber))
+    rendered = TemplateSet("digest").render(context([ARTICLE, second], subscriber))
     assert SENDER_NAME in rendered.subject and "2" in rendered.subject
     assert "Hi there," in rendered.text
     assert ARTICLE["title"] in rendered.text and second["title"] in rendered.text
 
 
 def test_subject_method_renders_one_line():
-    templates = TemplateSet("newsletter")
+    templates = TemplateSet("digest")
     assert templates.subject(context()) == ARTICLE["title"]
 
 
 def test_workspace_file_overrides_the_builtin_one(tmp_path):
-    folder = tmp_path / "templates" / "newsletter"
+    folder = tmp_path / "templates" / "digest"
     folder.mkdir(parents=True)
     (folder / "subject.txt").write_text(
         "Override: {{ articles | length }} from {{ sender.name }}", encoding="utf-8"
     )
 
-    rendered = TemplateSet("newsletter", tmp_path / "templates").render(context())
+    rendered = TemplateSet("digest", tmp_path / "templates").render(context())
 
     assert rendered.subject == f"Override: 1 from {SENDER_NAME}"
     # Parts the workspace does not have still come from the built-in set.
@@ -233,7 +233,7 @@ def test_html_is_autoescaped_and_text_is_not():
         "title": "<script>alert(1)</script> Tips & Tricks",
         "url": 'https://clinic.example.com/p?a=1&b=2" onmouseover="alert(2)',
     }
-    rendered = TemplateSet("newsletter").render(context([hostile]))
+    rendered = TemplateSet("digest").render(context([hostile]))
 
     assert "<script>alert(1)</script>" not in rendered.html
     assert "&lt;script&gt;alert(1)&lt;/script&gt; Tips &amp; Tricks" in rendered.html
@@ -354,7 +354,7 @@ def test_inline_css_moves_rules_into_style_attributes_and_keeps_media_queries():
 
 
 def test_inline_css_of_the_builtin_template_keeps_its_media_queries():
-    html = TemplateSet("newsletter").render(context()).html
+    html = TemplateSet("digest").render(context()).html
     inlined = inline_css(html)
     assert "@media (max-width: 620px)" in inlined
     assert "@media (prefers-color-scheme: dark)" in inlined
@@ -375,14 +375,16 @@ def test_compose_parses_back():
     subject = "Grüße aus München 🎉 — Zoë’s pick of the week"
     rendered = Rendered(
         subject=subject,
-        html=inline_css(TemplateSet("newsletter").render(context()).html),
-        text=TemplateSet("newsletter").render(context()).text,
+        html=inline_css(TemplateSet("digest").render(context()).html),
+        text=TemplateSet("digest").render(context()).text,
     )
     when = dt.datetime(2026, 11, 2, 9, 30, tzinfo=dt.UTC)
     msg_id = message_id(3, "41", "clinic.example.com")
 
     data = compose(
-        rendered,
+        subject=rendered.subject,
+        text=rendered.text,
+        html=rendered.html,
         from_name="Riverside Physio — Ünïcode",
         from_address="news@clinic.example.com",
         to_address="zoe@example.org",
@@ -427,7 +429,9 @@ def test_compose_parses_back():
 
 def test_compose_without_unsubscribe_url_has_no_list_unsubscribe():
     data = compose(
-        Rendered("Hi", "<p>Hi</p>", "Hi\n"),
+        subject="Hi",
+        html="<p>Hi</p>",
+        text="Hi\n",
         from_name="Clinic",
         from_address="news@clinic.example.com",
         to_address="zoe@example.org",
@@ -453,7 +457,9 @@ def test_list_unsubscribe_travels_as_plain_urls(base_url, mailto):
     token = Signer("a-test-signing-key").make("unsubscribe", 1234, 567890)
     url = f"{base_url}/u/{token}"
     data = compose(
-        Rendered("Hi", "<p>Hi</p>", "Hi\n"),
+        subject="Hi",
+        html="<p>Hi</p>",
+        text="Hi\n",
         from_name="Clinic",
         from_address="news@clinic.example.com",
         to_address="zoe@example.org",

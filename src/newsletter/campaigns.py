@@ -11,12 +11,12 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from newsletter import tracking
 from newsletter.config import Settings
 from newsletter.errors import InputError, StateError
+from newsletter.mime import MessageFactory
 from newsletter.render import (
     Rendered,
     TemplateSet,
     article_context,
-    compose,
-    inline_css,
+    choose_template,
     message_id,
     subscriber_context,
 )
@@ -87,7 +87,7 @@ def create(
     return store.create_campaign(
         subject.strip(),
         preheader,
-        template or settings.templates.default,
+        choose_template(template or settings.templates.default, len(article_ids)),
         article_ids,
         list_id,
         tracking_on and settings.tracking.enabled,
@@ -203,7 +203,8 @@ class CampaignMail:
         self.settings = settings
         self.urls = urls
         self.link_ids = dict(link_ids or {})
-        self.articles = [article_context(a) for a in articles]
+        css = templates.stylesheet
+        self.articles = [article_context(a, css) for a in articles]
         self._article_by_url = {a["url"]: a["id"] for a in self.articles if a["url"]}
         sender = settings.sender
         self.sender = {
@@ -213,6 +214,27 @@ class CampaignMail:
             "reply_to": sender.reply_to or None,
         }
         self.domain = sender.from_address.rpartition("@")[2] or "localhost"
+        self.campaign_context = {
+            "id": campaign["id"],
+            "subject": campaign["subject"],
+            "preheader": campaign.get("preheader") or "",
+        }
+        # The subject is the campaign's, or the template's rendered without any
+        # subscriber: one subject per campaign, encoded once.
+        self.subject = campaign["subject"] or templates.subject(
+            {"campaign": self.campaign_context, "articles": self.articles, "sender": self.sender}
+        )
+        self.factory = self._factory(self.subject)
+
+    def _factory(self, subject: str) -> MessageFactory:
+        return MessageFactory(
+            from_name=self.sender["name"],
+            from_address=self.sender["address"],
+            subject=subject,
+            reply_to=self.settings.sender.reply_to,
+            list_id=f"{self.sender['name']} <newsletter.{self.domain}>",
+            feedback_id=f"c{self.campaign['id']}:newsletter:{self.domain}",
+        )
 
     @property
     def tracked(self) -> bool:
@@ -221,11 +243,7 @@ class CampaignMail:
     def _render(self, subscriber: Mapping[str, Any]) -> Rendered:
         cid, sid = self.campaign["id"], subscriber["id"]
         context = {
-            "campaign": {
-                "id": cid,
-                "subject": self.campaign["subject"],
-                "preheader": self.campaign.get("preheader") or "",
-            },
+            "campaign": self.campaign_context,
             "articles": self.articles,
             "subscriber": subscriber_context(subscriber),
             "sender": self.sender,
@@ -237,8 +255,7 @@ class CampaignMail:
             },
         }
         rendered = self.templates.render(context)
-        subject = self.campaign["subject"] or rendered.subject
-        return Rendered(subject, inline_css(rendered.html), rendered.text)
+        return Rendered(self.subject, rendered.html, rendered.text)
 
     def trackable_links(self) -> list[tuple[str, int | None]]:
         """The links of the campaign that click tracking may redirect to, with their article.
@@ -277,31 +294,31 @@ class CampaignMail:
         subscriber: Mapping[str, Any],
         key: str,
         now: dt.datetime,
-        subject_prefix: str = "",
         tracked: bool | None = None,
         to_address: str | None = None,
+        factory: MessageFactory | None = None,
     ) -> tuple[str, bytes]:
         """Return (Message-ID, wire bytes) of the campaign for one subscriber."""
         rendered = self.render(subscriber, tracked)
-        if subject_prefix:
-            rendered = Rendered(subject_prefix + rendered.subject, rendered.html, rendered.text)
         msg_id = message_id(self.campaign["id"], key, self.domain)
-        cid = self.campaign["id"]
-        data = compose(
-            rendered,
-            from_name=self.sender["name"],
-            from_address=self.sender["address"],
+        data = (factory or self.factory).build(
             to_address=to_address or subscriber["email"],
-            to_name=subscriber_context(subscriber)["name"] if not to_address else "",
-            reply_to=self.settings.sender.reply_to,
+            to_name="" if to_address else subscriber_context(subscriber)["name"],
             msg_id=msg_id,
             date=now,
-            unsubscribe_url=self.urls.unsubscribe(cid, subscriber["id"]),
+            text=rendered.text,
+            html=rendered.html,
+            unsubscribe_url=self.urls.unsubscribe(self.campaign["id"], subscriber["id"]),
             unsubscribe_mailto=self.settings.sender.unsubscribe_mailto or None,
-            list_id=f"{self.sender['name']} <newsletter.{self.domain}>",
-            feedback_id=f"c{cid}:newsletter:{self.domain}",
         )
         return msg_id, data
+
+    def test_message(
+        self, sample: Mapping[str, Any], to_address: str, key: str, now: dt.datetime
+    ) -> bytes:
+        """A one-off copy for staff: [TEST] in the subject, no tracking, not counted."""
+        factory = self._factory("[TEST] " + self.subject)
+        return self.message(sample, key, now, False, to_address, factory)[1]
 
 
 def load_mail(

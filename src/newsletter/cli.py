@@ -354,7 +354,7 @@ def campaign_create(
         newsletter campaign create --subject "New on the blog" --articles new
     """
     ws = _ws(ctx)
-    if template:
+    if template and template != "auto":
         ws.templates(template)  # a missing or broken template fails here, not at send time
     campaign_id = campaigns.create(
         ws.store,
@@ -460,9 +460,7 @@ def campaign_test(ctx: click.Context, campaign_id: int, to_address: str) -> None
     mail = _mail(ws, campaign_id)
     sample = dict(_sample_subscriber(ws, None), id=0)
     key = f"test-c{campaign_id}-{_now():%Y%m%d%H%M%S%f}"
-    _, data = mail.message(
-        sample, key, _now(), subject_prefix="[TEST] ", tracked=False, to_address=address
-    )
+    data = mail.test_message(sample, address, key, _now())
     transport = ws.transport()
     try:
         transport.send(Envelope(ws.settings.sender.from_address, address, data, key))

@@ -99,7 +99,8 @@ class Tracking:
 
 @dataclass(frozen=True)
 class Templates:
-    default: str = "newsletter"
+    # "auto": the announcement design for one article, the digest for several.
+    default: str = "auto"
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from newsletter import campaigns, delivery, subscribers
 from newsletter.errors import NewsletterError
-from newsletter.render import article_context
+from newsletter.render import article_context, choose_template
 from newsletter.sources import folder
 from newsletter.store import Store
 from newsletter.transports import Transport
@@ -71,7 +71,7 @@ def create_instant_campaign(ws: Workspace, store: Store, now: dt.datetime) -> in
     new = list(reversed(store.articles(only_new=True)))
     if not new:
         return None
-    templates = ws.templates(ws.settings.templates.default)
+    templates = ws.templates(choose_template(ws.settings.templates.default, len(new)))
     sender = ws.settings.sender
     subject = templates.subject(
         {

@@ -1,7 +1,9 @@
-"""Render a campaign for one subscriber: Jinja2 templates to (subject, html, text) to MIME.
+"""Render a campaign for one subscriber: Jinja2 templates to (subject, html, text).
 
 Templates are staff-authored, so they run in Jinja's immutable sandbox with
 autoescape on for HTML and receive only plain data (dicts, lists, strings).
+The CSS of an HTML template is inlined into the template itself when the set
+is loaded, so it is done once per campaign, never once per subscriber.
 Apart from loading template files when a ``TemplateSet`` is made, nothing here
 does I/O.
 """
@@ -10,42 +12,123 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from email.headerregistry import Address
-from email.message import EmailMessage
-from email.policy import SMTP, EmailPolicy
-from email.utils import format_datetime
 from pathlib import Path
 from typing import Any
 
 import css_inline
 import jinja2
 from jinja2.sandbox import ImmutableSandboxedEnvironment
+from markupsafe import Markup
 
 from newsletter.errors import TemplateError
+from newsletter.textify import html_to_text
 
 PARTS = ("subject.txt", "body.html", "body.txt")
 DEFAULTS_DIR = Path(__file__).parent / "defaults"
 _inliner = css_inline.CSSInliner(keep_at_rules=True, load_remote_stylesheets=False)
+_JINJA = re.compile(r"{{.*?}}|{%.*?%}|{#.*?#}", re.DOTALL)
+_STYLE = re.compile(r"<style[^>]*>(.*?)</style>", re.DOTALL | re.IGNORECASE)
+# Private-use characters never appear in templates, so they make safe markers.
+_OPEN, _CLOSE = "\ue000", "\ue001"
+_MARKER = re.compile(
+    rf"<!--{_OPEN}(\d+){_CLOSE}-->|&lt;!--{_OPEN}(\d+){_CLOSE}--&gt;|{_OPEN}(\d+){_CLOSE}(?:=\"\")?"
+)
 
 
-class _MailPolicy(EmailPolicy):
-    """SMTP policy, except that List-Unsubscribe is never RFC 2047-encoded.
+def _html_states(source: str, spans: list[tuple[int, int]]) -> list[str]:
+    """For each Jinja span, say whether it sits in text, inside a tag, or in a comment.
 
-    The standard folder encodes a header whose single token is longer than a
-    line; mailbox providers then see no URL at all and drop one-click
-    unsubscribe. Header lines may run to 998 characters (RFC 5322).
+    A deliberately small HTML scanner: it only needs to know where a marker
+    may be an HTML comment (between elements, where text inside a table would
+    be moved by the parser) and where it must be plain text (in a tag, an
+    attribute, a comment, or raw text such as <style>).
     """
+    states = []
+    state, quote, raw_end = "text", "", ""
+    i, span_index = 0, 0
+    lowered = source.lower()
+    while span_index < len(spans):
+        start, end = spans[span_index]
+        if i >= start:
+            states.append(state)
+            i = end
+            span_index += 1
+            continue
+        ch = source[i]
+        if state == "text":
+            if source.startswith("<!--", i):
+                state, i = "comment", i + 4
+                continue
+            if (
+                ch == "<"
+                and i + 1 < len(source)
+                and (source[i + 1].isalpha() or source[i + 1] in "/!")
+            ):
+                name = re.match(r"<\s*([a-zA-Z0-9]+)", source[i:])
+                if name and name.group(1).lower() in ("style", "script", "title", "textarea"):
+                    raw_end = f"</{name.group(1).lower()}"
+                state = "tag"
+        elif state == "tag":
+            if quote:
+                if ch == quote:
+                    quote = ""
+            elif ch in "\"'":
+                quote = ch
+            elif ch == ">":
+                state = "raw" if raw_end else "text"
+        elif state == "comment":
+            if source.startswith("-->", i):
+                state, i = "text", i + 3
+                continue
+        elif state == "raw" and lowered.startswith(raw_end, i):
+            raw_end = ""
+            state = "tag"
+        i += 1
+    return states
 
-    def fold_binary(self, name: str, value: str) -> bytes:
-        if name.lower() == "list-unsubscribe":
-            return _WIDE.fold_binary(name, value)
-        return super().fold_binary(name, value)
+
+def inline_template(source: str) -> str:
+    """Inline a template's <style> rules into its own markup, keeping the Jinja code intact.
+
+    Jinja constructs are swapped for markers the HTML parser leaves alone,
+    the document is inlined, and the constructs are put back. Selectors are
+    matched against the template's markup, so classes must be written
+    literally, not computed by an expression.
+    """
+    matches = list(_JINJA.finditer(source))
+    if not matches:
+        return _inliner.inline(source)
+    states = _html_states(source, [m.span() for m in matches])
+    pieces, last = [], 0
+    for n, (match, state) in enumerate(zip(matches, states, strict=True)):
+        pieces.append(source[last : match.start()])
+        marker = f"{_OPEN}{n}{_CLOSE}"
+        pieces.append(f"<!--{marker}-->" if state == "text" else marker)
+        last = match.end()
+    pieces.append(source[last:])
+    inlined = _inliner.inline("".join(pieces))
+    originals = [m.group(0) for m in matches]
+
+    def restore(found: re.Match[str]) -> str:
+        return originals[int(found.group(1) or found.group(2) or found.group(3))]
+
+    restored = _MARKER.sub(restore, inlined)
+    if _OPEN in restored or _CLOSE in restored:
+        raise TemplateError("template markup confused the CSS inliner; write CSS inline instead")
+    return restored
 
 
-_WIDE = SMTP.clone(max_line_length=998)
-MAIL_POLICY = _MailPolicy(linesep="\r\n")
+class _InliningLoader(jinja2.FileSystemLoader):
+    """Loads templates from the search path, inlining the CSS of full HTML documents."""
+
+    def get_source(self, environment, template):  # type: ignore[no-untyped-def]
+        source, filename, uptodate = super().get_source(environment, template)
+        if template.endswith(".html") and "<html" in source.lower():
+            source = inline_template(source)
+        return source, filename, uptodate
 
 
 @dataclass(frozen=True)
@@ -64,7 +147,7 @@ class TemplateSet:
             search.insert(0, str(workspace_templates))
         self.name = name
         self.env = ImmutableSandboxedEnvironment(
-            loader=jinja2.FileSystemLoader(search),
+            loader=_InliningLoader(search),
             autoescape=jinja2.select_autoescape(
                 enabled_extensions=("html",), default_for_string=False
             ),
@@ -84,6 +167,13 @@ class TemplateSet:
                 raise TemplateError(
                     f"template {exc.name or path}:{exc.lineno}: {exc.message}"
                 ) from None
+
+    @property
+    def stylesheet(self) -> str:
+        """The CSS of the HTML template, for styling article bodies the same way."""
+        assert self.templates["body.html"].filename is not None
+        source = Path(self.templates["body.html"].filename).read_text(encoding="utf-8")
+        return "\n".join(_STYLE.findall(source))
 
     def subject(self, context: Mapping[str, Any]) -> str:
         """Render only the subject line, e.g. to name an automatic campaign."""
@@ -106,6 +196,13 @@ class TemplateSet:
         return Rendered(subject=subject, html=out["body.html"], text=out["body.txt"].strip() + "\n")
 
 
+def choose_template(name: str, article_count: int) -> str:
+    """Resolve "auto" to the design that fits the number of articles."""
+    if name != "auto":
+        return name
+    return "announcement" if article_count == 1 else "digest"
+
+
 def _error_line(exc: Exception, template: jinja2.Template) -> int | str:
     """Find the template line of a runtime error from its traceback.
 
@@ -122,8 +219,15 @@ def _error_line(exc: Exception, template: jinja2.Template) -> int | str:
 
 
 def inline_css(document: str) -> str:
-    """Inline the <style> rules into style attributes; media queries stay in the head."""
+    """Inline the <style> rules of a whole document; media queries stay in the head."""
     return _inliner.inline(document)
+
+
+def inline_fragment(fragment: str, css: str) -> str:
+    """Inline a stylesheet into an HTML fragment such as an article body."""
+    if not fragment or not css.strip():
+        return fragment
+    return css_inline.inline_fragment(fragment, css)
 
 
 def display_date(value: str | None) -> str:
@@ -133,7 +237,12 @@ def display_date(value: str | None) -> str:
     return f"{day.day} {day.strftime('%B %Y')}"
 
 
-def article_context(article: Mapping[str, Any]) -> dict[str, Any]:
+def article_context(article: Mapping[str, Any], css: str = "") -> dict[str, Any]:
+    """Template data for one article; its body is sanitized HTML, marked safe to insert."""
+    body = article.get("body_html") or ""
+    if body:
+        # Styled by the template's .article-body rules, inlined once per campaign.
+        body = inline_fragment(f'<div class="article-body">{body}</div>', css)
     return {
         "id": article["id"],
         "title": article["title"],
@@ -145,19 +254,29 @@ def article_context(article: Mapping[str, Any]) -> dict[str, Any]:
         "published": article.get("published") or "",
         "published_display": display_date(article.get("published")),
         "tags": list(article.get("tags") or []),
+        "body_html": Markup(body),
+        "body_text": html_to_text(body),
     }
 
 
 def subscriber_context(subscriber: Mapping[str, Any]) -> dict[str, Any]:
+    """Template data for one subscriber; empty fields are left out.
+
+    Leaving them out (rather than passing None) is what makes
+    ``{{ subscriber.first_name | default("there") }}`` work as staff expect.
+    """
     first, last = subscriber.get("first_name"), subscriber.get("last_name")
-    context = dict(subscriber.get("attributes") or {})
+    attributes = dict(subscriber.get("attributes") or {})
+    context = {k: v for k, v in attributes.items() if v not in (None, "")}
     context.update(
         email=subscriber["email"],
-        first_name=first,
-        last_name=last,
         name=" ".join(p for p in (first, last) if p),
-        attributes=dict(subscriber.get("attributes") or {}),
+        attributes=attributes,
     )
+    if first:
+        context["first_name"] = first
+    if last:
+        context["last_name"] = last
     return context
 
 
@@ -169,42 +288,3 @@ def message_id(campaign_id: int, delivery_key: str, domain: str) -> str:
     """
     digest = hashlib.sha256(f"{campaign_id}:{delivery_key}".encode()).hexdigest()[:16]
     return f"<c{campaign_id}.{delivery_key}.{digest}@{domain}>"
-
-
-def compose(
-    rendered: Rendered,
-    *,
-    from_name: str,
-    from_address: str,
-    to_address: str,
-    to_name: str = "",
-    reply_to: str = "",
-    msg_id: str,
-    date: dt.datetime,
-    unsubscribe_url: str | None = None,
-    unsubscribe_mailto: str | None = None,
-    list_id: str | None = None,
-    feedback_id: str | None = None,
-) -> bytes:
-    """Build the multipart/alternative message (text first, then HTML) as wire bytes."""
-    msg = EmailMessage(policy=MAIL_POLICY)
-    msg["From"] = Address(display_name=from_name, addr_spec=from_address)
-    msg["To"] = Address(display_name=to_name, addr_spec=to_address)
-    msg["Subject"] = rendered.subject
-    msg["Date"] = format_datetime(date)
-    msg["Message-ID"] = msg_id
-    if reply_to:
-        msg["Reply-To"] = reply_to
-    if unsubscribe_url:
-        targets = [f"<{unsubscribe_url}>"]
-        if unsubscribe_mailto:
-            targets.append(f"<mailto:{unsubscribe_mailto}?subject=unsubscribe>")
-        msg["List-Unsubscribe"] = ", ".join(targets)
-        msg["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
-    if list_id:
-        msg["List-Id"] = list_id
-    if feedback_id:
-        msg["Feedback-ID"] = feedback_id
-    msg.set_content(rendered.text, subtype="plain", charset="utf-8")
-    msg.add_alternative(rendered.html, subtype="html", charset="utf-8")
-    return msg.as_bytes()

@@ -82,7 +82,8 @@ enabled = true
 truncate_ip = true
 
 [templates]
-default = "newsletter"
+# auto: "announcement" for a single article, "digest" for several; or name a set.
+default = "auto"
 """
 
 GITIGNORE = """\

@@ -1,0 +1,174 @@
+"""Wire-format messages, built fast: what is common is encoded once per campaign.
+
+Building and serialising an ``EmailMessage`` per recipient costs ~4 ms; a
+campaign's messages differ only in a few headers and the two bodies. So the
+common headers are folded and encoded once, and per recipient only the
+personal headers and the quoted-printable bodies are produced. The result
+parses back with the standard library into the same parts (see the tests).
+"""
+
+from __future__ import annotations
+
+import binascii
+import datetime as dt
+import secrets
+from email.policy import SMTP, EmailPolicy
+from email.utils import format_datetime, formataddr
+
+
+class _MailPolicy(EmailPolicy):
+    """SMTP policy, except that List-Unsubscribe is never RFC 2047-encoded.
+
+    The standard folder encodes a header whose single token is longer than a
+    line; mailbox providers then see no URL at all and drop one-click
+    unsubscribe. Header lines may run to 998 characters (RFC 5322).
+    """
+
+    def fold_binary(self, name: str, value: str) -> bytes:
+        if name.lower() == "list-unsubscribe":
+            return _WIDE.fold_binary(name, value)
+        return super().fold_binary(name, value)
+
+
+_WIDE = SMTP.clone(max_line_length=998)
+MAIL_POLICY = _MailPolicy(linesep="\r\n")
+
+
+def _header(name: str, value: str) -> bytes:
+    """Fold and encode one header once, as the standard library would."""
+    return MAIL_POLICY.fold_binary(name, MAIL_POLICY.header_factory(name, value))
+
+
+def _ascii_address(address: str) -> str:
+    """Punycode an internationalised domain so the header stays ASCII."""
+    local, _, domain = address.rpartition("@")
+    try:
+        domain.encode("ascii")
+    except UnicodeEncodeError:
+        domain = domain.encode("idna").decode("ascii")
+    return f"{local}@{domain}"
+
+
+def _qp(text: str) -> bytes:
+    """Quoted-printable with CRLF line ends and lines of at most 76 characters."""
+    body = text.replace("\r\n", "\n").replace("\r", "\n").replace("\n", "\r\n")
+    if not body.endswith("\r\n"):
+        body += "\r\n"
+    return binascii.b2a_qp(body.encode("utf-8"), istext=True)
+
+
+class MessageFactory:
+    """Make every message of one campaign: same sender, subject and structure."""
+
+    def __init__(
+        self,
+        *,
+        from_name: str,
+        from_address: str,
+        subject: str,
+        reply_to: str = "",
+        list_id: str | None = None,
+        feedback_id: str | None = None,
+        extra_headers: dict[str, str] | None = None,
+    ):
+        self.boundary = "=_nl_" + secrets.token_hex(12)
+        common = [
+            _header("From", formataddr((from_name, from_address), charset="utf-8")),
+            _header("Subject", subject),
+        ]
+        if reply_to:
+            common.append(_header("Reply-To", reply_to))
+        if list_id:
+            common.append(_header("List-Id", list_id))
+        if feedback_id:
+            common.append(_header("Feedback-ID", feedback_id))
+        for name, value in (extra_headers or {}).items():
+            common.append(_header(name, value))
+        common.append(b"MIME-Version: 1.0\r\n")
+        common.append(_header("Content-Type", f'multipart/alternative; boundary="{self.boundary}"'))
+        self.common = b"".join(common)
+        b = self.boundary.encode()
+        part_head = (
+            b'Content-Type: %s; charset="utf-8"\r\n'
+            b"Content-Transfer-Encoding: quoted-printable\r\n\r\n"
+        )
+        self.text_head = b"\r\n--" + b + b"\r\n" + part_head % b"text/plain"
+        self.html_head = b"\r\n--" + b + b"\r\n" + part_head % b"text/html"
+        self.closing = b"\r\n--" + b + b"--\r\n"
+
+    def build(
+        self,
+        *,
+        to_address: str,
+        to_name: str,
+        msg_id: str,
+        date: dt.datetime,
+        text: str,
+        html: str,
+        unsubscribe_url: str | None = None,
+        unsubscribe_mailto: str | None = None,
+    ) -> bytes:
+        """One recipient's message as wire bytes."""
+        to = formataddr((to_name, _ascii_address(to_address)), charset="utf-8")
+        personal = [
+            # formataddr has already encoded a non-ASCII name; only long values need folding.
+            f"To: {to}\r\n".encode() if len(to) < 70 else _header("To", to),
+            f"Date: {format_datetime(date)}\r\nMessage-ID: {msg_id}\r\n".encode(),
+        ]
+        if unsubscribe_url:
+            targets = f"<{unsubscribe_url}>"
+            if unsubscribe_mailto:
+                targets += f", <mailto:{unsubscribe_mailto}?subject=unsubscribe>"
+            personal.append(
+                f"List-Unsubscribe: {targets}\r\n"
+                "List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n".encode()
+            )
+        return b"".join(
+            [
+                *personal,
+                self.common,
+                self.text_head,
+                _qp(text),
+                self.html_head,
+                _qp(html),
+                self.closing,
+            ]
+        )
+
+
+def compose(
+    *,
+    subject: str,
+    text: str,
+    html: str,
+    from_name: str,
+    from_address: str,
+    to_address: str,
+    to_name: str = "",
+    reply_to: str = "",
+    msg_id: str,
+    date: dt.datetime,
+    unsubscribe_url: str | None = None,
+    unsubscribe_mailto: str | None = None,
+    list_id: str | None = None,
+    feedback_id: str | None = None,
+) -> bytes:
+    """Build one message on its own (tests, test sends); campaigns reuse a factory."""
+    factory = MessageFactory(
+        from_name=from_name,
+        from_address=from_address,
+        subject=subject,
+        reply_to=reply_to,
+        list_id=list_id,
+        feedback_id=feedback_id,
+    )
+    return factory.build(
+        to_address=to_address,
+        to_name=to_name,
+        msg_id=msg_id,
+        date=date,
+        text=text,
+        html=html,
+        unsubscribe_url=unsubscribe_url,
+        unsubscribe_mailto=unsubscribe_mailto,
+    )
