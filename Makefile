@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 WORKSPACE ?= workspace
 # Debian packages the test suite and the benchmarks need (installed only when missing).
-SYSTEM_PACKAGES :=
+SYSTEM_PACKAGES := spamassassin
 BENCH_PACKAGES := wrk
 
 .PHONY: run test lint format bench system-deps bench-deps apt-install clean

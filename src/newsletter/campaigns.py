@@ -240,9 +240,10 @@ class CampaignMail:
     def tracked(self) -> bool:
         return bool(self.campaign["tracking"]) and self.settings.tracking.enabled
 
-    def _render(self, subscriber: Mapping[str, Any]) -> Rendered:
+    def context(self, subscriber: Mapping[str, Any]) -> dict[str, Any]:
+        """The template data for one subscriber: plain dicts, lists and strings."""
         cid, sid = self.campaign["id"], subscriber["id"]
-        context = {
+        return {
             "campaign": self.campaign_context,
             "articles": self.articles,
             "subscriber": subscriber_context(subscriber),
@@ -254,7 +255,9 @@ class CampaignMail:
                 "view_in_browser": self.urls.view(cid, sid),
             },
         }
-        rendered = self.templates.render(context)
+
+    def _render(self, subscriber: Mapping[str, Any]) -> Rendered:
+        rendered = self.templates.render(self.context(subscriber))
         return Rendered(self.subject, rendered.html, rendered.text)
 
     def trackable_links(self) -> list[tuple[str, int | None]]:

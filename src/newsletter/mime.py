@@ -72,10 +72,8 @@ class MessageFactory:
         extra_headers: dict[str, str] | None = None,
     ):
         self.boundary = "=_nl_" + secrets.token_hex(12)
-        common = [
-            _header("From", formataddr((from_name, from_address), charset="utf-8")),
-            _header("Subject", subject),
-        ]
+        self.sender = _header("From", formataddr((from_name, from_address), charset="utf-8"))
+        common = [_header("Subject", subject)]
         if reply_to:
             common.append(_header("Reply-To", reply_to))
         if list_id:
@@ -84,9 +82,10 @@ class MessageFactory:
             common.append(_header("Feedback-ID", feedback_id))
         for name, value in (extra_headers or {}).items():
             common.append(_header(name, value))
-        common.append(b"MIME-Version: 1.0\r\n")
-        common.append(_header("Content-Type", f'multipart/alternative; boundary="{self.boundary}"'))
         self.common = b"".join(common)
+        self.structure = b"MIME-Version: 1.0\r\n" + _header(
+            "Content-Type", f'multipart/alternative; boundary="{self.boundary}"'
+        )
         b = self.boundary.encode()
         part_head = (
             b'Content-Type: %s; charset="utf-8"\r\n'
@@ -111,8 +110,10 @@ class MessageFactory:
         """One recipient's message as wire bytes."""
         to = formataddr((to_name, _ascii_address(to_address)), charset="utf-8")
         personal = [
+            self.sender,
             # formataddr has already encoded a non-ASCII name; only long values need folding.
             f"To: {to}\r\n".encode() if len(to) < 70 else _header("To", to),
+            self.common,
             f"Date: {format_datetime(date)}\r\nMessage-ID: {msg_id}\r\n".encode(),
         ]
         if unsubscribe_url:
@@ -126,7 +127,7 @@ class MessageFactory:
         return b"".join(
             [
                 *personal,
-                self.common,
+                self.structure,
                 self.text_head,
                 _qp(text),
                 self.html_head,
