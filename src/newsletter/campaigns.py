@@ -202,7 +202,7 @@ class CampaignMail:
         self.templates = templates
         self.settings = settings
         self.urls = urls
-        self.link_ids = dict(link_ids or {})
+        self.link_ids = link_ids or {}
         css = templates.stylesheet
         self.articles = [article_context(a, css) for a in articles]
         self._article_by_url = {a["url"]: a["id"] for a in self.articles if a["url"]}
@@ -235,6 +235,14 @@ class CampaignMail:
             list_id=f"{self.sender['name']} <newsletter.{self.domain}>",
             feedback_id=f"c{self.campaign['id']}:newsletter:{self.domain}",
         )
+
+    @property
+    def link_ids(self) -> dict[str, int]:
+        return self._rewriter.link_ids
+
+    @link_ids.setter
+    def link_ids(self, link_ids: Mapping[str, int]) -> None:
+        self._rewriter = tracking.LinkRewriter(link_ids)
 
     @property
     def tracked(self) -> bool:
@@ -286,10 +294,10 @@ class CampaignMail:
         def click(link_id: int) -> str:
             return self.urls.click(cid, sid, link_id)
 
-        html = tracking.rewrite_html(rendered.html, self.link_ids, click)
+        html = self._rewriter.rewrite_html(rendered.html, click)
         if pixel:
             html = tracking.add_pixel(html, self.urls.open(cid, sid))
-        text = tracking.rewrite_text(rendered.text, self.link_ids, click)
+        text = self._rewriter.rewrite_text(rendered.text, click)
         return Rendered(rendered.subject, html, text)
 
     def message(

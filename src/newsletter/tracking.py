@@ -17,6 +17,8 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
+import markupsafe
+
 _VERSION = 1
 _SIG_BYTES = 12  # 96 bits: far beyond online guessing, short enough for tidy URLs
 PURPOSES = {"open": 1, "click": 2, "unsubscribe": 3, "view": 4, "preferences": 5}
@@ -71,7 +73,7 @@ class Signer:
         self._key = hashlib.sha256(b"newsletter-token\0" + raw).digest()
 
     def _sign(self, payload: bytes) -> bytes:
-        return hmac.new(self._key, payload, hashlib.sha256).digest()[:_SIG_BYTES]
+        return hmac.digest(self._key, payload, "sha256")[:_SIG_BYTES]
 
     def make(self, purpose: str, campaign_id: int, subscriber_id: int, link_id: int = 0) -> str:
         payload = bytes([_VERSION, PURPOSES[purpose]]) + b"".join(
@@ -123,7 +125,6 @@ def truncate_ip(ip: str | None) -> str | None:
 
 
 _HREF = re.compile(r"""(<a\b[^>]*?\bhref\s*=\s*)(["'])(.*?)\2""", re.IGNORECASE | re.DOTALL)
-_TEXT_URL = re.compile(r"https?://[^\s<>\"')\]]+")
 
 
 def html_links(document: str) -> list[str]:
@@ -136,36 +137,75 @@ def html_links(document: str) -> list[str]:
     return list(seen)
 
 
+class LinkRewriter:
+    """Points a campaign's registered links at their click-tracking URLs.
+
+    Built once per campaign: one pattern matching exactly the registered
+    URLs (as they appear in HTML attributes and in plain text), so each
+    message is rewritten in a single pass. Only registered URLs are touched,
+    so the redirect target is always one the campaign contained; mailto and
+    the subscriber's own unsubscribe and preference links are never
+    registered.
+    """
+
+    def __init__(self, link_ids: Mapping[str, int]):
+        self.link_ids = dict(link_ids)
+        spellings: dict[str, int] = {}
+        for url, link_id in self.link_ids.items():
+            # As written by Jinja's autoescape, by an HTML serializer, or unescaped.
+            for form in (str(markupsafe.escape(url)), html.escape(url), url):
+                spellings.setdefault(form, link_id)
+        self._html_ids = spellings
+        self._text_ids = dict(self.link_ids)
+        if self.link_ids:
+            forms = sorted(spellings, key=len, reverse=True)
+            alternatives = "|".join(re.escape(f) for f in forms)
+            # A literal prefix lets the regex engine skip ahead fast; the HTML
+            # templates pass through an HTML serializer, which writes href="…".
+            self._html = re.compile(rf"""(href=)(["'])({alternatives})\2""")
+            urls = "|".join(re.escape(u) for u in sorted(self.link_ids, key=len, reverse=True))
+            # Whole URLs only, ending where text goes on (sentence punctuation may
+            # follow); the start is checked in rewrite_text, which keeps the
+            # pattern's literal prefix and so its speed.
+            self._text = re.compile(rf"""({urls})(?=[.,;:!?]*(?:[\s<>"')\]]|$))""")
+
+    def rewrite_html(self, document: str, click_url: Callable[[int], str]) -> str:
+        if not self.link_ids:
+            return document
+        urls: dict[int, str] = {}
+
+        def replace(match: re.Match[str]) -> str:
+            link_id = self._html_ids[match.group(3)]
+            if link_id not in urls:
+                urls[link_id] = html.escape(click_url(link_id))
+            quote = match.group(2)
+            return f"{match.group(1)}{quote}{urls[link_id]}{quote}"
+
+        return self._html.sub(replace, document)
+
+    def rewrite_text(self, text: str, click_url: Callable[[int], str]) -> str:
+        if not self.link_ids:
+            return text
+
+        def replace(match: re.Match[str]) -> str:
+            start = match.start()
+            if start and (text[start - 1].isalnum() or text[start - 1] in "/.=?&%-_"):
+                return match.group(0)  # part of a longer URL or word
+            return click_url(self._text_ids[match.group(1)])
+
+        return self._text.sub(replace, text)
+
+
 def rewrite_html(
     document: str, link_ids: Mapping[str, int], click_url: Callable[[int], str]
 ) -> str:
-    """Point every registered link at its click-tracking URL; leave all others alone.
-
-    Only URLs registered for the campaign are rewritten, so the redirect
-    target is always one the campaign contained; mailto and the subscriber's
-    own unsubscribe/preference links are never registered.
-    """
-
-    def replace(match: re.Match[str]) -> str:
-        url = html.unescape(match.group(3)).strip()
-        link_id = link_ids.get(url)
-        if link_id is None:
-            return match.group(0)
-        quote = match.group(2)
-        return f"{match.group(1)}{quote}{html.escape(click_url(link_id))}{quote}"
-
-    return _HREF.sub(replace, document)
+    """Rewrite the registered links of one HTML document (see ``LinkRewriter``)."""
+    return LinkRewriter(link_ids).rewrite_html(document, click_url)
 
 
 def rewrite_text(text: str, link_ids: Mapping[str, int], click_url: Callable[[int], str]) -> str:
-    """Rewrite registered URLs in the plain-text part the same way."""
-
-    def replace(match: re.Match[str]) -> str:
-        url = match.group(0)
-        link_id = link_ids.get(url)
-        return match.group(0) if link_id is None else click_url(link_id)
-
-    return _TEXT_URL.sub(replace, text)
+    """Rewrite registered URLs in a plain-text part (see ``LinkRewriter``)."""
+    return LinkRewriter(link_ids).rewrite_text(text, click_url)
 
 
 def add_pixel(document: str, pixel_url: str) -> str:
@@ -174,7 +214,9 @@ def add_pixel(document: str, pixel_url: str) -> str:
         f'<img src="{html.escape(pixel_url)}" width="1" height="1" alt="" '
         'style="display:block;border:0;width:1px;height:1px" />'
     )
-    index = document.lower().rfind("</body>")
+    index = document.rfind("</body>")
+    if index == -1:
+        index = document.lower().rfind("</body>")
     if index == -1:
         return document + tag
     return document[:index] + tag + document[index:]
