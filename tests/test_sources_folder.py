@@ -1,13 +1,21 @@
 """The article folder source: fetch, parse, and save through the store."""
 
 import datetime as dt
+import os
 from html.parser import HTMLParser
 
 import pytest
 
+from newsletter.config import SourceSpec
 from newsletter.errors import SourceError
-from newsletter.sources import content_hash, folder, plain_text, sanitize_html, summarize
-from newsletter.store import Store
+from newsletter.sources import (
+    content_hash,
+    folder,
+    intake,
+    plain_text,
+    sanitize_html,
+    summarize,
+)
 
 NOW = dt.datetime(2026, 11, 2, 9, 30, tzinfo=dt.UTC)
 
@@ -49,14 +57,6 @@ class Elements(HTMLParser):
 
     def handle_starttag(self, tag, attrs):
         self.found.append((tag, attrs))
-
-
-@pytest.fixture
-def store(tmp_path):
-    store = Store(tmp_path / "db.sqlite")
-    store.migrate()
-    yield store
-    store.close()
 
 
 def test_markdown_with_front_matter():
@@ -226,19 +226,51 @@ def test_fetch_reads_article_files_only(tmp_path):
     (root / "image.png").write_bytes(b"\x89PNG\r\n")
     (root / "notes.md~").write_text("# Backup\n", encoding="utf-8")
 
-    files = folder.fetch(root)
+    files, problems = folder.fetch(root)
 
-    assert [name for name, _ in files] == ["2026/oct/b.HTML", "a.md", "c.txt"]
-    assert dict(files)["a.md"] == "# A\n"
+    assert problems == []
+    assert [f.name for f in files] == ["2026/oct/b.HTML", "a.md", "c.txt"]
+    assert files[1].text == "# A\n"
 
 
-def test_fetch_reports_a_file_that_is_not_utf8(tmp_path):
+def test_fetch_gives_each_file_its_modification_time(tmp_path):
     root = tmp_path / "articles"
     root.mkdir()
+    saved = dt.datetime(2026, 12, 24, 18, 0, tzinfo=dt.UTC)
+    (root / "page.txt").write_text("Title\n\nBody.\n", encoding="utf-8")
+    os.utime(root / "page.txt", (saved.timestamp(), saved.timestamp()))
+    [file], _ = folder.fetch(root)
+    assert file.modified == saved
+
+
+def test_a_file_that_is_not_utf8_is_reported_and_the_others_are_read(tmp_path):
+    root = tmp_path / "articles"
+    root.mkdir()
+    (root / "a-good.md").write_text("# Good\n", encoding="utf-8")
     (root / "latin.md").write_bytes("# Café\n".encode("latin-1"))
-    with pytest.raises(SourceError) as excinfo:
-        folder.fetch(root)
-    assert "latin.md" in str(excinfo.value)
+    (root / "z-good.txt").write_text("Also Good\n", encoding="utf-8")
+
+    files, problems = folder.fetch(root)
+
+    assert [f.name for f in files] == ["a-good.md", "z-good.txt"]
+    assert problems == [
+        "latin.md: cannot read article: not UTF-8 text (byte 0xe9 at offset 5); "
+        "save the file as UTF-8"
+    ]
+
+
+def test_an_unreadable_file_does_not_stop_the_folder_source(tmp_path, store, fetcher):
+    root = tmp_path / "articles"
+    root.mkdir()
+    (root / "good.md").write_text("---\ntitle: Good\n---\nBody\n", encoding="utf-8")
+    (root / "latin.md").write_bytes("# Café\n".encode("latin-1"))
+    result = intake.run_source(
+        SourceSpec("folder", "articles", backfill=None), store, fetcher, NOW, root=tmp_path
+    )
+    assert result.counts["new"] == 1
+    assert [a["title"] for a in store.articles()] == ["Good"]
+    [error] = result.errors
+    assert error.startswith("articles/latin.md: cannot read article: not UTF-8 text")
 
 
 def test_file_saved_with_a_byte_order_mark_keeps_its_front_matter(tmp_path):
@@ -246,8 +278,8 @@ def test_file_saved_with_a_byte_order_mark_keeps_its_front_matter(tmp_path):
     root.mkdir()
     (root / "bom.md").write_bytes(FULL.encode("utf-8-sig"))
 
-    [(name, text)] = folder.fetch(root)
-    article = folder.parse(name, text)
+    [file], _ = folder.fetch(root)
+    article = folder.parse(file.name, file.text)
 
     assert article["title"] == "Back on the Trail: Running After a Knee Injury"
     assert article["url"] == "https://clinic.example.com/post/trail"
@@ -260,6 +292,59 @@ def test_key_prefers_guid_then_url_then_file_name():
     assert folder.parse("posts/a.md", guid)["key"] == "tag:clinic,2026:1"
     assert folder.parse("posts/a.md", url_only)["key"] == "https://clinic.example.com/p"
     assert folder.parse("posts/a.md", neither)["key"] == "posts/a.md"
+
+
+def test_front_matter_url_must_be_http(tmp_path):
+    for bad in ("javascript:alert(1)", "data:text/html,x", "clinic.example.com/p", "/post/x"):
+        with pytest.raises(SourceError) as excinfo:
+            folder.parse("posts/a.md", f"---\ntitle: T\nurl: '{bad}'\n---\nBody\n")
+        assert str(excinfo.value).startswith(f"posts/a.md: url {bad!r} is not an http(s) address")
+
+
+def test_front_matter_url_is_the_base_of_the_body_and_the_image():
+    text = (
+        "---\ntitle: T\nurl: HTTPS://Clinic.Example.com/post/trail?utm_source=x#top\n"
+        "image: images/trail.jpg\n---\n"
+        "[About us](../about) and ![a path](/media/path.png)\n\n"
+        "<blockquote cite='study.html'>quoted</blockquote>\n"
+    )
+    article = folder.parse("trail.md", text)
+    assert article["url"] == article["key"] == "https://clinic.example.com/post/trail"
+    assert article["image"] == "https://clinic.example.com/post/images/trail.jpg"
+    body = article["body_html"]
+    assert 'href="https://clinic.example.com/about"' in body
+    assert 'src="https://clinic.example.com/media/path.png"' in body
+    assert 'cite="https://clinic.example.com/post/study.html"' in body
+
+
+def test_front_matter_image_must_be_http_or_relative_to_the_url():
+    with pytest.raises(SourceError, match=r"^t.md: image 'javascript:alert\(1\)' is not"):
+        folder.parse("t.md", "---\ntitle: T\nimage: 'javascript:alert(1)'\n---\nB\n")
+    with pytest.raises(SourceError, match="a relative image needs the article's `url:`"):
+        folder.parse("t.md", "---\ntitle: T\nimage: images/a.png\n---\nB\n")
+    article = folder.parse("t.md", "---\ntitle: T\nimage: https://cdn.example/a.png\n---\nB\n")
+    assert article["image"] == "https://cdn.example/a.png"
+
+
+def test_a_bad_url_in_one_file_is_that_file_s_error(tmp_path, store, fetcher):
+    root = tmp_path / "articles"
+    root.mkdir()
+    (root / "good.md").write_text("---\ntitle: Good\n---\nBody\n", encoding="utf-8")
+    (root / "bad.md").write_text(
+        "---\ntitle: Bad\nurl: javascript:alert(1)\n---\nBody\n", encoding="utf-8"
+    )
+    result = intake.run_source(
+        SourceSpec("folder", "articles", backfill=None), store, fetcher, NOW, root=tmp_path
+    )
+    assert [a["title"] for a in store.articles()] == ["Good"]
+    assert result.errors == [
+        "articles/bad.md: url 'javascript:alert(1)' is not an http(s) address; "
+        "fix it or remove the line"
+    ]
+
+
+def test_tags_given_as_one_value_are_one_tag():
+    assert folder.parse("t.md", "---\ntitle: T\ntags: 2026\n---\nB\n")["tags"] == ["2026"]
 
 
 def test_content_hash_follows_what_readers_see():
@@ -282,18 +367,24 @@ def test_save_new_then_unchanged_then_updated(tmp_path, store):
     source_id = store.source_id("folder", "articles", NOW)
 
     def save(now):
-        parsed = [folder.parse(name, text) for name, text in folder.fetch(root)]
+        files, _ = folder.fetch(root)
+        parsed = [folder.parse(f.name, f.text, f.modified) for f in files]
         return store.save_articles(source_id, parsed, now)
 
-    assert save(NOW) == {"new": 1, "updated": 0, "unchanged": 0}
+    assert save(NOW) == {"new": 1, "updated": 0, "unchanged": 0, "archived": 0}
     [first] = store.articles()
 
-    assert save(NOW + dt.timedelta(minutes=5)) == {"new": 0, "updated": 0, "unchanged": 1}
+    assert save(NOW + dt.timedelta(minutes=5)) == {
+        "new": 0,
+        "updated": 0,
+        "unchanged": 1,
+        "archived": 0,
+    }
     assert store.articles() == [first]
 
     path.write_text(FULL.replace("Intro paragraph.", "A rewritten intro."), encoding="utf-8")
     later = NOW + dt.timedelta(hours=1)
-    assert save(later) == {"new": 0, "updated": 1, "unchanged": 0}
+    assert save(later) == {"new": 0, "updated": 1, "unchanged": 0, "archived": 0}
 
     [edited] = store.articles()
     assert edited["id"] == first["id"]
@@ -323,6 +414,27 @@ def test_sanitize_html_keeps_http_and_mailto_links_only():
     assert 'href="https://a.example/"' in cleaned
     assert 'href="mailto:x@a.example"' in cleaned
     assert "data:" not in cleaned and "vbscript:" not in cleaned
+
+
+@pytest.mark.parametrize("attribute", ["cite", "longdesc", "action", "poster", "background"])
+def test_sanitize_html_checks_every_url_attribute(attribute):
+    hostile = (
+        f'<blockquote {attribute}="javascript:alert(1)">a</blockquote>'
+        f'<q {attribute}="&#106;avascript:alert(2)">b</q>'
+        f'<del {attribute}=" data:text/html,x">c</del>'
+        f'<img src="https://a.example/i.png" {attribute}="javascript:alert(3)">'
+    )
+    for base in (None, "https://clinic.example.com/post/x"):
+        cleaned = sanitize_html(hostile, base)
+        assert "javascript" not in cleaned.lower() and "data:" not in cleaned, cleaned
+
+
+def test_sanitize_html_keeps_a_good_cite_and_makes_it_absolute():
+    fragment = '<blockquote cite="/sources/study">q</blockquote>'
+    assert sanitize_html(fragment) == fragment
+    assert sanitize_html(fragment, "https://clinic.example.com/post/x") == (
+        '<blockquote cite="https://clinic.example.com/sources/study">q</blockquote>'
+    )
 
 
 def test_plain_text_collapses_tags_and_entities():

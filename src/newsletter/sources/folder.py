@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
-import html
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +12,14 @@ import yaml
 from markdown_it import MarkdownIt
 
 from newsletter.errors import SourceError
-from newsletter.sources import content_hash, plain_text, sanitize_html, summarize
+from newsletter.sources import (
+    canonical_url,
+    content_hash,
+    plain_text,
+    sanitize_html,
+    summarize,
+    textpage,
+)
 
 SUFFIXES = {
     ".md": "markdown",
@@ -27,24 +34,49 @@ _HTML_BODY = re.compile(r"<body[^>]*>(.*)</body>", re.I | re.DOTALL)
 _markdown = MarkdownIt("commonmark", {"html": True}).enable("table")
 
 
-def fetch(folder: Path) -> list[tuple[str, str]]:
-    """Read every article file in the folder: (relative name, text)."""
+@dataclass(frozen=True)
+class FolderFile:
+    """One article file as read from disk."""
+
+    name: str  # relative to the folder, with forward slashes
+    text: str
+    # When the file was last written. A page saved from a blog shows dates
+    # without a year ("Updated: Dec 20"); they are read as of this moment,
+    # which stays the same from poll to poll, so the date does not drift.
+    modified: dt.datetime
+
+
+def fetch(folder: Path) -> tuple[list[FolderFile], list[str]]:
+    """Read every article file in the folder; return the files and one line per unreadable one.
+
+    A file that cannot be read (permissions, not UTF-8) is reported by its
+    relative name and the others are still read.
+    """
     if not folder.is_dir():
         raise SourceError(
             f"{folder}: article folder does not exist; create it or fix [sources] folders"
         )
-    files = []
+    files, problems = [], []
     for path in sorted(folder.rglob("*")):
         relative = path.relative_to(folder)
         hidden = any(part.startswith(".") for part in relative.parts)
-        if path.suffix.lower() in SUFFIXES and path.is_file() and not hidden:
-            try:
-                files.append(
-                    (path.relative_to(folder).as_posix(), path.read_text(encoding="utf-8-sig"))
-                )
-            except (OSError, UnicodeDecodeError) as exc:
-                raise SourceError(f"{path}: cannot read article ({exc})") from None
-    return files
+        if path.suffix.lower() not in SUFFIXES or hidden or not path.is_file():
+            continue
+        name = relative.as_posix()
+        try:
+            modified = dt.datetime.fromtimestamp(path.stat().st_mtime, dt.UTC)
+            text = path.read_text(encoding="utf-8-sig")
+        except UnicodeDecodeError as exc:
+            problems.append(
+                f"{name}: cannot read article: not UTF-8 text (byte 0x{exc.object[exc.start]:02x} "
+                f"at offset {exc.start}); save the file as UTF-8"
+            )
+            continue
+        except OSError as exc:
+            problems.append(f"{name}: cannot read article ({exc.strerror or exc})")
+            continue
+        files.append(FolderFile(name, text, modified))
+    return files, problems
 
 
 def _date(value: Any, where: str) -> str | None:
@@ -60,8 +92,29 @@ def _date(value: Any, where: str) -> str | None:
         raise SourceError(f"{where}: date {value!r} is not YYYY-MM-DD") from None
 
 
-def parse(name: str, text: str) -> dict[str, Any]:
-    """Turn one file's text into an article dict. Pure."""
+def _http_url(value: Any, base: str | None, where: str, hint: str = "") -> str | None:
+    """A front matter address as an absolute http(s) URL; SourceError if it is not one."""
+    if value is None or value == "":
+        return None
+    url = canonical_url(str(value), base)
+    if url is None:
+        raise SourceError(
+            f"{where} {value!r} is not an http(s) address{hint}; fix it or remove the line"
+        )
+    return url
+
+
+def parse(name: str, text: str, modified: dt.datetime | None = None) -> dict[str, Any]:
+    """Turn one file's text into an article dict. Pure.
+
+    ``modified`` (the file's modification time) resolves dates a saved blog
+    page gives without a year ("Updated: Feb 4") or relative to the day it was
+    saved ("3 days ago"); without it such a date is an error.
+
+    Front matter ``url`` must be an http(s) address: it is the article's link
+    and identity, relative links and images in the body are made absolute
+    against it, and so is ``image``.
+    """
     kind = SUFFIXES[Path(name).suffix.lower()]
     meta: dict[str, Any] = {}
     body = text
@@ -73,7 +126,9 @@ def parse(name: str, text: str) -> dict[str, Any]:
             except (yaml.YAMLError, ValueError) as exc:
                 mark = getattr(exc, "problem_mark", None)
                 line = f":{mark.line + 2}" if mark else ""
-                raise SourceError(f"{name}{line}: invalid YAML front matter ({exc})") from None
+                # PyYAML's message spans several lines; its "problem" is the reason alone.
+                reason = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+                raise SourceError(f"{name}{line}: invalid YAML front matter ({reason})") from None
             if not isinstance(loaded, dict):
                 raise SourceError(f"{name}:2: front matter must be key: value pairs")
             meta = loaded
@@ -87,13 +142,19 @@ def parse(name: str, text: str) -> dict[str, Any]:
             if title_match:
                 meta["title"] = plain_text(title_match.group(1) or title_match.group(2))
     else:
-        lines = [line.strip() for line in text.splitlines()]
-        paragraphs = [p.strip() for p in "\n".join(lines).split("\n\n") if p.strip()]
-        if paragraphs:
-            meta.setdefault("title", paragraphs[0].splitlines()[0])
-            paragraphs = paragraphs[1:]
-        body_html = "".join(f"<p>{_escape(p)}</p>" for p in paragraphs)
-    body_html = sanitize_html(body_html)
+        page = textpage.parse(name, text, modified)
+        for field_name in ("title", "date", "updated", "views", "comments", "likes"):
+            if page.get(field_name) is not None:
+                meta.setdefault(field_name, page[field_name])
+        body_html = page["body_html"]
+    url = _http_url(meta.get("url"), None, f"{name}: url")
+    image = _http_url(
+        meta.get("image"),
+        url,
+        f"{name}: image",
+        "" if url else " (a relative image needs the article's `url:` in the front matter)",
+    )
+    body_html = sanitize_html(body_html, url)
     if kind == "markdown" and body_html.lstrip().startswith("<h1>") and "title" not in meta:
         meta["title"] = plain_text(body_html.split("</h1>", 1)[0])
     title = str(meta.get("title") or "").strip()
@@ -102,25 +163,24 @@ def parse(name: str, text: str) -> dict[str, Any]:
     tags = meta.get("tags") or []
     if isinstance(tags, str):
         tags = [t.strip() for t in tags.split(",") if t.strip()]
+    elif not isinstance(tags, list):
+        tags = [tags]
     article = {
         # Identity: an explicit guid, else the canonical URL, else the file's path.
-        "key": str(meta.get("guid") or meta.get("url") or name),
-        "url": meta.get("url"),
+        "key": str(meta.get("guid") or url or name),
+        "url": url,
         "title": title,
         "author": meta.get("author"),
         "published": _date(meta.get("date"), f"{name}: date"),
         "updated": _date(meta.get("updated"), f"{name}: updated"),
         "summary": str(meta.get("summary") or summarize(plain_text(body_html))),
         "body_html": body_html,
-        "image": meta.get("image"),
+        "image": image,
         "image_alt": meta.get("image_alt"),
         "tags": [str(t) for t in tags],
         "views": meta.get("views"),
         "comments": meta.get("comments"),
+        "likes": meta.get("likes"),
     }
     article["content_hash"] = content_hash(article)
     return article
-
-
-def _escape(text: str) -> str:
-    return html.escape(text).replace("\n", "<br>")

@@ -1,0 +1,379 @@
+"""RSS 2.0, RSS 1.0 and Atom feeds: parse bytes already fetched into article dicts.
+
+feedparser reads the bytes; it is never given a URL or a path, so it never
+fetches anything itself (a ``str`` or ``bytes`` argument that happens to name
+a file would be opened as one, so the body goes in as a stream).
+"""
+
+from __future__ import annotations
+
+import calendar
+import codecs
+import datetime as dt
+import html
+import io
+import re
+import time
+import xml.sax
+from dataclasses import dataclass, field
+from html.parser import HTMLParser
+from typing import Any
+from urllib.parse import urljoin
+
+import feedparser
+
+from newsletter.errors import SourceError
+from newsletter.sources import (
+    assign_keys,
+    canonical_url,
+    content_hash,
+    iso_utc,
+    plain_text,
+    sanitize_html,
+    summarize,
+)
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".gif", ".webp", ".avif")
+# Declarations of this form only name a character or a short literal, so they
+# can never expand into more than a few bytes; anything else in a DTD (nested
+# references, parameter or external entities) is refused before parsing.
+_SAFE_ENTITY = re.compile(
+    rb"""^<!ENTITY\s+[A-Za-z_][\w.-]*\s+
+         ("(?:[^"&%<]{0,16}|&\#x?[0-9A-Fa-f]{1,6};)"|'(?:[^'&%<]{0,16}|&\#x?[0-9A-Fa-f]{1,6};)')
+         \s*>$""",
+    re.X,
+)
+# In the prolog: a comment, a processing instruction, the DOCTYPE, or the root element.
+_PROLOG_MARK = re.compile(rb"<!--|<\?|<!DOCTYPE|<[A-Za-z_]")
+# Inside the DOCTYPE: comments, processing instructions, quoted literals, the
+# brackets of the internal subset, and the closing ">".
+_DOCTYPE_MARK = re.compile(rb"""<!--|<\?|["'\[\]>]""")
+_CLOSING = {b"<!--": b"-->", b"<?": b"?>", b'"': b'"', b"'": b"'"}
+_FEED_ROOT = re.compile(rb"<(rss|feed|rdf:RDF|RDF)\b", re.I)
+
+
+@dataclass
+class ParsedFeed:
+    title: str
+    link: str | None
+    articles: list[dict[str, Any]] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+
+
+def parse(body: bytes, url: str, content_type: str = "") -> ParsedFeed:
+    """Turn a fetched feed body into article dicts, newest first as the feed lists them. Pure.
+
+    ``url`` is where the body came from (after redirects): relative links
+    resolve against it and every message names it.
+    """
+    check_entities(body, url)
+    head = body[:1024].removeprefix(codecs.BOM_UTF8).lstrip()
+    utf16 = body.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)) or head[:2] == b"\x00<"
+    if not head.startswith(b"<") and not utf16:
+        raise SourceError(f"{url}: not an RSS or Atom feed (the answer is not XML)")
+    if looks_like_html(body, content_type):
+        found = discover_feeds(body.decode("utf-8", "replace"), url)
+        hint = f"; the page names its feed: {found[0]}" if found else ""
+        raise SourceError(f"{url}: this is an HTML page, not a feed{hint}")
+    parsed = feedparser.parse(
+        io.BytesIO(body),
+        response_headers={
+            "content-location": url,
+            "content-type": content_type or "application/xml",
+        },
+        # Every fragment is sanitized with nh3 below; feedparser's own pass
+        # would only repeat that work. Its resolving of relative links (xml:base,
+        # the feed's address) is kept.
+        sanitize_html=False,
+    )
+    error = parsed.get("bozo_exception")
+    if isinstance(error, xml.sax.SAXParseException):
+        # feedparser puts an XML declaration on its own line in front of a
+        # document that has none; the line numbers count it.
+        declared = _prolog(body).lstrip(b"\xef\xbb\xbf").startswith(b"<?xml")
+        line = error.getLineNumber() - (0 if declared else 1)
+        raise SourceError(
+            f"{url}: malformed XML at line {line}, column "
+            f"{error.getColumnNumber()}: {error.getMessage()}; nothing was read from it"
+        )
+    if not parsed.get("version") and not parsed.entries:
+        reason = f" ({error})" if error else ""
+        raise SourceError(f"{url}: not an RSS or Atom feed{reason}")
+    channel = parsed.feed
+    result = ParsedFeed(
+        title=plain_text(channel.get("title", "")),
+        link=canonical_url(channel.get("link"), url),
+    )
+    items = []
+    for position, entry in enumerate(parsed.entries, start=1):
+        item = entry_article(entry, url)
+        if item is None:
+            result.problems.append(f"{url}: item {position} has no title, text or link; skipped")
+            continue
+        items.append(item)
+    result.articles, duplicates = assign_keys(items)
+    result.problems.extend(f"{url}: {p}" for p in duplicates)
+    for article in result.articles:
+        article["content_hash"] = content_hash(article)
+    return result
+
+
+def entry_article(entry: Any, feed_url: str) -> dict[str, Any] | None:
+    """One feedparser entry as an article dict (without its key), or None if it is empty."""
+    link = canonical_url(entry.get("link"), feed_url)
+    base = link or feed_url
+    body_html, summary_html = _content(entry)
+    body = sanitize_html(body_html, base) if body_html else ""
+    if body and "<" not in body:
+        # An excerpt given as bare text is still a paragraph.
+        body = f"<p>{body.strip()}</p>"
+    summary = plain_text(summary_html) if summary_html else ""
+    if summary and summary == plain_text(body):
+        summary = ""
+    title = _text(entry, "title")
+    if not title:
+        text = summary or plain_text(body)
+        if not text and not link:
+            return None
+        title = summarize(text, 80) if text else link or ""
+    image, image_alt = _image(entry, body, base)
+    # dict.get: feedparser's own get() maps a missing "updated" to "published"
+    # with a DeprecationWarning; the two dates are wanted apart here.
+    updated = _when(dict.get(entry, "updated_parsed"))
+    published = _when(entry.get("published_parsed")) or updated
+    guid = (entry.get("id") or "").strip() or None
+    return {
+        "guid": guid,
+        "url": link,
+        "title": title,
+        "author": _author(entry),
+        "published": published,
+        "updated": updated if updated != published else None,
+        "summary": summarize(summary or plain_text(body)),
+        "body_html": body,
+        "image": image,
+        "image_alt": image_alt,
+        "tags": _tags(entry),
+        "comments": _comment_count(entry),
+    }
+
+
+def _content(entry: Any) -> tuple[str, str]:
+    """(body HTML, summary HTML) of an entry; a feed with only an excerpt gives it as both."""
+    summary = entry.get("summary", "") or ""
+    summary_type = (entry.get("summary_detail") or {}).get("type", "text/html")
+    if summary_type == "text/plain":
+        summary = _paragraphs(summary)
+    for part in entry.get("content", []) or []:
+        value = part.get("value") or ""
+        if not value.strip():
+            continue
+        if part.get("type") == "text/plain":
+            value = _paragraphs(value)
+        return value, summary
+    return summary, summary
+
+
+def _text(entry: Any, name: str) -> str:
+    """A text field as one line; markup is removed only where the feed says it is HTML."""
+    value = entry.get(name, "") or ""
+    kind = (entry.get(f"{name}_detail") or {}).get("type", "text/plain")
+    if kind in ("text/html", "application/xhtml+xml"):
+        return plain_text(value)
+    return " ".join(value.split())
+
+
+_EMAIL_AND_NAME = re.compile(r"^\S+@\S+\s*\((.+)\)$")
+
+
+def _author(entry: Any) -> str | None:
+    # RSS <author> is "email (Name)"; feedparser's own split of it cuts the
+    # wrong characters, so the name is taken from the parentheses here.
+    name = plain_text(entry.get("author", "") or "")
+    match = _EMAIL_AND_NAME.match(name)
+    return (match.group(1).strip() if match else name) or None
+
+
+def _paragraphs(text: str) -> str:
+    blocks = [b.strip() for b in re.split(r"\n\s*\n", text) if b.strip()]
+    return "".join(f"<p>{html.escape(b)}</p>" for b in blocks)
+
+
+def _when(parsed: time.struct_time | None) -> str | None:
+    """feedparser's UTC struct_time as ISO 8601 with an explicit offset."""
+    if not parsed:
+        return None
+    try:
+        return iso_utc(dt.datetime.fromtimestamp(calendar.timegm(parsed), dt.UTC))
+    except (OverflowError, ValueError, OSError):
+        return None
+
+
+def _tags(entry: Any) -> list[str]:
+    tags: list[str] = []
+    for tag in entry.get("tags", []) or []:
+        term = plain_text(tag.get("term") or tag.get("label") or "")
+        if term and term not in tags:
+            tags.append(term)
+    return tags
+
+
+def _comment_count(entry: Any) -> int | None:
+    # WordPress says <slash:comments>, Blogger says <thr:total>.
+    for name in ("slash_comments", "thr_total"):
+        value = str(entry.get(name, "")).strip()
+        if value.isdigit():
+            return int(value)
+    return None
+
+
+def _image(entry: Any, body: str, base: str) -> tuple[str | None, str | None]:
+    """The lead image: enclosure, then Media RSS, then the first image in the body.
+
+    An enclosure counts when its type or its file name says image: Wix labels
+    every enclosure image/png whatever the file is, and some feeds give no type.
+    """
+    for link in entry.get("enclosures", []) or []:
+        href = link.get("href") or link.get("url")
+        kind = (link.get("type") or "").lower()
+        if href and (kind.startswith("image/") or _looks_like_image(href)):
+            return canonical_url(href, base), None
+    for media in entry.get("media_content", []) or []:
+        href = media.get("url")
+        kind = (media.get("type") or "").lower()
+        if href and (media.get("medium") == "image" or kind.startswith("image/")):
+            return canonical_url(href, base), None
+    for media in entry.get("media_thumbnail", []) or []:
+        if media.get("url"):
+            return canonical_url(media["url"], base), None
+    match = re.search(r"<img\b[^>]*>", body)
+    if match:
+        src = re.search(r'\bsrc="([^"]+)"', match.group(0))
+        alt = re.search(r'\balt="([^"]*)"', match.group(0))
+        if src:
+            return (
+                canonical_url(html.unescape(src.group(1)), base),
+                html.unescape(alt.group(1)) if alt and alt.group(1) else None,
+            )
+    return None, None
+
+
+def _looks_like_image(href: str) -> bool:
+    path = href.split("?", 1)[0].lower()
+    return path.endswith(IMAGE_SUFFIXES)
+
+
+# -- what is refused before parsing ---------------------------------------------------
+
+
+def _prolog(body: bytes) -> bytes:
+    """The bytes before the root element, as ASCII-compatible bytes.
+
+    All of them, however long: a DTD can follow megabytes of comment, and the
+    body is already capped by [sources] max_bytes. Comments, processing
+    instructions and the DOCTYPE's quoted literals are stepped over, so a
+    ``<tag`` written inside one does not end the prolog early; if the root
+    element is never found, the whole body counts.
+    """
+    head = body
+    for bom, codec in (
+        (codecs.BOM_UTF32_LE, "utf-32-le"),
+        (codecs.BOM_UTF32_BE, "utf-32-be"),
+        (codecs.BOM_UTF16_LE, "utf-16-le"),
+        (codecs.BOM_UTF16_BE, "utf-16-be"),
+    ):
+        if head.startswith(bom):
+            head = head[len(bom) :].decode(codec, "ignore").encode("utf-8")
+            break
+    else:
+        if head[:4] == b"<\x00?\x00":
+            head = head.decode("utf-16-le", "ignore").encode("utf-8")
+        elif head[:4] == b"\x00<\x00?":
+            head = head.decode("utf-16-be", "ignore").encode("utf-8")
+    position: int | None = 0
+    while position is not None and (match := _PROLOG_MARK.search(head, position)):
+        mark = match.group()
+        if mark == b"<!DOCTYPE":
+            position = _doctype_end(head, match.end())
+        elif mark in _CLOSING:
+            position = _after(head, _CLOSING[mark], match.end())
+        else:
+            return head[: match.start()]
+    return head
+
+
+def _after(head: bytes, closing: bytes, start: int) -> int | None:
+    end = head.find(closing, start)
+    return None if end == -1 else end + len(closing)
+
+
+def _doctype_end(head: bytes, start: int) -> int | None:
+    """Where the DOCTYPE that starts before ``start`` ends, or None if it does not."""
+    position: int | None = start
+    depth = 0
+    while position is not None and (match := _DOCTYPE_MARK.search(head, position)):
+        mark = match.group()
+        if mark in _CLOSING:
+            position = _after(head, _CLOSING[mark], match.end())
+            continue
+        if mark == b">" and depth == 0:
+            return match.end()
+        depth += {b"[": 1, b"]": -1}.get(mark, 0)
+        position = match.end()
+    return None
+
+
+def check_entities(body: bytes, url: str) -> None:
+    """Refuse a document whose DTD declares entities that could expand (billion laughs)."""
+    prolog = _prolog(body)
+    start = prolog.find(b"<!ENTITY")
+    while start != -1:
+        end = prolog.find(b">", start)
+        declaration = prolog[start : end + 1] if end != -1 else prolog[start:]
+        if end == -1 or not _SAFE_ENTITY.match(declaration):
+            raise SourceError(
+                f"{url}: the document declares XML entities that could expand without limit; "
+                f"refused"
+            )
+        start = prolog.find(b"<!ENTITY", end)
+
+
+def looks_like_html(body: bytes, content_type: str = "") -> bool:
+    """True for an HTML page (a blog's home page where its feed was expected)."""
+    start = body[:4096].lstrip(b"\xef\xbb\xbf \t\r\n").lower()
+    while start.startswith(b"<!--"):
+        end = start.find(b"-->")
+        if end == -1:
+            break
+        start = start[end + 3 :].lstrip()
+    if start.startswith((b"<!doctype html", b"<html")):
+        return True
+    return "html" in content_type.lower() and not _FEED_ROOT.search(body[:4096])
+
+
+class _AlternateLinks(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.found: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag != "link":
+            return
+        values = {k: (v or "") for k, v in attrs}
+        rel = values.get("rel", "").lower().split()
+        kind = values.get("type", "").lower()
+        if "alternate" in rel and kind in (
+            "application/rss+xml",
+            "application/atom+xml",
+            "application/rdf+xml",
+        ):
+            if values.get("href"):
+                self.found.append(values["href"])
+
+
+def discover_feeds(page: str, url: str) -> list[str]:
+    """Feed addresses an HTML page announces with ``<link rel="alternate">``."""
+    parser = _AlternateLinks()
+    parser.feed(page[:500_000])
+    parser.close()
+    return [u for u in (canonical_url(urljoin(url, href)) for href in parser.found) if u]

@@ -1,0 +1,311 @@
+"""Blog pages: an article page, or a blog index page that links to article pages.
+
+The article is extracted with trafilatura (title, author, date, body, lead
+image); structured data the page carries (JSON-LD, Open Graph) is preferred
+where it is more exact, and view, comment and like counters are read where the
+page shows them. Everything here is pure: a page is parsed once (``load``)
+and the tree is handed to each step, which only reads it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import re
+from typing import Any
+from urllib.parse import urlsplit
+
+import lxml.html
+from lxml import etree
+
+from newsletter.errors import SourceError
+from newsletter.sources import (
+    canonical_url,
+    content_hash,
+    counters_from_lines,
+    iso_utc,
+    parse_count,
+    plain_text,
+    sanitize_html,
+    summarize,
+)
+
+ARTICLE_TYPES = {"article", "blogposting", "newsarticle", "posting", "socialmediaposting"}
+# Paths blog platforms give their posts: Wix /post/slug, WordPress /2026/11/slug,
+# Ghost and others /blog/slug, Substack /p/slug.
+_POST_PATH = re.compile(r"/(post|posts|p|blog|article|articles)/[^/]+/?$|/\d{4}/\d{2}/", re.I)
+_COMBINED_COUNTERS = re.compile(
+    r"(\d[\d,.]*\s*[KkMm]?)\s*views?\s*(\d[\d,.]*\s*[KkMm]?)\s*comments?\b", re.I
+)
+_HEADINGS = {"h1", "h2", "h3", "h4", "h5", "h6"}
+_INLINE = {"#b": "strong", "#i": "em", "#u": "u", "#sub": "sub", "#sup": "sup", "#t": "code"}
+# Text in these is never shown on the page.
+_VISIBLE_TEXT = "//text()[not(ancestor::script or ancestor::style or ancestor::noscript)]"
+
+
+def load(page: str, url: str) -> Any:
+    """Parse a page's HTML once; every function below takes the tree this returns.
+
+    Comments and processing instructions are dropped, as trafilatura's own
+    parser does, so its extraction from this tree matches one from the text.
+    """
+    parser = lxml.html.HTMLParser(remove_comments=True, remove_pis=True, collect_ids=False)
+    try:
+        return lxml.html.document_fromstring(page, parser=parser)
+    except (etree.ParserError, ValueError) as exc:
+        raise SourceError(f"{url}: not an HTML page ({exc})") from None
+
+
+def _structured(tree: Any) -> list[dict[str, Any]]:
+    """Every JSON-LD object on the page, @graph entries included."""
+    found: list[dict[str, Any]] = []
+    for script in tree.xpath('//script[@type="application/ld+json"]'):
+        try:
+            data = json.loads(script.text_content() or "")
+        except ValueError:
+            continue
+        stack = data if isinstance(data, list) else [data]
+        while stack:
+            item = stack.pop(0)
+            if isinstance(item, dict):
+                found.append(item)
+                graph = item.get("@graph")
+                if isinstance(graph, list):
+                    stack.extend(graph)
+    return found
+
+
+def _types(item: dict[str, Any]) -> set[str]:
+    kind = item.get("@type", [])
+    kinds = kind if isinstance(kind, list) else [kind]
+    return {str(k).lower() for k in kinds}
+
+
+def _meta(tree: Any, *names: str) -> str | None:
+    for name in names:
+        values = tree.xpath(f'//meta[@property="{name}" or @name="{name}"]/@content')
+        if values and values[0].strip():
+            return values[0].strip()
+    return None
+
+
+def is_article_page(tree: Any, url: str) -> bool:
+    """True when the page is one article; False for an index that lists several."""
+    if any(_types(item) & ARTICLE_TYPES for item in _structured(tree)):
+        return True
+    if (_meta(tree, "og:type") or "").lower() == "article":
+        return True
+    return len(article_links(tree, url)) < 2
+
+
+def article_links(tree: Any, url: str) -> list[str]:
+    """Links from a blog index page to its article pages, in page order, each once."""
+    page_url = canonical_url(url)
+    host = urlsplit(url).hostname
+    found: list[str] = []
+    for anchor in tree.xpath("//a[@href]"):
+        href = canonical_url(anchor.get("href"), url)
+        if not href or href == page_url or urlsplit(href).hostname != host:
+            continue
+        rel = (anchor.get("rel") or "").lower().split()
+        in_article = any(a.tag == "article" for a in anchor.iterancestors())
+        if "bookmark" in rel or in_article or _POST_PATH.search(urlsplit(href).path):
+            # Comment and share links are not articles.
+            if "#" in (anchor.get("href") or "") or "/tag/" in href or "/category" in href:
+                continue
+            if href not in found:
+                found.append(href)
+    return found
+
+
+def _date(value: Any) -> str | None:
+    """An ISO date or date-time from structured data, as UTC ISO 8601 (or a bare date)."""
+    if not isinstance(value, str) or not value.strip():
+        return None
+    text = value.strip().replace("Z", "+00:00")
+    try:
+        when = dt.datetime.fromisoformat(text)
+    except ValueError:
+        try:
+            return dt.date.fromisoformat(text[:10]).isoformat()
+        except ValueError:
+            return None
+    if when.tzinfo is None:
+        if len(text) <= 10:
+            return when.date().isoformat()
+        when = when.replace(tzinfo=dt.UTC)
+    return iso_utc(when)
+
+
+def _person(value: Any) -> str | None:
+    if isinstance(value, list):
+        names = [_person(v) for v in value]
+        return ", ".join(n for n in names if n) or None
+    if isinstance(value, dict):
+        value = value.get("name")
+    return plain_text(str(value)) if value else None
+
+
+def _image_url(value: Any) -> str | None:
+    if isinstance(value, list):
+        value = value[0] if value else None
+    if isinstance(value, dict):
+        value = value.get("url") or value.get("contentUrl")
+    return value if isinstance(value, str) else None
+
+
+def counters(tree: Any, structured: list[dict[str, Any]] | None = None) -> dict[str, int]:
+    """Views, comments and likes the page shows, from structured data or its text."""
+    found: dict[str, int] = {}
+    for item in structured if structured is not None else _structured(tree):
+        if not _types(item) & ARTICLE_TYPES:
+            continue
+        if isinstance(item.get("commentCount"), int):
+            found.setdefault("comments", item["commentCount"])
+        stats = item.get("interactionStatistic") or []
+        for stat in stats if isinstance(stats, list) else [stats]:
+            if not isinstance(stat, dict):
+                continue
+            action = str(stat.get("interactionType", "")).rsplit("/", 1)[-1].lower()
+            name = {
+                "commentaction": "comments",
+                "viewaction": "views",
+                "watchaction": "views",
+                "likeaction": "likes",
+            }.get(action)
+            count = parse_count(str(stat.get("userInteractionCount", "")))
+            if name and count is not None:
+                found.setdefault(name, count)
+    texts = [t.strip() for t in tree.xpath(_VISIBLE_TEXT) if t.strip()]
+    for name, value in counters_from_lines(texts).items():
+        found.setdefault(name, value)
+    if "views" not in found:
+        match = _COMBINED_COUNTERS.search(" ".join(texts))
+        if match:
+            views, comments = parse_count(match.group(1)), parse_count(match.group(2))
+            if views is not None:
+                found["views"] = views
+            if comments is not None:
+                found.setdefault("comments", comments)
+    return found
+
+
+def _body_html(body: Any) -> str:
+    """trafilatura's extracted tree (TEI-like) as plain HTML, keeping numbered lists numbered."""
+    for element in body.iter():
+        tag = element.tag
+        rend = element.get("rend", "")
+        if tag == "list":
+            element.tag = "ol" if rend == "ol" else "ul"
+        elif tag == "item":
+            element.tag = "li"
+        elif tag == "head":
+            element.tag = rend if rend in _HEADINGS else "h3"
+        elif tag == "hi":
+            element.tag = _INLINE.get(rend, "em")
+        elif tag == "ref":
+            element.tag = "a"
+            element.set("href", element.get("target", ""))
+        elif tag == "graphic":
+            element.tag = "img"
+        elif tag == "lb":
+            element.tag = "br"
+        elif tag == "quote":
+            element.tag = "blockquote"
+        elif tag == "code":
+            element.tag = "pre"
+        elif tag == "row":
+            element.tag = "tr"
+        elif tag == "cell":
+            element.tag = "th" if element.get("role") == "head" else "td"
+        keep = {"href"} if element.tag == "a" else {"src", "alt"} if element.tag == "img" else set()
+        for name in list(element.attrib):
+            if name not in keep:
+                del element.attrib[name]
+    inner = body.text or ""
+    inner += "".join(etree.tostring(child, encoding="unicode") for child in body)
+    return inner
+
+
+def parse_article(tree: Any, url: str) -> dict[str, Any]:
+    """Extract the article of an article page. Pure; raises SourceError naming the URL."""
+    # trafilatura pulls in lxml, justext and date parsing; imported here so
+    # commands that never read a page do not pay for it.
+    import trafilatura
+
+    structured = [i for i in _structured(tree) if _types(i) & ARTICLE_TYPES]
+    data = structured[0] if structured else {}
+    # trafilatura works on its own copy of the tree.
+    document = trafilatura.bare_extraction(
+        tree,
+        url=url,
+        with_metadata=True,
+        include_images=True,
+        include_links=True,
+        include_formatting=True,
+        include_comments=False,
+        include_tables=True,
+    )
+    if document is None or document.body is None:
+        raise SourceError(f"{url}: no article text found on the page")
+    title = plain_text(str(data.get("headline") or _meta(tree, "og:title") or document.title or ""))
+    if not title:
+        raise SourceError(f"{url}: the page has no title")
+    link = canonical_url(
+        (tree.xpath('//link[@rel="canonical"]/@href') or [None])[0], url
+    ) or canonical_url(url)
+    body = _body_html(document.body)
+    # The extracted body often starts with the page's own <h1> title.
+    body = re.sub(rf"^\s*<h1>\s*{re.escape(title)}\s*</h1>", "", body, count=1, flags=re.I)
+    body = sanitize_html(body, link)
+    published = (
+        _date(data.get("datePublished"))
+        or _date(_meta(tree, "article:published_time"))
+        or _date(document.date)
+    )
+    updated = _date(data.get("dateModified")) or _date(_meta(tree, "article:modified_time"))
+    image = canonical_url(
+        _image_url(data.get("image")) or _meta(tree, "og:image") or document.image, link
+    )
+    summary = plain_text(_meta(tree, "og:description", "description") or "")
+    tags = [str(t) for t in (document.tags or []) if t] if document.tags else []
+    found = counters(tree, structured)
+    article = {
+        "guid": None,
+        "url": link,
+        "title": title,
+        "author": _person(data.get("author")) or document.author or None,
+        "published": published,
+        "updated": updated if updated != published else None,
+        "summary": summarize(summary or plain_text(body)),
+        "body_html": body,
+        "image": image,
+        "image_alt": None,
+        "tags": tags,
+        "views": found.get("views"),
+        "comments": found.get("comments"),
+        "likes": found.get("likes"),
+    }
+    article["key"] = link
+    article["content_hash"] = content_hash(article)
+    return article
+
+
+_META_CHARSET = re.compile(rb"""<meta[^>]+charset=["']?([\w.:-]+)""", re.I)
+
+
+def decode(body: bytes, content_type: str = "") -> str:
+    """HTML bytes as text: the charset the server names, else the page's own, else UTF-8."""
+    names = []
+    match = re.search(r"charset=([\w.:-]+)", content_type, re.I)
+    if match:
+        names.append(match.group(1))
+    meta = _META_CHARSET.search(body[:4096])
+    if meta:
+        names.append(meta.group(1).decode("ascii", "ignore"))
+    for name in [*names, "utf-8"]:
+        try:
+            return body.decode(name)
+        except (LookupError, UnicodeDecodeError):
+            continue
+    return body.decode("utf-8", "replace")
