@@ -57,13 +57,22 @@ def test_mailchimp_export():
     ann, bo = parsed.rows
     assert (ann["first_name"], ann["last_name"]) == ("Ann", "Lee")
     assert ann["tags"] == ["vip", "running"]
-    assert ann["attributes"]["OPTIN_TIME"] == "2024-03-14 09:12:31"
-    assert ann["attributes"]["OPTIN_IP"] == "203.0.113.5"
+    # Opt-in evidence goes to the consent record, not to template-visible attributes.
+    assert ann["consent"] == {
+        "optin_time": "2024-03-14 09:12:31",
+        "optin_ip": "203.0.113.5",
+        "confirm_time": "2024-03-14 09:14:00",
+        "confirm_ip": "203.0.113.5",
+    }
+    assert ann["status"] == "confirmed"  # Mailchimp recorded a confirmed opt-in
+    assert bo["status"] == "unconfirmed"
     assert ann["attributes"]["MEMBER_RATING"] == "4"
     assert ann["attributes"]["LEID"] == "111"
     # Recognised columns are not repeated as attributes, and empty cells are dropped.
     for known in ("Email Address", "First Name", "Last Name", "TAGS", "NOTES", "LATITUDE"):
         assert known not in ann["attributes"]
+    for evidence in ("OPTIN_TIME", "OPTIN_IP", "CONFIRM_TIME", "CONFIRM_IP"):
+        assert evidence not in ann["attributes"]
     assert bo["tags"] == []
     assert bo["attributes"] == {"MEMBER_RATING": "2", "LEID": "222", "EUID": "def"}
 
@@ -234,8 +243,11 @@ def test_empty_file_gives_nothing():
         ("confirmed", False, "confirmed"),
         ("unsubscribed", False, "unsubscribed"),
         ("unsubscribed", True, "unsubscribed"),
-        ("cleaned", True, "unsubscribed"),
-        ("bounced", True, "unsubscribed"),
+        # Mailchimp's "cleaned" is a hard bounce: suppressed as bounced, not as an opt-out.
+        ("cleaned", True, "bounced"),
+        ("bounced", True, "bounced"),
+        ("complained", True, "complained"),
+        ("blocklisted", True, "unsubscribed"),
         ("pending", False, "unconfirmed"),
         ("", False, "unconfirmed"),
         ("", True, "confirmed"),

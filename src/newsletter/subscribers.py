@@ -1,7 +1,8 @@
 """Subscriber import and export: recognise common CSV shapes, validate, never resurrect.
 
-Parsing is pure (text in, rows and problems out); ``import_file`` reads the
-file and hands the good rows to the store in one transaction.
+Fetch, parse and save are separate steps: ``read_file`` reads a file and
+parses it (``subscriber_csv``, pure), ``save`` hands the good rows to the
+store in one transaction, ``import_file`` does both.
 """
 
 from __future__ import annotations
@@ -15,174 +16,107 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from email_validator import EmailNotValidError, validate_email
-
 from newsletter.errors import InputError
 from newsletter.store import Store
+from newsletter.subscriber_csv import (
+    FORMATS,
+    ParsedFile,
+    Progress,
+    normalize_email,
+    parse_csv,
+    parse_mapping,
+)
 
-# Header names seen in the exports of common tools, lower-cased.
-EMAIL_HEADERS = {"email", "email address", "e-mail", "e-mail address", "mail", "email_address"}
-FIRST_HEADERS = {"first_name", "first name", "firstname", "fname", "given name"}
-LAST_HEADERS = {"last_name", "last name", "lastname", "lname", "surname", "family name"}
-NAME_HEADERS = {"name", "full name", "full_name"}
-STATUS_HEADERS = {"status", "subscription status"}
-TAG_HEADERS = {"tags", "labels", "tag"}
-# Ghost's yes/no column for "receives newsletters"; false means the member opted out.
-OPT_IN_HEADERS = {"subscribed_to_emails", "subscribed"}
-FALSE_WORDS = {"false", "0", "no", "n"}
-CONFIRMED_WORDS = {"confirmed", "subscribed", "active", "enabled", "yes", "true"}
-OUT_WORDS = {"unsubscribed", "cleaned", "blocklisted", "blacklisted", "bounced", "complained"}
+__all__ = [
+    "ImportReport",
+    "ParsedFile",
+    "check_strict",
+    "csv_cell",
+    "export_csv",
+    "import_file",
+    "normalize_email",
+    "parse_csv",
+    "parse_mapping",
+    "parse_segment",
+    "read_file",
+    "save",
+]
 IMPORT_CONSENT = "Added by staff import from {source}"
-
-
-@dataclass
-class ParsedFile:
-    rows: list[dict[str, Any]] = field(default_factory=list)
-    problems: list[str] = field(default_factory=list)
-    duplicates: int = 0
-
-
-def normalize_email(address: str) -> str:
-    """Validate syntax only (no DNS) and return the normalised address."""
-    result = validate_email(address.strip(), check_deliverability=False)
-    return result.normalized
-
-
-def _decode(data: bytes) -> str:
-    for encoding in ("utf-8-sig", "latin-1"):
-        try:
-            return data.decode(encoding)
-        except UnicodeDecodeError:
-            continue
-    raise AssertionError("latin-1 decodes any bytes")
-
-
-def parse_csv(data: bytes, name: str, confirmed: bool) -> ParsedFile:
-    """Parse a subscriber CSV; every bad row becomes a problem naming its line. Pure."""
-    if b"\0" in data[:4096]:
-        raise InputError(f"{name}: not a CSV file (binary content); export the list as CSV")
-    text = _decode(data)
-    parsed = ParsedFile()
-    if not text.strip():
-        return parsed
-    sample = text[:8192]
-    try:
-        dialect: Any = csv.Sniffer().sniff(sample, delimiters=",;\t|")
-    except csv.Error:
-        dialect = csv.excel
-    reader = csv.reader(io.StringIO(text), dialect)
-    try:
-        first = next(reader)
-    except csv.Error as exc:
-        raise InputError(f"{name}:1: cannot read CSV ({exc})") from None
-    lowered = [h.strip().lower() for h in first]
-    email_col = next((i for i, h in enumerate(lowered) if h in EMAIL_HEADERS), None)
-    if email_col is None:
-        if len(first) == 1 and "@" in first[0]:
-            # A bare list of addresses without a header line.
-            headers, pending = ["email"], [(1, first)]
-            email_col = 0
-        else:
-            raise InputError(
-                f"{name}:1: no email column found in the header ({', '.join(first[:8])}); "
-                f"name one of: email, Email Address"
-            )
-    else:
-        headers, pending = [h.strip() for h in first], []
-
-    def column(options: set[str]) -> int | None:
-        return next((i for i, h in enumerate(h.lower() for h in headers) if h in options), None)
-
-    first_col, last_col = column(FIRST_HEADERS), column(LAST_HEADERS)
-    name_col, status_col, tag_col = (
-        column(NAME_HEADERS),
-        column(STATUS_HEADERS),
-        column(TAG_HEADERS),
-    )
-    opt_in_col = column(OPT_IN_HEADERS)
-    known = {
-        c
-        for c in (email_col, first_col, last_col, name_col, status_col, tag_col, opt_in_col)
-        if c is not None
-    }
-    seen: set[str] = set()
-
-    def rows() -> Iterable[tuple[int, list[str]]]:
-        yield from pending
-        while True:
-            try:
-                row = next(reader)
-            except StopIteration:
-                return
-            except csv.Error as exc:
-                parsed.problems.append(f"{name}:{reader.line_num}: cannot read row ({exc})")
-                return
-            yield reader.line_num, row
-
-    for line, row in rows():
-        if not any(cell.strip() for cell in row):
-            continue
-        if len(row) <= email_col:
-            parsed.problems.append(f"{name}:{line}: missing email column")
-            continue
-        raw = row[email_col].strip()
-        try:
-            email = normalize_email(raw)
-        except EmailNotValidError as exc:
-            parsed.problems.append(f"{name}:{line}: invalid address {raw!r} ({exc})")
-            continue
-        if email in seen:
-            parsed.duplicates += 1
-            continue
-        seen.add(email)
-
-        def cell(col: int | None, row: list[str] = row) -> str:
-            return row[col].strip() if col is not None and col < len(row) else ""
-
-        first_name, last_name = cell(first_col), cell(last_col)
-        if not first_name and not last_name and cell(name_col):
-            first_name, _, last_name = cell(name_col).partition(" ")
-        status_word = cell(status_col).lower()
-        if status_word in OUT_WORDS or cell(opt_in_col).lower() in FALSE_WORDS:
-            status = "unsubscribed"
-        elif status_word in CONFIRMED_WORDS or (confirmed and not status_word):
-            status = "confirmed"
-        else:
-            status = "unconfirmed"
-        tags = [t.strip() for t in cell(tag_col).replace(";", ",").split(",") if t.strip()]
-        attributes = {
-            headers[i]: row[i]
-            for i in range(min(len(headers), len(row)))
-            if i not in known and row[i] != ""
-        }
-        parsed.rows.append(
-            {
-                "email": email,
-                "first_name": first_name or None,
-                "last_name": last_name or None,
-                "status": status,
-                "tags": tags,
-                "attributes": attributes,
-            }
-        )
-    return parsed
 
 
 @dataclass
 class ImportReport:
     name: str
+    format: str = "csv"
     added: int = 0
     existing: int = 0
     suppressed: int = 0
+    opted_out: int = 0
     duplicates: int = 0
     problems: list[str] = field(default_factory=list)
 
     def line(self) -> str:
         return (
-            f"{self.name}: {self.added} added, {self.existing} already present, "
-            f"{self.suppressed} suppressed (unsubscribed or bounced, left as they are), "
-            f"{self.duplicates} duplicate rows, {len(self.problems)} bad rows"
+            f"{self.name} ({FORMATS.get(self.format, self.format)}): {self.added} added, "
+            f"{self.existing} already present, {self.suppressed} suppressed (unsubscribed, "
+            f"bounced, complained or erased; left as they are), {self.opted_out} opted out in "
+            f"the file (kept on the suppression list), {self.duplicates} duplicate rows, "
+            f"{len(self.problems)} bad rows"
         )
+
+
+def read_file(
+    path: Path,
+    confirmed: bool = False,
+    mapping: dict[str, str] | None = None,
+    on_progress: Progress | None = None,
+) -> ParsedFile:
+    """Read and parse one CSV file; the database is not touched."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read the file ({exc.strerror})") from None
+    return parse_csv(data, str(path), confirmed, mapping, on_progress)
+
+
+def check_strict(parsed: ParsedFile) -> None:
+    """--strict: refuse the file, naming its first bad row, if any row is bad."""
+    if parsed.problems:
+        raise InputError(
+            f"{parsed.problems[0]} (--strict: nothing imported; "
+            f"{len(parsed.problems)} bad rows in all)"
+        )
+
+
+def save(
+    store: Store,
+    parsed: ParsedFile,
+    now: datetime,
+    list_name: str | None = None,
+    on_progress: Progress | None = None,
+) -> ImportReport:
+    """Store the good rows of a parsed file in one transaction and report what happened."""
+    report = ImportReport(
+        parsed.name, parsed.format, duplicates=parsed.duplicates, problems=parsed.problems
+    )
+    label = Path(parsed.name).name
+    total = len(parsed.rows)
+
+    def saving(done: int) -> None:
+        if on_progress is not None:
+            on_progress("saving", done, total)
+
+    counts = store.add_subscribers(
+        parsed.rows,
+        list_name,
+        f"import:{label}",
+        IMPORT_CONSENT.format(source=label),
+        now,
+        on_progress=saving,
+    )
+    report.added, report.existing = counts["added"], counts["existing"]
+    report.suppressed, report.opted_out = counts["suppressed"], counts["opted_out"]
+    return report
 
 
 def import_file(
@@ -192,25 +126,44 @@ def import_file(
     list_name: str | None = None,
     confirmed: bool = False,
     strict: bool = False,
+    mapping: dict[str, str] | None = None,
+    on_progress: Progress | None = None,
 ) -> ImportReport:
     """Import one CSV file in one transaction; bad rows are reported, not fatal unless strict."""
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise InputError(f"{path}: cannot read the file ({exc.strerror})") from None
-    parsed = parse_csv(data, str(path), confirmed)
-    report = ImportReport(str(path), duplicates=parsed.duplicates, problems=parsed.problems)
-    if strict and parsed.problems:
-        raise InputError(
-            f"{parsed.problems[0]} (--strict: nothing imported; "
-            f"{len(parsed.problems)} bad rows in all)"
-        )
-    counts = store.add_subscribers(
-        parsed.rows, list_name, f"import:{path.name}", IMPORT_CONSENT.format(source=path.name), now
+    parsed = read_file(path, confirmed, mapping, on_progress)
+    if strict:
+        check_strict(parsed)
+    return save(store, parsed, now, list_name, on_progress)
+
+
+def parse_segment(text: str) -> dict[str, Any]:
+    """Read one ``--segment`` rule: ``tag:NAME``, ``attribute:KEY=VALUE`` or ``attribute:KEY``.
+
+    A leading ``!`` excludes the matching subscribers instead.
+    """
+    rule = text.strip()
+    negate = rule.startswith("!")
+    rule = rule.lstrip("!").strip()
+    kind, _, value = rule.partition(":")
+    kind = kind.strip().lower()
+    value = value.strip()
+    usage = (
+        f"--segment {text!r}: use tag:NAME, attribute:KEY=VALUE or attribute:KEY "
+        f"(start with ! to exclude), e.g. --segment tag:back-pain"
     )
-    report.added, report.existing = counts["added"], counts["existing"]
-    report.suppressed = counts["suppressed"]
-    return report
+    if kind == "tag" and value:
+        return {"kind": "tag", "value": value, "negate": negate}
+    if kind in ("attribute", "attr") and value:
+        key, has_value, wanted = value.partition("=")
+        if not key.strip():
+            raise InputError(usage)
+        return {
+            "kind": "attribute",
+            "key": key.strip(),
+            "value": wanted.strip() if has_value else None,
+            "negate": negate,
+        }
+    raise InputError(usage)
 
 
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")

@@ -1,0 +1,232 @@
+"""The subscriber and list commands as a user runs them: a subprocess on a real workspace."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import json
+import re
+import sqlite3
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from conftest import Cli
+
+DATA = Path(__file__).parent / "data" / "subscribers"
+
+
+def dump(db: Path) -> list[str]:
+    if not db.exists():
+        return []
+    conn = sqlite3.connect(db)
+    try:
+        return list(conn.iterdump())
+    finally:
+        conn.close()
+
+
+def one_line_error(result: subprocess.CompletedProcess[str], *needles: str) -> str:
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr + result.stdout
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("Error: ")
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+    return lines[0]
+
+
+def outbox(ws_dir: Path, prefix: str) -> list[email.message.EmailMessage]:
+    return [
+        email.message_from_bytes(p.read_bytes(), policy=email.policy.default)
+        for p in sorted((ws_dir / "outbox").glob(f"{prefix}*.eml"))
+    ]
+
+
+def test_add_sends_a_confirmation_email_and_records_consent(cli: Cli, ws_dir: Path) -> None:
+    assert "created (public)" in cli("lists", "create", "patients", "--public").stdout
+    result = cli(
+        "subscribers", "add", "Alice@Example.com", "--name", "Alice M", "--list", "patients"
+    )
+
+    assert "Alice@example.com: confirmation email sent" in result.stdout
+    (mail,) = outbox(ws_dir, "confirm-")
+    assert mail["To"].addresses[0].addr_spec == "Alice@example.com"
+    assert re.search(r"/confirm/[\w-]+", mail.get_body(("plain",)).get_content())
+    assert "Alice@example.com\tunconfirmed" in cli("subscribers", "list").stdout
+    record = json.loads(cli("subscribers", "export", "alice@example.com", "--json").stdout)
+    (given,) = record["consents"]
+    assert (given["source"], given["lists"], given["confirmed_at"]) == ("cli", ["patients"], None)
+    assert given["confirm_sent_at"] is not None
+    # Asked again at once, in other capitals: the same mailbox, nothing more is sent.
+    again = cli("subscribers", "add", "alice@EXAMPLE.com")
+    assert "none sent now" in again.stdout
+    assert len(outbox(ws_dir, "confirm-")) == 1
+
+
+@pytest.mark.parametrize(
+    ("args", "needles"),
+    [
+        (("subscribers", "add", "not-an-address"), ("not-an-address", "not a valid")),
+        (
+            ("subscribers", "add", "ann@example.com", "--list", "nope"),
+            ("list 'nope'", "lists create"),
+        ),
+        (("subscribers", "import", "--map", "email", "x.csv"), ("--map 'email'",)),
+        (("subscribers", "import", "--list", " ", "x.csv"), ("--list",)),
+        (("campaign", "create", "--subject", "S", "--segment", "back-pain"), ("--segment",)),
+        (("subscribers", "list", "--list", "nope"), ("list 'nope'",)),
+        (("lists", "create", " "), ("list name",)),
+    ],
+    ids=lambda v: " ".join(v) if isinstance(v, tuple) and len(v) > 1 else None,
+)
+def test_bad_input_is_one_line_and_changes_nothing(cli: Cli, ws_dir: Path, args, needles) -> None:
+    cli("subscribers", "import", "subscribers/example.csv")
+    (ws_dir / "x.csv").write_text("email\nann@example.com\n")
+    before = dump(ws_dir / "newsletter.db")
+    one_line_error(cli(*args, check=False), *needles)
+    assert dump(ws_dir / "newsletter.db") == before
+    assert not (ws_dir / "outbox").exists() or not list((ws_dir / "outbox").iterdir())
+
+
+def test_import_with_map_and_list(cli: Cli, ws_dir: Path) -> None:
+    result = cli(
+        "subscribers",
+        "import",
+        str(DATA / "excel_semicolon_cp1252.csv"),
+        "--map",
+        "Vorname=first_name",
+        "--map",
+        "Nachname=last_name",
+        "--map",
+        "Stadt=attribute:city",
+        "--list",
+        "schweiz",
+        "--confirmed",
+    )
+    assert "2 added" in result.stdout
+    record = json.loads(cli("subscribers", "export", "uwe@example.de", "--json").stdout)
+    assert (record["subscriber"]["last_name"], record["subscriber"]["attributes"]) == (
+        "Müller",
+        {"city": "Köln"},
+    )
+    assert [m["name"] for m in record["lists"]] == ["schweiz"]
+    assert "schweiz\t2 confirmed\tprivate" in cli("lists", "list").stdout
+
+
+def test_every_file_is_checked_before_anything_is_stored(cli: Cli, ws_dir: Path) -> None:
+    cli("subscribers", "import", "subscribers/example.csv")
+    (ws_dir / "junk.csv").write_bytes(b"PK\x03\x04" + bytes(range(256)))
+    (ws_dir / "wide.csv").write_text(",".join(["email"] + [f"c{i}" for i in range(9999)]) + "\n")
+    before = dump(ws_dir / "newsletter.db")
+    good = str(DATA / "keila_contacts.csv")
+    one_line_error(
+        cli("subscribers", "import", good, "junk.csv", check=False), "junk.csv", "binary content"
+    )
+    one_line_error(
+        cli("subscribers", "import", good, "wide.csv", check=False), "wide.csv:1", "10,000 columns"
+    )
+    one_line_error(
+        cli("subscribers", "import", good, str(DATA / "wrong_delimiter.csv"), check=False),
+        "wrong_delimiter.csv:1",
+        "no email column",
+    )
+    one_line_error(
+        cli("subscribers", "import", good, "--map", "Mail=email", check=False),
+        "--map",
+        "no column 'mail'",
+    )
+    strict = cli(
+        "subscribers", "import", "--strict", good, str(DATA / "broken_quotes.csv"), check=False
+    )
+    one_line_error(strict, "broken_quotes.csv:3", "--strict: nothing imported")
+    assert dump(ws_dir / "newsletter.db") == before
+
+
+def test_bad_rows_are_listed_and_the_good_ones_kept(cli: Cli, ws_dir: Path) -> None:
+    result = cli("subscribers", "import", str(DATA / "broken_quotes.csv"), check=False)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "broken_quotes.csv:3: broken quotes" in result.stderr
+    assert "1 bad row(s) skipped" in result.stderr
+    assert "1 added" in result.stdout
+
+
+def test_a_large_import_shows_progress_on_stderr(cli: Cli, ws_dir: Path) -> None:
+    big = ws_dir / "big.csv"
+    big.write_text(
+        "email,first_name\n" + "".join(f"r{i}@example.com,R{i}\n" for i in range(25_000))
+    )
+    result = cli("subscribers", "import", "big.csv")
+    assert "big.csv: reading" in result.stderr and "big.csv: saving" in result.stderr
+    assert "25000 added" in result.stdout
+    again = cli("subscribers", "import", "big.csv")
+    assert "0 added, 25000 already present" in again.stdout
+
+
+def test_suppression_list_erasure_and_reimport(cli: Cli, ws_dir: Path) -> None:
+    cli("subscribers", "import", "subscribers/example.csv")
+    cli("subscribers", "unsubscribe", "alice.moreno@example.com")
+    cli("subscribers", "delete", "zoe.brennan@example.org")
+    listed = cli("subscribers", "suppressed").stdout
+    assert "alice.moreno@example.com\tunsubscribed" in listed
+    assert re.search(r"^sha256:[0-9a-f]{64}\terased\t", listed, re.MULTILINE)
+    assert "zoe.brennan" not in listed
+
+    again = cli("subscribers", "import", "subscribers/example.csv", "--confirmed")
+
+    assert "2 suppressed" in again.stdout
+    people = cli("subscribers", "list").stdout
+    assert "alice.moreno@example.com\tunsubscribed" in people
+    assert "zoe.brennan" not in people
+
+
+def test_export_of_one_person_holds_everything(cli: Cli, ws_dir: Path) -> None:
+    cli(
+        "subscribers",
+        "import",
+        str(DATA / "mailchimp_subscribed_members_export.csv"),
+        "--list",
+        "mc",
+    )
+    cli("subscribers", "unsubscribe", "ann.lee@example.com")
+    record = json.loads(cli("subscribers", "export", "ann.lee@example.com", "--json").stdout)
+    assert record["subscriber"]["status"] == "unsubscribed"
+    assert record["subscriber"]["attributes"]["MEMBER_RATING"] == "4"
+    assert record["lists"][0]["name"] == "mc"
+    assert record["suppression"]["reason"] == "unsubscribed"
+    assert record["consents"][0]["detail"]["optin_ip"] == "203.0.113.5"
+    assert [e["kind"] for e in record["events"]] == ["unsubscribe"]
+
+
+def test_a_segmented_campaign_reaches_only_its_segment(cli: Cli, ws_dir: Path) -> None:
+    cli("fetch")
+    cli("subscribers", "import", "subscribers/example.csv")
+    created = cli("campaign", "create", "--subject", "For your back", "--segment", "tag:back-pain")
+    campaign_id = created.stdout.strip()
+    assert "1 subscribers match now" in created.stderr
+    cli("campaign", "send", campaign_id)
+    sent = [m["To"].addresses[0].addr_spec for m in outbox(ws_dir, "")]
+    assert sent == ["alice.moreno@example.com"]
+    running = cli(
+        "campaign",
+        "create",
+        "--subject",
+        "Run",
+        "--articles",
+        "1",
+        "--segment",
+        "tag:running",
+        "--segment",
+        "!tag:knee-pain",
+    )
+    assert "1 subscribers match now" in running.stderr  # Tom runs; Zoë runs with a sore knee
+
+
+def test_config_check_names_bad_subscriber_settings(cli: Cli, env: dict[str, str]) -> None:
+    env["NEWSLETTER_SUBSCRIBERS__CONFIRM_DAYS"] = "0"
+    env["NEWSLETTER_CONSENT__VERSION"] = " "
+    result = cli("config", "check", check=False)
+    assert result.returncode == 1
+    assert "subscribers.confirm_days" in result.stderr and "consent.version" in result.stderr
