@@ -1,39 +1,134 @@
 """Transports hand finished messages to a mail provider. One module each, chosen by name.
 
-A transport is anything with ``send(envelope) -> provider id``,
-``was_sent(key) -> bool | None`` and ``close()``. ``was_sent`` lets the
-delivery ledger settle a message that was in flight when a sender stopped:
-True or False where the transport can know, None where it cannot (then the
-row is shown as in doubt, never resent blindly).
+A transport takes a batch of envelopes and says what became of each one
+(``send_batch``): SMTP and the outbox take one message at a time, email APIs
+up to their batch limit. A transport object is shared by the sender's worker
+threads, so it must be safe to call from several threads at once (a pool of
+SMTP connections, one HTTP session with connection pooling).
+
+``was_sent(key)`` lets the delivery ledger settle a message that was in
+flight when a sender stopped: True or False where the transport can know,
+None where it cannot (the row is then shown as in doubt, never resent
+blindly).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
 from newsletter.config import Secrets, Settings
-from newsletter.errors import ConfigError
+from newsletter.errors import (
+    AccountError,
+    ConfigError,
+    InDoubtError,
+    MessageRejected,
+    PermanentError,
+    TransientError,
+)
+
+# Outcome statuses: PERMANENT bounces and suppresses the address; REJECTED fails the
+# message only; IN_DOUBT means it may have been taken (never resent blindly).
+SENT, TRANSIENT, PERMANENT, REJECTED, IN_DOUBT = (
+    "sent",
+    "transient",
+    "permanent",
+    "rejected",
+    "in_doubt",
+)
+
+
+@dataclass(frozen=True)
+class Content:
+    """A message as fields, for provider APIs that take JSON or form fields, not MIME."""
+
+    subject: str
+    from_name: str
+    from_address: str
+    to_name: str
+    to_address: str
+    html: str
+    text: str
+    # Message-ID, Reply-To, List-Unsubscribe, List-Unsubscribe-Post, List-Id, Feedback-ID
+    headers: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
 class Envelope:
     sender: str
     recipient: str
-    data: bytes
-    key: str  # unique per delivery: file name, idempotency key
+    data: bytes  # the whole message, wire format (CRLF)
+    key: str  # unique per delivery: file name, idempotency key, custom argument
+    content: Content | None = None
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What the provider said about one envelope."""
+
+    key: str
+    status: str  # SENT, TRANSIENT, PERMANENT, REJECTED or IN_DOUBT
+    provider_id: str | None = None
+    error: str = ""
+    retry_after: float | None = None  # seconds, when the provider said when to come back
 
 
 class Transport(Protocol):
     name: str
+    batch_size: int  # envelopes per send_batch call: 1 for SMTP, the API limit otherwise
 
-    def send(self, envelope: Envelope) -> str | None: ...
+    def send_batch(self, envelopes: Sequence[Envelope]) -> list[Outcome]:
+        """One outcome per envelope, in order. Raise TransientError when the whole
+        call failed before the provider could take any of it (connection refused,
+        429, 5xx); raise PermanentError when no message can ever go (bad API key)."""
+        ...
 
     def was_sent(self, key: str) -> bool | None: ...
 
     def close(self) -> None: ...
+
+
+def outcomes_one_by_one(
+    send: Callable[[Envelope], str | None],
+    envelopes: Sequence[Envelope],
+    doubt_pauses: bool = True,
+) -> list[Outcome]:
+    """send_batch for transports that take one message per call.
+
+    A refusal of one message is that envelope's outcome. An account-wide
+    refusal stops the batch: raised when nothing went yet (the campaign
+    pauses), otherwise the rest are deferred, since their addresses are not
+    at fault. A request left unanswered is raised too when ``doubt_pauses``
+    (a hanging API would leave every following message in doubt), else it is
+    that message's in-doubt outcome (SMTP: a connection dropped after the
+    final dot, and the next message goes over a fresh one).
+    """
+    outcomes: list[Outcome] = []
+    for index, envelope in enumerate(envelopes):
+        try:
+            provider_id = send(envelope)
+        except AccountError as exc:
+            if not outcomes:
+                raise
+            outcomes.extend(Outcome(e.key, TRANSIENT, error=str(exc)) for e in envelopes[index:])
+            return outcomes
+        except MessageRejected as exc:
+            outcomes.append(Outcome(envelope.key, REJECTED, error=str(exc)))
+        except PermanentError as exc:
+            outcomes.append(Outcome(envelope.key, PERMANENT, error=str(exc)))
+        except InDoubtError as exc:
+            if doubt_pauses and not outcomes:
+                raise
+            outcomes.append(Outcome(envelope.key, IN_DOUBT, error=str(exc)))
+        except TransientError as exc:
+            outcomes.append(
+                Outcome(envelope.key, TRANSIENT, error=str(exc), retry_after=exc.retry_after)
+            )
+        else:
+            outcomes.append(Outcome(envelope.key, SENT, provider_id=provider_id))
+    return outcomes
 
 
 Factory = Callable[[Settings, Secrets, Path], Transport]
@@ -56,10 +151,54 @@ def _smtp(settings: Settings, secrets: Secrets, workspace: Path) -> Transport:
         username=s.username,
         password=secrets.smtp_password,
         timeout=s.timeout,
+        connections=settings.delivery.concurrency,
+        sign=_dkim_signer(settings, secrets, workspace),
     )
 
 
-REGISTRY: dict[str, Factory] = {"outbox": _outbox, "smtp": _smtp}
+def _dkim_signer(
+    settings: Settings, secrets: Secrets, workspace: Path
+) -> Callable[[bytes], bytes] | None:
+    """The DKIM signing function when [dkim] is configured, else None."""
+    d = settings.dkim
+    if not (d.domain and d.selector):
+        return None
+    from newsletter.dkim import DkimSigner
+
+    if secrets.dkim_private_key:
+        pem, where = secrets.dkim_private_key.encode(), "NEWSLETTER_DKIM_PRIVATE_KEY"
+    elif d.private_key_file:
+        path = Path(d.private_key_file).expanduser()
+        path = path if path.is_absolute() else workspace / path
+        where = f"dkim.private_key_file {path}"
+        try:
+            pem = path.read_bytes()
+        except OSError as exc:
+            raise ConfigError(f"{where}: cannot read the key ({exc.strerror})") from None
+    else:
+        raise ConfigError(
+            "dkim.private_key_file: set it (or NEWSLETTER_DKIM_PRIVATE_KEY) to sign mail; "
+            "`newsletter dkim keygen` makes a key"
+        )
+    return DkimSigner.from_pem(d.domain, d.selector, pem, where).sign
+
+
+def _provider(module: str) -> Factory:
+    """The factory of an email API transport, imported only when it is chosen."""
+
+    def make(settings: Settings, secrets: Secrets, workspace: Path) -> Transport:
+        from importlib import import_module
+
+        return import_module(f"newsletter.transports.{module}").from_settings(settings, secrets)
+
+    return make
+
+
+REGISTRY: dict[str, Factory] = {
+    "outbox": _outbox,
+    "smtp": _smtp,
+    **{name: _provider(name) for name in ("sendgrid", "mailgun", "postmark", "ses")},
+}
 
 
 def open_transport(settings: Settings, secrets: Secrets, workspace: Path) -> Transport:

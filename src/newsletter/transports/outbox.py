@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Sequence
 from pathlib import Path
 
 from newsletter.errors import ConfigError
-from newsletter.transports import Envelope
+from newsletter.transports import Envelope, Outcome, outcomes_one_by_one
 
 _SAFE = re.compile(r"[^A-Za-z0-9._-]")
 
 
 class OutboxTransport:
     name = "outbox"
+    batch_size = 1
 
     def __init__(self, directory: Path):
         self.directory = directory
@@ -36,6 +38,9 @@ class OutboxTransport:
         # which is what lets was_sent() settle in-flight rows after a crash.
         os.replace(partial, path)
         return path.name
+
+    def send_batch(self, envelopes: Sequence[Envelope]) -> list[Outcome]:
+        return outcomes_one_by_one(self.send, envelopes)
 
     def was_sent(self, key: str) -> bool | None:
         return self._path(key).exists()

@@ -1,16 +1,56 @@
-"""SMTP over one persistent connection: STARTTLS, implicit TLS or plain, with AUTH."""
+"""SMTP with a pool of persistent connections: STARTTLS, implicit TLS or plain, with AUTH.
+
+Many messages go over one connection (RSET after a refusal). What a failure
+means depends on when it happens:
+
+- before DATA is accepted (a stale pooled connection, 421): the server cannot
+  have taken the message, so it is retried at once on a fresh connection;
+- while the body is being sent: transient, tried again later;
+- after the final dot, waiting for the answer: the server may have taken it,
+  so the message is in doubt — never resent blindly.
+
+Refusals: 550/551/553 (or 5.1.x) to RCPT bounce the address; other 5xx to
+RCPT or to the message fail that message only; a refused login, a refused
+sender (5xx to MAIL) or a missing STARTTLS stop the campaign (AccountError).
+"""
 
 from __future__ import annotations
 
+import queue
+import re
 import smtplib
 import ssl
+import threading
+from collections.abc import Callable, Sequence
 
-from newsletter.errors import PermanentError, TransientError
-from newsletter.transports import Envelope
+from newsletter.errors import (
+    AccountError,
+    InDoubtError,
+    MessageRejected,
+    PermanentError,
+    TransientError,
+)
+from newsletter.transports import Envelope, Outcome, outcomes_one_by_one
+
+_BOUNCE_CODES = {550, 551, 553}
+_ENHANCED_ADDRESS = re.compile(rb"^5\.1\.\d")
+
+
+class _Retry(Exception):
+    """The message cannot have been taken: try once more on a fresh connection."""
+
+
+class _Refused(Exception):
+    """The server refused the message and the connection was reset for the next one."""
+
+    def __init__(self, error: Exception):
+        super().__init__(str(error))
+        self.error = error
 
 
 class SmtpTransport:
     name = "smtp"
+    batch_size = 1
 
     def __init__(
         self,
@@ -20,85 +60,210 @@ class SmtpTransport:
         username: str = "",
         password: str = "",
         timeout: float = 30.0,
+        connections: int = 1,
         ssl_context: ssl.SSLContext | None = None,
+        sign: Callable[[bytes], bytes] | None = None,
     ):
         self.host, self.port, self.security = host, port, security
         self.username, self.password, self.timeout = username, password, timeout
         self.ssl_context = ssl_context or ssl.create_default_context()
-        self._conn: smtplib.SMTP | None = None
+        self.sign = sign  # DKIM: returns the message with its signature header
+        self.connections = max(1, connections)
+        self._idle: queue.LifoQueue[smtplib.SMTP] = queue.LifoQueue()
+        self._open = 0
+        self._lock = threading.Lock()
+        self._slots = threading.Semaphore(self.connections)
+
+    # -- the pool -------------------------------------------------------------
 
     def _connect(self) -> smtplib.SMTP:
+        where = f"smtp {self.host}:{self.port}"
+        conn: smtplib.SMTP | None = None
         try:
             if self.security == "ssl":
-                conn: smtplib.SMTP = smtplib.SMTP_SSL(
+                conn = smtplib.SMTP_SSL(
                     self.host, self.port, timeout=self.timeout, context=self.ssl_context
                 )
             else:
                 conn = smtplib.SMTP(self.host, self.port, timeout=self.timeout)
                 if self.security == "starttls":
                     conn.starttls(context=self.ssl_context)
+            conn.ehlo_or_helo_if_needed()
             if self.username:
                 conn.login(self.username, self.password)
         except smtplib.SMTPAuthenticationError as exc:
-            raise PermanentError(
-                f"smtp {self.host}:{self.port}: login refused for smtp.username "
-                f"{self.username!r} ({exc.smtp_code}); check NEWSLETTER_SMTP_PASSWORD"
+            _close(conn)
+            raise AccountError(
+                f"{where}: login refused for smtp.username {self.username!r} "
+                f"({exc.smtp_code}); check NEWSLETTER_SMTP_PASSWORD"
+            ) from None
+        except smtplib.SMTPNotSupportedError as exc:
+            _close(conn)
+            raise AccountError(
+                f"{where}: the server does not offer what smtp.security = "
+                f"{self.security!r} or smtp.username needs ({exc}); change [smtp]"
             ) from None
         except (OSError, smtplib.SMTPException) as exc:
-            raise TransientError(f"smtp {self.host}:{self.port}: cannot connect ({exc})") from None
+            _close(conn)
+            raise TransientError(f"{where}: cannot connect ({exc})") from None
+        with self._lock:
+            self._open += 1
         return conn
 
+    def _discard(self, conn: smtplib.SMTP) -> None:
+        with self._lock:
+            self._open -= 1
+        _close(conn)
+
+    @property
+    def open_connections(self) -> int:
+        return self._open
+
+    # -- sending ----------------------------------------------------------------
+
     def send(self, envelope: Envelope) -> str | None:
-        if self._conn is None:
-            self._conn = self._connect()
+        """Send one message over a pooled connection (at most ``connections`` at once)."""
+        local, _, domain = envelope.recipient.rpartition("@")
+        if not local.isascii():
+            raise MessageRejected(
+                f"{envelope.recipient}: the address needs SMTPUTF8, which is not supported"
+            )
+        recipient = f"{local}@{domain.encode('idna').decode('ascii')}"
+        data = self.sign(envelope.data) if self.sign else envelope.data
+        with self._slots:
+            for fresh in (False, True):
+                conn = None
+                if not fresh:
+                    try:
+                        conn = self._idle.get_nowait()
+                    except queue.Empty:
+                        pass
+                if conn is None:
+                    conn = self._connect()
+                try:
+                    self._transaction(conn, envelope.sender, recipient, data)
+                except _Retry as exc:
+                    self._discard(conn)
+                    if fresh:
+                        raise TransientError(f"{envelope.recipient}: {exc}") from None
+                    continue
+                except _Refused as refused:
+                    self._idle.put(conn)
+                    raise refused.error from None
+                except BaseException:
+                    self._discard(conn)
+                    raise
+                self._idle.put(conn)
+                return None
+        raise AssertionError("unreachable")
+
+    def _transaction(self, conn: smtplib.SMTP, sender: str, recipient: str, data: bytes) -> None:
+        """MAIL, RCPT, DATA on one connection; leaves it ready for the next message."""
         try:
-            refused = self._conn.sendmail(envelope.sender, [envelope.recipient], envelope.data)
-        except smtplib.SMTPRecipientsRefused as exc:
-            code, reply = next(iter(exc.recipients.values()))
-            self._after_failure(code)
-            raise _classify(code, reply, envelope.recipient) from None
-        except smtplib.SMTPResponseException as exc:
-            self._after_failure(exc.smtp_code)
-            raise _classify(exc.smtp_code, exc.smtp_error, envelope.recipient) from None
-        except (TimeoutError, smtplib.SMTPServerDisconnected, OSError) as exc:
-            # A dropped connection counts as 451: transient, and the message
-            # may or may not have been taken.
-            self._drop()
-            raise TransientError(f"{envelope.recipient}: connection lost ({exc})") from None
-        if refused:
-            code, reply = refused[envelope.recipient]
-            raise _classify(code, reply, envelope.recipient)
-        return None
+            conn.putcmd("mail", f"FROM:<{sender}>")
+            code, reply = conn.getreply()
+            if code == 421:
+                raise _Retry(f"421 {_text(reply)}")
+            if code != 250:
+                if 500 <= code < 600:
+                    raise self._refuse(
+                        conn,
+                        AccountError(
+                            f"smtp: the server refused the sender {sender}: "
+                            f"{code} {_text(reply)}; check sender.from_address"
+                        ),
+                    )
+                raise self._refuse(conn, TransientError(f"{recipient}: {code} {_text(reply)}"))
+            conn.putcmd("rcpt", f"TO:<{recipient}>")
+            code, reply = conn.getreply()
+            if code == 421:
+                raise _Retry(f"421 {_text(reply)}")
+            if code not in (250, 251):
+                text = f"{recipient}: {code} {_text(reply)}"
+                if code in _BOUNCE_CODES or _ENHANCED_ADDRESS.match(reply):
+                    raise self._refuse(conn, PermanentError(text))
+                if 500 <= code < 600:
+                    raise self._refuse(conn, MessageRejected(text))
+                raise self._refuse(conn, TransientError(text))
+            conn.putcmd("data")
+            code, reply = conn.getreply()
+            if code == 421:
+                raise _Retry(f"421 {_text(reply)}")
+            if code != 354:
+                text = f"{recipient}: {code} {_text(reply)}"
+                kind = MessageRejected if 500 <= code < 600 else TransientError
+                raise self._refuse(conn, kind(text))
+        except (smtplib.SMTPServerDisconnected, OSError) as exc:
+            raise _Retry(f"connection lost before the message ({exc})") from None
+        body = _dot_stuff(data)
+        try:
+            conn.send(body)
+        except (smtplib.SMTPServerDisconnected, OSError) as exc:
+            # Without the final dot the server cannot have accepted it.
+            raise TransientError(f"{recipient}: connection lost while sending ({exc})") from None
+        try:
+            code, reply = conn.getreply()
+        except (smtplib.SMTPServerDisconnected, OSError) as exc:
+            raise InDoubtError(
+                f"{recipient}: connection lost after the whole message was sent ({exc}); "
+                f"the server may have accepted it"
+            ) from None
+        if code != 250:
+            text = f"{recipient}: {code} {_text(reply)}"
+            kind = MessageRejected if 500 <= code < 600 else TransientError
+            raise self._refuse(conn, kind(text))
 
-    def _after_failure(self, code: int) -> None:
-        if code == 421:
-            self._drop()
-        elif self._conn is not None:
-            try:
-                self._conn.rset()
-            except (smtplib.SMTPException, OSError):
-                self._drop()
+    def _refuse(self, conn: smtplib.SMTP, error: Exception) -> Exception:
+        """RSET after a refusal so the connection can carry the next message.
 
-    def _drop(self) -> None:
-        if self._conn is not None:
-            try:
-                self._conn.close()
-            finally:
-                self._conn = None
+        Returns the exception to raise: wrapped in _Refused when the connection
+        is fine (it goes back to the pool), bare when it broke (it is dropped).
+        """
+        try:
+            conn.rset()
+        except (smtplib.SMTPException, OSError):
+            return error
+        return _Refused(error)
+
+    def send_batch(self, envelopes: Sequence[Envelope]) -> list[Outcome]:
+        # A connection dropped after the final dot leaves that one message in
+        # doubt; the next goes over a fresh connection, so it need not pause.
+        return outcomes_one_by_one(self.send, envelopes, doubt_pauses=False)
 
     def was_sent(self, key: str) -> bool | None:
         return None  # SMTP gives no way to ask whether a message was taken
 
     def close(self) -> None:
-        if self._conn is not None:
+        while True:
             try:
-                self._conn.quit()
+                conn = self._idle.get_nowait()
+            except queue.Empty:
+                return
+            try:
+                conn.quit()
             except (smtplib.SMTPException, OSError):
                 pass
-            self._drop()
+            self._discard(conn)
 
 
-def _classify(code: int, reply: bytes | str, recipient: str) -> TransientError | PermanentError:
-    text = reply.decode(errors="replace") if isinstance(reply, bytes) else str(reply)
-    message = f"{recipient}: {code} {text}"
-    return PermanentError(message) if 500 <= code < 600 else TransientError(message)
+def _dot_stuff(data: bytes) -> bytes:
+    """The DATA body: lines starting with a dot get another, then the final dot."""
+    body = data.replace(b"\r\n.", b"\r\n..")
+    if body.startswith(b"."):
+        body = b"." + body
+    if not body.endswith(b"\r\n"):
+        body += b"\r\n"
+    return body + b".\r\n"
+
+
+def _text(reply: bytes | str) -> str:
+    return reply.decode(errors="replace") if isinstance(reply, bytes) else str(reply)
+
+
+def _close(conn: smtplib.SMTP | None) -> None:
+    if conn is None:
+        return
+    try:
+        conn.close()
+    except OSError:
+        pass
