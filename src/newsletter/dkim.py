@@ -1,0 +1,130 @@
+"""DKIM signatures (RFC 6376, RFC 8463) for outgoing mail.
+
+dkimpy does the parts that are easy to get subtly wrong — parsing the
+message, relaxed canonicalisation, choosing header instances — while the
+signature itself is made by OpenSSL through the ``cryptography`` package:
+dkimpy's pure-Python RSA signs about 115 messages a second, OpenSSL over a
+thousand. Signatures verify with dkimpy's own verifier (see the tests).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import dkim
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ed25519, padding, rsa
+from dkim.canonicalization import CanonicalizationPolicy
+
+from newsletter.errors import ConfigError
+
+# Signed when present. List-Unsubscribe and List-Unsubscribe-Post must be covered
+# (RFC 8058) or mailbox providers will not offer one-click unsubscribe.
+SIGNED_HEADERS = (
+    b"from",
+    b"to",
+    b"subject",
+    b"date",
+    b"message-id",
+    b"reply-to",
+    b"mime-version",
+    b"content-type",
+    b"list-unsubscribe",
+    b"list-unsubscribe-post",
+    b"list-id",
+    b"feedback-id",
+)
+_POLICY = CanonicalizationPolicy.from_c_value(b"relaxed/relaxed")
+
+
+@dataclass
+class DkimSigner:
+    domain: str
+    selector: str
+    key: rsa.RSAPrivateKey | ed25519.Ed25519PrivateKey
+    clock: Callable[[], float] = time.time
+
+    @classmethod
+    def from_pem(cls, domain: str, selector: str, pem: bytes, where: str) -> DkimSigner:
+        try:
+            key = serialization.load_pem_private_key(pem, password=None)
+        except (ValueError, TypeError) as exc:
+            raise ConfigError(
+                f"{where}: not a PEM private key without a password ({exc})"
+            ) from None
+        if not isinstance(key, rsa.RSAPrivateKey | ed25519.Ed25519PrivateKey):
+            raise ConfigError(f"{where}: DKIM needs an RSA or Ed25519 key")
+        if isinstance(key, rsa.RSAPrivateKey) and key.key_size < 1024:
+            raise ConfigError(
+                f"{where}: an RSA key of {key.key_size} bits is too short; "
+                f"use 2048 (`newsletter dkim keygen`)"
+            )
+        return cls(domain, selector, key)
+
+    @property
+    def algorithm(self) -> bytes:
+        return (
+            b"ed25519-sha256" if isinstance(self.key, ed25519.Ed25519PrivateKey) else b"rsa-sha256"
+        )
+
+    def sign(self, message: bytes) -> bytes:
+        """Return the message with a DKIM-Signature header in front."""
+        headers, body = dkim.rfc822_parse(message)
+        present = {name.lower() for name, _ in headers}
+        include = [h for h in SIGNED_HEADERS if h in present]
+        body_hash = base64.b64encode(hashlib.sha256(_POLICY.canonicalize_body(body)).digest())
+        fields = [
+            (b"v", b"1"),
+            (b"a", self.algorithm),
+            (b"c", b"relaxed/relaxed"),
+            (b"d", self.domain.encode()),
+            (b"s", self.selector.encode()),
+            (b"t", str(int(self.clock())).encode()),
+            (b"h", b":".join(include)),
+            (b"bh", body_hash),
+            (b"b", b""),
+        ]
+        value = b" " + b"; ".join(name + b"=" + data for name, data in fields)
+        signed = dkim.select_headers(headers, include)
+        canonical = _POLICY.canonicalize_headers([*signed, (b"DKIM-Signature", value)])
+        # The signature header is hashed last, without its trailing CRLF.
+        data = b"".join(name + b":" + text for name, text in canonical[:-1])
+        data += canonical[-1][0] + b":" + canonical[-1][1].rstrip(b"\r\n")
+        if isinstance(self.key, rsa.RSAPrivateKey):
+            signature = self.key.sign(data, padding.PKCS1v15(), hashes.SHA256())
+        else:
+            signature = self.key.sign(hashlib.sha256(data).digest())
+        b = base64.b64encode(signature)
+        folded = b"\r\n\t".join(b[i : i + 72] for i in range(0, len(b), 72))
+        return b"DKIM-Signature:" + value + b"\r\n\t" + folded + b"\r\n" + message
+
+
+def generate_key(algorithm: str = "rsa") -> tuple[bytes, str]:
+    """Make a key pair: (private key PEM, the DNS TXT record value to publish)."""
+    if algorithm == "ed25519":
+        key = ed25519.Ed25519PrivateKey.generate()
+        public = key.public_key().public_bytes(
+            serialization.Encoding.Raw, serialization.PublicFormat.Raw
+        )
+        record = f"v=DKIM1; k=ed25519; p={base64.b64encode(public).decode()}"
+    else:
+        key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        public = key.public_key().public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+        record = f"v=DKIM1; k=rsa; p={base64.b64encode(public).decode()}"
+    pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    return pem, record
+
+
+def txt_record_chunks(record: str) -> str:
+    """DNS TXT strings are at most 255 characters: quote the record in chunks."""
+    return " ".join(f'"{record[i : i + 255]}"' for i in range(0, len(record), 255))

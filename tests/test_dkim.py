@@ -1,0 +1,134 @@
+"""DKIM: signatures made here verify with dkimpy, cover the unsubscribe headers, break on edits."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from pathlib import Path
+
+import dkim as dkimpy
+import pytest
+
+from newsletter import campaigns, jobs
+from newsletter.dkim import DkimSigner, generate_key
+from newsletter.errors import ConfigError
+from newsletter.mime import compose
+from newsletter.workspace import Workspace
+from smtp_sink import SmtpSink
+
+NOW = dt.datetime(2026, 11, 27, 9, 0, tzinfo=dt.UTC)
+
+
+def _message() -> bytes:
+    return compose(
+        subject="Grüße from the clinic",
+        text="Hello Zoë\n" * 40,
+        html="<p>Hello</p>\n" * 40,
+        from_name="Riverbend PT",
+        from_address="news@clinic.example.com",
+        to_address="zoe@example.org",
+        to_name="Zoë Brennan",
+        msg_id="<c1.k.1@clinic.example.com>",
+        date=NOW,
+        unsubscribe_url="https://news.clinic.example.com/u/" + "A" * 40,
+        list_id="Riverbend PT <newsletter.clinic.example.com>",
+        feedback_id="c1:newsletter:clinic.example.com",
+    )
+
+
+def _verify(message: bytes, record: str) -> bool:
+    return dkimpy.verify(message, dnsfunc=lambda name, timeout=5: record.encode())
+
+
+@pytest.mark.parametrize("algorithm", ["rsa", "ed25519"])
+def test_signature_verifies_and_covers_the_unsubscribe_headers(algorithm: str) -> None:
+    pem, record = generate_key(algorithm)
+    signer = DkimSigner.from_pem("clinic.example.com", "nl", pem, "test key")
+    signed = signer.sign(_message())
+    assert _verify(signed, record)
+    header = signed.split(b"\r\n\r\n", 1)[0].decode()
+    unfolded = header.replace("\r\n\t", "")
+    tags = dict(part.strip().split("=", 1) for part in unfolded.split("\r\n")[0][15:].split(";"))
+    signed_headers = tags["h"].split(":")
+    for name in (
+        "from",
+        "to",
+        "subject",
+        "date",
+        "message-id",
+        "list-unsubscribe",
+        "list-unsubscribe-post",
+    ):
+        assert name in signed_headers
+    assert tags["d"] == "clinic.example.com" and tags["s"] == "nl"
+    assert tags["a"] == ("rsa-sha256" if algorithm == "rsa" else "ed25519-sha256")
+
+
+def test_any_change_breaks_the_signature() -> None:
+    pem, record = generate_key("rsa")
+    signed = DkimSigner.from_pem("clinic.example.com", "nl", pem, "k").sign(_message())
+    assert not _verify(signed.replace(b"Hello Zo", b"Hallo Zo", 1), record)
+    assert not _verify(signed.replace(b"/u/AAAA", b"/u/BBBB", 1), record)
+    other_pem, other_record = generate_key("rsa")
+    assert not _verify(signed, other_record)
+
+
+def test_bad_keys_are_config_errors(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="key.pem: not a PEM private key"):
+        DkimSigner.from_pem("d.example", "s", b"not a key", "key.pem")
+
+
+def test_smtp_messages_are_signed_when_dkim_is_configured(ws_dir: Path, tmp_path: Path) -> None:
+    pem, record = generate_key("rsa")
+    key_file = tmp_path / "dkim.pem"
+    key_file.write_bytes(pem)
+    with SmtpSink() as sink:
+        ws = Workspace.open(
+            ws_dir,
+            env={
+                "NEWSLETTER_DELIVERY__TRANSPORT": "smtp",
+                "NEWSLETTER_SMTP__HOST": "127.0.0.1",
+                "NEWSLETTER_SMTP__PORT": str(sink.port),
+                "NEWSLETTER_SMTP__SECURITY": "none",
+                "NEWSLETTER_DKIM__DOMAIN": "clinic.example.com",
+                "NEWSLETTER_DKIM__SELECTOR": "nl",
+                "NEWSLETTER_DKIM__PRIVATE_KEY_FILE": str(key_file),
+            },
+        )
+        jobs.fetch_sources(ws, ws.store, NOW)
+        jobs.import_subscriber_folder(ws, ws.store, NOW)
+        campaign_id = campaigns.create(ws.store, ws.settings, "Signed", "new", None, None, NOW)
+        progress = jobs.send_campaign(ws, ws.store, campaign_id, lambda: NOW)
+        ws.close()
+    assert progress.sent == len(sink.messages) > 0
+    for received in sink.messages:
+        assert received.data.startswith(b"DKIM-Signature:")
+        assert _verify(received.data, record)
+
+
+def test_missing_key_file_is_one_line(cli, ws_dir: Path, env: dict[str, str]) -> None:
+    env.update(
+        NEWSLETTER_DELIVERY__TRANSPORT="smtp",
+        NEWSLETTER_DKIM__DOMAIN="clinic.example.com",
+        NEWSLETTER_DKIM__SELECTOR="nl",
+        NEWSLETTER_DKIM__PRIVATE_KEY_FILE="/nonexistent/dkim.pem",
+    )
+    cli("fetch")
+    cli("campaign", "create", "--subject", "x")
+    result = cli("campaign", "send", "1", check=False)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "dkim.private_key_file /nonexistent/dkim.pem: cannot read" in result.stderr
+
+
+def test_keygen_writes_a_private_key_and_prints_the_record(cli, tmp_path: Path) -> None:
+    out = tmp_path / "dkim.pem"
+    result = cli("dkim", "keygen", "--selector", "nl2026", "--out", str(out)).stdout
+    assert out.stat().st_mode & 0o077 == 0
+    assert "nl2026._domainkey.clinic.example.com. IN TXT" in result
+    record = "".join(re.findall(r'"([^"]*)"', result.split("IN TXT ")[1].split("\n")[0]))
+    signed = DkimSigner.from_pem("clinic.example.com", "nl2026", out.read_bytes(), "k").sign(
+        _message()
+    )
+    assert _verify(signed, record)
+    again = cli("dkim", "keygen", "--out", str(out), check=False)
+    assert again.returncode == 1 and "already exists" in again.stderr
