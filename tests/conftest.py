@@ -14,6 +14,9 @@ from pathlib import Path
 import pytest
 import requests
 
+from newsletter.sources.http import Fetcher
+from newsletter.sources.policy import FetchPolicy
+from newsletter.store import Store
 from newsletter.web.app import create_app
 from newsletter.web.server import listen, make_server
 from newsletter.workspace import Workspace, init_workspace
@@ -151,3 +154,19 @@ def workspace(ws_dir: Path) -> Iterator[Workspace]:
     ws = Workspace.open(ws_dir, env={})
     yield ws
     ws.close()
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[Store]:
+    """A migrated database of its own, without a workspace."""
+    store = Store(tmp_path / "db.sqlite")
+    store.migrate()
+    yield store
+    store.close()
+
+
+@pytest.fixture
+def fetcher() -> Iterator[Fetcher]:
+    """The article sources' HTTP client, allowed to reach the loopback test servers."""
+    with Fetcher(FetchPolicy(allow_private=True, timeout=5)) as fetcher:
+        yield fetcher

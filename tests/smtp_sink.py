@@ -26,6 +26,19 @@ class SinkHandler:
     messages: list[Received] = field(default_factory=list)
     # address -> SMTP reply for RCPT TO, e.g. "550 5.1.1 No such user"
     rcpt_replies: dict[str, str] = field(default_factory=dict)
+    # an SMTP reply to every MAIL FROM, e.g. "553 5.7.1 Sender address not owned by user"
+    mail_reply: str | None = None
+    # recipient -> SMTP reply to the end of the message, e.g. "554 5.7.1 Looks like spam"
+    data_replies: dict[str, str] = field(default_factory=dict)
+    # recipients whose DATA makes the server drop the connection without a reply
+    drop_on_data: set[str] = field(default_factory=set)
+    sessions: set[int] = field(default_factory=set)  # distinct client connections seen
+
+    async def handle_MAIL(self, server, session, envelope, address, mail_options):  # noqa: N802
+        if self.mail_reply:
+            return self.mail_reply
+        envelope.mail_from = address
+        return "250 OK"
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):  # noqa: N802
         reply = self.rcpt_replies.get(address)
@@ -35,6 +48,14 @@ class SinkHandler:
         return "250 OK"
 
     async def handle_DATA(self, server, session, envelope):  # noqa: N802
+        self.sessions.add(id(session))
+        if self.drop_on_data & set(envelope.rcpt_tos):
+            # Hang up without an answer, as a crashing or overloaded server does.
+            server.transport.abort()
+            return "451 4.3.0 Connection lost"
+        for address in envelope.rcpt_tos:
+            if address in self.data_replies:
+                return self.data_replies[address]
         self.messages.append(
             Received(envelope.mail_from, list(envelope.rcpt_tos), envelope.content)
         )

@@ -153,9 +153,9 @@ def test_secret_in_the_file_is_refused(cli: Cli, ws_dir: Path) -> None:
     assert "hunter2" not in result.stderr
 
 
-def test_unavailable_transport_is_a_config_error(ready: Cli, env: dict[str, str]) -> None:
-    env["NEWSLETTER_DELIVERY__TRANSPORT"] = "sendgrid"
-    _one_line_error(ready("campaign", "send", "1", check=False), "delivery.transport", "sendgrid")
+def test_unknown_transport_is_a_config_error(ready: Cli, env: dict[str, str]) -> None:
+    env["NEWSLETTER_DELIVERY__TRANSPORT"] = "pigeon"
+    _one_line_error(ready("campaign", "send", "1", check=False), "delivery.transport", "pigeon")
 
 
 def test_unwritable_workspace(tmp_path: Path, env: dict[str, str]) -> None:

@@ -5,12 +5,18 @@ from __future__ import annotations
 import datetime as dt
 import email
 import email.policy
+import os
+import socket
+import subprocess
+import sys
+import time
 from collections import Counter
 from pathlib import Path
 
 import pytest
 
 from newsletter import campaigns, delivery, jobs
+from newsletter.errors import StateError
 from newsletter.store import Store
 from newsletter.subscribers import import_file
 from newsletter.transports import Envelope
@@ -109,7 +115,15 @@ def test_transient_refusal_defers_then_delivers_once(smtp_ws) -> None:
     assert first.deferred == 1 and not first.finished
     assert ws.store.campaign(campaign_id)["status"] == "sending"
     del sink.handler.rcpt_replies[later]
-    second = jobs.send_campaign(ws, ws.store, campaign_id, clock)
+    row = ws.store.delivery(campaign_id, ws.store.subscriber_by_email(later)["id"])
+    retry_at = dt.datetime.fromisoformat(row["next_attempt_at"])
+    # Backoff: the first retry waits about retry_backoff seconds (with jitter), not less.
+    assert NOW + dt.timedelta(seconds=150) <= retry_at <= NOW + dt.timedelta(seconds=450)
+    early = jobs.send_campaign(
+        ws, ws.store, campaign_id, lambda: retry_at - dt.timedelta(seconds=1)
+    )
+    assert early.sent == 0 and not early.finished
+    second = jobs.send_campaign(ws, ws.store, campaign_id, lambda: retry_at)
     assert second.sent == 1 and second.finished
     assert Counter(sink.recipients()) == Counter(_confirmed(ws.store))
 
@@ -207,3 +221,251 @@ def test_campaign_for_a_list_reaches_only_its_members(workspace: Workspace, tmp_
     assert _outbox_recipients(workspace) == Counter(
         ["zoe.brennan@example.org", "new.person@example.com"]
     )
+
+
+def test_rate_limiter_keeps_every_one_second_window_under_the_rate() -> None:
+    now = [0.0]
+    starts: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        now[0] += seconds
+
+    limiter = delivery.RateLimiter(10, monotonic=lambda: now[0], sleep=sleep)
+    for _ in range(35):
+        limiter.acquire()
+        starts.append(now[0])
+        now[0] += 0.001  # the send itself takes a moment
+    for start in starts:
+        assert sum(1 for t in starts if start <= t < start + 1.0) <= 10
+    # It never stalls longer than needed: 35 messages at 10/s take about 3 seconds.
+    assert 2.9 <= starts[-1] <= 3.2
+
+
+def test_no_rate_limit_never_sleeps() -> None:
+    def sleep(seconds: float) -> None:
+        raise AssertionError("slept without a limit")
+
+    limiter = delivery.RateLimiter(0, sleep=sleep)
+    for _ in range(1000):
+        limiter.acquire()
+
+
+def test_backoff_doubles_with_jitter_and_honours_retry_after() -> None:
+    policy = delivery.Policy(backoff_seconds=60, max_backoff_seconds=3600)
+    assert delivery.backoff(1, policy, None, rand=lambda: 0.5) == 60
+    assert delivery.backoff(3, policy, None, rand=lambda: 0.5) == 240
+    assert delivery.backoff(1, policy, None, rand=lambda: 0.0) == 30
+    assert delivery.backoff(20, policy, None, rand=lambda: 0.5) == 3600
+    assert delivery.backoff(1, policy, 900, rand=lambda: 0.5) == 900
+
+
+def test_many_failures_in_a_row_pause_the_campaign_with_the_reason(ws_dir: Path) -> None:
+    with SmtpSink() as sink:
+        ws = Workspace.open(
+            ws_dir,
+            env={
+                "NEWSLETTER_DELIVERY__TRANSPORT": "smtp",
+                "NEWSLETTER_SMTP__HOST": "127.0.0.1",
+                "NEWSLETTER_SMTP__PORT": str(sink.port),
+                "NEWSLETTER_SMTP__SECURITY": "none",
+                "NEWSLETTER_DELIVERY__PAUSE_AFTER_FAILURES": "3",
+            },
+        )
+        campaign_id = _prepare(ws)
+        for address in _confirmed(ws.store):
+            sink.handler.rcpt_replies[address] = "452 4.2.2 Mailbox full"
+        progress = jobs.send_campaign(ws, ws.store, campaign_id, clock)
+        campaign = ws.store.campaign(campaign_id)
+        assert campaign["status"] == "paused"
+        assert "3 failures in a row" in campaign["note"]
+        assert "452" in campaign["note"]
+        assert progress.deferred == 3 and progress.sent == 0
+        # Nothing went out, and the untried rows are still pending for `resume`.
+        assert ws.store.delivery_counts(campaign_id)["pending"] == len(_confirmed(ws.store)) - 3
+        sink.handler.rcpt_replies.clear()
+        campaigns.resume(ws.store, campaign_id, NOW)
+        later = NOW + dt.timedelta(hours=2)
+        final = jobs.send_campaign(ws, ws.store, campaign_id, lambda: later)
+        assert final.finished
+        assert Counter(sink.recipients()) == Counter(_confirmed(ws.store))
+        ws.close()
+
+
+def test_several_connections_421_and_dropped_connections(ws_dir: Path, tmp_path) -> None:
+    members = tmp_path / "many.csv"
+    members.write_text("email\n" + "".join(f"reader{i}@example.com\n" for i in range(60)))
+    with SmtpSink() as sink:
+        ws = Workspace.open(
+            ws_dir,
+            env={
+                "NEWSLETTER_DELIVERY__TRANSPORT": "smtp",
+                "NEWSLETTER_SMTP__HOST": "127.0.0.1",
+                "NEWSLETTER_SMTP__PORT": str(sink.port),
+                "NEWSLETTER_SMTP__SECURITY": "none",
+                "NEWSLETTER_DELIVERY__CONCURRENCY": "4",
+            },
+        )
+        import_file(ws.store, members, NOW, confirmed=True)
+        campaign_id = _prepare(ws)
+        sink.handler.rcpt_replies["reader7@example.com"] = "421 4.7.0 Too many connections"
+        sink.handler.drop_on_data.add("reader9@example.com")
+        first = jobs.send_campaign(ws, ws.store, campaign_id, clock)
+        # 421 twice (the fresh connection too): deferred. Dropped after the whole message
+        # was sent: in doubt, never resent blindly.
+        assert first.deferred == 1
+        counts = ws.store.delivery_counts(campaign_id)
+        assert counts["in_doubt"] == 1 and counts["deferred"] == 1
+        sink.handler.rcpt_replies.clear()
+        sink.handler.drop_on_data.clear()
+        second = jobs.send_campaign(ws, ws.store, campaign_id, lambda: NOW + dt.timedelta(hours=2))
+        assert second.finished and second.sent == 1
+        expected = Counter(a for a in _confirmed(ws.store) if a != "reader9@example.com")
+        assert Counter(sink.recipients()) == expected
+        ws.close()
+
+
+def test_a_second_sender_is_refused_while_the_first_holds_the_lease(workspace) -> None:
+    store = workspace.store
+    campaign_id = _prepare(workspace)
+    campaigns.start(store, campaign_id, NOW)
+    other = Store(store.path)
+    holder = delivery.Lease(store.path, campaign_id)
+    holder.acquire(other)
+    with pytest.raises(StateError, match=f"pid {os.getpid()}"):
+        jobs.send_campaign(workspace, store, campaign_id, clock)
+    assert store.delivery_counts(campaign_id)["pending"] == len(_confirmed(store))
+    holder.release(other)
+    other.close()
+    assert jobs.send_campaign(workspace, store, campaign_id, clock).finished
+
+
+def test_a_lease_of_a_dead_or_expired_sender_is_taken_over(workspace) -> None:
+    store = workspace.store
+    campaign_id = _prepare(workspace)
+    campaigns.start(store, campaign_id, NOW)
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    dead_pid = int(dead.stdout)
+    with store.transaction():
+        store.conn.execute(
+            "INSERT INTO send_leases VALUES (?, 'crashed', ?, ?, ?)",
+            [campaign_id, socket.gethostname(), dead_pid, time.time() + 3600],
+        )
+    assert jobs.send_campaign(workspace, store, campaign_id, clock).finished
+    # Another host's lease is respected until it expires.
+    second = campaigns.create(store, workspace.settings, "Again", "1", None, None, NOW)
+    campaigns.start(store, second, NOW)
+    with store.transaction():
+        store.conn.execute(
+            "INSERT INTO send_leases VALUES (?, 'remote', 'other-host', 1, ?)",
+            [second, time.time() + 3600],
+        )
+    with pytest.raises(StateError, match="other-host"):
+        jobs.send_campaign(workspace, store, second, clock)
+    with store.transaction():
+        store.conn.execute(
+            "UPDATE send_leases SET expires_at = ? WHERE campaign_id = ?", [time.time() - 1, second]
+        )
+    assert jobs.send_campaign(workspace, store, second, clock).finished
+
+
+def _smtp_env(sink: SmtpSink, **extra: str) -> dict[str, str]:
+    return {
+        "NEWSLETTER_DELIVERY__TRANSPORT": "smtp",
+        "NEWSLETTER_SMTP__HOST": "127.0.0.1",
+        "NEWSLETTER_SMTP__PORT": str(sink.port),
+        "NEWSLETTER_SMTP__SECURITY": "none",
+        **extra,
+    }
+
+
+def test_a_refused_sender_pauses_and_bounces_nobody(ws_dir: Path) -> None:
+    with SmtpSink() as sink:
+        ws = Workspace.open(ws_dir, env=_smtp_env(sink))
+        campaign_id = _prepare(ws)
+        sink.handler.mail_reply = "553 5.7.1 Sender address not owned by user"
+        progress = jobs.send_campaign(ws, ws.store, campaign_id, clock)
+        assert progress.sent == 0 and "refused the sender" in progress.paused_reason
+        assert ws.store.campaign(campaign_id)["status"] == "paused"
+        assert ws.store.subscribers("bounced") == []
+        assert ws.store.delivery_counts(campaign_id)["pending"] == len(_confirmed(ws.store))
+        sink.handler.mail_reply = None
+        campaigns.resume(ws.store, campaign_id, NOW)
+        assert jobs.send_campaign(ws, ws.store, campaign_id, clock).finished
+        assert Counter(sink.recipients()) == Counter(_confirmed(ws.store))
+        ws.close()
+
+
+def test_a_refused_message_fails_without_suppressing_the_address(ws_dir: Path) -> None:
+    with SmtpSink() as sink:
+        ws = Workspace.open(ws_dir, env=_smtp_env(sink))
+        campaign_id = _prepare(ws)
+        spammy = _confirmed(ws.store)[2]
+        sink.handler.data_replies[spammy] = "554 5.7.1 Message refused as spam"
+        progress = jobs.send_campaign(ws, ws.store, campaign_id, clock)
+        row = ws.store.delivery(campaign_id, ws.store.subscriber_by_email(spammy)["id"])
+        assert row["status"] == "failed" and "554" in row["error"]
+        assert ws.store.subscriber_by_email(spammy)["status"] == "confirmed"
+        assert progress.finished and progress.sent == len(_confirmed(ws.store)) - 1
+        ws.close()
+
+
+def test_a_subscriber_whose_data_breaks_the_template_fails_alone(ws_dir: Path) -> None:
+    templates = ws_dir / "templates" / "digest"
+    templates.mkdir(parents=True)
+    (templates / "body.txt").write_text(
+        '{% if subscriber.email.startswith("jose") %}{{ 1 / 0 }}{% endif %}Hello\n'
+    )
+    ws = Workspace.open(ws_dir, env={})
+    store = ws.store
+    jobs.fetch_sources(ws, store, NOW)
+    jobs.import_subscriber_folder(ws, store, NOW)
+    campaign_id = campaigns.create(store, ws.settings, "Hi", "new", "digest", None, NOW)
+    progress = jobs.send_campaign(ws, store, campaign_id, clock)
+    jose = store.subscriber_by_email("jose.garcia@example.net")
+    row = store.delivery(campaign_id, jose["id"])
+    assert row["status"] == "failed" and "body.txt" in row["error"]
+    assert progress.finished and progress.sent == len(_confirmed(store)) - 1
+    assert "jose.garcia@example.net" not in _outbox_recipients(ws)
+    ws.close()
+
+
+def test_retrying_failed_rows_starts_their_tries_afresh(workspace) -> None:
+    store = workspace.store
+    campaign_id = _prepare(workspace)
+    campaigns.start(store, campaign_id, NOW)
+    with store.transaction():
+        store.conn.execute(
+            "UPDATE deliveries SET status = 'failed', attempts = 25 WHERE campaign_id = ?",
+            [campaign_id],
+        )
+    assert store.retry_failed(campaign_id) == len(_confirmed(store))
+    assert {r["attempts"] for r in store.next_pending(campaign_id, 0, 100)} == {0}
+
+
+def test_a_live_sender_keeps_its_lease_even_past_its_expiry(workspace) -> None:
+    store = workspace.store
+    campaign_id = _prepare(workspace)
+    campaigns.start(store, campaign_id, NOW)
+    with store.transaction():
+        store.conn.execute(
+            "INSERT INTO send_leases VALUES (?, 'stalled', ?, ?, ?)",
+            [campaign_id, socket.gethostname(), os.getpid(), time.time() - 600],
+        )
+    with pytest.raises(StateError, match="another sender"):
+        jobs.send_campaign(workspace, store, campaign_id, clock)
+
+
+def test_rate_limit_counts_every_message_of_a_batch() -> None:
+    now = [0.0]
+
+    def sleep(seconds: float) -> None:
+        now[0] += seconds
+
+    limiter = delivery.RateLimiter(10, monotonic=lambda: now[0], sleep=sleep)
+    limiter.acquire(25)
+    assert 1.0 <= now[0] <= 2.1  # 25 messages at 10 a second: two full windows waited

@@ -138,6 +138,8 @@ def test_inlining_once_per_campaign_equals_inlining_each_message(ws_dir: Path, d
         # Parsed the way a mail client parses it (inline_css adds nothing: only @media
         # rules are left), the body matches; the head differs only in where those sit.
         assert _structure(_body(inline_css(once))) == _structure(_body(each))
+        # And the inlining really happened once, in the template: no re-inlining needed.
+        assert "border-collapse: collapse" in _body(once)
         assert "@media (max-width: 620px)" in once and "prefers-color-scheme: dark" in once
 
 
@@ -345,3 +347,36 @@ def test_default_designs_score_low_with_spamassassin(ws_dir: Path) -> None:
         ).stdout.decode(errors="replace")
         score = float(re.search(r"X-Spam-Status: \w+, score=(-?[\d.]+)", report).group(1))
         assert score < 2.0, report[report.find("Content analysis") :]
+
+
+def _custom_digest(ws_dir: Path, body_html: str) -> None:
+    folder = ws_dir / "templates" / "digest"
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "body.html").write_text(body_html)
+
+
+def test_jinja_the_css_inliner_would_drop_is_refused(ws_dir: Path) -> None:
+    _custom_digest(
+        ws_dir,
+        "<!DOCTYPE html><html><head><style>{% if dark %}.x { color: red }{% endif %}"
+        ".y { color: blue }</style></head><body><p class='y'>{{ campaign.subject }}</p>"
+        "</body></html>",
+    )
+    with pytest.raises(TemplateError, match=r"digest/body\.html: the CSS inliner cannot keep"):
+        TemplateSet("digest", ws_dir / "templates")
+
+
+def test_errors_in_an_inlined_template_name_the_line_as_written(ws_dir: Path) -> None:
+    _custom_digest(
+        ws_dir,
+        "<!DOCTYPE html>\n<html>\n<head>\n<style>\np { color: red }\n</style>\n</head>\n"
+        "<body>\n<p>one</p>\n<p>two</p>\n<p>{{ 1 / 0 }}</p>\n</body>\n</html>\n",
+    )
+    templates = TemplateSet("digest", ws_dir / "templates")
+    assert (
+        'style="color: red' in templates.env.loader.get_source(templates.env, "digest/body.html")[0]
+    )
+    with pytest.raises(TemplateError, match=r"digest/body\.html:11:"):
+        templates.render(
+            {"campaign": {}, "articles": [], "subscriber": {}, "sender": {}, "links": {}}
+        )

@@ -11,7 +11,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from newsletter import tracking
 from newsletter.config import Settings
 from newsletter.errors import InputError, StateError
-from newsletter.mime import MessageFactory
+from newsletter.mime import MessageFactory, list_unsubscribe
 from newsletter.render import (
     Rendered,
     TemplateSet,
@@ -21,6 +21,7 @@ from newsletter.render import (
     subscriber_context,
 )
 from newsletter.store import Store
+from newsletter.transports import Content, Envelope
 
 SAMPLE_SUBSCRIBER = {
     "email": "reader@example.com",
@@ -64,8 +65,12 @@ def create(
     now: dt.datetime,
     preheader: str = "",
     tracking_on: bool = True,
+    segment: list[dict[str, Any]] | None = None,
 ) -> int:
-    """Create a draft campaign from new articles or the given ids; return its id."""
+    """Create a draft campaign from new articles or the given ids; return its id.
+
+    ``segment``: rules from ``subscribers.parse_segment`` that every recipient must match.
+    """
     if not subject.strip():
         raise InputError("--subject: the subject must not be empty")
     if articles == "new":
@@ -92,6 +97,7 @@ def create(
         list_id,
         tracking_on and settings.tracking.enabled,
         now,
+        segment=segment,
     )
 
 
@@ -310,19 +316,59 @@ class CampaignMail:
         factory: MessageFactory | None = None,
     ) -> tuple[str, bytes]:
         """Return (Message-ID, wire bytes) of the campaign for one subscriber."""
+        msg_id, envelope = self.envelope(
+            subscriber, key, now, self.sender["address"], tracked, to_address, factory
+        )
+        return msg_id, envelope.data
+
+    def envelope(
+        self,
+        subscriber: Mapping[str, Any],
+        key: str,
+        now: dt.datetime,
+        sender: str,
+        tracked: bool | None = None,
+        to_address: str | None = None,
+        factory: MessageFactory | None = None,
+    ) -> tuple[str, Envelope]:
+        """The message for one subscriber as wire bytes and as fields (for email APIs)."""
+        factory = factory or self.factory
         rendered = self.render(subscriber, tracked)
         msg_id = message_id(self.campaign["id"], key, self.domain)
-        data = (factory or self.factory).build(
-            to_address=to_address or subscriber["email"],
-            to_name="" if to_address else subscriber_context(subscriber)["name"],
+        unsubscribe = self.urls.unsubscribe(self.campaign["id"], subscriber["id"])
+        mailto = self.settings.sender.unsubscribe_mailto or None
+        recipient = to_address or subscriber["email"]
+        to_name = "" if to_address else subscriber_context(subscriber)["name"]
+        data = factory.build(
+            to_address=recipient,
+            to_name=to_name,
             msg_id=msg_id,
             date=now,
             text=rendered.text,
             html=rendered.html,
-            unsubscribe_url=self.urls.unsubscribe(self.campaign["id"], subscriber["id"]),
-            unsubscribe_mailto=self.settings.sender.unsubscribe_mailto or None,
+            unsubscribe_url=unsubscribe,
+            unsubscribe_mailto=mailto,
         )
-        return msg_id, data
+        headers = {
+            "Message-ID": msg_id,
+            "List-Unsubscribe": list_unsubscribe(unsubscribe, mailto),
+            "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
+            "List-Id": factory.list_id or "",
+            "Feedback-ID": factory.feedback_id or "",
+        }
+        if self.settings.sender.reply_to:
+            headers["Reply-To"] = self.settings.sender.reply_to
+        content = Content(
+            subject=factory.subject,
+            from_name=self.sender["name"],
+            from_address=self.sender["address"],
+            to_name=to_name,
+            to_address=recipient,
+            html=rendered.html,
+            text=rendered.text,
+            headers=headers,
+        )
+        return msg_id, Envelope(sender, recipient, data, key, content)
 
     def test_message(
         self, sample: Mapping[str, Any], to_address: str, key: str, now: dt.datetime

@@ -15,7 +15,7 @@ from typing import Any
 
 import click
 
-from newsletter import __version__, campaigns, config, delivery, jobs, subscribers
+from newsletter import __version__, campaigns, config, consent, delivery, jobs, subscribers
 from newsletter.errors import InputError, NewsletterError, NotFound
 from newsletter.workspace import Workspace, init_workspace
 
@@ -134,23 +134,27 @@ def config_check(ctx: click.Context) -> None:
 def fetch(ctx: click.Context) -> None:
     """Pick up new and updated articles from every source; print counts per source.
 
+    Every source is tried now, even one that is backing off after failures.
+    A source that fails is named with the reason; the others are still fetched,
+    and the command exits with status 1.
+
     \b
     Example:
         newsletter fetch
     """
     ws = _ws(ctx)
-    results = jobs.fetch_sources(ws, ws.store, _now())
+    results = jobs.fetch_sources(ws, ws.store, _now(), force=True)
     failed = 0
     for result in results:
-        if result.error:
+        # Messages name their URL or file first; the line starts with the
+        # source anyway, so it is said once.
+        own = f"{result.source}: "
+        for kind, messages in (("warning", result.warnings), ("error", result.errors)):
+            for message in messages:
+                click.echo(f"{own}{kind}: {message.removeprefix(own)}", err=True)
+        if result.errors:
             failed += 1
-            click.echo(f"{result.source}: error: {result.error}", err=True)
-        else:
-            c = result.counts
-            click.echo(
-                f"{result.source}: {c['new']} new, {c['updated']} updated, "
-                f"{c['unchanged']} unchanged"
-            )
+        click.echo(f"{result.source}: {result.summary()}")
     if failed:
         raise click.ClickException(f"{failed} source(s) failed; the others were fetched")
 
@@ -166,6 +170,9 @@ def articles() -> None:
 def articles_list(ctx: click.Context, only_new: bool) -> None:
     """List articles, newest first, with blog views and whether they were sent.
 
+    Status is "new" (the next newsletter takes it), "sent DATE", or "archived"
+    (recorded from a source's back catalogue, never announced on its own).
+
     \b
     Example:
         newsletter articles list --new
@@ -177,19 +184,58 @@ def articles_list(ctx: click.Context, only_new: bool) -> None:
     for a in rows:
         views = "-" if a["views"] is None else a["views"]
         comments = "-" if a["comments"] is None else a["comments"]
-        sent = f"sent {a['sent_at'][:10]}" if a["sent_at"] else "new"
+        if a["is_new"]:
+            status = "new"
+        elif a["sent_at"]:
+            status = f"sent {a['sent_at'][:10]}"
+        else:
+            status = "archived"
+        published = (a["published"] or "")[:10] or "----------"
         click.echo(
-            f"{a['id']:>4}  {a['published'] or '----------'}  {sent:<15} "
+            f"{a['id']:>4}  {published}  {status:<15} "
             f"views {views:>5}  comments {comments:>3}  {a['title']}"
         )
 
 
 # -- subscribers -------------------------------------------------------------------------
 
+# Bad rows shown one per line; a file of garbage should not flood the terminal.
+SHOWN_PROBLEMS = 50
+
 
 @cli.group(cls=Group, name="subscribers")
 def subscribers_group() -> None:
-    """Import, list, export and remove subscribers."""
+    """Import, add, list, export and remove subscribers; show the suppression list."""
+
+
+class _ImportProgress:
+    """One progress bar on stderr per phase (reading, saving) of a large import."""
+
+    MIN_UNITS = 20_000
+
+    def __init__(self, label: str):
+        self.label = label
+        self.bar: Any = None
+        self.phase = ""
+        self.done = 0
+
+    def __call__(self, phase: str, done: int, total: int) -> None:
+        if total < self.MIN_UNITS:
+            return
+        if phase != self.phase:
+            self.close()
+            self.phase, self.done = phase, 0
+            self.bar = click.progressbar(
+                length=total, label=f"{self.label}: {phase}", file=sys.stderr
+            )
+            self.bar.__enter__()
+        self.bar.update(done - self.done)
+        self.done = done
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.__exit__(None, None, None)
+            self.bar = None
 
 
 @subscribers_group.command("import")
@@ -200,7 +246,16 @@ def subscribers_group() -> None:
     is_flag=True,
     help="Rows without a status column count as confirmed (they opted in elsewhere).",
 )
-@click.option("--strict", is_flag=True, help="Import nothing from a file with any bad row.")
+@click.option("--strict", is_flag=True, help="Import nothing if any row of any file is bad.")
+@click.option(
+    "--map",
+    "mappings",
+    multiple=True,
+    metavar="COLUMN=FIELD",
+    help="Read a column as a field: email, first_name, last_name, name, status, tags, "
+    "attributes (a JSON object), subscribed, unsubscribed, ignore, or attribute:NAME. "
+    "Repeatable.",
+)
 @click.pass_context
 def subscribers_import(
     ctx: click.Context,
@@ -208,26 +263,102 @@ def subscribers_import(
     list_name: str | None,
     confirmed: bool,
     strict: bool,
+    mappings: tuple[str, ...],
 ) -> None:
-    """Import subscribers from CSV exports (Mailchimp, listmonk, Ghost, plain lists).
+    """Import subscribers from CSV exports (Mailchimp, listmonk, Ghost, Substack, Keila, lists).
 
-    Addresses already known keep their status: an unsubscribed address is never
-    turned back on by an import.
+    Columns, delimiter and encoding are recognised; every file is read and
+    checked before anything is stored, then each goes in as one transaction.
+    Addresses already known keep their status: an unsubscribed, bounced,
+    complained or erased address is never turned back on by an import.
 
     \b
     Example:
         newsletter subscribers import subscribers/example.csv --list patients
+        newsletter subscribers import members.csv --map "E-Mail=email" --map "Ort=attribute:city"
     """
     ws = _ws(ctx)
-    bad = 0
+    mapping = subscribers.parse_mapping(mappings)
+    if list_name is not None and not list_name.strip():
+        raise InputError("--list: give the list a name")
+    parsed = []
     for path in files:
-        report = subscribers.import_file(ws.store, path, _now(), list_name, confirmed, strict)
-        for problem in report.problems:
+        progress = _ImportProgress(path.name)
+        try:
+            parsed.append(subscribers.read_file(path, confirmed, mapping, progress))
+        finally:
+            progress.close()
+    if strict:
+        for one in parsed:
+            subscribers.check_strict(one)
+    bad = 0
+    for one in parsed:
+        progress = _ImportProgress(Path(one.name).name)
+        try:
+            report = subscribers.save(ws.store, one, _now(), list_name, progress)
+        finally:
+            progress.close()
+        for problem in report.problems[:SHOWN_PROBLEMS]:
             click.echo(problem, err=True)
+        if len(report.problems) > SHOWN_PROBLEMS:
+            more = len(report.problems) - SHOWN_PROBLEMS
+            click.echo(f"{one.name}: and {more} more bad rows", err=True)
         bad += len(report.problems)
         click.echo(report.line())
     if bad:
         raise click.ClickException(f"{bad} bad row(s) skipped; the good rows were imported")
+
+
+@subscribers_group.command("add")
+@click.argument("email")
+@click.option("--name", default="", help="The subscriber's name, used once they confirm.")
+@click.option(
+    "--list",
+    "list_names",
+    multiple=True,
+    help="Put the address on this list when it confirms (repeatable).",
+)
+@click.pass_context
+def subscribers_add(ctx: click.Context, email: str, name: str, list_names: tuple[str, ...]) -> None:
+    """Add one address by double opt-in: it gets an email with a link to confirm.
+
+    The address gets no newsletter until the link is clicked, and an address
+    that unsubscribed stays suppressed until then. The consent record names
+    this command as its source.
+
+    \b
+    Example:
+        newsletter subscribers add alice@example.com --name "Alice Moreno" --list patients
+    """
+    ws = _ws(ctx)
+    for list_name in list_names:
+        ws.store.list_id(list_name)  # a typo fails here, before anything is stored
+    try:
+        address = subscribers.normalize_email(email)
+    except Exception as exc:  # noqa: BLE001 - any invalid input is the user's to fix
+        raise InputError(f"{email}: not a valid email address ({exc})") from None
+    templates = ws.templates(ws.settings.subscribers.confirm_template)
+    transport = ws.transport()
+    now = _now()
+    try:
+        consent_id = consent.request(
+            ws.store, ws.settings, address, name=name, lists=list(list_names), source="cli", now=now
+        )
+        if consent_id is None:
+            click.echo(
+                f"{address}: a confirmation email went out less than "
+                f"{consent.RESEND_QUIET.seconds // 60} minutes ago; none sent now"
+            )
+            return
+        consent.send_confirmation(
+            ws.store, transport, ws.settings, ws.signer, templates, consent_id, now
+        )
+    finally:
+        transport.close()
+    click.echo(
+        f"{address}: confirmation email sent; subscribed once its link is clicked "
+        f"(it works for {ws.settings.subscribers.confirm_days} days)"
+    )
 
 
 @subscribers_group.command("list")
@@ -235,16 +366,38 @@ def subscribers_import(
     "--status",
     type=click.Choice(["unconfirmed", "confirmed", "unsubscribed", "bounced", "complained"]),
 )
+@click.option("--list", "list_name", help="Only the current members of this list.")
 @click.pass_context
-def subscribers_list(ctx: click.Context, status: str | None) -> None:
+def subscribers_list(ctx: click.Context, status: str | None, list_name: str | None) -> None:
     """One line per subscriber: address and status.
 
     \b
     Example:
-        newsletter subscribers list --status confirmed
+        newsletter subscribers list --status confirmed --list patients
     """
-    for s in _ws(ctx).store.subscribers(status):
+    store = _ws(ctx).store
+    list_id = store.list_id(list_name) if list_name else None
+    for s in store.subscribers(status, list_id):
         click.echo(f"{s['email']}\t{s['status']}")
+
+
+@subscribers_group.command("suppressed")
+@click.pass_context
+def subscribers_suppressed(ctx: click.Context) -> None:
+    """The suppression list: address, reason and since when; erased people only as a hash.
+
+    Nothing is sent to these addresses, and no import turns them back on; only
+    the person's own confirmed opt-in takes an address off the list.
+
+    \b
+    Example:
+        newsletter subscribers suppressed
+    """
+    rows = _ws(ctx).store.suppressions()
+    if not rows:
+        click.echo("the suppression list is empty")
+    for row in rows:
+        click.echo(f"{row['email']}\t{row['reason']}\t{row['at']}")
 
 
 def _subscriber(ws: Workspace, email: str) -> dict[str, Any]:
@@ -252,7 +405,7 @@ def _subscriber(ws: Workspace, email: str) -> dict[str, Any]:
         address = subscribers.normalize_email(email)
     except Exception:  # noqa: BLE001 - any invalid input means "not ours"
         address = email.strip()
-    found = ws.store.subscriber_by_email(address)
+    found = ws.store.subscriber_by_email(address, any_case=True)
     if found is None:
         raise NotFound(f"{email}: no such subscriber; see `newsletter subscribers list`")
     return found
@@ -264,6 +417,9 @@ def _subscriber(ws: Workspace, email: str) -> dict[str, Any]:
 @click.pass_context
 def subscribers_export(ctx: click.Context, email: str | None, as_json: bool) -> None:
     """Export the list as CSV (spreadsheet-safe), or everything held on one person.
+
+    For one person: the subscriber with attributes, lists joined and left,
+    suppression, every consent record, deliveries and events.
 
     \b
     Example:
@@ -306,14 +462,71 @@ def subscribers_unsubscribe(ctx: click.Context, email: str) -> None:
 def subscribers_delete(ctx: click.Context, email: str) -> None:
     """Erase a person; their events stay, anonymised, so campaign totals stay right.
 
+    Consent records stay as proof without the address, IP or browser; the
+    address stays suppressed as a hash only, so an old export cannot bring
+    the person back.
+
     \b
     Example:
         newsletter subscribers delete alice@example.com
     """
     ws = _ws(ctx)
     subscriber = _subscriber(ws, email)
-    ws.store.delete_subscriber(subscriber["id"])
+    ws.store.delete_subscriber(subscriber["id"], _now())
     click.echo(f"{subscriber['email']}: deleted")
+
+
+# -- lists -------------------------------------------------------------------------------
+
+
+@cli.group(cls=Group, name="lists")
+def lists_group() -> None:
+    """Create and show subscriber lists."""
+
+
+@lists_group.command("create")
+@click.argument("name")
+@click.option("--description", default="", help="One line shown on the subscribe form.")
+@click.option(
+    "--public/--private",
+    default=False,
+    show_default=True,
+    help="Offer the list on the public subscribe form and preference page.",
+)
+@click.pass_context
+def lists_create(ctx: click.Context, name: str, description: str, public: bool) -> None:
+    """Create a list, or change the description and visibility of one.
+
+    \b
+    Example:
+        newsletter lists create back-care --public --description "Exercises for a sore back"
+    """
+    clean = " ".join(name.split())
+    if not clean or len(clean) > 100 or not clean.isprintable():
+        raise InputError(f"{name!r}: a list name is 1 to 100 printable characters")
+    new = _ws(ctx).store.create_list(clean, " ".join(description.split()), public, _now())
+    visibility = "public" if public else "private"
+    click.echo(f"list {clean}: {'created' if new else 'updated'} ({visibility})")
+
+
+@lists_group.command("list")
+@click.pass_context
+def lists_list(ctx: click.Context) -> None:
+    """One line per list: name, confirmed members, public or private, description.
+
+    \b
+    Example:
+        newsletter lists list
+    """
+    rows = _ws(ctx).store.lists()
+    if not rows:
+        click.echo("no lists; create one with `newsletter lists create NAME`")
+    for row in rows:
+        visibility = "public" if row["public"] else "private"
+        click.echo(
+            f"{row['name']}\t{row['confirmed_members']} confirmed\t{visibility}\t"
+            f"{row['description']}".rstrip()
+        )
 
 
 # -- campaigns ---------------------------------------------------------------------------
@@ -335,6 +548,13 @@ def campaign() -> None:
 )
 @click.option("--template", help="Template set name (default: [templates] default).")
 @click.option("--list", "list_name", help="Send only to this list (default: everyone confirmed).")
+@click.option(
+    "--segment",
+    "segments",
+    multiple=True,
+    help="Only subscribers matching tag:NAME, attribute:KEY=VALUE or attribute:KEY "
+    "(! in front excludes them). Repeatable; all must match.",
+)
 @click.option("--preheader", default="", help="The preview text shown after the subject.")
 @click.option("--no-tracking", is_flag=True, help="No open pixel and no click tracking.")
 @click.pass_context
@@ -344,16 +564,22 @@ def campaign_create(
     article_spec: str,
     template: str | None,
     list_name: str | None,
+    segments: tuple[str, ...],
     preheader: str,
     no_tracking: bool,
 ) -> None:
     """Create a draft campaign and print its id.
 
+    Recipients are chosen when it starts sending: confirmed, not suppressed,
+    on the list and in the segment if given.
+
     \b
     Example:
         newsletter campaign create --subject "New on the blog" --articles new
+        newsletter campaign create --subject "For your back" --segment tag:back-pain
     """
     ws = _ws(ctx)
+    rules = [subscribers.parse_segment(text) for text in segments]
     if template and template != "auto":
         ws.templates(template)  # a missing or broken template fails here, not at send time
     campaign_id = campaigns.create(
@@ -366,7 +592,12 @@ def campaign_create(
         _now(),
         preheader,
         not no_tracking,
+        segment=rules,
     )
+    if rules:
+        campaign = ws.store.campaign(campaign_id)
+        matching = ws.store.count_recipients(campaign["list_id"], rules)
+        click.echo(f"campaign {campaign_id}: {matching} subscribers match now", err=True)
     click.echo(campaign_id)
 
 
@@ -394,6 +625,8 @@ def campaign_list(ctx: click.Context) -> None:
             f"{c['id']:>4}  {c['status']:<9}  {local}  {c['sent']}/{c['recipients']} sent, "
             f"{c['failed']} failed{doubt}  {c['subject']}"
         )
+        if c["status"] == "paused" and c["note"]:
+            click.echo(f"      {c['note']}")
 
 
 def _sample_subscriber(ws: Workspace, email: str | None) -> dict[str, Any]:
@@ -584,6 +817,60 @@ def campaign_retry(ctx: click.Context, campaign_id: int, in_doubt: bool) -> None
     if count:
         store.set_campaign_status(campaign_id, "sending", ("sent", "paused"), _now())
     click.echo(f"campaign {campaign_id}: {count} deliveries queued again")
+
+
+# -- DKIM ------------------------------------------------------------------------------
+
+
+@cli.group(cls=Group, name="dkim")
+def dkim_group() -> None:
+    """Sign outgoing mail with DKIM."""
+
+
+@dkim_group.command("keygen")
+@click.option("--domain", help="The signing domain (default: [dkim] domain or the sender's).")
+@click.option("--selector", default="newsletter", show_default=True, help="The DKIM selector.")
+@click.option(
+    "--algorithm",
+    type=click.Choice(["rsa", "ed25519"]),
+    default="rsa",
+    show_default=True,
+    help="rsa (2048 bits, understood everywhere) or ed25519.",
+)
+@click.option(
+    "--out",
+    "out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    required=True,
+    help="Where to write the private key (keep it outside any repository).",
+)
+@click.pass_context
+def dkim_keygen(
+    ctx: click.Context, domain: str | None, selector: str, algorithm: str, out: Path
+) -> None:
+    """Make a DKIM key pair and print the DNS TXT record to publish.
+
+    \b
+    Example:
+        newsletter dkim keygen --selector nl2026 --out ~/.config/newsletter/dkim.pem
+    """
+    from newsletter.dkim import generate_key, txt_record_chunks
+
+    ws = _ws(ctx)
+    domain = domain or ws.settings.dkim.domain or ws.settings.sender.from_address.rpartition("@")[2]
+    if out.exists():
+        raise InputError(f"--out {out}: already exists; choose another file or remove it")
+    pem, record = generate_key(algorithm)
+    try:
+        out.write_bytes(pem)
+        out.chmod(0o600)
+    except OSError as exc:
+        raise InputError(f"--out {out}: cannot write ({exc.strerror})") from None
+    click.echo(f"private key written to {out} (readable only by you)")
+    click.echo("publish this DNS TXT record:")
+    click.echo(f"{selector}._domainkey.{domain}. IN TXT {txt_record_chunks(record)}")
+    click.echo("then set in newsletter.toml:")
+    click.echo(f'[dkim]\ndomain = "{domain}"\nselector = "{selector}"\nprivate_key_file = "{out}"')
 
 
 # -- running -----------------------------------------------------------------------------

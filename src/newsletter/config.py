@@ -9,7 +9,9 @@ can be committed and shown on a settings page as it is.
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -50,8 +52,12 @@ class Site:
 class Delivery:
     transport: str = "outbox"
     rate_per_second: float = 0.0
-    concurrency: int = 1
+    concurrency: int = 1  # sender threads, and SMTP connections
     outbox_dir: str = "outbox"
+    max_attempts: int = 25  # tries per message before a temporary failure counts as failed
+    retry_backoff: float = 300.0  # seconds before the first retry; doubles each time
+    max_retry_backoff: float = 4000.0  # the longest wait between two tries
+    pause_after_failures: int = 10  # temporary failures in a row that pause a campaign
 
 
 @dataclass(frozen=True)
@@ -63,11 +69,120 @@ class Smtp:
     timeout: float = 30.0
 
 
+# Each entry of [sources] feeds, pages and folders is a plain string (the URL or
+# folder) or a table with per-source options:
+#     feeds = ["https://a.example/feed",
+#              { url = "https://b.example/blog-feed.xml", full_text = true }]
+SourceList = list
+SOURCE_KINDS = {"feeds": "feed", "pages": "page", "folders": "folder"}
+SOURCE_OPTIONS: dict[str, dict[str, str]] = {
+    "feed": {
+        "url": "text",
+        "full_text": "bool",
+        "announce_updates": "bool",
+        "backfill": "backfill",
+        "wix_site_id": "text",
+        "wix_api_base": "text",
+    },
+    "page": {"url": "text", "announce_updates": "bool", "backfill": "backfill"},
+    "folder": {"path": "text", "announce_updates": "bool", "backfill": "backfill"},
+}
+WIX_API_BASE = "https://www.wixapis.com"
+
+
+@dataclass(frozen=True)
+class SourceSpec:
+    """One article source with its options filled in."""
+
+    kind: str
+    location: str
+    announce_updates: bool = False
+    # On the first fetch, how many items published before the source was added
+    # still count as new; None means all of them.
+    backfill: int | None = 0
+    full_text: bool = False
+    wix_site_id: str = ""
+    wix_api_base: str = WIX_API_BASE
+
+    @property
+    def is_remote(self) -> bool:
+        return self.kind in ("feed", "page")
+
+
 @dataclass(frozen=True)
 class Sources:
-    feeds: list[str] = field(default_factory=list)
-    folders: list[str] = field(default_factory=lambda: ["articles"])
-    pages: list[str] = field(default_factory=list)
+    feeds: SourceList = field(default_factory=list)
+    folders: SourceList = field(default_factory=lambda: ["articles"])
+    pages: SourceList = field(default_factory=list)
+    # The default for every source that does not say announce_updates itself.
+    announce_updates: bool = False
+    # Fetch limits for feeds and pages (and the Wix metrics API).
+    timeout: float = 20.0
+    max_bytes: int = 10_000_000
+    max_redirects: int = 5
+    # Loopback and private addresses are refused unless allowed here: an
+    # intranet blog, or a test server on 127.0.0.1.
+    allow_private_addresses: bool = False
+    allowed_networks: list[str] = field(default_factory=list)
+
+    def specs(self) -> list[SourceSpec]:
+        """Every configured source, folders first; ConfigError names the first bad entry.
+
+        Settings loaded through the workspace have been validated already, so
+        this raises only for settings built some other way.
+        """
+        return [
+            source_spec(name, index, entry, self.announce_updates)
+            for name in ("folders", "feeds", "pages")
+            for index, entry in enumerate(getattr(self, name))
+        ]
+
+
+def source_spec(name: str, index: int, entry: Any, announce_updates: bool) -> SourceSpec:
+    """Read one [sources] entry; ConfigError names it as ``sources.feeds[2]``."""
+    kind = SOURCE_KINDS[name]
+    where = f"sources.{name}[{index}]"
+    place = "path" if kind == "folder" else "url"
+    options: dict[str, Any] = {place: entry} if isinstance(entry, str) else dict(entry)
+    known = SOURCE_OPTIONS[kind]
+    values: dict[str, Any] = {}
+    for key, value in options.items():
+        if any(word in key.lower() for word in SECRET_WORDS):
+            raise ConfigError(
+                f"{where}.{key}: secrets must not be stored in the file; "
+                f"set the environment variable instead"
+            )
+        if key not in known:
+            raise ConfigError(
+                f"{where}: unknown option {key!r} for a {kind}; use {', '.join(sorted(known))}"
+            )
+        expected = known[key]
+        if expected == "bool" and not isinstance(value, bool):
+            raise ConfigError(f"{where}.{key}: expected true or false, got {value!r}")
+        if expected == "text" and not isinstance(value, str):
+            raise ConfigError(f"{where}.{key}: expected text, got {value!r}")
+        if expected == "backfill":
+            if value == "all":
+                value = None
+            elif isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ConfigError(
+                    f'{where}.backfill: expected a whole number of 0 or more, or "all"; '
+                    f"got {value!r}"
+                )
+        values[key] = value
+    location = str(values.pop(place, "")).strip()
+    if not location:
+        raise ConfigError(f"{where}: give the {kind}'s {place}")
+    if kind != "folder" and not location.startswith(("http://", "https://")):
+        raise ConfigError(f"{where}: {location!r} must start with http:// or https://")
+    base = values.get("wix_api_base", WIX_API_BASE)
+    if not base.startswith(("http://", "https://")):
+        raise ConfigError(f"{where}.wix_api_base: must start with http:// or https://")
+    values.setdefault("announce_updates", announce_updates)
+    # A folder is written for the newsletter, so every file in it counts; a
+    # feed or a blog page comes with the blog's whole back catalogue.
+    values.setdefault("backfill", None if kind == "folder" else 0)
+    return SourceSpec(kind=kind, location=location, **values)
 
 
 @dataclass(frozen=True)
@@ -75,6 +190,24 @@ class Subscribers:
     # CSV files here are imported on every poll; re-importing changes nothing.
     folder: str = "subscribers"
     import_confirmed: bool = False
+    # Double opt-in: how long a confirmation link works, and the template sets
+    # of the confirmation and welcome emails ("" sends no welcome email).
+    confirm_days: int = 7
+    confirm_template: str = "confirm"
+    welcome_template: str = ""
+    # Sign-ups the public form takes from one network (/24 or /48) per hour.
+    form_limit_per_hour: int = 5
+
+
+@dataclass(frozen=True)
+class Consent:
+    # Shown beside the subscribe form's checkbox and stored, with its version,
+    # in every consent record; change the version whenever the text changes.
+    text: str = (
+        "Yes, send me the newsletter by email. I can unsubscribe at any time "
+        "with the link in every email."
+    )
+    version: str = "1"
 
 
 @dataclass(frozen=True)
@@ -83,6 +216,52 @@ class Schedule:
     mode: str = "off"
     digest_cron: str = "0 9 * * mon"
     timezone: str = "UTC"
+
+
+@dataclass(frozen=True)
+class Dkim:
+    # All three set: every SMTP message is signed. The key file lives outside the
+    # repository (or the PEM is in NEWSLETTER_DKIM_PRIVATE_KEY).
+    domain: str = ""
+    selector: str = ""
+    private_key_file: str = ""
+
+
+# Email API providers. Keys and webhook secrets come only from the environment
+# (see Secrets); api_base / endpoint_url override the official address (a proxy,
+# a test server) and are empty in normal use.
+@dataclass(frozen=True)
+class SendGrid:
+    region: str = "us"  # us or eu (api.eu.sendgrid.com, for EU subusers)
+    api_base: str = ""
+    timeout: float = 30.0
+
+
+@dataclass(frozen=True)
+class Mailgun:
+    domain: str = ""  # the sending domain, as in /v3/DOMAIN/messages
+    region: str = "us"  # us or eu (api.eu.mailgun.net)
+    api_base: str = ""
+    timeout: float = 30.0
+
+
+@dataclass(frozen=True)
+class Postmark:
+    # Newsletters go on a broadcast stream, never the transactional one.
+    message_stream: str = "broadcast"
+    api_base: str = ""
+    timeout: float = 60.0
+
+
+@dataclass(frozen=True)
+class Ses:
+    region: str = "us-east-1"
+    endpoint_url: str = ""
+    # Needed for SES to publish events (with our delivery tag) to SNS.
+    configuration_set: str = ""
+    # The SNS topics whose notifications /webhooks/ses accepts; all others are refused.
+    topic_arns: list[str] = field(default_factory=list)
+    timeout: float = 30.0
 
 
 @dataclass(frozen=True)
@@ -112,7 +291,13 @@ class Settings:
     smtp: Smtp = field(default_factory=Smtp)
     sources: Sources = field(default_factory=Sources)
     subscribers: Subscribers = field(default_factory=Subscribers)
+    consent: Consent = field(default_factory=Consent)
     schedule: Schedule = field(default_factory=Schedule)
+    dkim: Dkim = field(default_factory=Dkim)
+    sendgrid: SendGrid = field(default_factory=SendGrid)
+    mailgun: Mailgun = field(default_factory=Mailgun)
+    postmark: Postmark = field(default_factory=Postmark)
+    ses: Ses = field(default_factory=Ses)
     web: Web = field(default_factory=Web)
     tracking: Tracking = field(default_factory=Tracking)
     templates: Templates = field(default_factory=Templates)
@@ -128,18 +313,53 @@ class Secrets:
 
     secret_key: str = field(default="", repr=False)
     smtp_password: str = field(default="", repr=False)
+    dkim_private_key: str = field(default="", repr=False)
+    # Wix Blog metrics API key, for feeds that set wix_site_id.
+    wix_api_key: str = field(default="", repr=False)
+    # Email API providers: sending keys, then what verifies their webhooks.
+    sendgrid_api_key: str = field(default="", repr=False)
+    mailgun_api_key: str = field(default="", repr=False)
+    postmark_server_token: str = field(default="", repr=False)
+    aws_access_key_id: str = field(default="", repr=False)
+    aws_secret_access_key: str = field(default="", repr=False)
+    aws_session_token: str = field(default="", repr=False)
+    sendgrid_webhook_public_key: str = field(default="", repr=False)
+    mailgun_webhook_signing_key: str = field(default="", repr=False)
+    postmark_webhook_user: str = field(default="", repr=False)
+    postmark_webhook_password: str = field(default="", repr=False)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Secrets:
         return cls(
             secret_key=env.get("NEWSLETTER_SECRET_KEY", ""),
             smtp_password=env.get("NEWSLETTER_SMTP_PASSWORD", ""),
+            dkim_private_key=env.get("NEWSLETTER_DKIM_PRIVATE_KEY", ""),
+            wix_api_key=env.get("NEWSLETTER_WIX_API_KEY", ""),
+            sendgrid_api_key=env.get("NEWSLETTER_SENDGRID_API_KEY", ""),
+            mailgun_api_key=env.get("NEWSLETTER_MAILGUN_API_KEY", ""),
+            postmark_server_token=env.get("NEWSLETTER_POSTMARK_SERVER_TOKEN", ""),
+            aws_access_key_id=env.get("AWS_ACCESS_KEY_ID", ""),
+            aws_secret_access_key=env.get("AWS_SECRET_ACCESS_KEY", ""),
+            aws_session_token=env.get("AWS_SESSION_TOKEN", ""),
+            sendgrid_webhook_public_key=env.get("NEWSLETTER_SENDGRID_WEBHOOK_PUBLIC_KEY", ""),
+            mailgun_webhook_signing_key=env.get("NEWSLETTER_MAILGUN_WEBHOOK_SIGNING_KEY", ""),
+            postmark_webhook_user=env.get("NEWSLETTER_POSTMARK_WEBHOOK_USER", ""),
+            postmark_webhook_password=env.get("NEWSLETTER_POSTMARK_WEBHOOK_PASSWORD", ""),
         )
 
 
 def _coerce(value: Any, kind: Any, where: str) -> Any:
     """Convert a TOML or environment value to the type a setting declares."""
     kind_name = kind if isinstance(kind, str) else getattr(kind, "__name__", str(kind))
+    if kind_name == "SourceList":
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        if isinstance(value, list) and all(isinstance(v, str | dict) for v in value):
+            return value
+        raise ConfigError(
+            f"{where}: expected a list of addresses or of tables such as "
+            f'{{ url = "https://…", full_text = true }}, got {value!r}'
+        )
     if kind_name.startswith("list"):
         if isinstance(value, str):
             # Environment values: a comma-separated list.
@@ -213,7 +433,7 @@ def collect(
         values: dict[str, Any] = {}
         for key, value in raw_section.items():
             where = f"{origin}: {section_name}.{key}"
-            if any(word in key.lower() for word in SECRET_WORDS):
+            if any(word in key.lower() for word in SECRET_WORDS) and not key.endswith("_file"):
                 problems.append(
                     f"{where}: secrets must not be stored in the file; "
                     f"set the environment variable instead"
@@ -259,6 +479,16 @@ def validate(settings: Settings) -> list[str]:
         )
     if s.delivery.concurrency < 1:
         problems.append("delivery.concurrency: must be at least 1")
+    dkim_keys = (s.dkim.domain, s.dkim.selector)
+    if any(dkim_keys) and not all(dkim_keys):
+        problems.append(
+            "dkim: set both domain and selector (and private_key_file or "
+            "NEWSLETTER_DKIM_PRIVATE_KEY), or neither"
+        )
+    if s.delivery.max_attempts < 1:
+        problems.append("delivery.max_attempts: must be at least 1")
+    if s.delivery.pause_after_failures < 1:
+        problems.append("delivery.pause_after_failures: must be at least 1")
     if s.delivery.rate_per_second < 0:
         problems.append("delivery.rate_per_second: must be 0 (no limit) or more")
     if s.smtp.security not in ("starttls", "ssl", "none"):
@@ -269,12 +499,9 @@ def validate(settings: Settings) -> list[str]:
         problems.append("web.port: must be between 0 and 65535")
     if s.schedule.mode not in ("off", "instant", "digest"):
         problems.append("schedule.mode: use one of off, instant, digest")
-    for kind in ("feeds", "pages"):
-        if getattr(s.sources, kind):
-            problems.append(
-                f"sources.{kind}: {kind} are not supported in this version yet; "
-                f"use [sources] folders"
-            )
+    problems.extend(_source_problems(s.sources))
+    problems.extend(_provider_problems(s))
+    problems.extend(_subscriber_problems(s.subscribers, s.consent))
     if s.schedule.mode == "digest":
         problems.append(
             "schedule.mode: digest is not supported in this version yet; use off or instant"
@@ -287,6 +514,126 @@ def validate(settings: Settings) -> list[str]:
         ZoneInfo(s.schedule.timezone)
     except (ZoneInfoNotFoundError, ValueError, OSError):
         problems.append(f"schedule.timezone: unknown time zone {s.schedule.timezone!r}")
+    return problems
+
+
+def _subscriber_problems(subscribers: Subscribers, consent: Consent) -> list[str]:
+    problems = []
+    if subscribers.confirm_days < 1:
+        problems.append("subscribers.confirm_days: a confirmation link must work at least 1 day")
+    if subscribers.form_limit_per_hour < 1:
+        problems.append("subscribers.form_limit_per_hour: must be at least 1")
+    if not subscribers.confirm_template.strip():
+        problems.append("subscribers.confirm_template: name the confirmation email's template set")
+    if not consent.text.strip():
+        problems.append("consent.text: the consent text shown on the subscribe form is required")
+    if not consent.version.strip():
+        problems.append('consent.version: give the consent text a version, e.g. "1"')
+    return problems
+
+
+_TOPIC_ARN = re.compile(r"^arn:aws[a-z-]*:sns:[a-z0-9-]+:\d{12}:[A-Za-z0-9_.-]+$")
+# For each API transport: the environment variables it cannot send without.
+TRANSPORT_SECRETS = {
+    "sendgrid": {"NEWSLETTER_SENDGRID_API_KEY": "sendgrid_api_key"},
+    "mailgun": {"NEWSLETTER_MAILGUN_API_KEY": "mailgun_api_key"},
+    "postmark": {"NEWSLETTER_POSTMARK_SERVER_TOKEN": "postmark_server_token"},
+    "ses": {
+        "AWS_ACCESS_KEY_ID": "aws_access_key_id",
+        "AWS_SECRET_ACCESS_KEY": "aws_secret_access_key",
+    },
+}
+
+
+def _provider_problems(s: Settings) -> list[str]:
+    problems = []
+    for name in ("sendgrid", "mailgun"):
+        if getattr(s, name).region not in ("us", "eu"):
+            problems.append(f"{name}.region: use us or eu")
+    for where, url in (
+        ("sendgrid.api_base", s.sendgrid.api_base),
+        ("mailgun.api_base", s.mailgun.api_base),
+        ("postmark.api_base", s.postmark.api_base),
+        ("ses.endpoint_url", s.ses.endpoint_url),
+    ):
+        if url and not url.startswith(("http://", "https://")):
+            problems.append(f"{where}: must start with https:// (or be empty for the official API)")
+    for name in ("sendgrid", "mailgun", "postmark", "ses"):
+        if getattr(s, name).timeout <= 0:
+            problems.append(f"{name}.timeout: must be more than 0 seconds")
+    if not s.postmark.message_stream.strip():
+        problems.append('postmark.message_stream: name the broadcast stream, e.g. "broadcast"')
+    for arn in s.ses.topic_arns:
+        if not _TOPIC_ARN.match(arn):
+            problems.append(
+                f"ses.topic_arns: {arn!r} is not an SNS topic ARN (arn:aws:sns:REGION:ACCOUNT:NAME)"
+            )
+    return problems
+
+
+def transport_problems(settings: Settings, secrets: Secrets) -> list[str]:
+    """Return what the chosen transport and the configured webhooks still lack.
+
+    Settings that are valid on their own can still leave the chosen provider
+    unusable: its key missing from the environment, no Mailgun domain.
+    """
+    problems = []
+    transport = settings.delivery.transport
+    if transport == "mailgun" and not settings.mailgun.domain.strip():
+        problems.append("mailgun.domain: set the sending domain, e.g. mg.example.com")
+    if transport == "ses" and not settings.ses.region.strip():
+        problems.append("ses.region: set the AWS region, e.g. eu-west-1")
+    for variable, attribute in TRANSPORT_SECRETS.get(transport, {}).items():
+        if not getattr(secrets, attribute):
+            problems.append(
+                f"{variable}: not set; the {transport} transport needs it "
+                f"(secrets come only from the environment)"
+            )
+    if secrets.sendgrid_webhook_public_key:
+        try:
+            from newsletter.web.webhooks import load_sendgrid_key
+
+            load_sendgrid_key(secrets.sendgrid_webhook_public_key)
+        except ValueError:
+            problems.append(
+                "NEWSLETTER_SENDGRID_WEBHOOK_PUBLIC_KEY: not a public key; paste the "
+                "verification key exactly as SendGrid's Signed Event Webhook settings show it"
+            )
+    if bool(secrets.postmark_webhook_user) != bool(secrets.postmark_webhook_password):
+        problems.append(
+            "NEWSLETTER_POSTMARK_WEBHOOK_USER, NEWSLETTER_POSTMARK_WEBHOOK_PASSWORD: "
+            "set both (the user and password in the webhook URL), or neither"
+        )
+    return problems
+
+
+def _source_problems(sources: Sources) -> list[str]:
+    problems = []
+    seen: set[tuple[str, str]] = set()
+    for name in ("folders", "feeds", "pages"):
+        for index, entry in enumerate(getattr(sources, name)):
+            try:
+                spec = source_spec(name, index, entry, sources.announce_updates)
+            except ConfigError as exc:
+                problems.append(str(exc))
+                continue
+            if (spec.kind, spec.location) in seen:
+                problems.append(f"sources.{name}[{index}]: {spec.location} is listed twice")
+            seen.add((spec.kind, spec.location))
+    if sources.timeout <= 0:
+        problems.append("sources.timeout: must be more than 0 seconds")
+    if sources.max_bytes < 1024:
+        problems.append("sources.max_bytes: must be at least 1024")
+    if not 0 <= sources.max_redirects <= 20:
+        problems.append("sources.max_redirects: must be between 0 and 20")
+    for network in sources.allowed_networks:
+        try:
+            ipaddress.ip_network(network.strip(), strict=False)
+        except ValueError:
+            problems.append(
+                f"sources.allowed_networks: {network!r} is not an address or network "
+                f"such as 10.0.0.0/8"
+            )
     return problems
 
 

@@ -2,27 +2,72 @@
 
 Record intent, send, record outcome: each row is committed as ``sending``
 before the provider call and as ``sent``, ``failed`` or ``deferred`` after
-it. A row still ``sending`` when a sender starts was in flight at a crash; it
-is settled by asking the transport (``was_sent``) and, where the transport
+it, so a crash can leave at most one batch per connection in flight. A row
+still ``sending`` when a sender starts was in flight at a crash; it is
+settled by asking the transport (``was_sent``) and, where the transport
 cannot tell, marked ``in_doubt`` — shown to staff, never resent blindly.
+
+The main thread reads due rows in batches (flat memory), renders each
+message and hands it to ``concurrency`` worker threads through a small
+queue; each worker claims, sends and records its own batch over the shared
+transport, which pools its connections.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import logging
+import os
+import queue
+import random
+import socket
+import sys
+import threading
+import time
+import uuid
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 from newsletter.campaigns import CampaignMail
-from newsletter.errors import PermanentError, StateError, TransientError
+from newsletter.config import Settings
+from newsletter.errors import (
+    InDoubtError,
+    NewsletterError,
+    PermanentError,
+    StateError,
+    TransientError,
+)
 from newsletter.store import DEFERRED, FAILED, IN_DOUBT, PENDING, SENT, SKIPPED, Store
-from newsletter.transports import Envelope, Transport
+from newsletter.transports import IN_DOUBT as IN_DOUBT_OUTCOME
+from newsletter.transports import (
+    PERMANENT,
+    REJECTED,
+    TRANSIENT,
+    Envelope,
+    Outcome,
+    Transport,
+)
 
 log = logging.getLogger(__name__)
 Clock = Callable[[], dt.datetime]
-MAX_ATTEMPTS = 5  # transient failures per row before it counts as failed
-BATCH = 500
+BATCH = 500  # rows read from the database at a time
+
+
+@dataclass(frozen=True)
+class Policy:
+    """How hard to push and when to give up; from [delivery] settings."""
+
+    concurrency: int = 1
+    rate_per_second: float = 0.0  # 0: no limit
+    # Like an MTA's queue: first retry after about 5 minutes, doubling to at most
+    # about an hour between tries, for roughly a day before giving up.
+    max_attempts: int = 25  # tries per row before a transient failure counts as failed
+    backoff_seconds: float = 300.0
+    max_backoff_seconds: float = 4000.0
+    pause_after: int = 10  # consecutive transient failures that pause the campaign
 
 
 @dataclass
@@ -34,11 +79,143 @@ class Progress:
     settled: dict[str, int] = field(default_factory=dict)
     finished: bool = False
     stopped: bool = False
+    paused_reason: str | None = None
+
+    @property
+    def done(self) -> int:
+        return self.sent + self.failed + self.deferred + self.skipped
+
+
+def policy_for(settings: Settings) -> Policy:
+    d = settings.delivery
+    return Policy(
+        concurrency=d.concurrency,
+        rate_per_second=d.rate_per_second,
+        max_attempts=d.max_attempts,
+        backoff_seconds=d.retry_backoff,
+        max_backoff_seconds=d.max_retry_backoff,
+        pause_after=d.pause_after_failures,
+    )
+
+
+class RateLimiter:
+    """At most ``rate`` acquisitions in any one-second window.
+
+    A sliding window of the last ``rate`` start times: a caller waits only
+    as long as it takes the oldest of them to leave the window, so a burst
+    is smoothed without ever stalling the whole second.
+    """
+
+    def __init__(
+        self,
+        rate: float,
+        monotonic: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ):
+        self.rate = rate
+        self.window: deque[float] = deque()
+        self.monotonic, self.sleep = monotonic, sleep
+        self.lock = threading.Lock()
+
+    def acquire(self, count: int = 1) -> None:
+        """Wait until ``count`` more messages may start."""
+        if self.rate <= 0:
+            return
+        size = max(1, int(self.rate))
+        period = size / self.rate  # one second for whole rates; longer below 1/s
+        with self.lock:
+            for _ in range(count):
+                now = self.monotonic()
+                if len(self.window) >= size:
+                    wait = self.window[0] + period - now
+                    if wait > 0:
+                        self.sleep(wait)
+                        now = self.monotonic()
+                    self.window.popleft()
+                self.window.append(now)
+
+
+def process_alive(host: str, pid: int) -> bool:
+    """Whether a lease holder still runs; a holder on another host is taken to be alive."""
+    if host != socket.gethostname():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class Lease:
+    """The right to send one campaign, held by one process at a time.
+
+    Without it, a second sender (the scheduler and a `campaign send` at once)
+    could take another's in-flight rows for crash leftovers and send them
+    again. A heartbeat thread renews it; if it is ever lost, the run halts
+    before claiming another row.
+    """
+
+    SECONDS = 60.0
+
+    def __init__(self, db_path: Path, campaign_id: int, wall: Callable[[], float] = time.time):
+        self.db_path, self.campaign_id, self.wall = db_path, campaign_id, wall
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.lost = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def acquire(self, store: Store) -> None:
+        holder = store.take_lease(
+            self.campaign_id,
+            self.owner,
+            socket.gethostname(),
+            os.getpid(),
+            self.wall(),
+            self.SECONDS,
+            process_alive,
+        )
+        if holder is not None:
+            raise StateError(
+                f"campaign {self.campaign_id}: another sender is sending it (pid "
+                f"{holder['pid']} on {holder['host']}); wait for it to finish or stop it"
+            )
+        self._thread = threading.Thread(target=self._heartbeat, name="lease", daemon=True)
+        self._thread.start()
+
+    def _heartbeat(self) -> None:
+        store = Store(self.db_path)
+        try:
+            while not self._stop.wait(self.SECONDS / 6):
+                if not store.renew_lease(self.campaign_id, self.owner, self.wall(), self.SECONDS):
+                    self.lost.set()
+                    return
+        finally:
+            store.close()
+
+    def release(self, store: Store) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+        store.release_lease(self.campaign_id, self.owner)
 
 
 def delivery_key(campaign_id: int, delivery_id: int) -> str:
     """The per-delivery key: outbox file name, Message-ID part, idempotency key."""
     return f"c{campaign_id}-d{delivery_id}"
+
+
+def backoff(
+    attempts: int,
+    policy: Policy,
+    retry_after: float | None,
+    rand: Callable[[], float] = random.random,
+) -> float:
+    """Seconds to wait before the next try: exponential with jitter, or what the provider said."""
+    base = min(policy.max_backoff_seconds, policy.backoff_seconds * 2 ** max(attempts - 1, 0))
+    delay = base * (0.5 + rand())  # jitter spreads retries of many rows apart
+    return max(delay, retry_after or 0.0)
 
 
 def settle_in_flight(
@@ -67,6 +244,177 @@ def settle_in_flight(
     return counts
 
 
+@dataclass
+class _Item:
+    delivery_id: int
+    subscriber_id: int
+    attempts: int
+    message_id: str
+    envelope: Envelope
+
+
+class _Run:
+    """State shared by the reader and the workers of one send."""
+
+    def __init__(
+        self,
+        store: Store,
+        transport: Transport,
+        campaign_id: int,
+        clock: Clock,
+        policy: Policy,
+        on_progress: Callable[[Progress], None] | None,
+        lease: Lease,
+    ):
+        self.db_path = store.path
+        self.transport = transport
+        self.campaign_id = campaign_id
+        self.clock = clock
+        self.policy = policy
+        self.on_progress = on_progress
+        self.lease = lease
+        self.limiter = RateLimiter(policy.rate_per_second)
+        self.progress = Progress()
+        self.lock = threading.Lock()
+        self.halt = threading.Event()  # set when the campaign must stop (pause, errors)
+        self.failures_in_a_row = 0
+        self.last_error = ""
+
+    def pause(self, reason: str) -> None:
+        with self.lock:
+            if self.progress.paused_reason is None:
+                self.progress.paused_reason = reason
+        self.halt.set()
+
+    def record(self, store: Store, items: list[_Item], outcomes: list[Outcome]) -> None:
+        now = self.clock()
+        rows = []
+        for item, outcome in zip(items, outcomes, strict=True):
+            row: dict[str, Any] = {"id": item.delivery_id, "provider_id": outcome.provider_id}
+            if outcome.status == PERMANENT:
+                row.update(status=FAILED, error=outcome.error, bounce=item.subscriber_id)
+            elif outcome.status == REJECTED:
+                row.update(status=FAILED, error=outcome.error)
+            elif outcome.status == IN_DOUBT_OUTCOME:
+                row.update(status=IN_DOUBT, error=outcome.error)
+            elif outcome.status == TRANSIENT:
+                attempts = item.attempts + 1
+                if attempts >= self.policy.max_attempts:
+                    row.update(
+                        status=FAILED, error=f"gave up after {attempts} tries: {outcome.error}"
+                    )
+                else:
+                    wait = backoff(attempts, self.policy, outcome.retry_after)
+                    row.update(
+                        status=DEFERRED,
+                        error=outcome.error,
+                        next_attempt_at=(now + dt.timedelta(seconds=wait)).isoformat(
+                            timespec="seconds"
+                        ),
+                    )
+            else:
+                row.update(status=SENT)
+            rows.append(row)
+        store.record_outcomes(rows, now)
+        with self.lock:
+            for row, outcome in zip(rows, outcomes, strict=True):
+                if row["status"] == SENT:
+                    self.progress.sent += 1
+                elif row["status"] == DEFERRED:
+                    self.progress.deferred += 1
+                else:
+                    self.progress.failed += 1
+                # Temporary failures, refused messages and unanswered sends in a row
+                # mean something is wrong beyond one address: stop and say why.
+                # A bounce is about one address, so it neither counts nor resets.
+                if outcome.status in (TRANSIENT, REJECTED, IN_DOUBT_OUTCOME):
+                    self.failures_in_a_row += 1
+                    self.last_error = outcome.error
+                elif outcome.status == SENT:
+                    self.failures_in_a_row = 0
+            in_a_row = self.failures_in_a_row
+            if self.on_progress:
+                self.on_progress(self.progress)
+        if in_a_row >= self.policy.pause_after:
+            self.pause(f"paused after {in_a_row} failures in a row; last: {self.last_error}")
+
+    def worker(self, work: queue.Queue[_Item | None]) -> None:
+        store = Store(self.db_path)
+        try:
+            while True:
+                item = work.get()
+                if item is None:
+                    return
+                try:
+                    self._send(store, work, item)
+                except Exception as exc:  # noqa: BLE001 - stop the campaign, keep draining
+                    log.exception("campaign %s: sender failed", self.campaign_id)
+                    self.pause(f"paused: the sender failed ({exc})")
+        finally:
+            store.close()
+
+    def _send(self, store: Store, work: queue.Queue[_Item | None], item: _Item) -> None:
+        """Claim, send and record one batch: at most one batch per worker is in flight."""
+        items = [item]
+        while len(items) < max(1, self.transport.batch_size):
+            try:
+                more = work.get_nowait()
+            except queue.Empty:
+                break
+            if more is None:
+                work.put(None)  # leave the sentinel for this worker's next turn
+                break
+            items.append(more)
+        if self.halt.is_set():
+            return  # drain: a halted campaign sends nothing more
+        if self.lease.lost.is_set():
+            self.pause("paused: this sender lost its lease on the campaign")
+            return
+        if store.campaign_status(self.campaign_id) != "sending":
+            # Paused or cancelled from anywhere: drain the queue, claim nothing more.
+            with self.lock:
+                self.progress.stopped = True
+            self.halt.set()
+            return
+        self.limiter.acquire(len(items))
+        claimed, skipped = store.claim_deliveries(
+            [(i.delivery_id, i.message_id) for i in items], self.clock()
+        )
+        if len(claimed) < len(items):
+            # Unsubscribed since the row was read (or taken off a list): not sent.
+            with self.lock:
+                self.progress.skipped += len(items) - len(claimed)
+        items = [i for i in items if i.delivery_id in claimed]
+        if not items:
+            return
+        try:
+            outcomes = self.transport.send_batch([i.envelope for i in items])
+        except PermanentError as exc:
+            # Nothing can go (a refused login, a bad API key): pause the campaign and put
+            # the rows back as they were, so resuming after the fix sends them.
+            store.record_outcomes(
+                [{"id": i.delivery_id, "status": PENDING, "error": str(exc)} for i in items],
+                self.clock(),
+            )
+            self.pause(f"paused: {exc}")
+            return
+        except InDoubtError as exc:
+            # The request went out and no answer came back: the provider may have the
+            # messages. Never resend them blindly; show them as in doubt and pause.
+            store.record_outcomes(
+                [{"id": i.delivery_id, "status": IN_DOUBT, "error": str(exc)} for i in items],
+                self.clock(),
+            )
+            self.pause(f"paused: {exc}")
+            return
+        except TransientError as exc:
+            outcomes = [
+                Outcome(i.envelope.key, TRANSIENT, error=str(exc), retry_after=exc.retry_after)
+                for i in items
+            ]
+        self.record(store, items, outcomes)
+
+
 def send_campaign(
     store: Store,
     transport: Transport,
@@ -74,60 +422,101 @@ def send_campaign(
     clock: Clock,
     should_stop: Callable[[], bool] = lambda: False,
     on_progress: Callable[[Progress], None] | None = None,
+    policy: Policy | None = None,
 ) -> Progress:
-    """Send a campaign that is in the sending state until no row is left to try.
+    """Send the due rows of a campaign that is in the sending state.
 
-    Stops early, between two messages, when ``should_stop()`` is true or the
-    campaign is paused or cancelled by anyone, and can be called again to
-    continue where it stopped.
+    Stops between two messages when ``should_stop()`` is true, when the
+    campaign is paused or cancelled by anyone, or when too many failures
+    come in a row (the campaign is then paused with the reason). Call again
+    to continue.
     """
+    policy = policy or policy_for(mail.settings)
     campaign_id = mail.campaign["id"]
     if store.campaign_status(campaign_id) != "sending":
         raise StateError(f"campaign {campaign_id}: not in the sending state")
-    progress = Progress(settled=settle_in_flight(store, transport, campaign_id, clock()))
-    sender = mail.settings.sender.from_address
-    after = 0
-    while True:
-        rows = store.next_pending(campaign_id, after, BATCH)
-        if not rows:
-            break
-        for row in rows:
-            after = row["id"]
-            if should_stop() or store.campaign_status(campaign_id) != "sending":
-                progress.stopped = True
-                return progress
-            subscriber = store.subscriber(row["subscriber_id"]) if row["subscriber_id"] else None
-            now = clock()
-            if subscriber is None or subscriber["status"] != "confirmed":
-                # Unsubscribed (or erased) after the campaign was planned: nothing more goes out.
-                store.finish_delivery(row["id"], SKIPPED, now, error="no longer subscribed")
-                progress.skipped += 1
-                continue
-            key = delivery_key(campaign_id, row["id"])
-            msg_id, data = mail.message(subscriber, key, now)
-            if not store.claim_delivery(row["id"], msg_id, now):
-                continue  # another sender took this row
-            try:
-                transport.send(Envelope(sender, subscriber["email"], data, key))
-            except PermanentError as exc:
-                store.finish_delivery(row["id"], FAILED, clock(), error=str(exc))
-                store.mark_bounced(subscriber["id"], campaign_id, clock(), str(exc))
-                progress.failed += 1
-            except TransientError as exc:
-                status = FAILED if row["attempts"] + 1 >= MAX_ATTEMPTS else DEFERRED
-                store.finish_delivery(row["id"], status, clock(), error=str(exc))
-                if status == FAILED:
-                    progress.failed += 1
-                else:
-                    progress.deferred += 1
-                log.warning("campaign %s: %s", campaign_id, exc)
-            else:
-                store.finish_delivery(row["id"], SENT, clock())
-                progress.sent += 1
-            if on_progress:
-                on_progress(progress)
+    lease = Lease(store.path, campaign_id)
+    lease.acquire(store)
+    try:
+        run = _Run(store, transport, campaign_id, clock, policy, on_progress, lease)
+        run.progress.settled = settle_in_flight(store, transport, campaign_id, clock())
+        _read_and_send(store, mail, run, should_stop)
+    finally:
+        lease.release(store)
+    progress = run.progress
+    if progress.paused_reason:
+        store.set_campaign_status(
+            campaign_id, "paused", ("sending",), clock(), note=progress.paused_reason
+        )
+        progress.stopped = True
+        log.warning("campaign %s: %s", campaign_id, progress.paused_reason)
+        return progress
     counts = store.delivery_counts(campaign_id)
-    if counts[PENDING] == counts[DEFERRED] == 0:
+    if counts[PENDING] == counts[DEFERRED] == counts["sending"] == 0 and not progress.stopped:
         store.set_campaign_status(campaign_id, "sent", ("sending",), clock())
         progress.finished = True
     return progress
+
+
+def _read_and_send(
+    store: Store, mail: CampaignMail, run: _Run, should_stop: Callable[[], bool]
+) -> None:
+    """Read due rows in batches, render each message, and feed the workers."""
+    campaign_id, clock, policy = run.campaign_id, run.clock, run.policy
+    work: queue.Queue[_Item | None] = queue.Queue(
+        maxsize=max(1, policy.concurrency) * max(1, run.transport.batch_size) * 2
+    )
+    workers = [
+        threading.Thread(target=run.worker, args=(work,), name=f"sender-{n}", daemon=True)
+        for n in range(max(1, policy.concurrency))
+    ]
+    for thread in workers:
+        thread.start()
+    sender = mail.settings.sender.from_address
+    after, checked = 0, 0.0
+    try:
+        while not run.halt.is_set():
+            rows = store.next_pending(campaign_id, after, BATCH, clock())
+            if not rows:
+                break
+            for row in rows:
+                after = row["id"]
+                # The workers check the campaign's status before every claim, so a pause
+                # or cancel from anywhere takes effect before the next message; here a
+                # look every 0.2 s stops the reading early.
+                if time.monotonic() - checked > 0.2:
+                    checked = time.monotonic()
+                    if store.campaign_status(campaign_id) != "sending":
+                        run.halt.set()
+                if should_stop():
+                    run.halt.set()
+                if run.halt.is_set():
+                    run.progress.stopped = True
+                    break
+                if row["subscriber_status"] != "confirmed":
+                    # Unsubscribed (or erased) since the campaign was planned: nothing goes
+                    # out. (A later unsubscribe is caught when the row is claimed.)
+                    store.finish_delivery(row["id"], SKIPPED, clock(), error="no longer subscribed")
+                    with run.lock:
+                        run.progress.skipped += 1
+                    continue
+                subscriber = {**row, "id": row["subscriber_id"], "status": "confirmed"}
+                key = delivery_key(campaign_id, row["id"])
+                try:
+                    msg_id, envelope = mail.envelope(subscriber, key, clock(), sender)
+                except NewsletterError as exc:
+                    # One subscriber's data breaks the template: fail that row, say why,
+                    # and go on with the others.
+                    store.finish_delivery(row["id"], FAILED, clock(), error=str(exc))
+                    with run.lock:
+                        run.progress.failed += 1
+                    log.error("campaign %s: %s", campaign_id, exc)
+                    continue
+                work.put(_Item(row["id"], subscriber["id"], row["attempts"], msg_id, envelope))
+    finally:
+        if sys.exc_info()[0] is not None:
+            run.halt.set()  # Ctrl-C or a crash of the reader: send nothing more
+        for _ in workers:
+            work.put(None)
+        for thread in workers:
+            thread.join()

@@ -13,7 +13,8 @@ line, config key, address, campaign id) and what to do about it::
      ├── SourceError        an article source could not be read
      └── TransportError     a message could not be handed to the provider
           ├── TransientError   try again later (4xx SMTP, 429, 5xx, timeouts)
-          └── PermanentError   never retry this recipient (5xx SMTP, rejected)
+          ├── PermanentError   never retry this recipient (5xx SMTP, rejected)
+          └── InDoubtError     the request went out but no answer came back
 """
 
 
@@ -52,6 +53,30 @@ class TransportError(NewsletterError):
 class TransientError(TransportError):
     """The provider asked us to try again later."""
 
+    def __init__(self, message: str, retry_after: float | None = None):
+        super().__init__(message)
+        self.retry_after = retry_after  # seconds, from Retry-After or a rate-limit reset
+
 
 class PermanentError(TransportError):
-    """The provider refused this recipient for good."""
+    """The provider refused this recipient for good: the address is bounced and suppressed."""
+
+
+class MessageRejected(PermanentError):
+    """The provider refused this message for good, but the address is not at fault
+    (content refused, an address it cannot carry): the row fails, nobody is suppressed."""
+
+
+class AccountError(PermanentError):
+    """Nothing can go until the settings change: a refused login or API key, an
+    unverified sender, no STARTTLS. Raised out of ``send_batch``: the campaign pauses
+    with the reason and its rows wait; no subscriber is marked bounced for it."""
+
+
+class InDoubtError(TransportError):
+    """The request reached the provider but no answer came back (a read timeout).
+
+    The provider may have taken the messages, so they must not be retried as if
+    they had failed: the rows stay in flight and the ledger's in-doubt rule
+    settles them.
+    """

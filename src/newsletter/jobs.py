@@ -9,13 +9,13 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from newsletter import campaigns, delivery, subscribers
 from newsletter.errors import NewsletterError
 from newsletter.render import article_context, choose_template
-from newsletter.sources import folder
+from newsletter.sources import intake
+from newsletter.sources.http import Fetcher
 from newsletter.store import Store
 from newsletter.transports import Transport
 from newsletter.workspace import Workspace
@@ -28,26 +28,51 @@ def utc_now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
-@dataclass
-class FetchResult:
-    source: str
-    counts: dict[str, int] = field(default_factory=dict)
-    error: str | None = None
+# One source's outcome on one poll: counts, errors and warnings, one line each.
+FetchResult = intake.SourceResult
 
 
-def fetch_sources(ws: Workspace, store: Store, now: dt.datetime) -> list[FetchResult]:
-    """Pick up new and changed articles from every source; a broken source spoils no other."""
+def fetch_sources(
+    ws: Workspace,
+    store: Store,
+    now: dt.datetime,
+    *,
+    fetcher: Fetcher | None = None,
+    force: bool = False,
+    wix_api_key: str | None = None,
+) -> list[FetchResult]:
+    """Pick up new and changed articles from every source; a broken source spoils no other.
+
+    ``force`` tries feeds and pages that are backing off after failures (a
+    fetch asked for by hand). One HTTP session serves every source of the call.
+    """
+    own = fetcher is None
+    if fetcher is None:
+        fetcher = intake.make_fetcher(ws.settings.sources)
+    if wix_api_key is None:
+        wix_api_key = ws.secrets.wix_api_key
     results = []
-    for location in ws.settings.sources.folders:
-        result = FetchResult(location)
-        try:
-            files = folder.fetch(ws.path(location))
-            parsed = [folder.parse(name, text) for name, text in files]
-            source_id = store.source_id("folder", location, now)
-            result.counts = store.save_articles(source_id, parsed, now)
-        except NewsletterError as exc:
-            result.error = str(exc)
-        results.append(result)
+    try:
+        for spec in ws.settings.sources.specs():
+            try:
+                result = intake.run_source(
+                    spec, store, fetcher, now, root=ws.root, force=force, wix_api_key=wix_api_key
+                )
+            except Exception as exc:  # one source's bug must not stop the others
+                message = (
+                    f"{spec.location}: unexpected error ({type(exc).__name__}: {exc}); "
+                    f"the other sources were fetched"
+                )
+                # One line in the log; the traceback only when debugging. The
+                # failure backs off like any other, so it is not retried (and
+                # logged) on every poll.
+                log.error("%s", message)
+                log.debug("traceback of the error in source %s", spec.location, exc_info=True)
+                result = intake.record_failure(spec, store, now, message)
+            results.append(result)
+    finally:
+        if own:
+            fetcher.close()
     return results
 
 
@@ -93,15 +118,14 @@ def poll(ws: Workspace, clock: Clock = utc_now) -> None:
     try:
         now = clock()
         for result in fetch_sources(ws, store, now):
-            if result.error:
-                log.error("source %s: %s", result.source, result.error)
-            elif result.counts["new"] or result.counts["updated"]:
-                log.info(
-                    "source %s: %d new, %d updated articles",
-                    result.source,
-                    result.counts["new"],
-                    result.counts["updated"],
-                )
+            for error in result.errors:
+                log.error("source %s: %s", result.source, error)
+            for warning in result.warnings:
+                log.warning("source %s: %s", result.source, warning)
+            if result.skipped:
+                log.info("source %s: %s", result.source, result.summary())
+            elif any(result.counts[k] for k in ("new", "updated", "archived")):
+                log.info("source %s: %s", result.source, result.summary())
         for report in import_subscriber_folder(ws, store, now):
             if report.added or report.problems:
                 log.info("subscribers %s", report.line())

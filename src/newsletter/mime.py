@@ -11,27 +11,13 @@ from __future__ import annotations
 
 import binascii
 import datetime as dt
+import re
 import secrets
-from email.policy import SMTP, EmailPolicy
+from email.policy import SMTP
 from email.utils import format_datetime, formataddr
 
-
-class _MailPolicy(EmailPolicy):
-    """SMTP policy, except that List-Unsubscribe is never RFC 2047-encoded.
-
-    The standard folder encodes a header whose single token is longer than a
-    line; mailbox providers then see no URL at all and drop one-click
-    unsubscribe. Header lines may run to 998 characters (RFC 5322).
-    """
-
-    def fold_binary(self, name: str, value: str) -> bytes:
-        if name.lower() == "list-unsubscribe":
-            return _WIDE.fold_binary(name, value)
-        return super().fold_binary(name, value)
-
-
-_WIDE = SMTP.clone(max_line_length=998)
-MAIL_POLICY = _MailPolicy(linesep="\r\n")
+# Headers are folded and RFC 2047-encoded by the standard library, once per campaign.
+MAIL_POLICY = SMTP
 
 
 def _header(name: str, value: str) -> bytes:
@@ -49,6 +35,9 @@ def _ascii_address(address: str) -> str:
     return f"{local}@{domain}"
 
 
+_RAW_TEXT = re.compile(r"<(style|script)\b.*?</\1\s*>|<!--.*?-->", re.IGNORECASE | re.DOTALL)
+
+
 def _html_body(document: str) -> tuple[bytes, bytes]:
     """Encode the HTML part: 7bit where it can be, quoted-printable otherwise.
 
@@ -57,9 +46,13 @@ def _html_body(document: str) -> tuple[bytes, bytes]:
     encoding at all — a tenth of the cost of quoted-printable per message.
     Lines too long for SMTP still get quoted-printable.
     """
-    data = document.replace("\r\n", "\n").encode("ascii", "xmlcharrefreplace")
+    text = document.replace("\r\n", "\n").replace("\r", "\n")
+    if not text.isascii() and any(not block.isascii() for block in _RAW_TEXT.findall(text)):
+        # Character references mean nothing inside <style>, <script> or comments.
+        return b"quoted-printable", _qp(text)
+    data = text.encode("ascii", "xmlcharrefreplace")
     if len(data) > 990 and max(map(len, data.split(b"\n"))) > 990:
-        return b"quoted-printable", _qp(document)
+        return b"quoted-printable", _qp(text)
     data = data.replace(b"\n", b"\r\n")
     return b"7bit", data if data.endswith(b"\r\n") else data + b"\r\n"
 
@@ -70,6 +63,14 @@ def _qp(text: str) -> bytes:
     if not body.endswith("\r\n"):
         body += "\r\n"
     return binascii.b2a_qp(body.encode("utf-8"), istext=True)
+
+
+def list_unsubscribe(url: str, mailto: str | None = None) -> str:
+    """The List-Unsubscribe value (RFC 2369): the one-click URL, then an optional mailto."""
+    value = f"<{url}>"
+    if mailto:
+        value += f", <mailto:{mailto}?subject=unsubscribe>"
+    return value
 
 
 class MessageFactory:
@@ -84,9 +85,9 @@ class MessageFactory:
         reply_to: str = "",
         list_id: str | None = None,
         feedback_id: str | None = None,
-        extra_headers: dict[str, str] | None = None,
     ):
         self.boundary = "=_nl_" + secrets.token_hex(12)
+        self.subject, self.list_id, self.feedback_id = subject, list_id, feedback_id
         self.sender = _header("From", formataddr((from_name, from_address), charset="utf-8"))
         common = [_header("Subject", subject)]
         if reply_to:
@@ -95,8 +96,6 @@ class MessageFactory:
             common.append(_header("List-Id", list_id))
         if feedback_id:
             common.append(_header("Feedback-ID", feedback_id))
-        for name, value in (extra_headers or {}).items():
-            common.append(_header(name, value))
         self.common = b"".join(common)
         self.structure = b"MIME-Version: 1.0\r\n" + _header(
             "Content-Type", f'multipart/alternative; boundary="{self.boundary}"'
@@ -129,11 +128,8 @@ class MessageFactory:
             f"Date: {format_datetime(date)}\r\nMessage-ID: {msg_id}\r\n".encode(),
         ]
         if unsubscribe_url:
-            targets = f"<{unsubscribe_url}>"
-            if unsubscribe_mailto:
-                targets += f", <mailto:{unsubscribe_mailto}?subject=unsubscribe>"
             personal.append(
-                f"List-Unsubscribe: {targets}\r\n"
+                f"List-Unsubscribe: {list_unsubscribe(unsubscribe_url, unsubscribe_mailto)}\r\n"
                 "List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n".encode()
             )
         encoding, html_body = _html_body(html)

@@ -112,12 +112,22 @@ def inline_template(source: str) -> str:
     inlined = _inliner.inline("".join(pieces))
     originals = [m.group(0) for m in matches]
 
+    seen: list[int] = []
+
     def restore(found: re.Match[str]) -> str:
-        return originals[int(found.group(1) or found.group(2) or found.group(3))]
+        seen.append(int(found.group(1) or found.group(2) or found.group(3)))
+        return originals[seen[-1]]
 
     restored = _MARKER.sub(restore, inlined)
-    if _OPEN in restored or _CLOSE in restored:
-        raise TemplateError("template markup confused the CSS inliner; write CSS inline instead")
+    if sorted(seen) != list(range(len(originals))):
+        # The HTML parser dropped or duplicated Jinja code (inside <style>, or where
+        # it rebuilds the document): better no template than a silently wrong one.
+        lost = sorted(set(range(len(originals))) - set(seen))
+        first = originals[lost[0]] if lost else originals[0]
+        raise TemplateError(
+            f"the CSS inliner cannot keep the Jinja code {first[:40]!r} in place (inside "
+            f"<style>, or outside <html>?); move it, or write that CSS inline"
+        )
     return restored
 
 
@@ -127,8 +137,19 @@ class _InliningLoader(jinja2.FileSystemLoader):
     def get_source(self, environment, template):  # type: ignore[no-untyped-def]
         source, filename, uptodate = super().get_source(environment, template)
         if template.endswith(".html") and "<html" in source.lower():
-            source = inline_template(source)
+            try:
+                source = inline_template(source)
+            except TemplateError as exc:
+                raise TemplateError(f"template {template}: {exc}") from None
         return source, filename, uptodate
+
+
+def _environment(loader: jinja2.BaseLoader) -> ImmutableSandboxedEnvironment:
+    return ImmutableSandboxedEnvironment(
+        loader=loader,
+        autoescape=jinja2.select_autoescape(enabled_extensions=("html",), default_for_string=False),
+        keep_trailing_newline=False,
+    )
 
 
 @dataclass(frozen=True)
@@ -146,13 +167,8 @@ class TemplateSet:
         if workspace_templates is not None:
             search.insert(0, str(workspace_templates))
         self.name = name
-        self.env = ImmutableSandboxedEnvironment(
-            loader=_InliningLoader(search),
-            autoescape=jinja2.select_autoescape(
-                enabled_extensions=("html",), default_for_string=False
-            ),
-            keep_trailing_newline=False,
-        )
+        self.search = search
+        self.env = _environment(_InliningLoader(search))
         self.templates = {}
         for part in PARTS:
             path = f"{name}/{part}"
@@ -164,9 +180,24 @@ class TemplateSet:
                     f"or the built-in templates"
                 ) from None
             except jinja2.TemplateSyntaxError as exc:
-                raise TemplateError(
-                    f"template {exc.name or path}:{exc.lineno}: {exc.message}"
-                ) from None
+                line = self._source_line(part, None) or exc.lineno
+                raise TemplateError(f"template {exc.name or path}:{line}: {exc.message}") from None
+
+    def _source_line(self, part: str, context: Mapping[str, Any] | None) -> int | None:
+        """The line of an error in the file as written (inlining moves lines about)."""
+        if part != "body.html":
+            return None
+        env = _environment(jinja2.FileSystemLoader(self.search))
+        try:
+            template = env.get_template(f"{self.name}/{part}")
+            if context is not None:
+                template.render(context)
+        except jinja2.TemplateSyntaxError as exc:
+            return exc.lineno
+        except Exception as exc:  # noqa: BLE001
+            line = _error_line(exc, template)
+            return line if isinstance(line, int) else None
+        return None
 
     @property
     def stylesheet(self) -> str:
@@ -189,9 +220,8 @@ class TemplateSet:
             try:
                 out[part] = template.render(context)
             except Exception as exc:  # noqa: BLE001 - 1/0 in a staff template is a template error
-                raise TemplateError(
-                    f"template {self.name}/{part}:{_error_line(exc, template)}: {exc}"
-                ) from None
+                line = self._source_line(part, context) or _error_line(exc, template)
+                raise TemplateError(f"template {self.name}/{part}:{line}: {exc}") from None
         subject = " ".join(out["subject.txt"].split())
         return Rendered(subject=subject, html=out["body.html"], text=out["body.txt"].strip() + "\n")
 

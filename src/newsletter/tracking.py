@@ -22,6 +22,9 @@ import markupsafe
 _VERSION = 1
 _SIG_BYTES = 12  # 96 bits: far beyond online guessing, short enough for tidy URLs
 PURPOSES = {"open": 1, "click": 2, "unsubscribe": 3, "view": 4, "preferences": 5}
+# Double opt-in: "confirm" carries (consent id, subscriber id, issue time) and
+# "form" the subscribe form's (0, network tag, issue time), so both can expire.
+PURPOSES.update(confirm=20, form=21)
 
 
 @dataclass(frozen=True)

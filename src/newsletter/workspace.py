@@ -6,6 +6,7 @@ receive what they need from here as arguments.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import secrets as secrets_lib
 import shutil
@@ -158,14 +159,13 @@ class Workspace:
         if not secrets.secret_key:
             key_file = root / KEY_FILE
             if key_file.exists():
-                secrets = Secrets(
-                    secret_key=key_file.read_text().strip(), smtp_password=secrets.smtp_password
-                )
+                secrets = dataclasses.replace(secrets, secret_key=key_file.read_text().strip())
             else:
                 problems.append(
                     "NEWSLETTER_SECRET_KEY: not set and no .secret_key file in the workspace; "
                     "set the variable to a long random string"
                 )
+        problems.extend(config.transport_problems(settings, secrets))
         if strict and problems:
             more = (
                 f" (and {len(problems) - 1} more; run `newsletter config check`)"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+from collections.abc import Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,8 @@ from starlette.routing import Route
 from newsletter import campaigns, tracking
 from newsletter.errors import NewsletterError
 from newsletter.web.events import EventWriter
+from newsletter.web.subscribers import SubscriberPages
+from newsletter.web.webhooks import webhook_routes
 from newsletter.workspace import Workspace
 
 log = logging.getLogger(__name__)
@@ -35,12 +38,18 @@ def _utc_now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
-def create_app(ws: Workspace, clock: Any = _utc_now) -> Starlette:
-    """Build the web application for a workspace."""
+def create_app(
+    ws: Workspace, clock: Any = _utc_now, sns_fetch: Callable[[str], bytes] | None = None
+) -> Starlette:
+    """Build the web application for a workspace.
+
+    ``sns_fetch`` fetches SNS signing certificates for /webhooks/ses (tests serve their own).
+    """
     db_path = ws.path(ws.settings.database.path)
     signer = ws.signer
     store = ws.open_store()  # migrates before the writer thread opens its own connection
     writer = EventWriter(db_path)
+    subscriber_pages = SubscriberPages(ws, store, clock)
     link_cache: dict[tuple[int, int], dict[str, Any] | None] = {}
     truncate = ws.settings.tracking.truncate_ip
     sender_name = ws.settings.sender.from_name
@@ -125,23 +134,13 @@ def create_app(ws: Workspace, clock: Any = _utc_now) -> Starlette:
             ip = request.client.host if request.client else None
             store.unsubscribe(
                 subscriber["id"],
-                data.campaign_id,
+                data.campaign_id or None,
                 clock(),
                 how,
                 tracking.truncate_ip(ip) if truncate else ip,
                 request.headers.get("user-agent", "")[:500],
             )
         return page("unsubscribed.html", subscriber=subscriber)
-
-    async def preferences(request: Request) -> Response:
-        data = signer.read(request.path_params["token"], "preferences")
-        if data is None:
-            return page("notfound.html", 404)
-        subscriber = _subscriber_for(data)
-        unsubscribe_url = campaigns.Urls(ws.settings.site.base_url, signer).unsubscribe(
-            data.campaign_id, data.subscriber_id
-        )
-        return page("preferences.html", subscriber=subscriber, unsubscribe_url=unsubscribe_url)
 
     async def view(request: Request) -> Response:
         data = signer.read(request.path_params["token"], "view")
@@ -164,9 +163,11 @@ def create_app(ws: Workspace, clock: Any = _utc_now) -> Starlette:
     @asynccontextmanager
     async def lifespan(app: Starlette):  # type: ignore[no-untyped-def]
         writer.start()
+        subscriber_pages.start()
         try:
             yield
         finally:
+            subscriber_pages.close()
             writer.close()
             store.close()
 
@@ -175,9 +176,11 @@ def create_app(ws: Workspace, clock: Any = _utc_now) -> Starlette:
         Route("/o/{token}.gif", pixel),
         Route("/c/{token}", click, methods=["GET", "HEAD"]),
         Route("/u/{token}", unsubscribe, methods=["GET", "POST"]),
-        Route("/p/{token}", preferences),
         Route("/v/{token}", view),
+        *subscriber_pages.routes,
+        *webhook_routes(ws.settings, ws.secrets, store, clock, sns_fetch),
     ]
     app = Starlette(routes=routes, lifespan=lifespan)
     app.state.writer = writer
+    app.state.subscriber_pages = subscriber_pages
     return app

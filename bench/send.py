@@ -1,0 +1,147 @@
+"""Sending speed end to end: render, DKIM, SMTP into a local sink, and memory at scale.
+
+A 20,000-subscriber campaign (the three sample articles as a digest) goes
+through the real send loop and SMTP transport into bench/smtp_sink.py. The
+ceiling, measured in the same run against the same sink, is a bare smtplib
+loop sending one pre-built message of the same size over one connection.
+Then the same with RSA-2048 DKIM, and peak memory for 100,000 subscribers.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import resource
+import shutil
+import smtplib
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from newsletter import campaigns, jobs
+from newsletter.dkim import generate_key
+from newsletter.workspace import Workspace, init_workspace
+
+NOW = dt.datetime(2026, 11, 27, 9, 0, tzinfo=dt.UTC)
+SUBSCRIBERS = 20_000
+MEMORY_SUBSCRIBERS = 100_000
+CEILING_MESSAGES = 5_000
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start_sink(port: int) -> subprocess.Popen[str]:
+    sink = subprocess.Popen(
+        [sys.executable, str(Path(__file__).with_name("smtp_sink.py")), str(port)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert sink.stdout is not None and sink.stdout.readline().strip() == "ready"
+    return sink
+
+
+def bare_smtplib(port: int, message: bytes) -> float:
+    start = time.perf_counter()
+    with smtplib.SMTP("127.0.0.1", port) as conn:
+        for _ in range(CEILING_MESSAGES):
+            conn.sendmail("news@clinic.example.com", ["reader@example.com"], message)
+    return CEILING_MESSAGES / (time.perf_counter() - start)
+
+
+def workspace(root: Path, port: int, subscribers: int, env: dict[str, str]) -> Workspace:
+    init_workspace(root)
+    ws = Workspace.open(
+        root,
+        env={
+            "NEWSLETTER_SECRET_KEY": "bench",
+            "NEWSLETTER_DELIVERY__TRANSPORT": "smtp",
+            "NEWSLETTER_SMTP__HOST": "127.0.0.1",
+            "NEWSLETTER_SMTP__PORT": str(port),
+            "NEWSLETTER_SMTP__SECURITY": "none",
+            "NEWSLETTER_DELIVERY__CONCURRENCY": "2",
+            **env,
+        },
+    )
+    jobs.fetch_sources(ws, ws.store, NOW)
+    rows = [
+        {"email": f"reader{i}@example.com", "first_name": f"Reader{i}", "status": "confirmed"}
+        for i in range(subscribers)
+    ]
+    ws.store.add_subscribers(rows, None, "bench", "bench", NOW)
+    return ws
+
+
+def send(ws: Workspace) -> tuple[float, int, bytes]:
+    campaign_id = campaigns.create(ws.store, ws.settings, "Bench", "new", "digest", None, NOW)
+    mail, transport = jobs.prepare_send(ws, ws.store, campaign_id, NOW)
+    transport.close()
+    sample = mail.message(ws.store.subscribers("confirmed")[0], "sample", NOW)[1]
+    start = time.perf_counter()
+    progress = jobs.send_campaign(ws, ws.store, campaign_id)
+    elapsed = time.perf_counter() - start
+    assert progress.finished and progress.failed == 0, progress
+    return progress.sent / elapsed, progress.sent, sample
+
+
+def main() -> None:
+    work = Path(tempfile.mkdtemp(prefix="bench-send-"))
+    port = free_port()
+    sink = start_sink(port)
+    try:
+        ws = workspace(work / "plain", port, SUBSCRIBERS, {})
+        rate, sent, sample = send(ws)
+        ws.close()
+        ceiling = bare_smtplib(port, sample)
+        print(
+            f"ceiling: bare smtplib, one connection, {len(sample) / 1024:.1f} KB message: "
+            f"{ceiling:.0f} messages/s"
+        )
+        print(
+            f"newsletter, {sent} subscribers, no DKIM: {rate:.0f} messages/s "
+            f"= {rate / ceiling:.2f} x ceiling"
+        )
+
+        key_file = work / "dkim.pem"
+        key_file.write_bytes(generate_key("rsa")[0])
+        ws = workspace(
+            work / "dkim",
+            port,
+            SUBSCRIBERS,
+            {
+                "NEWSLETTER_DKIM__DOMAIN": "clinic.example.com",
+                "NEWSLETTER_DKIM__SELECTOR": "bench",
+                "NEWSLETTER_DKIM__PRIVATE_KEY_FILE": str(key_file),
+            },
+        )
+        rate, sent, _ = send(ws)
+        ws.close()
+        print(
+            f"newsletter, {sent} subscribers, RSA-2048 DKIM: {rate:.0f} messages/s "
+            f"= {rate / ceiling:.2f} x ceiling"
+        )
+
+        if os.environ.get("BENCH_SKIP_MEMORY") != "1":
+            ws = workspace(work / "memory", port, MEMORY_SUBSCRIBERS, {})
+            rate, sent, _ = send(ws)
+            ws.close()
+            peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+            print(
+                f"peak memory of this process after {sent} subscribers: {peak:.0f} MB "
+                f"({rate:.0f} messages/s)"
+            )
+    finally:
+        sink.terminate()
+        out, _ = sink.communicate(timeout=30)
+        print(f"sink: {out.strip()}")
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

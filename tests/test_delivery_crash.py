@@ -1,0 +1,90 @@
+"""SIGKILL a sending process at random moments: nobody gets a campaign twice or not at all."""
+
+from __future__ import annotations
+
+import random
+import sqlite3
+import time
+from collections import Counter
+from pathlib import Path
+
+from conftest import Cli
+from smtp_sink import SmtpSink
+
+SUBSCRIBERS = 2000
+CONNECTIONS = 4
+KILLS = 3
+
+
+def _rows(db: Path, sql: str) -> list[tuple]:
+    conn = sqlite3.connect(db)
+    try:
+        return conn.execute(sql).fetchall()
+    finally:
+        conn.close()
+
+
+def test_sigkill_during_a_campaign_never_duplicates_or_skips(
+    ws_dir: Path, env: dict[str, str]
+) -> None:
+    rng = random.Random(20261127)
+    people = ws_dir / "people.csv"
+    people.write_text("email\n" + "".join(f"p{i}@example.net\n" for i in range(SUBSCRIBERS)))
+    db = ws_dir / "newsletter.db"
+    with SmtpSink() as sink:
+        env.update(
+            NEWSLETTER_DELIVERY__TRANSPORT="smtp",
+            NEWSLETTER_SMTP__HOST="127.0.0.1",
+            NEWSLETTER_SMTP__PORT=str(sink.port),
+            NEWSLETTER_SMTP__SECURITY="none",
+            NEWSLETTER_DELIVERY__CONCURRENCY=str(CONNECTIONS),
+        )
+        cli = Cli(ws_dir, env)
+        cli("fetch")
+        cli("subscribers", "import", "--confirmed", "people.csv")
+        cli("subscribers", "import", "subscribers/example.csv")
+        cli("campaign", "create", "--subject", "Crash test")
+        kills = 0
+        in_flight_at_kills = []
+        while kills < KILLS:
+            before = len(sink.messages)
+            proc = cli.popen("campaign", "send", "1")
+            target = before + rng.randint(150, 450)
+            deadline = time.monotonic() + 60
+            while len(sink.messages) < target and proc.poll() is None:
+                assert time.monotonic() < deadline, "sending made no progress"
+                time.sleep(0.005)
+            time.sleep(rng.uniform(0, 0.05))
+            if proc.poll() is not None:
+                proc.communicate()
+                break  # finished before this kill; nothing left to interrupt
+            proc.kill()
+            proc.communicate()  # reaps the process and closes its pipe
+            kills += 1
+            # Rows still 'sending' are exactly the ones in flight at the kill.
+            in_flight = _rows(db, "SELECT COUNT(*) FROM deliveries WHERE status = 'sending'")
+            in_flight_at_kills.append(in_flight[0][0])
+        assert kills == KILLS, "the campaign finished before every kill happened"
+        result = cli("campaign", "send", "1")
+        assert "not finished" not in result.stdout
+        received = Counter(sink.recipients())
+
+    for count in in_flight_at_kills:
+        assert count <= CONNECTIONS
+    rows = _rows(
+        db,
+        "SELECT s.email, d.status FROM deliveries d JOIN subscribers s "
+        "ON s.id = d.subscriber_id WHERE d.campaign_id = 1",
+    )
+    assert len(rows) == SUBSCRIBERS + 5  # the five confirmed example subscribers too
+    in_doubt = {email for email, status in rows if status == "in_doubt"}
+    assert len(in_doubt) == sum(in_flight_at_kills)
+    for email, status in rows:
+        if status == "in_doubt":
+            assert received[email] <= 1, email  # never resent blindly
+        else:
+            assert status == "sent", (email, status)
+            assert received[email] == 1, (email, received[email])
+    assert set(received) <= {email for email, _ in rows}
+    listing = Cli(ws_dir, env)("campaign", "list").stdout
+    assert f"{len(in_doubt)} in doubt" in listing or not in_doubt
