@@ -55,7 +55,7 @@ test: $(VENV)/.installed-test system-deps lint
 	$(BIN)/pytest
 
 bench: $(VENV)/.installed-test bench-deps
-	@for script in bench/*.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done
+	@for script in bench/[!_]*.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -39,7 +39,7 @@ def free_port() -> int:
 
 def start_sink(port: int) -> subprocess.Popen[str]:
     sink = subprocess.Popen(
-        [sys.executable, str(Path(__file__).with_name("smtp_sink.py")), str(port)],
+        [sys.executable, str(Path(__file__).with_name("_smtp_sink.py")), str(port)],
         stdout=subprocess.PIPE,
         text=True,
     )

@@ -270,8 +270,10 @@ class CampaignMail:
             },
         }
 
-    def _render(self, subscriber: Mapping[str, Any]) -> Rendered:
-        rendered = self.templates.render(self.context(subscriber))
+    def _render(
+        self, subscriber: Mapping[str, Any], context: Mapping[str, Any] | None = None
+    ) -> Rendered:
+        rendered = self.templates.render(context or self.context(subscriber))
         return Rendered(self.subject, rendered.html, rendered.text)
 
     def trackable_links(self) -> list[tuple[str, int | None]]:
@@ -289,10 +291,14 @@ class CampaignMail:
         ]
 
     def render(
-        self, subscriber: Mapping[str, Any], tracked: bool | None = None, pixel: bool = True
+        self,
+        subscriber: Mapping[str, Any],
+        tracked: bool | None = None,
+        pixel: bool = True,
+        context: Mapping[str, Any] | None = None,
     ) -> Rendered:
         """Render for one subscriber, with click links and the open pixel when tracking is on."""
-        rendered = self._render(subscriber)
+        rendered = self._render(subscriber, context)
         if not (self.tracked if tracked is None else tracked):
             return rendered
         cid, sid = self.campaign["id"], subscriber["id"]
@@ -317,7 +323,14 @@ class CampaignMail:
     ) -> tuple[str, bytes]:
         """Return (Message-ID, wire bytes) of the campaign for one subscriber."""
         msg_id, envelope = self.envelope(
-            subscriber, key, now, self.sender["address"], tracked, to_address, factory
+            subscriber,
+            key,
+            now,
+            self.sender["address"],
+            tracked,
+            to_address,
+            factory,
+            fields=False,
         )
         return msg_id, envelope.data
 
@@ -330,15 +343,18 @@ class CampaignMail:
         tracked: bool | None = None,
         to_address: str | None = None,
         factory: MessageFactory | None = None,
+        fields: bool = True,
     ) -> tuple[str, Envelope]:
-        """The message for one subscriber as wire bytes and as fields (for email APIs)."""
+        """The message for one subscriber as wire bytes and, with ``fields``, as fields
+        for email APIs."""
         factory = factory or self.factory
-        rendered = self.render(subscriber, tracked)
+        context = self.context(subscriber)
+        rendered = self.render(subscriber, tracked, context=context)
         msg_id = message_id(self.campaign["id"], key, self.domain)
-        unsubscribe = self.urls.unsubscribe(self.campaign["id"], subscriber["id"])
+        unsubscribe = context["links"]["unsubscribe"]
         mailto = self.settings.sender.unsubscribe_mailto or None
         recipient = to_address or subscriber["email"]
-        to_name = "" if to_address else subscriber_context(subscriber)["name"]
+        to_name = "" if to_address else context["subscriber"]["name"]
         data = factory.build(
             to_address=recipient,
             to_name=to_name,
@@ -349,6 +365,8 @@ class CampaignMail:
             unsubscribe_url=unsubscribe,
             unsubscribe_mailto=mailto,
         )
+        if not fields:
+            return msg_id, Envelope(sender, recipient, data, key)
         headers = {
             "Message-ID": msg_id,
             "List-Unsubscribe": list_unsubscribe(unsubscribe, mailto),

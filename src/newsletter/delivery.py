@@ -473,6 +473,8 @@ def _read_and_send(
     for thread in workers:
         thread.start()
     sender = mail.settings.sender.from_address
+    # Transports that send MIME bytes only need no Content fields built per message.
+    fields = getattr(run.transport, "needs_fields", True)
     after, checked = 0, 0.0
     try:
         while not run.halt.is_set():
@@ -503,7 +505,9 @@ def _read_and_send(
                 subscriber = {**row, "id": row["subscriber_id"], "status": "confirmed"}
                 key = delivery_key(campaign_id, row["id"])
                 try:
-                    msg_id, envelope = mail.envelope(subscriber, key, clock(), sender)
+                    msg_id, envelope = mail.envelope(
+                        subscriber, key, clock(), sender, fields=fields
+                    )
                 except NewsletterError as exc:
                     # One subscriber's data breaks the template: fail that row, say why,
                     # and go on with the others.

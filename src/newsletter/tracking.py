@@ -21,6 +21,7 @@ import markupsafe
 
 _VERSION = 1
 _SIG_BYTES = 12  # 96 bits: far beyond online guessing, short enough for tidy URLs
+_SMALL = [bytes((n,)) for n in range(0x80)]
 PURPOSES = {"open": 1, "click": 2, "unsubscribe": 3, "view": 4, "preferences": 5}
 # Double opt-in: "confirm" carries (consent id, subscriber id, issue time) and
 # "form" the subscribe form's (0, network tag, issue time), so both can expire.
@@ -36,6 +37,8 @@ class TokenData:
 
 
 def _varint(n: int) -> bytes:
+    if 0 <= n < 0x80:
+        return _SMALL[n]  # most link ids, and the zero of tokens without one
     if n < 0:
         raise ValueError("token ids must not be negative")
     out = bytearray()
@@ -79,8 +82,11 @@ class Signer:
         return hmac.digest(self._key, payload, "sha256")[:_SIG_BYTES]
 
     def make(self, purpose: str, campaign_id: int, subscriber_id: int, link_id: int = 0) -> str:
-        payload = bytes([_VERSION, PURPOSES[purpose]]) + b"".join(
-            _varint(n) for n in (campaign_id, subscriber_id, link_id)
+        payload = (
+            bytes((_VERSION, PURPOSES[purpose]))
+            + _varint(campaign_id)
+            + _varint(subscriber_id)
+            + _varint(link_id)
         )
         raw = payload + self._sign(payload)
         return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")

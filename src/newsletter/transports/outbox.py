@@ -16,6 +16,7 @@ _SAFE = re.compile(r"[^A-Za-z0-9._-]")
 class OutboxTransport:
     name = "outbox"
     batch_size = 1
+    needs_fields = False  # writes the MIME bytes only
 
     def __init__(self, directory: Path):
         self.directory = directory

@@ -51,6 +51,7 @@ class _Refused(Exception):
 class SmtpTransport:
     name = "smtp"
     batch_size = 1
+    needs_fields = False  # sends the MIME bytes only
 
     def __init__(
         self,

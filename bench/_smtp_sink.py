@@ -1,11 +1,12 @@
 """A minimal, fast SMTP sink for the benchmarks: accepts everything, counts messages.
 
 It speaks just enough SMTP (EHLO/HELO, MAIL, RCPT, DATA, RSET, NOOP, QUIT),
-finds the end of DATA with bytes.find, and runs in its own process, so it is
-never the bottleneck of the client it measures (bench/send.py shows its
-rate beside the clients').
+finds the end of DATA with bytes.find, and runs in its own process. It is not
+the bottleneck: bench/send.py's bare smtplib ceiling, measured against it,
+runs faster than the client under test. (Not a benchmark itself: `make bench`
+skips files starting with an underscore.)
 
-Usage: python bench/smtp_sink.py PORT  — prints "messages N" on SIGTERM/SIGINT.
+Usage: python bench/_smtp_sink.py PORT  — prints "messages N" on SIGTERM/SIGINT.
 """
 
 from __future__ import annotations
