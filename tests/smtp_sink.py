@@ -81,3 +81,14 @@ class SmtpSink:
 
     def recipients(self) -> list[str]:
         return [r for m in self.messages for r in m.recipients]
+
+
+def smtp_env(sink: SmtpSink, **extra: str) -> dict[str, str]:
+    """Settings that point the smtp transport at this sink, plus any others."""
+    return {
+        "NEWSLETTER_DELIVERY__TRANSPORT": "smtp",
+        "NEWSLETTER_SMTP__HOST": "127.0.0.1",
+        "NEWSLETTER_SMTP__PORT": str(sink.port),
+        "NEWSLETTER_SMTP__SECURITY": "none",
+        **extra,
+    }

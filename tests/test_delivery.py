@@ -21,7 +21,7 @@ from newsletter.store import Store
 from newsletter.subscribers import import_file
 from newsletter.transports import Envelope
 from newsletter.workspace import Workspace
-from smtp_sink import SmtpSink
+from smtp_sink import SmtpSink, smtp_env
 
 NOW = dt.datetime(2026, 11, 27, 9, 0, tzinfo=dt.UTC)
 
@@ -55,12 +55,7 @@ def smtp_ws(ws_dir: Path):
     with SmtpSink() as sink:
         ws = Workspace.open(
             ws_dir,
-            env={
-                "NEWSLETTER_DELIVERY__TRANSPORT": "smtp",
-                "NEWSLETTER_SMTP__HOST": "127.0.0.1",
-                "NEWSLETTER_SMTP__PORT": str(sink.port),
-                "NEWSLETTER_SMTP__SECURITY": "none",
-            },
+            env=smtp_env(sink),
         )
         yield ws, sink
         ws.close()
@@ -263,13 +258,7 @@ def test_many_failures_in_a_row_pause_the_campaign_with_the_reason(ws_dir: Path)
     with SmtpSink() as sink:
         ws = Workspace.open(
             ws_dir,
-            env={
-                "NEWSLETTER_DELIVERY__TRANSPORT": "smtp",
-                "NEWSLETTER_SMTP__HOST": "127.0.0.1",
-                "NEWSLETTER_SMTP__PORT": str(sink.port),
-                "NEWSLETTER_SMTP__SECURITY": "none",
-                "NEWSLETTER_DELIVERY__PAUSE_AFTER_FAILURES": "3",
-            },
+            env=smtp_env(sink, NEWSLETTER_DELIVERY__PAUSE_AFTER_FAILURES="3"),
         )
         campaign_id = _prepare(ws)
         for address in _confirmed(ws.store):
@@ -297,13 +286,7 @@ def test_several_connections_421_and_dropped_connections(ws_dir: Path, tmp_path)
     with SmtpSink() as sink:
         ws = Workspace.open(
             ws_dir,
-            env={
-                "NEWSLETTER_DELIVERY__TRANSPORT": "smtp",
-                "NEWSLETTER_SMTP__HOST": "127.0.0.1",
-                "NEWSLETTER_SMTP__PORT": str(sink.port),
-                "NEWSLETTER_SMTP__SECURITY": "none",
-                "NEWSLETTER_DELIVERY__CONCURRENCY": "4",
-            },
+            env=smtp_env(sink, NEWSLETTER_DELIVERY__CONCURRENCY="4"),
         )
         import_file(ws.store, members, NOW, confirmed=True)
         campaign_id = _prepare(ws)
@@ -373,19 +356,9 @@ def test_a_lease_of_a_dead_or_expired_sender_is_taken_over(workspace) -> None:
     assert jobs.send_campaign(workspace, store, second, clock).finished
 
 
-def _smtp_env(sink: SmtpSink, **extra: str) -> dict[str, str]:
-    return {
-        "NEWSLETTER_DELIVERY__TRANSPORT": "smtp",
-        "NEWSLETTER_SMTP__HOST": "127.0.0.1",
-        "NEWSLETTER_SMTP__PORT": str(sink.port),
-        "NEWSLETTER_SMTP__SECURITY": "none",
-        **extra,
-    }
-
-
 def test_a_refused_sender_pauses_and_bounces_nobody(ws_dir: Path) -> None:
     with SmtpSink() as sink:
-        ws = Workspace.open(ws_dir, env=_smtp_env(sink))
+        ws = Workspace.open(ws_dir, env=smtp_env(sink))
         campaign_id = _prepare(ws)
         sink.handler.mail_reply = "553 5.7.1 Sender address not owned by user"
         progress = jobs.send_campaign(ws, ws.store, campaign_id, clock)
@@ -402,7 +375,7 @@ def test_a_refused_sender_pauses_and_bounces_nobody(ws_dir: Path) -> None:
 
 def test_a_refused_message_fails_without_suppressing_the_address(ws_dir: Path) -> None:
     with SmtpSink() as sink:
-        ws = Workspace.open(ws_dir, env=_smtp_env(sink))
+        ws = Workspace.open(ws_dir, env=smtp_env(sink))
         campaign_id = _prepare(ws)
         spammy = _confirmed(ws.store)[2]
         sink.handler.data_replies[spammy] = "554 5.7.1 Message refused as spam"

@@ -14,7 +14,7 @@ from newsletter.dkim import DkimSigner, generate_key
 from newsletter.errors import ConfigError
 from newsletter.mime import compose
 from newsletter.workspace import Workspace
-from smtp_sink import SmtpSink
+from smtp_sink import SmtpSink, smtp_env
 
 NOW = dt.datetime(2026, 11, 27, 9, 0, tzinfo=dt.UTC)
 
@@ -85,15 +85,12 @@ def test_smtp_messages_are_signed_when_dkim_is_configured(ws_dir: Path, tmp_path
     with SmtpSink() as sink:
         ws = Workspace.open(
             ws_dir,
-            env={
-                "NEWSLETTER_DELIVERY__TRANSPORT": "smtp",
-                "NEWSLETTER_SMTP__HOST": "127.0.0.1",
-                "NEWSLETTER_SMTP__PORT": str(sink.port),
-                "NEWSLETTER_SMTP__SECURITY": "none",
-                "NEWSLETTER_DKIM__DOMAIN": "clinic.example.com",
-                "NEWSLETTER_DKIM__SELECTOR": "nl",
-                "NEWSLETTER_DKIM__PRIVATE_KEY_FILE": str(key_file),
-            },
+            env=smtp_env(
+                sink,
+                NEWSLETTER_DKIM__DOMAIN="clinic.example.com",
+                NEWSLETTER_DKIM__SELECTOR="nl",
+                NEWSLETTER_DKIM__PRIVATE_KEY_FILE=str(key_file),
+            ),
         )
         jobs.fetch_sources(ws, ws.store, NOW)
         jobs.import_subscriber_folder(ws, ws.store, NOW)
