@@ -506,3 +506,37 @@ def test_the_fast_path_accepts_exactly_what_email_validator_accepts() -> None:
                 normalize_email(address)
             continue
         assert normalize_email(address) == expected, address
+
+
+def test_a_newer_export_saying_a_known_address_opted_out_suppresses_it(tmp_path) -> None:
+    store = Store(tmp_path / "db.sqlite")
+    store.migrate()
+    first = tmp_path / "first.csv"
+    first.write_text("email,status\nann@example.com,subscribed\nbob@example.com,subscribed\n")
+    later = tmp_path / "later.csv"
+    later.write_text("email,status\nann@example.com,unsubscribed\nbob@example.com,subscribed\n")
+    import_file(store, first, NOW)
+    report = import_file(store, later, NOW)
+    assert store.subscriber_by_email("ann@example.com")["status"] == "unsubscribed"
+    assert store.subscriber_by_email("bob@example.com")["status"] == "confirmed"
+    assert report.opted_out == 1
+    # Importing the first file again never turns the opt-out back on.
+    import_file(store, first, NOW)
+    assert store.subscriber_by_email("ann@example.com")["status"] == "unsubscribed"
+    store.close()
+
+
+def test_ids_of_erased_people_are_never_given_to_someone_new(tmp_path) -> None:
+    store = Store(tmp_path / "db.sqlite")
+    store.migrate()
+    people = tmp_path / "people.csv"
+    people.write_text("email,status\nann@example.com,subscribed\nbob@example.com,subscribed\n")
+    import_file(store, people, NOW)
+    bob = store.subscriber_by_email("bob@example.com")
+    store.delete_subscriber(bob["id"], NOW)
+    newcomer = tmp_path / "newcomer.csv"
+    newcomer.write_text("email,status\ncarol@example.com,subscribed\n")
+    import_file(store, newcomer, NOW)
+    carol = store.subscriber_by_email("carol@example.com")
+    assert carol["id"] > bob["id"]
+    store.close()

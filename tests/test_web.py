@@ -99,6 +99,9 @@ def test_unsubscribe_get_never_unsubscribes(
     assert page.status_code == 200
     assert subscriber["email"] in page.text and 'method="post"' in page.text
     assert workspace.store.subscriber(subscriber["id"])["status"] == "confirmed"
+    # Link scanners also send HEAD: it must not unsubscribe either.
+    assert requests.head(url, timeout=5).status_code == 200
+    assert workspace.store.subscriber(subscriber["id"])["status"] == "confirmed"
 
 
 @pytest.mark.parametrize("encoding", ["urlencoded", "multipart"])

@@ -169,6 +169,9 @@ def test_subscribe_confirm_and_welcome(site: Site, clock: Clock) -> None:
     page = site.http.get(confirm, timeout=5)
     assert page.status_code == 200 and 'method="post"' in page.text
     assert site.store.subscriber(subscriber["id"])["status"] == "unconfirmed"
+    # Nor does a HEAD, which link scanners send too.
+    assert site.http.head(confirm, timeout=5).status_code == 200
+    assert site.store.subscriber(subscriber["id"])["status"] == "unconfirmed"
 
     done = site.http.post(confirm, headers={"X-Forwarded-For": "198.51.100.77"}, timeout=5)
     assert done.status_code == 200 and "You are subscribed" in done.text
@@ -454,3 +457,13 @@ def test_preference_page_tokens_are_checked(site: Site) -> None:
     gone = site.ws.signer.make("preferences", 0, 999)
     page = site.http.get(f"{site.url}/p/{gone}", timeout=5)
     assert page.status_code == 200 and "not on our list" in page.text
+
+
+def test_an_unsubscribe_in_the_same_second_beats_an_older_confirmation_link(site, clock) -> None:
+    site.subscribe("bea@example.com")
+    (mail,) = site.mails("confirm")
+    bea = site.store.subscriber_by_email("bea@example.com")
+    site.store.unsubscribe(bea["id"], None, clock.now, "link")  # the very same second
+    stale = site.http.post(link_in(mail, "confirm"), timeout=5)
+    assert stale.status_code == 410
+    assert site.store.subscriber(bea["id"])["status"] == "unsubscribed"

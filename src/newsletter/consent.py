@@ -28,6 +28,7 @@ from newsletter.transports import SENT, Content, Envelope, Transport
 
 # One confirmation email per address in this time, however often it is asked for.
 RESEND_QUIET = dt.timedelta(minutes=10)
+BOUNCED_QUIET = dt.timedelta(days=1)
 # A link issued further ahead than this is not one we made (clock skew allowance).
 FUTURE_SLACK = dt.timedelta(minutes=5)
 NAME_LIMIT = 100
@@ -100,6 +101,14 @@ def request(
         info["first_name"] = first
     if last:
         info["last_name"] = last
+    known = store.subscriber_by_email(address)
+    # An address that bounced or complained gets at most one confirmation a day: the
+    # public form must not become a way to mail it again and again.
+    quiet = (
+        BOUNCED_QUIET
+        if known is not None and known["status"] in ("bounced", "complained")
+        else RESEND_QUIET
+    )
     consent_id, _ = store.request_opt_in(
         address,
         lists=list(lists or []),
@@ -110,7 +119,7 @@ def request(
         user_agent=user_agent,
         detail=info,
         now=now,
-        quiet_since=now - RESEND_QUIET,
+        quiet_since=now - quiet,
     )
     return consent_id
 

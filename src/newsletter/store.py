@@ -110,7 +110,9 @@ def m001_initial(conn: sqlite3.Connection) -> None:
             likes INTEGER
         );
         CREATE TABLE subscribers (
-            id INTEGER PRIMARY KEY,
+            -- AUTOINCREMENT: an id is never reused, so the signed links of an erased
+            -- person can never act on someone who joins later.
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
             email TEXT NOT NULL UNIQUE,
             first_name TEXT,
             last_name TEXT,
@@ -736,7 +738,15 @@ class Store:
             list_id = self._ensure_list(list_name, now) if list_name else None
             suppressed = self._suppression_keys()
             erased = any(key.startswith(ERASED_PREFIX) for key in suppressed)
-            next_id = self._value("SELECT COALESCE(MAX(id), 0) FROM subscribers") + 1
+            # Never reuse an id (see the subscribers table): start past the highest
+            # ever given out, which sqlite_sequence remembers after deletions.
+            next_id = (
+                self._value(
+                    "SELECT MAX(COALESCE((SELECT seq FROM sqlite_sequence "
+                    "WHERE name = 'subscribers'), 0), COALESCE(MAX(id), 0)) FROM subscribers"
+                )
+                + 1
+            )
             # Known addresses: all of them in one scan when the table is not much
             # bigger than the import, else looked up a batch at a time.
             scan = next_id - 1 <= 4 * len(rows)
@@ -773,6 +783,16 @@ class Store:
                         )
                     ):
                         counts["suppressed"] += 1
+                        continue
+                    if current is not None and row["status"] in SUPPRESSED:
+                        # A newer export says this known address opted out: moving
+                        # towards suppression is always safe (never the other way).
+                        self.conn.execute(
+                            "UPDATE subscribers SET status = ?, updated_at = ?, "
+                            "unsubscribed_at = COALESCE(unsubscribed_at, ?) WHERE id = ?",
+                            [row["status"], stamp, stamp, current[0]],
+                        )
+                        counts["opted_out"] += 1
                         continue
                     if current is not None or email in seen:
                         counts["existing"] += 1
@@ -1097,7 +1117,9 @@ class Store:
                 "SELECT at FROM suppressions WHERE email = ? OR email = ?",
                 [email, erased_key(email)],
             )
-            if suppressed_at is not None and suppressed_at > consent["at"]:
+            # >=: times are kept to the second, and an unsubscribe in the same second
+            # as the request must win.
+            if suppressed_at is not None and suppressed_at >= consent["at"]:
                 return "stale"
             self.conn.execute(
                 "UPDATE consents SET confirmed_at = ?, confirm_ip = ? WHERE id = ?",

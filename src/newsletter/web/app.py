@@ -123,7 +123,8 @@ def create_app(
             writer.put(event(request, "bad_token", None, detail="unsubscribe"))
             return page("notfound.html", 404)
         subscriber = _subscriber_for(data)
-        if request.method == "GET":
+        if request.method != "POST":
+            # GET and HEAD never unsubscribe: mail scanners fetch every link they see.
             # A GET never unsubscribes: mail scanners fetch every link they see.
             return page("unsubscribe.html", subscriber=subscriber, action=str(request.url.path))
         # POST: RFC 8058 one-click (body List-Unsubscribe=One-Click) or the page's button.

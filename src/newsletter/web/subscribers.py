@@ -238,7 +238,7 @@ class SubscriberPages:
     # -- the subscribe form ---------------------------------------------------
 
     async def subscribe(self, request: Request) -> Response:
-        if request.method == "GET":
+        if request.method != "POST":  # GET and HEAD (link scanners) change nothing
             return self._form(request)
         if self._foreign_origin(request):
             return self._form(request, 403, error="This form can only be sent from our own page.")
@@ -332,7 +332,7 @@ class SubscriberPages:
             return self.page("confirmed.html", subscriber=subscriber, already=True)
         if state == "expired":
             return self.page("confirm_expired.html", 410, action=resend, stale=False)
-        if request.method == "GET":
+        if request.method != "POST":  # GET and HEAD (link scanners) change nothing
             # A GET never confirms: mail scanners open links before people do.
             return self.page(
                 "confirm.html", subscriber=subscriber, record=record, action=request.url.path
