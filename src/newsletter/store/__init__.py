@@ -1,0 +1,44 @@
+"""Every SQL statement newsletter runs, behind named methods, one module per area.
+
+base.py holds the connection, the migrations and shared helpers; articles,
+subscribers, campaigns, deliveries, events and provider_events each add the
+queries of their area to ``Store``.
+
+The schema changes only through numbered migrations appended to
+``MIGRATIONS``; an applied migration is never edited. Times are stored as
+ISO 8601 text in UTC. Each method that writes commits its own transaction,
+so a crash never leaves half of a change behind.
+"""
+
+from __future__ import annotations
+
+from newsletter.store.articles import ArticlesQueries
+from newsletter.store.base import (  # noqa: F401 - names the rest of the package uses
+    DEFERRED,
+    FAILED,
+    IN_DOUBT,
+    MIGRATIONS,
+    PENDING,
+    SENDING,
+    SENT,
+    SKIPPED,
+    SUPPRESSED,
+    erased_key,
+    m001_initial,
+)
+from newsletter.store.campaigns import CampaignsQueries
+from newsletter.store.deliveries import DeliveriesQueries
+from newsletter.store.events import EventsQueries
+from newsletter.store.provider_events import ProviderEventsQueries
+from newsletter.store.subscribers import SubscribersQueries
+
+
+class Store(
+    ArticlesQueries,
+    SubscribersQueries,
+    CampaignsQueries,
+    DeliveriesQueries,
+    EventsQueries,
+    ProviderEventsQueries,
+):
+    """The SQLite database of one workspace: every query, grouped by area."""

@@ -1,0 +1,265 @@
+"""Sources, articles and their blog counters."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Callable, Iterable
+from datetime import datetime
+from typing import Any
+
+from newsletter.errors import NotFound
+from newsletter.store.base import (
+    StoreBase,
+    _decode_article,
+    _iso,
+)
+
+
+class ArticlesQueries(StoreBase):
+    # -- sources and articles ---------------------------------------------
+
+    def source_id(self, kind: str, location: str, now: datetime) -> int:
+        """Return the id of a source, registering it on first sight."""
+        self.conn.execute(
+            "INSERT OR IGNORE INTO sources (kind, location, added_at) VALUES (?, ?, ?)",
+            [kind, location, _iso(now)],
+        )
+        return self._value(
+            "SELECT id FROM sources WHERE kind = ? AND location = ?", [kind, location]
+        )
+
+    def source(self, source_id: int) -> dict[str, Any]:
+        """A source row with its state decoded."""
+        row = self._row("SELECT * FROM sources WHERE id = ?", [source_id])
+        if row is None:
+            raise NotFound(f"source {source_id}: no such source")
+        row["state"] = json.loads(row["state"] or "{}")
+        row["articles"] = self._value(
+            "SELECT COUNT(*) FROM articles WHERE source_id = ?", [source_id]
+        )
+        return row
+
+    def save_source_state(self, source_id: int, state: dict[str, Any]) -> None:
+        """Replace a source's state (validators, failures, next try) in one write."""
+        with self.transaction():
+            self.conn.execute(
+                "UPDATE sources SET state = ? WHERE id = ?",
+                [json.dumps(state, sort_keys=True), source_id],
+            )
+
+    def source_articles(self, source_id: int) -> list[dict[str, Any]]:
+        """id, key, url and item hash of every article a source has given."""
+        return self._rows(
+            "SELECT id, key, url, item_hash FROM articles WHERE source_id = ? ORDER BY id",
+            [source_id],
+        )
+
+    def _find_article(
+        self, source_id: int, art: dict[str, Any], batch_keys: set[str], url_unique: bool
+    ) -> dict[str, Any] | None:
+        """The stored article this item is, by key; else by URL when its key changed.
+
+        Guids and links both change in real feeds (a platform move, a
+        re-generated guid). A URL match counts only when the URL is unique in
+        the batch and the stored article's own key is not in the batch, so two
+        live articles that share a link are never merged.
+        """
+        columns = "id, key, content_hash, updated, item_hash"
+        row = self._row(
+            f"SELECT {columns} FROM articles WHERE source_id = ? AND key = ?",
+            [source_id, art["key"]],
+        )
+        if row is not None or not art.get("url") or not url_unique:
+            return row
+        candidates = [
+            r
+            for r in self._rows(
+                f"SELECT {columns} FROM articles WHERE source_id = ? AND url = ?",
+                [source_id, art["url"]],
+            )
+            if r["key"] not in batch_keys
+        ]
+        return candidates[0] if len(candidates) == 1 else None
+
+    def save_articles(
+        self,
+        source_id: int,
+        articles: Iterable[dict[str, Any]],
+        now: datetime,
+        *,
+        announce_updates: bool = False,
+        archive: Callable[[list[dict[str, Any]]], set[str]] | None = None,
+    ) -> dict[str, int]:
+        """Insert new articles and update changed ones in one transaction; return counts.
+
+        An article is changed when what readers see (its content hash) or its
+        updated date differs; it is updated in place and stays announced unless
+        ``announce_updates``. ``archive`` is given the articles seen for the first
+        time and returns the keys of those to record without announcing them.
+        Counter snapshots (views, comments, likes) are stored when they differ
+        from the article's last one.
+        """
+        counts = {"new": 0, "updated": 0, "unchanged": 0, "archived": 0}
+        batch = list(articles)
+        batch_keys = {a["key"] for a in batch}
+        urls = Counter(a.get("url") for a in batch if a.get("url"))
+        with self.transaction():
+            found = {
+                a["key"]: self._find_article(source_id, a, batch_keys, urls[a.get("url")] == 1)
+                for a in batch
+            }
+            unseen = [a for a in batch if found[a["key"]] is None]
+            archived = archive(unseen) if archive and unseen else set()
+            for art in batch:
+                existing = found[art["key"]]
+                fields = {
+                    "url": art.get("url"),
+                    "title": art["title"],
+                    "author": art.get("author"),
+                    "published": art.get("published"),
+                    "updated": art.get("updated"),
+                    "summary": art.get("summary", ""),
+                    "body_html": art.get("body_html", ""),
+                    "image": art.get("image"),
+                    "image_alt": art.get("image_alt"),
+                    "tags": json.dumps(art.get("tags", [])),
+                    "content_hash": art["content_hash"],
+                    "item_hash": art.get("item_hash"),
+                }
+                if existing is None:
+                    is_archived = art["key"] in archived
+                    fields.update(
+                        source_id=source_id,
+                        key=art["key"],
+                        first_seen_at=_iso(now),
+                        changed_at=_iso(now),
+                        new_after_campaign=None if is_archived else 0,
+                    )
+                    names = ", ".join(fields)
+                    marks = ", ".join("?" for _ in fields)
+                    cursor = self.conn.execute(
+                        f"INSERT INTO articles ({names}) VALUES ({marks})", list(fields.values())
+                    )
+                    article_id = cursor.lastrowid
+                    counts["archived" if is_archived else "new"] += 1
+                elif existing["content_hash"] != art["content_hash"] or existing[
+                    "updated"
+                ] != art.get("updated"):
+                    article_id = existing["id"]
+                    fields["key"] = art["key"]
+                    fields["changed_at"] = _iso(now)
+                    assignments = ", ".join(f"{name} = ?" for name in fields)
+                    self.conn.execute(
+                        f"UPDATE articles SET {assignments} WHERE id = ?",
+                        [*fields.values(), article_id],
+                    )
+                    if announce_updates:
+                        # New again until a campaign after the last one that carried it.
+                        # An archived article (NULL) stays archived: editing an old
+                        # post does not announce it for the first time.
+                        self.conn.execute(
+                            "UPDATE articles SET new_after_campaign = COALESCE((SELECT "
+                            "MAX(campaign_id) FROM campaign_articles WHERE article_id = ?), 0) "
+                            "WHERE id = ? AND new_after_campaign IS NOT NULL",
+                            [article_id, article_id],
+                        )
+                    counts["updated"] += 1
+                else:
+                    article_id = existing["id"]
+                    if existing["key"] != art["key"] or existing["item_hash"] != art.get(
+                        "item_hash"
+                    ):
+                        self.conn.execute(
+                            "UPDATE articles SET key = ?, item_hash = ? WHERE id = ?",
+                            [art["key"], art.get("item_hash"), article_id],
+                        )
+                    counts["unchanged"] += 1
+                self._snapshot(
+                    article_id, now, art.get("views"), art.get("comments"), art.get("likes")
+                )
+        return counts
+
+    def _snapshot(
+        self,
+        article_id: int,
+        now: datetime,
+        views: int | None,
+        comments: int | None,
+        likes: int | None,
+    ) -> bool:
+        """Store a counter snapshot if it says something the last one did not."""
+        if views is None and comments is None and likes is None:
+            return False
+        last = self._row(
+            "SELECT views, comments, likes FROM article_stats WHERE article_id = ? "
+            "ORDER BY id DESC LIMIT 1",
+            [article_id],
+        )
+        if last == {"views": views, "comments": comments, "likes": likes}:
+            return False
+        self.conn.execute(
+            "INSERT INTO article_stats (article_id, observed_at, views, comments, likes) "
+            "VALUES (?, ?, ?, ?, ?)",
+            [article_id, _iso(now), views, comments, likes],
+        )
+        return True
+
+    def record_stats(
+        self, snapshots: Iterable[tuple[int, int | None, int | None, int | None]], now: datetime
+    ) -> int:
+        """Store (article id, views, comments, likes) snapshots; return how many were new."""
+        stored = 0
+        with self.transaction():
+            for article_id, views, comments, likes in snapshots:
+                stored += self._snapshot(article_id, now, views, comments, likes)
+        return stored
+
+    def article_stats(self, article_id: int) -> list[dict[str, Any]]:
+        """Every counter snapshot of one article, oldest first."""
+        return self._rows(
+            "SELECT observed_at, views, comments, likes FROM article_stats "
+            "WHERE article_id = ? ORDER BY id",
+            [article_id],
+        )
+
+    def articles(self, only_new: bool = False) -> list[dict[str, Any]]:
+        """List articles, newest first, with their latest blog view counts.
+
+        An article is new until a campaign includes it (after its last
+        announced update); an archived article is never new on its own.
+        """
+        is_new = (
+            "(a.new_after_campaign IS NOT NULL AND NOT EXISTS (SELECT 1 FROM campaign_articles "
+            "ca WHERE ca.article_id = a.id AND ca.campaign_id > a.new_after_campaign))"
+        )
+        where = f"WHERE {is_new}" if only_new else ""
+        rows = self._rows(
+            f"""
+            SELECT a.*, s.kind AS source_kind, s.location AS source_location,
+              {is_new} AS is_new,
+              (SELECT views FROM article_stats st WHERE st.article_id = a.id
+                 ORDER BY st.id DESC LIMIT 1) AS views,
+              (SELECT comments FROM article_stats st WHERE st.article_id = a.id
+                 ORDER BY st.id DESC LIMIT 1) AS comments,
+              (SELECT MIN(c.started_at) FROM campaign_articles ca
+                 JOIN campaigns c ON c.id = ca.campaign_id
+                 WHERE ca.article_id = a.id) AS sent_at
+            FROM articles a JOIN sources s ON s.id = a.source_id
+            {where}
+            ORDER BY COALESCE(a.published, a.first_seen_at) DESC, a.id DESC
+            """
+        )
+        return [_decode_article(r) for r in rows]
+
+    def articles_by_id(self, ids: list[int]) -> list[dict[str, Any]]:
+        """Return the articles with these ids, in the order given."""
+        found = {}
+        for article_id in ids:
+            row = self._row("SELECT * FROM articles WHERE id = ?", [article_id])
+            if row is None:
+                raise NotFound(
+                    f"article {article_id}: no such article; see `newsletter articles list`"
+                )
+            found[article_id] = _decode_article(row)
+        return [found[i] for i in ids]

@@ -1,0 +1,506 @@
+"""The database connection, schema migrations and shared helpers of the store."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import sqlite3
+import time
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import sqlite_utils
+
+from newsletter.errors import InputError
+
+# Delivery row states. "sending" is written and committed before the provider
+# call; a row still "sending" when a sender starts was in flight at a crash.
+PENDING, SENDING, SENT, FAILED, DEFERRED, IN_DOUBT, SKIPPED = (
+    "pending",
+    "sending",
+    "sent",
+    "failed",
+    "deferred",
+    "in_doubt",
+    "skipped",
+)
+CAMPAIGN_STATES = ("draft", "scheduled", "sending", "paused", "sent", "cancelled")
+# What a provider last said about a sent delivery; a later, weaker word (a
+# "deferred" arriving after "delivered") does not replace a stronger one.
+PROVIDER_STATUS_RANK = {
+    "accepted": 1,
+    "deferred": 2,
+    "soft_bounce": 2,
+    "delivered": 3,
+    "dropped": 4,
+    "bounce": 5,
+    "complaint": 6,
+}
+# The per-delivery key sent to providers (see delivery.delivery_key).
+_DELIVERY_KEY = re.compile(r"^c(?P<campaign>\d+)-d(?P<delivery>\d+)$")
+
+
+def _iso(when: datetime) -> str:
+    return when.isoformat(timespec="seconds")
+
+
+def _script(conn: sqlite3.Connection, sql: str) -> None:
+    """Run several statements inside the caller's transaction.
+
+    ``executescript`` would COMMIT first and break the migration's atomicity.
+    """
+    statement = ""
+    for line in sql.splitlines(keepends=True):
+        statement += line
+        if sqlite3.complete_statement(statement):
+            conn.execute(statement)
+            statement = ""
+    if statement.strip():
+        raise ValueError("incomplete SQL statement in migration")
+
+
+def m001_initial(conn: sqlite3.Connection) -> None:
+    _script(
+        conn,
+        """
+        CREATE TABLE sources (
+            id INTEGER PRIMARY KEY,
+            kind TEXT NOT NULL,
+            location TEXT NOT NULL,
+            added_at TEXT NOT NULL,
+            state TEXT NOT NULL DEFAULT '{}',
+            UNIQUE (kind, location)
+        );
+        CREATE TABLE articles (
+            id INTEGER PRIMARY KEY,
+            source_id INTEGER NOT NULL REFERENCES sources(id),
+            key TEXT NOT NULL,
+            url TEXT,
+            title TEXT NOT NULL,
+            author TEXT,
+            published TEXT,
+            updated TEXT,
+            summary TEXT NOT NULL DEFAULT '',
+            body_html TEXT NOT NULL DEFAULT '',
+            image TEXT,
+            image_alt TEXT,
+            tags TEXT NOT NULL DEFAULT '[]',
+            content_hash TEXT NOT NULL,
+            first_seen_at TEXT NOT NULL,
+            changed_at TEXT NOT NULL,
+            UNIQUE (source_id, key)
+        );
+        CREATE TABLE article_stats (
+            id INTEGER PRIMARY KEY,
+            article_id INTEGER NOT NULL REFERENCES articles(id) ON DELETE CASCADE,
+            observed_at TEXT NOT NULL,
+            views INTEGER,
+            comments INTEGER,
+            likes INTEGER
+        );
+        CREATE TABLE subscribers (
+            -- AUTOINCREMENT: an id is never reused, so the signed links of an erased
+            -- person can never act on someone who joins later.
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            email TEXT NOT NULL UNIQUE,
+            first_name TEXT,
+            last_name TEXT,
+            status TEXT NOT NULL,
+            tags TEXT NOT NULL DEFAULT '[]',
+            attributes TEXT NOT NULL DEFAULT '{}',
+            source TEXT,
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL,
+            confirmed_at TEXT,
+            unsubscribed_at TEXT
+        );
+        CREATE INDEX subscribers_status ON subscribers(status);
+        CREATE TABLE lists (
+            id INTEGER PRIMARY KEY,
+            name TEXT NOT NULL UNIQUE,
+            created_at TEXT NOT NULL
+        );
+        CREATE TABLE memberships (
+            list_id INTEGER NOT NULL REFERENCES lists(id) ON DELETE CASCADE,
+            subscriber_id INTEGER NOT NULL REFERENCES subscribers(id) ON DELETE CASCADE,
+            added_at TEXT NOT NULL,
+            PRIMARY KEY (list_id, subscriber_id)
+        );
+        CREATE TABLE consents (
+            id INTEGER PRIMARY KEY,
+            subscriber_id INTEGER REFERENCES subscribers(id) ON DELETE SET NULL,
+            email TEXT NOT NULL,
+            at TEXT NOT NULL,
+            source TEXT NOT NULL,
+            text TEXT NOT NULL,
+            text_version TEXT NOT NULL,
+            ip TEXT,
+            user_agent TEXT,
+            confirm_sent_at TEXT,
+            confirmed_at TEXT,
+            confirm_ip TEXT
+        );
+        CREATE TABLE campaigns (
+            id INTEGER PRIMARY KEY,
+            subject TEXT NOT NULL,
+            preheader TEXT NOT NULL DEFAULT '',
+            template TEXT NOT NULL,
+            list_id INTEGER REFERENCES lists(id),
+            status TEXT NOT NULL,
+            tracking INTEGER NOT NULL DEFAULT 1,
+            created_at TEXT NOT NULL,
+            scheduled_at TEXT,
+            started_at TEXT,
+            finished_at TEXT,
+            note TEXT
+        );
+        CREATE TABLE campaign_articles (
+            campaign_id INTEGER NOT NULL REFERENCES campaigns(id) ON DELETE CASCADE,
+            article_id INTEGER NOT NULL REFERENCES articles(id),
+            position INTEGER NOT NULL,
+            PRIMARY KEY (campaign_id, article_id)
+        );
+        CREATE TABLE links (
+            id INTEGER PRIMARY KEY,
+            campaign_id INTEGER NOT NULL REFERENCES campaigns(id) ON DELETE CASCADE,
+            url TEXT NOT NULL,
+            article_id INTEGER REFERENCES articles(id),
+            UNIQUE (campaign_id, url)
+        );
+        CREATE TABLE deliveries (
+            id INTEGER PRIMARY KEY,
+            campaign_id INTEGER NOT NULL REFERENCES campaigns(id) ON DELETE CASCADE,
+            subscriber_id INTEGER REFERENCES subscribers(id) ON DELETE SET NULL,
+            status TEXT NOT NULL,
+            attempts INTEGER NOT NULL DEFAULT 0,
+            message_id TEXT,
+            error TEXT,
+            queued_at TEXT NOT NULL,
+            sending_at TEXT,
+            done_at TEXT,
+            UNIQUE (campaign_id, subscriber_id)
+        );
+        CREATE INDEX deliveries_campaign_status ON deliveries(campaign_id, status);
+        CREATE TABLE events (
+            id INTEGER PRIMARY KEY,
+            at TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            campaign_id INTEGER,
+            subscriber_id INTEGER,
+            link_id INTEGER,
+            article_id INTEGER,
+            method TEXT,
+            user_agent TEXT,
+            ip TEXT,
+            classification TEXT,
+            detail TEXT
+        );
+        CREATE INDEX events_campaign_kind ON events(campaign_id, kind);
+        """,
+    )
+
+
+def m002_article_intake(conn: sqlite3.Connection) -> None:
+    """Feeds and pages: archived articles, re-announced updates, the source item's hash.
+
+    ``new_after_campaign``: NULL for an article recorded without being
+    announced (a source's back catalogue); otherwise the article is new until
+    a campaign with a higher id includes it (0: any campaign). Announcing an
+    update sets it to the last campaign that carried the article.
+    ``item_hash``: the hash of the item as the source gave it, before its page
+    was fetched for the full text, so an unchanged item is not fetched again.
+    """
+    _script(
+        conn,
+        """
+        ALTER TABLE articles ADD COLUMN new_after_campaign INTEGER DEFAULT 0;
+        ALTER TABLE articles ADD COLUMN item_hash TEXT;
+        CREATE INDEX articles_source_url ON articles(source_id, url);
+        CREATE INDEX article_stats_article ON article_stats(article_id, id);
+        """,
+    )
+
+
+def m004_delivery_retries(conn: sqlite3.Connection) -> None:
+    """Retry times, provider ids, and the lease that lets one sender at a time send a campaign."""
+    _script(
+        conn,
+        """
+        ALTER TABLE deliveries ADD COLUMN next_attempt_at TEXT;
+        ALTER TABLE deliveries ADD COLUMN provider_id TEXT;
+        CREATE INDEX deliveries_provider_id ON deliveries(provider_id);
+        CREATE TABLE send_leases (
+            campaign_id INTEGER PRIMARY KEY REFERENCES campaigns(id) ON DELETE CASCADE,
+            owner TEXT NOT NULL,
+            host TEXT NOT NULL,
+            pid INTEGER NOT NULL,
+            expires_at REAL NOT NULL
+        );
+        """,
+    )
+
+
+def m003_subscribers(conn: sqlite3.Connection) -> None:
+    """The suppression list, per-list unsubscribes, public lists, consent details, segments.
+
+    ``suppressions`` holds every address that unsubscribed, bounced or
+    complained, keyed case-insensitively; an erased person stays on it as
+    ``sha256:<hash of the address>``. Triggers on status updates keep it in
+    step whoever changes a status (a bounce, a complaint webhook), and refuse
+    to turn a suppressed address back to unconfirmed or confirmed: only
+    ``Store.confirm_opt_in`` (the subscriber's own confirmed opt-in) lifts an
+    entry, and it deletes the entry first. New rows are checked by the two
+    methods that insert subscribers; an insert trigger would make a large
+    import three times slower.
+    """
+    _script(
+        conn,
+        """
+        CREATE TABLE suppressions (
+            email TEXT PRIMARY KEY COLLATE NOCASE,
+            reason TEXT NOT NULL,
+            at TEXT NOT NULL
+        );
+        INSERT OR IGNORE INTO suppressions (email, reason, at)
+            SELECT email, status, COALESCE(unsubscribed_at, updated_at) FROM subscribers
+            WHERE status IN ('unsubscribed', 'bounced', 'complained');
+        CREATE TRIGGER subscribers_suppress AFTER UPDATE OF status ON subscribers
+        WHEN NEW.status IN ('unsubscribed', 'bounced', 'complained')
+            AND NEW.status IS NOT OLD.status
+        BEGIN
+            INSERT INTO suppressions (email, reason, at)
+            VALUES (NEW.email, NEW.status, NEW.updated_at)
+            ON CONFLICT (email) DO UPDATE SET reason = excluded.reason, at = excluded.at;
+        END;
+        CREATE TRIGGER subscribers_suppressed_stay_out BEFORE UPDATE OF status ON subscribers
+        WHEN NEW.status NOT IN ('unsubscribed', 'bounced', 'complained')
+            AND EXISTS (SELECT 1 FROM suppressions WHERE email = NEW.email)
+        BEGIN
+            SELECT RAISE(ABORT, 'suppressed address: only a confirmed opt-in lifts it');
+        END;
+        ALTER TABLE memberships ADD COLUMN unsubscribed_at TEXT;
+        ALTER TABLE lists ADD COLUMN description TEXT NOT NULL DEFAULT '';
+        ALTER TABLE lists ADD COLUMN public INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE consents ADD COLUMN lists TEXT NOT NULL DEFAULT '[]';
+        ALTER TABLE consents ADD COLUMN detail TEXT;
+        ALTER TABLE campaigns ADD COLUMN segment TEXT;
+        CREATE INDEX consents_subscriber ON consents(subscriber_id);
+        CREATE INDEX memberships_subscriber ON memberships(subscriber_id);
+        CREATE INDEX events_subscriber ON events(subscriber_id);
+        """,
+    )
+
+
+def m005_provider_events(conn: sqlite3.Connection) -> None:
+    """Provider webhook events: stored raw, once each, tied to their delivery.
+
+    ``provider_event_id`` is the provider's own id for the event (SendGrid
+    sg_event_id, Mailgun's signature token, Postmark's record id, the SNS
+    MessageId); the unique index turns a retried webhook into a no-op.
+    ``recipient`` (lower case) lets erasing a person blank the raw payloads
+    that name them, matched or not. ``provider_status`` is the last word
+    about a sent delivery (delivered, bounce, complaint, ...), kept apart from
+    the ledger's own ``status``.
+    """
+    _script(
+        conn,
+        """
+        ALTER TABLE events ADD COLUMN provider TEXT;
+        ALTER TABLE events ADD COLUMN provider_event_id TEXT;
+        ALTER TABLE events ADD COLUMN delivery_id INTEGER;
+        ALTER TABLE events ADD COLUMN recipient TEXT;
+        ALTER TABLE events ADD COLUMN raw TEXT;
+        CREATE UNIQUE INDEX events_provider_event ON events(provider, provider_event_id);
+        CREATE INDEX events_recipient ON events(recipient) WHERE recipient IS NOT NULL;
+        ALTER TABLE deliveries ADD COLUMN provider_status TEXT;
+        ALTER TABLE deliveries ADD COLUMN provider_status_at TEXT;
+        CREATE INDEX deliveries_message_id ON deliveries(message_id);
+        CREATE TRIGGER subscribers_erase_provider_events AFTER DELETE ON subscribers
+        BEGIN
+            UPDATE events SET raw = NULL, detail = NULL, recipient = NULL
+            WHERE recipient = lower(OLD.email);
+        END;
+        """,
+    )
+
+
+MIGRATIONS = [
+    m001_initial,
+    m002_article_intake,
+    m003_subscribers,
+    m004_delivery_retries,
+    m005_provider_events,
+]
+
+
+def _set_wal(conn: sqlite3.Connection) -> None:
+    """Switch to WAL; SQLite answers "locked" without waiting while another opener does it."""
+    for attempt in range(200):
+        try:
+            conn.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or attempt == 199:
+                raise
+            time.sleep(0.05)
+
+
+class StoreBase:
+    """The connection and plumbing every part of the store builds on."""
+
+    def __init__(self, path: Path | str):
+        self.path = Path(path)
+        try:
+            conn = sqlite3.connect(
+                str(self.path), timeout=30, isolation_level=None, check_same_thread=False
+            )
+        except sqlite3.OperationalError as exc:
+            raise InputError(f"{self.path}: cannot open the database ({exc})") from None
+        # WAL lets the web server read while a campaign writes. NORMAL sync
+        # keeps every committed row across a process crash (the failure the
+        # delivery ledger must survive) at a fraction of FULL's fsync cost.
+        conn.execute("PRAGMA busy_timeout = 30000")
+        _set_wal(conn)
+        conn.execute("PRAGMA synchronous = NORMAL")
+        conn.execute("PRAGMA foreign_keys = ON")
+        self.db = sqlite_utils.Database(conn)
+        self.conn = conn
+
+    def close(self) -> None:
+        self.conn.close()
+
+    # -- plumbing ---------------------------------------------------------
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """Run the block in one IMMEDIATE transaction: all of it or none of it."""
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+        else:
+            self.conn.execute("COMMIT")
+
+    def _rows(self, sql: str, params: Iterable[Any] | dict = ()) -> list[dict[str, Any]]:
+        return list(self.db.query(sql, params))
+
+    def _row(self, sql: str, params: Iterable[Any] | dict = ()) -> dict[str, Any] | None:
+        rows = self._rows(sql, params)
+        return rows[0] if rows else None
+
+    def _value(self, sql: str, params: Iterable[Any] | dict = ()) -> Any:
+        row = self.conn.execute(sql, params).fetchone()
+        return row[0] if row else None
+
+    def migrate(self) -> list[str]:
+        """Apply the migrations this database has not had yet; return their names.
+
+        Each migration and its record commit together, and the list of applied
+        migrations is read inside the write lock, so two processes starting
+        at once cannot both apply the same one.
+        """
+        applied = []
+        for migration in MIGRATIONS:
+            with self.transaction():
+                self.conn.execute(
+                    "CREATE TABLE IF NOT EXISTS _migrations "
+                    "(name TEXT PRIMARY KEY, applied_at TEXT)"
+                )
+                if self._value("SELECT 1 FROM _migrations WHERE name = ?", [migration.__name__]):
+                    continue
+                migration(self.conn)
+                self.conn.execute(
+                    "INSERT INTO _migrations VALUES (?, datetime('now'))", [migration.__name__]
+                )
+            applied.append(migration.__name__)
+        return applied
+
+
+def _decode_article(row: dict[str, Any]) -> dict[str, Any]:
+    row["tags"] = json.loads(row["tags"])
+    return row
+
+
+def _decode_subscriber(row: dict[str, Any]) -> dict[str, Any]:
+    row["tags"] = json.loads(row["tags"])
+    row["attributes"] = json.loads(row["attributes"])
+    return row
+
+
+# Statuses that put an address on the suppression list.
+SUPPRESSED = ("unsubscribed", "bounced", "complained")
+# An erased person's suppression entry: the hash of the address, never the address.
+ERASED_PREFIX = "sha256:"
+# Rows per executemany of an import: far below SQLite's limit on bound parameters.
+IMPORT_BATCH = 500
+# One encoder for every row of an import; json.dumps with options builds a new one per call.
+_JSON_ENCODE = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+_ESCAPE = json.encoder.encode_basestring  # one str as a JSON string, non-ASCII kept, in C
+
+
+def _json(value: Any) -> str:
+    """JSON of a tag list or attribute dict: flat ones of strings without the encoder's cost."""
+    try:
+        if isinstance(value, dict):
+            return "{" + ",".join([_ESCAPE(k) + ":" + _ESCAPE(v) for k, v in value.items()]) + "}"
+        return "[" + ",".join([_ESCAPE(v) for v in value]) + "]"
+    except TypeError:  # a number, a nested object: the full encoder
+        return _JSON_ENCODE(value)
+
+
+def erased_key(email: str) -> str:
+    """The suppression key that stands for an address after its person was erased."""
+    return ERASED_PREFIX + hashlib.sha256(email.lower().encode("utf-8")).hexdigest()
+
+
+def _decode_consent(row: dict[str, Any]) -> dict[str, Any]:
+    row["lists"] = json.loads(row.get("lists") or "[]")
+    row["detail"] = json.loads(row["detail"]) if row.get("detail") else None
+    return row
+
+
+def _recipient_filter(list_id: int | None, segment: list[dict[str, Any]]) -> tuple[str, list]:
+    """The WHERE clause over subscribers ``s`` that picks a campaign's recipients.
+
+    Confirmed and not suppressed (the triggers keep the two apart, this is
+    the second lock), on the campaign's list unless they left it, and
+    matching every rule of the segment. Values are always bound parameters.
+    """
+    clauses = [
+        "s.status = 'confirmed'",
+        "NOT EXISTS (SELECT 1 FROM suppressions x WHERE x.email = s.email)",
+    ]
+    params: list[Any] = []
+    if list_id is not None:
+        clauses.append(
+            "EXISTS (SELECT 1 FROM memberships m WHERE m.subscriber_id = s.id "
+            "AND m.list_id = ? AND m.unsubscribed_at IS NULL)"
+        )
+        params.append(list_id)
+    for rule in segment:
+        if rule["kind"] == "tag":
+            clause = "EXISTS (SELECT 1 FROM json_each(s.tags) t WHERE lower(t.value) = lower(?))"
+            values = [rule["value"]]
+        elif rule["kind"] == "attribute" and rule.get("value") is None:
+            clause = (
+                "EXISTS (SELECT 1 FROM json_each(s.attributes) a WHERE lower(a.key) = lower(?) "
+                "AND trim(COALESCE(CAST(a.value AS TEXT), '')) != '')"
+            )
+            values = [rule["key"]]
+        elif rule["kind"] == "attribute":
+            clause = (
+                "EXISTS (SELECT 1 FROM json_each(s.attributes) a WHERE lower(a.key) = lower(?) "
+                "AND lower(CAST(a.value AS TEXT)) = lower(?))"
+            )
+            values = [rule["key"], rule["value"]]
+        else:
+            raise ValueError(f"unknown segment rule {rule!r}")
+        clauses.append(f"NOT {clause}" if rule.get("negate") else clause)
+        params.extend(values)
+    return " AND ".join(clauses), params

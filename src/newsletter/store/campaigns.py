@@ -1,0 +1,143 @@
+"""Campaigns and their state."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any
+
+from newsletter.errors import NotFound
+from newsletter.store.base import (
+    StoreBase,
+    _iso,
+)
+
+
+class CampaignsQueries(StoreBase):
+    # -- campaigns -----------------------------------------------------------
+
+    def create_campaign(
+        self,
+        subject: str,
+        preheader: str,
+        template: str,
+        article_ids: list[int],
+        list_id: int | None,
+        tracking: bool,
+        now: datetime,
+        segment: list[dict[str, Any]] | None = None,
+    ) -> int:
+        """A draft campaign; ``segment`` (rules from ``subscribers.parse_segment``) narrows it."""
+        with self.transaction():
+            cursor = self.conn.execute(
+                "INSERT INTO campaigns (subject, preheader, template, list_id, status, tracking, "
+                "created_at, segment) VALUES (?, ?, ?, ?, 'draft', ?, ?, ?)",
+                [
+                    subject,
+                    preheader,
+                    template,
+                    list_id,
+                    int(tracking),
+                    _iso(now),
+                    json.dumps(segment) if segment else None,
+                ],
+            )
+            campaign_id = cursor.lastrowid
+            self.conn.executemany(
+                "INSERT INTO campaign_articles VALUES (?, ?, ?)",
+                [(campaign_id, article_id, pos) for pos, article_id in enumerate(article_ids)],
+            )
+        return campaign_id
+
+    def campaign(self, campaign_id: int) -> dict[str, Any]:
+        row = self._row("SELECT * FROM campaigns WHERE id = ?", [campaign_id])
+        if row is None:
+            raise NotFound(
+                f"campaign {campaign_id}: no such campaign; see `newsletter campaign list`"
+            )
+        row["tracking"] = bool(row["tracking"])
+        row["article_ids"] = [
+            r["article_id"]
+            for r in self._rows(
+                "SELECT article_id FROM campaign_articles WHERE campaign_id = ? ORDER BY position",
+                [campaign_id],
+            )
+        ]
+        return row
+
+    def campaigns(self) -> list[dict[str, Any]]:
+        return self._rows(
+            """
+            SELECT c.*,
+              (SELECT COUNT(*) FROM deliveries d WHERE d.campaign_id = c.id) AS recipients,
+              (SELECT COUNT(*) FROM deliveries d WHERE d.campaign_id = c.id
+                 AND d.status = 'sent') AS sent,
+              (SELECT COUNT(*) FROM deliveries d WHERE d.campaign_id = c.id
+                 AND d.status = 'failed') AS failed,
+              (SELECT COUNT(*) FROM deliveries d WHERE d.campaign_id = c.id
+                 AND d.status = 'in_doubt') AS in_doubt
+            FROM campaigns c ORDER BY c.id
+            """
+        )
+
+    def set_campaign_status(
+        self,
+        campaign_id: int,
+        status: str,
+        allowed_from: Iterable[str],
+        now: datetime,
+        **extra: Any,
+    ) -> bool:
+        """Move a campaign to a status if it is in one of ``allowed_from``; return success."""
+        allowed = list(allowed_from)
+        assignments = ", ".join(["status = ?"] + [f"{k} = ?" for k in extra])
+        values = [status, *extra.values()]
+        if status in ("sent", "cancelled"):
+            assignments += ", finished_at = ?"
+            values.append(_iso(now))
+        marks = ", ".join("?" for _ in allowed)
+        with self.transaction():
+            cursor = self.conn.execute(
+                f"UPDATE campaigns SET {assignments} WHERE id = ? AND status IN ({marks})",
+                [*values, campaign_id, *allowed],
+            )
+        return cursor.rowcount == 1
+
+    def campaign_status(self, campaign_id: int) -> str:
+        return self._value("SELECT status FROM campaigns WHERE id = ?", [campaign_id])
+
+    def due_campaigns(self, now: datetime) -> list[int]:
+        """Scheduled campaigns whose time has come, and campaigns left sending by a stop."""
+        return [
+            r["id"]
+            for r in self._rows(
+                "SELECT id FROM campaigns WHERE (status = 'scheduled' AND scheduled_at <= ?) "
+                "OR status = 'sending' ORDER BY id",
+                [_iso(now)],
+            )
+        ]
+
+    def register_links(
+        self, campaign_id: int, links: list[tuple[str, int | None]]
+    ) -> dict[str, int]:
+        """Store the campaign's links (url, article id) and return their ids by url."""
+        with self.transaction():
+            self.conn.executemany(
+                "INSERT OR IGNORE INTO links (campaign_id, url, article_id) VALUES (?, ?, ?)",
+                [(campaign_id, url, article_id) for url, article_id in links],
+            )
+        return self.links(campaign_id)
+
+    def links(self, campaign_id: int) -> dict[str, int]:
+        return {
+            r["url"]: r["id"]
+            for r in self._rows("SELECT id, url FROM links WHERE campaign_id = ?", [campaign_id])
+        }
+
+    def link(self, link_id: int, campaign_id: int) -> dict[str, Any] | None:
+        """The link registered under this id for this campaign, or None."""
+        return self._row(
+            "SELECT id, url, article_id FROM links WHERE id = ? AND campaign_id = ?",
+            [link_id, campaign_id],
+        )

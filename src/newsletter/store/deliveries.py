@@ -1,0 +1,260 @@
+"""The delivery ledger and the send lease."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+from newsletter.store.base import (
+    DEFERRED,
+    FAILED,
+    IN_DOUBT,
+    PENDING,
+    SENDING,
+    SENT,
+    SKIPPED,
+    StoreBase,
+    _iso,
+    _recipient_filter,
+)
+
+
+class DeliveriesQueries(StoreBase):
+    # -- the delivery ledger -----------------------------------------------
+
+    def start_campaign(self, campaign_id: int, list_id: int | None, now: datetime) -> bool:
+        """Move a draft or scheduled campaign to sending and plan its deliveries, atomically.
+
+        One pending row per recipient is written in the same transaction as
+        the status change, so a crash can never leave a sending campaign
+        without its recipient list. Recipients are confirmed, not suppressed,
+        on the campaign's list (and not left it) and in its segment, if it has
+        those. False if the campaign was not in a state that can start.
+        """
+        with self.transaction():
+            cursor = self.conn.execute(
+                "UPDATE campaigns SET status = 'sending', started_at = ? "
+                "WHERE id = ? AND status IN ('draft', 'scheduled')",
+                [_iso(now), campaign_id],
+            )
+            if cursor.rowcount != 1:
+                return False
+            segment = self._value("SELECT segment FROM campaigns WHERE id = ?", [campaign_id])
+            where, params = _recipient_filter(list_id, json.loads(segment) if segment else [])
+            self.conn.execute(
+                "INSERT OR IGNORE INTO deliveries (campaign_id, subscriber_id, status, queued_at) "
+                f"SELECT ?, s.id, 'pending', ? FROM subscribers s WHERE {where} ORDER BY s.id",
+                [campaign_id, _iso(now), *params],
+            )
+        return True
+
+    def count_recipients(self, list_id: int | None, segment: list[dict[str, Any]]) -> int:
+        """How many subscribers a campaign with this list and segment would go to now."""
+        where, params = _recipient_filter(list_id, segment)
+        return self._value(f"SELECT COUNT(*) FROM subscribers s WHERE {where}", params)
+
+    def in_flight(self, campaign_id: int) -> list[dict[str, Any]]:
+        """Rows left 'sending' by a sender that stopped mid-call."""
+        return self._rows(
+            "SELECT * FROM deliveries WHERE campaign_id = ? AND status = 'sending'", [campaign_id]
+        )
+
+    def next_pending(
+        self, campaign_id: int, after_id: int, limit: int, now: datetime | None = None
+    ) -> list[dict[str, Any]]:
+        """Stream the rows due for a try in id order, a batch at a time (flat memory).
+
+        Pending rows are always due; deferred ones once their retry time has come.
+        """
+        due = _iso(now) if now is not None else "9999"
+        rows = self._rows(
+            "SELECT d.id, d.subscriber_id, d.attempts, s.email, s.first_name, s.last_name, "
+            "s.status AS subscriber_status, s.tags, s.attributes FROM deliveries d "
+            "LEFT JOIN subscribers s ON s.id = d.subscriber_id "
+            "WHERE d.campaign_id = ? AND d.id > ? AND (d.status = 'pending' OR "
+            "(d.status = 'deferred' AND COALESCE(d.next_attempt_at, '') <= ?)) "
+            "ORDER BY d.id LIMIT ?",
+            [campaign_id, after_id, due, limit],
+        )
+        for row in rows:
+            if row["email"] is not None:
+                row["tags"] = json.loads(row["tags"])
+                row["attributes"] = json.loads(row["attributes"])
+        return rows
+
+    def claim_deliveries(
+        self, claims: list[tuple[int, str]], now: datetime
+    ) -> tuple[set[int], set[int]]:
+        """Mark rows 'sending' (with their Message-IDs) in one transaction, before the call.
+
+        The subscriber must still be confirmed at this instant: a row whose
+        subscriber unsubscribed (or was erased) since the campaign started is
+        marked 'skipped' instead, in the same transaction. Returns the ids
+        claimed and the ids skipped; a row another sender took is in neither.
+        """
+        claimed, skipped = set(), set()
+        stamp = _iso(now)
+        with self.transaction():
+            for delivery_id, message_id in claims:
+                cursor = self.conn.execute(
+                    "UPDATE deliveries SET status = 'sending', message_id = ?, sending_at = ?, "
+                    "attempts = attempts + 1 WHERE id = ? AND status IN ('pending', 'deferred') "
+                    "AND EXISTS (SELECT 1 FROM subscribers s WHERE s.id = "
+                    "deliveries.subscriber_id AND s.status = 'confirmed')",
+                    [message_id, stamp, delivery_id],
+                )
+                if cursor.rowcount == 1:
+                    claimed.add(delivery_id)
+                    continue
+                cursor = self.conn.execute(
+                    "UPDATE deliveries SET status = 'skipped', error = 'no longer subscribed', "
+                    "done_at = ? WHERE id = ? AND status IN ('pending', 'deferred')",
+                    [stamp, delivery_id],
+                )
+                if cursor.rowcount == 1:
+                    skipped.add(delivery_id)
+        return claimed, skipped
+
+    def record_outcomes(self, outcomes: list[dict[str, Any]], now: datetime) -> None:
+        """Record what the provider said about a batch, in one transaction.
+
+        Each outcome: id, status (sent, failed, deferred), error, provider_id,
+        next_attempt_at, and bounce (the subscriber id to suppress, if any).
+        """
+        stamp = _iso(now)
+        with self.transaction():
+            for o in outcomes:
+                self.conn.execute(
+                    "UPDATE deliveries SET status = ?, error = ?, done_at = ?, "
+                    "provider_id = COALESCE(?, provider_id), next_attempt_at = ? "
+                    "WHERE id = ? AND status = 'sending'",
+                    [
+                        o["status"],
+                        o.get("error"),
+                        stamp,
+                        o.get("provider_id"),
+                        o.get("next_attempt_at"),
+                        o["id"],
+                    ],
+                )
+                if o.get("bounce"):
+                    self.conn.execute(
+                        "UPDATE subscribers SET status = 'bounced', updated_at = ? "
+                        "WHERE id = ? AND status = 'confirmed'",
+                        [stamp, o["bounce"]],
+                    )
+                    self.conn.execute(
+                        "INSERT INTO events (at, kind, campaign_id, subscriber_id, detail) "
+                        "SELECT ?, 'bounce', campaign_id, ?, ? FROM deliveries WHERE id = ?",
+                        [stamp, o["bounce"], o.get("error"), o["id"]],
+                    )
+
+    def take_lease(
+        self,
+        campaign_id: int,
+        owner: str,
+        host: str,
+        pid: int,
+        now: float,
+        seconds: float,
+        alive: Callable[[str, int], bool],
+    ) -> dict[str, Any] | None:
+        """Become the one sender of a campaign; return the holder's row if someone else is.
+
+        A lease is free when it has expired or when its holder is a process on
+        this host that no longer runs (a SIGKILLed sender frees it at once).
+        Times are wall-clock seconds, comparable between processes.
+        """
+        with self.transaction():
+            holder = self._row("SELECT * FROM send_leases WHERE campaign_id = ?", [campaign_id])
+            if holder is not None and holder["owner"] != owner:
+                alive_now = alive(holder["host"], holder["pid"])
+                # A live process on this host keeps its lease even past expiry (it may be
+                # stalled on a slow server); a remote holder is trusted until it expires.
+                if alive_now and (holder["host"] == host or holder["expires_at"] > now):
+                    return holder
+            self.conn.execute(
+                "INSERT OR REPLACE INTO send_leases VALUES (?, ?, ?, ?, ?)",
+                [campaign_id, owner, host, pid, now + seconds],
+            )
+        return None
+
+    def renew_lease(self, campaign_id: int, owner: str, now: float, seconds: float) -> bool:
+        cursor = self.conn.execute(
+            "UPDATE send_leases SET expires_at = ? WHERE campaign_id = ? AND owner = ?",
+            [now + seconds, campaign_id, owner],
+        )
+        return cursor.rowcount == 1
+
+    def release_lease(self, campaign_id: int, owner: str) -> None:
+        self.conn.execute(
+            "DELETE FROM send_leases WHERE campaign_id = ? AND owner = ?", [campaign_id, owner]
+        )
+
+    def next_retry_at(self, campaign_id: int) -> str | None:
+        """When the earliest deferred row of a campaign may be tried again."""
+        return self._value(
+            "SELECT MIN(next_attempt_at) FROM deliveries WHERE campaign_id = ? "
+            "AND status = 'deferred'",
+            [campaign_id],
+        )
+
+    def claim_delivery(self, delivery_id: int, message_id: str, now: datetime) -> bool:
+        """Mark a row 'sending' before the provider call; False if another sender took it."""
+        cursor = self.conn.execute(
+            "UPDATE deliveries SET status = 'sending', message_id = ?, sending_at = ?, "
+            "attempts = attempts + 1 WHERE id = ? AND status IN ('pending', 'deferred')",
+            [message_id, _iso(now), delivery_id],
+        )
+        return cursor.rowcount == 1
+
+    def finish_delivery(
+        self,
+        delivery_id: int,
+        status: str,
+        now: datetime,
+        error: str | None = None,
+        message_id: str | None = None,
+    ) -> None:
+        """Record the outcome of a provider call (or of an in-flight row's resolution)."""
+        self.conn.execute(
+            "UPDATE deliveries SET status = ?, error = ?, done_at = ?, "
+            "message_id = COALESCE(?, message_id) WHERE id = ?",
+            [status, error, _iso(now), message_id, delivery_id],
+        )
+
+    def retry_in_doubt(self, campaign_id: int) -> int:
+        """Put in-doubt rows back to pending on purpose; return how many."""
+        with self.transaction():
+            cursor = self.conn.execute(
+                "UPDATE deliveries SET status = 'pending', attempts = 0, next_attempt_at = NULL "
+                "WHERE campaign_id = ? AND status = 'in_doubt'",
+                [campaign_id],
+            )
+        return cursor.rowcount
+
+    def retry_failed(self, campaign_id: int) -> int:
+        with self.transaction():
+            cursor = self.conn.execute(
+                "UPDATE deliveries SET status = 'pending', error = NULL, attempts = 0, "
+                "next_attempt_at = NULL WHERE campaign_id = ? AND status = 'failed'",
+                [campaign_id],
+            )
+        return cursor.rowcount
+
+    def delivery_counts(self, campaign_id: int) -> dict[str, int]:
+        counts = dict.fromkeys((PENDING, SENDING, SENT, FAILED, DEFERRED, IN_DOUBT, SKIPPED), 0)
+        for row in self._rows(
+            "SELECT status, COUNT(*) AS n FROM deliveries WHERE campaign_id = ? GROUP BY status",
+            [campaign_id],
+        ):
+            counts[row["status"]] = row["n"]
+        return counts
+
+    def delivery(self, campaign_id: int, subscriber_id: int) -> dict[str, Any] | None:
+        return self._row(
+            "SELECT * FROM deliveries WHERE campaign_id = ? AND subscriber_id = ?",
+            [campaign_id, subscriber_id],
+        )

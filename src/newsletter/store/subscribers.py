@@ -1,0 +1,623 @@
+"""Subscribers, lists, consent records and the suppression list."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+from newsletter.errors import NotFound
+from newsletter.store.base import (
+    ERASED_PREFIX,
+    IMPORT_BATCH,
+    SUPPRESSED,
+    StoreBase,
+    _decode_consent,
+    _decode_subscriber,
+    _iso,
+    _json,
+    erased_key,
+)
+
+
+class SubscribersQueries(StoreBase):
+    # -- subscribers, lists, consent, suppression ------------------------------
+
+    def subscriber_by_email(self, email: str, any_case: bool = False) -> dict[str, Any] | None:
+        """The subscriber with this address; ``any_case``: or the one spelled otherwise."""
+        row = self._row("SELECT * FROM subscribers WHERE email = ?", [email])
+        if row is None and any_case:
+            rows = self._rows(
+                "SELECT * FROM subscribers WHERE email = ? COLLATE NOCASE LIMIT 2", [email]
+            )
+            row = rows[0] if len(rows) == 1 else None
+        return _decode_subscriber(row) if row else None
+
+    def subscriber(self, subscriber_id: int) -> dict[str, Any] | None:
+        row = self._row("SELECT * FROM subscribers WHERE id = ?", [subscriber_id])
+        return _decode_subscriber(row) if row else None
+
+    def subscribers(
+        self, status: str | None = None, list_id: int | None = None
+    ) -> list[dict[str, Any]]:
+        """Subscribers in id order, optionally only one status or the members of one list."""
+        where, params = [], []
+        if status:
+            where.append("s.status = ?")
+            params.append(status)
+        if list_id is not None:
+            where.append(
+                "EXISTS (SELECT 1 FROM memberships m WHERE m.subscriber_id = s.id "
+                "AND m.list_id = ? AND m.unsubscribed_at IS NULL)"
+            )
+            params.append(list_id)
+        clause = f"WHERE {' AND '.join(where)}" if where else ""
+        rows = self._rows(f"SELECT s.* FROM subscribers s {clause} ORDER BY s.id", params)
+        return [_decode_subscriber(r) for r in rows]
+
+    def _suppression_keys(self) -> set[str]:
+        return {r[0].lower() for r in self.conn.execute("SELECT email FROM suppressions")}
+
+    def add_subscribers(
+        self,
+        rows: list[dict[str, Any]],
+        list_name: str | None,
+        source: str,
+        consent_text: str,
+        now: datetime,
+        *,
+        on_progress: Callable[[int], None] | None = None,
+    ) -> dict[str, int]:
+        """Insert the subscribers that are not in the database yet, in one transaction.
+
+        Known addresses keep everything they have: an import never changes a
+        status, and never turns a suppressed address (unsubscribed, bounced,
+        complained, erased) back on; those rows are counted as suppressed. A
+        new row that arrives opted out is stored as such and put on the
+        suppression list (``opted_out``). Each new row gets a consent record
+        naming the import. Rows go in with executemany, a batch at a time.
+        """
+        counts = {"added": 0, "existing": 0, "suppressed": 0, "opted_out": 0}
+        stamp = _iso(now)
+        lists_json = _json([list_name] if list_name else [])
+        with self.transaction():
+            list_id = self._ensure_list(list_name, now) if list_name else None
+            suppressed = self._suppression_keys()
+            erased = any(key.startswith(ERASED_PREFIX) for key in suppressed)
+            # Never reuse an id (see the subscribers table): start past the highest
+            # ever given out, which sqlite_sequence remembers after deletions.
+            next_id = (
+                self._value(
+                    "SELECT MAX(COALESCE((SELECT seq FROM sqlite_sequence "
+                    "WHERE name = 'subscribers'), 0), COALESCE(MAX(id), 0)) FROM subscribers"
+                )
+                + 1
+            )
+            # Known addresses: all of them in one scan when the table is not much
+            # bigger than the import, else looked up a batch at a time.
+            scan = next_id - 1 <= 4 * len(rows)
+            known: dict[str, tuple[int, str]] = {}
+            if scan:
+                known = {
+                    email: (subscriber_id, status)
+                    for email, subscriber_id, status in self.conn.execute(
+                        "SELECT email, id, status FROM subscribers"
+                    )
+                }
+            seen: set[str] = set()
+            for start in range(0, len(rows), IMPORT_BATCH):
+                chunk = rows[start : start + IMPORT_BATCH]
+                if not scan:
+                    marks = ", ".join("?" * len(chunk))
+                    known = {
+                        email: (subscriber_id, status)
+                        for email, subscriber_id, status in self.conn.execute(
+                            f"SELECT email, id, status FROM subscribers WHERE email IN ({marks})",
+                            [r["email"] for r in chunk],
+                        )
+                    }
+                people, consents, members, opted_out = [], [], [], []
+                first_id = next_id
+                for row in chunk:
+                    email = row["email"]
+                    current = known.get(email)
+                    if (current is not None and current[1] in SUPPRESSED) or (
+                        suppressed
+                        and (
+                            email.lower() in suppressed
+                            or (erased and erased_key(email) in suppressed)
+                        )
+                    ):
+                        counts["suppressed"] += 1
+                        continue
+                    if current is not None and row["status"] in SUPPRESSED:
+                        # A newer export says this known address opted out: moving
+                        # towards suppression is always safe (never the other way).
+                        self.conn.execute(
+                            "UPDATE subscribers SET status = ?, updated_at = ?, "
+                            "unsubscribed_at = COALESCE(unsubscribed_at, ?) WHERE id = ?",
+                            [row["status"], stamp, stamp, current[0]],
+                        )
+                        counts["opted_out"] += 1
+                        continue
+                    if current is not None or email in seen:
+                        counts["existing"] += 1
+                        if list_id is not None and current is not None:
+                            members.append((list_id, current[0], stamp))
+                        continue
+                    seen.add(email)
+                    status = row["status"]
+                    confirmed_at = stamp if status == "confirmed" else None
+                    tags = row.get("tags")
+                    attributes = row.get("attributes")
+                    evidence = row.get("consent")
+                    people.append(
+                        (
+                            next_id,
+                            email,
+                            row.get("first_name"),
+                            row.get("last_name"),
+                            status,
+                            _json(tags) if tags else "[]",
+                            _json(attributes) if attributes else "{}",
+                            source,
+                            stamp,
+                            stamp,
+                            confirmed_at,
+                            stamp if status == "unsubscribed" else None,
+                        )
+                    )
+                    consents.append(
+                        (
+                            next_id,
+                            email,
+                            confirmed_at,
+                            _json(evidence) if evidence else None,
+                        )
+                    )
+                    if status in SUPPRESSED:
+                        # Later rows of this import with the same address must see it.
+                        suppressed.add(email.lower())
+                        opted_out.append((email, status, stamp))
+                    elif list_id is not None:
+                        members.append((list_id, next_id, stamp))
+                    next_id += 1
+                counts["added"] += len(people)
+                counts["opted_out"] += len(opted_out)
+                self.conn.executemany(
+                    "INSERT INTO subscribers (id, email, first_name, last_name, status, tags, "
+                    "attributes, source, created_at, updated_at, confirmed_at, unsubscribed_at) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    people,
+                )
+                if any(c[3] for c in consents):
+                    self.conn.executemany(
+                        "INSERT INTO consents (subscriber_id, email, confirmed_at, detail, at, "
+                        "source, text, text_version, lists) "
+                        "VALUES (?, ?, ?, ?, ?, ?, ?, 'import', ?)",
+                        [(*c, stamp, source, consent_text, lists_json) for c in consents],
+                    )
+                elif consents:
+                    # No opt-in evidence to carry: copy from the rows just written, in C.
+                    self.conn.execute(
+                        "INSERT INTO consents (subscriber_id, email, confirmed_at, at, source, "
+                        "text, text_version, lists) "
+                        "SELECT id, email, confirmed_at, ?, ?, ?, 'import', ? "
+                        "FROM subscribers WHERE id BETWEEN ? AND ? ORDER BY id",
+                        [stamp, source, consent_text, lists_json, first_id, next_id - 1],
+                    )
+                if opted_out:
+                    self.conn.executemany(
+                        "INSERT OR IGNORE INTO suppressions (email, reason, at) VALUES (?, ?, ?)",
+                        opted_out,
+                    )
+                if members:
+                    self.conn.executemany(
+                        "INSERT OR IGNORE INTO memberships (list_id, subscriber_id, added_at) "
+                        "VALUES (?, ?, ?)",
+                        members,
+                    )
+                if on_progress:
+                    on_progress(start + len(chunk))
+        return counts
+
+    def _ensure_list(self, name: str, now: datetime) -> int:
+        self.conn.execute(
+            "INSERT OR IGNORE INTO lists (name, created_at) VALUES (?, ?)", [name, _iso(now)]
+        )
+        return self._value("SELECT id FROM lists WHERE name = ?", [name])
+
+    def list_id(self, name: str) -> int:
+        list_id = self._value("SELECT id FROM lists WHERE name = ?", [name])
+        if list_id is None:
+            raise NotFound(
+                f"list {name!r}: no such list; create it with `newsletter lists create {name}` "
+                f"or import subscribers with --list {name}"
+            )
+        return list_id
+
+    def create_list(self, name: str, description: str, public: bool, now: datetime) -> bool:
+        """Create a list, or update the description and visibility of an existing one.
+
+        Returns True if the list is new.
+        """
+        with self.transaction():
+            cursor = self.conn.execute(
+                "INSERT OR IGNORE INTO lists (name, created_at, description, public) "
+                "VALUES (?, ?, ?, ?)",
+                [name, _iso(now), description, int(public)],
+            )
+            if cursor.rowcount == 0:
+                self.conn.execute(
+                    "UPDATE lists SET description = ?, public = ? WHERE name = ?",
+                    [description, int(public), name],
+                )
+        return cursor.rowcount == 1
+
+    def lists(self, public_only: bool = False) -> list[dict[str, Any]]:
+        """Every list (or only the public ones) with its number of current members."""
+        where = "WHERE l.public = 1" if public_only else ""
+        rows = self._rows(
+            "SELECT l.id, l.name, l.description, l.public, l.created_at, "
+            "(SELECT COUNT(*) FROM memberships m JOIN subscribers s ON s.id = m.subscriber_id "
+            " WHERE m.list_id = l.id AND m.unsubscribed_at IS NULL "
+            " AND s.status = 'confirmed') AS confirmed_members "
+            f"FROM lists l {where} ORDER BY l.name"
+        )
+        for row in rows:
+            row["public"] = bool(row["public"])
+        return rows
+
+    def memberships(self, subscriber_id: int) -> list[dict[str, Any]]:
+        """The lists a subscriber is or was on: joined (added_at) and left (unsubscribed_at)."""
+        rows = self._rows(
+            "SELECT l.id, l.name, l.description, l.public, m.added_at, m.unsubscribed_at "
+            "FROM memberships m JOIN lists l ON l.id = m.list_id "
+            "WHERE m.subscriber_id = ? ORDER BY l.name",
+            [subscriber_id],
+        )
+        for row in rows:
+            row["public"] = bool(row["public"])
+        return rows
+
+    def leave_list(
+        self,
+        subscriber_id: int,
+        list_id: int,
+        campaign_id: int | None,
+        now: datetime,
+        ip: str | None = None,
+        user_agent: str | None = None,
+    ) -> bool:
+        """Leave one list at once, including its campaigns already sending; False if not on it."""
+        stamp = _iso(now)
+        with self.transaction():
+            cursor = self.conn.execute(
+                "UPDATE memberships SET unsubscribed_at = ? WHERE list_id = ? "
+                "AND subscriber_id = ? AND unsubscribed_at IS NULL",
+                [stamp, list_id, subscriber_id],
+            )
+            if cursor.rowcount != 1:
+                return False
+            # The send loop re-checks only the subscriber's status, so the rows
+            # still waiting in this list's campaigns are settled here.
+            self.conn.execute(
+                "UPDATE deliveries SET status = 'skipped', error = 'left the list', done_at = ? "
+                "WHERE subscriber_id = ? AND status IN ('pending', 'deferred') "
+                "AND campaign_id IN (SELECT id FROM campaigns WHERE list_id = ?)",
+                [stamp, subscriber_id, list_id],
+            )
+            self.conn.execute(
+                "INSERT INTO events (at, kind, campaign_id, subscriber_id, method, user_agent, "
+                "ip, detail) VALUES (?, 'leave_list', ?, ?, 'POST', ?, ?, ?)",
+                [stamp, campaign_id, subscriber_id, user_agent, ip, f"list {list_id}"],
+            )
+        return True
+
+    def join_list(
+        self,
+        subscriber_id: int,
+        list_id: int,
+        now: datetime,
+        source: str,
+        text: str,
+        version: str,
+        ip: str | None = None,
+        user_agent: str | None = None,
+    ) -> bool:
+        """Put a confirmed subscriber (back) on a list, with a consent record; False if not."""
+        stamp = _iso(now)
+        with self.transaction():
+            subscriber = self._row(
+                "SELECT email, status FROM subscribers WHERE id = ?", [subscriber_id]
+            )
+            name = self._value("SELECT name FROM lists WHERE id = ?", [list_id])
+            if subscriber is None or name is None or subscriber["status"] != "confirmed":
+                return False
+            self.conn.execute(
+                "INSERT INTO memberships (list_id, subscriber_id, added_at) VALUES (?, ?, ?) "
+                "ON CONFLICT (list_id, subscriber_id) DO UPDATE SET unsubscribed_at = NULL, "
+                "added_at = excluded.added_at",
+                [list_id, subscriber_id, stamp],
+            )
+            self.conn.execute(
+                "INSERT INTO consents (subscriber_id, email, at, source, text, text_version, ip, "
+                "user_agent, confirmed_at, confirm_ip, lists) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [
+                    subscriber_id,
+                    subscriber["email"],
+                    stamp,
+                    source,
+                    text,
+                    version,
+                    ip,
+                    user_agent,
+                    stamp,
+                    ip,
+                    json.dumps([name]),
+                ],
+            )
+        return True
+
+    def request_opt_in(
+        self,
+        email: str,
+        *,
+        lists: list[str],
+        source: str,
+        text: str,
+        version: str,
+        ip: str | None,
+        user_agent: str | None,
+        detail: dict[str, Any],
+        now: datetime,
+        quiet_since: datetime,
+    ) -> tuple[int | None, int]:
+        """Record a pending consent for an address, adding it as unconfirmed if it is new.
+
+        Nothing else about a known address changes until the subscriber
+        confirms. Returns (consent id, subscriber id); the consent id is None
+        when a confirmation email of a consent still pending went out after
+        ``quiet_since``, so one address cannot be flooded with them.
+        """
+        stamp = _iso(now)
+        with self.transaction():
+            subscriber_id = self._value("SELECT id FROM subscribers WHERE email = ?", [email])
+            if subscriber_id is None:
+                # The same mailbox typed with other capitals is the same person.
+                same = self.conn.execute(
+                    "SELECT id FROM subscribers WHERE email = ? COLLATE NOCASE LIMIT 2", [email]
+                ).fetchall()
+                subscriber_id = same[0][0] if len(same) == 1 else None
+            if subscriber_id is None:
+                blocked = self._value("SELECT 1 FROM suppressions WHERE email = ?", [email])
+                cursor = self.conn.execute(
+                    "INSERT INTO subscribers (email, status, source, created_at, updated_at) "
+                    "VALUES (?, ?, ?, ?, ?)",
+                    [email, "unsubscribed" if blocked else "unconfirmed", source, stamp, stamp],
+                )
+                subscriber_id = cursor.lastrowid
+            elif self._value(
+                "SELECT 1 FROM consents WHERE subscriber_id = ? AND confirmed_at IS NULL "
+                "AND confirm_sent_at > ? LIMIT 1",
+                [subscriber_id, _iso(quiet_since)],
+            ):
+                return None, subscriber_id
+            cursor = self.conn.execute(
+                "INSERT INTO consents (subscriber_id, email, at, source, text, text_version, ip, "
+                "user_agent, lists, detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [
+                    subscriber_id,
+                    email,
+                    stamp,
+                    source,
+                    text,
+                    version,
+                    ip,
+                    user_agent,
+                    json.dumps(lists),
+                    json.dumps(detail, ensure_ascii=False),
+                ],
+            )
+        return cursor.lastrowid, subscriber_id
+
+    def consent(self, consent_id: int) -> dict[str, Any] | None:
+        """One consent record, its lists and details decoded."""
+        row = self._row("SELECT * FROM consents WHERE id = ?", [consent_id])
+        return _decode_consent(row) if row else None
+
+    def mark_confirmation_sent(self, consent_id: int, now: datetime) -> None:
+        with self.transaction():
+            self.conn.execute(
+                "UPDATE consents SET confirm_sent_at = ? WHERE id = ?", [_iso(now), consent_id]
+            )
+
+    def confirm_opt_in(
+        self, consent_id: int, subscriber_id: int, now: datetime, ip: str | None
+    ) -> str:
+        """Confirm a pending consent: the subscriber's own opt-in, the one way off suppression.
+
+        In one transaction: the consent gets its confirmation time and IP, the
+        address leaves the suppression list, the subscriber becomes confirmed
+        (names given on the form fill empty ones only) and joins the consent's
+        lists. Returns "confirmed", "already" (this consent was confirmed
+        before), "stale" (the address was suppressed after this consent was
+        asked for: an older link must not undo a later unsubscribe) or
+        "unknown".
+        """
+        stamp = _iso(now)
+        with self.transaction():
+            consent = self._row(
+                "SELECT c.at, c.confirmed_at, c.lists, c.detail, c.source, s.email, s.status "
+                "FROM consents c JOIN subscribers s ON s.id = c.subscriber_id "
+                "WHERE c.id = ? AND c.subscriber_id = ?",
+                [consent_id, subscriber_id],
+            )
+            if consent is None:
+                return "unknown"
+            if consent["confirmed_at"] is not None:
+                return "already"
+            email = consent["email"]
+            suppressed_at = self._value(
+                "SELECT at FROM suppressions WHERE email = ? OR email = ?",
+                [email, erased_key(email)],
+            )
+            # >=: times are kept to the second, and an unsubscribe in the same second
+            # as the request must win.
+            if suppressed_at is not None and suppressed_at >= consent["at"]:
+                return "stale"
+            self.conn.execute(
+                "UPDATE consents SET confirmed_at = ?, confirm_ip = ? WHERE id = ?",
+                [stamp, ip, consent_id],
+            )
+            self.conn.execute(
+                "DELETE FROM suppressions WHERE email = ? OR email = ?", [email, erased_key(email)]
+            )
+            detail = json.loads(consent["detail"] or "{}")
+            self.conn.execute(
+                "UPDATE subscribers SET status = 'confirmed', confirmed_at = ?, "
+                "unsubscribed_at = NULL, updated_at = ?, "
+                "first_name = COALESCE(first_name, ?), last_name = COALESCE(last_name, ?) "
+                "WHERE id = ?",
+                [stamp, stamp, detail.get("first_name"), detail.get("last_name"), subscriber_id],
+            )
+            for name in json.loads(consent["lists"] or "[]"):
+                list_id = self._value("SELECT id FROM lists WHERE name = ?", [name])
+                if list_id is None:
+                    continue  # removed since the consent was given
+                self.conn.execute(
+                    "INSERT INTO memberships (list_id, subscriber_id, added_at) VALUES (?, ?, ?) "
+                    "ON CONFLICT (list_id, subscriber_id) DO UPDATE SET unsubscribed_at = NULL, "
+                    "added_at = excluded.added_at",
+                    [list_id, subscriber_id, stamp],
+                )
+            self.conn.execute(
+                "INSERT INTO events (at, kind, subscriber_id, method, ip, detail) "
+                "VALUES (?, 'confirm', ?, 'POST', ?, ?)",
+                [stamp, subscriber_id, ip, consent["source"]],
+            )
+        return "confirmed"
+
+    def suppressions(self) -> list[dict[str, Any]]:
+        """The suppression list, oldest first; erased people appear by hash only."""
+        return self._rows("SELECT email, reason, at FROM suppressions ORDER BY at, email")
+
+    def is_suppressed(self, email: str) -> bool:
+        return bool(
+            self._value(
+                "SELECT 1 FROM suppressions WHERE email = ? OR email = ?",
+                [email, erased_key(email)],
+            )
+        )
+
+    def unsubscribe(
+        self,
+        subscriber_id: int,
+        campaign_id: int | None,
+        now: datetime,
+        how: str,
+        ip: str | None = None,
+        user_agent: str | None = None,
+    ) -> bool:
+        """Unsubscribe at once and record the event; return False if already out.
+
+        The status change puts the address on the suppression list (trigger).
+        """
+        with self.transaction():
+            cursor = self.conn.execute(
+                "UPDATE subscribers SET status = 'unsubscribed', unsubscribed_at = ?, "
+                "updated_at = ? WHERE id = ? AND status NOT IN "
+                "('unsubscribed', 'bounced', 'complained')",
+                [_iso(now), _iso(now), subscriber_id],
+            )
+            changed = cursor.rowcount == 1
+            if changed:
+                self.conn.execute(
+                    "INSERT INTO events (at, kind, campaign_id, subscriber_id, method, "
+                    "user_agent, ip, detail) VALUES (?, 'unsubscribe', ?, ?, ?, ?, ?, ?)",
+                    [_iso(now), campaign_id, subscriber_id, "POST", user_agent, ip, how],
+                )
+        return changed
+
+    def mark_bounced(
+        self, subscriber_id: int, campaign_id: int | None, now: datetime, reason: str
+    ) -> None:
+        """A permanent failure: suppress the address and record the bounce."""
+        with self.transaction():
+            self.conn.execute(
+                "UPDATE subscribers SET status = 'bounced', updated_at = ? WHERE id = ?",
+                [_iso(now), subscriber_id],
+            )
+            self.conn.execute(
+                "INSERT INTO events (at, kind, campaign_id, subscriber_id, detail) "
+                "VALUES (?, 'bounce', ?, ?, ?)",
+                [_iso(now), campaign_id, subscriber_id, reason],
+            )
+
+    def delete_subscriber(self, subscriber_id: int, now: datetime) -> None:
+        """Erase a person; their events stay, anonymised, so campaign totals stay right.
+
+        Consent records stay as proof, without address, IP or user agent. The
+        address stays on the suppression list only as a hash, so an old export
+        imported later cannot bring the person back; a new opt-in of their own
+        still can.
+        """
+        with self.transaction():
+            email = self._value("SELECT email FROM subscribers WHERE id = ?", [subscriber_id])
+            if email is None:
+                return
+            reason = self._value("SELECT reason FROM suppressions WHERE email = ?", [email])
+            self.conn.execute("DELETE FROM suppressions WHERE email = ?", [email])
+            self.conn.execute(
+                "INSERT OR IGNORE INTO suppressions (email, reason, at) VALUES (?, ?, ?)",
+                [erased_key(email), reason or "erased", _iso(now)],
+            )
+            self.conn.execute(
+                "UPDATE events SET subscriber_id = NULL, ip = NULL, user_agent = NULL "
+                "WHERE subscriber_id = ?",
+                [subscriber_id],
+            )
+            self.conn.execute(
+                "UPDATE consents SET email = '(deleted)', ip = NULL, user_agent = NULL, "
+                "confirm_ip = NULL, detail = NULL WHERE subscriber_id = ?",
+                [subscriber_id],
+            )
+            self.conn.execute("DELETE FROM subscribers WHERE id = ?", [subscriber_id])
+
+    def subscriber_record(self, subscriber_id: int) -> dict[str, Any]:
+        """Everything held on one person, for a data-subject access request."""
+        subscriber = self.subscriber(subscriber_id)
+        email = subscriber["email"] if subscriber else ""
+        suppression = self._row(
+            "SELECT reason, at FROM suppressions WHERE email = ? OR email = ?",
+            [email, erased_key(email)],
+        )
+        return {
+            "subscriber": subscriber,
+            "lists": [
+                {"name": m["name"], "joined_at": m["added_at"], "left_at": m["unsubscribed_at"]}
+                for m in self.memberships(subscriber_id)
+            ],
+            "suppression": suppression,
+            "consents": [
+                _decode_consent(r)
+                for r in self._rows(
+                    "SELECT at, source, text, text_version, ip, user_agent, lists, detail, "
+                    "confirm_sent_at, confirmed_at, confirm_ip FROM consents "
+                    "WHERE subscriber_id = ? ORDER BY id",
+                    [subscriber_id],
+                )
+            ],
+            "deliveries": self._rows(
+                "SELECT campaign_id, status, done_at FROM deliveries WHERE subscriber_id = ? "
+                "ORDER BY id",
+                [subscriber_id],
+            ),
+            "events": self._rows(
+                "SELECT at, kind, campaign_id, link_id, article_id, method, user_agent, ip, "
+                "classification, detail FROM events WHERE subscriber_id = ? ORDER BY id",
+                [subscriber_id],
+            ),
+        }
