@@ -136,7 +136,7 @@ def test_in_flight_rows_are_settled_by_the_outbox(workspace: Workspace) -> None:
         subscriber = store.subscriber(row["subscriber_id"])
         key = delivery.delivery_key(campaign_id, row["id"])
         msg_id, data = mail.message(subscriber, key, NOW)
-        assert store.claim_delivery(row["id"], msg_id, NOW)
+        assert store.claim_deliveries([(row["id"], msg_id)], NOW) == ({row["id"]}, set())
         if row is handed_over:
             transport.send(Envelope("news@clinic.example.com", subscriber["email"], data, key))
     transport.close()
@@ -151,7 +151,7 @@ def test_in_flight_rows_over_smtp_are_in_doubt_until_retried(smtp_ws) -> None:
     campaign_id = _prepare(ws)
     campaigns.start(store, campaign_id, NOW)
     row = store.next_pending(campaign_id, 0, 1)[0]
-    assert store.claim_delivery(row["id"], "<x@y>", NOW)
+    assert store.claim_deliveries([(row["id"], "<x@y>")], NOW) == ({row["id"]}, set())
     progress = jobs.send_campaign(ws, store, campaign_id, clock)
     assert progress.settled["in_doubt"] == 1
     doubtful = store.subscriber(row["subscriber_id"])["email"]

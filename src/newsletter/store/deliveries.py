@@ -193,23 +193,6 @@ class DeliveriesQueries(StoreBase):
             "DELETE FROM send_leases WHERE campaign_id = ? AND owner = ?", [campaign_id, owner]
         )
 
-    def next_retry_at(self, campaign_id: int) -> str | None:
-        """When the earliest deferred row of a campaign may be tried again."""
-        return self._value(
-            "SELECT MIN(next_attempt_at) FROM deliveries WHERE campaign_id = ? "
-            "AND status = 'deferred'",
-            [campaign_id],
-        )
-
-    def claim_delivery(self, delivery_id: int, message_id: str, now: datetime) -> bool:
-        """Mark a row 'sending' before the provider call; False if another sender took it."""
-        cursor = self.conn.execute(
-            "UPDATE deliveries SET status = 'sending', message_id = ?, sending_at = ?, "
-            "attempts = attempts + 1 WHERE id = ? AND status IN ('pending', 'deferred')",
-            [message_id, _iso(now), delivery_id],
-        )
-        return cursor.rowcount == 1
-
     def finish_delivery(
         self,
         delivery_id: int,
@@ -218,10 +201,14 @@ class DeliveriesQueries(StoreBase):
         error: str | None = None,
         message_id: str | None = None,
     ) -> None:
-        """Record the outcome of a provider call (or of an in-flight row's resolution)."""
+        """Settle one row that is not settled yet (a crash leftover, a skip, a failure).
+
+        A row already sent, failed or in doubt is never overwritten.
+        """
         self.conn.execute(
             "UPDATE deliveries SET status = ?, error = ?, done_at = ?, "
-            "message_id = COALESCE(?, message_id) WHERE id = ?",
+            "message_id = COALESCE(?, message_id) WHERE id = ? "
+            "AND status IN ('pending', 'deferred', 'sending')",
             [status, error, _iso(now), message_id, delivery_id],
         )
 
