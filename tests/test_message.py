@@ -380,3 +380,18 @@ def test_errors_in_an_inlined_template_name_the_line_as_written(ws_dir: Path) ->
         templates.render(
             {"campaign": {}, "articles": [], "subscriber": {}, "sender": {}, "links": {}}
         )
+
+
+@pytest.mark.parametrize("design", ["announcement", "digest"])
+def test_the_preheader_is_hidden_at_the_top_of_both_designs(ws_dir: Path, design: str) -> None:
+    ws = _ws(ws_dir)
+    _campaign(ws)
+    articles = str(_seed_article_id(ws.store)) if design == "announcement" else "1,2,3"
+    campaign_id = campaigns.create(
+        ws.store, ws.settings, "S", articles, design, None, NOW, preheader="Five minutes <daily>"
+    )
+    html = _mail(ws, campaign_id).render(ws.store.subscribers("confirmed")[0]).html
+    body = _body(html)
+    hidden = re.search(r'<div style="display:\s*none[^"]*">([^<]*)', body)
+    assert hidden and hidden.group(1).startswith("Five minutes &lt;daily&gt;")
+    assert body.index(hidden.group(0)) < body.index("View in browser")
