@@ -1,0 +1,304 @@
+"""Campaigns: create, preview, test, schedule, send, pause, retry."""
+
+from __future__ import annotations
+
+import datetime as dt
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from newsletter import campaigns, delivery, jobs, subscribers
+from newsletter.cli.base import Group, cli, subscriber_by_email, utcnow, ws_of
+from newsletter.errors import InputError
+from newsletter.workspace import Workspace
+
+# -- campaigns ---------------------------------------------------------------------------
+
+
+@cli.group(cls=Group)
+def campaign() -> None:
+    """Create, preview, test, schedule and send campaigns."""
+
+
+@campaign.command("create")
+@click.option("--subject", required=True, help="The subject line.")
+@click.option(
+    "--articles",
+    "article_spec",
+    default="new",
+    show_default=True,
+    help="'new' (articles no campaign has included) or ids such as 3,4.",
+)
+@click.option("--template", help="Template set name (default: [templates] default).")
+@click.option("--list", "list_name", help="Send only to this list (default: everyone confirmed).")
+@click.option(
+    "--segment",
+    "segments",
+    multiple=True,
+    help="Only subscribers matching tag:NAME, attribute:KEY=VALUE or attribute:KEY "
+    "(! in front excludes them). Repeatable; all must match.",
+)
+@click.option("--preheader", default="", help="The preview text shown after the subject.")
+@click.option("--no-tracking", is_flag=True, help="No open pixel and no click tracking.")
+@click.pass_context
+def campaign_create(
+    ctx: click.Context,
+    subject: str,
+    article_spec: str,
+    template: str | None,
+    list_name: str | None,
+    segments: tuple[str, ...],
+    preheader: str,
+    no_tracking: bool,
+) -> None:
+    """Create a draft campaign and print its id.
+
+    Recipients are chosen when it starts sending: confirmed, not suppressed,
+    on the list and in the segment if given.
+
+    \b
+    Example:
+        newsletter campaign create --subject "New on the blog" --articles new
+        newsletter campaign create --subject "For your back" --segment tag:back-pain
+    """
+    ws = ws_of(ctx)
+    rules = [subscribers.parse_segment(text) for text in segments]
+    if template and template != "auto":
+        ws.templates(template)  # a missing or broken template fails here, not at send time
+    campaign_id = campaigns.create(
+        ws.store,
+        ws.settings,
+        subject,
+        article_spec,
+        template,
+        list_name,
+        utcnow(),
+        preheader,
+        not no_tracking,
+        segment=rules,
+    )
+    if rules:
+        campaign = ws.store.campaign(campaign_id)
+        matching = ws.store.count_recipients(campaign["list_id"], rules)
+        click.echo(f"campaign {campaign_id}: {matching} subscribers match now", err=True)
+    click.echo(campaign_id)
+
+
+@campaign.command("list")
+@click.pass_context
+def campaign_list(ctx: click.Context) -> None:
+    """List campaigns with status, time (workspace zone) and progress.
+
+    \b
+    Example:
+        newsletter campaign list
+    """
+    ws = ws_of(ctx)
+    from zoneinfo import ZoneInfo
+
+    zone = ZoneInfo(ws.settings.schedule.timezone)
+    rows = ws.store.campaigns()
+    if not rows:
+        click.echo("no campaigns; create one with `newsletter campaign create`")
+    for c in rows:
+        when = c["finished_at"] or c["started_at"] or c["scheduled_at"] or c["created_at"]
+        local = dt.datetime.fromisoformat(when).astimezone(zone).strftime("%Y-%m-%d %H:%M %Z")
+        doubt = f", {c['in_doubt']} in doubt" if c["in_doubt"] else ""
+        click.echo(
+            f"{c['id']:>4}  {c['status']:<9}  {local}  {c['sent']}/{c['recipients']} sent, "
+            f"{c['failed']} failed{doubt}  {c['subject']}"
+        )
+        if c["status"] == "paused" and c["note"]:
+            click.echo(f"      {c['note']}")
+
+
+def _sample_subscriber(ws: Workspace, email: str | None) -> dict[str, Any]:
+    if email:
+        return subscriber_by_email(ws, email)
+    confirmed = ws.store.subscribers("confirmed")
+    return confirmed[0] if confirmed else dict(campaigns.SAMPLE_SUBSCRIBER)
+
+
+def _mail(ws: Workspace, campaign_id: int) -> campaigns.CampaignMail:
+    c = ws.store.campaign(campaign_id)
+    return campaigns.load_mail(
+        ws.store, campaign_id, ws.templates(c["template"]), ws.settings, ws.signer
+    )
+
+
+@campaign.command("preview")
+@click.argument("campaign_id", type=int)
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write the HTML here (default: campaign-ID.html).",
+)
+@click.option("--subscriber", "email", help="Render for this subscriber (default: the first).")
+@click.pass_context
+def campaign_preview(
+    ctx: click.Context, campaign_id: int, out: Path | None, email: str | None
+) -> None:
+    """Write the HTML for one subscriber to a file and print the text part.
+
+    \b
+    Example:
+        newsletter campaign preview 1 --out preview.html
+    """
+    ws = ws_of(ctx)
+    rendered = _mail(ws, campaign_id).render(_sample_subscriber(ws, email), tracked=False)
+    out = out or Path(f"campaign-{campaign_id}.html")
+    try:
+        out.write_text(rendered.html, encoding="utf-8")
+    except OSError as exc:
+        raise InputError(f"--out {out}: cannot write ({exc.strerror})") from None
+    click.echo(f"Subject: {rendered.subject}\nHTML: {out}\n")
+    click.echo(rendered.text)
+
+
+@campaign.command("test")
+@click.argument("campaign_id", type=int)
+@click.option("--to", "to_address", required=True, help="Any address; need not be a subscriber.")
+@click.pass_context
+def campaign_test(ctx: click.Context, campaign_id: int, to_address: str) -> None:
+    """Send one test message ([TEST] in the subject); it is not counted in the campaign.
+
+    \b
+    Example:
+        newsletter campaign test 1 --to me@example.com
+    """
+    from newsletter.transports import Envelope
+
+    ws = ws_of(ctx)
+    try:
+        address = subscribers.normalize_email(to_address)
+    except Exception as exc:  # noqa: BLE001
+        raise InputError(f"--to: {to_address!r} is not a valid address ({exc})") from None
+    mail = _mail(ws, campaign_id)
+    sample = dict(_sample_subscriber(ws, None), id=0)
+    key = f"test-c{campaign_id}-{utcnow():%Y%m%d%H%M%S%f}"
+    data = mail.test_message(sample, address, key, utcnow())
+    transport = ws.transport()
+    try:
+        transport.send(Envelope(ws.settings.sender.from_address, address, data, key))
+    finally:
+        transport.close()
+    click.echo(f"test message for campaign {campaign_id} sent to {address}")
+
+
+@campaign.command("schedule")
+@click.argument("campaign_id", type=int)
+@click.option("--at", "at", required=True, help='Local time "YYYY-MM-DD HH:MM".')
+@click.option("--tz", help="IANA time zone (default: [schedule] timezone).")
+@click.pass_context
+def campaign_schedule(ctx: click.Context, campaign_id: int, at: str, tz: str | None) -> None:
+    """Schedule a campaign; `newsletter run` sends it when the time comes.
+
+    \b
+    Example:
+        newsletter campaign schedule 1 --at "2026-12-01 09:00" --tz Europe/Berlin
+    """
+    ws = ws_of(ctx)
+    zone = tz or ws.settings.schedule.timezone
+    when = campaigns.parse_local_time(at, zone)
+    campaigns.schedule(ws.store, campaign_id, when, utcnow())
+    click.echo(f"campaign {campaign_id} scheduled for {at} {zone} ({when:%Y-%m-%d %H:%M} UTC)")
+
+
+@campaign.command("send")
+@click.argument("campaign_id", type=int)
+@click.pass_context
+def campaign_send(ctx: click.Context, campaign_id: int) -> None:
+    """Send a campaign now, in the foreground, with a progress bar.
+
+    Interrupted sends continue where they stopped when run again.
+
+    \b
+    Example:
+        newsletter campaign send 1
+    """
+    ws = ws_of(ctx)
+    mail, transport = jobs.prepare_send(ws, ws.store, campaign_id, utcnow())
+    counts = ws.store.delivery_counts(campaign_id)
+    todo = counts["pending"] + counts["deferred"]
+    try:
+        with click.progressbar(
+            length=todo, label=f"campaign {campaign_id}", file=sys.stderr, show_eta=True
+        ) as bar:
+            done = [0]
+
+            def on_progress(p: Any) -> None:
+                total = p.sent + p.failed + p.deferred + p.skipped
+                bar.update(total - done[0])
+                done[0] = total
+
+            progress = delivery.send_campaign(
+                ws.store, transport, mail, utcnow, on_progress=on_progress
+            )
+    finally:
+        transport.close()
+    click.echo(
+        f"campaign {campaign_id}: {progress.sent} sent, {progress.failed} failed, "
+        f"{progress.deferred} deferred, {progress.skipped} skipped"
+        + ("" if progress.finished else " (not finished; run again to continue)")
+    )
+    for status, count in progress.settled.items():
+        if count:
+            click.echo(f"campaign {campaign_id}: {count} in-flight deliveries settled as {status}")
+    if ws.settings.delivery.transport == "outbox":
+        click.echo(f"outbox: {jobs.outbox_path(ws)}")
+
+
+def _state_command(name: str, action: Any, help_text: str) -> None:
+    @campaign.command(name, help=help_text)
+    @click.argument("campaign_id", type=int)
+    @click.pass_context
+    def command(ctx: click.Context, campaign_id: int) -> None:
+        ws = ws_of(ctx)
+        result = action(ws.store, campaign_id, utcnow())
+        status = result if isinstance(result, str) else ws.store.campaign_status(campaign_id)
+        click.echo(f"campaign {campaign_id}: {status}")
+
+
+_state_command(
+    "pause",
+    campaigns.pause,
+    "Pause a sending or scheduled campaign within a second.\n\n"
+    "\b\nExample:\n    newsletter campaign pause 1",
+)
+_state_command(
+    "resume",
+    campaigns.resume,
+    "Resume a paused campaign where it stopped.\n\n\b\nExample:\n    newsletter campaign resume 1",
+)
+_state_command(
+    "cancel",
+    campaigns.cancel,
+    "Cancel a campaign; nothing more of it is sent.\n\n"
+    "\b\nExample:\n    newsletter campaign cancel 1",
+)
+
+
+@campaign.command("retry")
+@click.argument("campaign_id", type=int)
+@click.option(
+    "--in-doubt",
+    is_flag=True,
+    help="Resend the rows whose fate is unknown (may reach some people twice).",
+)
+@click.pass_context
+def campaign_retry(ctx: click.Context, campaign_id: int, in_doubt: bool) -> None:
+    """Put failed (or, with --in-doubt, in-doubt) deliveries back in the queue.
+
+    \b
+    Example:
+        newsletter campaign retry 1 --in-doubt && newsletter campaign send 1
+    """
+    ws = ws_of(ctx)
+    store = ws.store
+    store.campaign(campaign_id)
+    count = store.retry_in_doubt(campaign_id) if in_doubt else store.retry_failed(campaign_id)
+    if count:
+        store.set_campaign_status(campaign_id, "sending", ("sent", "paused"), utcnow())
+    click.echo(f"campaign {campaign_id}: {count} deliveries queued again")

@@ -1,0 +1,136 @@
+"""DKIM keys, and the long-running commands: run and serve."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import threading
+from pathlib import Path
+
+import click
+
+from newsletter import jobs
+from newsletter.cli.base import Group, cli, ws_of
+from newsletter.errors import InputError
+from newsletter.workspace import Workspace
+
+# -- DKIM ------------------------------------------------------------------------------
+
+
+@cli.group(cls=Group, name="dkim")
+def dkim_group() -> None:
+    """Sign outgoing mail with DKIM."""
+
+
+@dkim_group.command("keygen")
+@click.option("--domain", help="The signing domain (default: [dkim] domain or the sender's).")
+@click.option("--selector", default="newsletter", show_default=True, help="The DKIM selector.")
+@click.option(
+    "--algorithm",
+    type=click.Choice(["rsa", "ed25519"]),
+    default="rsa",
+    show_default=True,
+    help="rsa (2048 bits, understood everywhere) or ed25519.",
+)
+@click.option(
+    "--out",
+    "out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    required=True,
+    help="Where to write the private key (keep it outside any repository).",
+)
+@click.pass_context
+def dkim_keygen(
+    ctx: click.Context, domain: str | None, selector: str, algorithm: str, out: Path
+) -> None:
+    """Make a DKIM key pair and print the DNS TXT record to publish.
+
+    \b
+    Example:
+        newsletter dkim keygen --selector nl2026 --out ~/.config/newsletter/dkim.pem
+    """
+    from newsletter.dkim import generate_key, txt_record_chunks
+
+    ws = ws_of(ctx)
+    domain = domain or ws.settings.dkim.domain or ws.settings.sender.from_address.rpartition("@")[2]
+    if out.exists():
+        raise InputError(f"--out {out}: already exists; choose another file or remove it")
+    pem, record = generate_key(algorithm)
+    try:
+        out.write_bytes(pem)
+        out.chmod(0o600)
+    except OSError as exc:
+        raise InputError(f"--out {out}: cannot write ({exc.strerror})") from None
+    click.echo(f"private key written to {out} (readable only by you)")
+    click.echo("publish this DNS TXT record:")
+    click.echo(f"{selector}._domainkey.{domain}. IN TXT {txt_record_chunks(record)}")
+    click.echo("then set in newsletter.toml:")
+    click.echo(f'[dkim]\ndomain = "{domain}"\nselector = "{selector}"\nprivate_key_file = "{out}"')
+
+
+# -- running -----------------------------------------------------------------------------
+
+
+def _serve(ws: Workspace, with_scheduler: bool) -> None:
+    from newsletter.scheduler import build_scheduler
+    from newsletter.web.app import create_app
+    from newsletter.web.server import listen, make_server
+
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr
+    )
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)
+    log = logging.getLogger("newsletter")
+    sock = listen(ws.settings.web.host, ws.settings.web.port)
+    host, port = sock.getsockname()[:2]
+    shown = f"[{host}]" if ":" in host else host
+    log.info(
+        "web server on http://%s:%d (public links use %s)", shown, port, ws.settings.site.base_url
+    )
+    if ws.settings.delivery.transport == "outbox":
+        log.info("outbox transport: messages are written to %s", jobs.outbox_path(ws))
+    server = make_server(create_app(ws))  # migrates the database before any job runs
+    stop = threading.Event()
+    scheduler = build_scheduler(ws, stop) if with_scheduler else None
+    if scheduler:
+        scheduler.start()
+        log.info(
+            "scheduler started: polling sources every %ds, mode %s",
+            ws.settings.schedule.poll_interval,
+            ws.settings.schedule.mode,
+        )
+    try:
+        server.run(sockets=[sock])
+    except KeyboardInterrupt:
+        pass  # Ctrl-C is how the main job is meant to stop
+    finally:
+        stop.set()
+        if scheduler:
+            scheduler.shutdown(wait=True)
+        log.info("stopped")
+
+
+@cli.command()
+@click.pass_context
+def run(ctx: click.Context) -> None:
+    """The main job: the scheduler (poll sources, send due campaigns) plus the web server.
+
+    Runs until Ctrl-C.
+
+    \b
+    Example:
+        newsletter --workspace mynews run
+    """
+    _serve(ws_of(ctx), with_scheduler=True)
+
+
+@cli.command()
+@click.pass_context
+def serve(ctx: click.Context) -> None:
+    """The web server only: tracking, unsubscribe and subscriber pages.
+
+    \b
+    Example:
+        NEWSLETTER_WEB__PORT=9000 newsletter serve
+    """
+    _serve(ws_of(ctx), with_scheduler=False)

@@ -1,0 +1,95 @@
+"""Engagement reports."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from typing import Any
+
+import click
+
+from newsletter import subscribers
+from newsletter.cli.base import cli, ws_of
+
+# -- stats ------------------------------------------------------------------------------
+
+STAT_FIELDS = [
+    "campaign_id",
+    "recipients",
+    "sent",
+    "failed",
+    "in_doubt",
+    "pending",
+    "bounces_total",
+    "unsubscribes_total",
+    "opens_total",
+    "opens_unique",
+    "clicks_total",
+    "clicks_unique",
+    "views_total",
+    "open_rate",
+    "click_rate",
+    "click_to_open_rate",
+]
+
+
+def _rates(stats: dict[str, Any]) -> dict[str, Any]:
+    delivered = stats["sent"]
+    opens, clicks = stats["opens_unique"], stats["clicks_unique"]
+    stats["open_rate"] = round(opens / delivered, 4) if delivered else 0.0
+    stats["click_rate"] = round(clicks / delivered, 4) if delivered else 0.0
+    stats["click_to_open_rate"] = round(clicks / opens, 4) if opens else 0.0
+    return stats
+
+
+@cli.command()
+@click.argument("campaign_id", type=int, required=False)
+@click.option("--csv", "as_csv", is_flag=True, help="CSV, one row per campaign.")
+@click.option("--json", "as_json", is_flag=True, help="JSON, with per-link counts.")
+@click.pass_context
+def stats(ctx: click.Context, campaign_id: int | None, as_csv: bool, as_json: bool) -> None:
+    """Sends, opens, clicks and unsubscribes per campaign. Unique = distinct subscribers.
+
+    \b
+    Example:
+        newsletter stats 1 --json
+    """
+    ws = ws_of(ctx)
+    ids = [campaign_id] if campaign_id else [c["id"] for c in ws.store.campaigns()]
+    for i in ids:
+        ws.store.campaign(i)
+    rows = [_rates(ws.store.campaign_stats(i)) for i in ids]
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    if as_csv:
+        out = io.StringIO()
+        writer = csv.writer(out)
+        writer.writerow(STAT_FIELDS)
+        for row in rows:
+            writer.writerow([subscribers.csv_cell(row[f]) for f in STAT_FIELDS])
+        click.echo(out.getvalue(), nl=False)
+        return
+    if not rows:
+        click.echo("no campaigns yet")
+    for s in rows:
+        c = ws.store.campaign(s["campaign_id"])
+        doubt = f", {s['in_doubt']} in doubt" if s["in_doubt"] else ""
+        click.echo(f"campaign {s['campaign_id']}: {c['subject']} [{c['status']}]")
+        click.echo(
+            f"  recipients {s['recipients']}, sent {s['sent']}, failed {s['failed']}"
+            f"{doubt}, bounced {s['bounces_total']}, unsubscribed "
+            f"{s['unsubscribes_total']}"
+        )
+        click.echo(
+            f"  opens {s['opens_total']} total, {s['opens_unique']} unique "
+            f"({s['open_rate']:.1%}); clicks {s['clicks_total']} total, "
+            f"{s['clicks_unique']} unique ({s['click_rate']:.1%}); "
+            f"click-to-open {s['click_to_open_rate']:.1%}"
+        )
+        for link in s["links"]:
+            click.echo(
+                f"  link {link['id']}: {link['clicks']} clicks, "
+                f"{link['unique_clicks']} unique  {link['url']}"
+            )
