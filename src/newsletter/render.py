@@ -149,6 +149,9 @@ def _environment(loader: jinja2.BaseLoader) -> ImmutableSandboxedEnvironment:
         loader=loader,
         autoescape=jinja2.select_autoescape(enabled_extensions=("html",), default_for_string=False),
         keep_trailing_newline=False,
+        # A TemplateSet lives for one send or one page; checking the files' times
+        # on every include would cost a stat() (and a GIL hand-off) per message.
+        auto_reload=False,
     )
 
 
