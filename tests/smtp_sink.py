@@ -33,6 +33,14 @@ class SinkHandler:
     # recipients whose DATA makes the server drop the connection without a reply
     drop_on_data: set[str] = field(default_factory=set)
     sessions: set[int] = field(default_factory=set)  # distinct client connections seen
+    # offer PIPELINING (RFC 2920): aiosmtpd reads commands in order, so it copes
+    pipelining: bool = False
+
+    async def handle_EHLO(self, server, session, envelope, hostname, responses):  # noqa: N802
+        session.host_name = hostname
+        if self.pipelining:
+            return [responses[0], "250-PIPELINING", *responses[1:]]
+        return responses
 
     async def handle_MAIL(self, server, session, envelope, address, mail_options):  # noqa: N802
         if self.mail_reply:
@@ -63,8 +71,8 @@ class SinkHandler:
 
 
 class SmtpSink:
-    def __init__(self) -> None:
-        self.handler = SinkHandler()
+    def __init__(self, pipelining: bool = False) -> None:
+        self.handler = SinkHandler(pipelining=pipelining)
         self.port = _free_port()
         self.controller = Controller(self.handler, hostname="127.0.0.1", port=self.port)
 

@@ -50,9 +50,15 @@ def _outbox_recipients(ws: Workspace) -> Counter[str]:
     return found
 
 
+@pytest.fixture(params=[False, True], ids=["one-by-one", "pipelining"])
+def pipelining(request) -> bool:
+    """Each SMTP test runs against a server without and with PIPELINING."""
+    return request.param
+
+
 @pytest.fixture
-def smtp_ws(ws_dir: Path):
-    with SmtpSink() as sink:
+def smtp_ws(ws_dir: Path, pipelining: bool):
+    with SmtpSink(pipelining) as sink:
         ws = Workspace.open(
             ws_dir,
             env=smtp_env(sink),
@@ -254,8 +260,10 @@ def test_backoff_doubles_with_jitter_and_honours_retry_after() -> None:
     assert delivery.backoff(1, policy, 900, rand=lambda: 0.5) == 900
 
 
-def test_many_failures_in_a_row_pause_the_campaign_with_the_reason(ws_dir: Path) -> None:
-    with SmtpSink() as sink:
+def test_many_failures_in_a_row_pause_the_campaign_with_the_reason(
+    ws_dir: Path, pipelining: bool
+) -> None:
+    with SmtpSink(pipelining) as sink:
         ws = Workspace.open(
             ws_dir,
             env=smtp_env(sink, NEWSLETTER_DELIVERY__PAUSE_AFTER_FAILURES="3"),
@@ -280,10 +288,12 @@ def test_many_failures_in_a_row_pause_the_campaign_with_the_reason(ws_dir: Path)
         ws.close()
 
 
-def test_several_connections_421_and_dropped_connections(ws_dir: Path, tmp_path) -> None:
+def test_several_connections_421_and_dropped_connections(
+    ws_dir: Path, tmp_path, pipelining: bool
+) -> None:
     members = tmp_path / "many.csv"
     members.write_text("email\n" + "".join(f"reader{i}@example.com\n" for i in range(60)))
-    with SmtpSink() as sink:
+    with SmtpSink(pipelining) as sink:
         ws = Workspace.open(
             ws_dir,
             env=smtp_env(sink, NEWSLETTER_DELIVERY__CONCURRENCY="4"),
@@ -356,8 +366,8 @@ def test_a_lease_of_a_dead_or_expired_sender_is_taken_over(workspace) -> None:
     assert jobs.send_campaign(workspace, store, second, clock).finished
 
 
-def test_a_refused_sender_pauses_and_bounces_nobody(ws_dir: Path) -> None:
-    with SmtpSink() as sink:
+def test_a_refused_sender_pauses_and_bounces_nobody(ws_dir: Path, pipelining: bool) -> None:
+    with SmtpSink(pipelining) as sink:
         ws = Workspace.open(ws_dir, env=smtp_env(sink))
         campaign_id = _prepare(ws)
         sink.handler.mail_reply = "553 5.7.1 Sender address not owned by user"
@@ -373,8 +383,10 @@ def test_a_refused_sender_pauses_and_bounces_nobody(ws_dir: Path) -> None:
         ws.close()
 
 
-def test_a_refused_message_fails_without_suppressing_the_address(ws_dir: Path) -> None:
-    with SmtpSink() as sink:
+def test_a_refused_message_fails_without_suppressing_the_address(
+    ws_dir: Path, pipelining: bool
+) -> None:
+    with SmtpSink(pipelining) as sink:
         ws = Workspace.open(ws_dir, env=smtp_env(sink))
         campaign_id = _prepare(ws)
         spammy = _confirmed(ws.store)[2]

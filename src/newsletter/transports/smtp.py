@@ -159,41 +159,24 @@ class SmtpTransport:
         raise AssertionError("unreachable")
 
     def _transaction(self, conn: smtplib.SMTP, sender: str, recipient: str, data: bytes) -> None:
-        """MAIL, RCPT, DATA on one connection; leaves it ready for the next message."""
+        """MAIL, RCPT, DATA on one connection; leaves it ready for the next message.
+
+        Where the server offers PIPELINING (RFC 2920) the three commands go in
+        one write and their replies are read after: one round trip, not three.
+        """
         try:
-            conn.putcmd("mail", f"FROM:<{sender}>")
-            code, reply = conn.getreply()
-            if code == 421:
-                raise _Retry(f"421 {_text(reply)}")
-            if code != 250:
-                if 500 <= code < 600:
-                    raise self._refuse(
-                        conn,
-                        AccountError(
-                            f"smtp: the server refused the sender {sender}: "
-                            f"{code} {_text(reply)}; check sender.from_address"
-                        ),
-                    )
-                raise self._refuse(conn, TransientError(f"{recipient}: {code} {_text(reply)}"))
-            conn.putcmd("rcpt", f"TO:<{recipient}>")
-            code, reply = conn.getreply()
-            if code == 421:
-                raise _Retry(f"421 {_text(reply)}")
-            if code not in (250, 251):
-                text = f"{recipient}: {code} {_text(reply)}"
-                if code in _BOUNCE_CODES or _ENHANCED_ADDRESS.match(reply):
-                    raise self._refuse(conn, PermanentError(text))
-                if 500 <= code < 600:
-                    raise self._refuse(conn, MessageRejected(text))
-                raise self._refuse(conn, TransientError(text))
-            conn.putcmd("data")
-            code, reply = conn.getreply()
-            if code == 421:
-                raise _Retry(f"421 {_text(reply)}")
-            if code != 354:
-                text = f"{recipient}: {code} {_text(reply)}"
-                kind = MessageRejected if 500 <= code < 600 else TransientError
-                raise self._refuse(conn, kind(text))
+            mail, rcpt = f"MAIL FROM:<{sender}>\r\n", f"RCPT TO:<{recipient}>\r\n"
+            if conn.does_esmtp and "pipelining" in conn.esmtp_features:
+                conn.send(f"{mail}{rcpt}DATA\r\n")
+                replies = [conn.getreply(), conn.getreply(), conn.getreply()]
+            else:
+                replies = []
+                for command in (mail, rcpt, "DATA\r\n"):
+                    conn.send(command)
+                    replies.append(conn.getreply())
+                    if replies[-1][0] not in (250, 251, 354):
+                        break
+            self._check_envelope(conn, sender, recipient, replies)
         except (smtplib.SMTPServerDisconnected, OSError) as exc:
             raise _Retry(f"connection lost before the message ({exc})") from None
         body = _dot_stuff(data)
@@ -214,12 +197,51 @@ class SmtpTransport:
             kind = MessageRejected if 500 <= code < 600 else TransientError
             raise self._refuse(conn, kind(text))
 
-    def _refuse(self, conn: smtplib.SMTP, error: Exception) -> Exception:
+    def _check_envelope(
+        self, conn: smtplib.SMTP, sender: str, recipient: str, replies: list[tuple[int, bytes]]
+    ) -> None:
+        """Raise what the first refused step of MAIL, RCPT, DATA means; pass if DATA said 354."""
+        if any(code == 421 for code, _ in replies):
+            code, reply = next(r for r in replies if r[0] == 421)
+            raise _Retry(f"421 {_text(reply)}")
+        code, reply = replies[0]
+        if code != 250:
+            if 500 <= code < 600:
+                error: Exception = AccountError(
+                    f"smtp: the server refused the sender {sender}: "
+                    f"{code} {_text(reply)}; check sender.from_address"
+                )
+            else:
+                error = TransientError(f"{recipient}: {code} {_text(reply)}")
+            raise self._refuse(conn, error, replies)
+        code, reply = replies[1]
+        if code not in (250, 251):
+            text = f"{recipient}: {code} {_text(reply)}"
+            if code in _BOUNCE_CODES or _ENHANCED_ADDRESS.match(reply):
+                error = PermanentError(text)
+            elif 500 <= code < 600:
+                error = MessageRejected(text)
+            else:
+                error = TransientError(text)
+            raise self._refuse(conn, error, replies)
+        code, reply = replies[2]
+        if code != 354:
+            text = f"{recipient}: {code} {_text(reply)}"
+            kind = MessageRejected if 500 <= code < 600 else TransientError
+            raise self._refuse(conn, kind(text), replies)
+
+    def _refuse(
+        self, conn: smtplib.SMTP, error: Exception, replies: list[tuple[int, bytes]] = ()
+    ) -> Exception:
         """RSET after a refusal so the connection can carry the next message.
 
         Returns the exception to raise: wrapped in _Refused when the connection
         is fine (it goes back to the pool), bare when it broke (it is dropped).
         """
+        if any(code == 354 for code, _ in replies):
+            # A pipelining server that took DATA after refusing the recipient waits
+            # for a message body now; RSET would be read as body text. Drop it.
+            return error
         try:
             conn.rset()
         except (smtplib.SMTPException, OSError):
