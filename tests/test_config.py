@@ -222,6 +222,7 @@ def test_fractional_value_for_a_whole_number_is_a_problem(section, key):
     [
         ("delivery", {"concurrency": 0}, "delivery.concurrency"),
         ("delivery", {"rate_per_second": -1}, "delivery.rate_per_second"),
+        ("delivery", {"processes": -2}, "delivery.processes"),
         ("smtp", {"security": "tls1.3"}, "smtp.security"),
         ("smtp", {"port": 70000}, "smtp.port"),
         ("web", {"port": -1}, "web.port"),

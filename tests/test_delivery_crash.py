@@ -8,6 +8,8 @@ import time
 from collections import Counter
 from pathlib import Path
 
+import pytest
+
 from conftest import Cli
 from smtp_sink import SmtpSink
 
@@ -24,8 +26,9 @@ def _rows(db: Path, sql: str) -> list[tuple]:
         conn.close()
 
 
+@pytest.mark.parametrize("processes", [1, 2], ids=["one-process", "two-processes"])
 def test_sigkill_during_a_campaign_never_duplicates_or_skips(
-    ws_dir: Path, env: dict[str, str]
+    ws_dir: Path, env: dict[str, str], processes: int
 ) -> None:
     rng = random.Random(20261127)
     people = ws_dir / "people.csv"
@@ -38,6 +41,8 @@ def test_sigkill_during_a_campaign_never_duplicates_or_skips(
             NEWSLETTER_SMTP__PORT=str(sink.port),
             NEWSLETTER_SMTP__SECURITY="none",
             NEWSLETTER_DELIVERY__CONCURRENCY=str(CONNECTIONS),
+            # Two processes: the sender and its children all die with the kill.
+            NEWSLETTER_DELIVERY__PROCESSES=str(processes),
         )
         cli = Cli(ws_dir, env)
         cli("fetch")

@@ -58,6 +58,9 @@ class Delivery:
     retry_backoff: float = 300.0  # seconds before the first retry; doubles each time
     max_retry_backoff: float = 4000.0  # the longest wait between two tries
     pause_after_failures: int = 10  # temporary failures in a row that pause a campaign
+    # Processes that share a large campaign (each with its part of the connections);
+    # 0: one per CPU core. Rendering and signing are CPU work one process cannot spread.
+    processes: int = 0
 
 
 @dataclass(frozen=True)
@@ -479,6 +482,8 @@ def validate(settings: Settings) -> list[str]:
         )
     if s.delivery.concurrency < 1:
         problems.append("delivery.concurrency: must be at least 1")
+    if s.delivery.processes < 0:
+        problems.append("delivery.processes: must be 0 (one per CPU core) or more")
     dkim_keys = (s.dkim.domain, s.dkim.selector)
     if any(dkim_keys) and not all(dkim_keys):
         problems.append(

@@ -11,23 +11,34 @@ The main thread reads due rows in batches (flat memory), renders each
 message and hands it to ``concurrency`` worker threads through a small
 queue; each worker claims, sends and records its own batch over the shared
 transport, which pools its connections.
+
+A large campaign is split across processes (``[delivery] processes``): each
+child takes the rows whose id falls in its shard and runs the same loop with
+its share of the connections, while the parent holds the lease, settles
+what was in flight, and adds up their progress. Children die with their
+parent, so a killed sender leaves no orphan sending on its own.
 """
 
 from __future__ import annotations
 
+import ctypes
 import datetime as dt
 import logging
 import os
+import pickle
 import queue
 import random
+import signal
 import socket
+import subprocess
 import sys
 import threading
 import time
 import uuid
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from multiprocessing.connection import Connection, wait
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +65,8 @@ from newsletter.transports import (
 log = logging.getLogger(__name__)
 Clock = Callable[[], dt.datetime]
 BATCH = 500  # rows read from the database at a time
+# Below this many due rows, starting processes costs more time than it saves.
+SHARD_MIN_ROWS = 1000
 
 
 @dataclass(frozen=True)
@@ -68,6 +81,20 @@ class Policy:
     backoff_seconds: float = 300.0
     max_backoff_seconds: float = 4000.0
     pause_after: int = 10  # consecutive transient failures that pause the campaign
+    processes: int = 1  # sending processes for a large campaign; 0: one per CPU core
+
+
+@dataclass(frozen=True)
+class Shard:
+    """The rows one sending process takes: those whose id % count == index."""
+
+    index: int
+    count: int
+
+
+# Builds, inside a child process, what it needs to send: (store, mail, transport)
+# for the given number of connections. Must be picklable (a module-level function).
+PartsFactory = Callable[[int], tuple[Store, CampaignMail, Transport]]
 
 
 @dataclass
@@ -85,6 +112,15 @@ class Progress:
     def done(self) -> int:
         return self.sent + self.failed + self.deferred + self.skipped
 
+    def add(self, other: Progress) -> None:
+        self.sent += other.sent
+        self.failed += other.failed
+        self.deferred += other.deferred
+        self.skipped += other.skipped
+        self.stopped = self.stopped or other.stopped
+        if other.paused_reason and not self.paused_reason:
+            self.paused_reason = other.paused_reason
+
 
 def policy_for(settings: Settings) -> Policy:
     d = settings.delivery
@@ -95,6 +131,7 @@ def policy_for(settings: Settings) -> Policy:
         backoff_seconds=d.retry_backoff,
         max_backoff_seconds=d.max_retry_backoff,
         pause_after=d.pause_after_failures,
+        processes=d.processes,
     )
 
 
@@ -264,7 +301,7 @@ class _Run:
         clock: Clock,
         policy: Policy,
         on_progress: Callable[[Progress], None] | None,
-        lease: Lease,
+        lost: threading.Event,
     ):
         self.db_path = store.path
         self.transport = transport
@@ -272,7 +309,7 @@ class _Run:
         self.clock = clock
         self.policy = policy
         self.on_progress = on_progress
-        self.lease = lease
+        self.lost = lost  # set when the lease on the campaign is lost
         self.limiter = RateLimiter(policy.rate_per_second)
         self.progress = Progress()
         self.lock = threading.Lock()
@@ -367,7 +404,7 @@ class _Run:
             items.append(more)
         if self.halt.is_set():
             return  # drain: a halted campaign sends nothing more
-        if self.lease.lost.is_set():
+        if self.lost.is_set():
             self.pause("paused: this sender lost its lease on the campaign")
             return
         if store.campaign_status(self.campaign_id) != "sending":
@@ -423,6 +460,7 @@ def send_campaign(
     should_stop: Callable[[], bool] = lambda: False,
     on_progress: Callable[[Progress], None] | None = None,
     policy: Policy | None = None,
+    parts: PartsFactory | None = None,
 ) -> Progress:
     """Send the due rows of a campaign that is in the sending state.
 
@@ -438,9 +476,13 @@ def send_campaign(
     lease = Lease(store.path, campaign_id)
     lease.acquire(store)
     try:
-        run = _Run(store, transport, campaign_id, clock, policy, on_progress, lease)
+        run = _Run(store, transport, campaign_id, clock, policy, on_progress, lease.lost)
         run.progress.settled = settle_in_flight(store, transport, campaign_id, clock())
-        _read_and_send(store, mail, run, should_stop)
+        shards = _shard_count(store, campaign_id, policy) if parts is not None else 1
+        if shards > 1 and parts is not None:
+            _send_sharded(store, run, parts, shards, should_stop)
+        else:
+            _read_and_send(store, mail, run, should_stop)
     finally:
         lease.release(store)
     progress = run.progress
@@ -458,8 +500,161 @@ def send_campaign(
     return progress
 
 
+def _shard_count(store: Store, campaign_id: int, policy: Policy) -> int:
+    """How many processes to send with: never more than connections, one for small sends."""
+    wanted = policy.processes or os.cpu_count() or 1
+    wanted = min(wanted, max(1, policy.concurrency))
+    if wanted <= 1:
+        return 1
+    counts = store.delivery_counts(campaign_id)
+    return wanted if counts[PENDING] + counts[DEFERRED] >= SHARD_MIN_ROWS else 1
+
+
+def _send_sharded(
+    store: Store, run: _Run, parts: PartsFactory, count: int, should_stop: Callable[[], bool]
+) -> None:
+    """Run one child per shard and add up what they report; stop them all on a stop."""
+    policy = run.policy
+    # Children keep the caller's notion of now (tests inject a clock) as an offset.
+    offset = run.clock() - dt.datetime.now(dt.UTC)
+    children: list[tuple[subprocess.Popen[bytes], Connection]] = []
+    for index in range(count):
+        share = replace(
+            policy,
+            concurrency=policy.concurrency // count + (index < policy.concurrency % count),
+            rate_per_second=policy.rate_per_second / count,
+        )
+        children.append(_start_child((parts, Shard(index, count), share, offset, os.getpid())))
+    latest = [Progress() for _ in children]
+    open_pipes: dict[Connection, int] = {receiver: n for n, (_, receiver) in enumerate(children)}
+    stopping = False
+    try:
+        while open_pipes:
+            for receiver in wait(list(open_pipes), timeout=0.2):
+                n = open_pipes[receiver]
+                try:
+                    kind, payload = receiver.recv()
+                except EOFError:
+                    del open_pipes[receiver]  # the child ended without its last word
+                    continue
+                if kind == "error":
+                    latest[n].paused_reason = f"paused: {payload}"
+                    del open_pipes[receiver]
+                    continue
+                latest[n] = payload
+                if kind == "done":
+                    del open_pipes[receiver]
+            total = Progress(settled=run.progress.settled)
+            for progress in latest:
+                total.add(progress)
+            run.progress = total
+            if run.on_progress:
+                run.on_progress(total)
+            if not stopping and (should_stop() or run.lost.is_set() or total.paused_reason):
+                stopping = True
+                if run.lost.is_set():
+                    run.pause("paused: this sender lost its lease on the campaign")
+                for child, _ in children:
+                    child.terminate()  # SIGTERM: each stops after its message in flight
+    except BaseException:
+        for child, _ in children:
+            child.terminate()
+        raise
+    finally:
+        for child, receiver in children:
+            child.wait()
+            receiver.close()
+    if stopping:
+        run.progress.stopped = True
+    if run.lost.is_set() and not run.progress.paused_reason:
+        run.progress.paused_reason = "paused: this sender lost its lease on the campaign"
+    died = [child.returncode for child, _ in children if child.returncode != 0]
+    if died:
+        # Rows a dead child had in flight are settled now, like a crashed sender's.
+        settled = settle_in_flight(store, run.transport, run.campaign_id, run.clock())
+        for key, value in settled.items():
+            run.progress.settled[key] = run.progress.settled.get(key, 0) + value
+        if not run.progress.paused_reason:
+            run.progress.paused_reason = (
+                f"paused: a sending process stopped unexpectedly (exit code {died[0]}); "
+                f"resume to continue"
+            )
+
+
+def _die_with_parent(parent_pid: int) -> None:
+    """Have the kernel kill this child when its parent dies, so no orphan sends on alone."""
+    if sys.platform.startswith("linux"):
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+        except (OSError, AttributeError):
+            pass  # without it, the loop below still checks the parent between messages
+    if os.getppid() != parent_pid:
+        os._exit(1)  # the parent died before the line above took effect
+
+
+def _start_child(args: tuple[Any, ...]) -> tuple[subprocess.Popen[bytes], Connection]:
+    """Start one sending process; its arguments go down stdin, its reports come up a pipe.
+
+    A fresh interpreter (not fork: this process has threads; not multiprocessing's
+    spawn, which would re-run the caller's main script) runs ``newsletter.sender``.
+    """
+    read_fd, write_fd = os.pipe()
+    try:
+        child = subprocess.Popen(
+            [sys.executable, "-m", "newsletter.sender", str(write_fd)],
+            stdin=subprocess.PIPE,
+            pass_fds=(write_fd,),
+        )
+    finally:
+        os.close(write_fd)
+    assert child.stdin is not None
+    child.stdin.write(pickle.dumps(args))
+    child.stdin.close()
+    return child, Connection(read_fd, writable=False)
+
+
+def shard_main(report_fd: int) -> None:
+    """The body of a sending process (``python -m newsletter.sender FD``)."""
+    pipe = Connection(report_fd, readable=False)
+    parts, shard, policy, offset, parent_pid = pickle.loads(sys.stdin.buffer.read())
+    _die_with_parent(parent_pid)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C goes to the parent, which stops us
+
+    def clock() -> dt.datetime:
+        return dt.datetime.now(dt.UTC) + offset
+
+    last = 0.0
+
+    def report(progress: Progress) -> None:
+        nonlocal last  # called under the run's lock, so one thread at a time
+        if time.monotonic() - last >= 0.1:
+            last = time.monotonic()
+            pipe.send(("progress", progress))
+
+    try:
+        store, mail, transport = parts(policy.concurrency)
+    except NewsletterError as exc:
+        pipe.send(("error", str(exc)))
+        return
+    try:
+        run = _Run(store, transport, mail.campaign["id"], clock, policy, report, threading.Event())
+        _read_and_send(store, mail, run, lambda: stop.is_set() or os.getppid() != parent_pid, shard)
+        pipe.send(("done", run.progress))
+    finally:
+        transport.close()
+        store.close()
+        pipe.close()
+
+
 def _read_and_send(
-    store: Store, mail: CampaignMail, run: _Run, should_stop: Callable[[], bool]
+    store: Store,
+    mail: CampaignMail,
+    run: _Run,
+    should_stop: Callable[[], bool],
+    shard: Shard | None = None,
 ) -> None:
     """Read due rows in batches, render each message, and feed the workers."""
     campaign_id, clock, policy = run.campaign_id, run.clock, run.policy
@@ -478,7 +673,7 @@ def _read_and_send(
     after, checked = 0, 0.0
     try:
         while not run.halt.is_set():
-            rows = store.next_pending(campaign_id, after, BATCH, clock())
+            rows = store.next_pending(campaign_id, after, BATCH, clock(), shard)
             if not rows:
                 break
             for row in rows:

@@ -6,12 +6,15 @@ scheduler's threads beside the web server without sharing one.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
+import functools
 import logging
 from collections.abc import Callable
 from pathlib import Path
 
-from newsletter import campaigns, delivery, subscribers
+from newsletter import campaigns, config, delivery, subscribers
+from newsletter.config import Secrets
 from newsletter.errors import NewsletterError
 from newsletter.render import article_context, choose_template
 from newsletter.sources import intake
@@ -179,10 +182,31 @@ def send_campaign(
 ) -> delivery.Progress:
     """Start (if needed) and send one campaign through the configured transport."""
     mail, transport = prepare_send(ws, store, campaign_id, clock())
+    parts = functools.partial(shard_parts, ws.root, ws.settings, ws.secrets, campaign_id)
     try:
-        return delivery.send_campaign(store, transport, mail, clock, should_stop, on_progress)
+        return delivery.send_campaign(
+            store, transport, mail, clock, should_stop, on_progress, parts=parts
+        )
     finally:
         transport.close()
+
+
+def shard_parts(
+    root: Path, settings: config.Settings, secrets: Secrets, campaign_id: int, connections: int
+) -> tuple[Store, campaigns.CampaignMail, Transport]:
+    """What a sending child process needs, built anew in that process from picklable parts."""
+    settings = dataclasses.replace(
+        settings, delivery=dataclasses.replace(settings.delivery, concurrency=connections)
+    )
+    ws = Workspace(root, settings, secrets, [])
+    store = ws.open_store()
+    campaign = store.campaign(campaign_id)
+    mail = campaigns.load_mail(
+        store, campaign_id, ws.templates(campaign["template"]), settings, ws.signer
+    )
+    if mail.tracked:
+        mail.link_ids = store.links(campaign_id)  # registered by the parent before it began
+    return store, mail, ws.transport()
 
 
 def send_due(

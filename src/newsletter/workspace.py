@@ -50,6 +50,8 @@ transport = "outbox"
 outbox_dir = "outbox"
 rate_per_second = 0
 concurrency = 1
+# processes that share a large campaign; 0: one per CPU core (at most concurrency)
+processes = 0
 
 [smtp]
 host = "localhost"

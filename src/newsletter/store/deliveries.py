@@ -62,21 +62,31 @@ class DeliveriesQueries(StoreBase):
         )
 
     def next_pending(
-        self, campaign_id: int, after_id: int, limit: int, now: datetime | None = None
+        self,
+        campaign_id: int,
+        after_id: int,
+        limit: int,
+        now: datetime | None = None,
+        shard: Any = None,
     ) -> list[dict[str, Any]]:
         """Stream the rows due for a try in id order, a batch at a time (flat memory).
 
         Pending rows are always due; deferred ones once their retry time has come.
+        With a shard (index, count), only the rows whose id % count == index.
         """
         due = _iso(now) if now is not None else "9999"
+        where, params = "", [campaign_id, after_id, due]
+        if shard is not None:
+            where = " AND d.id % ? = ?"
+            params += [shard.count, shard.index]
         rows = self._rows(
             "SELECT d.id, d.subscriber_id, d.attempts, s.email, s.first_name, s.last_name, "
             "s.status AS subscriber_status, s.tags, s.attributes FROM deliveries d "
             "LEFT JOIN subscribers s ON s.id = d.subscriber_id "
             "WHERE d.campaign_id = ? AND d.id > ? AND (d.status = 'pending' OR "
-            "(d.status = 'deferred' AND COALESCE(d.next_attempt_at, '') <= ?)) "
+            f"(d.status = 'deferred' AND COALESCE(d.next_attempt_at, '') <= ?)){where} "
             "ORDER BY d.id LIMIT ?",
-            [campaign_id, after_id, due, limit],
+            [*params, limit],
         )
         for row in rows:
             if row["email"] is not None:

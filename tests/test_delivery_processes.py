@@ -1,0 +1,174 @@
+"""A large campaign shared by several sending processes: same ledger, same guarantees."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import signal
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from newsletter import campaigns, delivery, jobs
+from newsletter.subscribers import import_file
+from newsletter.workspace import Workspace
+from smtp_sink import SmtpSink, smtp_env
+
+NOW = dt.datetime(2026, 11, 27, 9, 0, tzinfo=dt.UTC)
+PEOPLE = delivery.SHARD_MIN_ROWS + 200  # enough for the send to be split
+
+
+def clock() -> dt.datetime:
+    return NOW
+
+
+@pytest.fixture
+def sink():
+    with SmtpSink(pipelining=True) as running:
+        yield running
+
+
+def _workspace(ws_dir: Path, sink: SmtpSink, **extra: str) -> tuple[Workspace, int, list[str]]:
+    env = smtp_env(
+        sink,
+        NEWSLETTER_DELIVERY__PROCESSES="2",
+        NEWSLETTER_DELIVERY__CONCURRENCY="4",
+        **extra,
+    )
+    ws = Workspace.open(ws_dir, env=env)
+    people = ws_dir / "people.csv"
+    addresses = [f"p{i}@example.net" for i in range(PEOPLE)]
+    people.write_text("email\n" + "".join(f"{a}\n" for a in addresses))
+    jobs.fetch_sources(ws, ws.store, NOW)
+    import_file(ws.store, people, NOW, confirmed=True)
+    campaign_id = campaigns.create(ws.store, ws.settings, "Big", "new", None, None, NOW)
+    return ws, campaign_id, addresses
+
+
+def _children(pid: int) -> list[int]:
+    """The child processes of ``pid``, from /proc (Linux)."""
+    found: list[int] = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        text = (task / "children").read_text().split()
+        found.extend(int(p) for p in text)
+    return found
+
+
+def test_every_subscriber_gets_one_message_from_one_of_the_processes(ws_dir, sink) -> None:
+    ws, campaign_id, addresses = _workspace(ws_dir, sink)
+    seen: list[int] = []
+    progress = jobs.send_campaign(
+        ws, ws.store, campaign_id, clock, on_progress=lambda p: seen.append(p.sent)
+    )
+    assert progress.finished and progress.sent == PEOPLE and progress.failed == 0
+    assert Counter(sink.recipients()) == Counter(addresses)
+    # Two processes with two connections each: more than one connection carried mail.
+    assert len(sink.handler.sessions) >= 2
+    # Progress was reported while sending, adding up both processes, and only grew.
+    assert seen and seen == sorted(seen) and seen[-1] <= PEOPLE
+    assert ws.store.campaign(campaign_id)["status"] == "sent"
+    ws.close()
+
+
+def test_a_stop_request_stops_every_process_and_resume_sends_the_rest_once(ws_dir, sink) -> None:
+    ws, campaign_id, addresses = _workspace(ws_dir, sink)
+    first = jobs.send_campaign(
+        ws, ws.store, campaign_id, clock, should_stop=lambda: len(sink.messages) >= 300
+    )
+    assert first.stopped and not first.finished
+    assert 300 <= first.sent < PEOPLE
+    counts = ws.store.delivery_counts(campaign_id)
+    assert counts["sending"] == 0  # each process finished its message in flight
+    assert counts["pending"] == PEOPLE - first.sent
+    second = jobs.send_campaign(ws, ws.store, campaign_id, clock)
+    assert second.finished and second.sent == PEOPLE - first.sent
+    assert Counter(sink.recipients()) == Counter(addresses)
+    ws.close()
+
+
+def test_pausing_from_elsewhere_stops_all_processes(ws_dir, sink) -> None:
+    ws, campaign_id, _ = _workspace(ws_dir, sink, NEWSLETTER_DELIVERY__RATE_PER_SECOND="300")
+    result: dict[str, delivery.Progress] = {}
+    sender = threading.Thread(
+        target=lambda: result.update(p=jobs.send_campaign(ws, ws.open_store(), campaign_id, clock))
+    )
+    sender.start()
+    deadline = time.monotonic() + 30
+    while len(sink.messages) < 100:
+        assert time.monotonic() < deadline, "sending made no progress"
+        time.sleep(0.01)
+    other = ws.open_store()
+    campaigns.pause(other, campaign_id, NOW)
+    sender.join(timeout=30)
+    assert not sender.is_alive()
+    assert result["p"].stopped and not result["p"].finished
+    counts = other.delivery_counts(campaign_id)
+    assert counts["sending"] == 0 and counts["pending"] > 0
+    assert counts["sent"] == len(sink.messages)
+    assert other.campaign(campaign_id)["status"] == "paused"
+    other.close()
+    ws.close()
+
+
+def test_a_killed_sending_process_pauses_the_campaign_and_leaves_nothing_unknown(
+    ws_dir, sink
+) -> None:
+    ws, campaign_id, addresses = _workspace(
+        ws_dir, sink, NEWSLETTER_DELIVERY__RATE_PER_SECOND="300"
+    )
+    result: dict[str, delivery.Progress] = {}
+    sender = threading.Thread(
+        target=lambda: result.update(p=jobs.send_campaign(ws, ws.open_store(), campaign_id, clock))
+    )
+    sender.start()
+    deadline = time.monotonic() + 30
+    while len(sink.messages) < 100:
+        assert time.monotonic() < deadline, "sending made no progress"
+        time.sleep(0.01)
+    children = _children(os.getpid())
+    assert len(children) == 2
+    os.kill(children[0], signal.SIGKILL)
+    sender.join(timeout=30)
+    assert not sender.is_alive()
+    progress = result["p"]
+    assert "stopped unexpectedly" in progress.paused_reason
+    store = ws.open_store()
+    assert store.campaign(campaign_id)["status"] == "paused"
+    counts = store.delivery_counts(campaign_id)
+    assert counts["sending"] == 0  # the dead process's row in flight was settled
+    assert counts["in_doubt"] <= 2  # at most one per connection of the dead process
+    campaigns.resume(store, campaign_id, NOW)
+    final = jobs.send_campaign(ws, store, campaign_id, clock)
+    assert final.finished
+    in_doubt = {
+        s["email"]
+        for s in store.subscribers("confirmed")
+        if store.delivery(campaign_id, s["id"])["status"] == "in_doubt"
+    }
+    received = Counter(sink.recipients())
+    for address in addresses:
+        if address in in_doubt:
+            assert received[address] <= 1
+        else:
+            assert received[address] == 1, address
+    store.close()
+    ws.close()
+
+
+def test_failures_in_a_row_in_one_process_pause_the_whole_campaign(ws_dir, sink) -> None:
+    ws, campaign_id, addresses = _workspace(
+        ws_dir, sink, NEWSLETTER_DELIVERY__PAUSE_AFTER_FAILURES="5"
+    )
+    for address in addresses:
+        sink.handler.rcpt_replies[address] = "452 4.2.2 Mailbox full"
+    progress = jobs.send_campaign(ws, ws.store, campaign_id, clock)
+    assert "failures in a row" in progress.paused_reason and "452" in progress.paused_reason
+    assert ws.store.campaign(campaign_id)["status"] == "paused"
+    counts = ws.store.delivery_counts(campaign_id)
+    assert counts["sending"] == 0 and counts["sent"] == 0
+    # Only a handful were tried: the processes stopped instead of burning through the list.
+    assert counts["deferred"] < 40
+    ws.close()
