@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import Cli
 from newsletter import campaigns, delivery, jobs
 from newsletter.subscribers import import_file
 from newsletter.workspace import Workspace
@@ -172,3 +173,20 @@ def test_failures_in_a_row_in_one_process_pause_the_whole_campaign(ws_dir, sink)
     # Only a handful were tried: the processes stopped instead of burning through the list.
     assert counts["deferred"] < 40
     ws.close()
+
+
+def test_the_cli_shows_sent_failed_left_rate_and_eta(ws_dir, sink, env) -> None:
+    people = ws_dir / "people.csv"
+    people.write_text("email\n" + "".join(f"p{i}@example.net\n" for i in range(PEOPLE)))
+    env.update(smtp_env(sink, NEWSLETTER_DELIVERY__PROCESSES="2"))
+    env["NEWSLETTER_DELIVERY__CONCURRENCY"] = "2"
+    cli = Cli(ws_dir, env)
+    cli("fetch")
+    cli("subscribers", "import", "--confirmed", "people.csv")
+    cli("campaign", "create", "--subject", "Big")
+    result = cli("campaign", "send", "1")
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"campaign 1: {PEOPLE} sent, 0 failed, 0 left, ")
+    assert last.endswith("/s, ETA 0:00:00")
+    assert f"campaign 1: {PEOPLE} sent, 0 failed" in result.stdout
+    assert len(sink.recipients()) == PEOPLE

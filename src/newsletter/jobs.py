@@ -182,13 +182,26 @@ def send_campaign(
 ) -> delivery.Progress:
     """Start (if needed) and send one campaign through the configured transport."""
     mail, transport = prepare_send(ws, store, campaign_id, clock())
-    parts = functools.partial(shard_parts, ws.root, ws.settings, ws.secrets, campaign_id)
     try:
-        return delivery.send_campaign(
-            store, transport, mail, clock, should_stop, on_progress, parts=parts
-        )
+        return send_prepared(ws, store, mail, transport, clock, should_stop, on_progress)
     finally:
         transport.close()
+
+
+def send_prepared(
+    ws: Workspace,
+    store: Store,
+    mail: campaigns.CampaignMail,
+    transport: Transport,
+    clock: Clock = utc_now,
+    should_stop: Callable[[], bool] = lambda: False,
+    on_progress: Callable[[delivery.Progress], None] | None = None,
+) -> delivery.Progress:
+    """Send a campaign that prepare_send started, sharing it across processes when large."""
+    parts = functools.partial(shard_parts, ws.root, ws.settings, ws.secrets, mail.campaign["id"])
+    return delivery.send_campaign(
+        store, transport, mail, clock, should_stop, on_progress, parts=parts
+    )
 
 
 def shard_parts(

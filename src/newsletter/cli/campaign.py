@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import datetime as dt
 import sys
+import time
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import click
 
@@ -206,11 +207,51 @@ def campaign_schedule(ctx: click.Context, campaign_id: int, at: str, tz: str | N
     click.echo(f"campaign {campaign_id} scheduled for {at} {zone} ({when:%Y-%m-%d %H:%M} UTC)")
 
 
+class ProgressLine:
+    """Sent, failed, left, rate and ETA on one line: redrawn on a terminal, every 5 s in a log."""
+
+    def __init__(self, campaign_id: int, todo: int, out: TextIO):
+        self.campaign_id, self.todo, self.out = campaign_id, todo, out
+        self.tty = out.isatty()
+        self.start = self.shown = time.monotonic()
+        self.last: delivery.Progress | None = None
+
+    def update(self, progress: delivery.Progress) -> None:
+        self.last = progress
+        now = time.monotonic()
+        if now - self.shown >= (0.2 if self.tty else 5.0):
+            self.shown = now
+            self._show(progress, now)
+
+    def _show(self, p: delivery.Progress, now: float) -> None:
+        elapsed = max(now - self.start, 1e-6)
+        rate = p.done / elapsed
+        left = max(self.todo - p.done, 0)
+        eta = f"{dt.timedelta(seconds=round(left / rate))}" if rate > 0 else "?"
+        text = (
+            f"campaign {self.campaign_id}: {p.sent} sent, {p.failed} failed, {left} left, "
+            f"{rate:.0f}/s, ETA {eta}"
+        )
+        if self.tty:
+            self.out.write(f"\r{text}\x1b[K")
+        else:
+            self.out.write(text + "\n")
+        self.out.flush()
+
+    def finish(self) -> None:
+        """The final figures, on a terminal and in a log alike."""
+        if self.last is not None:
+            self._show(self.last, time.monotonic())
+            if self.tty:
+                self.out.write("\n")
+                self.out.flush()
+
+
 @campaign.command("send")
 @click.argument("campaign_id", type=int)
 @click.pass_context
 def campaign_send(ctx: click.Context, campaign_id: int) -> None:
-    """Send a campaign now, in the foreground, with a progress bar.
+    """Send a campaign now, in the foreground, showing sent, failed, left, rate and ETA.
 
     Interrupted sends continue where they stopped when run again.
 
@@ -221,23 +262,14 @@ def campaign_send(ctx: click.Context, campaign_id: int) -> None:
     ws = ws_of(ctx)
     mail, transport = jobs.prepare_send(ws, ws.store, campaign_id, utcnow())
     counts = ws.store.delivery_counts(campaign_id)
-    todo = counts["pending"] + counts["deferred"]
+    line = ProgressLine(campaign_id, counts["pending"] + counts["deferred"], sys.stderr)
     try:
-        with click.progressbar(
-            length=todo, label=f"campaign {campaign_id}", file=sys.stderr, show_eta=True
-        ) as bar:
-            done = [0]
-
-            def on_progress(p: Any) -> None:
-                total = p.sent + p.failed + p.deferred + p.skipped
-                bar.update(total - done[0])
-                done[0] = total
-
-            progress = delivery.send_campaign(
-                ws.store, transport, mail, utcnow, on_progress=on_progress
-            )
+        progress = jobs.send_prepared(
+            ws, ws.store, mail, transport, utcnow, on_progress=line.update
+        )
     finally:
         transport.close()
+        line.finish()
     click.echo(
         f"campaign {campaign_id}: {progress.sent} sent, {progress.failed} failed, "
         f"{progress.deferred} deferred, {progress.skipped} skipped"
