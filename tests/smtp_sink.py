@@ -6,6 +6,7 @@ import socket
 from dataclasses import dataclass, field
 
 from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult
 
 
 def _free_port() -> int:
@@ -71,10 +72,23 @@ class SinkHandler:
 
 
 class SmtpSink:
-    def __init__(self, pipelining: bool = False) -> None:
+    def __init__(self, pipelining: bool = False, login: tuple[str, str] | None = None) -> None:
+        """``login``: (username, password) the server requires over plain text, as a test may."""
         self.handler = SinkHandler(pipelining=pipelining)
         self.port = _free_port()
-        self.controller = Controller(self.handler, hostname="127.0.0.1", port=self.port)
+        self.logins: list[tuple[str, bool]] = []  # (username, accepted) per AUTH
+        auth = {}
+        if login is not None:
+
+            def authenticator(server, session, envelope, mechanism, auth_data):  # noqa: ANN001
+                user, password = auth_data.login.decode(), auth_data.password.decode()
+                ok = (user, password) == login
+                self.logins.append((user, ok))
+                # handled=False: aiosmtpd answers 535 itself instead of staying silent
+                return AuthResult(success=ok, handled=False)
+
+            auth = {"authenticator": authenticator, "auth_require_tls": False}
+        self.controller = Controller(self.handler, hostname="127.0.0.1", port=self.port, **auth)
 
     def __enter__(self) -> SmtpSink:
         self.controller.start()

@@ -454,3 +454,26 @@ def test_rate_limit_counts_every_message_of_a_batch() -> None:
     limiter = delivery.RateLimiter(10, monotonic=lambda: now[0], sleep=sleep)
     limiter.acquire(25)
     assert 1.0 <= now[0] <= 2.1  # 25 messages at 10 a second: two full windows waited
+
+
+def test_a_refused_login_pauses_the_campaign_and_the_right_password_sends(ws_dir: Path) -> None:
+    with SmtpSink(login=("news", "right horse battery")) as sink:
+        env = smtp_env(sink, NEWSLETTER_SMTP__USERNAME="news", NEWSLETTER_SMTP_PASSWORD="wrong")
+        ws = Workspace.open(ws_dir, env=env)
+        campaign_id = _prepare(ws)
+        progress = jobs.send_campaign(ws, ws.store, campaign_id, clock)
+        assert "login refused for smtp.username 'news' (535)" in progress.paused_reason
+        assert "NEWSLETTER_SMTP_PASSWORD" in progress.paused_reason
+        assert "wrong" not in progress.paused_reason  # the secret is never echoed
+        assert ws.store.campaign(campaign_id)["status"] == "paused"
+        assert ws.store.subscribers("bounced") == [] and sink.messages == []
+        assert ws.store.delivery_counts(campaign_id)["pending"] == len(_confirmed(ws.store))
+        assert sink.logins and not any(ok for _, ok in sink.logins)
+        ws.close()
+        env["NEWSLETTER_SMTP_PASSWORD"] = "right horse battery"
+        ws = Workspace.open(ws_dir, env=env)
+        campaigns.resume(ws.store, campaign_id, NOW)
+        assert jobs.send_campaign(ws, ws.store, campaign_id, clock).finished
+        assert Counter(sink.recipients()) == Counter(_confirmed(ws.store))
+        assert sink.logins[-1] == ("news", True)
+        ws.close()
