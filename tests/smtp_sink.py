@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import socket
+import time
 from dataclasses import dataclass, field
 
 from aiosmtpd.controller import Controller
@@ -43,16 +45,26 @@ class SinkHandler:
             return [responses[0], "250-PIPELINING", *responses[1:]]
         return responses
 
+    # hang up right after answering MAIL or RCPT with a refusal, as blocklists do
+    hang_up_after_refusal: bool = False
+    arrivals: list[float] = field(default_factory=list)  # monotonic time of each message
+
+    def _refuse(self, server, reply: str) -> str:
+        if self.hang_up_after_refusal:
+            # The reply is already buffered when this runs; close() flushes it first.
+            asyncio.get_running_loop().call_soon(server.transport.close)
+        return reply
+
     async def handle_MAIL(self, server, session, envelope, address, mail_options):  # noqa: N802
         if self.mail_reply:
-            return self.mail_reply
+            return self._refuse(server, self.mail_reply)
         envelope.mail_from = address
         return "250 OK"
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):  # noqa: N802
         reply = self.rcpt_replies.get(address)
         if reply:
-            return reply
+            return self._refuse(server, reply) if reply.startswith("5") else reply
         envelope.rcpt_tos.append(address)
         return "250 OK"
 
@@ -68,6 +80,7 @@ class SinkHandler:
         self.messages.append(
             Received(envelope.mail_from, list(envelope.rcpt_tos), envelope.content)
         )
+        self.arrivals.append(time.monotonic())
         return "250 2.0.0 Message accepted"
 
 

@@ -477,3 +477,26 @@ def test_a_refused_login_pauses_the_campaign_and_the_right_password_sends(ws_dir
         assert Counter(sink.recipients()) == Counter(_confirmed(ws.store))
         assert sink.logins[-1] == ("news", True)
         ws.close()
+
+
+@pytest.mark.parametrize("pipelining", [False, True], ids=["one-by-one", "pipelining"])
+def test_a_refusal_followed_by_a_hang_up_keeps_its_meaning(ws_dir: Path, pipelining) -> None:
+    with SmtpSink(pipelining) as sink:
+        sink.handler.hang_up_after_refusal = True
+        ws = Workspace.open(ws_dir, env=smtp_env(sink))
+        campaign_id = _prepare(ws)
+        gone = _confirmed(ws.store)[1]
+        sink.handler.rcpt_replies[gone] = "550 5.1.1 No such user"
+        progress = jobs.send_campaign(ws, ws.store, campaign_id, clock)
+        # The refused address bounces (not "connection lost", not deferred) and the
+        # others go over a fresh connection.
+        assert progress.finished and progress.failed == 1
+        assert ws.store.subscriber_by_email(gone)["status"] == "bounced"
+        assert Counter(sink.recipients()) == Counter(_confirmed(ws.store))
+
+        second = campaigns.create(ws.store, ws.settings, "Again", "1", None, None, NOW)
+        sink.handler.mail_reply = "554 5.7.1 Service unavailable; client host blocked"
+        paused = jobs.send_campaign(ws, ws.store, second, clock)
+        assert "refused the sender" in paused.paused_reason and "554" in paused.paused_reason
+        assert ws.store.delivery_counts(second)["deferred"] == 0
+        ws.close()

@@ -12,6 +12,7 @@ import pytest
 
 from conftest import Cli
 from smtp_sink import SmtpSink
+from test_delivery_processes import gone, senders
 
 SUBSCRIBERS = 2000
 CONNECTIONS = 4
@@ -63,8 +64,15 @@ def test_sigkill_during_a_campaign_never_duplicates_or_skips(
             if proc.poll() is not None:
                 proc.communicate()
                 break  # finished before this kill; nothing left to interrupt
+            children = senders(proc.pid)
+            if kills == 0:  # later runs may have fewer than SHARD_MIN_ROWS rows left
+                assert len(children) == (processes if processes > 1 else 0)
             proc.kill()
             proc.communicate()  # reaps the process and closes its pipe
+            deadline = time.monotonic() + 10
+            while not all(gone(pid) for pid in children):  # they die with their parent
+                assert time.monotonic() < deadline, "a sending process outlived its parent"
+                time.sleep(0.01)
             kills += 1
             # Rows still 'sending' are exactly the ones in flight at the kill.
             in_flight = _rows(db, "SELECT COUNT(*) FROM deliveries WHERE status = 'sending'")

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import bisect
 import datetime as dt
+import logging
 import os
 import signal
 import threading
@@ -49,16 +51,31 @@ def _workspace(ws_dir: Path, sink: SmtpSink, **extra: str) -> tuple[Workspace, i
     return ws, campaign_id, addresses
 
 
-def _children(pid: int) -> list[int]:
-    """The child processes of ``pid``, from /proc (Linux)."""
+def senders(pid: int) -> list[int]:
+    """The sending processes started by ``pid``, from /proc (Linux)."""
     found: list[int] = []
     for task in Path(f"/proc/{pid}/task").iterdir():
-        text = (task / "children").read_text().split()
-        found.extend(int(p) for p in text)
+        for child in (task / "children").read_text().split():
+            try:
+                cmdline = Path(f"/proc/{child}/cmdline").read_bytes()
+            except FileNotFoundError:
+                continue
+            if b"newsletter.sender" in cmdline:
+                found.append(int(child))
     return found
 
 
-def test_every_subscriber_gets_one_message_from_one_of_the_processes(ws_dir, sink) -> None:
+def gone(pid: int) -> bool:
+    """Whether a process has ended (reaped, or a zombie waiting to be)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return True
+    return stat.rpartition(")")[2].split()[0] == "Z"
+
+
+def test_every_subscriber_gets_one_message_from_one_of_the_processes(ws_dir, sink, caplog) -> None:
+    caplog.set_level(logging.INFO, logger="newsletter")
     ws, campaign_id, addresses = _workspace(ws_dir, sink)
     seen: list[int] = []
     progress = jobs.send_campaign(
@@ -66,6 +83,7 @@ def test_every_subscriber_gets_one_message_from_one_of_the_processes(ws_dir, sin
     )
     assert progress.finished and progress.sent == PEOPLE and progress.failed == 0
     assert Counter(sink.recipients()) == Counter(addresses)
+    assert f"campaign {campaign_id}: sending with 2 processes" in caplog.text
     # Two processes with two connections each: more than one connection carried mail.
     assert len(sink.handler.sessions) >= 2
     # Progress was reported while sending, adding up both processes, and only grew.
@@ -103,8 +121,12 @@ def test_pausing_from_elsewhere_stops_all_processes(ws_dir, sink) -> None:
         time.sleep(0.01)
     other = ws.open_store()
     campaigns.pause(other, campaign_id, NOW)
+    at_pause = len(sink.messages)
     sender.join(timeout=30)
     assert not sender.is_alive()
+    # A claim reads the campaign's status in its own transaction: after the pause
+    # only messages already in flight (one per connection) can arrive.
+    assert len(sink.messages) - at_pause <= 4
     assert result["p"].stopped and not result["p"].finished
     counts = other.delivery_counts(campaign_id)
     assert counts["sending"] == 0 and counts["pending"] > 0
@@ -129,7 +151,7 @@ def test_a_killed_sending_process_pauses_the_campaign_and_leaves_nothing_unknown
     while len(sink.messages) < 100:
         assert time.monotonic() < deadline, "sending made no progress"
         time.sleep(0.01)
-    children = _children(os.getpid())
+    children = senders(os.getpid())
     assert len(children) == 2
     os.kill(children[0], signal.SIGKILL)
     sender.join(timeout=30)
@@ -190,3 +212,30 @@ def test_the_cli_shows_sent_failed_left_rate_and_eta(ws_dir, sink, env) -> None:
     assert last.endswith("/s, ETA 0:00:00")
     assert f"campaign 1: {PEOPLE} sent, 0 failed" in result.stdout
     assert len(sink.recipients()) == PEOPLE
+
+
+def test_a_stop_while_the_processes_start_stops_cleanly(ws_dir, sink) -> None:
+    ws, campaign_id, _ = _workspace(ws_dir, sink)
+    progress = jobs.send_campaign(ws, ws.store, campaign_id, clock, should_stop=lambda: True)
+    assert progress.stopped and progress.paused_reason is None
+    assert ws.store.campaign(campaign_id)["status"] == "sending"  # the scheduler goes on later
+    counts = ws.store.delivery_counts(campaign_id)
+    assert counts["sending"] == counts["in_doubt"] == 0
+    assert counts["pending"] + counts["sent"] == PEOPLE
+    assert senders(os.getpid()) == []
+
+
+def test_the_rate_limit_holds_across_processes(ws_dir, sink) -> None:
+    ws, campaign_id, addresses = _workspace(
+        ws_dir, sink, NEWSLETTER_DELIVERY__RATE_PER_SECOND="500"
+    )
+    progress = jobs.send_campaign(ws, ws.store, campaign_id, clock)
+    assert progress.finished
+    arrivals = sorted(sink.handler.arrivals)
+    busiest = max(
+        bisect.bisect_right(arrivals, start + 1.0) - i for i, start in enumerate(arrivals)
+    )
+    # Each process keeps its own share of the rate in a one-second window; arrivals can
+    # bunch by at most the messages in flight (one per connection).
+    assert busiest <= 500 + 4
+    assert arrivals[-1] - arrivals[0] >= (PEOPLE - 504) / 500

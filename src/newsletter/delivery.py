@@ -417,10 +417,18 @@ class _Run:
         claimed, skipped = store.claim_deliveries(
             [(i.delivery_id, i.message_id) for i in items], self.clock()
         )
-        if len(claimed) < len(items):
+        if skipped:
             # Unsubscribed since the row was read (or taken off a list): not sent.
             with self.lock:
-                self.progress.skipped += len(items) - len(claimed)
+                self.progress.skipped += len(skipped)
+        if (
+            len(claimed) + len(skipped) < len(items)
+            and store.campaign_status(self.campaign_id) != "sending"
+        ):
+            # Paused or cancelled while this worker waited for the rate limit.
+            with self.lock:
+                self.progress.stopped = True
+            self.halt.set()
         items = [i for i in items if i.delivery_id in claimed]
         if not items:
             return
@@ -478,7 +486,7 @@ def send_campaign(
     try:
         run = _Run(store, transport, campaign_id, clock, policy, on_progress, lease.lost)
         run.progress.settled = settle_in_flight(store, transport, campaign_id, clock())
-        shards = _shard_count(store, campaign_id, policy) if parts is not None else 1
+        shards = _shard_count(store, campaign_id, policy, clock()) if parts is not None else 1
         if shards > 1 and parts is not None:
             _send_sharded(store, run, parts, shards, should_stop)
         else:
@@ -500,14 +508,22 @@ def send_campaign(
     return progress
 
 
-def _shard_count(store: Store, campaign_id: int, policy: Policy) -> int:
-    """How many processes to send with: never more than connections, one for small sends."""
-    wanted = policy.processes or os.cpu_count() or 1
-    wanted = min(wanted, max(1, policy.concurrency))
+def _cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))  # the cores this process may use (containers)
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
+def _shard_count(store: Store, campaign_id: int, policy: Policy, now: dt.datetime) -> int:
+    """How many processes to send with: never more than connections (or whole messages
+    per second, so each keeps a one-second window), and one for small sends."""
+    wanted = min(policy.processes or _cores(), max(1, policy.concurrency))
+    if policy.rate_per_second > 0:
+        wanted = min(wanted, max(1, int(policy.rate_per_second)))
     if wanted <= 1:
         return 1
-    counts = store.delivery_counts(campaign_id)
-    return wanted if counts[PENDING] + counts[DEFERRED] >= SHARD_MIN_ROWS else 1
+    return wanted if store.due_count(campaign_id, now) >= SHARD_MIN_ROWS else 1
 
 
 def _send_sharded(
@@ -518,24 +534,35 @@ def _send_sharded(
     # Children keep the caller's notion of now (tests inject a clock) as an offset.
     offset = run.clock() - dt.datetime.now(dt.UTC)
     children: list[tuple[subprocess.Popen[bytes], Connection]] = []
-    for index in range(count):
-        share = replace(
-            policy,
-            concurrency=policy.concurrency // count + (index < policy.concurrency % count),
-            rate_per_second=policy.rate_per_second / count,
-        )
-        children.append(_start_child((parts, Shard(index, count), share, offset, os.getpid())))
-    latest = [Progress() for _ in children]
-    open_pipes: dict[Connection, int] = {receiver: n for n, (_, receiver) in enumerate(children)}
+    rate = policy.rate_per_second
+    latest: list[Progress] = []
     stopping = False
+    log.info("campaign %s: sending with %d processes", run.campaign_id, count)
     try:
+        for index in range(count):
+            # Whole shares: each child's limiter keeps an exact one-second window.
+            share = replace(
+                policy,
+                concurrency=policy.concurrency // count + (index < policy.concurrency % count),
+                rate_per_second=(int(rate) // count + (index < int(rate) % count)) if rate else 0,
+            )
+            children.append(_start_child((parts, Shard(index, count), share, offset, os.getpid())))
+            latest.append(Progress())
+        open_pipes: dict[Connection, int] = {
+            receiver: n for n, (_, receiver) in enumerate(children)
+        }
         while open_pipes:
             for receiver in wait(list(open_pipes), timeout=0.2):
                 n = open_pipes[receiver]
                 try:
                     kind, payload = receiver.recv()
                 except EOFError:
-                    del open_pipes[receiver]  # the child ended without its last word
+                    # The child ended without its last word: stop the others too, unless
+                    # it was our SIGTERM that came before the child could handle it.
+                    del open_pipes[receiver]
+                    code = children[n][0].wait()
+                    if not (stopping and code == -signal.SIGTERM):
+                        latest[n].paused_reason = latest[n].paused_reason or _died(code)
                     continue
                 if kind == "error":
                     latest[n].paused_reason = f"paused: {payload}"
@@ -568,17 +595,20 @@ def _send_sharded(
         run.progress.stopped = True
     if run.lost.is_set() and not run.progress.paused_reason:
         run.progress.paused_reason = "paused: this sender lost its lease on the campaign"
-    died = [child.returncode for child, _ in children if child.returncode != 0]
+    # A child stopped by our SIGTERM before it could install its handler has claimed nothing.
+    clean = (0, -signal.SIGTERM) if stopping else (0,)
+    died = [child.returncode for child, _ in children if child.returncode not in clean]
     if died:
         # Rows a dead child had in flight are settled now, like a crashed sender's.
         settled = settle_in_flight(store, run.transport, run.campaign_id, run.clock())
         for key, value in settled.items():
             run.progress.settled[key] = run.progress.settled.get(key, 0) + value
         if not run.progress.paused_reason:
-            run.progress.paused_reason = (
-                f"paused: a sending process stopped unexpectedly (exit code {died[0]}); "
-                f"resume to continue"
-            )
+            run.progress.paused_reason = _died(died[0])
+
+
+def _died(code: int) -> str:
+    return f"paused: a sending process stopped unexpectedly (exit code {code}); resume to continue"
 
 
 def _die_with_parent(parent_pid: int) -> None:
@@ -606,22 +636,36 @@ def _start_child(args: tuple[Any, ...]) -> tuple[subprocess.Popen[bytes], Connec
             stdin=subprocess.PIPE,
             pass_fds=(write_fd,),
         )
+    except BaseException:
+        os.close(read_fd)
+        raise
     finally:
         os.close(write_fd)
     assert child.stdin is not None
-    child.stdin.write(pickle.dumps(args))
-    child.stdin.close()
+    try:
+        child.stdin.write(pickle.dumps(args))
+        child.stdin.close()
+    except BaseException:
+        child.kill()
+        child.wait()
+        os.close(read_fd)
+        raise
     return child, Connection(read_fd, writable=False)
 
 
-def shard_main(report_fd: int) -> None:
-    """The body of a sending process (``python -m newsletter.sender FD``)."""
+def shard_main(report_fd: int, stopped_early: list[bool]) -> None:
+    """The body of a sending process (``python -m newsletter.sender FD``).
+
+    ``stopped_early`` is non-empty when a SIGTERM came while the process was
+    still importing: it then reports at once without claiming anything.
+    """
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    if stopped_early:
+        stop.set()
     pipe = Connection(report_fd, readable=False)
     parts, shard, policy, offset, parent_pid = pickle.loads(sys.stdin.buffer.read())
     _die_with_parent(parent_pid)
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C goes to the parent, which stops us
 
     def clock() -> dt.datetime:
         return dt.datetime.now(dt.UTC) + offset

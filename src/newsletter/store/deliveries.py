@@ -94,6 +94,14 @@ class DeliveriesQueries(StoreBase):
                 row["attributes"] = json.loads(row["attributes"])
         return rows
 
+    def due_count(self, campaign_id: int, now: datetime) -> int:
+        """Rows that would be tried now: pending, and deferred ones whose time has come."""
+        return self._value(
+            "SELECT COUNT(*) FROM deliveries WHERE campaign_id = ? AND (status = 'pending' OR "
+            "(status = 'deferred' AND COALESCE(next_attempt_at, '') <= ?))",
+            [campaign_id, _iso(now)],
+        )
+
     def claim_deliveries(
         self, claims: list[tuple[int, str]], now: datetime
     ) -> tuple[set[int], set[int]]:
@@ -108,11 +116,15 @@ class DeliveriesQueries(StoreBase):
         stamp = _iso(now)
         with self.transaction():
             for delivery_id, message_id in claims:
+                # The campaign's status is read in the same transaction, so a pause or
+                # cancel committed before this claim stops it, in any process.
                 cursor = self.conn.execute(
                     "UPDATE deliveries SET status = 'sending', message_id = ?, sending_at = ?, "
                     "attempts = attempts + 1 WHERE id = ? AND status IN ('pending', 'deferred') "
                     "AND EXISTS (SELECT 1 FROM subscribers s WHERE s.id = "
-                    "deliveries.subscriber_id AND s.status = 'confirmed')",
+                    "deliveries.subscriber_id AND s.status = 'confirmed') "
+                    "AND EXISTS (SELECT 1 FROM campaigns c WHERE c.id = "
+                    "deliveries.campaign_id AND c.status = 'sending')",
                     [message_id, stamp, delivery_id],
                 )
                 if cursor.rowcount == 1:
@@ -120,7 +132,9 @@ class DeliveriesQueries(StoreBase):
                     continue
                 cursor = self.conn.execute(
                     "UPDATE deliveries SET status = 'skipped', error = 'no longer subscribed', "
-                    "done_at = ? WHERE id = ? AND status IN ('pending', 'deferred')",
+                    "done_at = ? WHERE id = ? AND status IN ('pending', 'deferred') "
+                    "AND NOT EXISTS (SELECT 1 FROM subscribers s WHERE s.id = "
+                    "deliveries.subscriber_id AND s.status = 'confirmed')",
                     [stamp, delivery_id],
                 )
                 if cursor.rowcount == 1:

@@ -130,6 +130,9 @@ class SmtpTransport:
                 f"{envelope.recipient}: the address needs SMTPUTF8, which is not supported"
             )
         recipient = f"{local}@{domain.encode('idna').decode('ascii')}"
+        if any(c in a for a in (envelope.sender, recipient) for c in "\r\n"):
+            # Never let an address end a command line early (smtplib's putcmd checks too).
+            raise MessageRejected(f"{recipient!r}: a line break in an address")
         data = self.sign(envelope.data) if self.sign else envelope.data
         with self._slots:
             for fresh in (False, True):
@@ -164,21 +167,29 @@ class SmtpTransport:
         Where the server offers PIPELINING (RFC 2920) the three commands go in
         one write and their replies are read after: one round trip, not three.
         """
+        mail, rcpt = f"MAIL FROM:<{sender}>\r\n", f"RCPT TO:<{recipient}>\r\n"
+        replies: list[tuple[int, bytes]] = []
         try:
-            mail, rcpt = f"MAIL FROM:<{sender}>\r\n", f"RCPT TO:<{recipient}>\r\n"
             if conn.does_esmtp and "pipelining" in conn.esmtp_features:
                 conn.send(f"{mail}{rcpt}DATA\r\n")
-                replies = [conn.getreply(), conn.getreply(), conn.getreply()]
+                for _ in range(3):
+                    replies.append(conn.getreply())
             else:
-                replies = []
                 for command in (mail, rcpt, "DATA\r\n"):
                     conn.send(command)
                     replies.append(conn.getreply())
                     if replies[-1][0] not in (250, 251, 354):
                         break
-            self._check_envelope(conn, sender, recipient, replies)
         except (smtplib.SMTPServerDisconnected, OSError) as exc:
-            raise _Retry(f"connection lost before the message ({exc})") from None
+            if not any(code >= 500 for code, _ in replies):
+                raise _Retry(f"connection lost before the message ({exc})") from None
+            # A refusal and then a hang-up (a blocklisted sender, say): the refusal is
+            # what counts, and the connection is gone.
+            try:
+                self._check_envelope(conn, sender, recipient, replies)
+            except _Refused as refused:
+                raise refused.error from None
+        self._check_envelope(conn, sender, recipient, replies)
         body = _dot_stuff(data)
         try:
             conn.send(body)
