@@ -260,9 +260,9 @@ def campaign_send(ctx: click.Context, campaign_id: int) -> None:
         newsletter campaign send 1
     """
     ws = ws_of(ctx)
-    mail, transport = jobs.prepare_send(ws, ws.store, campaign_id, utcnow())
-    counts = ws.store.delivery_counts(campaign_id)
-    line = ProgressLine(campaign_id, counts["pending"] + counts["deferred"], sys.stderr)
+    now = utcnow()
+    mail, transport = jobs.prepare_send(ws, ws.store, campaign_id, now)
+    line = ProgressLine(campaign_id, ws.store.due_count(campaign_id, now), sys.stderr)
     try:
         progress = jobs.send_prepared(
             ws, ws.store, mail, transport, utcnow, on_progress=line.update
