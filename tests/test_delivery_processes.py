@@ -51,6 +51,22 @@ def _workspace(ws_dir: Path, sink: SmtpSink, **extra: str) -> tuple[Workspace, i
     return ws, campaign_id, addresses
 
 
+def _send_in_background(
+    ws: Workspace, campaign_id: int, sink: SmtpSink
+) -> tuple[threading.Thread, dict[str, delivery.Progress]]:
+    """Start sending in a thread; return once 100 messages have arrived."""
+    result: dict[str, delivery.Progress] = {}
+    sender = threading.Thread(
+        target=lambda: result.update(p=jobs.send_campaign(ws, ws.open_store(), campaign_id, clock))
+    )
+    sender.start()
+    deadline = time.monotonic() + 30
+    while len(sink.messages) < 100:
+        assert time.monotonic() < deadline, "sending made no progress"
+        time.sleep(0.01)
+    return sender, result
+
+
 def senders(pid: int) -> list[int]:
     """The sending processes started by ``pid``, from /proc (Linux)."""
     found: list[int] = []
@@ -110,15 +126,7 @@ def test_a_stop_request_stops_every_process_and_resume_sends_the_rest_once(ws_di
 
 def test_pausing_from_elsewhere_stops_all_processes(ws_dir, sink) -> None:
     ws, campaign_id, _ = _workspace(ws_dir, sink, NEWSLETTER_DELIVERY__RATE_PER_SECOND="300")
-    result: dict[str, delivery.Progress] = {}
-    sender = threading.Thread(
-        target=lambda: result.update(p=jobs.send_campaign(ws, ws.open_store(), campaign_id, clock))
-    )
-    sender.start()
-    deadline = time.monotonic() + 30
-    while len(sink.messages) < 100:
-        assert time.monotonic() < deadline, "sending made no progress"
-        time.sleep(0.01)
+    sender, result = _send_in_background(ws, campaign_id, sink)
     other = ws.open_store()
     campaigns.pause(other, campaign_id, NOW)
     at_pause = len(sink.messages)
@@ -142,15 +150,7 @@ def test_a_killed_sending_process_pauses_the_campaign_and_leaves_nothing_unknown
     ws, campaign_id, addresses = _workspace(
         ws_dir, sink, NEWSLETTER_DELIVERY__RATE_PER_SECOND="300"
     )
-    result: dict[str, delivery.Progress] = {}
-    sender = threading.Thread(
-        target=lambda: result.update(p=jobs.send_campaign(ws, ws.open_store(), campaign_id, clock))
-    )
-    sender.start()
-    deadline = time.monotonic() + 30
-    while len(sink.messages) < 100:
-        assert time.monotonic() < deadline, "sending made no progress"
-        time.sleep(0.01)
+    sender, result = _send_in_background(ws, campaign_id, sink)
     children = senders(os.getpid())
     assert len(children) == 2
     os.kill(children[0], signal.SIGKILL)
