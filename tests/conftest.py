@@ -209,9 +209,14 @@ class Dashboard:
         page.get_by_role("button", name="Sign in").click()
         page.wait_for_url(self.url + "/")
 
-    def screenshot(self, page, name: str) -> None:
+    def screenshot(self, page, name: str, part: str | None = None) -> None:
+        """Save the whole page, or one part of it (a full-page capture leaves frames blank)."""
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
-        page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+        path = str(ARTIFACTS / f"{name}.png")
+        if part:
+            page.locator(part).screenshot(path=path)
+        else:
+            page.screenshot(path=path, full_page=True)
 
 
 @pytest.fixture

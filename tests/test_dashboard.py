@@ -90,6 +90,7 @@ def test_campaign_from_new_articles_to_results(admin_page, dashboard) -> None:
     expect(page.get_by_text("Rendered for jose.garcia@example.net")).to_be_visible()
     expect(desktop.get_by_text("José").first).to_be_visible()
     dashboard.screenshot(page, "campaign-draft")
+    dashboard.screenshot(page, "campaign-preview", part="section[aria-labelledby=h-preview]")
 
     # A test message to any address reaches the SMTP sink, marked and untracked.
     page.get_by_label("To any address").fill("qa@example.org")
@@ -113,12 +114,12 @@ def test_campaign_from_new_articles_to_results(admin_page, dashboard) -> None:
     page.goto(url + "/")
     expect(page.get_by_role("link", name="November at the clinic")).to_be_visible()
 
-    # Send now: it runs in the background and the page follows it to the end.
+    # The time comes: the scheduler's send job runs (its clock injected, no waiting).
+    due = dt.datetime.fromisoformat(dashboard.ws.store.campaign(1)["scheduled_at"])
+    jobs.send_due(dashboard.ws, clock=lambda: due + dt.timedelta(minutes=1))
     page.goto(url + "/campaigns/1")
-    page.get_by_role("button", name="Send now").click()
-    expect(page.locator("[data-status]")).to_have_text("sent", timeout=30_000)
+    expect(page.locator("[data-status]")).to_have_text("sent")
     expect(page.locator("[data-sent]")).to_have_attribute("data-sent", str(_confirmed()))
-    dashboard.screenshot(page, "campaign-sent")
     assert len(dashboard.sink.messages) == 1 + _confirmed()
 
     # Results before anyone reads the mail.
@@ -151,6 +152,23 @@ def test_campaign_from_new_articles_to_results(admin_page, dashboard) -> None:
     assert "'=HYPERLINK" in text and ",=" not in text
     numbers = page.request.get(url + "/campaigns/1/results.csv").text()
     assert numbers.splitlines()[1].startswith(f"1,{_confirmed()},{_confirmed()},")
+
+    # A second campaign from a chosen article, sent now: it runs in the background
+    # and the page follows it to the end.
+    page.goto(url + "/campaigns/new")
+    page.get_by_label("Subject", exact=True).fill("Knee care again")
+    page.get_by_label("These articles:").check()
+    page.get_by_label(FORMULA_TITLE).check()
+    page.get_by_role("button", name="Create draft").click()
+    page.wait_for_url(re.compile(r".*/campaigns/2$"))
+    page.get_by_role("button", name="Send now").click()
+    expect(page.locator("[data-status]")).to_have_text("sent", timeout=30_000)
+    expect(page.locator("[data-sent]")).to_have_attribute("data-sent", str(_confirmed()))
+    dashboard.screenshot(page, "campaign-sent")
+    assert len(dashboard.sink.messages) == 1 + 2 * _confirmed()
+    assert dashboard.ws.store.campaign(2)["article_ids"] == [
+        a["id"] for a in dashboard.ws.store.articles() if a["title"] == FORMULA_TITLE
+    ]
 
     page.goto(url + "/campaigns")
     expect(page.get_by_role("cell", name="20.0%").first).to_be_visible()

@@ -7,6 +7,7 @@ show the same numbers.
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import io
 from typing import Any
 
@@ -105,7 +106,11 @@ def timeline(store: Store, campaign_id: int) -> dict[str, Any]:
     are told apart (human, machine), each class gets its own line.
     """
     rows = store.event_timeline(campaign_id, ("open", "click"))
-    hours = sorted({r["hour"] for r in rows})
+    hours = _hour_range(sorted({r["hour"] for r in rows}))
+    if len(hours) == 1:
+        # One point alone is no line: the hour before it (no events yet) goes first.
+        before = dt.datetime.fromisoformat(hours[0]) - dt.timedelta(hours=1)
+        hours.insert(0, before.strftime("%Y-%m-%dT%H:00"))
     index = {h: i for i, h in enumerate(hours)}
     series: dict[str, list[int]] = {}
     for r in rows:
@@ -113,3 +118,20 @@ def timeline(store: Store, campaign_id: int) -> dict[str, Any]:
         values = series.setdefault(name, [0] * len(hours))
         values[index[r["hour"]]] = r["count"]
     return {"hours": hours, "series": series}
+
+
+# A chart of a campaign read for months still gets hourly buckets, but only
+# the hours that had events beyond this many.
+MAX_HOURS = 24 * 31
+
+
+def _hour_range(hours: list[str]) -> list[str]:
+    """Every hour from the first to the last event (zeros in between draw a true line)."""
+    if not hours:
+        return []
+    first = dt.datetime.fromisoformat(hours[0])
+    last = dt.datetime.fromisoformat(hours[-1])
+    span = int((last - first).total_seconds() // 3600) + 1
+    if span > MAX_HOURS:
+        return hours
+    return [(first + dt.timedelta(hours=i)).strftime("%Y-%m-%dT%H:00") for i in range(span)]

@@ -22,7 +22,7 @@ function drawCharts() {
     const opts = {
       width: Math.max(320, holder.clientWidth - 16),
       height: 280,
-      scales: { x: { time: true } },
+      scales: { x: { time: true }, y: { range: (u, min, max) => [0, Math.max(2, max)] } },
       series: [{}].concat(
         names.map((name, i) => ({ label: name, stroke: colours[i % colours.length], width: 2 }))
       ),
