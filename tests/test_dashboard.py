@@ -281,13 +281,20 @@ def test_subscribers_search_import_and_remove(admin_page, dashboard, tmp_path: P
     page.goto(url + "/subscribers/import")
     page.get_by_label("CSV file").set_input_files(str(upload))
     page.get_by_role("button", name="Check the file").click()
-    expect(page.get_by_role("cell", name="attribute:Stadt")).to_be_visible()
+    expect(page.get_by_role("cell", name="attribute:Stadt", exact=True)).to_be_visible()
     expect(page.get_by_text("members.csv:3")).to_be_visible()
+    # "Vorname" is not recognised; read it as the first name, as --map would.
+    page.get_by_label("Read column Vorname as").select_option("Vorname=first_name")
+    page.get_by_role("button", name="Check again with these columns").click()
+    expect(page.get_by_role("cell", name="first_name", exact=True)).to_be_visible()
+    expect(page.get_by_role("cell", name="Nia", exact=True)).to_be_visible()
     dashboard.screenshot(page, "import-preview")
     assert dashboard.ws.store.subscriber_by_email("new.one@example.com") is None
     page.get_by_role("button", name="Import 1 rows").click()
     expect(page.get_by_role("status")).to_contain_text("1 added")
-    assert dashboard.ws.store.subscriber_by_email("new.one@example.com")["status"] == "unconfirmed"
+    added = dashboard.ws.store.subscriber_by_email("new.one@example.com")
+    assert (added["status"], added["first_name"]) == ("unconfirmed", "Nia")
+    assert added["attributes"] == {"Stadt": "Springfield"}
 
     alice = dashboard.ws.store.subscriber_by_email("alice.moreno@example.com")
     page.goto(f"{url}/subscribers/{alice['id']}")
@@ -325,3 +332,50 @@ def test_settings_for_admins_only_without_secrets(browser, admin_page, dashboard
         assert answer.status == 403
     finally:
         context.close()
+
+
+def test_pause_resume_cancel_and_retry_failed(admin_page, dashboard) -> None:
+    page, url = admin_page, dashboard.url
+    _fill_workspace(dashboard)
+    # The server refuses one message (not the address) until told otherwise.
+    dashboard.sink.handler.data_replies["zoe.brennan@example.org"] = "554 5.7.1 Looks like spam"
+    page.goto(url + "/campaigns/new")
+    page.get_by_label("Subject", exact=True).fill("Refused once")
+    page.get_by_role("button", name="Create draft").click()
+    page.wait_for_url(re.compile(r".*/campaigns/1$"))
+    page.get_by_role("button", name="Send now").click()
+    expect(page.locator("[data-status]")).to_have_text("sent", timeout=30_000)
+    expect(page.locator("#progress")).to_contain_text("1 failed")
+    assert len(dashboard.sink.messages) == _confirmed() - 1
+
+    dashboard.sink.handler.data_replies.clear()
+    page.get_by_role("button", name="Retry failed").click()
+    expect(page.get_by_role("status")).to_have_text("1 deliveries queued again.")
+    expect(page.locator("[data-sent]")).to_have_attribute(
+        "data-sent", str(_confirmed()), timeout=30_000
+    )
+    expect(page.locator("[data-status]")).to_have_text("sent")
+    assert "zoe.brennan@example.org" in dashboard.sink.recipients()
+
+    page.goto(url + "/campaigns/new")
+    page.get_by_label("Subject", exact=True).fill("Changed my mind")
+    page.get_by_label("These articles:").check()
+    page.get_by_label(SCRIPT_TITLE).check()
+    page.get_by_role("button", name="Create draft").click()
+    page.wait_for_url(re.compile(r".*/campaigns/2$"))
+    page.get_by_label("Date", exact=True).fill("2030-01-02")
+    page.get_by_label("Time", exact=True).fill("08:00")
+    page.get_by_role("button", name="Schedule", exact=True).click()
+    expect(page.locator("[data-status]")).to_have_text("scheduled")
+    page.get_by_role("button", name="Pause").click()
+    expect(page.locator("[data-status]")).to_have_text("paused")
+    page.get_by_role("button", name="Resume").click()
+    expect(page.get_by_role("status")).to_have_text("Resumed: now scheduled.")
+    page.get_by_role("button", name="Cancel campaign").click()
+    expect(page.locator("[data-status]")).to_have_text("cancelled")
+    # A cancelled campaign cannot be sent: one clear line, nothing changed.
+    token = page.locator('meta[name="csrf-token"]').get_attribute("content")
+    refused = page.request.post(url + "/campaigns/2/send", form={"csrf": token})
+    assert refused.status == 400
+    assert "cannot send a campaign that is cancelled" in refused.text()
+    assert dashboard.ws.store.campaign(2)["status"] == "cancelled"

@@ -44,7 +44,11 @@ def template_names(d: Dashboard) -> list[str]:
                 for p in folder.iterdir()
                 if (p / "body.html").is_file() and not p.name.startswith("_")
             )
-    return ["auto", *sorted(names - NOT_CAMPAIGN_TEMPLATES)]
+    consent_mail = {
+        d.ws.settings.subscribers.confirm_template,
+        d.ws.settings.subscribers.welcome_template,
+    }
+    return ["auto", *sorted(names - NOT_CAMPAIGN_TEMPLATES - consent_mail)]
 
 
 def _int(value: Any) -> int:

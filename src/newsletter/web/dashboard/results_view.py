@@ -49,12 +49,20 @@ def routes(d: Dashboard) -> list[Route]:
     @d.page()
     async def page(request: Request) -> Response:
         data = report(d.store, request.path_params["id"])
-        return d.render(request, "results.html", active="campaigns", **data)
+        return d.render(
+            request,
+            "results.html",
+            active="campaigns",
+            timezone=d.ws.settings.schedule.timezone,
+            **data,
+        )
 
     @d.page()
     async def numbers(request: Request) -> Response:
         data = report(d.store, request.path_params["id"])
-        return d.render(request, "_results_numbers.html", **data)
+        return d.render(
+            request, "_results_numbers.html", timezone=d.ws.settings.schedule.timezone, **data
+        )
 
     @d.page()
     async def stats_csv(request: Request) -> Response:

@@ -13,6 +13,7 @@ from starlette.routing import Route
 
 from newsletter import subscribers
 from newsletter.errors import InputError, NotFound
+from newsletter.subscriber_csv import MAP_FIELDS
 from newsletter.web.dashboard.auth import redirect
 
 if TYPE_CHECKING:
@@ -25,6 +26,7 @@ MAX_UPLOAD = 50 * 1024 * 1024
 # Uploaded files wait in memory between the preview and the import; a few at a time.
 PENDING_IMPORTS = 8
 PENDING_SECONDS = 3600
+EXPIRED = "That upload has expired; choose the file again."
 
 
 def routes(d: Dashboard) -> list[Route]:
@@ -126,45 +128,79 @@ def routes(d: Dashboard) -> list[Route]:
         list_name = str(form.get("list", "")).strip() or None
         if list_name:
             store.list_id(list_name)
-        try:
-            parsed = subscribers.parse_csv(data, name, confirmed)
-        except InputError as exc:
-            return import_form(request, 400, error=str(exc))
         now = time.monotonic()
         for token in [t for t, p in pending.items() if now - p["at"] > PENDING_SECONDS]:
             del pending[token]
         while len(pending) >= PENDING_IMPORTS:
             pending.pop(next(iter(pending)))
-        token = secrets.token_urlsafe(16)
-        pending[token] = {
+        job = {
             "data": data,
             "name": name,
             "confirmed": confirmed,
             "list": list_name,
+            "mapping": {},
             "at": now,
             "owner": request.state.staff["user_id"],
         }
+        token = secrets.token_urlsafe(16)
+        pending[token] = job
+        return preview(request, token, job)
+
+    def preview(
+        request: Request, token: str, job: dict[str, Any], error: str | None = None
+    ) -> Response:
+        try:
+            parsed = subscribers.parse_csv(
+                job["data"], job["name"], job["confirmed"], job["mapping"]
+            )
+        except InputError as exc:
+            pending.pop(token, None)
+            return import_form(request, 400, error=str(exc))
+        extra = {"error": error} if error else {}
         return import_form(
             request,
+            400 if error else 200,
+            **extra,
             parsed=parsed,
             sample=parsed.rows[:5],
             problems=parsed.problems[:SHOWN_PROBLEMS],
             token=token,
-            file_name=name,
-            list_name=list_name,
-            confirmed=confirmed,
+            file_name=job["name"],
+            list_name=job["list"],
+            confirmed=job["confirmed"],
+            fields=MAP_FIELDS,
         )
 
-    @d.page()
-    async def import_confirm(request: Request) -> Response:
+    def pending_job(request: Request) -> tuple[str, dict[str, Any] | None]:
         token = str(request.state.form.get("token", ""))
         job = pending.get(token)
         if job is None or job["owner"] != request.state.staff["user_id"]:
-            return import_form(
-                request, 400, error="That upload has expired; choose the file again."
-            )
+            return token, None
+        return token, job
+
+    @d.page()
+    async def import_remap(request: Request) -> Response:
+        token, job = pending_job(request)
+        if job is None:
+            return import_form(request, 400, error=EXPIRED)
+        # The same COLUMN=FIELD pairs as `subscribers import --map`.
+        pairs = [str(v) for v in request.state.form.getlist("map") if v]
+        before = job["mapping"]
+        try:
+            job["mapping"] = subscribers.parse_mapping(pairs)
+            subscribers.parse_csv(job["data"], job["name"], job["confirmed"], job["mapping"])
+        except InputError as exc:
+            job["mapping"] = before
+            return preview(request, token, job, error=str(exc))
+        return preview(request, token, job)
+
+    @d.page()
+    async def import_confirm(request: Request) -> Response:
+        token, job = pending_job(request)
+        if job is None:
+            return import_form(request, 400, error=EXPIRED)
         del pending[token]
-        parsed = subscribers.parse_csv(job["data"], job["name"], job["confirmed"])
+        parsed = subscribers.parse_csv(job["data"], job["name"], job["confirmed"], job["mapping"])
         report = subscribers.save(store, parsed, d.clock(), job["list"])
         return import_form(
             request, report=report, problems=report.problems[:SHOWN_PROBLEMS], imported=True
@@ -173,6 +209,7 @@ def routes(d: Dashboard) -> list[Route]:
     return [
         Route("/subscribers", subscriber_list),
         Route("/subscribers/import", import_page, methods=["GET", "POST"]),
+        Route("/subscribers/import/columns", import_remap, methods=["POST"]),
         Route("/subscribers/import/confirm", import_confirm, methods=["POST"]),
         Route("/subscribers/{id:int}", subscriber_page),
         Route("/subscribers/{id:int}/unsubscribe", unsubscribe, methods=["POST"]),

@@ -28,6 +28,9 @@ function drawCharts() {
       ),
       axes: [{}, { label: "per hour" }],
     };
+    // Hours on the axis in the workspace's time zone, not the browser's.
+    const zone = holder.dataset.tz;
+    if (zone) opts.tzDate = (ts) => uPlot.tzDate(new Date(ts * 1000), zone);
     holder.setAttribute("data-series", names.join(","));
     new uPlot(opts, [xs].concat(names.map((n) => data.series[n])), holder);
   }
