@@ -173,6 +173,9 @@ def test_campaign_from_new_articles_to_results(admin_page, dashboard) -> None:
     page.goto(url + "/campaigns")
     expect(page.get_by_role("cell", name="20.0%").first).to_be_visible()
     dashboard.screenshot(page, "campaigns")
+    page.goto(url + "/")
+    expect(page.get_by_role("link", name="Knee care again")).to_be_visible()
+    dashboard.screenshot(page, "home-with-campaigns")
     assert dialogs == []  # no script from a title ever ran
 
 
