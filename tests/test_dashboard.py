@@ -186,6 +186,14 @@ def test_signed_out_requests_go_to_sign_in(browser, dashboard) -> None:
     assert answer.headers["location"] == (
         "/admin/sign-in?next=%2Fadmin%2Fsubscribers%3Fstatus%3Dconfirmed"
     )
+    polled = requests.get(
+        url + "/campaigns/1/progress",
+        headers={"HX-Request": "true", "HX-Current-URL": url + "/campaigns/1"},
+        allow_redirects=False,
+        timeout=10,
+    )
+    assert polled.status_code == 204
+    assert polled.headers["HX-Redirect"] == "/admin/sign-in?next=%2Fadmin%2Fcampaigns%2F1"
     posted = requests.post(url + "/campaigns/new", data={"subject": "x"}, allow_redirects=False)
     assert posted.status_code == 303 and "/admin/sign-in" in posted.headers["location"]
 

@@ -121,6 +121,12 @@ class Dashboard:
             async def endpoint(request: Request) -> Response:
                 session = self.auth.session(request)
                 if session is None:
+                    if request.headers.get("hx-request"):
+                        # A polled fragment: send the whole page to sign-in, not the fragment.
+                        return Response(
+                            status_code=204,
+                            headers={"HX-Redirect": self.auth.sign_in_url_for_page(request)},
+                        )
                     return redirect(self.auth.sign_in_url(request))
                 request.state.staff = session
                 if not staff.may(session["role"], need):

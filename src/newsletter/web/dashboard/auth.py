@@ -16,7 +16,7 @@ import hmac
 import secrets
 from collections.abc import Awaitable, Callable
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
@@ -91,6 +91,12 @@ class Auth:
         if request.url.query and request.method == "GET":
             target += "?" + request.url.query
         return f"{self.prefix}/sign-in?next={quote(target, safe='')}"
+
+    def sign_in_url_for_page(self, request: Request) -> str:
+        """Sign-in, then back to the page that polled (htmx names it), not to the fragment."""
+        parts = urlsplit(request.headers.get("hx-current-url", ""))
+        target = parts.path + (f"?{parts.query}" if parts.query else "")
+        return f"{self.prefix}/sign-in?next={quote(self.safe_next(target), safe='')}"
 
     def safe_next(self, target: str | None) -> str:
         """Where to go after signing in: only a path inside the dashboard, never another site."""
