@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 WORKSPACE ?= workspace
 # Debian packages the test suite and the benchmarks need (installed only when missing).
-SYSTEM_PACKAGES := spamassassin
+SYSTEM_PACKAGES := spamassassin chromium
 BENCH_PACKAGES := wrk
 
 .PHONY: run test lint format bench system-deps bench-deps apt-install clean
@@ -21,7 +21,7 @@ $(VENV)/.installed: $(BIN)/python pyproject.toml
 	@touch $@
 
 $(VENV)/.installed-test: $(BIN)/python pyproject.toml
-	$(BIN)/pip install --quiet -e '.[test]'
+	PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 $(BIN)/pip install --quiet -e '.[test]'
 	@touch $@ $(VENV)/.installed
 
 run: $(VENV)/.installed

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import os
 import socket
 import subprocess
@@ -120,9 +121,9 @@ def stop_process(proc: subprocess.Popen[str], timeout: float = 30.0) -> str:
 class LiveServer:
     """The web application served by uvicorn in a thread of the test process."""
 
-    def __init__(self, ws: Workspace):
+    def __init__(self, ws: Workspace, port: int = 0):
         self.app = create_app(ws)
-        self.sock = listen("127.0.0.1", 0)
+        self.sock = listen("127.0.0.1", port)
         self.port = self.sock.getsockname()[1]
         self.url = f"http://127.0.0.1:{self.port}"
         self.server = make_server(self.app)
@@ -170,3 +171,83 @@ def fetcher() -> Iterator[Fetcher]:
     """The article sources' HTTP client, allowed to reach the loopback test servers."""
     with Fetcher(FetchPolicy(allow_private=True, timeout=5)) as fetcher:
         yield fetcher
+
+
+# -- the dashboard in a real browser ------------------------------------------------------
+
+CHROMIUM = os.environ.get("NEWSLETTER_TEST_CHROMIUM", "/usr/bin/chromium")
+STAFF_PASSWORD = "a long test passphrase"
+ARTIFACTS = Path(
+    os.environ.get("NEWSLETTER_TEST_ARTIFACTS")
+    or Path(__file__).resolve().parent.parent / "test-artifacts" / "dashboard"
+)
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """Debian's Chromium driven by Playwright, one for the whole session (never downloaded)."""
+    os.environ.setdefault("PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD", "1")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True)
+        yield browser
+        browser.close()
+
+
+class Dashboard:
+    """A workspace served on loopback with a staff account, its SMTP transport on a sink."""
+
+    def __init__(self, ws: Workspace, server: LiveServer, sink):
+        self.ws, self.server, self.sink = ws, server, sink
+        self.url = server.url + "/admin"
+
+    def sign_in(self, page, email: str = "admin@example.com") -> None:
+        page.goto(self.url + "/sign-in")
+        page.get_by_label("Email address").fill(email)
+        page.get_by_label("Password").fill(STAFF_PASSWORD)
+        page.get_by_role("button", name="Sign in").click()
+        page.wait_for_url(self.url + "/")
+
+    def screenshot(self, page, name: str, part: str | None = None) -> None:
+        """Save the whole page, or one part of it (a full-page capture leaves frames blank)."""
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        path = str(ARTIFACTS / f"{name}.png")
+        if part:
+            page.locator(part).screenshot(path=path)
+        else:
+            page.screenshot(path=path, full_page=True)
+
+
+@pytest.fixture
+def dashboard(ws_dir: Path) -> Iterator[Dashboard]:
+    """The web app with an admin and an editor account, mail going to an SMTP sink."""
+    from newsletter import staff
+    from smtp_sink import SmtpSink, smtp_env
+
+    port = free_port()
+    with SmtpSink() as sink:
+        ws = Workspace.open(
+            ws_dir, env=smtp_env(sink, NEWSLETTER_SITE__BASE_URL=f"http://127.0.0.1:{port}")
+        )
+        now = datetime.datetime.now(datetime.UTC)
+        staff.add_user(ws.store, "admin@example.com", "admin", STAFF_PASSWORD, now)
+        staff.add_user(ws.store, "editor@example.com", "editor", STAFF_PASSWORD, now)
+        server = LiveServer(ws, port)
+        server.start()
+        try:
+            yield Dashboard(ws, server, sink)
+        finally:
+            server.stop()
+            ws.close()
+
+
+@pytest.fixture
+def admin_page(browser, dashboard: Dashboard):
+    """A browser page signed in to the dashboard as an admin."""
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    page.set_default_timeout(15_000)
+    dashboard.sign_in(page)
+    yield page
+    context.close()

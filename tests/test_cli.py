@@ -11,7 +11,7 @@ from pathlib import Path
 import click
 import pytest
 
-from conftest import Cli
+from conftest import Cli, free_port
 from newsletter.cli import cli as cli_group
 
 
@@ -197,3 +197,20 @@ def test_unsubscribe_and_delete_from_the_cli(ready: Cli) -> None:
     assert '"consents"' in record and address in record
     ready("subscribers", "delete", address)
     assert address not in ready("subscribers", "list").stdout
+
+
+def test_config_check_transport_connects_without_sending(cli: Cli) -> None:
+    from smtp_sink import SmtpSink, smtp_env
+
+    assert cli("config", "check", "--transport").stdout.splitlines()[-1].startswith("outbox ")
+    with SmtpSink() as sink:
+        cli.env.update(smtp_env(sink))
+        result = cli("config", "check", "--transport")
+        assert result.stdout.splitlines()[-1] == (
+            f"smtp 127.0.0.1:{sink.port}: connected (none) and hung up"
+        )
+        assert sink.messages == []
+    cli.env["NEWSLETTER_SMTP__PORT"] = str(free_port())  # nobody listens there
+    refused = cli("config", "check", "--transport", check=False)
+    assert refused.returncode == 1
+    assert "cannot connect" in refused.stderr and "Traceback" not in refused.stderr

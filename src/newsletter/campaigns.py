@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from newsletter import tracking
 from newsletter.config import Settings
-from newsletter.errors import InputError, StateError
+from newsletter.errors import InputError, NotFound, StateError
 from newsletter.mime import MessageFactory, list_unsubscribe
 from newsletter.render import (
     Rendered,
@@ -21,6 +21,7 @@ from newsletter.render import (
     subscriber_context,
 )
 from newsletter.store import Store
+from newsletter.subscriber_csv import normalize_email
 from newsletter.transports import Content, Envelope
 
 SAMPLE_SUBSCRIBER = {
@@ -155,6 +156,35 @@ def cancel(store: Store, campaign_id: int, now: dt.datetime) -> None:
         campaign_id, "cancelled", ("draft", "scheduled", "sending", "paused"), now
     ):
         _refuse(store, campaign_id, "cancel")
+
+
+def retry(store: Store, campaign_id: int, in_doubt: bool, now: dt.datetime) -> int:
+    """Queue failed (or, with ``in_doubt``, in-doubt) deliveries again; return how many.
+
+    A finished or paused campaign with rows queued again goes back to sending,
+    so the next send run picks them up.
+    """
+    store.campaign(campaign_id)
+    count = store.retry_in_doubt(campaign_id) if in_doubt else store.retry_failed(campaign_id)
+    if count:
+        store.set_campaign_status(campaign_id, "sending", ("sent", "paused"), now)
+    return count
+
+
+def sample_subscriber(store: Store, email: str | None = None) -> dict[str, Any]:
+    """The subscriber a preview or test is rendered for: the one named, else the first
+    confirmed one, else a made-up reader."""
+    if email:
+        try:
+            address = normalize_email(email)
+        except Exception:  # noqa: BLE001 - any invalid input means "not ours"
+            address = email.strip()
+        found = store.subscriber_by_email(address, any_case=True)
+        if found is None:
+            raise NotFound(f"{email}: no such subscriber; see `newsletter subscribers list`")
+        return found
+    confirmed = store.subscribers("confirmed")
+    return confirmed[0] if confirmed else dict(SAMPLE_SUBSCRIBER)
 
 
 def _refuse(store: Store, campaign_id: int, action: str) -> None:

@@ -15,12 +15,12 @@ from pathlib import Path
 
 from newsletter import campaigns, config, delivery, subscribers
 from newsletter.config import Secrets
-from newsletter.errors import NewsletterError
+from newsletter.errors import InputError, NewsletterError
 from newsletter.render import article_context, choose_template
 from newsletter.sources import intake
 from newsletter.sources.http import Fetcher
 from newsletter.store import Store
-from newsletter.transports import Transport
+from newsletter.transports import Envelope, Transport
 from newsletter.workspace import Workspace
 
 log = logging.getLogger("newsletter")
@@ -146,6 +146,72 @@ def poll(ws: Workspace, clock: Clock = utc_now) -> None:
                 )
     finally:
         store.close()
+
+
+def campaign_mail(ws: Workspace, store: Store, campaign_id: int) -> campaigns.CampaignMail:
+    """The campaign's renderer with the workspace's templates, settings and signer."""
+    campaign = store.campaign(campaign_id)
+    return campaigns.load_mail(
+        store, campaign_id, ws.templates(campaign["template"]), ws.settings, ws.signer
+    )
+
+
+def send_test(
+    ws: Workspace, store: Store, campaign_id: int, to_address: str, now: dt.datetime
+) -> str:
+    """Send one untracked [TEST] copy of a campaign to any address; return the address.
+
+    It is rendered with the first confirmed subscriber's data and is not
+    counted in the campaign.
+    """
+    try:
+        address = subscribers.normalize_email(to_address)
+    except Exception as exc:  # noqa: BLE001 - any invalid input is the user's to fix
+        raise InputError(f"--to: {to_address!r} is not a valid address ({exc})") from None
+    mail = campaign_mail(ws, store, campaign_id)
+    sample = dict(campaigns.sample_subscriber(store), id=0)
+    key = f"test-c{campaign_id}-{now:%Y%m%d%H%M%S%f}"
+    data = mail.test_message(sample, address, key, now)
+    transport = ws.transport()
+    try:
+        transport.send(Envelope(ws.settings.sender.from_address, address, data, key))
+    finally:
+        transport.close()
+    return address
+
+
+def check_transport(ws: Workspace) -> str:
+    """Try the configured transport without sending anything; return what was checked.
+
+    SMTP: connect, STARTTLS or TLS and log in exactly as a send would, then
+    hang up. Outbox: the folder can be written. Email APIs: the key is set;
+    they are first reached by a send. Raises the transport's error otherwise.
+    """
+    from newsletter.transports.smtp import SmtpTransport
+
+    transport = ws.transport()
+    try:
+        name = ws.settings.delivery.transport
+        if isinstance(transport, SmtpTransport):
+            # The pool's own connect, so the check uses what a send uses.
+            transport._discard(transport._connect())
+            smtp = ws.settings.smtp
+            return f"smtp {smtp.host}:{smtp.port}: connected ({smtp.security}) and hung up"
+        if name == "outbox":
+            folder = outbox_path(ws)
+            probe = folder / ".write-test"
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+                probe.write_text("")
+                probe.unlink()
+            except OSError as exc:
+                raise InputError(
+                    f"delivery.outbox_dir: cannot write to {folder} ({exc.strerror})"
+                ) from None
+            return f"outbox {folder}: writable"
+        return f"{name}: configured; the provider is reached by the first send"
+    finally:
+        transport.close()
 
 
 def prepare_send(

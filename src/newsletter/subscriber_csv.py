@@ -135,6 +135,8 @@ class ParsedFile:
     rows: list[dict[str, Any]] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
     duplicates: int = 0
+    # (header, what it is read as) per column, for showing before an import.
+    columns: list[tuple[str, str]] = field(default_factory=list)
 
 
 Progress = Callable[[str, int, int], None]
@@ -398,6 +400,10 @@ def parse_csv(
             attribute_cols.append((i, target[10:].strip()))
         elif i not in used and header:
             attribute_cols.append((i, header))
+    role_of = {i: role for role, i in roles.items()}
+    role_of.update({i: "consent evidence" for i, _ in evidence_cols})
+    role_of.update({i: f"attribute:{name}" for i, name in attribute_cols})
+    parsed.columns = [(h, role_of.get(i, "ignored")) for i, h in enumerate(headers)]
     seen: set[str] = set()
     problems = parsed.problems
     rows_out = parsed.rows

@@ -11,9 +11,8 @@ from typing import Any, TextIO
 import click
 
 from newsletter import campaigns, delivery, jobs, subscribers
-from newsletter.cli.base import Group, cli, subscriber_by_email, utcnow, ws_of
+from newsletter.cli.base import Group, cli, utcnow, ws_of
 from newsletter.errors import InputError
-from newsletter.workspace import Workspace
 
 # -- campaigns ---------------------------------------------------------------------------
 
@@ -115,20 +114,6 @@ def campaign_list(ctx: click.Context) -> None:
             click.echo(f"      {c['note']}")
 
 
-def _sample_subscriber(ws: Workspace, email: str | None) -> dict[str, Any]:
-    if email:
-        return subscriber_by_email(ws, email)
-    confirmed = ws.store.subscribers("confirmed")
-    return confirmed[0] if confirmed else dict(campaigns.SAMPLE_SUBSCRIBER)
-
-
-def _mail(ws: Workspace, campaign_id: int) -> campaigns.CampaignMail:
-    c = ws.store.campaign(campaign_id)
-    return campaigns.load_mail(
-        ws.store, campaign_id, ws.templates(c["template"]), ws.settings, ws.signer
-    )
-
-
 @campaign.command("preview")
 @click.argument("campaign_id", type=int)
 @click.option(
@@ -148,7 +133,8 @@ def campaign_preview(
         newsletter campaign preview 1 --out preview.html
     """
     ws = ws_of(ctx)
-    rendered = _mail(ws, campaign_id).render(_sample_subscriber(ws, email), tracked=False)
+    mail = jobs.campaign_mail(ws, ws.store, campaign_id)
+    rendered = mail.render(campaigns.sample_subscriber(ws.store, email), tracked=False)
     out = out or Path(f"campaign-{campaign_id}.html")
     try:
         out.write_text(rendered.html, encoding="utf-8")
@@ -169,22 +155,8 @@ def campaign_test(ctx: click.Context, campaign_id: int, to_address: str) -> None
     Example:
         newsletter campaign test 1 --to me@example.com
     """
-    from newsletter.transports import Envelope
-
     ws = ws_of(ctx)
-    try:
-        address = subscribers.normalize_email(to_address)
-    except Exception as exc:  # noqa: BLE001
-        raise InputError(f"--to: {to_address!r} is not a valid address ({exc})") from None
-    mail = _mail(ws, campaign_id)
-    sample = dict(_sample_subscriber(ws, None), id=0)
-    key = f"test-c{campaign_id}-{utcnow():%Y%m%d%H%M%S%f}"
-    data = mail.test_message(sample, address, key, utcnow())
-    transport = ws.transport()
-    try:
-        transport.send(Envelope(ws.settings.sender.from_address, address, data, key))
-    finally:
-        transport.close()
+    address = jobs.send_test(ws, ws.store, campaign_id, to_address, utcnow())
     click.echo(f"test message for campaign {campaign_id} sent to {address}")
 
 
@@ -328,9 +300,5 @@ def campaign_retry(ctx: click.Context, campaign_id: int, in_doubt: bool) -> None
         newsletter campaign retry 1 --in-doubt && newsletter campaign send 1
     """
     ws = ws_of(ctx)
-    store = ws.store
-    store.campaign(campaign_id)
-    count = store.retry_in_doubt(campaign_id) if in_doubt else store.retry_failed(campaign_id)
-    if count:
-        store.set_campaign_status(campaign_id, "sending", ("sent", "paused"), utcnow())
+    count = campaigns.retry(ws.store, campaign_id, in_doubt, utcnow())
     click.echo(f"campaign {campaign_id}: {count} deliveries queued again")

@@ -42,13 +42,19 @@ cli.add_command(config_group, "config")
 
 
 @config_group.command("check")
+@click.option(
+    "--transport",
+    "try_transport",
+    is_flag=True,
+    help="Also connect to the transport (SMTP: connect and log in) without sending.",
+)
 @click.pass_context
-def config_check(ctx: click.Context) -> None:
+def config_check(ctx: click.Context, try_transport: bool) -> None:
     """Validate newsletter.toml and the environment; print every problem with its key.
 
     \b
     Example:
-        NEWSLETTER_WEB__PORT=9000 newsletter config check
+        NEWSLETTER_WEB__PORT=9000 newsletter config check --transport
     """
     ws = Workspace.open(ctx.find_root().obj["root"], strict=False)
     if ws.problems:
@@ -59,6 +65,8 @@ def config_check(ctx: click.Context) -> None:
         f"{ws.root / config.CONFIG_FILE}: ok (transport {ws.settings.delivery.transport}, "
         f"web on {ws.settings.web.host}:{ws.settings.web.port})"
     )
+    if try_transport:
+        click.echo(jobs.check_transport(ws))
 
 
 # -- articles ------------------------------------------------------------------------

@@ -2,45 +2,14 @@
 
 from __future__ import annotations
 
-import csv
-import io
 import json
-from typing import Any
 
 import click
 
-from newsletter import subscribers
+from newsletter import results
 from newsletter.cli.base import cli, ws_of
 
 # -- stats ------------------------------------------------------------------------------
-
-STAT_FIELDS = [
-    "campaign_id",
-    "recipients",
-    "sent",
-    "failed",
-    "in_doubt",
-    "pending",
-    "bounces_total",
-    "unsubscribes_total",
-    "opens_total",
-    "opens_unique",
-    "clicks_total",
-    "clicks_unique",
-    "views_total",
-    "open_rate",
-    "click_rate",
-    "click_to_open_rate",
-]
-
-
-def _rates(stats: dict[str, Any]) -> dict[str, Any]:
-    delivered = stats["sent"]
-    opens, clicks = stats["opens_unique"], stats["clicks_unique"]
-    stats["open_rate"] = round(opens / delivered, 4) if delivered else 0.0
-    stats["click_rate"] = round(clicks / delivered, 4) if delivered else 0.0
-    stats["click_to_open_rate"] = round(clicks / opens, 4) if opens else 0.0
-    return stats
 
 
 @cli.command()
@@ -57,19 +26,12 @@ def stats(ctx: click.Context, campaign_id: int | None, as_csv: bool, as_json: bo
     """
     ws = ws_of(ctx)
     ids = [campaign_id] if campaign_id else [c["id"] for c in ws.store.campaigns()]
-    for i in ids:
-        ws.store.campaign(i)
-    rows = [_rates(ws.store.campaign_stats(i)) for i in ids]
+    rows = [results.campaign_stats(ws.store, i) for i in ids]
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
     if as_csv:
-        out = io.StringIO()
-        writer = csv.writer(out)
-        writer.writerow(STAT_FIELDS)
-        for row in rows:
-            writer.writerow([subscribers.csv_cell(row[f]) for f in STAT_FIELDS])
-        click.echo(out.getvalue(), nl=False)
+        click.echo(results.stats_csv(rows), nl=False)
         return
     if not rows:
         click.echo("no campaigns yet")

@@ -30,6 +30,7 @@ from newsletter.store.campaigns import CampaignsQueries
 from newsletter.store.deliveries import DeliveriesQueries
 from newsletter.store.events import EventsQueries
 from newsletter.store.provider_events import ProviderEventsQueries
+from newsletter.store.staff import StaffQueries
 from newsletter.store.subscribers import SubscribersQueries
 
 
@@ -40,5 +41,6 @@ class Store(
     DeliveriesQueries,
     EventsQueries,
     ProviderEventsQueries,
+    StaffQueries,
 ):
     """The SQLite database of one workspace: every query, grouped by area."""

@@ -329,12 +329,43 @@ def m005_provider_events(conn: sqlite3.Connection) -> None:
     )
 
 
+def m008_staff(conn: sqlite3.Connection) -> None:
+    """Staff accounts of the dashboard and their sign-in sessions.
+
+    A session row is keyed by the SHA-256 of the cookie's random token, so a
+    copy of the database does not hand out live sessions; its CSRF token is
+    compared with every form the session posts.
+    """
+    _script(
+        conn,
+        """
+        CREATE TABLE staff_users (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            email TEXT NOT NULL UNIQUE COLLATE NOCASE,
+            role TEXT NOT NULL CHECK (role IN ('admin', 'editor')),
+            password_hash TEXT NOT NULL,
+            created_at TEXT NOT NULL,
+            signed_in_at TEXT
+        );
+        CREATE TABLE staff_sessions (
+            token_hash TEXT PRIMARY KEY,
+            user_id INTEGER NOT NULL REFERENCES staff_users(id) ON DELETE CASCADE,
+            csrf TEXT NOT NULL,
+            created_at TEXT NOT NULL,
+            expires_at TEXT NOT NULL
+        );
+        CREATE INDEX staff_sessions_user ON staff_sessions(user_id);
+        """,
+    )
+
+
 MIGRATIONS = [
     m001_initial,
     m002_article_intake,
     m003_subscribers,
     m004_delivery_retries,
     m005_provider_events,
+    m008_staff,
 ]
 
 

@@ -621,3 +621,66 @@ class SubscribersQueries(StoreBase):
                 [subscriber_id],
             ),
         }
+
+    def subscriber_growth(self, since: datetime) -> list[dict[str, Any]]:
+        """Per week (Monday's date) since ``since``: confirmations and departures."""
+        monday = "date({col}, 'weekday 0', '-6 days')"
+        rows = self._rows(
+            f"""
+            SELECT week, SUM(joined) AS joined, SUM(left_) AS left_ FROM (
+              SELECT {monday.format(col="confirmed_at")} AS week, 1 AS joined, 0 AS left_
+                FROM subscribers WHERE confirmed_at >= ?
+              UNION ALL
+              SELECT {monday.format(col="unsubscribed_at")}, 0, 1
+                FROM subscribers WHERE unsubscribed_at >= ?
+            ) GROUP BY week ORDER BY week
+            """,
+            [_iso(since), _iso(since)],
+        )
+        return [{"week": r["week"], "joined": r["joined"], "left": r["left_"]} for r in rows]
+
+    def subscriber_counts(self) -> dict[str, int]:
+        """How many subscribers have each status."""
+        return {
+            r["status"]: r["n"]
+            for r in self._rows("SELECT status, COUNT(*) AS n FROM subscribers GROUP BY status")
+        }
+
+    def search_subscribers(
+        self,
+        query: str = "",
+        status: str | None = None,
+        list_id: int | None = None,
+        tag: str | None = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> tuple[list[dict[str, Any]], int]:
+        """One page of subscribers matching a text (address or name), status, list and tag,
+        with the number of all matches."""
+        where, params = [], []
+        if query:
+            where.append(
+                "(s.email LIKE ? ESCAPE '\\' OR COALESCE(s.first_name, '') || ' ' || "
+                "COALESCE(s.last_name, '') LIKE ? ESCAPE '\\')"
+            )
+            like = "%" + query.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+            params += [like, like]
+        if status:
+            where.append("s.status = ?")
+            params.append(status)
+        if list_id is not None:
+            where.append(
+                "EXISTS (SELECT 1 FROM memberships m WHERE m.subscriber_id = s.id "
+                "AND m.list_id = ? AND m.unsubscribed_at IS NULL)"
+            )
+            params.append(list_id)
+        if tag:
+            where.append("EXISTS (SELECT 1 FROM json_each(s.tags) t WHERE t.value = ?)")
+            params.append(tag)
+        clause = f"WHERE {' AND '.join(where)}" if where else ""
+        total = self._value(f"SELECT COUNT(*) FROM subscribers s {clause}", params)
+        rows = self._rows(
+            f"SELECT s.* FROM subscribers s {clause} ORDER BY s.id LIMIT ? OFFSET ?",
+            [*params, limit, offset],
+        )
+        return [_decode_subscriber(r) for r in rows], total

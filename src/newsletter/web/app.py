@@ -1,4 +1,5 @@
-"""The Starlette application: open pixel, click redirects, view in browser, unsubscribe."""
+"""The Starlette application: open pixel, click redirects, view in browser, unsubscribe,
+subscriber pages, provider webhooks and the staff dashboard under /admin."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from starlette.routing import Route
 
 from newsletter import campaigns, tracking
 from newsletter.errors import NewsletterError
+from newsletter.web.dashboard import Dashboard
 from newsletter.web.events import EventWriter
 from newsletter.web.subscribers import SubscriberPages
 from newsletter.web.webhooks import webhook_routes
@@ -50,6 +52,7 @@ def create_app(
     store = ws.open_store()  # migrates before the writer thread opens its own connection
     writer = EventWriter(db_path)
     subscriber_pages = SubscriberPages(ws, store, clock)
+    dashboard = Dashboard(ws, clock)
     link_cache: dict[tuple[int, int], dict[str, Any] | None] = {}
     truncate = ws.settings.tracking.truncate_ip
     sender_name = ws.settings.sender.from_name
@@ -168,6 +171,7 @@ def create_app(
         try:
             yield
         finally:
+            dashboard.close()
             subscriber_pages.close()
             writer.close()
             store.close()
@@ -180,8 +184,10 @@ def create_app(
         Route("/v/{token}", view),
         *subscriber_pages.routes,
         *webhook_routes(ws.settings, ws.secrets, store, clock, sns_fetch),
+        *dashboard.routes,
     ]
     app = Starlette(routes=routes, lifespan=lifespan)
     app.state.writer = writer
     app.state.subscriber_pages = subscriber_pages
+    app.state.dashboard = dashboard
     return app

@@ -1,0 +1,71 @@
+"""Staff accounts of the dashboard and their sessions."""
+
+from __future__ import annotations
+
+import sqlite3
+from datetime import datetime
+from typing import Any
+
+from newsletter.errors import InputError, NotFound
+from newsletter.store.base import StoreBase, _iso
+
+
+class StaffQueries(StoreBase):
+    # -- staff accounts and sessions ------------------------------------------
+
+    def add_staff_user(self, email: str, role: str, password_hash: str, now: datetime) -> int:
+        try:
+            with self.transaction():
+                cursor = self.conn.execute(
+                    "INSERT INTO staff_users (email, role, password_hash, created_at) "
+                    "VALUES (?, ?, ?, ?)",
+                    [email, role, password_hash, _iso(now)],
+                )
+        except sqlite3.IntegrityError:
+            raise InputError(
+                f"{email}: already a staff account; remove it first with `newsletter users remove`"
+            ) from None
+        return cursor.lastrowid
+
+    def staff_user(self, email: str) -> dict[str, Any] | None:
+        return self._row("SELECT * FROM staff_users WHERE email = ?", [email])
+
+    def staff_users(self) -> list[dict[str, Any]]:
+        return self._rows(
+            "SELECT id, email, role, created_at, signed_in_at FROM staff_users ORDER BY email"
+        )
+
+    def remove_staff_user(self, email: str) -> None:
+        """Delete the account; its sessions go with it (ON DELETE CASCADE)."""
+        with self.transaction():
+            cursor = self.conn.execute("DELETE FROM staff_users WHERE email = ?", [email])
+        if cursor.rowcount != 1:
+            raise NotFound(f"{email}: no such staff account; see `newsletter users list`")
+
+    def add_staff_session(
+        self, token_hash: str, user_id: int, csrf: str, now: datetime, expires: datetime
+    ) -> None:
+        with self.transaction():
+            self.conn.execute(
+                "DELETE FROM staff_sessions WHERE expires_at <= ?", [_iso(now)]
+            )  # expired rows of everyone go at each sign-in, so the table stays small
+            self.conn.execute(
+                "INSERT INTO staff_sessions VALUES (?, ?, ?, ?, ?)",
+                [token_hash, user_id, csrf, _iso(now), _iso(expires)],
+            )
+            self.conn.execute(
+                "UPDATE staff_users SET signed_in_at = ? WHERE id = ?", [_iso(now), user_id]
+            )
+
+    def staff_session(self, token_hash: str, now: datetime) -> dict[str, Any] | None:
+        """The live session with this token hash and its user, or None."""
+        return self._row(
+            "SELECT s.token_hash, s.csrf, s.expires_at, u.id AS user_id, u.email, u.role "
+            "FROM staff_sessions s JOIN staff_users u ON u.id = s.user_id "
+            "WHERE s.token_hash = ? AND s.expires_at > ?",
+            [token_hash, _iso(now)],
+        )
+
+    def end_staff_session(self, token_hash: str) -> None:
+        with self.transaction():
+            self.conn.execute("DELETE FROM staff_sessions WHERE token_hash = ?", [token_hash])

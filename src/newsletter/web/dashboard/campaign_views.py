@@ -1,0 +1,270 @@
+"""Campaign pages: list, create, preview, test, schedule, send now, pause, resume, cancel, retry."""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, Response
+from starlette.routing import Route
+
+from newsletter import campaigns, jobs, results, subscribers
+from newsletter.errors import InputError, NewsletterError
+from newsletter.render import DEFAULTS_DIR
+from newsletter.store import Store
+from newsletter.web.dashboard.auth import redirect
+
+if TYPE_CHECKING:
+    from newsletter.web.dashboard import Dashboard
+
+# The previewed email may show remote images but runs nothing and reaches
+# nothing else: no script, no form, no navigation of the dashboard.
+PREVIEW_HEADERS = {
+    "Cache-Control": "no-store",
+    "Content-Security-Policy": (
+        "sandbox; default-src 'none'; img-src http: https: data:; "
+        "style-src 'unsafe-inline'; font-src http: https: data:; frame-ancestors 'self'"
+    ),
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+}
+# Template sets that are not campaign designs.
+NOT_CAMPAIGN_TEMPLATES = {"confirm", "welcome"}
+
+
+def template_names(d: Dashboard) -> list[str]:
+    """ "auto" and every campaign design, built in or in the workspace's templates folder."""
+    names = set()
+    for folder in (DEFAULTS_DIR / "templates", d.ws.root / "templates"):
+        if folder.is_dir():
+            names.update(
+                p.name
+                for p in folder.iterdir()
+                if (p / "body.html").is_file() and not p.name.startswith("_")
+            )
+    consent_mail = {
+        d.ws.settings.subscribers.confirm_template,
+        d.ws.settings.subscribers.welcome_template,
+    }
+    return ["auto", *sorted(names - NOT_CAMPAIGN_TEMPLATES - consent_mail)]
+
+
+def _int(value: Any) -> int:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise InputError(f"{value!r} is not a number") from None
+
+
+def routes(d: Dashboard) -> list[Route]:
+    store = d.store
+
+    def campaign_id(request: Request) -> int:
+        return _int(request.path_params["id"])
+
+    def back(campaign: int, message: str, request: Request) -> Response:
+        d.flash(request, message)
+        return redirect(f"{d.prefix}/campaigns/{campaign}")
+
+    @d.page()
+    async def campaign_list(request: Request) -> Response:
+        rows = [
+            {"campaign": c, "stats": results.campaign_stats(store, c["id"])}
+            for c in reversed(store.campaigns())
+        ]
+        return d.render(request, "campaigns.html", active="campaigns", rows=rows)
+
+    def new_form(request: Request, status: int = 200, **values: Any) -> Response:
+        return d.render(
+            request,
+            "campaign_new.html",
+            status,
+            active="campaigns",
+            articles=store.articles(),
+            templates=template_names(d),
+            lists=store.lists(),
+            values=values,
+        )
+
+    @d.page()
+    async def campaign_new(request: Request) -> Response:
+        if request.method == "GET":
+            return new_form(request, articles_mode="new", template="auto", tracking=True)
+        form = request.state.form
+        values = {
+            "subject": str(form.get("subject", "")),
+            "preheader": str(form.get("preheader", "")),
+            "articles_mode": str(form.get("articles_mode", "new")),
+            "chosen": [str(v) for v in form.getlist("article")],
+            "template": str(form.get("template", "auto")),
+            "list_name": str(form.get("list", "")),
+            "segment": str(form.get("segment", "")),
+            "tracking": form.get("tracking") == "on",
+        }
+        try:
+            # The same checks and the same call as `newsletter campaign create`.
+            rules = [
+                subscribers.parse_segment(line.strip())
+                for line in values["segment"].splitlines()
+                if line.strip()
+            ]
+            if values["template"] and values["template"] != "auto":
+                d.ws.templates(values["template"])
+            if values["articles_mode"] == "new":
+                spec = "new"
+            else:
+                spec = ",".join(values["chosen"])
+                if not spec:
+                    raise InputError("articles: tick at least one article, or choose new ones")
+            new_id = campaigns.create(
+                store,
+                d.ws.settings,
+                values["subject"],
+                spec,
+                values["template"] or None,
+                values["list_name"] or None,
+                d.clock(),
+                values["preheader"],
+                values["tracking"],
+                segment=rules,
+            )
+        except NewsletterError as exc:
+            return new_form(request, 400, error=str(exc), **values)
+        return back(new_id, f"Campaign {new_id} created as a draft.", request)
+
+    @d.page()
+    async def campaign_page(request: Request) -> Response:
+        cid = campaign_id(request)
+        campaign = store.campaign(cid)
+        articles = store.articles_by_id(campaign["article_ids"])
+        sample = campaigns.sample_subscriber(store)
+        matching = None
+        if campaign["status"] in ("draft", "scheduled"):
+            segment = json.loads(campaign["segment"]) if campaign["segment"] else []
+            matching = store.count_recipients(campaign["list_id"], segment)
+        return d.render(
+            request,
+            "campaign.html",
+            active="campaigns",
+            articles=articles,
+            sample=sample,
+            preview_for=request.query_params.get("subscriber", ""),
+            matching=matching,
+            timezone=d.ws.settings.schedule.timezone,
+            **progress_context(cid),
+        )
+
+    def progress_context(cid: int) -> dict[str, Any]:
+        campaign = store.campaign(cid)
+        counts = store.delivery_counts(cid)
+        total = sum(counts.values())
+        done = total - counts["pending"] - counts["deferred"] - counts.get("sending", 0)
+        return {
+            "campaign": campaign,
+            "counts": counts,
+            "total": total,
+            "done": done,
+            "running": d.sender.running(cid),
+            "error": d.sender.error(cid),
+            "live": campaign["status"] == "sending" or d.sender.running(cid),
+        }
+
+    @d.page()
+    async def progress(request: Request) -> Response:
+        return d.render(request, "_progress.html", **progress_context(campaign_id(request)))
+
+    @d.page()
+    async def preview(request: Request) -> Response:
+        cid = campaign_id(request)
+        mail = jobs.campaign_mail(d.ws, store, cid)
+        who = request.query_params.get("subscriber") or None
+        rendered = mail.render(campaigns.sample_subscriber(store, who), tracked=False)
+        return HTMLResponse(rendered.html, headers=PREVIEW_HEADERS)
+
+    @d.page()
+    async def send_test(request: Request) -> Response:
+        cid = campaign_id(request)
+        to = str(request.state.form.get("to", ""))
+
+        def send(own: Store) -> str:
+            return jobs.send_test(d.ws, own, cid, to, d.clock())
+
+        # The transport talks to the network: a worker thread with its own connection.
+        address = await run_in_threadpool(_with_store, d, send)
+        return back(cid, f"Test message sent to {address}.", request)
+
+    @d.page()
+    async def schedule(request: Request) -> Response:
+        cid = campaign_id(request)
+        form = request.state.form
+        zone = str(form.get("tz", "")).strip() or d.ws.settings.schedule.timezone
+        at = f"{form.get('date', '')} {form.get('time', '')}"
+        when = campaigns.parse_local_time(at, zone)
+        campaigns.schedule(store, cid, when, d.clock())
+        return back(cid, f"Scheduled for {at} {zone} ({when:%Y-%m-%d %H:%M} UTC).", request)
+
+    @d.page()
+    async def send_now(request: Request) -> Response:
+        cid = campaign_id(request)
+        campaign = store.campaign(cid)
+        if campaign["status"] not in ("draft", "scheduled", "sending"):
+            raise InputError(f"campaign {cid}: cannot send a campaign that is {campaign['status']}")
+        started = d.sender.start(cid)
+        return back(cid, "Sending started." if started else "Already sending.", request)
+
+    def state_action(action: Any, done: str) -> Any:
+        @d.page()
+        async def handler(request: Request) -> Response:
+            cid = campaign_id(request)
+            action(store, cid, d.clock())
+            if store.campaign_status(cid) == "sending":
+                d.sender.start(cid)  # a resumed send continues now, not at the next poll
+            return back(cid, done.format(status=store.campaign_status(cid)), request)
+
+        return handler
+
+    @d.page()
+    async def retry(request: Request) -> Response:
+        cid = campaign_id(request)
+        in_doubt = request.state.form.get("in_doubt") == "on"
+        count = campaigns.retry(store, cid, in_doubt, d.clock())
+        if count:
+            d.sender.start(cid)
+        return back(cid, f"{count} deliveries queued again.", request)
+
+    return [
+        Route("/campaigns", campaign_list),
+        Route("/campaigns/new", campaign_new, methods=["GET", "POST"]),
+        Route("/campaigns/{id:int}", campaign_page),
+        Route("/campaigns/{id:int}/progress", progress),
+        Route("/campaigns/{id:int}/preview", preview),
+        Route("/campaigns/{id:int}/test", send_test, methods=["POST"]),
+        Route("/campaigns/{id:int}/schedule", schedule, methods=["POST"]),
+        Route("/campaigns/{id:int}/send", send_now, methods=["POST"]),
+        Route(
+            "/campaigns/{id:int}/pause",
+            state_action(campaigns.pause, "Paused."),
+            methods=["POST"],
+        ),
+        Route(
+            "/campaigns/{id:int}/resume",
+            state_action(campaigns.resume, "Resumed: now {status}."),
+            methods=["POST"],
+        ),
+        Route(
+            "/campaigns/{id:int}/cancel",
+            state_action(campaigns.cancel, "Cancelled."),
+            methods=["POST"],
+        ),
+        Route("/campaigns/{id:int}/retry", retry, methods=["POST"]),
+    ]
+
+
+def _with_store(d: Dashboard, work: Any) -> Any:
+    own = Store(d.store.path)
+    try:
+        return work(own)
+    finally:
+        own.close()

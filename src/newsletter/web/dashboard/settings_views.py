@@ -1,0 +1,64 @@
+"""Settings (effective configuration, no secrets) and the check page; for admins."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from newsletter import config, jobs
+from newsletter.errors import NewsletterError
+from newsletter.workspace import Workspace
+
+if TYPE_CHECKING:
+    from newsletter.web.dashboard import Dashboard
+
+
+def routes(d: Dashboard) -> list[Route]:
+    @d.page("admin")
+    async def settings(request: Request) -> Response:
+        # Settings never hold secrets (they come from the environment only);
+        # for each secret the page says only whether it is set.
+        secrets_set = {
+            name: bool(getattr(d.ws.secrets, name))
+            for name in type(d.ws.secrets).__dataclass_fields__
+        }
+        return d.render(
+            request,
+            "settings.html",
+            active="settings",
+            sections=d.ws.settings.as_dict(),
+            secrets_set=secrets_set,
+            config_file=config.CONFIG_FILE,
+            users=d.store.staff_users(),
+        )
+
+    @d.page("admin")
+    async def check(request: Request) -> Response:
+        # The same as `newsletter config check`: the file and environment read
+        # afresh, so an edit shows before the restart that would apply it.
+        fresh = Workspace.open(d.ws.root, strict=False)
+        transport_result, transport_error = "", ""
+        if request.method == "POST":
+            # The transport this server sends with, not the one the file now describes.
+            try:
+                transport_result = await run_in_threadpool(jobs.check_transport, d.ws)
+            except NewsletterError as exc:
+                transport_error = str(exc)
+        return d.render(
+            request,
+            "check.html",
+            active="settings",
+            problems=fresh.problems,
+            transport=d.ws.settings.delivery.transport,
+            transport_result=transport_result,
+            transport_error=transport_error,
+        )
+
+    return [
+        Route("/settings", settings),
+        Route("/settings/check", check, methods=["GET", "POST"]),
+    ]
