@@ -72,7 +72,7 @@ def dkim_keygen(
 
 
 def _serve(ws: Workspace, with_scheduler: bool) -> None:
-    from newsletter.scheduler import build_scheduler
+    from newsletter import scheduler as scheduling
     from newsletter.web.app import create_app
     from newsletter.web.server import listen, make_server
 
@@ -91,9 +91,8 @@ def _serve(ws: Workspace, with_scheduler: bool) -> None:
         log.info("outbox transport: messages are written to %s", jobs.outbox_path(ws))
     server = make_server(create_app(ws))  # migrates the database before any job runs
     stop = threading.Event()
-    scheduler = build_scheduler(ws, stop) if with_scheduler else None
+    scheduler = scheduling.start(ws, stop) if with_scheduler else None
     if scheduler:
-        scheduler.start()
         log.info(
             "scheduler started: polling sources every %ds, mode %s",
             ws.settings.schedule.poll_interval,
@@ -106,7 +105,7 @@ def _serve(ws: Workspace, with_scheduler: bool) -> None:
     finally:
         stop.set()
         if scheduler:
-            scheduler.shutdown(wait=True)
+            scheduling.stop_scheduler(ws, scheduler)
         log.info("stopped")
 
 
