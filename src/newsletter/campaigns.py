@@ -251,9 +251,12 @@ class CampaignMail:
             {"campaign": self.campaign_context, "articles": self.articles, "sender": self.sender}
         )
         self.factory = self._factory(self.subject)
-        # Automatic campaigns: the recipients who get only some of the articles (the
-        # rest they had before), by subscriber id; everyone else gets them all.
-        self.personal = {sid: tuple(ids) for sid, ids in (personal or {}).items()}
+        self.set_personal(personal or {})
+
+    def set_personal(self, personal: Mapping[int, list[int]]) -> None:
+        """Automatic campaigns: the recipients who get only some of the articles (the
+        rest they had before), by subscriber id; everyone else gets them all."""
+        self.personal = {sid: tuple(ids) for sid, ids in personal.items()}
         self._personal_parts: dict[tuple[int, ...], tuple[list[dict], MessageFactory]] = {}
 
     def _factory(self, subject: str) -> MessageFactory:

@@ -310,6 +310,9 @@ def prepare_send(
         mail = campaigns.load_mail(store, campaign_id, templates, ws.settings, ws.signer)
         links = mail.trackable_links() if mail.tracked else []
         campaigns.start(store, campaign_id, now)
+        if campaign["kind"] != "manual":
+            # Who gets which articles is settled when the deliveries are planned.
+            mail.set_personal(store.personal_articles(campaign_id))
         if links:
             mail.link_ids = store.register_links(campaign_id, links)
     except BaseException:

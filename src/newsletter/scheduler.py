@@ -33,10 +33,12 @@ from apscheduler.jobstores.base import JobLookupError
 from apscheduler.jobstores.memory import MemoryJobStore
 from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.schedulers.base import BaseScheduler
 from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.date import DateTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy import create_engine
+from sqlalchemy.exc import OperationalError
 
 from newsletter import jobs, schedules
 from newsletter.workspace import Workspace
@@ -57,6 +59,16 @@ class SharedJobStore(SQLAlchemyJobStore):
     (APScheduler's thread would otherwise stop on it). The job functions
     themselves make a second run harmless.
     """
+
+    def start(self, scheduler: BaseScheduler, alias: str) -> None:
+        # Two processes starting at once may both try to create the table.
+        for attempt in range(3):
+            try:
+                super().start(scheduler, alias)
+                return
+            except OperationalError as exc:
+                if "already exists" not in str(exc) or attempt == 2:
+                    raise
 
     def update_job(self, job: Job) -> None:
         try:
