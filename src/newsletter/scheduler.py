@@ -224,11 +224,11 @@ def build_scheduler(ws: Workspace, stop: threading.Event) -> BackgroundScheduler
     )
 
     def on_missed(event: JobExecutionEvent) -> None:
-        # The job functions decide for themselves and record what they skip; this
-        # only says it in the log of the process that saw it.
+        # The job functions decide for themselves, and report and record what they
+        # skip (see jobs.report_missed); this only notes what APScheduler dropped.
         if event.job_id.startswith(("campaign-", "digest")):
-            log.warning(
-                "job %s due %s was missed by more than the grace window",
+            log.info(
+                "job %s due %s was not run: missed by more than the grace window",
                 event.job_id,
                 event.scheduled_run_time.astimezone(dt.UTC).isoformat(timespec="seconds"),
             )
