@@ -323,6 +323,33 @@ def test_a_burst_inside_the_quiet_period_makes_one_campaign(sched_dir: Path, sin
     ws.close()
 
 
+def test_an_edited_article_announced_again_goes_only_to_who_never_had_it(
+    sched_dir: Path, sink: SmtpSink
+) -> None:
+    ws = Workspace.open(
+        sched_dir,
+        env=smtp_env(
+            sink, NEWSLETTER_SCHEDULE__MODE="instant", NEWSLETTER_SOURCES__ANNOUNCE_UPDATES="true"
+        ),
+    )
+    clock = Clock(at(2026, 11, 27, 9, 0))
+    write_article(sched_dir, "a", "Post a", "2026-11-27")
+    jobs.poll(ws, clock)
+    jobs.send_due(ws, clock)
+    with (sched_dir / "subscribers" / "people.csv").open("a", encoding="utf-8") as people:
+        people.write("dee@example.com,confirmed\n")
+    write_article(sched_dir, "a", "Post a", "2026-11-27", body="Text, corrected.")
+    clock.now = at(2026, 11, 27, 10, 0)
+    jobs.poll(ws, clock)
+    jobs.send_due(ws, clock)
+    first, second = ws.store.campaigns()
+    assert first["status"] == "sent" and first["sent"] == 3
+    counts = ws.store.delivery_counts(second["id"])
+    assert second["status"] == "sent" and (counts["sent"], counts["skipped"]) == (1, 3)
+    assert [to for to, _, _ in mails(sink)] == [*SUBSCRIBERS, "dee@example.com"]
+    ws.close()
+
+
 def test_held_as_draft_waits_for_a_person(sched_dir: Path, sink: SmtpSink) -> None:
     ws = open_ws(sched_dir, sink, mode="instant", hold_as_draft="true")
     clock = Clock(at(2026, 11, 27, 9, 0))

@@ -335,11 +335,14 @@ def m007_scheduling(conn: sqlite3.Connection) -> None:
     scheduler); ``subscriber_id`` narrows a campaign to one person (the
     latest-articles email of a new subscriber); ``missed_at`` is set when a
     scheduled campaign's time passed by more than the grace window, so it
-    is never sent without a person deciding. ``received_articles``: which
-    articles each subscriber was given by which automatic campaign, so
-    nobody gets an article twice. ``job_runs``: one row per due time of a
-    recurring job (the digest), so two schedulers or a restart never run it
-    twice. ``automation_steps``: what to send after a confirmation, and when.
+    is never sent without a person deciding. ``personal_articles``: for the
+    recipients of an automatic campaign who get only some of its articles
+    (they had the others), the ones they get; everyone else gets them all.
+    With the deliveries, it records who was given which article, so nobody
+    gets one twice, while writing rows only for the exceptions. ``job_runs``:
+    one row per due time of a recurring job (the digest), so two schedulers
+    or a restart never run it twice. ``automation_steps``: what to send after
+    a confirmation, and when.
     """
     _script(
         conn,
@@ -349,14 +352,13 @@ def m007_scheduling(conn: sqlite3.Connection) -> None:
             REFERENCES subscribers(id) ON DELETE SET NULL;
         ALTER TABLE campaigns ADD COLUMN missed_at TEXT;
         CREATE INDEX campaigns_status ON campaigns(status, scheduled_at);
-        CREATE TABLE received_articles (
+        CREATE TABLE personal_articles (
             campaign_id INTEGER NOT NULL REFERENCES campaigns(id) ON DELETE CASCADE,
             subscriber_id INTEGER NOT NULL REFERENCES subscribers(id) ON DELETE CASCADE,
             article_id INTEGER NOT NULL REFERENCES articles(id) ON DELETE CASCADE,
             PRIMARY KEY (campaign_id, subscriber_id, article_id)
         );
-        CREATE INDEX received_articles_subscriber
-            ON received_articles(subscriber_id, article_id);
+        CREATE INDEX campaign_articles_article ON campaign_articles(article_id);
         CREATE TABLE job_runs (
             job TEXT NOT NULL,
             due_at TEXT NOT NULL,

@@ -1,4 +1,4 @@
-"""Automatic campaigns, the per-subscriber record of articles, recurring runs, welcome steps."""
+"""Automatic campaigns, who was given which article, recurring runs, welcome steps."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from newsletter.store.base import StoreBase, _decode_article, _iso
 
 # Whether an earlier delivery ``d2`` of campaign ``c2`` gave (or will give) its articles:
 # sent, or on its way; not failed, skipped, or left pending in a cancelled campaign.
+# (A delivery in doubt counts as given: better one article missed than one twice.)
 _GIVEN = (
     "(d2.status IN ('sent', 'sending', 'in_doubt') OR (d2.status IN ('pending', 'deferred') "
     "AND c2.status != 'cancelled'))"
@@ -100,62 +101,64 @@ class ScheduleQueries(StoreBase):
         """Give each planned recipient of an automatic campaign only articles new to them.
 
         Runs inside the transaction that plans the deliveries (see
-        ``start_campaign``): one set-based insert records which of the
-        campaign's articles each recipient gets, leaving out those an earlier
-        automatic campaign gave them; a recipient left with none is skipped.
-        Sending then reads these rows once per campaign, not per person.
+        ``start_campaign``). A recipient "had" an article when an earlier
+        automatic campaign that carried it gave (or is giving) them that
+        campaign, and it was among their articles there. Recipients who had
+        none of this campaign's articles (nearly everyone) get them all and
+        need no row; the others get ``personal_articles`` rows for the ones
+        they did not have, or are skipped when they had them all. Set-based
+        statements; sending then reads the exceptions once per campaign.
         """
+        self.conn.execute("DROP TABLE IF EXISTS temp.had")
         self.conn.execute(
-            "INSERT INTO received_articles (campaign_id, subscriber_id, article_id) "
+            "CREATE TEMP TABLE had AS SELECT d.subscriber_id, ca.article_id "
+            "FROM deliveries d JOIN campaign_articles ca ON ca.campaign_id = d.campaign_id "
+            "WHERE d.campaign_id = ? AND EXISTS (SELECT 1 FROM campaign_articles ca2 "
+            "JOIN campaigns c2 ON c2.id = ca2.campaign_id "
+            "JOIN deliveries d2 ON d2.campaign_id = ca2.campaign_id "
+            "AND d2.subscriber_id = d.subscriber_id "
+            "WHERE ca2.article_id = ca.article_id AND ca2.campaign_id != d.campaign_id "
+            f"AND c2.kind != 'manual' AND {_GIVEN} "
+            "AND (NOT EXISTS (SELECT 1 FROM personal_articles p WHERE p.campaign_id = c2.id "
+            "AND p.subscriber_id = d.subscriber_id) OR EXISTS (SELECT 1 FROM personal_articles "
+            "p WHERE p.campaign_id = c2.id AND p.subscriber_id = d.subscriber_id "
+            "AND p.article_id = ca.article_id)))",
+            [campaign_id],
+        )
+        self.conn.execute("CREATE INDEX temp.had_pair ON had(subscriber_id, article_id)")
+        total = self._value(
+            "SELECT COUNT(*) FROM campaign_articles WHERE campaign_id = ?", [campaign_id]
+        )
+        self.conn.execute(
+            "INSERT INTO personal_articles (campaign_id, subscriber_id, article_id) "
             "SELECT d.campaign_id, d.subscriber_id, ca.article_id FROM deliveries d "
             "JOIN campaign_articles ca ON ca.campaign_id = d.campaign_id "
-            "WHERE d.campaign_id = ? AND NOT EXISTS (SELECT 1 FROM received_articles r "
-            "JOIN deliveries d2 ON d2.campaign_id = r.campaign_id "
-            "AND d2.subscriber_id = r.subscriber_id "
-            "JOIN campaigns c2 ON c2.id = r.campaign_id "
-            "WHERE r.subscriber_id = d.subscriber_id AND r.article_id = ca.article_id "
-            f"AND r.campaign_id != d.campaign_id AND {_GIVEN})",
+            "WHERE d.campaign_id = ? AND d.subscriber_id IN (SELECT subscriber_id FROM had) "
+            "AND NOT EXISTS (SELECT 1 FROM had h WHERE h.subscriber_id = d.subscriber_id "
+            "AND h.article_id = ca.article_id)",
             [campaign_id],
         )
         self.conn.execute(
             "UPDATE deliveries SET status = 'skipped', error = 'already received every article', "
-            "done_at = ? WHERE campaign_id = ? AND status = 'pending' AND NOT EXISTS "
-            "(SELECT 1 FROM received_articles r WHERE r.campaign_id = deliveries.campaign_id "
-            "AND r.subscriber_id = deliveries.subscriber_id)",
-            [_iso(now), campaign_id],
+            "done_at = ? WHERE campaign_id = ? AND status = 'pending' AND subscriber_id IN "
+            "(SELECT subscriber_id FROM had GROUP BY subscriber_id HAVING COUNT(*) >= ?)",
+            [_iso(now), campaign_id, total],
         )
+        self.conn.execute("DROP TABLE temp.had")
 
     def personal_articles(self, campaign_id: int) -> dict[int, list[int]]:
         """The recipients of an automatic campaign who get only some of its articles.
 
         Everyone else gets them all, so only the exceptions are held in memory.
         """
-        total = self._value(
-            "SELECT COUNT(*) FROM campaign_articles WHERE campaign_id = ?", [campaign_id]
-        )
         return {
             row["subscriber_id"]: [int(a) for a in row["ids"].split(",")]
             for row in self._rows(
-                "SELECT subscriber_id, group_concat(article_id) AS ids FROM received_articles "
-                "WHERE campaign_id = ? GROUP BY subscriber_id HAVING COUNT(*) < ?",
-                [campaign_id, total],
+                "SELECT subscriber_id, group_concat(article_id) AS ids FROM personal_articles "
+                "WHERE campaign_id = ? GROUP BY subscriber_id",
+                [campaign_id],
             )
         }
-
-    def received_articles(self, subscriber_id: int) -> list[int]:
-        """The articles automatic campaigns gave (or are giving) one subscriber."""
-        return [
-            r["article_id"]
-            for r in self._rows(
-                "SELECT DISTINCT r.article_id FROM received_articles r "
-                "JOIN deliveries d2 ON d2.campaign_id = r.campaign_id "
-                "AND d2.subscriber_id = r.subscriber_id "
-                "JOIN campaigns c2 ON c2.id = r.campaign_id "
-                f"WHERE r.subscriber_id = ? AND {_GIVEN} "
-                "ORDER BY r.article_id",
-                [subscriber_id],
-            )
-        ]
 
     # -- scheduled campaigns -----------------------------------------------------------
 
