@@ -295,6 +295,37 @@ def test_a_digest_missed_beyond_the_grace_window_is_reported_and_its_articles_wa
     ws.close()
 
 
+def test_a_welcome_step_missed_beyond_the_grace_window_is_recorded_not_sent(
+    sched_dir: Path, sink: SmtpSink
+) -> None:
+    ws = Workspace.open(
+        sched_dir,
+        env=smtp_env(
+            sink,
+            NEWSLETTER_SCHEDULE__MODE="off",
+            NEWSLETTER_SCHEDULE__MISFIRE_GRACE_TIME="600",
+            NEWSLETTER_AUTOMATION__WELCOME_TEMPLATE="welcome",
+            NEWSLETTER_AUTOMATION__WELCOME_DELAY="3600",
+        ),
+    )
+    clock = Clock(at(2026, 11, 27, 9, 0))
+    jobs.run_schedule(ws, clock)  # the automation starts counting here
+    for address in ("joy@example.com", "kim@example.com"):
+        consent_id = consent.request(ws.store, ws.settings, address, source="form", now=clock())
+        person = ws.store.subscriber_by_email(address)
+        ws.store.confirm_opt_in(consent_id, person["id"], clock(), None)
+        clock.now += dt.timedelta(hours=2)
+    # Joy's welcome was due at 10:00 and Kim's at 12:00; the scheduler looks at 12:05.
+    clock.now = at(2026, 11, 27, 12, 5)
+    jobs.run_schedule(ws, clock)
+    jobs.run_schedule(ws, clock)
+    assert [to for to, _, _ in mails(sink)] == ["kim@example.com"]
+    [missed] = ws.store.steps("missed")
+    assert missed["subscriber_id"] == ws.store.subscriber_by_email("joy@example.com")["id"]
+    assert "missed by 2 h 5 min" in missed["detail"]
+    ws.close()
+
+
 # -- instant mode -------------------------------------------------------------------------
 
 
