@@ -612,6 +612,38 @@ def test_two_run_processes_on_one_workspace_send_one_campaign(cli, ws_dir: Path,
     assert len(recipients) == expected and set(recipients.values()) == {1}
 
 
+def test_run_after_a_restore_sends_the_recent_campaign_and_reports_the_stale_one(
+    cli, ws_dir: Path, env
+) -> None:
+    """`newsletter run` started late: within the grace window it sends, beyond it it reports."""
+    from conftest import stop_process
+
+    cli("fetch")
+    cli("subscribers", "import", "subscribers/example.csv")
+    cli("campaign", "create", "--subject", "Stale", "--articles", "1")
+    cli("campaign", "create", "--subject", "Recent", "--articles", "1")
+    now = jobs.utc_now()
+    ws = Workspace.open(ws_dir, env={})
+    # As a restored backup would have them: due two days ago, and a minute ago.
+    campaigns.schedule(ws.store, 1, now - dt.timedelta(days=2), now - dt.timedelta(days=3))
+    campaigns.schedule(ws.store, 2, now - dt.timedelta(minutes=1), now - dt.timedelta(hours=1))
+    proc = type(cli)(ws_dir, dict(env, NEWSLETTER_SCHEDULE__MODE="off")).popen("run")
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not (
+            ws.store.campaign(1)["missed_at"] and ws.store.campaign_status(2) == "sent"
+        ):
+            time.sleep(0.1)
+    finally:
+        log = stop_process(proc)
+    assert ws.store.campaign_status(2) == "sent", log
+    assert ws.store.campaign(1)["status"] == "scheduled" and ws.store.campaign(1)["missed_at"]
+    assert ws.store.delivery_counts(1)["sent"] == 0
+    assert "campaign 1: missed: due" in log and "Traceback" not in log
+    assert "missed" in cli("campaign", "list").stdout.splitlines()[0]
+    ws.close()
+
+
 def test_cli_schedules_reschedules_and_unschedules_with_a_dst_note(cli, ws_dir: Path) -> None:
     cli("fetch")
     cli("subscribers", "import", "subscribers/example.csv")
