@@ -43,7 +43,7 @@ def schedule_list(ctx: click.Context, limit: int) -> None:
     now = utcnow()
 
     def local(when: dt.datetime) -> str:
-        return when.astimezone(zone).strftime("%Y-%m-%d %H:%M %Z")
+        return when.astimezone(zone).strftime("%Y-%m-%d %H:%M %Z").ljust(22)
 
     mode = s.mode
     if mode == "digest":
@@ -68,7 +68,7 @@ def schedule_list(ctx: click.Context, limit: int) -> None:
     if s.mode == "digest":
         fire = schedules.next_fire(schedules.cron_trigger(s.digest_cron, s.timezone), now)
         if fire is not None:
-            upcoming.append((fire, "digest of the articles new by then (none: no email)"))
+            upcoming.append((fire, "digest of the new articles (no email if there are none)"))
     for c in store.scheduled_campaigns():
         kind = "" if c["kind"] == "manual" else f" [{c['kind']}]"
         upcoming.append(
