@@ -6,9 +6,8 @@ import datetime as dt
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from newsletter import tracking
+from newsletter import schedules, tracking
 from newsletter.config import Settings
 from newsletter.errors import InputError, NotFound, StateError
 from newsletter.mime import MessageFactory, list_unsubscribe
@@ -33,27 +32,26 @@ SAMPLE_SUBSCRIBER = {
 }
 
 
-def parse_local_time(text: str, zone: str) -> dt.datetime:
-    """Read "YYYY-MM-DD HH:MM" in an IANA zone and return it in UTC.
+def parse_local_time(text: str, zone: str) -> tuple[dt.datetime, str]:
+    """Read "YYYY-MM-DD HH:MM" in an IANA zone; return it in UTC and a note on DST.
 
-    A wall time that a daylight-saving change skips (02:30 on a spring-forward
-    day) is taken as the same distance after the change, as zoneinfo's fold=0
-    does: 02:30 becomes 03:30 local time.
+    The rule (RFC 5545, as zoneinfo's fold=0): a wall time that a
+    daylight-saving change skips (02:30 on a spring-forward night) is read
+    with the offset from before the change, so it lands as far after the
+    change (03:30); a wall time that occurs twice is the first of the two.
+    The note says so whenever it applies.
     """
     try:
-        tz = ZoneInfo(zone)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise InputError(
-            f"--tz: unknown time zone {zone!r}; use an IANA name such as Europe/Berlin"
-        ) from None
+        tz = schedules.zone(zone)
+    except InputError as exc:
+        raise InputError(f"--tz: {exc}") from None
     try:
         naive = dt.datetime.strptime(text.strip(), "%Y-%m-%d %H:%M")
     except ValueError:
         raise InputError(
             f'--at: {text!r} is not a date and time in the form "YYYY-MM-DD HH:MM"'
         ) from None
-    local = naive.replace(tzinfo=tz)
-    return local.astimezone(dt.UTC)
+    return schedules.local_to_utc(naive, tz)
 
 
 def create(
@@ -102,7 +100,14 @@ def create(
     )
 
 
-def schedule(store: Store, campaign_id: int, when_utc: dt.datetime, now: dt.datetime) -> None:
+def schedule(
+    store: Store,
+    campaign_id: int,
+    when_utc: dt.datetime,
+    now: dt.datetime,
+    allowed_from: tuple[str, ...] = ("draft", "scheduled", "paused"),
+) -> None:
+    """Schedule (or reschedule) a campaign for a time in UTC; a missed one gets a new time."""
     store.campaign(campaign_id)
     if when_utc <= now:
         raise InputError(
@@ -112,11 +117,25 @@ def schedule(store: Store, campaign_id: int, when_utc: dt.datetime, now: dt.date
     if not store.set_campaign_status(
         campaign_id,
         "scheduled",
-        ("draft", "scheduled", "paused"),
+        allowed_from,
         now,
         scheduled_at=when_utc.isoformat(timespec="seconds"),
+        missed_at=None,
+        note=None,
     ):
         _refuse(store, campaign_id, "schedule")
+
+
+def reschedule(store: Store, campaign_id: int, when_utc: dt.datetime, now: dt.datetime) -> None:
+    schedule(store, campaign_id, when_utc, now, allowed_from=("scheduled",))
+
+
+def unschedule(store: Store, campaign_id: int, now: dt.datetime) -> None:
+    """Take a scheduled (or missed) campaign back to draft; nothing of it is sent."""
+    if not store.set_campaign_status(
+        campaign_id, "draft", ("scheduled",), now, scheduled_at=None, missed_at=None, note=None
+    ):
+        _refuse(store, campaign_id, "unschedule")
 
 
 def start(store: Store, campaign_id: int, now: dt.datetime) -> int:
@@ -233,6 +252,7 @@ class CampaignMail:
         settings: Settings,
         urls: Urls,
         link_ids: Mapping[str, int] | None = None,
+        personal: Mapping[int, list[int]] | None = None,
     ):
         self.campaign = campaign
         self.templates = templates
@@ -261,6 +281,13 @@ class CampaignMail:
             {"campaign": self.campaign_context, "articles": self.articles, "sender": self.sender}
         )
         self.factory = self._factory(self.subject)
+        self.set_personal(personal or {})
+
+    def set_personal(self, personal: Mapping[int, list[int]]) -> None:
+        """Automatic campaigns: the recipients who get only some of the articles (the
+        rest they had before), by subscriber id; everyone else gets them all."""
+        self.personal = {sid: tuple(ids) for sid, ids in personal.items()}
+        self._personal_parts: dict[tuple[int, ...], tuple[list[dict], MessageFactory]] = {}
 
     def _factory(self, subject: str) -> MessageFactory:
         return MessageFactory(
@@ -284,12 +311,35 @@ class CampaignMail:
     def tracked(self) -> bool:
         return bool(self.campaign["tracking"]) and self.settings.tracking.enabled
 
+    def _parts(self, subscriber_id: int) -> tuple[list[dict[str, Any]], MessageFactory]:
+        """The articles and message factory (subject) for one subscriber."""
+        ids = self.personal.get(subscriber_id)
+        if ids is None:
+            return self.articles, self.factory
+        parts = self._personal_parts.get(ids)
+        if parts is None:
+            articles = [a for a in self.articles if a["id"] in ids]
+            factory = self.factory
+            # An automatic campaign's subject is its template's, so it follows the articles.
+            if self.campaign.get("kind", "manual") != "manual":
+                factory = self._factory(
+                    self.templates.subject(
+                        {
+                            "campaign": self.campaign_context,
+                            "articles": articles,
+                            "sender": self.sender,
+                        }
+                    )
+                )
+            parts = self._personal_parts[ids] = (articles, factory)
+        return parts
+
     def context(self, subscriber: Mapping[str, Any]) -> dict[str, Any]:
         """The template data for one subscriber: plain dicts, lists and strings."""
         cid, sid = self.campaign["id"], subscriber["id"]
         return {
             "campaign": self.campaign_context,
-            "articles": self.articles,
+            "articles": self._parts(sid)[0],
             "subscriber": subscriber_context(subscriber),
             "sender": self.sender,
             "site": {"base_url": self.settings.site.base_url},
@@ -377,7 +427,7 @@ class CampaignMail:
     ) -> tuple[str, Envelope]:
         """The message for one subscriber as wire bytes and, with ``fields``, as fields
         for email APIs."""
-        factory = factory or self.factory
+        factory = factory or self._parts(subscriber["id"])[1]
         context = self.context(subscriber)
         rendered = self.render(subscriber, tracked, context=context)
         msg_id = message_id(self.campaign["id"], key, self.domain)
@@ -443,4 +493,5 @@ def load_mail(
         settings,
         Urls(settings.site.base_url, signer),
         store.links(campaign_id),
+        store.personal_articles(campaign_id) if campaign["kind"] != "manual" else None,
     )

@@ -216,9 +216,27 @@ class Consent:
 @dataclass(frozen=True)
 class Schedule:
     poll_interval: int = 300
-    mode: str = "off"
+    mode: str = "off"  # off, instant or digest
+    # digest: "minute hour day month weekday" in ``timezone`` (weekday names or 0-7, 0 = Sunday)
     digest_cron: str = "0 9 * * mon"
     timezone: str = "UTC"
+    # A due time missed by less than this (seconds) still runs, once; by more, it is
+    # reported and left for a person (never a stale campaign after a restore).
+    misfire_grace_time: int = 3600
+    # instant: wait until no new article has come for this long (seconds), so a burst
+    # of posts makes one email.
+    quiet_period: int = 0
+    # instant and digest: make the campaign as a draft for someone to approve.
+    hold_as_draft: bool = False
+
+
+@dataclass(frozen=True)
+class Automation:
+    # Sent by the scheduler to each subscriber who confirms, after ``welcome_delay``
+    # seconds: a template set ("" for none) and an email with the latest articles.
+    welcome_template: str = ""
+    welcome_delay: int = 0
+    latest_articles: int = 0
 
 
 @dataclass(frozen=True)
@@ -296,6 +314,7 @@ class Settings:
     subscribers: Subscribers = field(default_factory=Subscribers)
     consent: Consent = field(default_factory=Consent)
     schedule: Schedule = field(default_factory=Schedule)
+    automation: Automation = field(default_factory=Automation)
     dkim: Dkim = field(default_factory=Dkim)
     sendgrid: SendGrid = field(default_factory=SendGrid)
     mailgun: Mailgun = field(default_factory=Mailgun)
@@ -507,10 +526,7 @@ def validate(settings: Settings) -> list[str]:
     problems.extend(_source_problems(s.sources))
     problems.extend(_provider_problems(s))
     problems.extend(_subscriber_problems(s.subscribers, s.consent))
-    if s.schedule.mode == "digest":
-        problems.append(
-            "schedule.mode: digest is not supported in this version yet; use off or instant"
-        )
+    problems.extend(_schedule_problems(s))
     if s.schedule.poll_interval < 1:
         problems.append("schedule.poll_interval: must be at least 1 second")
     try:
@@ -519,6 +535,31 @@ def validate(settings: Settings) -> list[str]:
         ZoneInfo(s.schedule.timezone)
     except (ZoneInfoNotFoundError, ValueError, OSError):
         problems.append(f"schedule.timezone: unknown time zone {s.schedule.timezone!r}")
+    return problems
+
+
+def _schedule_problems(s: Settings) -> list[str]:
+    from newsletter.schedules import cron_problem
+
+    problems = []
+    if s.schedule.mode == "digest":
+        problem = cron_problem(s.schedule.digest_cron)
+        if problem:
+            problems.append(f"schedule.digest_cron: {problem}")
+    if s.schedule.misfire_grace_time < 60:
+        problems.append("schedule.misfire_grace_time: must be at least 60 seconds")
+    if s.schedule.quiet_period < 0:
+        problems.append("schedule.quiet_period: must be 0 (none) or more seconds")
+    a = s.automation
+    if a.welcome_delay < 0:
+        problems.append("automation.welcome_delay: must be 0 or more seconds")
+    if a.latest_articles < 0:
+        problems.append("automation.latest_articles: must be 0 (none) or more")
+    if a.welcome_template and s.subscribers.welcome_template:
+        problems.append(
+            "automation.welcome_template: [subscribers] welcome_template already sends a "
+            "welcome email at once; set only one of them"
+        )
     return problems
 
 

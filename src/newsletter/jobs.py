@@ -10,10 +10,12 @@ import dataclasses
 import datetime as dt
 import functools
 import logging
+import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
-from newsletter import campaigns, config, delivery, subscribers
+from newsletter import campaigns, config, consent, delivery, schedules, subscribers
 from newsletter.config import Secrets
 from newsletter.errors import InputError, NewsletterError
 from newsletter.render import article_context, choose_template
@@ -94,25 +96,171 @@ def import_subscriber_folder(
     ]
 
 
+def _auto_subject(ws: Workspace) -> Callable[[list[dict[str, Any]]], tuple[str, str]]:
+    """(subject, template) of an automatic campaign from its articles, rendered once."""
+
+    def make(articles: list[dict[str, Any]]) -> tuple[str, str]:
+        templates = ws.templates(choose_template(ws.settings.templates.default, len(articles)))
+        sender = ws.settings.sender
+        subject = templates.subject(
+            {
+                "articles": [article_context(a) for a in articles],
+                "sender": {"name": sender.from_name, "address": sender.from_address},
+                "campaign": {"subject": "", "preheader": ""},
+            }
+        )
+        return subject, templates.name
+
+    return make
+
+
+def grace(ws: Workspace) -> dt.timedelta:
+    return dt.timedelta(seconds=ws.settings.schedule.misfire_grace_time)
+
+
+def _local(ws: Workspace, when: dt.datetime) -> str:
+    return when.astimezone(schedules.zone(ws.settings.schedule.timezone)).strftime(
+        "%Y-%m-%d %H:%M %Z"
+    )
+
+
 def create_instant_campaign(ws: Workspace, store: Store, now: dt.datetime) -> int | None:
-    """In instant mode, make and start a campaign from the new articles, if there are any."""
-    new = list(reversed(store.articles(only_new=True)))
-    if not new:
-        return None
-    templates = ws.templates(choose_template(ws.settings.templates.default, len(new)))
-    sender = ws.settings.sender
-    subject = templates.subject(
-        {
-            "articles": [article_context(a) for a in new],
-            "sender": {"name": sender.from_name, "address": sender.from_address},
-            "campaign": {"subject": "", "preheader": ""},
-        }
+    """In instant mode, make a campaign of the new articles, due at once (or a draft).
+
+    With ``quiet_period``, only once no new article has come for that long,
+    so a burst of posts makes one campaign.
+    """
+    s = ws.settings.schedule
+    quiet = dt.timedelta(seconds=s.quiet_period)
+    _, campaign_id = store.create_auto_campaign(
+        "instant",
+        now,
+        _auto_subject(ws),
+        tracking=ws.settings.tracking.enabled,
+        hold=s.hold_as_draft,
+        settled_before=now - quiet if s.quiet_period else None,
     )
-    campaign_id = store.create_campaign(
-        subject, "", templates.name, [a["id"] for a in new], None, ws.settings.tracking.enabled, now
-    )
-    campaigns.start(store, campaign_id, now)
     return campaign_id
+
+
+def make_digest(ws: Workspace, store: Store, now: dt.datetime) -> int | None:
+    """In digest mode, make the digest whose cron time has come; return its campaign.
+
+    Every article new since the last digest goes in; no new articles, no
+    campaign. Each cron time is handled once (recorded in ``job_runs``), by
+    one scheduler, however often this runs. A cron time missed by more than
+    the grace window is reported, not sent: its articles wait for the next.
+    """
+    s = ws.settings.schedule
+    if s.mode != "digest":
+        return None
+    trigger = schedules.cron_trigger(s.digest_cron, s.timezone)
+    fire = schedules.last_fire(trigger, store.last_run("digest", now), now)
+    if fire is None:
+        return None
+    if schedules.verdict(fire, now, grace(ws)) == schedules.MISSED:
+        detail = (
+            f"digest due {_local(ws, fire)} missed by {schedules.late(fire, now)}; "
+            f"its articles go in the next digest"
+        )
+        if store.record_run("digest", fire, "missed", now, detail):
+            log.warning("%s", detail)
+        return None
+    outcome, campaign_id = store.create_auto_campaign(
+        "digest",
+        now,
+        _auto_subject(ws),
+        tracking=ws.settings.tracking.enabled,
+        hold=s.hold_as_draft,
+        run=("digest", fire),
+    )
+    if outcome == "empty":
+        log.info("digest due %s: no new articles, no email", _local(ws, fire))
+    elif campaign_id is not None:
+        log.info(
+            "digest due %s: campaign %d%s",
+            _local(ws, fire),
+            campaign_id,
+            " held as a draft for approval" if s.hold_as_draft else "",
+        )
+    return campaign_id
+
+
+def run_automations(ws: Workspace, store: Store, now: dt.datetime) -> list[int]:
+    """Send the welcome steps that are due; return the latest-articles campaigns made.
+
+    A step is planned for each opt-in confirmed since the automation was
+    first enabled, due ``welcome_delay`` after the confirmation; each is
+    taken by one process, once. A step missed by more than the grace window
+    is recorded as missed, not sent.
+    """
+    a = ws.settings.automation
+    plan = [
+        (kind, float(a.welcome_delay))
+        for kind, on in (
+            ("welcome", bool(a.welcome_template)),
+            ("latest", a.latest_articles > 0),
+        )
+        if on
+    ]
+    if not plan:
+        return []
+    store.queue_steps(store.last_run("automation", now), plan)
+    made: list[int] = []
+    transport: Transport | None = None
+    try:
+        for step in store.pending_steps(until=now):
+            due = dt.datetime.fromisoformat(step["due_at"])
+            if schedules.verdict(due, now, grace(ws)) == schedules.MISSED:
+                detail = f"due {_local(ws, due)}, missed by {schedules.late(due, now)}; not sent"
+                store.finish_step(step["id"], "missed", now, detail)
+                log.warning(
+                    "%s email to subscriber %d %s", step["kind"], step["subscriber_id"], detail
+                )
+                continue
+            if not store.claim_step(step["id"], now):
+                continue  # another scheduler took it
+            subscriber = store.subscriber(step["subscriber_id"])
+            if subscriber is None or subscriber["status"] != "confirmed":
+                store.finish_step(step["id"], "skipped", now, "no longer subscribed")
+                continue
+            try:
+                if step["kind"] == "welcome":
+                    transport = transport or ws.transport()
+                    consent.send_welcome(
+                        store,
+                        transport,
+                        ws.settings,
+                        ws.signer,
+                        ws.templates(a.welcome_template),
+                        step["subscriber_id"],
+                        now,
+                    )
+                    store.finish_step(step["id"], "done", now)
+                    continue
+                _, campaign_id = store.create_auto_campaign(
+                    "latest",
+                    now,
+                    _auto_subject(ws),
+                    tracking=ws.settings.tracking.enabled,
+                    latest=a.latest_articles,
+                    subscriber_id=step["subscriber_id"],
+                )
+                store.finish_step(
+                    step["id"],
+                    "done" if campaign_id else "empty",
+                    now,
+                    f"campaign {campaign_id}" if campaign_id else "no articles",
+                )
+                if campaign_id:
+                    made.append(campaign_id)
+            except NewsletterError as exc:
+                store.finish_step(step["id"], "failed", now, str(exc))
+                log.error("%s email to subscriber %d: %s", step["kind"], step["subscriber_id"], exc)
+    finally:
+        if transport is not None:
+            transport.close()
+    return made
 
 
 def poll(ws: Workspace, clock: Clock = utc_now) -> None:
@@ -139,10 +287,11 @@ def poll(ws: Workspace, clock: Clock = utc_now) -> None:
             if campaign_id is not None:
                 campaign = store.campaign(campaign_id)
                 log.info(
-                    "campaign %d %r created for %d subscribers",
+                    "campaign %d %r created from %d new articles%s",
                     campaign_id,
                     campaign["subject"],
-                    campaigns.campaign_recipients(store, campaign_id),
+                    len(campaign["article_ids"]),
+                    " and held as a draft for approval" if campaign["status"] == "draft" else "",
                 )
     finally:
         store.close()
@@ -230,6 +379,9 @@ def prepare_send(
         mail = campaigns.load_mail(store, campaign_id, templates, ws.settings, ws.signer)
         links = mail.trackable_links() if mail.tracked else []
         campaigns.start(store, campaign_id, now)
+        if campaign["kind"] != "manual":
+            # Who gets which articles is settled when the deliveries are planned.
+            mail.set_personal(store.personal_articles(campaign_id))
         if links:
             mail.link_ids = store.register_links(campaign_id, links)
     except BaseException:
@@ -283,48 +435,111 @@ def shard_parts(
     mail = campaigns.load_mail(
         store, campaign_id, ws.templates(campaign["template"]), settings, ws.signer
     )
+    if campaign["kind"] != "manual":
+        mail.set_personal(store.personal_articles(campaign_id))
     if mail.tracked:
         mail.link_ids = store.links(campaign_id)  # registered by the parent before it began
     return store, mail, ws.transport()
 
 
+def report_missed(ws: Workspace, store: Store, now: dt.datetime) -> list[int]:
+    """Mark scheduled campaigns missed by more than the grace window; never send them.
+
+    A person decides: reschedule, send by hand, or cancel. Each is
+    reported once, by whichever scheduler saw it first.
+    """
+    missed = []
+    for c in store.overdue_campaigns(now - grace(ws)):
+        due = dt.datetime.fromisoformat(c["scheduled_at"])
+        note = (
+            f"missed: due {_local(ws, due)}, not started within the grace window "
+            f"({schedules.late(due, now)} late); reschedule, send or cancel it"
+        )
+        if store.mark_missed(c["id"], now, note):
+            log.warning("campaign %d: %s", c["id"], note)
+            missed.append(c["id"])
+    return missed
+
+
 def send_due(
-    ws: Workspace, clock: Clock = utc_now, should_stop: Callable[[], bool] = lambda: False
+    ws: Workspace,
+    clock: Clock = utc_now,
+    should_stop: Callable[[], bool] = lambda: False,
+    campaign_id: int | None = None,
 ) -> None:
-    """The send job: start scheduled campaigns whose time has come and continue sending ones."""
+    """The send job: start scheduled campaigns whose time has come and continue sending ones.
+
+    A scheduled campaign is started when its time has come, or up to the
+    grace window late; later than that it is reported as missed instead.
+    ``campaign_id``: only that campaign.
+    """
     store = ws.open_store()
     try:
-        for campaign_id in store.due_campaigns(clock()):
+        report_missed(ws, store, clock())
+        now = clock()
+        for due_id in store.due_campaigns(now, not_before=now - grace(ws)):
+            if campaign_id is not None and due_id != campaign_id:
+                continue
             if should_stop():
                 return
-            try:
-                progress = send_campaign(ws, store, campaign_id, clock, should_stop)
-            except NewsletterError as exc:
-                log.error("campaign %d: %s", campaign_id, exc)
+            # The lease is wall-clock time, shared between processes: a campaign
+            # another sender holds is theirs to finish.
+            if store.lease_holder(due_id, time.time()) is not None:
                 continue
-            where = ""
-            if ws.settings.delivery.transport == "outbox":
-                where = f" into {ws.path(ws.settings.delivery.outbox_dir)}"
-            log.info(
-                "campaign %d: delivered %d messages%s (%d failed, %d deferred, %d skipped)%s",
-                campaign_id,
-                progress.sent,
-                where,
-                progress.failed,
-                progress.deferred,
-                progress.skipped,
-                "; finished" if progress.finished else "",
-            )
-            for status, count in progress.settled.items():
-                if count:
-                    log.warning(
-                        "campaign %d: %d in-flight deliveries settled as %s",
-                        campaign_id,
-                        count,
-                        status,
-                    )
+            try:
+                progress = send_campaign(ws, store, due_id, clock, should_stop)
+            except NewsletterError as exc:
+                if store.lease_holder(due_id, time.time()) is not None:
+                    log.info("campaign %d: another sender took it", due_id)
+                else:
+                    log.error("campaign %d: %s", due_id, exc)
+                continue
+            _log_progress(ws, store, due_id, progress)
     finally:
         store.close()
+
+
+def _log_progress(
+    ws: Workspace, store: Store, campaign_id: int, progress: delivery.Progress
+) -> None:
+    where = ""
+    if ws.settings.delivery.transport == "outbox":
+        where = f" into {ws.path(ws.settings.delivery.outbox_dir)}"
+    log.info(
+        "campaign %d: delivered %d messages%s (%d failed, %d deferred, %d skipped)%s",
+        campaign_id,
+        progress.sent,
+        where,
+        progress.failed,
+        progress.deferred,
+        progress.skipped,
+        "; finished" if progress.finished else "",
+    )
+    if progress.finished and not campaigns.campaign_recipients(store, campaign_id):
+        note = "no recipients (the list or segment was empty): finished as sent to nobody"
+        store.set_campaign_note(campaign_id, note)
+        log.warning("campaign %d: %s", campaign_id, note)
+    for status, count in progress.settled.items():
+        if count:
+            log.warning(
+                "campaign %d: %d in-flight deliveries settled as %s",
+                campaign_id,
+                count,
+                status,
+            )
+
+
+def run_schedule(
+    ws: Workspace, clock: Clock = utc_now, should_stop: Callable[[], bool] = lambda: False
+) -> None:
+    """The due job: digests, welcome steps, then every campaign due now."""
+    store = ws.open_store()
+    try:
+        make_digest(ws, store, clock())
+        run_automations(ws, store, clock())
+    finally:
+        store.close()
+    send_due(ws, clock, should_stop)
 
 
 def outbox_path(ws: Workspace) -> Path:

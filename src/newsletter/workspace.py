@@ -71,10 +71,13 @@ import_confirmed = false
 
 [schedule]
 poll_interval = 300
-# off: campaigns only by hand; instant: a newsletter as soon as new articles arrive.
+# off: campaigns only by hand; instant: a newsletter as soon as new articles arrive;
+# digest: one newsletter of the new articles at each digest_cron time (in timezone).
 mode = "instant"
 digest_cron = "0 9 * * mon"
 timezone = "UTC"
+# A due time missed by more than this many seconds is reported, never sent by itself.
+misfire_grace_time = 3600
 
 [web]
 host = "127.0.0.1"

@@ -7,6 +7,7 @@ import sys
 import time
 from pathlib import Path
 from typing import Any, TextIO
+from zoneinfo import ZoneInfo
 
 import click
 
@@ -91,13 +92,15 @@ def campaign_create(
 def campaign_list(ctx: click.Context) -> None:
     """List campaigns with status, time (workspace zone) and progress.
 
+    The time is when it finished, started, or is scheduled for. A scheduled
+    campaign whose time passed by more than the grace window shows as
+    missed: it is never sent until someone reschedules or sends it.
+
     \b
     Example:
         newsletter campaign list
     """
     ws = ws_of(ctx)
-    from zoneinfo import ZoneInfo
-
     zone = ZoneInfo(ws.settings.schedule.timezone)
     rows = ws.store.campaigns()
     if not rows:
@@ -106,11 +109,13 @@ def campaign_list(ctx: click.Context) -> None:
         when = c["finished_at"] or c["started_at"] or c["scheduled_at"] or c["created_at"]
         local = dt.datetime.fromisoformat(when).astimezone(zone).strftime("%Y-%m-%d %H:%M %Z")
         doubt = f", {c['in_doubt']} in doubt" if c["in_doubt"] else ""
+        status = "missed" if c["status"] == "scheduled" and c["missed_at"] else c["status"]
+        kind = "" if c["kind"] == "manual" else f"[{c['kind']}] "
         click.echo(
-            f"{c['id']:>4}  {c['status']:<9}  {local}  {c['sent']}/{c['recipients']} sent, "
-            f"{c['failed']} failed{doubt}  {c['subject']}"
+            f"{c['id']:>4}  {status:<9}  {local}  {c['sent']}/{c['recipients']} sent, "
+            f"{c['failed']} failed{doubt}  {kind}{c['subject']}"
         )
-        if c["status"] == "paused" and c["note"]:
+        if c["note"] and (status in ("paused", "missed") or not c["recipients"]):
             click.echo(f"      {c['note']}")
 
 
@@ -160,23 +165,63 @@ def campaign_test(ctx: click.Context, campaign_id: int, to_address: str) -> None
     click.echo(f"test message for campaign {campaign_id} sent to {address}")
 
 
-@campaign.command("schedule")
+DST_RULE = (
+    "A time that a daylight-saving change skips (02:30 on a spring-forward night) "
+    "is taken with the offset from before the change, so it lands as far after it "
+    "(03:30); a time that occurs twice is the first of the two."
+)
+
+
+def _schedule_command(name: str, action: Any, summary: str, example: str) -> None:
+    @campaign.command(
+        name,
+        help=f"{summary}\n\nThe time is stored in UTC. {DST_RULE}\n\n\b\nExample:\n    {example}",
+    )
+    @click.argument("campaign_id", type=int)
+    @click.option("--at", "at", required=True, help='Local time "YYYY-MM-DD HH:MM".')
+    @click.option("--tz", help="IANA time zone, e.g. Europe/Berlin (default: [schedule] timezone).")
+    @click.pass_context
+    def command(ctx: click.Context, campaign_id: int, at: str, tz: str | None) -> None:
+        ws = ws_of(ctx)
+        zone = tz or ws.settings.schedule.timezone
+        when, note = campaigns.parse_local_time(at, zone)
+        action(ws.store, campaign_id, when, utcnow())
+        if note:
+            click.echo(f"note: {note}", err=True)
+        local = when.astimezone(ZoneInfo(zone))
+        click.echo(
+            f"campaign {campaign_id} scheduled for {local:%Y-%m-%d %H:%M %Z} {zone} "
+            f"({when:%Y-%m-%d %H:%M} UTC)"
+        )
+
+
+_schedule_command(
+    "schedule",
+    campaigns.schedule,
+    "Schedule a draft or paused campaign; `newsletter run` sends it when the time comes.",
+    'newsletter campaign schedule 1 --at "2026-12-01 09:00" --tz Europe/Berlin',
+)
+_schedule_command(
+    "reschedule",
+    campaigns.reschedule,
+    "Move a scheduled (or missed) campaign to another time.",
+    'newsletter campaign reschedule 1 --at "2026-12-02 09:00" --tz Europe/Berlin',
+)
+
+
+@campaign.command("unschedule")
 @click.argument("campaign_id", type=int)
-@click.option("--at", "at", required=True, help='Local time "YYYY-MM-DD HH:MM".')
-@click.option("--tz", help="IANA time zone (default: [schedule] timezone).")
 @click.pass_context
-def campaign_schedule(ctx: click.Context, campaign_id: int, at: str, tz: str | None) -> None:
-    """Schedule a campaign; `newsletter run` sends it when the time comes.
+def campaign_unschedule(ctx: click.Context, campaign_id: int) -> None:
+    """Take a scheduled (or missed) campaign back to draft; nothing of it is sent.
 
     \b
     Example:
-        newsletter campaign schedule 1 --at "2026-12-01 09:00" --tz Europe/Berlin
+        newsletter campaign unschedule 1
     """
     ws = ws_of(ctx)
-    zone = tz or ws.settings.schedule.timezone
-    when = campaigns.parse_local_time(at, zone)
-    campaigns.schedule(ws.store, campaign_id, when, utcnow())
-    click.echo(f"campaign {campaign_id} scheduled for {at} {zone} ({when:%Y-%m-%d %H:%M} UTC)")
+    campaigns.unschedule(ws.store, campaign_id, utcnow())
+    click.echo(f"campaign {campaign_id}: draft")
 
 
 class ProgressLine:

@@ -6,6 +6,7 @@ import logging
 import sys
 import threading
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -72,7 +73,7 @@ def dkim_keygen(
 
 
 def _serve(ws: Workspace, with_scheduler: bool) -> None:
-    from newsletter.scheduler import build_scheduler
+    from newsletter import scheduler as scheduling
     from newsletter.web.app import create_app
     from newsletter.web.server import listen, make_server
 
@@ -91,22 +92,35 @@ def _serve(ws: Workspace, with_scheduler: bool) -> None:
         log.info("outbox transport: messages are written to %s", jobs.outbox_path(ws))
     server = make_server(create_app(ws))  # migrates the database before any job runs
     stop = threading.Event()
-    scheduler = build_scheduler(ws, stop) if with_scheduler else None
-    if scheduler:
-        scheduler.start()
+    started: list[Any] = []
+
+    def start_scheduler() -> None:
+        # Beside the web server, not before it: the job store's first look at the
+        # database must not keep the pages waiting.
+        try:
+            started.append(scheduling.start(ws, stop))
+        except Exception:  # noqa: BLE001 - the web server keeps serving; say why
+            log.exception("the scheduler could not start")
+            return
         log.info(
             "scheduler started: polling sources every %ds, mode %s",
             ws.settings.schedule.poll_interval,
             ws.settings.schedule.mode,
         )
+
+    starter = threading.Thread(target=start_scheduler, name="scheduler-start", daemon=True)
+    if with_scheduler:
+        starter.start()
     try:
         server.run(sockets=[sock])
     except KeyboardInterrupt:
         pass  # Ctrl-C is how the main job is meant to stop
     finally:
         stop.set()
-        if scheduler:
-            scheduler.shutdown(wait=True)
+        if with_scheduler:
+            starter.join()
+        for scheduler in started:
+            scheduling.stop_scheduler(ws, scheduler)
         log.info("stopped")
 
 

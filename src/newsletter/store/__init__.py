@@ -1,7 +1,7 @@
 """Every SQL statement newsletter runs, behind named methods, one module per area.
 
 base.py holds the connection, the migrations and shared helpers; articles,
-subscribers, campaigns, deliveries, events and provider_events each add the
+subscribers, campaigns, deliveries, events, provider_events and schedule each add the
 queries of their area to ``Store``.
 
 The schema changes only through numbered migrations appended to
@@ -30,6 +30,7 @@ from newsletter.store.campaigns import CampaignsQueries
 from newsletter.store.deliveries import DeliveriesQueries
 from newsletter.store.events import EventsQueries
 from newsletter.store.provider_events import ProviderEventsQueries
+from newsletter.store.schedule import ScheduleQueries
 from newsletter.store.staff import StaffQueries
 from newsletter.store.subscribers import SubscribersQueries
 
@@ -42,5 +43,6 @@ class Store(
     EventsQueries,
     ProviderEventsQueries,
     StaffQueries,
+    ScheduleQueries,
 ):
     """The SQLite database of one workspace: every query, grouped by area."""

@@ -15,6 +15,14 @@ from newsletter.store.base import (
     _iso,
 )
 
+# An article ``a`` is new until a campaign after its last announced change carries it.
+# A new subscriber's "latest articles" email is for one person and leaves it new.
+IS_NEW = (
+    "(a.new_after_campaign IS NOT NULL AND NOT EXISTS (SELECT 1 FROM campaign_articles "
+    "ca JOIN campaigns c ON c.id = ca.campaign_id WHERE ca.article_id = a.id "
+    "AND ca.campaign_id > a.new_after_campaign AND c.kind != 'latest'))"
+)
+
 
 class ArticlesQueries(StoreBase):
     # -- sources and articles ---------------------------------------------
@@ -229,10 +237,7 @@ class ArticlesQueries(StoreBase):
         An article is new until a campaign includes it (after its last
         announced update); an archived article is never new on its own.
         """
-        is_new = (
-            "(a.new_after_campaign IS NOT NULL AND NOT EXISTS (SELECT 1 FROM campaign_articles "
-            "ca WHERE ca.article_id = a.id AND ca.campaign_id > a.new_after_campaign))"
-        )
+        is_new = IS_NEW
         where = f"WHERE {is_new}" if only_new else ""
         rows = self._rows(
             f"""

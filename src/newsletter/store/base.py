@@ -329,6 +329,63 @@ def m005_provider_events(conn: sqlite3.Connection) -> None:
     )
 
 
+def m007_scheduling(conn: sqlite3.Connection) -> None:
+    """Automatic campaigns, missed due times, runs of recurring jobs, welcome steps.
+
+    ``campaigns.kind``: manual, or instant, digest, latest (made by the
+    scheduler); ``subscriber_id`` narrows a campaign to one person (the
+    latest-articles email of a new subscriber); ``missed_at`` is set when a
+    scheduled campaign's time passed by more than the grace window, so it
+    is never sent without a person deciding. ``personal_articles``: for the
+    recipients of an automatic campaign who get only some of its articles
+    (they had the others), the ones they get; everyone else gets them all.
+    With the deliveries, it records who was given which article, so nobody
+    gets one twice, while writing rows only for the exceptions. ``job_runs``:
+    one row per due time of a recurring job (the digest), so two schedulers
+    or a restart never run it twice. ``automation_steps``: what to send after
+    a confirmation, and when.
+    """
+    _script(
+        conn,
+        """
+        ALTER TABLE campaigns ADD COLUMN kind TEXT NOT NULL DEFAULT 'manual';
+        ALTER TABLE campaigns ADD COLUMN subscriber_id INTEGER
+            REFERENCES subscribers(id) ON DELETE SET NULL;
+        ALTER TABLE campaigns ADD COLUMN missed_at TEXT;
+        CREATE INDEX campaigns_status ON campaigns(status, scheduled_at);
+        CREATE TABLE personal_articles (
+            campaign_id INTEGER NOT NULL REFERENCES campaigns(id) ON DELETE CASCADE,
+            subscriber_id INTEGER NOT NULL REFERENCES subscribers(id) ON DELETE CASCADE,
+            article_id INTEGER NOT NULL REFERENCES articles(id) ON DELETE CASCADE,
+            PRIMARY KEY (campaign_id, subscriber_id, article_id)
+        );
+        CREATE INDEX campaign_articles_article ON campaign_articles(article_id);
+        CREATE TABLE job_runs (
+            job TEXT NOT NULL,
+            due_at TEXT NOT NULL,
+            status TEXT NOT NULL,
+            at TEXT NOT NULL,
+            campaign_id INTEGER REFERENCES campaigns(id) ON DELETE SET NULL,
+            detail TEXT,
+            PRIMARY KEY (job, due_at)
+        );
+        CREATE TABLE automation_steps (
+            id INTEGER PRIMARY KEY,
+            subscriber_id INTEGER NOT NULL REFERENCES subscribers(id) ON DELETE CASCADE,
+            consent_id INTEGER NOT NULL,
+            kind TEXT NOT NULL,
+            due_at TEXT NOT NULL,
+            status TEXT NOT NULL DEFAULT 'pending',
+            done_at TEXT,
+            detail TEXT,
+            UNIQUE (consent_id, kind)
+        );
+        CREATE INDEX automation_steps_due ON automation_steps(status, due_at);
+        CREATE INDEX consents_confirmed ON consents(confirmed_at);
+        """,
+    )
+
+
 def m008_staff(conn: sqlite3.Connection) -> None:
     """Staff accounts of the dashboard and their sign-in sessions.
 
@@ -365,6 +422,7 @@ MIGRATIONS = [
     m003_subscribers,
     m004_delivery_retries,
     m005_provider_events,
+    m007_scheduling,
     m008_staff,
 ]
 

@@ -107,14 +107,19 @@ class CampaignsQueries(StoreBase):
     def campaign_status(self, campaign_id: int) -> str:
         return self._value("SELECT status FROM campaigns WHERE id = ?", [campaign_id])
 
-    def due_campaigns(self, now: datetime) -> list[int]:
-        """Scheduled campaigns whose time has come, and campaigns left sending by a stop."""
+    def due_campaigns(self, now: datetime, not_before: datetime | None = None) -> list[int]:
+        """Scheduled campaigns whose time has come, and campaigns left sending by a stop.
+
+        ``not_before``: leave out scheduled campaigns due earlier than this
+        (missed: reported, never sent without a person), and missed ones.
+        """
+        since = _iso(not_before) if not_before is not None else ""
         return [
             r["id"]
             for r in self._rows(
-                "SELECT id FROM campaigns WHERE (status = 'scheduled' AND scheduled_at <= ?) "
-                "OR status = 'sending' ORDER BY id",
-                [_iso(now)],
+                "SELECT id FROM campaigns WHERE (status = 'scheduled' AND scheduled_at <= ? "
+                "AND scheduled_at >= ? AND missed_at IS NULL) OR status = 'sending' ORDER BY id",
+                [_iso(now), since],
             )
         ]
 

@@ -31,7 +31,8 @@ class DeliveriesQueries(StoreBase):
         the status change, so a crash can never leave a sending campaign
         without its recipient list. Recipients are confirmed, not suppressed,
         on the campaign's list (and not left it) and in its segment, if it has
-        those. False if the campaign was not in a state that can start.
+        those; an automatic campaign gives each only articles new to them.
+        False if the campaign was not in a state that can start.
         """
         with self.transaction():
             cursor = self.conn.execute(
@@ -41,13 +42,21 @@ class DeliveriesQueries(StoreBase):
             )
             if cursor.rowcount != 1:
                 return False
-            segment = self._value("SELECT segment FROM campaigns WHERE id = ?", [campaign_id])
+            c = self._row(
+                "SELECT segment, kind, subscriber_id FROM campaigns WHERE id = ?", [campaign_id]
+            )
+            segment = c["segment"]
             where, params = _recipient_filter(list_id, json.loads(segment) if segment else [])
+            if c["subscriber_id"] is not None:  # a new subscriber's own email
+                where += " AND s.id = ?"
+                params.append(c["subscriber_id"])
             self.conn.execute(
                 "INSERT OR IGNORE INTO deliveries (campaign_id, subscriber_id, status, queued_at) "
                 f"SELECT ?, s.id, 'pending', ? FROM subscribers s WHERE {where} ORDER BY s.id",
                 [campaign_id, _iso(now), *params],
             )
+            if c["kind"] != "manual":
+                self._plan_received(campaign_id, now)  # see store/schedule.py
         return True
 
     def count_recipients(self, list_id: int | None, segment: list[dict[str, Any]]) -> int:

@@ -201,9 +201,10 @@ def routes(d: Dashboard) -> list[Route]:
         form = request.state.form
         zone = str(form.get("tz", "")).strip() or d.ws.settings.schedule.timezone
         at = f"{form.get('date', '')} {form.get('time', '')}"
-        when = campaigns.parse_local_time(at, zone)
+        when, note = campaigns.parse_local_time(at, zone)
         campaigns.schedule(store, cid, when, d.clock())
-        return back(cid, f"Scheduled for {at} {zone} ({when:%Y-%m-%d %H:%M} UTC).", request)
+        said = f"Scheduled for {at} {zone} ({when:%Y-%m-%d %H:%M} UTC)."
+        return back(cid, f"{said} {note}" if note else said, request)
 
     @d.page()
     async def send_now(request: Request) -> Response:
