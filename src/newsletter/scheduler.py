@@ -52,4 +52,5 @@ def build_scheduler(ws: Workspace, stop: threading.Event) -> BackgroundScheduler
         seconds=SEND_CHECK_SECONDS,
         next_run_time=now + dt.timedelta(seconds=SEND_CHECK_SECONDS),
     )
+    scheduler.add_job(jobs.purge_old_events, "interval", id="purge-events", hours=24, args=[ws])
     return scheduler

@@ -328,12 +328,24 @@ def m005_provider_events(conn: sqlite3.Connection) -> None:
     )
 
 
+def m006_event_classes(conn: sqlite3.Connection) -> None:
+    """Why each open, click and view got its class; an index for the retention purge."""
+    _script(
+        conn,
+        """
+        ALTER TABLE events ADD COLUMN reason TEXT;
+        CREATE INDEX events_at ON events(at);
+        """,
+    )
+
+
 MIGRATIONS = [
     m001_initial,
     m002_article_intake,
     m003_subscribers,
     m004_delivery_retries,
     m005_provider_events,
+    m006_event_classes,
 ]
 
 

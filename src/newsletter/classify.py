@@ -1,0 +1,329 @@
+"""Tell human opens and clicks from machine ones. Pure: no I/O.
+
+Every tracking event gets a class and the reason for it:
+
+- ``machine``: a program fetched the pixel or followed the link — a HEAD
+  request; a user agent or network the signals file names as a scanner or a
+  prefetching proxy; an open or click within seconds of delivery; every link
+  of a message clicked at once.
+- ``unknown``: an image proxy that fetches on behalf of a reader (Gmail's
+  GoogleImageProxy): it counts as an open, but is not a human signal by itself.
+- ``human``: none of the above.
+
+The rules are checked in that order and the first that applies gives the
+reason. The data they use (user-agent patterns, networks, the seconds that
+count as "at once") lives in a TOML file, ``data/machine_signals.toml`` unless
+``[tracking] signals_file`` names another, so it can be updated without a
+release.
+"""
+
+from __future__ import annotations
+
+import bisect
+import ipaddress
+import re
+import tomllib
+from collections.abc import Callable, Hashable, Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+HUMAN, MACHINE, UNKNOWN = "human", "machine", "unknown"
+CLASSES = (HUMAN, MACHINE, UNKNOWN)
+# The events that are classified; a view reached through a click shares its click's class.
+KINDS = ("open", "click", "view")
+DEFAULT_SIGNALS = Path(__file__).parent / "data" / "machine_signals.toml"
+
+
+class SignalsError(ValueError):
+    """The signals file is not usable; the message names the entry."""
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One named user agent or network and the class it gives each kind of event."""
+
+    name: str
+    classes: dict[str, str]
+
+    def class_for(self, kind: str) -> str | None:
+        return self.classes.get(kind)
+
+
+@dataclass(frozen=True)
+class Verdict:
+    classification: str
+    reason: str
+
+
+HUMAN_VERDICT = Verdict(HUMAN, "no machine signal")
+
+
+@dataclass
+class _Networks:
+    """One rule's networks as sorted, merged integer ranges per IP version."""
+
+    starts: dict[int, list[int]] = field(default_factory=lambda: {4: [], 6: []})
+    ends: dict[int, list[int]] = field(default_factory=lambda: {4: [], 6: []})
+
+    @classmethod
+    def build(cls, networks: Iterable[ipaddress.IPv4Network | ipaddress.IPv6Network]) -> _Networks:
+        spans: dict[int, list[tuple[int, int]]] = {4: [], 6: []}
+        for net in networks:
+            spans[net.version].append((int(net.network_address), int(net.broadcast_address)))
+        built = cls()
+        for version, ranges in spans.items():
+            merged: list[list[int]] = []
+            for start, end in sorted(ranges):
+                if merged and start <= merged[-1][1] + 1:
+                    merged[-1][1] = max(merged[-1][1], end)
+                else:
+                    merged.append([start, end])
+            built.starts[version] = [s for s, _ in merged]
+            built.ends[version] = [e for _, e in merged]
+        return built
+
+    def contains(self, version: int, value: int) -> bool:
+        starts = self.starts[version]
+        index = bisect.bisect_right(starts, value) - 1
+        return index >= 0 and value <= self.ends[version][index]
+
+
+@dataclass
+class Signals:
+    """The parsed signals file: agent patterns, networks, and timing thresholds."""
+
+    agents: list[tuple[Rule, re.Pattern[str]]] = field(default_factory=list)
+    networks: list[tuple[Rule, _Networks]] = field(default_factory=list)
+    open_seconds: float = 0.0
+    click_seconds: float = 0.0
+    all_links_seconds: float = 0.0
+    version: str = ""
+    _agent_pattern: re.Pattern[str] | None = None
+
+    def __post_init__(self) -> None:
+        if self.agents:
+            # One pass over the user agent for all patterns; the group names which rule.
+            self._agent_pattern = re.compile(
+                "|".join(f"(?P<a{i}>{p.pattern})" for i, (_, p) in enumerate(self.agents)),
+                re.IGNORECASE,
+            )
+
+    def agent_rule(self, user_agent: str | None) -> Rule | None:
+        if not user_agent or self._agent_pattern is None:
+            return None
+        match = self._agent_pattern.search(user_agent)
+        if match is None or match.lastgroup is None:
+            return None
+        return self.agents[int(match.lastgroup[1:])][0]
+
+    def network_rule(self, ip: str | None, kind: str) -> Rule | None:
+        """The first network rule that has a class for ``kind`` and contains ``ip``."""
+        if not ip or not self.networks:
+            return None
+        try:
+            address = ipaddress.ip_address(ip)
+        except ValueError:
+            return None
+        if address.version == 6 and address.ipv4_mapped is not None:
+            address = address.ipv4_mapped
+        value = int(address)
+        for rule, networks in self.networks:
+            if kind in rule.classes and networks.contains(address.version, value):
+                return rule
+        return None
+
+
+def _rule(entry: Any, where: str) -> Rule:
+    if not isinstance(entry, dict):
+        raise SignalsError(f"{where}: expected a table")
+    name = entry.get("name")
+    if not isinstance(name, str) or not name.strip():
+        raise SignalsError(f"{where}.name: give the rule a name")
+    classes = {}
+    for kind in KINDS:
+        value = entry.get(kind)
+        if value is None:
+            continue
+        if value not in (MACHINE, UNKNOWN):
+            raise SignalsError(f"{where}.{kind}: use machine or unknown, got {value!r}")
+        classes[kind] = value
+    if not classes:
+        raise SignalsError(f"{where}: say what it makes an open, click or view (machine/unknown)")
+    return Rule(name.strip(), classes)
+
+
+def _seconds(table: dict[str, Any], key: str, where: str) -> float:
+    value = table.get(key, 0)
+    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+        raise SignalsError(f"{where}.{key}: expected 0 or more seconds, got {value!r}")
+    return float(value)
+
+
+def _parse_network(text: Any, where: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+    if not isinstance(text, str):
+        raise SignalsError(f"{where}: expected a network such as 17.0.0.0/8, got {text!r}")
+    try:
+        return ipaddress.ip_network(text.strip(), strict=False)
+    except ValueError:
+        raise SignalsError(f"{where}: {text!r} is not a network such as 17.0.0.0/8") from None
+
+
+def ranges_from_csv(text: str, origin: str) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+    """Networks from a CSV whose first column is a prefix (Apple's egress-ip-ranges.csv)."""
+    networks = []
+    for number, line in enumerate(text.splitlines(), 1):
+        cell = line.split(",", 1)[0].strip()
+        if not cell or cell.startswith("#"):
+            continue
+        try:
+            networks.append(ipaddress.ip_network(cell, strict=False))
+        except ValueError:
+            if number == 1:
+                continue  # a header row
+            raise SignalsError(f"{origin}:{number}: {cell!r} is not a network") from None
+    return networks
+
+
+def parse_signals(text: str, origin: str, read_file: Callable[[str], str] | None = None) -> Signals:
+    """Read a signals file; ``read_file`` loads the CSV a network's ``ranges_file`` names.
+
+    Raises SignalsError naming the origin and the entry.
+    """
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise SignalsError(f"{origin}: invalid TOML ({exc})") from None
+    timing = data.get("timing", {})
+    if not isinstance(timing, dict):
+        raise SignalsError(f"{origin}: [timing] must be a table")
+    agents = []
+    for index, entry in enumerate(data.get("agent", [])):
+        where = f"{origin}: agent[{index}]"
+        rule = _rule(entry, where)
+        pattern = entry.get("match")
+        if not isinstance(pattern, str) or not pattern:
+            raise SignalsError(f"{where}.match: give a regular expression for the user agent")
+        try:
+            compiled = re.compile(pattern, re.IGNORECASE)
+        except re.error as exc:
+            raise SignalsError(f"{where}.match: not a regular expression ({exc})") from None
+        if compiled.groupindex:
+            raise SignalsError(f"{where}.match: named groups are not allowed")
+        agents.append((rule, compiled))
+    networks = []
+    for index, entry in enumerate(data.get("network", [])):
+        where = f"{origin}: network[{index}]"
+        rule = _rule(entry, where)
+        listed = entry.get("networks", [])
+        if not isinstance(listed, list):
+            raise SignalsError(f"{where}.networks: expected a list of networks")
+        nets = [_parse_network(n, f"{where}.networks[{i}]") for i, n in enumerate(listed)]
+        ranges_file = entry.get("ranges_file")
+        if ranges_file:
+            if read_file is None:
+                raise SignalsError(f"{where}.ranges_file: not available here")
+            try:
+                csv_text = read_file(ranges_file)
+            except OSError as exc:
+                raise SignalsError(
+                    f"{where}.ranges_file: cannot read {ranges_file} ({exc})"
+                ) from None
+            nets.extend(ranges_from_csv(csv_text, ranges_file))
+        if not nets:
+            raise SignalsError(f"{where}: list networks or name a ranges_file")
+        networks.append((rule, _Networks.build(nets)))
+    return Signals(
+        agents=agents,
+        networks=networks,
+        open_seconds=_seconds(timing, "open_seconds", f"{origin}: timing"),
+        click_seconds=_seconds(timing, "click_seconds", f"{origin}: timing"),
+        all_links_seconds=_seconds(timing, "all_links_seconds", f"{origin}: timing"),
+        version=str(data.get("version", "")),
+    )
+
+
+@dataclass(frozen=True)
+class Hit:
+    """What is known about one open, click or view when it is classified."""
+
+    kind: str
+    at: datetime
+    method: str = "GET"
+    user_agent: str | None = None
+    ip: str | None = None
+    delivered_at: datetime | None = None
+
+
+def classify(hit: Hit, signals: Signals) -> Verdict:
+    """The class of one event from what it carries itself (every rule but "all links")."""
+    if hit.method == "HEAD":
+        return Verdict(MACHINE, "HEAD request")
+    rule = signals.agent_rule(hit.user_agent)
+    if rule is not None and rule.class_for(hit.kind):
+        return Verdict(rule.classes[hit.kind], f"user agent: {rule.name}")
+    rule = signals.network_rule(hit.ip, hit.kind)
+    if rule is not None:
+        return Verdict(rule.classes[hit.kind], f"network: {rule.name}")
+    if hit.delivered_at is not None:
+        seconds = (hit.at - hit.delivered_at).total_seconds()
+        limit = {"open": signals.open_seconds, "click": signals.click_seconds}.get(hit.kind, 0)
+        if 0 <= seconds < limit:
+            return Verdict(MACHINE, f"{hit.kind} {seconds:.0f} s after delivery")
+    return HUMAN_VERDICT
+
+
+def all_links_reason(seconds: float) -> str:
+    return f"every link clicked within {seconds:g} s"
+
+
+def every_link_bursts(clicks: list[tuple[float, int]], link_count: int, window: float) -> set[int]:
+    """Indexes of the clicks (time in seconds, link id) that belong to an "all links" burst.
+
+    A burst is a stretch of at most ``window`` seconds in which every one of
+    the message's ``link_count`` links (at least two) was clicked.
+    """
+    if link_count < 2 or window <= 0 or len(clicks) < link_count:
+        return set()
+    order = sorted(range(len(clicks)), key=lambda i: clicks[i][0])
+    flagged: set[int] = set()
+    start = 0
+    for end, index in enumerate(order):
+        at = clicks[index][0]
+        while clicks[order[start]][0] < at - window:
+            start += 1
+        inside = order[start : end + 1]
+        if len({clicks[i][1] for i in inside}) >= link_count:
+            flagged.update(inside)
+    return flagged
+
+
+class LinkBursts:
+    """Recent clicks per message, kept in memory, to spot every link clicked at once.
+
+    ``add`` returns the references of every click of the burst the new click
+    completes or extends (so earlier ones can be reclassified), else nothing.
+    """
+
+    def __init__(self, window: float, max_messages: int = 50_000):
+        self.window = window
+        self.max_messages = max_messages
+        self._recent: dict[Hashable, list[tuple[float, int, Any]]] = {}
+
+    def add(self, message: Hashable, at: float, link_id: int, link_count: int, ref: Any) -> list:
+        if self.window <= 0 or link_count < 2:
+            return []
+        recent = [c for c in self._recent.get(message, []) if c[0] >= at - self.window]
+        recent.append((at, link_id, ref))
+        self._recent[message] = recent
+        if len(self._recent) > self.max_messages:
+            self._forget(at)
+        flagged = every_link_bursts([(c[0], c[1]) for c in recent], link_count, self.window)
+        return [recent[i][2] for i in sorted(flagged)]
+
+    def _forget(self, now: float) -> None:
+        for key in [k for k, v in self._recent.items() if v[-1][0] < now - self.window]:
+            del self._recent[key]
+        while len(self._recent) > self.max_messages:
+            del self._recent[next(iter(self._recent))]
