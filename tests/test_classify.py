@@ -122,40 +122,59 @@ def test_rules_apply_in_order_and_the_first_gives_the_reason(signals):
 # -- every link at once ------------------------------------------------------------------
 
 
+def burst(clicks: list[tuple[float, int]], link_count: int = 3) -> list[int]:
+    """The clicks (time, link) flagged as one message's "all links" burst, in order."""
+    bursts = classify.LinkBursts(window=10)
+    flagged: list[int] = []
+    for index, (at, link_id) in enumerate(clicks):
+        flagged += bursts.add("message", at, link_id, link_count, index)
+    return flagged
+
+
 def test_every_link_clicked_within_the_window_is_a_burst():
-    clicks = [(100.0, 1), (101.0, 2), (103.0, 3)]
-    assert classify.every_link_bursts(clicks, 3, 10) == {0, 1, 2}
+    assert burst([(100.0, 1), (101.0, 2), (103.0, 3)]) == [0, 1, 2]
+    # Clicks that keep coming within the window join the burst.
+    assert burst([(100.0, 1), (101.0, 2), (103.0, 3), (104.0, 1)]) == [0, 1, 2, 3]
 
 
 def test_links_clicked_over_minutes_are_no_burst():
-    clicks = [(100.0, 1), (160.0, 2), (230.0, 3)]
-    assert classify.every_link_bursts(clicks, 3, 10) == set()
+    assert burst([(100.0, 1), (160.0, 2), (230.0, 3)]) == []
+    # The first click fell out of the window before the last link was clicked.
+    assert burst([(100.0, 1), (105.0, 2), (111.0, 3)]) == []
 
 
 def test_some_links_at_once_are_no_burst():
-    clicks = [(100.0, 1), (100.0, 2), (101.0, 2)]
-    assert classify.every_link_bursts(clicks, 3, 10) == set()
+    assert burst([(100.0, 1), (100.0, 2), (101.0, 2)]) == []
 
 
 def test_a_message_with_one_link_never_bursts():
-    assert classify.every_link_bursts([(100.0, 1), (100.0, 1)], 1, 10) == set()
+    assert burst([(100.0, 1), (100.0, 1)], link_count=1) == []
 
 
-def test_link_bursts_return_the_earlier_clicks_to_reclassify():
+def test_link_bursts_keep_messages_apart_and_return_the_earlier_clicks():
     bursts = classify.LinkBursts(window=10)
     assert bursts.add(("c1", "s1"), 100.0, 1, 2, "first") == []
     assert bursts.add(("c1", "s2"), 101.0, 2, 2, "other reader") == []
     assert bursts.add(("c1", "s1"), 102.0, 2, 2, "second") == ["first", "second"]
+    assert bursts.add(("c1", "s1"), 103.0, 2, 2, "third") == ["third"]
     # Outside the window the message starts over.
     assert bursts.add(("c1", "s1"), 200.0, 1, 2, "much later") == []
+
+
+def test_a_flood_of_clicks_is_bounded():
+    bursts = classify.LinkBursts(window=10, max_clicks=100)
+    flagged = [bursts.add("m", 100.0, n % 2, 2, n) for n in range(10_000)]
+    assert flagged[0] == [] and flagged[1] == [0, 1]
+    assert all(f == [n] for n, f in enumerate(flagged) if n > 1)
+    assert len(bursts._recent["m"].clicks) == 100
 
 
 def test_link_bursts_forget_old_messages():
     bursts = classify.LinkBursts(window=10, max_messages=2)
     for n in range(5):
         bursts.add(n, float(n * 100), 1, 2, n)
+    assert len(bursts._recent) <= 2
     assert bursts.add(4, 401.0, 2, 2, "again") == [4, "again"]
-    assert len(bursts._recent) <= 3
 
 
 # -- the signals file --------------------------------------------------------------------

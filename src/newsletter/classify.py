@@ -23,6 +23,7 @@ import bisect
 import ipaddress
 import re
 import tomllib
+from collections import Counter, deque
 from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -101,6 +102,10 @@ class Signals:
     all_links_seconds: float = 0.0
     version: str = ""
     _agent_pattern: re.Pattern[str] | None = None
+    # The same few user agents and addresses come back again and again (one
+    # reader's client, one scanner's network): their answers are remembered.
+    _agent_cache: dict[str, Rule | None] = field(default_factory=dict, repr=False)
+    _address_cache: dict[str, tuple[int, int] | None] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
         if self.agents:
@@ -113,26 +118,53 @@ class Signals:
     def agent_rule(self, user_agent: str | None) -> Rule | None:
         if not user_agent or self._agent_pattern is None:
             return None
+        try:
+            return self._agent_cache[user_agent]
+        except KeyError:
+            pass
         match = self._agent_pattern.search(user_agent)
-        if match is None or match.lastgroup is None:
-            return None
-        return self.agents[int(match.lastgroup[1:])][0]
+        rule = None
+        if match is not None and match.lastgroup is not None:
+            rule = self.agents[int(match.lastgroup[1:])][0]
+        _remember(self._agent_cache, user_agent, rule)
+        return rule
+
+    def _address(self, ip: str) -> tuple[int, int] | None:
+        try:
+            return self._address_cache[ip]
+        except KeyError:
+            pass
+        try:
+            address = ipaddress.ip_address(ip)
+        except ValueError:
+            found = None
+        else:
+            if address.version == 6 and address.ipv4_mapped is not None:
+                address = address.ipv4_mapped
+            found = (address.version, int(address))
+        _remember(self._address_cache, ip, found)
+        return found
 
     def network_rule(self, ip: str | None, kind: str) -> Rule | None:
         """The first network rule that has a class for ``kind`` and contains ``ip``."""
         if not ip or not self.networks:
             return None
-        try:
-            address = ipaddress.ip_address(ip)
-        except ValueError:
+        address = self._address(ip)
+        if address is None:
             return None
-        if address.version == 6 and address.ipv4_mapped is not None:
-            address = address.ipv4_mapped
-        value = int(address)
         for rule, networks in self.networks:
-            if kind in rule.classes and networks.contains(address.version, value):
+            if kind in rule.classes and networks.contains(*address):
                 return rule
         return None
+
+
+_CACHE_SIZE = 10_000
+
+
+def _remember(cache: dict, key: Any, value: Any) -> None:
+    if len(cache) >= _CACHE_SIZE:
+        cache.clear()  # crude, but a cache this size is rarely full and refills at once
+    cache[key] = value
 
 
 def _rule(entry: Any, where: str) -> Rule:
@@ -244,7 +276,7 @@ def parse_signals(text: str, origin: str, read_file: Callable[[str], str] | None
     )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Hit:
     """What is known about one open, click or view when it is classified."""
 
@@ -278,52 +310,56 @@ def all_links_reason(seconds: float) -> str:
     return f"every link clicked within {seconds:g} s"
 
 
-def every_link_bursts(clicks: list[tuple[float, int]], link_count: int, window: float) -> set[int]:
-    """Indexes of the clicks (time in seconds, link id) that belong to an "all links" burst.
-
-    A burst is a stretch of at most ``window`` seconds in which every one of
-    the message's ``link_count`` links (at least two) was clicked.
-    """
-    if link_count < 2 or window <= 0 or len(clicks) < link_count:
-        return set()
-    order = sorted(range(len(clicks)), key=lambda i: clicks[i][0])
-    flagged: set[int] = set()
-    start = 0
-    for end, index in enumerate(order):
-        at = clicks[index][0]
-        while clicks[order[start]][0] < at - window:
-            start += 1
-        inside = order[start : end + 1]
-        if len({clicks[i][1] for i in inside}) >= link_count:
-            flagged.update(inside)
-    return flagged
+@dataclass
+class _Window:
+    clicks: deque[tuple[float, int, Any]] = field(default_factory=deque)
+    links: Counter[int] = field(default_factory=Counter)
+    first: int = 0  # the sequence number of clicks[0]
+    flagged: int = 0  # clicks before this sequence number were returned already
 
 
 class LinkBursts:
-    """Recent clicks per message, kept in memory, to spot every link clicked at once.
+    """The "every link at once" rule: each message's recent clicks, kept in memory.
 
-    ``add`` returns the references of every click of the burst the new click
-    completes or extends (so earlier ones can be reclassified), else nothing.
+    A burst is a stretch of at most ``window`` seconds in which every one of
+    the message's links (at least two) was clicked. ``add`` returns the
+    references of the clicks of the burst that the new click completes or
+    extends and that were not returned before (so earlier ones can be
+    reclassified); else nothing. Each click is looked at a bounded number of
+    times, so a flood of clicks costs no more than a trickle.
     """
 
-    def __init__(self, window: float, max_messages: int = 50_000):
+    def __init__(self, window: float, max_messages: int = 50_000, max_clicks: int = 1_000):
         self.window = window
         self.max_messages = max_messages
-        self._recent: dict[Hashable, list[tuple[float, int, Any]]] = {}
+        self.max_clicks = max_clicks
+        self._recent: dict[Hashable, _Window] = {}
 
     def add(self, message: Hashable, at: float, link_id: int, link_count: int, ref: Any) -> list:
         if self.window <= 0 or link_count < 2:
             return []
-        recent = [c for c in self._recent.get(message, []) if c[0] >= at - self.window]
-        recent.append((at, link_id, ref))
-        self._recent[message] = recent
-        if len(self._recent) > self.max_messages:
-            self._forget(at)
-        flagged = every_link_bursts([(c[0], c[1]) for c in recent], link_count, self.window)
-        return [recent[i][2] for i in sorted(flagged)]
+        state = self._recent.get(message)
+        if state is None:
+            if len(self._recent) >= self.max_messages:
+                self._forget(at)
+            state = self._recent[message] = _Window()
+        clicks, links = state.clicks, state.links
+        clicks.append((at, link_id, ref))
+        links[link_id] += 1
+        while clicks and (clicks[0][0] < at - self.window or len(clicks) > self.max_clicks):
+            _, old_link, _ = clicks.popleft()
+            state.first += 1
+            links[old_link] -= 1
+            if not links[old_link]:
+                del links[old_link]
+        if len(links) < link_count:
+            return []
+        start = max(state.flagged - state.first, 0)
+        state.flagged = state.first + len(clicks)
+        return [clicks[i][2] for i in range(start, len(clicks))]
 
     def _forget(self, now: float) -> None:
-        for key in [k for k, v in self._recent.items() if v[-1][0] < now - self.window]:
+        for key in [k for k, v in self._recent.items() if v.clicks[-1][0] < now - self.window]:
             del self._recent[key]
-        while len(self._recent) > self.max_messages:
+        while len(self._recent) >= self.max_messages:
             del self._recent[next(iter(self._recent))]

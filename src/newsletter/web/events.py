@@ -49,6 +49,8 @@ class Recorder:
         self.bursts = classify.LinkBursts(signals.all_links_seconds)
         self._sent_at: dict[tuple[int, int], datetime | None] = {}
         self._links: dict[int, int] = {}
+        self._truncated: dict[str | None, str | None] = {}
+        self._last_stamp, self._last_time = "", datetime.min
 
     def _delivered(self, store: Store, campaign_id: int, subscriber_id: int) -> datetime | None:
         key = (campaign_id, subscriber_id)
@@ -61,6 +63,13 @@ class Recorder:
             self._sent_at[key] = datetime.fromisoformat(stamp)
         return self._sent_at[key]
 
+    def _truncate(self, ip: str | None) -> str | None:
+        if ip not in self._truncated:
+            if len(self._truncated) > _CACHE_LIMIT:
+                self._truncated.clear()
+            self._truncated[ip] = truncate_ip(ip)
+        return self._truncated[ip]
+
     def _link_count(self, store: Store, campaign_id: int) -> int:
         if campaign_id not in self._links:
             if len(self._links) > _CACHE_LIMIT:
@@ -68,8 +77,14 @@ class Recorder:
             self._links[campaign_id] = store.link_count(campaign_id)
         return self._links[campaign_id]
 
+    def _time(self, stamp: str) -> datetime:
+        # Events come in bursts within one second: parse each second once.
+        if stamp != self._last_stamp:
+            self._last_stamp, self._last_time = stamp, datetime.fromisoformat(stamp)
+        return self._last_time
+
     def _classify(self, store: Store, event: dict[str, Any]) -> datetime:
-        at = datetime.fromisoformat(event["at"])
+        at = self._time(event["at"])
         hit = classify.Hit(
             event["kind"],
             at,
@@ -126,7 +141,7 @@ class Recorder:
                     log.error("event writer: cannot classify an event (%s)", exc)
                     tracked = False
             if self.privacy.truncate_ip:
-                event["ip"] = truncate_ip(event.get("ip"))
+                event["ip"] = self._truncate(event.get("ip"))
             rows.append(event)
             if kind == "click" and event.get("article_id") is not None:
                 view = {**event, "kind": "view", "detail": "click"}
