@@ -136,7 +136,12 @@ def stats(
 
 @cli.group("events")
 def events_group() -> None:
-    """Raw tracking events: the retention purge."""
+    """Raw tracking events: the retention purge.
+
+    \b
+    Example:
+        newsletter events purge
+    """
 
 
 @events_group.command("purge")
