@@ -59,6 +59,7 @@ class Verdict:
 
 
 HUMAN_VERDICT = Verdict(HUMAN, "no machine signal")
+HEAD_VERDICT = Verdict(MACHINE, "HEAD request")
 
 
 @dataclass
@@ -288,22 +289,41 @@ class Hit:
     delivered_at: datetime | None = None
 
 
+def request_verdict(
+    signals: Signals, kind: str, method: str, user_agent: str | None, ip: str | None
+) -> Verdict | None:
+    """Rules 1-3, from the request alone: HEAD, the user agent, the network."""
+    if method == "HEAD":
+        return HEAD_VERDICT
+    rule = signals.agent_rule(user_agent)
+    if rule is not None and kind in rule.classes:
+        return Verdict(rule.classes[kind], f"user agent: {rule.name}")
+    rule = signals.network_rule(ip, kind)
+    if rule is not None:
+        return Verdict(rule.classes[kind], f"network: {rule.name}")
+    return None
+
+
+def timing_verdict(
+    signals: Signals, kind: str, at: datetime, delivered_at: datetime | None
+) -> Verdict | None:
+    """Rule 4: an open or click within seconds of the message being sent."""
+    if delivered_at is None:
+        return None
+    seconds = (at - delivered_at).total_seconds()
+    limit = signals.open_seconds if kind == "open" else signals.click_seconds
+    if kind in ("open", "click") and 0 <= seconds < limit:
+        return Verdict(MACHINE, f"{kind} {seconds:.0f} s after delivery")
+    return None
+
+
 def classify(hit: Hit, signals: Signals) -> Verdict:
     """The class of one event from what it carries itself (every rule but "all links")."""
-    if hit.method == "HEAD":
-        return Verdict(MACHINE, "HEAD request")
-    rule = signals.agent_rule(hit.user_agent)
-    if rule is not None and rule.class_for(hit.kind):
-        return Verdict(rule.classes[hit.kind], f"user agent: {rule.name}")
-    rule = signals.network_rule(hit.ip, hit.kind)
-    if rule is not None:
-        return Verdict(rule.classes[hit.kind], f"network: {rule.name}")
-    if hit.delivered_at is not None:
-        seconds = (hit.at - hit.delivered_at).total_seconds()
-        limit = {"open": signals.open_seconds, "click": signals.click_seconds}.get(hit.kind, 0)
-        if 0 <= seconds < limit:
-            return Verdict(MACHINE, f"{hit.kind} {seconds:.0f} s after delivery")
-    return HUMAN_VERDICT
+    return (
+        request_verdict(signals, hit.kind, hit.method, hit.user_agent, hit.ip)
+        or timing_verdict(signals, hit.kind, hit.at, hit.delivered_at)
+        or HUMAN_VERDICT
+    )
 
 
 def all_links_reason(seconds: float) -> str:

@@ -50,6 +50,7 @@ class Recorder:
         self._sent_at: dict[tuple[int, int], datetime | None] = {}
         self._links: dict[int, int] = {}
         self._truncated: dict[str | None, str | None] = {}
+        self._requests: dict[tuple, classify.Verdict | None] = {}
         self._last_stamp, self._last_time = "", datetime.min
 
     def _delivered(self, store: Store, campaign_id: int, subscriber_id: int) -> datetime | None:
@@ -84,16 +85,22 @@ class Recorder:
         return self._last_time
 
     def _classify(self, store: Store, event: dict[str, Any]) -> datetime:
+        """Set the event's class and reason; the same rules as ``classify.classify``."""
         at = self._time(event["at"])
-        hit = classify.Hit(
-            event["kind"],
-            at,
-            event.get("method") or "GET",
-            event.get("user_agent"),
-            event.get("ip"),
-            self._delivered(store, event["campaign_id"], event["subscriber_id"]),
-        )
-        verdict = classify.classify(hit, self.signals)
+        kind = event["kind"]
+        # The request rules depend only on these four, which repeat a lot.
+        key = (kind, event.get("method") or "GET", event.get("user_agent"), event.get("ip"))
+        try:
+            verdict = self._requests[key]
+        except KeyError:
+            if len(self._requests) > _CACHE_LIMIT:
+                self._requests.clear()
+            verdict = self._requests[key] = classify.request_verdict(self.signals, *key)
+        if verdict is None:
+            delivered = self._delivered(store, event["campaign_id"], event["subscriber_id"])
+            verdict = (
+                classify.timing_verdict(self.signals, kind, at, delivered) or classify.HUMAN_VERDICT
+            )
         event["classification"] = verdict.classification
         event["reason"] = verdict.reason
         return at
