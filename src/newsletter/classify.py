@@ -31,7 +31,6 @@ from pathlib import Path
 from typing import Any
 
 HUMAN, MACHINE, UNKNOWN = "human", "machine", "unknown"
-CLASSES = (HUMAN, MACHINE, UNKNOWN)
 # The events that are classified; a view reached through a click shares its click's class.
 KINDS = ("open", "click", "view")
 DEFAULT_SIGNALS = Path(__file__).parent / "data" / "machine_signals.toml"
@@ -47,9 +46,6 @@ class Rule:
 
     name: str
     classes: dict[str, str]
-
-    def class_for(self, kind: str) -> str | None:
-        return self.classes.get(kind)
 
 
 @dataclass(frozen=True)
