@@ -1,20 +1,21 @@
 """Tell human opens and clicks from machine ones. Pure: no I/O.
 
-Every tracking event gets a class and the reason for it:
+Every open, click and view gets a class — ``human``, ``machine``, or
+``unknown`` (counts as an open, but is not a human signal by itself: an image
+proxy such as Gmail's fetches on behalf of a reader) — and the reason for it.
+The rules, first match wins:
 
-- ``machine``: a program fetched the pixel or followed the link — a HEAD
-  request; a user agent or network the signals file names as a scanner or a
-  prefetching proxy; an open or click within seconds of delivery; every link
-  of a message clicked at once.
-- ``unknown``: an image proxy that fetches on behalf of a reader (Gmail's
-  GoogleImageProxy): it counts as an open, but is not a human signal by itself.
-- ``human``: none of the above.
+1. a HEAD request is a machine;
+2. a user agent the signals file names (scanners, prefetchers, image proxies);
+3. a network the signals file names, for the kinds of event it names;
+4. an open or click within seconds of the message being sent is a machine;
+5. every link of a message clicked at once (``LinkBursts``) turns those
+   clicks machine, even ones classified before;
+6. otherwise human.
 
-The rules are checked in that order and the first that applies gives the
-reason. The data they use (user-agent patterns, networks, the seconds that
-count as "at once") lives in a TOML file, ``data/machine_signals.toml`` unless
-``[tracking] signals_file`` names another, so it can be updated without a
-release.
+The data the rules use (user-agent patterns, networks, the seconds) lives in
+a TOML file, ``data/machine_signals.toml`` unless ``[tracking] signals_file``
+names another, so it can be updated without a release.
 """
 
 from __future__ import annotations
