@@ -28,6 +28,7 @@ from newsletter.tracking import truncate_ip
 log = logging.getLogger(__name__)
 _STOP = object()
 _CACHE_LIMIT = 100_000
+_YIELD_EVERY = 50
 
 
 @dataclass(frozen=True)
@@ -134,7 +135,11 @@ class Recorder:
         """Return the rows to insert and the already stored rows whose class changed."""
         rows: list[dict[str, Any]] = []
         changed: list[dict[str, Any]] = []
-        for event in batch:
+        for number, event in enumerate(batch, 1):
+            if not number % _YIELD_EVERY:
+                # Let the request handlers run: this thread holds the GIL while it
+                # classifies, and a large batch would otherwise delay their answers.
+                time.sleep(0)
             kind = event["kind"]
             tracked = (
                 kind in classify.KINDS
