@@ -11,6 +11,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
@@ -121,8 +122,8 @@ def stop_process(proc: subprocess.Popen[str], timeout: float = 30.0) -> str:
 class LiveServer:
     """The web application served by uvicorn in a thread of the test process."""
 
-    def __init__(self, ws: Workspace, port: int = 0):
-        self.app = create_app(ws)
+    def __init__(self, ws: Workspace, port: int = 0, **options: Any):
+        self.app = create_app(ws, **options)  # e.g. clock=, for a server living at a set time
         self.sock = listen("127.0.0.1", port)
         self.port = self.sock.getsockname()[1]
         self.url = f"http://127.0.0.1:{self.port}"

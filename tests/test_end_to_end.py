@@ -120,8 +120,8 @@ def test_slice_end_to_end(cli, ws_dir: Path, port: int) -> None:
     assert stats["opens_total"] == 1 and stats["opens_unique"] == 1
     assert stats["clicks_total"] == 1 and stats["clicks_unique"] == 1
     assert stats["views_total"] == 1
-    assert stats["unsubscribes_total"] == 1
-    clicked = [link for link in stats["links"] if link["clicks"]]
+    assert stats["unsubscribes"] == 1
+    clicked = [link for link in stats["links"] if link["clicks_total"]]
     assert len(clicked) == 1 and clicked[0]["url"] == location
     text = cli("stats").stdout
     assert f"sent {len(expected)}" in text and "unsubscribed 1" in text

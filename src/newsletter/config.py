@@ -295,6 +295,12 @@ class Web:
 class Tracking:
     enabled: bool = True
     truncate_ip: bool = True
+    # Count opens and clicks without storing who: events keep no subscriber id.
+    anonymous: bool = False
+    # Raw open, click and view events older than this are deleted (0: kept forever).
+    retention_days: int = 0
+    # A machine-signals file replacing the built-in one (see classify.py).
+    signals_file: str = ""
 
 
 @dataclass(frozen=True)
@@ -521,6 +527,8 @@ def validate(settings: Settings) -> list[str]:
         problems.append("smtp.port: must be between 1 and 65535")
     if not 0 <= s.web.port < 65536:
         problems.append("web.port: must be between 0 and 65535")
+    if s.tracking.retention_days < 0:
+        problems.append("tracking.retention_days: must be 0 (keep events) or more days")
     if s.schedule.mode not in ("off", "instant", "digest"):
         problems.append("schedule.mode: use one of off, instant, digest")
     problems.extend(_source_problems(s.sources))

@@ -12,6 +12,7 @@ import functools
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -540,6 +541,37 @@ def run_schedule(
     finally:
         store.close()
     send_due(ws, clock, should_stop)
+
+
+@dataclass(frozen=True)
+class PurgeResult:
+    before: dt.datetime
+    deleted: int
+
+
+def purge_events(
+    ws: Workspace, store: Store, now: dt.datetime, days: int | None = None
+) -> PurgeResult | None:
+    """Delete raw opens, clicks and views older than ``days`` ([tracking] retention_days).
+
+    Returns None when there is no retention period (0: events are kept).
+    """
+    days = ws.settings.tracking.retention_days if days is None else days
+    if not days:
+        return None
+    before = now - dt.timedelta(days=days)
+    return PurgeResult(before, store.purge_events(before))
+
+
+def purge_old_events(ws: Workspace, clock: Clock = utc_now) -> None:
+    """The retention job: purge with its own connection, and log what went."""
+    store = ws.open_store()
+    try:
+        result = purge_events(ws, store, clock())
+        if result is not None and result.deleted:
+            log.info("events: deleted %d recorded before %s", result.deleted, result.before)
+    finally:
+        store.close()
 
 
 def outbox_path(ws: Workspace) -> Path:

@@ -7,7 +7,8 @@ database, under fixed ids:
 - ``due``: every 15 s, the digest whose time has come, due welcome steps, and
   every campaign due or still sending (the safety net for everything below);
 - ``digest``: the digest's cron rule in the workspace zone (digest mode);
-- ``campaign-ID``: each scheduled campaign, at its time.
+- ``campaign-ID``: each scheduled campaign, at its time;
+- ``purge-events``: daily, raw events older than ``[tracking] retention_days``.
 
 A persisted job can only name an importable function and carry picklable
 arguments, so each job carries the workspace path and looks up the
@@ -115,6 +116,10 @@ def digest_job(root: str) -> None:
     _run(root, "digest", lambda ws, should_stop: jobs.run_schedule(ws, should_stop=should_stop))
 
 
+def purge_job(root: str) -> None:
+    _run(root, "purge-events", lambda ws, should_stop: jobs.purge_old_events(ws))
+
+
 def campaign_job(root: str, campaign_id: int) -> None:
     _run(
         root,
@@ -171,6 +176,15 @@ def sync_jobs(
         IntervalTrigger(seconds=DUE_SECONDS, timezone=dt.UTC),
         [root],
         lambda job: job.trigger.interval == dt.timedelta(seconds=DUE_SECONDS),
+        first,
+    )
+    _ensure(
+        scheduler,
+        "purge-events",
+        purge_job,
+        IntervalTrigger(hours=24, timezone=dt.UTC),
+        [root],
+        lambda job: job.trigger.interval == dt.timedelta(hours=24),
         first,
     )
     if s.mode == "digest":

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
-from newsletter import config
+from newsletter import classify, config
 from newsletter.config import Secrets, Settings
 from newsletter.errors import ConfigError, InputError
 from newsletter.render import DEFAULTS_DIR, TemplateSet
@@ -171,6 +171,18 @@ class Workspace:
                     "set the variable to a long random string"
                 )
         problems.extend(config.transport_problems(settings, secrets))
+        if settings.tracking.signals_file:
+            signals_path = root / settings.tracking.signals_file
+            if not signals_path.is_file():
+                problems.append(
+                    f"tracking.signals_file: {signals_path} does not exist; copy the built-in "
+                    f"machine_signals.toml there or leave the key empty"
+                )
+            elif not strict:  # `config check` reads it whole; commands read it when needed
+                try:
+                    load_signals(signals_path)
+                except ConfigError as exc:
+                    problems.append(str(exc))
         if strict and problems:
             more = (
                 f" (and {len(problems) - 1} more; run `newsletter config check`)"
@@ -199,6 +211,12 @@ class Workspace:
     def signer(self) -> Signer:
         return Signer(self.secrets.secret_key)
 
+    @cached_property
+    def signals(self) -> classify.Signals:
+        """The machine signals: the workspace's own file if configured, else the built-in one."""
+        name = self.settings.tracking.signals_file
+        return load_signals(self.path(name) if name else classify.DEFAULT_SIGNALS)
+
     def transport(self) -> Transport:
         return open_transport(self.settings, self.secrets, self.root)
 
@@ -208,3 +226,19 @@ class Workspace:
     def close(self) -> None:
         if "store" in self.__dict__:
             self.store.close()
+
+
+def load_signals(path: Path) -> classify.Signals:
+    """Read a machine-signals file (and the CSVs it names beside it); ConfigError names the key."""
+
+    def read_beside(name: str) -> str:
+        return (path.parent / name).read_text(encoding="utf-8")
+
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"tracking.signals_file: cannot read {path} ({exc})") from None
+    try:
+        return classify.parse_signals(text, str(path), read_beside)
+    except classify.SignalsError as exc:
+        raise ConfigError(f"tracking.signals_file: {exc}") from None

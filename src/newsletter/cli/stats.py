@@ -1,57 +1,170 @@
-"""Engagement reports."""
+"""Engagement reports, and the retention purge of raw tracking events."""
 
 from __future__ import annotations
 
+import csv
+import io
 import json
+from typing import Any
 
 import click
 
-from newsletter import results
-from newsletter.cli.base import cli, ws_of
+from newsletter import jobs, reports, subscribers
+from newsletter.cli.base import cli, utcnow, ws_of
 
-# -- stats ------------------------------------------------------------------------------
+TABLES = {
+    "campaigns": reports.SUMMARY_FIELDS,
+    "links": reports.LINK_FIELDS,
+    "articles": reports.ARTICLE_FIELDS,
+    "hourly": reports.SERIES_FIELDS,
+}
+
+
+def _csv(rows: list[dict[str, Any]], fields: list[str]) -> str:
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(fields)
+    for row in rows:
+        writer.writerow([subscribers.csv_cell(row[f]) for f in fields])
+    return out.getvalue()
+
+
+def _pct(value: float) -> str:
+    return f"{value:.1%}"
+
+
+def _print(report: dict[str, Any]) -> None:
+    r = report
+    tracking = "" if r["tracking"] else " (tracking off)"
+    click.echo(f"campaign {r['campaign_id']}: {r['subject']} [{r['status']}]{tracking}")
+    doubt = f", {r['in_doubt']} in doubt" if r["in_doubt"] else ""
+    pending = f", {r['pending']} to go" if r["pending"] else ""
+    click.echo(
+        f"  recipients {r['recipients']}, sent {r['sent']}, failed {r['failed']}{doubt}"
+        f"{pending}, bounced {r['bounced']}, delivered {r['delivered']}, "
+        f"complaints {r['complaints']}, unsubscribed {r['unsubscribes']}"
+    )
+    click.echo(
+        f"  opens  {r['opens_total']} total, {r['opens_unique']} unique "
+        f"({_pct(r['open_rate'])}), {r['opens_human_unique']} human "
+        f"({_pct(r['human_open_rate'])}); {r['opens_machine']} machine, "
+        f"{r['opens_unknown']} unknown"
+    )
+    click.echo(
+        f"  clicks {r['clicks_total']} total, {r['clicks_unique']} unique "
+        f"({_pct(r['click_rate'])}), {r['clicks_human_unique']} human "
+        f"({_pct(r['human_click_rate'])}); {r['clicks_machine']} machine"
+    )
+    click.echo(
+        f"  click-to-open {_pct(r['click_to_open_rate'])}, human "
+        f"{_pct(r['human_click_to_open_rate'])}"
+        + (f"; {r['anonymous_events']} anonymous events" if r["anonymous_events"] else "")
+    )
+    for reason, count in r["machine_reasons"].items():
+        click.echo(f"  machine: {count} x {reason}")
+    for link in r["links"]:
+        click.echo(
+            f"  link {link['link_id']}: {link['clicks_total']} clicks, "
+            f"{link['clicks_unique']} unique, {link['clicks_human_unique']} human  {link['url']}"
+        )
+    for a in r["articles"]:
+        blog = "blog views unknown"
+        if a["blog_views_gained"] is not None:
+            blog = (
+                f"blog views {a['blog_views_before']} before the send, "
+                f"{a['blog_views_after']} now (+{a['blog_views_gained']})"
+            )
+        elif a["blog_views_before"] is not None or a["blog_views_after"] is not None:
+            blog = f"blog views {a['blog_views_after'] or a['blog_views_before']}"
+        click.echo(
+            f"  article {a['article_id']}: {a['clicks_total']} clicks, "
+            f"{a['clicks_human_unique']} human readers; {blog}  {a['title']}"
+        )
+    busy = [h for h in r["hourly"] if any(h[f] for f in reports.SERIES_FIELDS[3:])]
+    if busy:
+        click.echo("  hour  opens human/machine/unknown  clicks human/machine/unknown")
+        for h in busy:
+            click.echo(
+                f"  {h['hour']:>4}  {h['opens_human']:>5} / {h['opens_machine']} / "
+                f"{h['opens_unknown']:<14}{h['clicks_human']:>6} / {h['clicks_machine']} / "
+                f"{h['clicks_unknown']}"
+            )
 
 
 @cli.command()
 @click.argument("campaign_id", type=int, required=False)
-@click.option("--csv", "as_csv", is_flag=True, help="CSV, one row per campaign.")
-@click.option("--json", "as_json", is_flag=True, help="JSON, with per-link counts.")
+@click.option("--csv", "as_csv", is_flag=True, help="CSV of one table (see --table).")
+@click.option("--json", "as_json", is_flag=True, help="JSON: everything, per campaign.")
+@click.option(
+    "--table",
+    type=click.Choice(sorted(TABLES)),
+    default="campaigns",
+    show_default=True,
+    help="With --csv: one row per campaign, link, article, or hour of the first 48.",
+)
 @click.pass_context
-def stats(ctx: click.Context, campaign_id: int | None, as_csv: bool, as_json: bool) -> None:
-    """Sends, opens, clicks and unsubscribes per campaign. Unique = distinct subscribers.
+def stats(
+    ctx: click.Context, campaign_id: int | None, as_csv: bool, as_json: bool, table: str
+) -> None:
+    """Sends, opens, clicks (human and machine apart), per link, per article, per hour.
+
+    Unique means distinct subscribers; human-unique opens need a human open or
+    a human click. Rates are over delivered (sent minus bounced).
 
     \b
     Example:
-        newsletter stats 1 --json
+        newsletter stats 1
+        newsletter stats --csv > campaigns.csv
+        newsletter stats 1 --csv --table hourly
     """
     ws = ws_of(ctx)
-    ids = [campaign_id] if campaign_id else [c["id"] for c in ws.store.campaigns()]
-    rows = [results.campaign_stats(ws.store, i) for i in ids]
+    rows = reports.reports(ws.store, campaign_id)
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
     if as_csv:
-        click.echo(results.stats_csv(rows), nl=False)
+        if table == "campaigns":
+            click.echo(_csv(rows, TABLES[table]), nl=False)
+        else:
+            click.echo(_csv([x for r in rows for x in r[table]], TABLES[table]), nl=False)
         return
     if not rows:
         click.echo("no campaigns yet")
-    for s in rows:
-        c = ws.store.campaign(s["campaign_id"])
-        doubt = f", {s['in_doubt']} in doubt" if s["in_doubt"] else ""
-        click.echo(f"campaign {s['campaign_id']}: {c['subject']} [{c['status']}]")
-        click.echo(
-            f"  recipients {s['recipients']}, sent {s['sent']}, failed {s['failed']}"
-            f"{doubt}, bounced {s['bounces_total']}, unsubscribed "
-            f"{s['unsubscribes_total']}"
-        )
-        click.echo(
-            f"  opens {s['opens_total']} total, {s['opens_unique']} unique "
-            f"({s['open_rate']:.1%}); clicks {s['clicks_total']} total, "
-            f"{s['clicks_unique']} unique ({s['click_rate']:.1%}); "
-            f"click-to-open {s['click_to_open_rate']:.1%}"
-        )
-        for link in s["links"]:
-            click.echo(
-                f"  link {link['id']}: {link['clicks']} clicks, "
-                f"{link['unique_clicks']} unique  {link['url']}"
-            )
+    for report in rows:
+        _print(report)
+
+
+@cli.group("events")
+def events_group() -> None:
+    """Raw tracking events: the retention purge.
+
+    \b
+    Example:
+        newsletter events purge
+    """
+
+
+@events_group.command("purge")
+@click.option(
+    "--older-than",
+    "days",
+    type=click.IntRange(min=1),
+    help="Days to keep; default: [tracking] retention_days.",
+)
+@click.pass_context
+def events_purge(ctx: click.Context, days: int | None) -> None:
+    """Delete raw opens, clicks and views older than the retention period.
+
+    Unsubscribes, bounces, complaints and consent records are never purged.
+    The scheduler runs this daily when [tracking] retention_days is set.
+
+    \b
+    Example:
+        newsletter events purge --older-than 365
+    """
+    ws = ws_of(ctx)
+    result = jobs.purge_events(ws, ws.store, utcnow(), days)
+    if result is None:
+        click.echo("nothing to purge: [tracking] retention_days is 0 (keep events)")
+        return
+    click.echo(f"deleted {result.deleted} events recorded before {result.before:%Y-%m-%d %H:%M}")

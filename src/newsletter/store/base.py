@@ -329,6 +329,17 @@ def m005_provider_events(conn: sqlite3.Connection) -> None:
     )
 
 
+def m006_event_classes(conn: sqlite3.Connection) -> None:
+    """Why each open, click and view got its class; an index for the retention purge."""
+    _script(
+        conn,
+        """
+        ALTER TABLE events ADD COLUMN reason TEXT;
+        CREATE INDEX events_at ON events(at);
+        """,
+    )
+
+
 def m007_scheduling(conn: sqlite3.Connection) -> None:
     """Automatic campaigns, missed due times, runs of recurring jobs, welcome steps.
 
@@ -422,6 +433,7 @@ MIGRATIONS = [
     m003_subscribers,
     m004_delivery_retries,
     m005_provider_events,
+    m006_event_classes,
     m007_scheduling,
     m008_staff,
 ]

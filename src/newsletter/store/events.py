@@ -1,46 +1,94 @@
-"""Tracking events and campaign statistics."""
+"""Tracking events: recording, the lookups classification needs, reports' reads, the purge."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from datetime import datetime
 from typing import Any
 
-from newsletter.store.base import (
-    StoreBase,
+from newsletter.store.base import StoreBase, _iso
+
+EVENT_COLUMNS = (
+    "at",
+    "kind",
+    "campaign_id",
+    "subscriber_id",
+    "link_id",
+    "article_id",
+    "method",
+    "user_agent",
+    "ip",
+    "classification",
+    "reason",
+    "detail",
 )
+# The raw reader events a retention purge deletes; unsubscribes, bounces,
+# complaints and consent steps are records that must stay.
+TRACKING_KINDS = ("open", "click", "view", "bad_token")
 
 
 class EventsQueries(StoreBase):
     # -- events ---------------------------------------------------------------
 
-    def insert_events(self, events: list[dict[str, Any]]) -> None:
-        """Store a batch of tracking events in one transaction."""
-        if not events:
-            return
-        columns = (
-            "at",
-            "kind",
-            "campaign_id",
-            "subscriber_id",
-            "link_id",
-            "article_id",
-            "method",
-            "user_agent",
-            "ip",
-            "classification",
-            "detail",
-        )
+    def insert_events(
+        self,
+        events: list[dict[str, Any]],
+        reclassified: Iterable[tuple[str, str, int]] = (),
+    ) -> int | None:
+        """Store a batch of events and (class, reason, id) changes in one transaction.
+
+        Returns the id of the first stored event; the batch's ids follow it
+        without gaps, because the write lock is held for the whole insert and
+        the events table has no AUTOINCREMENT holes to skip.
+        """
+        changes = list(reclassified)
+        if not events and not changes:
+            return None
         with self.transaction():
-            self.conn.executemany(
-                f"INSERT INTO events ({', '.join(columns)}) "
-                f"VALUES ({', '.join('?' for _ in columns)})",
-                [[e.get(c) for c in columns] for e in events],
-            )
+            first = None
+            if events:
+                first = self._value("SELECT COALESCE(MAX(id), 0) + 1 FROM events")
+                self.conn.executemany(
+                    f"INSERT INTO events ({', '.join(EVENT_COLUMNS)}) "
+                    f"VALUES ({', '.join('?' for _ in EVENT_COLUMNS)})",
+                    [[e.get(c) for c in EVENT_COLUMNS] for e in events],
+                )
+            if changes:
+                self.conn.executemany(
+                    "UPDATE events SET classification = ?, reason = ? WHERE id = ?", changes
+                )
+        return first
 
     def event_count(self) -> int:
         return self._value("SELECT COUNT(*) FROM events")
 
+    def sent_at(self, campaign_id: int, subscriber_id: int) -> str | None:
+        """When the message went out (the send started, if it is still in flight), or None."""
+        return self._value(
+            "SELECT CASE status WHEN 'sent' THEN done_at WHEN 'sending' THEN sending_at END "
+            "FROM deliveries WHERE campaign_id = ? AND subscriber_id = ?",
+            [campaign_id, subscriber_id],
+        )
+
+    def link_count(self, campaign_id: int) -> int:
+        return self._value("SELECT COUNT(*) FROM links WHERE campaign_id = ?", [campaign_id])
+
+    def reader_events(self, campaign_id: int) -> list[dict[str, Any]]:
+        """A campaign's opens, clicks and views in the order they were recorded."""
+        return self._rows(
+            "SELECT id, at, kind, subscriber_id, link_id, article_id, method, user_agent, ip, "
+            "classification, reason, detail FROM events "
+            "WHERE campaign_id = ? AND kind IN ('open', 'click', 'view') ORDER BY id",
+            [campaign_id],
+        )
+
     def campaign_stats(self, campaign_id: int) -> dict[str, Any]:
-        """Counts for one campaign; "unique" means distinct subscribers, everywhere."""
+        """Counts for one campaign; "unique" means distinct subscribers, everywhere.
+
+        The building blocks of ``reports.campaign_report``, which adds the
+        classified counts; events without a subscriber (anonymous mode, erased
+        people) count in totals only.
+        """
         stats: dict[str, Any] = {"campaign_id": campaign_id}
         stats.update(self.delivery_counts(campaign_id))
         stats["recipients"] = self._value(
@@ -54,14 +102,13 @@ class EventsQueries(StoreBase):
             )
             stats[f"{kind}s_total"] = row["total"]
             stats[f"{kind}s_unique"] = row["uniq"]
-        stats["links"] = self._rows(
-            "SELECT l.id, l.url, l.article_id, COUNT(e.id) AS clicks, "
-            "COUNT(DISTINCT e.subscriber_id) AS unique_clicks FROM links l "
-            "LEFT JOIN events e ON e.link_id = l.id AND e.kind = 'click' "
-            "WHERE l.campaign_id = ? GROUP BY l.id ORDER BY l.id",
+        return stats
+
+    def campaign_links(self, campaign_id: int) -> list[dict[str, Any]]:
+        return self._rows(
+            "SELECT id, url, article_id FROM links WHERE campaign_id = ? ORDER BY id",
             [campaign_id],
         )
-        return stats
 
     def event_timeline(self, campaign_id: int, kinds: tuple[str, ...]) -> list[dict[str, Any]]:
         """Event counts per hour (UTC, "YYYY-MM-DDTHH:00"), kind and classification."""
@@ -72,3 +119,19 @@ class EventsQueries(StoreBase):
             "GROUP BY hour, kind, classification ORDER BY hour",
             [campaign_id, *kinds],
         )
+
+    def first_sent_at(self, campaign_id: int) -> str | None:
+        return self._value(
+            "SELECT MIN(done_at) FROM deliveries WHERE campaign_id = ? AND status = 'sent'",
+            [campaign_id],
+        )
+
+    def purge_events(self, before: datetime) -> int:
+        """Delete raw opens, clicks, views and bad-token hits recorded before ``before``."""
+        marks = ", ".join("?" for _ in TRACKING_KINDS)
+        with self.transaction():
+            cursor = self.conn.execute(
+                f"DELETE FROM events WHERE at < ? AND kind IN ({marks})",
+                [_iso(before), *TRACKING_KINDS],
+            )
+        return cursor.rowcount

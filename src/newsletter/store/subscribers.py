@@ -617,7 +617,7 @@ class SubscribersQueries(StoreBase):
             ),
             "events": self._rows(
                 "SELECT at, kind, campaign_id, link_id, article_id, method, user_agent, ip, "
-                "classification, detail FROM events WHERE subscriber_id = ? ORDER BY id",
+                "classification, reason, detail FROM events WHERE subscriber_id = ? ORDER BY id",
                 [subscriber_id],
             ),
         }

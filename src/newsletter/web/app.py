@@ -19,7 +19,7 @@ from starlette.routing import Route
 from newsletter import campaigns, tracking
 from newsletter.errors import NewsletterError
 from newsletter.web.dashboard import Dashboard
-from newsletter.web.events import EventWriter
+from newsletter.web.events import EventWriter, Privacy
 from newsletter.web.subscribers import SubscriberPages
 from newsletter.web.webhooks import webhook_routes
 from newsletter.workspace import Workspace
@@ -50,7 +50,14 @@ def create_app(
     db_path = ws.path(ws.settings.database.path)
     signer = ws.signer
     store = ws.open_store()  # migrates before the writer thread opens its own connection
-    writer = EventWriter(db_path)
+    settings = ws.settings.tracking
+    writer = EventWriter(
+        db_path,
+        signals=ws.signals,
+        privacy=Privacy(truncate_ip=settings.truncate_ip, anonymous=settings.anonymous),
+    )
+    # Tracking off: the pixel, links and pages still work, and nothing is recorded.
+    record = writer.put if settings.enabled else (lambda event: None)
     subscriber_pages = SubscriberPages(ws, store, clock)
     dashboard = Dashboard(ws, clock)
     link_cache: dict[tuple[int, int], dict[str, Any] | None] = {}
@@ -64,7 +71,7 @@ def create_app(
     def event(
         request: Request, kind: str, data: tracking.TokenData | None, **extra: Any
     ) -> dict[str, Any]:
-        ip = request.client.host if request.client else None
+        # The full address: the writer classifies by it, then truncates it.
         return {
             "at": clock().isoformat(timespec="seconds"),
             "kind": kind,
@@ -72,7 +79,7 @@ def create_app(
             "subscriber_id": data.subscriber_id if data else None,
             "method": request.method,
             "user_agent": request.headers.get("user-agent", "")[:500],
-            "ip": tracking.truncate_ip(ip) if truncate else ip,
+            "ip": request.client.host if request.client else None,
             **extra,
         }
 
@@ -84,9 +91,9 @@ def create_app(
         try:
             data = signer.read(request.path_params["token"], "open")
             if data is None:
-                writer.put(event(request, "bad_token", None, detail="open"))
+                record(event(request, "bad_token", None, detail="open"))
             else:
-                writer.put(event(request, "open", data))
+                record(event(request, "open", data))
         except Exception:  # noqa: BLE001
             log.exception("open pixel: cannot record")
         return Response(tracking.PIXEL_GIF, media_type="image/gif", headers=NO_CACHE)
@@ -94,27 +101,17 @@ def create_app(
     async def click(request: Request) -> Response:
         data = signer.read(request.path_params["token"], "click")
         if data is None:
-            writer.put(event(request, "bad_token", None, detail="click"))
+            record(event(request, "bad_token", None, detail="click"))
             return page("notfound.html", 404)
         key = (data.campaign_id, data.link_id)
         if key not in link_cache:
             link_cache[key] = store.link(data.link_id, data.campaign_id)
         link = link_cache[key]
         if link is None:
-            writer.put(event(request, "bad_token", None, detail="click: unknown link"))
+            record(event(request, "bad_token", None, detail="click: unknown link"))
             return page("notfound.html", 404)
-        writer.put(event(request, "click", data, link_id=link["id"], article_id=link["article_id"]))
-        if link["article_id"] is not None:
-            writer.put(
-                event(
-                    request,
-                    "view",
-                    data,
-                    link_id=link["id"],
-                    article_id=link["article_id"],
-                    detail="click",
-                )
-            )
+        # The writer adds the view of the article behind the link.
+        record(event(request, "click", data, link_id=link["id"], article_id=link["article_id"]))
         return RedirectResponse(link["url"], status_code=302, headers=NO_CACHE)
 
     def _subscriber_for(data: tracking.TokenData | None) -> dict[str, Any] | None:
@@ -161,7 +158,7 @@ def create_app(
         except NewsletterError as exc:
             log.error("view in browser: %s", exc)
             return page("notfound.html", 404)
-        writer.put(event(request, "view", data, detail="browser"))
+        record(event(request, "view", data, detail="browser"))
         return HTMLResponse(rendered.html, headers=NO_CACHE)
 
     @asynccontextmanager

@@ -1,0 +1,103 @@
+"""Retention of raw tracking events: the purge job, its command, its settings."""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+from pathlib import Path
+
+import pytest
+
+from newsletter import jobs, scheduler
+from newsletter.workspace import Workspace
+
+NOW = dt.datetime(2026, 11, 27, 9, 0, tzinfo=dt.UTC)
+
+
+def _days_ago(days: float) -> str:
+    return (NOW - dt.timedelta(days=days)).isoformat(timespec="seconds")
+
+
+def seed(ws: Workspace) -> None:
+    rows = [(kind, _days_ago(40)) for kind in ("open", "click", "view", "bad_token")]
+    rows += [("unsubscribe", _days_ago(40)), ("bounce", _days_ago(40)), ("open", _days_ago(5))]
+    ws.store.insert_events(
+        [{"at": when, "kind": kind, "campaign_id": 1, "subscriber_id": 1} for kind, when in rows]
+    )
+
+
+def kinds(ws: Workspace) -> list[tuple[str, str]]:
+    return [(r["kind"], r["at"]) for r in ws.store._rows("SELECT kind, at FROM events ORDER BY id")]
+
+
+@pytest.fixture
+def ws(ws_dir: Path):
+    workspace = Workspace.open(ws_dir, env={"NEWSLETTER_TRACKING__RETENTION_DAYS": "30"})
+    yield workspace
+    workspace.close()
+
+
+def test_purge_deletes_old_reader_events_and_keeps_records(ws):
+    seed(ws)
+    result = jobs.purge_events(ws, ws.store, NOW)
+    assert result.deleted == 4 and result.before == NOW - dt.timedelta(days=30)
+    # Unsubscribes and bounces are records (proof, suppression), never purged.
+    assert kinds(ws) == [
+        ("unsubscribe", _days_ago(40)),
+        ("bounce", _days_ago(40)),
+        ("open", _days_ago(5)),
+    ]
+
+
+def test_no_retention_period_keeps_everything(workspace):
+    seed(workspace)
+    assert jobs.purge_events(workspace, workspace.store, NOW) is None
+    assert len(kinds(workspace)) == 7
+
+
+def test_the_scheduler_runs_the_purge_daily(ws, caplog):
+    seed(ws)
+    built = scheduler.build_scheduler(ws, threading.Event())
+    job = built.get_job("purge-events")
+    assert job.trigger.interval == dt.timedelta(days=1)
+    with caplog.at_level("INFO", logger="newsletter"):
+        job.func(*job.args, clock=lambda: NOW)
+    assert "events: deleted 4 recorded before 2026-10-28" in caplog.text
+    assert len(kinds(ws)) == 3
+
+
+def test_purge_command(cli, workspace):
+    seed(workspace)
+    workspace.close()
+    out = cli("events", "purge").stdout
+    assert "nothing to purge" in out
+    out = cli("events", "purge", "--older-than", "10").stdout
+    assert out.startswith("deleted 4 events recorded before ")
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("-1", "tracking.retention_days: must be 0 (keep events) or more days"),
+        ("soon", "NEWSLETTER_TRACKING__RETENTION_DAYS: expected a whole number, got 'soon'"),
+    ],
+)
+def test_a_bad_retention_setting_is_one_line_naming_the_key(cli, value, message):
+    cli.env["NEWSLETTER_TRACKING__RETENTION_DAYS"] = value
+    result = cli("events", "purge", check=False)
+    assert result.returncode == 1
+    assert result.stderr.strip() == f"Error: {message}"
+
+
+def test_a_bad_signals_file_is_one_line_naming_the_key(cli, ws_dir):
+    (ws_dir / "signals.toml").write_text('[[agent]]\nname = "x"\nmatch = "("\nopen = "machine"\n')
+    cli.env["NEWSLETTER_TRACKING__SIGNALS_FILE"] = "signals.toml"
+    result = cli("config", "check", check=False)
+    assert result.returncode == 1
+    assert "tracking.signals_file: " in result.stderr
+    assert "signals.toml: agent[0].match: not a regular expression" in result.stderr
+    cli.env["NEWSLETTER_TRACKING__SIGNALS_FILE"] = "missing.toml"
+    result = cli("stats", check=False)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert result.stderr.startswith("Error: tracking.signals_file: ")
+    assert "missing.toml does not exist" in result.stderr
