@@ -223,6 +223,19 @@ def test_stats_prints_json_csv_and_text(cli, report, sent, workspace):
 def test_stats_csv_is_spreadsheet_safe(cli, workspace, sent):
     store = workspace.store
     store.conn.execute("UPDATE campaigns SET subject = '=HYPERLINK(1)'")
+    store.conn.execute(
+        "UPDATE links SET url = '=cmd|'' /C calc''!A0' WHERE id = ?", [sent["link"]["id"]]
+    )
+    store.conn.execute(
+        "UPDATE articles SET title = '@SUM(A1:A9) tips' WHERE id = ?", [sent["article_id"]]
+    )
     workspace.close()
     rows = list(csv.DictReader(io.StringIO(cli("stats", "--csv").stdout)))
     assert rows[0]["subject"] == "'=HYPERLINK(1)"
+    links = cli("stats", "--csv", "--table", "links").stdout
+    assert next(csv.reader(io.StringIO(links))) == reports.LINK_FIELDS
+    by_id = {r["link_id"]: r for r in csv.DictReader(io.StringIO(links))}
+    assert by_id[str(sent["link"]["id"])]["url"] == "'=cmd|' /C calc'!A0"
+    articles = csv.DictReader(io.StringIO(cli("stats", "--csv", "--table", "articles").stdout))
+    by_id = {r["article_id"]: r for r in articles}
+    assert by_id[str(sent["article_id"])]["title"] == "'@SUM(A1:A9) tips"

@@ -18,12 +18,15 @@ Definitions (the README repeats them):
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
+import io
 from collections import Counter, defaultdict
 from typing import Any
 
 from newsletter.classify import HUMAN, MACHINE, UNKNOWN
 from newsletter.store import Store
+from newsletter.subscribers import csv_cell
 
 SERIES_HOURS = 48
 
@@ -66,6 +69,15 @@ ARTICLE_FIELDS += ["blog_views_after", "blog_views_after_at", "blog_views_gained
 SERIES_FIELDS = ["campaign_id", "hour", "start"] + [
     f"{kind}_{cls}" for kind in ("opens", "clicks") for cls in (HUMAN, MACHINE, UNKNOWN)
 ]
+# The counting columns of the hourly series: opens and clicks, per class.
+SERIES_COUNTS = SERIES_FIELDS[3:]
+# The tables a report exports: one row per campaign, or the rows of its lists.
+TABLES = {
+    "campaigns": SUMMARY_FIELDS,
+    "links": LINK_FIELDS,
+    "articles": ARTICLE_FIELDS,
+    "hourly": SERIES_FIELDS,
+}
 
 
 def _rate(part: int, whole: int) -> float:
@@ -132,7 +144,7 @@ def _series(
             "hour": hour,
             "start": (origin + dt.timedelta(hours=hour)).isoformat(timespec="seconds"),
         }
-        for name in SERIES_FIELDS[3:]:
+        for name in SERIES_COUNTS:
             row[name] = counts[(hour, name)]
         rows.append(row)
     return rows
@@ -224,3 +236,20 @@ def reports(store: Store, campaign_id: int | None = None) -> list[dict[str, Any]
     """One campaign's report, or every campaign's, oldest first."""
     ids = [campaign_id] if campaign_id is not None else [c["id"] for c in store.campaigns()]
     return [campaign_report(store, i) for i in ids]
+
+
+def busy_hours(report: dict[str, Any]) -> list[dict[str, Any]]:
+    """The rows of a report's hourly series that had an open or a click."""
+    return [h for h in report["hourly"] if any(h[name] for name in SERIES_COUNTS)]
+
+
+def table_csv(rows: list[dict[str, Any]], table: str) -> str:
+    """One table of these reports as CSV; cells a spreadsheet would run as formulas are defused."""
+    fields = TABLES[table]
+    lines = rows if table == "campaigns" else [x for r in rows for x in r[table]]
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(fields)
+    for line in lines:
+        writer.writerow([csv_cell(line[f]) for f in fields])
+    return out.getvalue()

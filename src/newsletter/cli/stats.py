@@ -2,31 +2,13 @@
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 from typing import Any
 
 import click
 
-from newsletter import jobs, reports, subscribers
+from newsletter import jobs, reports
 from newsletter.cli.base import cli, utcnow, ws_of
-
-TABLES = {
-    "campaigns": reports.SUMMARY_FIELDS,
-    "links": reports.LINK_FIELDS,
-    "articles": reports.ARTICLE_FIELDS,
-    "hourly": reports.SERIES_FIELDS,
-}
-
-
-def _csv(rows: list[dict[str, Any]], fields: list[str]) -> str:
-    out = io.StringIO()
-    writer = csv.writer(out)
-    writer.writerow(fields)
-    for row in rows:
-        writer.writerow([subscribers.csv_cell(row[f]) for f in fields])
-    return out.getvalue()
 
 
 def _pct(value: float) -> str:
@@ -80,7 +62,7 @@ def _print(report: dict[str, Any]) -> None:
             f"  article {a['article_id']}: {a['clicks_total']} clicks, "
             f"{a['clicks_human_unique']} human readers; {blog}  {a['title']}"
         )
-    busy = [h for h in r["hourly"] if any(h[f] for f in reports.SERIES_FIELDS[3:])]
+    busy = reports.busy_hours(r)
     if busy:
         click.echo("  hour  opens human/machine/unknown  clicks human/machine/unknown")
         for h in busy:
@@ -97,7 +79,7 @@ def _print(report: dict[str, Any]) -> None:
 @click.option("--json", "as_json", is_flag=True, help="JSON: everything, per campaign.")
 @click.option(
     "--table",
-    type=click.Choice(sorted(TABLES)),
+    type=click.Choice(sorted(reports.TABLES)),
     default="campaigns",
     show_default=True,
     help="With --csv: one row per campaign, link, article, or hour of the first 48.",
@@ -123,10 +105,7 @@ def stats(
         click.echo(json.dumps(rows, indent=2))
         return
     if as_csv:
-        if table == "campaigns":
-            click.echo(_csv(rows, TABLES[table]), nl=False)
-        else:
-            click.echo(_csv([x for r in rows for x in r[table]], TABLES[table]), nl=False)
+        click.echo(reports.table_csv(rows, table), nl=False)
         return
     if not rows:
         click.echo("no campaigns yet")
