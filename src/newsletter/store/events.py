@@ -110,16 +110,6 @@ class EventsQueries(StoreBase):
             [campaign_id],
         )
 
-    def event_timeline(self, campaign_id: int, kinds: tuple[str, ...]) -> list[dict[str, Any]]:
-        """Event counts per hour (UTC, "YYYY-MM-DDTHH:00"), kind and classification."""
-        marks = ", ".join("?" for _ in kinds)
-        return self._rows(
-            "SELECT substr(at, 1, 13) || ':00' AS hour, kind, classification, COUNT(*) AS count "
-            f"FROM events WHERE campaign_id = ? AND kind IN ({marks}) "
-            "GROUP BY hour, kind, classification ORDER BY hour",
-            [campaign_id, *kinds],
-        )
-
     def first_sent_at(self, campaign_id: int) -> str | None:
         return self._value(
             "SELECT MIN(done_at) FROM deliveries WHERE campaign_id = ? AND status = 'sent'",

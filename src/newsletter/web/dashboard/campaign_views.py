@@ -10,7 +10,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
-from newsletter import campaigns, jobs, results, subscribers
+from newsletter import campaigns, jobs, reports, subscribers
 from newsletter.errors import InputError, NewsletterError
 from newsletter.render import DEFAULTS_DIR
 from newsletter.store import Store
@@ -71,7 +71,7 @@ def routes(d: Dashboard) -> list[Route]:
     @d.page()
     async def campaign_list(request: Request) -> Response:
         rows = [
-            {"campaign": c, "stats": results.campaign_stats(store, c["id"])}
+            {"campaign": c, "report": reports.campaign_report(store, c["id"])}
             for c in reversed(store.campaigns())
         ]
         return d.render(request, "campaigns.html", active="campaigns", rows=rows)

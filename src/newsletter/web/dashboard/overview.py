@@ -9,7 +9,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from newsletter import results
+from newsletter import reports
 
 if TYPE_CHECKING:
     from newsletter.web.dashboard import Dashboard
@@ -28,7 +28,7 @@ def routes(d: Dashboard) -> list[Route]:
         )
         started = [c for c in rows if c["started_at"]]
         last = [
-            {"campaign": c, "stats": results.campaign_stats(store, c["id"])}
+            {"campaign": c, "report": reports.campaign_report(store, c["id"])}
             for c in sorted(started, key=lambda c: c["started_at"], reverse=True)[:LAST_CAMPAIGNS]
         ]
         since = d.clock() - dt.timedelta(weeks=GROWTH_WEEKS)

@@ -11,20 +11,23 @@ function drawCharts() {
   for (const holder of document.querySelectorAll("[data-chart]")) {
     if (typeof uPlot === "undefined") continue;
     const data = JSON.parse(holder.dataset.chart);
+    // Nothing to draw: the page's own words stay.
+    if (!data.x.length) continue;
     holder.textContent = "";
-    if (!data.hours.length) {
-      holder.textContent = "No opens or clicks yet.";
-      continue;
-    }
-    const xs = data.hours.map((h) => Date.parse(h + ":00Z") / 1000);
-    const colours = ["#1f5f8b", "#c2410c", "#15803d", "#7c3aed", "#a16207", "#be123c"];
-    const names = Object.keys(data.series);
+    // One colour per class (human, machine, unknown); clicks dashed beside solid opens.
+    const colours = { human: "#15803d", machine: "#6b7280", unknown: "#c2410c" };
+    const names = data.series.map(([name]) => name);
     const opts = {
       width: Math.max(320, holder.clientWidth - 16),
       height: 280,
       scales: { x: { time: true }, y: { range: (u, min, max) => [0, Math.max(2, max)] } },
       series: [{}].concat(
-        names.map((name, i) => ({ label: name, stroke: colours[i % colours.length], width: 2 }))
+        names.map((name) => ({
+          label: name,
+          stroke: colours[name.split(" ")[1]] || "#1f5f8b",
+          dash: name.startsWith("clicks") ? [6, 4] : undefined,
+          width: 2,
+        }))
       ),
       axes: [{}, { label: "per hour" }],
     };
@@ -32,7 +35,7 @@ function drawCharts() {
     const zone = holder.dataset.tz;
     if (zone) opts.tzDate = (ts) => uPlot.tzDate(new Date(ts * 1000), zone);
     holder.setAttribute("data-series", names.join(","));
-    new uPlot(opts, [xs].concat(names.map((n) => data.series[n])), holder);
+    new uPlot(opts, [data.x].concat(data.series.map(([, values]) => values)), holder);
   }
 }
 
