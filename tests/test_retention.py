@@ -58,10 +58,18 @@ def test_no_retention_period_keeps_everything(workspace):
 def test_the_scheduler_runs_the_purge_daily(ws, caplog):
     seed(ws)
     built = scheduler.build_scheduler(ws, threading.Event())
-    job = built.get_job("purge-events")
+    # Paused: the stored jobs are brought in step, and none runs on the real clock.
+    built.start(paused=True)
+    try:
+        scheduler.sync_jobs(built, ws, NOW)
+        job = built.get_job("purge-events")
+    finally:
+        scheduler.stop_scheduler(ws, built)
+    assert job.func is scheduler.purge_job and job.args == (str(ws.root),)
     assert job.trigger.interval == dt.timedelta(days=1)
+    # What the job runs, on an injected clock.
     with caplog.at_level("INFO", logger="newsletter"):
-        job.func(*job.args, clock=lambda: NOW)
+        jobs.purge_old_events(ws, clock=lambda: NOW)
     assert "events: deleted 4 recorded before 2026-10-28" in caplog.text
     assert len(kinds(ws)) == 3
 
