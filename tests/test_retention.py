@@ -58,10 +58,16 @@ def test_no_retention_period_keeps_everything(workspace):
 def test_the_scheduler_runs_the_purge_daily(ws, caplog):
     seed(ws)
     built = scheduler.build_scheduler(ws, threading.Event())
-    job = built.get_job("purge-events")
-    assert job.trigger.interval == dt.timedelta(days=1)
+    built.start(paused=True)  # opens the job store without running anything
+    try:
+        scheduler.sync_jobs(built, ws, NOW, startup=True)
+        job = built.get_job("purge-events", jobstore="default")
+        assert job.trigger.interval == dt.timedelta(days=1)
+        assert job.func is scheduler.purge_job and job.args == (str(ws.root),)
+    finally:
+        built.shutdown(wait=False)
     with caplog.at_level("INFO", logger="newsletter"):
-        job.func(*job.args, clock=lambda: NOW)
+        jobs.purge_old_events(ws, clock=lambda: NOW)  # what purge_job runs, at a set time
     assert "events: deleted 4 recorded before 2026-10-28" in caplog.text
     assert len(kinds(ws)) == 3
 
