@@ -61,6 +61,7 @@ from newsletter.transports import (
     Outcome,
     Transport,
 )
+from newsletter.transports import SENT as SENT_OUTCOME
 
 log = logging.getLogger(__name__)
 Clock = Callable[[], dt.datetime]
@@ -324,6 +325,12 @@ class _Run:
         self.halt.set()
 
     def record(self, store: Store, items: list[_Item], outcomes: list[Outcome]) -> None:
+        rows = self.outcome_rows(items, outcomes)
+        store.record_outcomes(rows, self.clock())
+        self.account(rows, outcomes)
+
+    def outcome_rows(self, items: list[_Item], outcomes: list[Outcome]) -> list[dict[str, Any]]:
+        """The ledger rows for what the transport said about a batch."""
         now = self.clock()
         rows = []
         for item, outcome in zip(items, outcomes, strict=True):
@@ -352,7 +359,10 @@ class _Run:
             else:
                 row.update(status=SENT)
             rows.append(row)
-        store.record_outcomes(rows, now)
+        return rows
+
+    def account(self, rows: list[dict[str, Any]], outcomes: list[Outcome]) -> None:
+        """Count a recorded batch; pause after too many failures in a row."""
         with self.lock:
             for row, outcome in zip(rows, outcomes, strict=True):
                 if row["status"] == SENT:
@@ -377,21 +387,49 @@ class _Run:
 
     def worker(self, work: queue.Queue[_Item | None]) -> None:
         store = Store(self.db_path)
+        # The outcome of this worker's last batch, when the next item was already
+        # waiting: it is recorded in the same transaction as the next claim.
+        done: list[tuple[list[dict[str, Any]], list[Outcome]]] = []
         try:
             while True:
-                item = work.get()
+                try:
+                    item = work.get_nowait()
+                except queue.Empty:
+                    self._flush(store, done)  # nothing to share a commit with
+                    item = work.get()
                 if item is None:
                     return
                 try:
-                    self._send(store, work, item)
+                    self._send(store, work, item, done)
                 except Exception as exc:  # noqa: BLE001 - stop the campaign, keep draining
                     log.exception("campaign %s: sender failed", self.campaign_id)
                     self.pause(f"paused: the sender failed ({exc})")
         finally:
-            store.close()
+            try:
+                self._flush(store, done)
+            finally:
+                store.close()
 
-    def _send(self, store: Store, work: queue.Queue[_Item | None], item: _Item) -> None:
-        """Claim, send and record one batch: at most one batch per worker is in flight."""
+    def _flush(self, store: Store, done: list[tuple[list[dict[str, Any]], list[Outcome]]]) -> None:
+        while done:
+            rows, outcomes = done[0]
+            store.record_outcomes(rows, self.clock())
+            done.pop(0)
+            self.account(rows, outcomes)
+
+    def _send(
+        self,
+        store: Store,
+        work: queue.Queue[_Item | None],
+        item: _Item,
+        done: list[tuple[list[dict[str, Any]], list[Outcome]]],
+    ) -> None:
+        """Claim, send and record one batch: at most one batch per worker is in flight.
+
+        ``done`` holds the previous batch's outcome, not yet recorded: the claim
+        records it in its own transaction (before this batch goes out, as the
+        ledger requires), and this batch's outcome is left there in its place.
+        """
         items = [item]
         while len(items) < max(1, self.transport.batch_size):
             try:
@@ -403,20 +441,20 @@ class _Run:
                 break
             items.append(more)
         if self.halt.is_set():
+            self._flush(store, done)
             return  # drain: a halted campaign sends nothing more
         if self.lost.is_set():
+            self._flush(store, done)
             self.pause("paused: this sender lost its lease on the campaign")
             return
-        if store.campaign_status(self.campaign_id) != "sending":
-            # Paused or cancelled from anywhere: drain the queue, claim nothing more.
-            with self.lock:
-                self.progress.stopped = True
-            self.halt.set()
-            return
         self.limiter.acquire(len(items))
+        previous = done[0] if done else ([], [])
         claimed, skipped = store.claim_deliveries(
-            [(i.delivery_id, i.message_id) for i in items], self.clock()
+            [(i.delivery_id, i.message_id) for i in items], self.clock(), previous[0]
         )
+        if done:
+            done.pop(0)
+            self.account(*previous)
         if skipped:
             # Unsubscribed since the row was read (or taken off a list): not sent.
             with self.lock:
@@ -425,7 +463,8 @@ class _Run:
             len(claimed) + len(skipped) < len(items)
             and store.campaign_status(self.campaign_id) != "sending"
         ):
-            # Paused or cancelled while this worker waited for the rate limit.
+            # Paused or cancelled from anywhere (the claim reads the status in its own
+            # transaction): drain the queue, claim nothing more.
             with self.lock:
                 self.progress.stopped = True
             self.halt.set()
@@ -457,7 +496,13 @@ class _Run:
                 Outcome(i.envelope.key, TRANSIENT, error=str(exc), retry_after=exc.retry_after)
                 for i in items
             ]
-        self.record(store, items, outcomes)
+        rows = self.outcome_rows(items, outcomes)
+        if all(o.status == SENT_OUTCOME for o in outcomes):
+            done.append((rows, outcomes))  # recorded with the next claim
+        else:
+            # A failure may bounce an address or pause the campaign: act on it now.
+            store.record_outcomes(rows, self.clock())
+            self.account(rows, outcomes)
 
 
 def send_campaign(

@@ -337,29 +337,12 @@ def check_transport(ws: Workspace) -> str:
     hang up. Outbox: the folder can be written. Email APIs: the key is set;
     they are first reached by a send. Raises the transport's error otherwise.
     """
-    from newsletter.transports.smtp import SmtpTransport
-
     transport = ws.transport()
     try:
-        name = ws.settings.delivery.transport
-        if isinstance(transport, SmtpTransport):
-            # The pool's own connect, so the check uses what a send uses.
-            transport._discard(transport._connect())
-            smtp = ws.settings.smtp
-            return f"smtp {smtp.host}:{smtp.port}: connected ({smtp.security}) and hung up"
-        if name == "outbox":
-            folder = outbox_path(ws)
-            probe = folder / ".write-test"
-            try:
-                folder.mkdir(parents=True, exist_ok=True)
-                probe.write_text("")
-                probe.unlink()
-            except OSError as exc:
-                raise InputError(
-                    f"delivery.outbox_dir: cannot write to {folder} ({exc.strerror})"
-                ) from None
-            return f"outbox {folder}: writable"
-        return f"{name}: configured; the provider is reached by the first send"
+        check = getattr(transport, "check", None)
+        if check is not None:
+            return check()
+        return f"{transport.name}: configured; the provider is reached by the first send"
     finally:
         transport.close()
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import sqlite3
 import threading
@@ -15,6 +16,11 @@ from pathlib import Path
 from typing import Any
 
 import sqlite_utils
+
+try:
+    import fcntl
+except ImportError:  # not on Windows: SQLite's own locking alone
+    fcntl = None  # type: ignore[assignment]
 
 from newsletter.errors import InputError
 
@@ -451,20 +457,64 @@ def _set_wal(conn: sqlite3.Connection) -> None:
             time.sleep(0.05)
 
 
-_WRITERS: dict[Path, threading.RLock] = {}
+class _Writer:
+    """Writers to one database file take turns here before SQLite's own lock.
+
+    SQLite makes a writer that finds the file locked sleep and poll (1, 2,
+    5, 10 ms ...), which costs far more than the transaction it waits for
+    when several senders commit hundreds of times a second. Threads of one
+    process queue on a mutex; processes on an advisory lock file, which the
+    kernel hands over the moment it is free and drops when a holder dies.
+    """
+
+    def __init__(self, path: Path):
+        self.key = path
+        self.users = 0
+        self.mutex = threading.RLock()
+        self.depth = 0
+        self.fd: int | None = None
+        if fcntl is not None:
+            try:
+                self.fd = os.open(f"{path}-writer", os.O_RDWR | os.O_CREAT, 0o600)
+            except OSError:
+                self.fd = None  # a read-only folder: SQLite's own lock still holds
+
+    def __enter__(self) -> None:
+        self.mutex.acquire()
+        self.depth += 1
+        if self.depth == 1 and self.fd is not None:
+            fcntl.flock(self.fd, fcntl.LOCK_EX)
+
+    def __exit__(self, *exc: object) -> None:
+        self.depth -= 1
+        if self.depth == 0 and self.fd is not None:
+            fcntl.flock(self.fd, fcntl.LOCK_UN)
+        self.mutex.release()
+
+
+_WRITERS: dict[Path, _Writer] = {}
 _WRITERS_LOCK = threading.Lock()
 
 
-def _writer_lock(path: Path) -> threading.RLock:
-    """One lock per database file for the writers of this process.
-
-    SQLite makes a second writer that finds the file locked sleep and poll
-    (1, 2, 5, 10 ms ...); threads of one process queue on a mutex instead,
-    which hands the lock over the moment it is free.
-    """
+def _writer_lock(path: Path) -> _Writer:
+    """The one writer gate of this process for a database file, counted per user."""
     key = path.resolve()
     with _WRITERS_LOCK:
-        return _WRITERS.setdefault(key, threading.RLock())
+        if key not in _WRITERS:
+            _WRITERS[key] = _Writer(key)
+        writer = _WRITERS[key]
+        writer.users += 1
+        return writer
+
+
+def _release_writer(writer: _Writer) -> None:
+    """Close the lock file when the last store of this process on that database closes."""
+    with _WRITERS_LOCK:
+        writer.users -= 1
+        if writer.users == 0:
+            del _WRITERS[writer.key]
+            if writer.fd is not None:
+                os.close(writer.fd)
 
 
 class StoreBase:
@@ -472,7 +522,7 @@ class StoreBase:
 
     def __init__(self, path: Path | str):
         self.path = Path(path)
-        self._writer = _writer_lock(self.path)
+        self._writer: _Writer | None = None
         try:
             conn = sqlite3.connect(
                 str(self.path), timeout=30, isolation_level=None, check_same_thread=False
@@ -488,16 +538,23 @@ class StoreBase:
         conn.execute("PRAGMA foreign_keys = ON")
         self.db = sqlite_utils.Database(conn)
         self.conn = conn
+        self._writer = _writer_lock(self.path)
 
     def close(self) -> None:
         self.conn.close()
+        if self._writer is not None:
+            _release_writer(self._writer)
+            self._writer = None
 
     # -- plumbing ---------------------------------------------------------
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
         """Run the block in one IMMEDIATE transaction: all of it or none of it."""
-        with self._writer:
+        writer = self._writer
+        if writer is None:
+            raise sqlite3.ProgrammingError("Cannot operate on a closed database.")
+        with writer:
             self.conn.execute("BEGIN IMMEDIATE")
             try:
                 yield

@@ -25,6 +25,18 @@ class OutboxTransport:
         except OSError as exc:
             raise ConfigError(f"delivery.outbox_dir: cannot create {directory} ({exc})") from None
 
+    def check(self) -> str:
+        """The folder takes a file."""
+        probe = self.directory / ".write-test"
+        try:
+            probe.write_text("")
+            probe.unlink()
+        except OSError as exc:
+            raise ConfigError(
+                f"delivery.outbox_dir: cannot write to {self.directory} ({exc.strerror})"
+            ) from None
+        return f"outbox {self.directory}: writable"
+
     def _path(self, key: str) -> Path:
         return self.directory / f"{_SAFE.sub('_', key)}.eml"
 

@@ -120,6 +120,11 @@ class SmtpTransport:
     def open_connections(self) -> int:
         return self._open
 
+    def check(self) -> str:
+        """Connect, STARTTLS or TLS and log in exactly as a send would, then hang up."""
+        self._discard(self._connect())
+        return f"smtp {self.host}:{self.port}: connected ({self.security}) and hung up"
+
     # -- sending ----------------------------------------------------------------
 
     def send(self, envelope: Envelope) -> str | None:
