@@ -395,3 +395,31 @@ def test_the_preheader_is_hidden_at_the_top_of_both_designs(ws_dir: Path, design
     hidden = re.search(r'<div style="display:\s*none[^"]*">([^<]*)', body)
     assert hidden and hidden.group(1).startswith("Five minutes &lt;daily&gt;")
     assert body.index(hidden.group(0)) < body.index("View in browser")
+
+
+@pytest.mark.parametrize(
+    ("document", "encoding"),
+    [
+        ("<p>Zoë’s pick</p>\n", "7bit"),  # references are fine in text
+        ("<style>/* Zoë */ p { color: #333 }</style><p>Zoë</p>\n", "quoted-printable"),
+        ("<!-- Zoë --><p>Zoë</p>\n", "quoted-printable"),
+        ("<p>" + "x" * 1200 + "</p>\n", "quoted-printable"),  # too long for a 7bit line
+    ],
+)
+def test_html_goes_7bit_unless_references_would_change_it(document: str, encoding: str) -> None:
+    from newsletter.mime import compose
+
+    data = compose(
+        subject="s",
+        text="t",
+        html=document,
+        from_name="Clinic",
+        from_address="news@clinic.example.com",
+        to_address="zoe@example.org",
+        msg_id="<1@clinic.example.com>",
+        date=NOW,
+    )
+    html_part = list(_parse(data).iter_parts())[1]
+    assert html_part["Content-Transfer-Encoding"] == encoding
+    # Either way the reader gets the same page back.
+    assert html.unescape(html_part.get_content().replace("\r\n", "\n")) == document

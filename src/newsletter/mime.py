@@ -46,8 +46,10 @@ def _html_body(document: str) -> tuple[bytes, bytes]:
     encoding at all — a tenth of the cost of quoted-printable per message.
     Lines too long for SMTP still get quoted-printable.
     """
-    text = document.replace("\r\n", "\n").replace("\r", "\n")
-    if not text.isascii() and any(not block.isascii() for block in _RAW_TEXT.findall(text)):
+    text = document.replace("\r\n", "\n").replace("\r", "\n") if "\r" in document else document
+    if not text.isascii() and any(
+        not block.group(0).isascii() for block in _RAW_TEXT.finditer(text)
+    ):
         # Character references mean nothing inside <style>, <script> or comments.
         return b"quoted-printable", _qp(text)
     data = text.encode("ascii", "xmlcharrefreplace")

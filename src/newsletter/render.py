@@ -144,8 +144,26 @@ class _InliningLoader(jinja2.FileSystemLoader):
         return source, filename, uptodate
 
 
+_DICT_ATTRIBUTES = frozenset(dir(dict))
+
+
+class _Sandbox(ImmutableSandboxedEnvironment):
+    """The sandbox, with a short way to the keys of the plain dicts templates are given."""
+
+    def getattr(self, obj: Any, attribute: str) -> Any:
+        # `article.title` on a dict makes getattr() raise AttributeError before the
+        # key is looked up: some ninety times a message. A key that is not a dict
+        # attribute's name comes out the same either way, so look it up first.
+        if type(obj) is dict and attribute not in _DICT_ATTRIBUTES:
+            try:
+                return obj[attribute]
+            except KeyError:
+                pass
+        return super().getattr(obj, attribute)
+
+
 def _environment(loader: jinja2.BaseLoader) -> ImmutableSandboxedEnvironment:
-    return ImmutableSandboxedEnvironment(
+    return _Sandbox(
         loader=loader,
         autoescape=jinja2.select_autoescape(enabled_extensions=("html",), default_for_string=False),
         keep_trailing_newline=False,
