@@ -3,20 +3,23 @@
 from __future__ import annotations
 
 import datetime as dt
+import random
 import re
 from pathlib import Path
 
 import dkim as dkimpy
 import pytest
+from dkim.canonicalization import CanonicalizationPolicy
 
 from newsletter import campaigns, jobs
-from newsletter.dkim import DkimSigner, generate_key
+from newsletter.dkim import DkimSigner, generate_key, relaxed_body, split_message
 from newsletter.errors import ConfigError
 from newsletter.mime import compose
 from newsletter.workspace import Workspace
 from smtp_sink import SmtpSink, smtp_env
 
 NOW = dt.datetime(2026, 11, 27, 9, 0, tzinfo=dt.UTC)
+GOLDEN = Path(__file__).parent / "golden"
 
 
 def _message() -> bytes:
@@ -129,3 +132,34 @@ def test_keygen_writes_a_private_key_and_prints_the_record(cli, tmp_path: Path) 
     assert _verify(signed, record)
     again = cli("dkim", "keygen", "--out", str(out), check=False)
     assert again.returncode == 1 and "already exists" in again.stderr
+
+
+def _bodies() -> list[bytes]:
+    rng = random.Random(6376)
+    pieces = [b"a", b"b", b" ", b"  ", b"\t", b" \t ", b"\r\n", b"\r\n\r\n"]
+    made = [b"", b"\r\n", b"\r\n\r\n", b"x", b"x \t\r\n\t\r\n \r\n", b" lead\r\n"]
+    made += [b"".join(rng.choice(pieces) for _ in range(rng.randint(1, 60))) for _ in range(300)]
+    return made
+
+
+def test_our_relaxed_body_rule_matches_dkimpy() -> None:
+    policy = CanonicalizationPolicy.from_c_value(b"relaxed/relaxed")
+    for body in _bodies():
+        assert relaxed_body(body) == policy.canonicalize_body(body), body
+
+
+@pytest.mark.parametrize("source", ["built", "golden", "odd"])
+def test_our_header_split_matches_dkimpy(source: str) -> None:
+    if source == "built":
+        messages = [_message()]
+    elif source == "golden":
+        messages = [p.read_bytes() for p in sorted(GOLDEN.glob("*.eml"))]
+    else:  # not CRLF throughout, folded oddly: handed to dkimpy's parser as they are
+        messages = [
+            b"Subject: a\nTo: b@example.org\n\nbody\n",
+            b"Subject: a\r\n\tfolded\r\nX-Y:\r\n\r\nbody \r\n\r\n",
+            b"Subject: a\r\nTo: b@example.org\r\n\r\nbare\nline\r\n",
+        ]
+    assert messages
+    for message in messages:
+        assert split_message(message) == dkimpy.rfc822_parse(message)

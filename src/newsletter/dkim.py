@@ -1,16 +1,21 @@
 """DKIM signatures (RFC 6376, RFC 8463) for outgoing mail.
 
-dkimpy does the parts that are easy to get subtly wrong — parsing the
-message, relaxed canonicalisation, choosing header instances — while the
-signature itself is made by OpenSSL through the ``cryptography`` package:
-dkimpy's pure-Python RSA signs about 115 messages a second, OpenSSL over a
-thousand. Signatures verify with dkimpy's own verifier (see the tests).
+dkimpy does the parts that are easy to get subtly wrong — header
+canonicalisation, choosing header instances, and parsing any message not in
+the shape we build — while the signature itself is made by OpenSSL through
+the ``cryptography`` package: dkimpy's pure-Python RSA signs about 115
+messages a second, OpenSSL over a thousand. For the messages we build
+(CRLF throughout), splitting the headers and the relaxed body rule are done
+here with a few bytes operations: dkimpy's general versions took more time
+than the RSA signature itself. Tests hold both to dkimpy's results, and
+signatures verify with dkimpy's own verifier.
 """
 
 from __future__ import annotations
 
 import base64
 import hashlib
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -39,6 +44,38 @@ SIGNED_HEADERS = (
     b"feedback-id",
 )
 _POLICY = CanonicalizationPolicy.from_c_value(b"relaxed/relaxed")
+# Runs of whitespace that relaxed canonicalisation turns into one space (a lone
+# space already is one, so leaving it alone saves most of the substitutions).
+_WSP_RUN = re.compile(rb"\t[\t ]*| [\t ]+")
+_FIELD_NAME = re.compile(rb"[\x21-\x39\x3b-\x7e]+")
+
+
+def split_message(message: bytes) -> tuple[list[list[bytes]], bytes]:
+    """Headers as [name, value with its CRLF] and the body, as dkimpy.rfc822_parse gives."""
+    head, found, body = message.partition(b"\r\n\r\n")
+    if not found or message.count(b"\n") != message.count(b"\r\n") or b"\r\r" in message:
+        return dkim.rfc822_parse(message)  # not CRLF throughout: the general parser
+    headers: list[list[bytes]] = []
+    for line in head.split(b"\r\n"):
+        if line[:1] in (b" ", b"\t") and headers:
+            headers[-1][1] += line + b"\r\n"
+            continue
+        name, colon, value = line.partition(b":")
+        if not colon or not _FIELD_NAME.fullmatch(name):
+            return dkim.rfc822_parse(message)
+        headers.append([name, value + b"\r\n"])
+    return headers, body
+
+
+def relaxed_body(body: bytes) -> bytes:
+    """RFC 6376 3.4.4 for a CRLF body: one space for each run of whitespace, none at
+    line ends, no empty lines at the end, and an empty body stays empty."""
+    body = _WSP_RUN.sub(b" ", body).replace(b" \r\n", b"\r\n")
+    end = len(body)
+    while body.endswith(b"\r\n", 0, end):
+        end -= 2
+    body = body[:end] + b"\r\n"
+    return b"" if body == b"\r\n" else body
 
 
 @dataclass
@@ -73,10 +110,10 @@ class DkimSigner:
 
     def sign(self, message: bytes) -> bytes:
         """Return the message with a DKIM-Signature header in front."""
-        headers, body = dkim.rfc822_parse(message)
+        headers, body = split_message(message)
         present = {name.lower() for name, _ in headers}
         include = [h for h in SIGNED_HEADERS if h in present]
-        body_hash = base64.b64encode(hashlib.sha256(_POLICY.canonicalize_body(body)).digest())
+        body_hash = base64.b64encode(hashlib.sha256(relaxed_body(body)).digest())
         fields = [
             (b"v", b"1"),
             (b"a", self.algorithm),
