@@ -5,8 +5,9 @@ through the real send loop and SMTP transport into bench/smtp_sink.py. The
 ceiling, measured in the same run against the same sink, is a bare smtplib
 loop sending one pre-built message of the same size over one connection.
 Then the same with RSA-2048 DKIM, and peak memory for 100,000 subscribers.
-The campaign is sent as configured by default: concurrency 2, and so two
-sending processes on a machine with two or more cores.
+The campaign goes out with `[delivery] concurrency = 4` (four SMTP
+connections) and the default `processes = 0`: one sending process per core,
+two connections each on a two-core machine.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from newsletter.workspace import Workspace, init_workspace
 NOW = dt.datetime(2026, 11, 27, 9, 0, tzinfo=dt.UTC)
 SUBSCRIBERS = 20_000
 MEMORY_SUBSCRIBERS = 100_000
-CEILING_MESSAGES = 5_000
+CEILING_MESSAGES = 3_000
 
 
 def free_port() -> int:
@@ -49,11 +50,15 @@ def start_sink(port: int) -> subprocess.Popen[str]:
 
 
 def bare_smtplib(port: int, message: bytes) -> float:
-    start = time.perf_counter()
-    with smtplib.SMTP("127.0.0.1", port) as conn:
-        for _ in range(CEILING_MESSAGES):
-            conn.sendmail("news@clinic.example.com", ["reader@example.com"], message)
-    return CEILING_MESSAGES / (time.perf_counter() - start)
+    """The best of three runs: a ceiling that a moment's noise cannot lower."""
+    best = 0.0
+    for _ in range(3):
+        start = time.perf_counter()
+        with smtplib.SMTP("127.0.0.1", port) as conn:
+            for _ in range(CEILING_MESSAGES):
+                conn.sendmail("news@clinic.example.com", ["reader@example.com"], message)
+        best = max(best, CEILING_MESSAGES / (time.perf_counter() - start))
+    return best
 
 
 SEND_ONLY = """
@@ -80,7 +85,7 @@ def ws_env(port: int) -> dict[str, str]:
         "NEWSLETTER_SMTP__HOST": "127.0.0.1",
         "NEWSLETTER_SMTP__PORT": str(port),
         "NEWSLETTER_SMTP__SECURITY": "none",
-        "NEWSLETTER_DELIVERY__CONCURRENCY": "2",
+        "NEWSLETTER_DELIVERY__CONCURRENCY": "4",
     }
 
 
@@ -118,8 +123,8 @@ def main() -> None:
         ws.close()
         ceiling = bare_smtplib(port, sample)
         print(
-            f"ceiling: bare smtplib, one connection, {len(sample) / 1024:.1f} KB message: "
-            f"{ceiling:.0f} messages/s"
+            f"ceiling: bare smtplib, one connection, {len(sample) / 1024:.1f} KB message, "
+            f"best of 3: {ceiling:.0f} messages/s"
         )
         print(
             f"newsletter, {sent} subscribers, no DKIM: {rate:.0f} messages/s "
