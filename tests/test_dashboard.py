@@ -404,6 +404,9 @@ def test_pause_resume_cancel_and_retry_failed(admin_page, dashboard) -> None:
     expect(page.locator("[data-status]")).to_have_text("paused")
     page.get_by_role("button", name="Resume").click()
     expect(page.get_by_role("status")).to_have_text("Resumed: now scheduled.")
+    page.get_by_role("button", name="Unschedule").click()
+    expect(page.locator("[data-status]")).to_have_text("draft")
+    assert dashboard.ws.store.campaign(2)["scheduled_at"] is None
     page.get_by_role("button", name="Cancel campaign").click()
     expect(page.locator("[data-status]")).to_have_text("cancelled")
     # A cancelled campaign cannot be sent: one clear line, nothing changed.

@@ -21,7 +21,7 @@ import pytest
 
 from newsletter import campaigns, consent, jobs, scheduler, schedules
 from newsletter.config import collect
-from newsletter.errors import InputError
+from newsletter.errors import InputError, StateError
 from newsletter.workspace import Workspace
 from smtp_sink import SmtpSink, smtp_env
 
@@ -660,3 +660,32 @@ def test_cli_schedules_reschedules_and_unschedules_with_a_dst_note(cli, ws_dir: 
     refused = cli("campaign", "reschedule", "1", "--at", "2027-10-31 09:00", check=False)
     assert refused.returncode == 1 and "cannot schedule a campaign that is draft" in refused.stderr
     assert "02:30" in cli("campaign", "schedule", "--help").stdout
+
+
+def test_a_missed_campaign_sent_by_hand_loses_its_missed_mark(sched_dir: Path, sink) -> None:
+    ws = open_ws(sched_dir, sink, misfire_grace_time="600")
+    clock = Clock(at(2026, 11, 27, 8, 0))
+    campaign_id = _scheduled(ws, clock, at(2026, 11, 27, 9, 0))
+    clock.now = at(2026, 11, 28, 9, 30)
+    jobs.run_schedule(ws, clock)
+    assert ws.store.campaign(campaign_id)["missed_at"]
+    assert jobs.send_campaign(ws, ws.store, campaign_id, clock).finished
+    campaign = ws.store.campaign(campaign_id)
+    assert campaign["status"] == "sent" and campaign["missed_at"] is None
+    assert campaign["note"] is None
+    ws.close()
+
+
+def test_a_campaign_paused_part_way_is_resumed_not_scheduled_again(sched_dir: Path, sink) -> None:
+    ws = open_ws(sched_dir, sink)
+    clock = Clock(at(2026, 11, 27, 8, 0))
+    campaign_id = _scheduled(ws, clock, at(2026, 11, 27, 9, 0))
+    campaigns.start(ws.store, campaign_id, clock())
+    campaigns.pause(ws.store, campaign_id, clock())
+    with pytest.raises(StateError, match="resume it"):
+        campaigns.schedule(ws.store, campaign_id, at(2026, 11, 28, 9, 0), clock())
+    assert ws.store.campaign_status(campaign_id) == "paused"
+    campaigns.resume(ws.store, campaign_id, clock())
+    assert jobs.send_campaign(ws, ws.store, campaign_id, clock).finished
+    assert Counter(to for to, _, _ in mails(sink)) == Counter(SUBSCRIBERS)
+    ws.close()

@@ -108,7 +108,13 @@ def schedule(
     allowed_from: tuple[str, ...] = ("draft", "scheduled", "paused"),
 ) -> None:
     """Schedule (or reschedule) a campaign for a time in UTC; a missed one gets a new time."""
-    store.campaign(campaign_id)
+    campaign = store.campaign(campaign_id)
+    if campaign["status"] == "paused" and campaign.get("started_at"):
+        # Its deliveries are planned already; starting it again would plan them twice.
+        raise StateError(
+            f"campaign {campaign_id}: paused part-way through its send; resume it "
+            f"(`newsletter campaign resume {campaign_id}`) instead of scheduling it"
+        )
     if when_utc <= now:
         raise InputError(
             f"--at: {when_utc:%Y-%m-%d %H:%M} UTC is in the past; "

@@ -30,6 +30,7 @@ import queue
 import random
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -226,7 +227,15 @@ class Lease:
         store = Store(self.db_path)
         try:
             while not self._stop.wait(self.SECONDS / 6):
-                if not store.renew_lease(self.campaign_id, self.owner, self.wall(), self.SECONDS):
+                try:
+                    renewed = store.renew_lease(
+                        self.campaign_id, self.owner, self.wall(), self.SECONDS
+                    )
+                except sqlite3.Error as exc:
+                    # Busy for a moment: the lease lasts six beats, so try on the next.
+                    log.warning("campaign %s: lease not renewed (%s)", self.campaign_id, exc)
+                    continue
+                if not renewed:
                     self.lost.set()
                     return
         finally:
@@ -332,9 +341,14 @@ class _Run:
     def outcome_rows(self, items: list[_Item], outcomes: list[Outcome]) -> list[dict[str, Any]]:
         """The ledger rows for what the transport said about a batch."""
         now = self.clock()
+        stamp = now.isoformat(timespec="seconds")  # when it went, not when it is written
         rows = []
         for item, outcome in zip(items, outcomes, strict=True):
-            row: dict[str, Any] = {"id": item.delivery_id, "provider_id": outcome.provider_id}
+            row: dict[str, Any] = {
+                "id": item.delivery_id,
+                "provider_id": outcome.provider_id,
+                "done_at": stamp,
+            }
             if outcome.status == PERMANENT:
                 row.update(status=FAILED, error=outcome.error, bounce=item.subscriber_id)
             elif outcome.status == REJECTED:

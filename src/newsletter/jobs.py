@@ -478,6 +478,9 @@ def send_due(
                 else:
                     log.error("campaign %d: %s", due_id, exc)
                 continue
+            except Exception:  # noqa: BLE001 - one campaign's failure must not stop the others
+                log.exception("campaign %d: the send failed; the other due campaigns go on", due_id)
+                continue
             _log_progress(ws, store, due_id, progress)
     finally:
         store.close()

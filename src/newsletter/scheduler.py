@@ -50,6 +50,7 @@ DUE_SECONDS = 15
 # The workspace and stop flag of each running scheduler, by workspace path: what the
 # persisted jobs (which carry only the path) need to find them.
 _RUNNING: dict[str, tuple[Workspace, threading.Event]] = {}
+_SYNCING: dict[int, threading.Lock] = {}  # per scheduler: held while its sync job runs
 
 
 class SharedJobStore(SQLAlchemyJobStore):
@@ -71,17 +72,40 @@ class SharedJobStore(SQLAlchemyJobStore):
                 if "already exists" not in str(exc) or attempt == 2:
                     raise
 
+    # A database busy for longer than the timeout (a long import, another process's
+    # big transaction) must not end APScheduler's thread: the main loop does not catch
+    # these, and the web server would go on while nothing is polled or sent again.
+    # The next wake-up tries again; the job functions make a repeat harmless.
+
     def update_job(self, job: Job) -> None:
         try:
             super().update_job(job)
         except JobLookupError:
             pass
+        except OperationalError:
+            log.warning("job store busy; job %s is updated on the next wake-up", job.id)
 
     def remove_job(self, job_id: str) -> None:
         try:
             super().remove_job(job_id)
         except JobLookupError:
             pass
+        except OperationalError:
+            log.warning("job store busy; job %s is removed on the next wake-up", job_id)
+
+    def get_due_jobs(self, now: dt.datetime) -> list[Job]:
+        try:
+            return super().get_due_jobs(now)
+        except OperationalError:
+            log.warning("job store busy; due jobs are looked up again shortly")
+            return []
+
+    def get_next_run_time(self) -> dt.datetime | None:
+        try:
+            return super().get_next_run_time()
+        except OperationalError:
+            # Wake up soon and look again rather than sleep until an unknown time.
+            return dt.datetime.now(dt.UTC) + dt.timedelta(seconds=DUE_SECONDS)
 
 
 def job_store(db_path: Path) -> SharedJobStore:
@@ -261,12 +285,18 @@ def start(
     # jobs are brought in step before any of them runs.
     scheduler.start(paused=True)
     sync_jobs(scheduler, ws, clock(), startup=True)
+    syncing = _SYNCING.setdefault(id(scheduler), threading.Lock())
 
     def sync() -> None:
-        try:
-            sync_jobs(scheduler, ws, clock())
-        except Exception:  # noqa: BLE001
-            log.exception("sync job failed")
+        # Shutdown holds APScheduler's job store lock while it waits for running
+        # jobs; a sync that needs that lock must not be running then (see stop).
+        with syncing:
+            if stop.is_set():
+                return
+            try:
+                sync_jobs(scheduler, ws, clock())
+            except Exception:  # noqa: BLE001
+                log.exception("sync job failed")
 
     scheduler.add_job(
         sync, IntervalTrigger(seconds=DUE_SECONDS, timezone=dt.UTC), id="sync", jobstore="memory"
@@ -277,7 +307,13 @@ def start(
 
 def stop_scheduler(ws: Workspace, scheduler: BackgroundScheduler) -> None:
     """Ask running jobs to stop between two messages, wait for them, and shut down."""
-    entry = _RUNNING.pop(str(ws.root), None)
+    entry = _RUNNING.get(str(ws.root))
     if entry is not None:
         entry[1].set()
+    # Wait out a sync in progress (it would need the lock shutdown holds); later
+    # ones see the stop flag and return at once.
+    with _SYNCING.pop(id(scheduler), threading.Lock()):
+        pass
     scheduler.shutdown(wait=True)
+    # Only now: jobs still queued at shutdown find the stop flag through this entry.
+    _RUNNING.pop(str(ws.root), None)

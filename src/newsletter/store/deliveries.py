@@ -36,8 +36,9 @@ class DeliveriesQueries(StoreBase):
         """
         with self.transaction():
             cursor = self.conn.execute(
-                "UPDATE campaigns SET status = 'sending', started_at = ? "
-                "WHERE id = ? AND status IN ('draft', 'scheduled')",
+                # A "missed" mark or an old note says nothing about this send.
+                "UPDATE campaigns SET status = 'sending', started_at = ?, missed_at = NULL, "
+                "note = NULL WHERE id = ? AND status IN ('draft', 'scheduled')",
                 [_iso(now), campaign_id],
             )
             if cursor.rowcount != 1:
@@ -176,7 +177,7 @@ class DeliveriesQueries(StoreBase):
                 [
                     o["status"],
                     o.get("error"),
-                    stamp,
+                    o.get("done_at") or stamp,
                     o.get("provider_id"),
                     o.get("next_attempt_at"),
                     o["id"],

@@ -259,6 +259,11 @@ def routes(d: Dashboard) -> list[Route]:
             state_action(campaigns.cancel, "Cancelled."),
             methods=["POST"],
         ),
+        Route(
+            "/campaigns/{id:int}/unschedule",
+            state_action(campaigns.unschedule, "Unscheduled: back to a draft."),
+            methods=["POST"],
+        ),
         Route("/campaigns/{id:int}/retry", retry, methods=["POST"]),
     ]
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import threading
+import time
 from collections.abc import Callable
 
 from newsletter import jobs
@@ -64,6 +65,10 @@ class BackgroundSender:
                 "; finished" if progress.finished else "",
             )
         except NewsletterError as exc:
+            if store.lease_holder(campaign_id, time.time()) is not None:
+                # The scheduler (or the CLI) is sending it: not an error, it goes on there.
+                log.info("campaign %d: already being sent by another sender", campaign_id)
+                return
             self._errors[campaign_id] = str(exc)
             log.error("campaign %d: %s", campaign_id, exc)
         except Exception as exc:  # noqa: BLE001 - shown on the page instead of lost in a thread
