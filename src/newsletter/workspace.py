@@ -78,6 +78,17 @@ digest_cron = "0 9 * * mon"
 timezone = "UTC"
 # A due time missed by more than this many seconds is reported, never sent by itself.
 misfire_grace_time = 3600
+# instant: wait until no new article has come for this many seconds (a burst, one email)
+quiet_period = 0
+# make automatic newsletters as drafts for someone to approve
+hold_as_draft = false
+
+[automation]
+# sent to each new subscriber once they confirm, after welcome_delay seconds:
+# a template set ("" for none) and an email with the latest N articles (0 for none)
+welcome_template = ""
+welcome_delay = 0
+latest_articles = 0
 
 [web]
 host = "127.0.0.1"
@@ -86,6 +97,10 @@ port = 8080
 [tracking]
 enabled = true
 truncate_ip = true
+# count opens and clicks without linking them to anyone
+anonymous = false
+# delete raw opens, clicks and views older than this many days (0: keep them)
+retention_days = 0
 
 [templates]
 # auto: "announcement" for a single article, "digest" for several; or name a set.

@@ -212,11 +212,15 @@ class EventWriter:
                 if batch[-1] is _STOP or _STOP in batch:
                     stopping = True
                     batch = [e for e in batch if e is not _STOP]
-                self._write(store, batch)
+                # While serving, a failing write is retried for as long as it takes; at
+                # shutdown for half a minute, so a broken disk cannot hang the stop.
+                self._write(store, batch, time.monotonic() + 30 if stopping else None)
         finally:
             store.close()
 
-    def _write(self, store: Store, batch: list[dict[str, Any]]) -> None:
+    def _write(
+        self, store: Store, batch: list[dict[str, Any]], deadline: float | None = None
+    ) -> None:
         rows, changed = self.recorder.prepare(store, batch)
         # A locked database (a long campaign transaction) is waited out, not dropped.
         delay = 0.05
@@ -227,6 +231,13 @@ class EventWriter:
                 )
                 break
             except Exception as exc:  # noqa: BLE001 - keep the events, report and retry
+                if deadline is not None and time.monotonic() > deadline:
+                    log.error(
+                        "event writer: %d events lost at shutdown: cannot store them (%s)",
+                        len(rows),
+                        exc,
+                    )
+                    return
                 log.error("event writer: cannot store %d events (%s); retrying", len(rows), exc)
                 time.sleep(delay)
                 delay = min(delay * 2, 2.0)
