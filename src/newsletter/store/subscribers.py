@@ -42,17 +42,7 @@ class SubscribersQueries(StoreBase):
         self, status: str | None = None, list_id: int | None = None
     ) -> list[dict[str, Any]]:
         """Subscribers in id order, optionally only one status or the members of one list."""
-        where, params = [], []
-        if status:
-            where.append("s.status = ?")
-            params.append(status)
-        if list_id is not None:
-            where.append(
-                "EXISTS (SELECT 1 FROM memberships m WHERE m.subscriber_id = s.id "
-                "AND m.list_id = ? AND m.unsubscribed_at IS NULL)"
-            )
-            params.append(list_id)
-        clause = f"WHERE {' AND '.join(where)}" if where else ""
+        clause, params = _subscriber_filter("", status, list_id, None)
         rows = self._rows(f"SELECT s.* FROM subscribers s {clause} ORDER BY s.id", params)
         return [_decode_subscriber(r) for r in rows]
 
@@ -657,30 +647,38 @@ class SubscribersQueries(StoreBase):
     ) -> tuple[list[dict[str, Any]], int]:
         """One page of subscribers matching a text (address or name), status, list and tag,
         with the number of all matches."""
-        where, params = [], []
-        if query:
-            where.append(
-                "(s.email LIKE ? ESCAPE '\\' OR COALESCE(s.first_name, '') || ' ' || "
-                "COALESCE(s.last_name, '') LIKE ? ESCAPE '\\')"
-            )
-            like = "%" + query.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-            params += [like, like]
-        if status:
-            where.append("s.status = ?")
-            params.append(status)
-        if list_id is not None:
-            where.append(
-                "EXISTS (SELECT 1 FROM memberships m WHERE m.subscriber_id = s.id "
-                "AND m.list_id = ? AND m.unsubscribed_at IS NULL)"
-            )
-            params.append(list_id)
-        if tag:
-            where.append("EXISTS (SELECT 1 FROM json_each(s.tags) t WHERE t.value = ?)")
-            params.append(tag)
-        clause = f"WHERE {' AND '.join(where)}" if where else ""
+        clause, params = _subscriber_filter(query, status, list_id, tag)
         total = self._value(f"SELECT COUNT(*) FROM subscribers s {clause}", params)
         rows = self._rows(
             f"SELECT s.* FROM subscribers s {clause} ORDER BY s.id LIMIT ? OFFSET ?",
             [*params, limit, offset],
         )
         return [_decode_subscriber(r) for r in rows], total
+
+
+def _subscriber_filter(
+    query: str, status: str | None, list_id: int | None, tag: str | None
+) -> tuple[str, list[Any]]:
+    """The WHERE clause (or "") and its parameters for a search of subscribers ``s``."""
+    where: list[str] = []
+    params: list[Any] = []
+    if query:
+        where.append(
+            "(s.email LIKE ? ESCAPE '\\' OR COALESCE(s.first_name, '') || ' ' || "
+            "COALESCE(s.last_name, '') LIKE ? ESCAPE '\\')"
+        )
+        like = "%" + query.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        params += [like, like]
+    if status:
+        where.append("s.status = ?")
+        params.append(status)
+    if list_id is not None:
+        where.append(
+            "EXISTS (SELECT 1 FROM memberships m WHERE m.subscriber_id = s.id "
+            "AND m.list_id = ? AND m.unsubscribed_at IS NULL)"
+        )
+        params.append(list_id)
+    if tag:
+        where.append("EXISTS (SELECT 1 FROM json_each(s.tags) t WHERE t.value = ?)")
+        params.append(tag)
+    return (f"WHERE {' AND '.join(where)}" if where else ""), params
