@@ -333,11 +333,6 @@ class _Run:
                 self.progress.paused_reason = reason
         self.halt.set()
 
-    def record(self, store: Store, items: list[_Item], outcomes: list[Outcome]) -> None:
-        rows = self.outcome_rows(items, outcomes)
-        store.record_outcomes(rows, self.clock())
-        self.account(rows, outcomes)
-
     def outcome_rows(self, items: list[_Item], outcomes: list[Outcome]) -> list[dict[str, Any]]:
         """The ledger rows for what the transport said about a batch."""
         now = self.clock()
@@ -510,13 +505,11 @@ class _Run:
                 Outcome(i.envelope.key, TRANSIENT, error=str(exc), retry_after=exc.retry_after)
                 for i in items
             ]
-        rows = self.outcome_rows(items, outcomes)
-        if all(o.status == SENT_OUTCOME for o in outcomes):
-            done.append((rows, outcomes))  # recorded with the next claim
-        else:
-            # A failure may bounce an address or pause the campaign: act on it now.
-            store.record_outcomes(rows, self.clock())
-            self.account(rows, outcomes)
+        done.append((self.outcome_rows(items, outcomes), outcomes))
+        if any(o.status != SENT_OUTCOME for o in outcomes):
+            # A failure may bounce an address or pause the campaign: act on it now,
+            # not with the next claim.
+            self._flush(store, done)
 
 
 def send_campaign(
