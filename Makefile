@@ -65,7 +65,7 @@ test-future: $(VENV)/.installed-test system-deps
 	@$(MAKE) --no-print-directory apt-install PACKAGES="$(FUTURE_PACKAGES)"
 	@for offset in $(FUTURE_OFFSETS); do \
 	  echo "== the suite with the clock at $$offset"; \
-	  NEWSLETTER_TEST_FAKETIME=$$offset faketime -f $$offset $(BIN)/pytest -p no:cacheprovider || exit 1; \
+	  faketime -f $$offset $(BIN)/pytest -p no:cacheprovider || exit 1; \
 	done
 
 bench: $(VENV)/.installed-test bench-deps
