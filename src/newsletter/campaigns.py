@@ -204,7 +204,7 @@ def sample_subscriber(store: Store, email: str | None = None) -> dict[str, Any]:
             address = normalize_email(email)
         except Exception:  # noqa: BLE001 - any invalid input means "not ours"
             address = email.strip()
-        found = store.subscriber_by_email(address, any_case=True)
+        found = store.subscriber_by_email(address)
         if found is None:
             raise NotFound(f"{email}: no such subscriber; see `newsletter subscribers list`")
         return found
