@@ -15,6 +15,7 @@ from newsletter.render import (
     Rendered,
     TemplateSet,
     article_context,
+    article_page_url,
     choose_template,
     message_id,
     subscriber_context,
@@ -98,6 +99,20 @@ def create(
         now,
         segment=segment,
     )
+
+
+def article_pages(store: Store, settings: Settings, campaign_id: int) -> list[tuple[str, str]]:
+    """(title, page URL) of each article of a campaign that has no URL of its own.
+
+    Such an article (a folder file, a saved page) links to its public page on
+    the web server; staff are told, so they know the server must be reachable.
+    """
+    campaign = store.campaign(campaign_id)
+    return [
+        (a["title"], article_page_url(settings.site.base_url, a))
+        for a in store.articles_by_id(campaign["article_ids"])
+        if not a.get("url")
+    ]
 
 
 def schedule(
@@ -266,7 +281,7 @@ class CampaignMail:
         self.urls = urls
         self.link_ids = link_ids or {}
         css = templates.stylesheet
-        self.articles = [article_context(a, css) for a in articles]
+        self.articles = [article_context(a, css, settings.site.base_url) for a in articles]
         self._article_by_url = {a["url"]: a["id"] for a in self.articles if a["url"]}
         sender = settings.sender
         self.sender = {
@@ -366,15 +381,21 @@ class CampaignMail:
         """The links of the campaign that click tracking may redirect to, with their article.
 
         Links to our own web server (unsubscribe, preferences, view) are
-        personal and never tracked.
+        personal and never tracked; the public page of an article without a
+        URL of its own is the article's link, and tracked like any other.
         """
         rendered = self._render(SAMPLE_SUBSCRIBER)
         own = self.settings.site.base_url.rstrip("/") + "/"
         return [
             (url, self._article_by_url.get(url))
             for url in tracking.html_links(rendered.html)
-            if not url.startswith(own)
+            if not url.startswith(own) or url in self._article_by_url
         ]
+
+    def article_pages(self) -> list[dict[str, Any]]:
+        """The articles that link to their page on the web server (they have no URL)."""
+        own = self.settings.site.base_url.rstrip("/") + "/articles/"
+        return [a for a in self.articles if a["url"].startswith(own)]
 
     def render(
         self,

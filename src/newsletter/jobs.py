@@ -100,12 +100,14 @@ def import_subscriber_folder(
 def _auto_subject(ws: Workspace) -> Callable[[list[dict[str, Any]]], tuple[str, str]]:
     """(subject, template) of an automatic campaign from its articles, rendered once."""
 
+    base_url = ws.settings.site.base_url
+
     def make(articles: list[dict[str, Any]]) -> tuple[str, str]:
         templates = ws.templates(choose_template(ws.settings.templates.default, len(articles)))
         sender = ws.settings.sender
         subject = templates.subject(
             {
-                "articles": [article_context(a) for a in articles],
+                "articles": [article_context(a, base_url=base_url) for a in articles],
                 "sender": {"name": sender.from_name, "address": sender.from_address},
                 "campaign": {"subject": "", "preheader": ""},
             }

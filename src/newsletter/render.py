@@ -13,6 +13,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import re
+import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -288,16 +289,46 @@ def display_date(value: str | None) -> str:
     return f"{day.day} {day.strftime('%B %Y')}"
 
 
-def article_context(article: Mapping[str, Any], css: str = "") -> dict[str, Any]:
-    """Template data for one article; its body is sanitized HTML, marked safe to insert."""
+_SLUG_JUNK = re.compile(r"[^a-z0-9]+")
+
+
+def article_slug(article: Mapping[str, Any]) -> str:
+    """The last part of an article's own page: its id, then its title in plain letters.
+
+    The id alone finds the article; the words make the link readable and are
+    checked by the page, which redirects a stale slug to the current one.
+    """
+    ascii_title = (
+        unicodedata.normalize("NFKD", article.get("title") or "").encode("ascii", "ignore").decode()
+    )
+    words = _SLUG_JUNK.sub("-", ascii_title.lower()).strip("-")[:60].rstrip("-")
+    return f"{article['id']}-{words}" if words else str(article["id"])
+
+
+def article_page_url(base_url: str, article: Mapping[str, Any]) -> str:
+    """The public page the web server keeps for an article that has no URL of its own."""
+    return f"{base_url.rstrip('/')}/articles/{article_slug(article)}"
+
+
+def article_context(
+    article: Mapping[str, Any], css: str = "", base_url: str | None = None
+) -> dict[str, Any]:
+    """Template data for one article; its body is sanitized HTML, marked safe to insert.
+
+    With ``base_url``, an article with no URL of its own (a folder file, a
+    saved page) links to its page on the web server, so no link is ever empty.
+    """
     body = article.get("body_html") or ""
     if body:
         # Styled by the template's .article-body rules, inlined once per campaign.
         body = inline_fragment(f'<div class="article-body">{body}</div>', css)
+    url = article.get("url") or ""
+    if not url and base_url:
+        url = article_page_url(base_url, article)
     return {
         "id": article["id"],
         "title": article["title"],
-        "url": article.get("url") or "",
+        "url": url,
         "summary": article.get("summary") or "",
         "image": article.get("image"),
         "image_alt": article.get("image_alt"),

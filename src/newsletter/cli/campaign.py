@@ -84,6 +84,8 @@ def campaign_create(
         campaign = ws.store.campaign(campaign_id)
         matching = ws.store.count_recipients(campaign["list_id"], rules)
         click.echo(f"campaign {campaign_id}: {matching} subscribers match now", err=True)
+    for title, url in campaigns.article_pages(ws.store, ws.settings, campaign_id):
+        click.echo(f"article {title!r} has no URL of its own: it links to its page {url}", err=True)
     click.echo(campaign_id)
 
 
