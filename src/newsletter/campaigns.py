@@ -74,7 +74,8 @@ def create(
     if not subject.strip():
         raise InputError("--subject: the subject must not be empty")
     if articles == "new":
-        article_ids = [a["id"] for a in reversed(store.articles(only_new=True))]
+        # Newest first, as a blog lists them: the latest article leads the email.
+        article_ids = [a["id"] for a in store.articles(only_new=True)]
         if not article_ids:
             raise InputError(
                 "--articles new: there are no new articles; run `newsletter fetch` "

@@ -248,11 +248,20 @@ class TemplateSet:
         return Rendered(subject=subject, html=out["body.html"], text=out["body.txt"].strip() + "\n")
 
 
+# The built-in design that shows one article in full, and the one that shows several.
+SINGLE_ARTICLE_DESIGN, MANY_ARTICLES_DESIGN = "announcement", "digest"
+
+
 def choose_template(name: str, article_count: int) -> str:
-    """Resolve "auto" to the design that fits the number of articles."""
-    if name != "auto":
-        return name
-    return "announcement" if article_count == 1 else "digest"
+    """Resolve "auto" to the design that fits the number of articles.
+
+    The announcement shows one article: given several, the campaign uses the
+    digest design, so every article it carries (and counts as sent) is in the
+    email. Any other set is used as named.
+    """
+    if name == "auto" or (name == SINGLE_ARTICLE_DESIGN and article_count > 1):
+        return SINGLE_ARTICLE_DESIGN if article_count == 1 else MANY_ARTICLES_DESIGN
+    return name
 
 
 def _error_line(exc: Exception, template: jinja2.Template) -> int | str:
