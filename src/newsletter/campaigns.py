@@ -17,7 +17,9 @@ from newsletter.render import (
     article_context,
     article_page_url,
     choose_template,
+    default_preheader,
     message_id,
+    site_context,
     subscriber_context,
 )
 from newsletter.store import Store
@@ -292,11 +294,9 @@ class CampaignMail:
             "reply_to": sender.reply_to or None,
         }
         self.domain = sender.from_address.rpartition("@")[2] or "localhost"
-        self.campaign_context = {
-            "id": campaign["id"],
-            "subject": campaign["subject"],
-            "preheader": campaign.get("preheader") or "",
-        }
+        self.campaign_context = self._campaign_context(self.articles)
+        self._personal_campaign: dict[tuple[int, ...], dict[str, Any]] = {}
+        self.site = site_context(settings.site.base_url, settings.templates.language)
         # The subject is the campaign's, or the template's rendered without any
         # subscriber: one subject per campaign, encoded once.
         self.subject = campaign["subject"] or templates.subject(
@@ -304,6 +304,15 @@ class CampaignMail:
         )
         self.factory = self._factory(self.subject)
         self.set_personal(personal or {})
+
+    def _campaign_context(self, articles: list[dict[str, Any]]) -> dict[str, Any]:
+        """The campaign's template data; its preheader follows the articles when it set none."""
+        return {
+            "id": self.campaign["id"],
+            "subject": self.campaign["subject"],
+            "preheader": self.campaign.get("preheader")
+            or default_preheader(articles, self.settings.templates.preheader),
+        }
 
     def set_personal(self, personal: Mapping[int, list[int]]) -> None:
         """Automatic campaigns: the recipients who get only some of the articles (the
@@ -359,12 +368,19 @@ class CampaignMail:
     def context(self, subscriber: Mapping[str, Any]) -> dict[str, Any]:
         """The template data for one subscriber: plain dicts, lists and strings."""
         cid, sid = self.campaign["id"], subscriber["id"]
+        articles = self._parts(sid)[0]
+        campaign = self.campaign_context
+        if articles is not self.articles:
+            key = tuple(a["id"] for a in articles)
+            if key not in self._personal_campaign:
+                self._personal_campaign[key] = self._campaign_context(articles)
+            campaign = self._personal_campaign[key]
         return {
-            "campaign": self.campaign_context,
-            "articles": self._parts(sid)[0],
+            "campaign": campaign,
+            "articles": articles,
             "subscriber": subscriber_context(subscriber),
             "sender": self.sender,
-            "site": {"base_url": self.settings.site.base_url},
+            "site": self.site,
             "links": {
                 "unsubscribe": self.urls.unsubscribe(cid, sid),
                 "preferences": self.urls.preferences(cid, sid),

@@ -307,6 +307,12 @@ class Tracking:
 class Templates:
     # "auto": the announcement design for one article, the digest for several.
     default: str = "auto"
+    # The inbox preview text of a campaign that sets none: "auto" (the article's
+    # summary, or the titles of several), a fixed text, or "" for none.
+    preheader: str = "auto"
+    # The language of the emails (a BCP 47 tag such as en, de-CH, ar): the lang
+    # attribute, and the writing direction (right to left for Arabic, Hebrew ...).
+    language: str = "en"
 
 
 @dataclass(frozen=True)
@@ -535,6 +541,7 @@ def validate(settings: Settings) -> list[str]:
     problems.extend(_provider_problems(s))
     problems.extend(_subscriber_problems(s.subscribers, s.consent))
     problems.extend(_schedule_problems(s))
+    problems.extend(_template_problems(s.templates))
     if s.schedule.poll_interval < 1:
         problems.append("schedule.poll_interval: must be at least 1 second")
     try:
@@ -567,6 +574,19 @@ def _schedule_problems(s: Settings) -> list[str]:
         problems.append(
             "automation.welcome_template: [subscribers] welcome_template already sends a "
             "welcome email at once; set only one of them"
+        )
+    return problems
+
+
+_LANGUAGE_TAG = re.compile(r"[A-Za-z]{2,3}(-[A-Za-z0-9]{1,8})*")
+
+
+def _template_problems(templates: Templates) -> list[str]:
+    problems = []
+    if not _LANGUAGE_TAG.fullmatch(templates.language):
+        problems.append(
+            f"templates.language: {templates.language!r} is not a language tag; "
+            f"use one such as en, de, fr-CA or ar"
         )
     return problems
 

@@ -350,6 +350,58 @@ def article_context(
     }
 
 
+# Preview text past this many characters is cut by every inbox anyway.
+PREHEADER_LENGTH = 140
+
+
+def _shorten(text: str, limit: int = PREHEADER_LENGTH) -> str:
+    text = " ".join(text.split())
+    if len(text) <= limit:
+        return text
+    return text[: limit - 1].rsplit(" ", 1)[0].rstrip(" ,;:·-") + "…"
+
+
+def default_preheader(articles: list[Mapping[str, Any]], setting: str) -> str:
+    """The inbox preview of a campaign that sets none, by ``[templates] preheader``.
+
+    "auto": the summary of a single article (or its opening words), the
+    titles of several; "" (or "none"): none; any other text is used as it is.
+    Without one, inboxes preview whatever text comes first ("View in browser").
+    """
+    if setting.strip().lower() in ("", "none"):
+        return ""
+    if setting.strip().lower() != "auto":
+        return _shorten(setting)
+    if not articles:
+        return ""
+    if len(articles) == 1:
+        article = articles[0]
+        return _shorten(article.get("summary") or article.get("body_text") or article["title"])
+    return _shorten(" · ".join(a["title"] for a in articles))
+
+
+# Scripts written right to left (ISO 639 codes of their main languages).
+_RTL_LANGUAGES = frozenset(
+    ("ar", "arc", "ckb", "dv", "fa", "ha", "he", "iw", "ks", "ku", "ps", "sd", "ug", "ur", "yi")
+)
+
+
+def text_direction(language: str) -> str:
+    """ "rtl" for a language written right to left, else "ltr"."""
+    primary = language.split("-")[0].lower()
+    script = language.split("-")[1].lower() if "-" in language else ""
+    if script in ("arab", "hebr", "thaa", "syrc", "nkoo"):
+        return "rtl"
+    if script in ("latn", "cyrl"):
+        return "ltr"
+    return "rtl" if primary in _RTL_LANGUAGES else "ltr"
+
+
+def site_context(base_url: str, language: str) -> dict[str, str]:
+    """What every email template knows about the site: its URL, language and direction."""
+    return {"base_url": base_url, "language": language, "direction": text_direction(language)}
+
+
 def subscriber_context(subscriber: Mapping[str, Any]) -> dict[str, Any]:
     """Template data for one subscriber; empty fields are left out.
 

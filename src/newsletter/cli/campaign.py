@@ -41,7 +41,12 @@ def campaign() -> None:
     help="Only subscribers matching tag:NAME, attribute:KEY=VALUE or attribute:KEY "
     "(! in front excludes them). Repeatable; all must match.",
 )
-@click.option("--preheader", default="", help="The preview text shown after the subject.")
+@click.option(
+    "--preheader",
+    default="",
+    help="The preview text shown after the subject (default: [templates] preheader, "
+    "the article's summary or the titles of several).",
+)
 @click.option("--no-tracking", is_flag=True, help="No open pixel and no click tracking.")
 @click.pass_context
 def campaign_create(
