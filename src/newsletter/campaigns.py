@@ -24,6 +24,7 @@ from newsletter.render import (
 )
 from newsletter.store import Store
 from newsletter.subscriber_csv import normalize_email
+from newsletter.textify import wrap_lines
 from newsletter.transports import Content, Envelope
 
 SAMPLE_SUBSCRIBER = {
@@ -433,7 +434,8 @@ class CampaignMail:
         html = self._rewriter.rewrite_html(rendered.html, click)
         if pixel:
             html = tracking.add_pixel(html, self.urls.open(cid, sid))
-        text = self._rewriter.rewrite_text(rendered.text, click)
+        # A tracked link is longer than the one it replaces: wrap again.
+        text = wrap_lines(self._rewriter.rewrite_text(rendered.text, click))
         return Rendered(rendered.subject, html, text)
 
     def message(

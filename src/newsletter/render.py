@@ -25,7 +25,7 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 from markupsafe import Markup
 
 from newsletter.errors import TemplateError
-from newsletter.textify import html_to_text
+from newsletter.textify import html_to_text, wrap_lines
 
 PARTS = ("subject.txt", "body.html", "body.txt")
 DEFAULTS_DIR = Path(__file__).parent / "defaults"
@@ -245,7 +245,8 @@ class TemplateSet:
                 line = self._source_line(part, context) or _error_line(exc, template)
                 raise TemplateError(f"template {self.name}/{part}:{line}: {exc}") from None
         subject = " ".join(out["subject.txt"].split())
-        return Rendered(subject=subject, html=out["body.html"], text=out["body.txt"].strip() + "\n")
+        text = wrap_lines(out["body.txt"].strip()) + "\n"
+        return Rendered(subject=subject, html=out["body.html"], text=text)
 
 
 # The built-in design that shows one article in full, and the one that shows several.
