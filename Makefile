@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 WORKSPACE ?= workspace
 # Debian packages the test suite and the benchmarks need (installed only when missing).
-SYSTEM_PACKAGES := spamassassin chromium
+SYSTEM_PACKAGES := spamassassin chromium libmail-dkim-perl
 BENCH_PACKAGES := wrk
 
 .PHONY: run test lint format bench system-deps bench-deps apt-install clean

@@ -246,6 +246,10 @@ class Dkim:
     domain: str = ""
     selector: str = ""
     private_key_file: str = ""
+    # A second key, Ed25519 (RFC 8463), signing beside the first (RSA): receivers that
+    # know only RSA still find a signature they can check.
+    ed25519_selector: str = ""
+    ed25519_private_key_file: str = ""
 
 
 # Email API providers. Keys and webhook secrets come only from the environment
@@ -348,6 +352,7 @@ class Secrets:
     secret_key: str = field(default="", repr=False)
     smtp_password: str = field(default="", repr=False)
     dkim_private_key: str = field(default="", repr=False)
+    dkim_ed25519_private_key: str = field(default="", repr=False)
     # Wix Blog metrics API key, for feeds that set wix_site_id.
     wix_api_key: str = field(default="", repr=False)
     # Email API providers: sending keys, then what verifies their webhooks.
@@ -368,6 +373,7 @@ class Secrets:
             secret_key=env.get("NEWSLETTER_SECRET_KEY", ""),
             smtp_password=env.get("NEWSLETTER_SMTP_PASSWORD", ""),
             dkim_private_key=env.get("NEWSLETTER_DKIM_PRIVATE_KEY", ""),
+            dkim_ed25519_private_key=env.get("NEWSLETTER_DKIM_ED25519_PRIVATE_KEY", ""),
             wix_api_key=env.get("NEWSLETTER_WIX_API_KEY", ""),
             sendgrid_api_key=env.get("NEWSLETTER_SENDGRID_API_KEY", ""),
             mailgun_api_key=env.get("NEWSLETTER_MAILGUN_API_KEY", ""),
@@ -515,11 +521,17 @@ def validate(settings: Settings) -> list[str]:
         problems.append("delivery.concurrency: must be at least 1")
     if s.delivery.processes < 0:
         problems.append("delivery.processes: must be 0 (one per CPU core) or more")
-    dkim_keys = (s.dkim.domain, s.dkim.selector)
+    dkim_keys = (s.dkim.domain, s.dkim.selector or s.dkim.ed25519_selector)
     if any(dkim_keys) and not all(dkim_keys):
         problems.append(
             "dkim: set both domain and selector (and private_key_file or "
             "NEWSLETTER_DKIM_PRIVATE_KEY), or neither"
+        )
+    if s.dkim.ed25519_selector and not s.dkim.domain:
+        problems.append("dkim.ed25519_selector: set dkim.domain too (the signing domain)")
+    if s.dkim.ed25519_private_key_file and not s.dkim.ed25519_selector:
+        problems.append(
+            "dkim.ed25519_private_key_file: set dkim.ed25519_selector, the DNS name of its key"
         )
     if s.delivery.max_attempts < 1:
         problems.append("delivery.max_attempts: must be at least 1")

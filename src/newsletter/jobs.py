@@ -332,6 +332,13 @@ def send_test(
     return address
 
 
+def config_warnings(ws: Workspace) -> list[str]:
+    """Settings that work but will hurt, for `config check` (a key that cannot load raises)."""
+    from newsletter.transports import dkim_warnings
+
+    return dkim_warnings(ws.settings, ws.secrets, ws.root)
+
+
 def check_transport(ws: Workspace) -> str:
     """Try the configured transport without sending anything; return what was checked.
 
