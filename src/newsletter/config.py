@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from newsletter.errors import ConfigError
 
@@ -554,6 +555,7 @@ def validate(settings: Settings) -> list[str]:
     problems.extend(_subscriber_problems(s.subscribers, s.consent))
     problems.extend(_schedule_problems(s))
     problems.extend(_template_problems(s.templates))
+    problems.extend(_link_problems(s))
     if s.schedule.poll_interval < 1:
         problems.append("schedule.poll_interval: must be at least 1 second")
     try:
@@ -588,6 +590,76 @@ def _schedule_problems(s: Settings) -> list[str]:
             "welcome email at once; set only one of them"
         )
     return problems
+
+
+# Host names that never name a machine on the internet.
+_LOCAL_SUFFIXES = (".localhost", ".local", ".internal", ".lan", ".home.arpa")
+
+
+def _local_host(host: str | None) -> bool:
+    """Loopback, private, link-local or unspecified, by address or by a local-only name."""
+    if not host:
+        return True
+    host = host.strip("[]").lower().rstrip(".")
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        return host == "localhost" or "." not in host or host.endswith(_LOCAL_SUFFIXES)
+    return ip.is_loopback or ip.is_private or ip.is_link_local or ip.is_unspecified
+
+
+def _outgoing_transport(s: Settings) -> bool:
+    """True when the transport hands mail to another machine (not the outbox, not a
+    server on this one or on the local network, as tests and previews use)."""
+    transport = s.delivery.transport
+    if transport == "outbox":
+        return False
+    if transport == "smtp":
+        return not _local_host(s.smtp.host)
+    overrides = {
+        "sendgrid": s.sendgrid.api_base,
+        "mailgun": s.mailgun.api_base,
+        "postmark": s.postmark.api_base,
+        "ses": s.ses.endpoint_url,
+    }
+    if transport not in overrides:
+        return False  # an unknown transport is a problem of its own
+    override = overrides[transport]
+    return not override or not _local_host(urlsplit(override).hostname)
+
+
+def _link_problems(s: Settings) -> list[str]:
+    """Mail that leaves the machine needs links a reader's mail program can open."""
+    if not _outgoing_transport(s) or not s.site.base_url.startswith(("http://", "https://")):
+        return []
+    url = urlsplit(s.site.base_url)
+    why = (
+        f"mail goes out through {s.delivery.transport}, so List-Unsubscribe and every "
+        f"tracked link would not work; set it to the public https address of the web server"
+    )
+    if _local_host(url.hostname):
+        return [f"site.base_url: {s.site.base_url} is a local or private address, but {why}"]
+    if url.scheme != "https":
+        return [f"site.base_url: {s.site.base_url} is not https, but {why}"]
+    return []
+
+
+def link_warnings(s: Settings) -> list[str]:
+    """Link settings that work but look wrong, for `config check`."""
+    url = urlsplit(s.site.base_url)
+    if not _local_host(url.hostname):
+        return []  # a public address: a proxy in front may well use another port
+    try:
+        port = url.port or (443 if url.scheme == "https" else 80)
+    except ValueError:
+        return []
+    if port != s.web.port:
+        return [
+            f"site.base_url: {s.site.base_url} uses port {port}, but the web server "
+            f"listens on [web] port {s.web.port}: links in the emails would not reach it; "
+            f"make the two agree"
+        ]
+    return []
 
 
 _LANGUAGE_TAG = re.compile(r"[A-Za-z]{2,3}(-[A-Za-z0-9]{1,8})*")
