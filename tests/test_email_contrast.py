@@ -151,3 +151,49 @@ def test_dark_mode_screenshots(browser, emails) -> None:
             assert path.stat().st_size > 10_000
     finally:
         context.close()
+
+
+# -- Outlook and small screens -------------------------------------------------------
+
+# Runs in the page: text under 14 px, the computed size of every heading, lang and dir.
+LAYOUT = r"""
+() => {
+  const small = [];
+  const walker = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
+  for (let node = walker.nextNode(); node; node = walker.nextNode()) {
+    const text = node.textContent.replace(/[\s\u034f\u200c]+/g, " ").trim();
+    if (!text || !node.parentElement.checkVisibility({ opacityProperty: true })) continue;
+    const range = document.createRange();
+    range.selectNodeContents(node);
+    if (![...range.getClientRects()].some((r) => r.width > 0 && r.height > 0)) continue;
+    const size = parseFloat(getComputedStyle(node.parentElement).fontSize);
+    if (size < 14) small.push({ text: text.slice(0, 40), size });
+  }
+  const headings = {};
+  for (const level of ["h1", "h2", "h3", "h4"]) {
+    headings[level] = [...document.querySelectorAll(level)].map(
+      (h) => parseFloat(getComputedStyle(h).fontSize));
+  }
+  const root = document.documentElement;
+  return { small, headings, lang: root.getAttribute("lang"), dir: root.getAttribute("dir") };
+}
+"""
+
+
+@pytest.mark.parametrize("size", list(SIZES))
+def test_text_size_and_heading_order(browser, emails, size: str) -> None:
+    context, page = _page(browser, "light", size)
+    try:
+        for name, html in emails.items():
+            page.set_content(html, wait_until="load")
+            layout = page.evaluate(LAYOUT)
+            assert layout["small"] == [], name  # footer and small print: 14 px at least
+            headings = layout["headings"]
+            assert len(headings["h1"]) == 1, (name, headings)
+            # Each level smaller than the one above it, at this width too.
+            levels = [sizes for sizes in headings.values() if sizes]
+            for upper, lower in zip(levels, levels[1:], strict=False):
+                assert min(upper) > max(lower), (name, size, headings)
+            assert (layout["lang"], layout["dir"]) == ("en", "ltr"), name
+    finally:
+        context.close()

@@ -300,6 +300,7 @@ def display_date(value: str | None) -> str:
 
 
 _SLUG_JUNK = re.compile(r"[^a-z0-9]+")
+_ARTICLE_H1 = re.compile(r"<(/?)h1\b", re.IGNORECASE)
 
 
 def article_slug(article: Mapping[str, Any]) -> str:
@@ -330,6 +331,8 @@ def article_context(
     """
     body = article.get("body_html") or ""
     if body:
+        # The email's own title is its one h1: a heading of the article's is one level down.
+        body = _ARTICLE_H1.sub(r"<\1h2", body)
         # Styled by the template's .article-body rules, inlined once per campaign.
         body = inline_fragment(f'<div class="article-body">{body}</div>', css)
     url = article.get("url") or ""
