@@ -58,6 +58,18 @@ def test_no_empty_link_in_any_message(workspace: Workspace) -> None:
         for line in text.splitlines():
             if line.startswith("Read"):
                 assert re.search(r"https?://\S+", line), line
+    # The saved page is announced alone: its button says where it leads.
+    lone = campaigns.create(
+        store, workspace.settings, "Hi", str(without_url[0]["id"]), None, None, NOW
+    )
+    mail = campaigns.load_mail(
+        store, lone, workspace.templates("announcement"), workspace.settings, workspace.signer
+    )
+    rendered = mail.render(campaigns.SAMPLE_SUBSCRIBER, tracked=False)
+    assert "Read it online" in rendered.html and "on the blog" not in rendered.html
+    page = article_page_url(workspace.settings.site.base_url, without_url[0])
+    # (The text part may wrap the line before the URL.)
+    assert f"Read it online: {page}" in " ".join(rendered.text.split())
     # The page links are click-tracked like any article link, tied to their article.
     links = store._rows("SELECT url, article_id FROM links WHERE campaign_id = ?", [campaign_id])
     by_url = {r["url"]: r["article_id"] for r in links}

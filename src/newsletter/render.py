@@ -336,12 +336,15 @@ def article_context(
         # Styled by the template's .article-body rules, inlined once per campaign.
         body = inline_fragment(f'<div class="article-body">{body}</div>', css)
     url = article.get("url") or ""
-    if not url and base_url:
-        url = article_page_url(base_url, article)
+    own_page = bool(not url and base_url)
+    if own_page:
+        url = article_page_url(base_url or "", article)
     return {
         "id": article["id"],
         "title": article["title"],
         "url": url,
+        # The link is the article's page on our web server, not a blog post.
+        "own_page": own_page,
         "summary": article.get("summary") or "",
         "image": article.get("image"),
         "image_alt": article.get("image_alt"),
