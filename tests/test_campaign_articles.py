@@ -89,3 +89,15 @@ def test_cli_says_which_design_it_used(cli) -> None:
         r"digest design",
         result.stderr,
     )
+
+
+def test_a_stored_announcement_of_several_articles_renders_them_all(workspace: Workspace) -> None:
+    """A draft made before the rule (stored as an announcement) shows every article."""
+    store = workspace.store
+    jobs.fetch_sources(workspace, store, NOW)
+    campaign_id = campaigns.create(store, workspace.settings, "Hi", "new", "digest", None, NOW)
+    store.conn.execute("UPDATE campaigns SET template = 'announcement' WHERE id = ?", [campaign_id])
+    mail = jobs.campaign_mail(workspace, store, campaign_id)
+    html = mail.render(campaigns.SAMPLE_SUBSCRIBER, tracked=False).html
+    for article in store.articles():
+        assert _escaped(article["title"]) in html

@@ -119,6 +119,15 @@ def article_pages(store: Store, settings: Settings, campaign_id: int) -> list[tu
     ]
 
 
+def design(campaign: Mapping[str, Any]) -> str:
+    """The template set a campaign renders with: its own, by the one rule for articles.
+
+    A campaign stored as an announcement of several articles (made before the
+    rule) renders as a digest, so every article it counts as sent is shown.
+    """
+    return choose_template(campaign["template"], len(campaign["article_ids"]))
+
+
 def schedule(
     store: Store,
     campaign_id: int,

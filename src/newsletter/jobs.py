@@ -304,7 +304,7 @@ def campaign_mail(ws: Workspace, store: Store, campaign_id: int) -> campaigns.Ca
     """The campaign's renderer with the workspace's templates, settings and signer."""
     campaign = store.campaign(campaign_id)
     return campaigns.load_mail(
-        store, campaign_id, ws.templates(campaign["template"]), ws.settings, ws.signer
+        store, campaign_id, ws.templates(campaigns.design(campaign)), ws.settings, ws.signer
     )
 
 
@@ -367,7 +367,7 @@ def prepare_send(
     the database as it was.
     """
     campaign = store.campaign(campaign_id)
-    templates = ws.templates(campaign["template"])
+    templates = ws.templates(campaigns.design(campaign))
     transport = ws.transport()
     try:
         mail = campaigns.load_mail(store, campaign_id, templates, ws.settings, ws.signer)
@@ -427,7 +427,7 @@ def shard_parts(
     store = ws.open_store()
     campaign = store.campaign(campaign_id)
     mail = campaigns.load_mail(
-        store, campaign_id, ws.templates(campaign["template"]), settings, ws.signer
+        store, campaign_id, ws.templates(campaigns.design(campaign)), settings, ws.signer
     )
     if campaign["kind"] != "manual":
         mail.set_personal(store.personal_articles(campaign_id))

@@ -163,9 +163,8 @@ def create_app(
             return page("notfound.html", 404)
         try:
             campaign = store.campaign(data.campaign_id)
-            mail = campaigns.load_mail(
-                store, data.campaign_id, ws.templates(campaign["template"]), ws.settings, signer
-            )
+            templates = ws.templates(campaigns.design(campaign))
+            mail = campaigns.load_mail(store, data.campaign_id, templates, ws.settings, signer)
             # No pixel: the page itself is counted as a view, not as an open.
             rendered = mail.render(subscriber, pixel=False)
         except NewsletterError as exc:
