@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 WORKSPACE ?= workspace
 # Debian packages the test suite and the benchmarks need (installed only when missing).
-SYSTEM_PACKAGES := spamassassin chromium
+SYSTEM_PACKAGES := spamassassin chromium libmail-dkim-perl
 BENCH_PACKAGES := wrk
 # The clock-shifting runs of `make test-future` (libfaketime).
 FUTURE_PACKAGES := faketime

@@ -417,3 +417,22 @@ def test_pause_resume_cancel_and_retry_failed(admin_page, dashboard) -> None:
     assert refused.status == 400
     assert "cannot send a campaign that is cancelled" in refused.text()
     assert dashboard.ws.store.campaign(2)["status"] == "cancelled"
+
+
+def test_creating_a_campaign_names_articles_that_link_to_their_own_page(
+    admin_page, dashboard
+) -> None:
+    page, url = admin_page, dashboard.url
+    ws = dashboard.ws
+    saved = Path(__file__).parent / "data" / "long-drives.txt"
+    (ws.root / "articles" / "long-drives.txt").write_text(saved.read_text())
+    jobs.fetch_sources(ws, ws.store, dt.datetime.now(dt.UTC))
+    page.goto(url + "/campaigns/new")
+    page.get_by_label("Subject", exact=True).fill("From the clinic")
+    page.get_by_role("button", name="Create draft").click()
+    page.wait_for_url(re.compile(r".*/campaigns/\d+$"))
+    status = page.get_by_role("status")
+    expect(status).to_contain_text("link to their page on this server")
+    expect(status).to_contain_text("Does Your Back Hate Long Drives?")
+    # The sample articles have addresses of their own: not named.
+    expect(status).not_to_contain_text("Neck Pain at the Desk")

@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from newsletter.errors import ConfigError
 
@@ -246,6 +247,10 @@ class Dkim:
     domain: str = ""
     selector: str = ""
     private_key_file: str = ""
+    # A second key, Ed25519 (RFC 8463), signing beside the first (RSA): receivers that
+    # know only RSA still find a signature they can check.
+    ed25519_selector: str = ""
+    ed25519_private_key_file: str = ""
 
 
 # Email API providers. Keys and webhook secrets come only from the environment
@@ -307,6 +312,12 @@ class Tracking:
 class Templates:
     # "auto": the announcement design for one article, the digest for several.
     default: str = "auto"
+    # The inbox preview text of a campaign that sets none: "auto" (the article's
+    # summary, or the titles of several), a fixed text, or "" for none.
+    preheader: str = "auto"
+    # The language of the emails (a BCP 47 tag such as en, de-CH, ar): the lang
+    # attribute, and the writing direction (right to left for Arabic, Hebrew ...).
+    language: str = "en"
 
 
 @dataclass(frozen=True)
@@ -342,6 +353,7 @@ class Secrets:
     secret_key: str = field(default="", repr=False)
     smtp_password: str = field(default="", repr=False)
     dkim_private_key: str = field(default="", repr=False)
+    dkim_ed25519_private_key: str = field(default="", repr=False)
     # Wix Blog metrics API key, for feeds that set wix_site_id.
     wix_api_key: str = field(default="", repr=False)
     # Email API providers: sending keys, then what verifies their webhooks.
@@ -362,6 +374,7 @@ class Secrets:
             secret_key=env.get("NEWSLETTER_SECRET_KEY", ""),
             smtp_password=env.get("NEWSLETTER_SMTP_PASSWORD", ""),
             dkim_private_key=env.get("NEWSLETTER_DKIM_PRIVATE_KEY", ""),
+            dkim_ed25519_private_key=env.get("NEWSLETTER_DKIM_ED25519_PRIVATE_KEY", ""),
             wix_api_key=env.get("NEWSLETTER_WIX_API_KEY", ""),
             sendgrid_api_key=env.get("NEWSLETTER_SENDGRID_API_KEY", ""),
             mailgun_api_key=env.get("NEWSLETTER_MAILGUN_API_KEY", ""),
@@ -509,11 +522,17 @@ def validate(settings: Settings) -> list[str]:
         problems.append("delivery.concurrency: must be at least 1")
     if s.delivery.processes < 0:
         problems.append("delivery.processes: must be 0 (one per CPU core) or more")
-    dkim_keys = (s.dkim.domain, s.dkim.selector)
+    dkim_keys = (s.dkim.domain, s.dkim.selector or s.dkim.ed25519_selector)
     if any(dkim_keys) and not all(dkim_keys):
         problems.append(
             "dkim: set both domain and selector (and private_key_file or "
             "NEWSLETTER_DKIM_PRIVATE_KEY), or neither"
+        )
+    if s.dkim.ed25519_selector and not s.dkim.domain:
+        problems.append("dkim.ed25519_selector: set dkim.domain too (the signing domain)")
+    if s.dkim.ed25519_private_key_file and not s.dkim.ed25519_selector:
+        problems.append(
+            "dkim.ed25519_private_key_file: set dkim.ed25519_selector, the DNS name of its key"
         )
     if s.delivery.max_attempts < 1:
         problems.append("delivery.max_attempts: must be at least 1")
@@ -535,6 +554,8 @@ def validate(settings: Settings) -> list[str]:
     problems.extend(_provider_problems(s))
     problems.extend(_subscriber_problems(s.subscribers, s.consent))
     problems.extend(_schedule_problems(s))
+    problems.extend(_template_problems(s.templates))
+    problems.extend(_link_problems(s))
     if s.schedule.poll_interval < 1:
         problems.append("schedule.poll_interval: must be at least 1 second")
     try:
@@ -567,6 +588,89 @@ def _schedule_problems(s: Settings) -> list[str]:
         problems.append(
             "automation.welcome_template: [subscribers] welcome_template already sends a "
             "welcome email at once; set only one of them"
+        )
+    return problems
+
+
+# Host names that never name a machine on the internet.
+_LOCAL_SUFFIXES = (".localhost", ".local", ".internal", ".lan", ".home.arpa")
+
+
+def _local_host(host: str | None) -> bool:
+    """Loopback, private, link-local or unspecified, by address or by a local-only name."""
+    if not host:
+        return True
+    host = host.strip("[]").lower().rstrip(".")
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        return host == "localhost" or "." not in host or host.endswith(_LOCAL_SUFFIXES)
+    return ip.is_loopback or ip.is_private or ip.is_link_local or ip.is_unspecified
+
+
+def _outgoing_transport(s: Settings) -> bool:
+    """True when the transport hands mail to another machine (not the outbox, not a
+    server on this one or on the local network, as tests and previews use)."""
+    transport = s.delivery.transport
+    if transport == "outbox":
+        return False
+    if transport == "smtp":
+        return not _local_host(s.smtp.host)
+    overrides = {
+        "sendgrid": s.sendgrid.api_base,
+        "mailgun": s.mailgun.api_base,
+        "postmark": s.postmark.api_base,
+        "ses": s.ses.endpoint_url,
+    }
+    if transport not in overrides:
+        return False  # an unknown transport is a problem of its own
+    override = overrides[transport]
+    return not override or not _local_host(urlsplit(override).hostname)
+
+
+def _link_problems(s: Settings) -> list[str]:
+    """Mail that leaves the machine needs links a reader's mail program can open."""
+    if not _outgoing_transport(s) or not s.site.base_url.startswith(("http://", "https://")):
+        return []
+    url = urlsplit(s.site.base_url)
+    why = (
+        f"mail goes out through {s.delivery.transport}, so List-Unsubscribe and every "
+        f"tracked link would not work; set it to the public https address of the web server"
+    )
+    if _local_host(url.hostname):
+        return [f"site.base_url: {s.site.base_url} is a local or private address, but {why}"]
+    if url.scheme != "https":
+        return [f"site.base_url: {s.site.base_url} is not https, but {why}"]
+    return []
+
+
+def link_warnings(s: Settings) -> list[str]:
+    """Link settings that work but look wrong, for `config check`."""
+    url = urlsplit(s.site.base_url)
+    if not _local_host(url.hostname):
+        return []  # a public address: a proxy in front may well use another port
+    try:
+        port = url.port or (443 if url.scheme == "https" else 80)
+    except ValueError:
+        return []
+    if port != s.web.port:
+        return [
+            f"site.base_url: {s.site.base_url} uses port {port}, but the web server "
+            f"listens on [web] port {s.web.port}: links in the emails would not reach it; "
+            f"make the two agree"
+        ]
+    return []
+
+
+_LANGUAGE_TAG = re.compile(r"[A-Za-z]{2,3}(-[A-Za-z0-9]{1,8})*")
+
+
+def _template_problems(templates: Templates) -> list[str]:
+    problems = []
+    if not _LANGUAGE_TAG.fullmatch(templates.language):
+        problems.append(
+            f"templates.language: {templates.language!r} is not a language tag; "
+            f"use one such as en, de, fr-CA or ar"
         )
     return problems
 

@@ -21,7 +21,7 @@ from newsletter import tracking
 from newsletter.config import Settings
 from newsletter.errors import InputError, NotFound, PermanentError, TransientError
 from newsletter.mime import compose
-from newsletter.render import TemplateSet, subscriber_context
+from newsletter.render import TemplateSet, site_context, subscriber_context
 from newsletter.store import Store
 from newsletter.subscribers import normalize_email
 from newsletter.transports import SENT, Content, Envelope, Transport
@@ -209,7 +209,7 @@ def send_confirmation(
             # back in mail we send to whoever owns the address.
             "subscriber": {"email": subscriber["email"]},
             "sender": _sender(settings),
-            "site": {"base_url": settings.site.base_url},
+            "site": site_context(settings.site.base_url, settings.templates.language),
             "consent": {"text": consent["text"], "version": consent["text_version"]},
             "lists": consent["lists"],
             "links": {"confirm": f"{base}/confirm/{token}"},
@@ -249,7 +249,7 @@ def send_welcome(
         {
             "subscriber": subscriber_context(subscriber),
             "sender": _sender(settings),
-            "site": {"base_url": settings.site.base_url},
+            "site": site_context(settings.site.base_url, settings.templates.language),
             "lists": [
                 m["name"] for m in store.memberships(subscriber_id) if not m["unsubscribed_at"]
             ],

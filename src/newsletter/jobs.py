@@ -99,12 +99,14 @@ def import_subscriber_folder(
 def _auto_subject(ws: Workspace) -> Callable[[list[dict[str, Any]]], tuple[str, str]]:
     """(subject, template) of an automatic campaign from its articles, rendered once."""
 
+    base_url = ws.settings.site.base_url
+
     def make(articles: list[dict[str, Any]]) -> tuple[str, str]:
         templates = ws.templates(choose_template(ws.settings.templates.default, len(articles)))
         sender = ws.settings.sender
         subject = templates.subject(
             {
-                "articles": [article_context(a) for a in articles],
+                "articles": [article_context(a, base_url=base_url) for a in articles],
                 "sender": {"name": sender.from_name, "address": sender.from_address},
                 "campaign": {"subject": "", "preheader": ""},
             }
@@ -301,7 +303,7 @@ def campaign_mail(ws: Workspace, store: Store, campaign_id: int) -> campaigns.Ca
     """The campaign's renderer with the workspace's templates, settings and signer."""
     campaign = store.campaign(campaign_id)
     return campaigns.load_mail(
-        store, campaign_id, ws.templates(campaign["template"]), ws.settings, ws.signer
+        store, campaign_id, ws.templates(campaigns.design(campaign)), ws.settings, ws.signer
     )
 
 
@@ -327,6 +329,14 @@ def send_test(
     finally:
         transport.close()
     return address
+
+
+def config_warnings(ws: Workspace) -> list[str]:
+    """Settings that work but will hurt, for `config check` (a key that cannot load raises)."""
+    from newsletter.config import link_warnings
+    from newsletter.transports import dkim_warnings
+
+    return link_warnings(ws.settings) + dkim_warnings(ws.settings, ws.secrets, ws.root)
 
 
 def check_transport(ws: Workspace) -> str:
@@ -356,7 +366,7 @@ def prepare_send(
     the database as it was.
     """
     campaign = store.campaign(campaign_id)
-    templates = ws.templates(campaign["template"])
+    templates = ws.templates(campaigns.design(campaign))
     transport = ws.transport()
     try:
         mail = campaigns.load_mail(store, campaign_id, templates, ws.settings, ws.signer)
@@ -416,7 +426,7 @@ def shard_parts(
     store = ws.open_store()
     campaign = store.campaign(campaign_id)
     mail = campaigns.load_mail(
-        store, campaign_id, ws.templates(campaign["template"]), settings, ws.signer
+        store, campaign_id, ws.templates(campaigns.design(campaign)), settings, ws.signer
     )
     if campaign["kind"] != "manual":
         mail.set_personal(store.personal_articles(campaign_id))

@@ -20,6 +20,7 @@ from email_validator import EmailNotValidError, validate_email
 from email_validator.rfc_constants import CASE_INSENSITIVE_MAILBOX_NAMES
 
 from newsletter.errors import InputError
+from newsletter.store.base import mailbox_key
 
 # Header names seen in the exports of common tools, lower-cased, with runs of
 # spaces, dashes and underscores written as one space.
@@ -404,7 +405,7 @@ def parse_csv(
     role_of.update({i: "consent evidence" for i, _ in evidence_cols})
     role_of.update({i: f"attribute:{name}" for i, name in attribute_cols})
     parsed.columns = [(h, role_of.get(i, "ignored")) for i, h in enumerate(headers)]
-    seen: set[str] = set()
+    seen: set[str] = set()  # mailbox keys: ALICE@ is alice@
     problems = parsed.problems
     rows_out = parsed.rows
     report_every = 5000
@@ -489,7 +490,7 @@ def parse_csv(
         except EmailNotValidError as exc:
             problems.append(f"{name}:{line}: invalid address {_printable(raw, 80)!r} ({exc})")
             continue
-        if email in seen:
+        if mailbox_key(email) in seen:
             parsed.duplicates += 1
             continue
         if len(row) != pad:
@@ -506,7 +507,7 @@ def parse_csv(
                 problems.append(f"{name}:{line}: the attributes column is not a JSON object")
                 continue
             attributes = {**decoded, **attributes}
-        seen.add(email)
+        seen.add(mailbox_key(email))
         first_name = row[first_idx].strip()
         last_name = row[last_idx].strip()
         if not first_name and not last_name:

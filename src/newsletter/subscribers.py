@@ -60,7 +60,8 @@ class ImportReport:
             f"{self.name} ({FORMATS.get(self.format, self.format)}): {self.added} added, "
             f"{self.existing} already present, {self.suppressed} suppressed (unsubscribed, "
             f"bounced, complained or erased; left as they are), {self.opted_out} opted out in "
-            f"the file (kept on the suppression list), {self.duplicates} duplicate rows, "
+            f"the file (kept on the suppression list), {self.duplicates} duplicate rows "
+            "(a mailbox already given, in any capitals), "
             f"{len(self.problems)} bad rows"
         )
 
@@ -115,6 +116,8 @@ def save(
         on_progress=saving,
     )
     report.added, report.existing = counts["added"], counts["existing"]
+    # Rows naming a mailbox already there in other capitals are duplicates too.
+    report.duplicates += counts["duplicates"]
     report.suppressed, report.opted_out = counts["suppressed"], counts["opted_out"]
     return report
 

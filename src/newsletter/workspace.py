@@ -105,6 +105,11 @@ retention_days = 0
 [templates]
 # auto: "announcement" for a single article, "digest" for several; or name a set.
 default = "auto"
+# inbox preview text of campaigns that set none: auto (the article's summary, or the
+# titles of several), a fixed text, or "" for none
+preheader = "auto"
+# language of the emails (lang attribute; ar, he, fa ... are written right to left)
+language = "en"
 """
 
 GITIGNORE = """\

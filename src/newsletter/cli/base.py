@@ -72,7 +72,7 @@ def subscriber_by_email(ws: Workspace, email: str) -> dict[str, Any]:
         address = subscribers.normalize_email(email)
     except Exception:  # noqa: BLE001 - any invalid input means "not ours"
         address = email.strip()
-    found = ws.store.subscriber_by_email(address, any_case=True)
+    found = ws.store.subscriber_by_email(address)
     if found is None:
         raise NotFound(f"{email}: no such subscriber; see `newsletter subscribers list`")
     return found

@@ -10,12 +10,13 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
+from markupsafe import Markup
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from newsletter import campaigns, clock, tracking
+from newsletter import campaigns, clock, render, tracking
 from newsletter.errors import NewsletterError
 from newsletter.web.dashboard import Dashboard
 from newsletter.web.events import EventWriter, Privacy
@@ -28,6 +29,18 @@ NO_CACHE = {
     "Cache-Control": "no-store, no-cache, must-revalidate, max-age=0",
     "Pragma": "no-cache",
     "Expires": "0",
+}
+# An article's public page: its body was sanitized when it was fetched; images may
+# come from anywhere, nothing else may, and the page cannot be framed.
+ARTICLE_HEADERS = {
+    "Cache-Control": "public, max-age=300",
+    "Content-Security-Policy": (
+        "default-src 'none'; img-src https: http:; style-src 'unsafe-inline'; "
+        "frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
+    ),
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",
+    "X-Content-Type-Options": "nosniff",
 }
 _pages = jinja2.Environment(
     loader=jinja2.FileSystemLoader(str(Path(__file__).parent / "templates")),
@@ -148,9 +161,8 @@ def create_app(
             return page("notfound.html", 404)
         try:
             campaign = store.campaign(data.campaign_id)
-            mail = campaigns.load_mail(
-                store, data.campaign_id, ws.templates(campaign["template"]), ws.settings, signer
-            )
+            templates = ws.templates(campaigns.design(campaign))
+            mail = campaigns.load_mail(store, data.campaign_id, templates, ws.settings, signer)
             # No pixel: the page itself is counted as a view, not as an open.
             rendered = mail.render(subscriber, pixel=False)
         except NewsletterError as exc:
@@ -158,6 +170,30 @@ def create_app(
             return page("notfound.html", 404)
         record(event(request, "view", data, detail="browser"))
         return HTMLResponse(rendered.html, headers=NO_CACHE)
+
+    async def article_page(request: Request) -> Response:
+        # The page of an article with no URL of its own, linked from the emails: the
+        # same for every reader, with nothing about who follows the link.
+        slug = request.path_params["slug"]
+        head = slug.partition("-")[0]
+        article = store.campaign_article(int(head)) if head.isdigit() else None
+        if article is None:
+            return page("notfound.html", 404)
+        if article.get("url"):
+            return RedirectResponse(article["url"], status_code=301)
+        canonical = render.article_slug(article)
+        if slug != canonical:
+            return RedirectResponse(f"/articles/{canonical}", status_code=301)
+        body = _pages.get_template("article.html").render(
+            sender_name=sender_name,
+            article={**article, "body_html": Markup(article.get("body_html") or "")},
+            byline=" · ".join(
+                p
+                for p in (article.get("author"), render.display_date(article.get("published")))
+                if p
+            ),
+        )
+        return HTMLResponse(body, headers=ARTICLE_HEADERS)
 
     @asynccontextmanager
     async def lifespan(app: Starlette):  # type: ignore[no-untyped-def]
@@ -177,6 +213,7 @@ def create_app(
         Route("/c/{token}", click, methods=["GET", "HEAD"]),
         Route("/u/{token}", unsubscribe, methods=["GET", "POST"]),
         Route("/v/{token}", view),
+        Route("/articles/{slug}", article_page),
         *subscriber_pages.routes,
         *webhook_routes(ws.settings, ws.secrets, store, clock, sns_fetch),
         *dashboard.routes,

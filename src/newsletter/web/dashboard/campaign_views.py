@@ -132,7 +132,15 @@ def routes(d: Dashboard) -> list[Route]:
             )
         except NewsletterError as exc:
             return new_form(request, 400, error=str(exc), **values)
-        return back(new_id, f"Campaign {new_id} created as a draft.", request)
+        message = f"Campaign {new_id} created as a draft."
+        pages = campaigns.article_pages(store, d.ws.settings, new_id)
+        if pages:
+            titles = ", ".join(f"“{title}”" for title, _ in pages)
+            message += (
+                f" Without a web address of their own, these articles link to their page "
+                f"on this server: {titles}."
+            )
+        return back(new_id, message, request)
 
     @d.page()
     async def campaign_page(request: Request) -> Response:
