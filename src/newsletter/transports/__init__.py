@@ -22,6 +22,7 @@ from typing import Protocol
 from newsletter.config import Secrets, Settings
 from newsletter.errors import (
     AccountError,
+    AddressUnusable,
     ConfigError,
     InDoubtError,
     MessageRejected,
@@ -38,6 +39,9 @@ SENT, TRANSIENT, PERMANENT, REJECTED, IN_DOUBT = (
     "rejected",
     "in_doubt",
 )
+# The transport cannot carry this one address (needs SMTPUTF8): the message fails,
+# and, unlike REJECTED, it says nothing about the campaign as a whole.
+UNUSABLE = "unusable"
 
 
 @dataclass(frozen=True)
@@ -69,7 +73,7 @@ class Outcome:
     """What the provider said about one envelope."""
 
     key: str
-    status: str  # SENT, TRANSIENT, PERMANENT, REJECTED or IN_DOUBT
+    status: str  # SENT, TRANSIENT, PERMANENT, REJECTED, UNUSABLE or IN_DOUBT
     provider_id: str | None = None
     error: str = ""
     retry_after: float | None = None  # seconds, when the provider said when to come back
@@ -114,6 +118,8 @@ def outcomes_one_by_one(
                 raise
             outcomes.extend(Outcome(e.key, TRANSIENT, error=str(exc)) for e in envelopes[index:])
             return outcomes
+        except AddressUnusable as exc:
+            outcomes.append(Outcome(envelope.key, UNUSABLE, error=str(exc)))
         except MessageRejected as exc:
             outcomes.append(Outcome(envelope.key, REJECTED, error=str(exc)))
         except PermanentError as exc:
