@@ -584,8 +584,8 @@ BOUNDS: dict[str, tuple[float, float, str]] = {
     "delivery.max_retry_backoff": (1, 7 * DAY, " seconds"),
     "delivery.pause_after_failures": (1, 100_000, " failures"),
     "smtp.port": (1, 65535, ""),
-    "smtp.timeout": (1, 600, " seconds"),
-    "sources.timeout": (1, 600, " seconds"),
+    "smtp.timeout": (0.1, 600, " seconds"),
+    "sources.timeout": (0.1, 600, " seconds"),
     "sources.max_bytes": (1024, 1_000_000_000, " bytes"),
     "sources.max_redirects": (0, 20, ""),
     "subscribers.confirm_days": (1, 365, " days"),
@@ -595,10 +595,10 @@ BOUNDS: dict[str, tuple[float, float, str]] = {
     "schedule.quiet_period": (0, 7 * DAY, " seconds"),
     "automation.welcome_delay": (0, 365 * DAY, " seconds"),
     "automation.latest_articles": (0, 100, " articles"),
-    "sendgrid.timeout": (1, 600, " seconds"),
-    "mailgun.timeout": (1, 600, " seconds"),
-    "postmark.timeout": (1, 600, " seconds"),
-    "ses.timeout": (1, 600, " seconds"),
+    "sendgrid.timeout": (0.1, 600, " seconds"),
+    "mailgun.timeout": (0.1, 600, " seconds"),
+    "postmark.timeout": (0.1, 600, " seconds"),
+    "ses.timeout": (0.1, 600, " seconds"),
     "web.port": (0, 65535, " (0: any free port)"),
     "tracking.retention_days": (0, 36500, " days (0: kept)"),
 }
@@ -702,12 +702,9 @@ def _provider_problems(s: Settings) -> list[str]:
     return problems
 
 
-def transport_problems(settings: Settings, secrets: Secrets) -> list[str]:
-    """Return what the chosen transport and the configured webhooks still lack.
-
-    Settings that are valid on their own can still leave the chosen provider
-    unusable: its key missing from the environment, no Mailgun domain.
-    """
+def sending_problems(settings: Settings, secrets: Secrets) -> list[str]:
+    """What only sending needs (the provider's key, its domain or region): commands that
+    send nothing (fetch, stats, imports) run without it."""
     problems = []
     transport = settings.delivery.transport
     if transport == "mailgun" and not settings.mailgun.domain.strip():
@@ -720,6 +717,16 @@ def transport_problems(settings: Settings, secrets: Secrets) -> list[str]:
                 f"{variable}: not set; the {transport} transport needs it "
                 f"(secrets come only from the environment)"
             )
+    return problems
+
+
+def transport_problems(settings: Settings, secrets: Secrets) -> list[str]:
+    """Return what the chosen transport and the configured webhooks still lack.
+
+    Settings that are valid on their own can still leave the chosen provider
+    unusable: its key missing from the environment, no Mailgun domain.
+    """
+    problems = sending_problems(settings, secrets)
     if secrets.sendgrid_webhook_public_key:
         try:
             from newsletter.web.webhooks import load_sendgrid_key

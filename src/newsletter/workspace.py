@@ -167,6 +167,8 @@ class Workspace:
     settings: Settings
     secrets: Secrets
     problems: list[str] = field(default_factory=list)
+    # What only sending needs and lacks: raised by transport(), not by open().
+    sending_problems: list[str] = field(default_factory=list)
 
     @classmethod
     def open(
@@ -185,7 +187,9 @@ class Workspace:
                     "NEWSLETTER_SECRET_KEY: not set and no .secret_key file in the workspace; "
                     "set the variable to a long random string"
                 )
-        problems.extend(config.transport_problems(settings, secrets))
+        # A missing provider key stops what sends (transport()), not what only reads.
+        sending = config.sending_problems(settings, secrets)
+        problems.extend(p for p in config.transport_problems(settings, secrets) if p not in sending)
         if settings.tracking.signals_file:
             signals_path = root / settings.tracking.signals_file
             if not signals_path.is_file():
@@ -205,7 +209,7 @@ class Workspace:
                 else ""
             )
             raise ConfigError(problems[0] + more)
-        return cls(root, settings, secrets, problems)
+        return cls(root, settings, secrets, problems + sending, sending)
 
     def path(self, relative: str) -> Path:
         path = Path(relative)
@@ -233,7 +237,17 @@ class Workspace:
         return load_signals(self.path(name) if name else classify.DEFAULT_SIGNALS)
 
     def transport(self) -> Transport:
+        self.require_sending()
         return open_transport(self.settings, self.secrets, self.root)
+
+    def require_sending(self) -> None:
+        """Stop with what sending still lacks (the provider's key), naming it."""
+        if self.sending_problems:
+            more = len(self.sending_problems) - 1
+            raise ConfigError(
+                self.sending_problems[0]
+                + (f" (and {more} more; run `newsletter config check`)" if more else "")
+            )
 
     def templates(self, name: str) -> TemplateSet:
         return TemplateSet(name, self.root / "templates")

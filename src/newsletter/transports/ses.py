@@ -29,8 +29,9 @@ from botocore.exceptions import (
 
 from newsletter.config import Secrets, Settings
 from newsletter.errors import AccountError, InDoubtError, PermanentError, TransientError
+from newsletter.mime import ascii_domain
 from newsletter.transports import Envelope, Outcome, outcomes_one_by_one
-from newsletter.transports.httpapi import DELIVERY_KEY, require
+from newsletter.transports.httpapi import DELIVERY_KEY, api_address, require
 
 # Tag values may hold only these characters.
 _TAG_UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
@@ -88,9 +89,11 @@ class SesTransport:
     def send(self, envelope: Envelope) -> str | None:
         """Hand one message to SES; return its MessageId."""
         what = f"ses {envelope.recipient}"
+        # SES does not support SMTPUTF8: a non-ASCII local part fails this message
+        # alone, and a domain must be in Punycode (the SES Destination reference).
         request: dict[str, Any] = {
-            "FromEmailAddress": envelope.sender,
-            "Destination": {"ToAddresses": [envelope.recipient]},
+            "FromEmailAddress": ascii_domain(envelope.sender),
+            "Destination": {"ToAddresses": [api_address(envelope.recipient, "SES", False)]},
             "Content": {"Raw": {"Data": envelope.data}},
             "EmailTags": [{"Name": DELIVERY_KEY, "Value": tag_value(envelope.key)}],
         }
