@@ -92,7 +92,11 @@ def import_subscriber_folder(
         return []
     return [
         subscribers.import_file(
-            store, path, now, confirmed=ws.settings.subscribers.import_confirmed
+            store,
+            path,
+            now,
+            confirmed=ws.settings.subscribers.import_confirmed,
+            eai_refusal=ws.eai_refusal,
         )
         for path in sorted(directory.glob("*.csv"))
     ]

@@ -56,6 +56,11 @@ def needs_smtputf8(address: str) -> bool:
     return not address.rpartition("@")[0].isascii()
 
 
+def unreachable(address: str, refusal: str) -> str:
+    """Why an internationalised mailbox is refused where the transport cannot carry it."""
+    return f"{address}: needs SMTPUTF8 (a non-ASCII address), {refusal}; no email could reach it"
+
+
 def ascii_domain(address: str) -> str:
     """The address with its domain as A-labels (Punycode), as every envelope and API
     body needs; the local part is left as it is. Raises InputError for a domain

@@ -21,7 +21,7 @@ from newsletter.errors import ConfigError, InputError
 from newsletter.render import DEFAULTS_DIR, TemplateSet
 from newsletter.store import Store
 from newsletter.tracking import Signer
-from newsletter.transports import Transport, open_transport
+from newsletter.transports import Transport, eai_refusal, open_transport
 
 KEY_FILE = ".secret_key"
 
@@ -239,6 +239,15 @@ class Workspace:
     def transport(self) -> Transport:
         self.require_sending()
         return open_transport(self.settings, self.secrets, self.root)
+
+    def eai_refusal(self) -> str | None:
+        """Why no email could reach an internationalised mailbox through this workspace's
+        transport, or None (it can, or cannot tell); asked once, when first needed."""
+        if "_eai_refusal" not in self.__dict__:
+            if self.sending_problems:
+                return None  # nothing can be sent yet; the send will say why
+            self.__dict__["_eai_refusal"] = eai_refusal(self.settings, self.secrets, self.root)
+        return self.__dict__["_eai_refusal"]
 
     def require_sending(self) -> None:
         """Stop with what sending still lacks (the provider's key), naming it."""

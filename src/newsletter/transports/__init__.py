@@ -26,6 +26,7 @@ from newsletter.errors import (
     ConfigError,
     InDoubtError,
     MessageRejected,
+    NewsletterError,
     PermanentError,
     TransientError,
 )
@@ -205,6 +206,31 @@ REGISTRY: dict[str, Factory] = {
     "smtp": _smtp,
     **{name: _provider(name) for name in ("sendgrid", "mailgun", "postmark", "ses")},
 }
+
+
+def eai_refusal(settings: Settings, secrets: Secrets, workspace: Path) -> str | None:
+    """Why the configured transport cannot carry an internationalised mailbox (a non-ASCII
+    local part), as the end of "needs SMTPUTF8, ..."; None when it can, or cannot tell
+    (the send then decides for each message).
+
+    The outbox writes files and takes any address; an email API answers from its
+    documentation (the module's ``EAI_REFUSAL``); an SMTP server is asked (EHLO).
+    """
+    name = settings.delivery.transport
+    if name == "outbox":
+        return None
+    if name != "smtp":
+        from importlib import import_module
+
+        return getattr(import_module(f"newsletter.transports.{name}"), "EAI_REFUSAL", None)
+    try:
+        transport = open_transport(settings, secrets, workspace)
+    except NewsletterError:
+        return None
+    try:
+        return transport.smtputf8_refusal()  # type: ignore[attr-defined]
+    finally:
+        transport.close()
 
 
 def open_transport(settings: Settings, secrets: Secrets, workspace: Path) -> Transport:

@@ -27,6 +27,8 @@ from newsletter.transports.httpapi import (
     retry_after,
 )
 
+# Mailgun's HTTP API takes internationalised mailboxes (SMTPUTF8).
+EAI_REFUSAL: str | None = None
 ENDPOINTS = {"us": "https://api.mailgun.net", "eu": "https://api.eu.mailgun.net"}
 
 

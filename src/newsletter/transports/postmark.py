@@ -38,6 +38,9 @@ from newsletter.transports.httpapi import (
     retry_after,
 )
 
+# An internationalised mailbox (non-ASCII local part) cannot go through this API.
+EAI_REFUSAL: str | None = "which Postmark does not accept"
+
 API_BASE = "https://api.postmarkapp.com"
 BATCH_LIMIT = 500
 # Postmark takes at most 50 MB per call; stay clear of it, JSON escaping included.

@@ -30,6 +30,9 @@ from newsletter.transports.httpapi import (
     retry_after,
 )
 
+# An internationalised mailbox (non-ASCII local part) cannot go through this API.
+EAI_REFUSAL: str | None = "which SendGrid does not accept"
+
 ENDPOINTS = {"us": "https://api.sendgrid.com", "eu": "https://api.eu.sendgrid.com"}
 # Headers SendGrid sets itself and refuses in "headers"; Reply-To has its own field.
 RESERVED = {

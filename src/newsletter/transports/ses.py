@@ -51,6 +51,10 @@ def tag_value(key: str) -> str:
     return _TAG_UNSAFE.sub("_", key)[:256]
 
 
+# An internationalised mailbox (non-ASCII local part) cannot go through this API.
+EAI_REFUSAL: str | None = "which SES does not accept"
+
+
 class SesTransport:
     name = "ses"
     batch_size = 1

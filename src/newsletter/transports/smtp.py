@@ -128,6 +128,21 @@ class SmtpTransport:
         self._discard(self._connect())
         return f"smtp {self.host}:{self.port}: connected ({self.security}) and hung up"
 
+    def smtputf8_refusal(self) -> str | None:
+        """Ask the server (EHLO) whether it takes internationalised mailboxes: None when it
+        offers SMTPUTF8 or cannot be reached (each send then decides), else the reason."""
+        try:
+            with self._slots:
+                try:
+                    conn = self._idle.get_nowait()
+                except queue.Empty:
+                    conn = self._connect()
+                offered = conn.does_esmtp and conn.has_extn("smtputf8")
+                self._idle.put(conn)
+        except (TransientError, AccountError):
+            return None
+        return None if offered else f"which the server {self.host}:{self.port} does not offer"
+
     # -- sending ----------------------------------------------------------------
 
     def send(self, envelope: Envelope) -> str | None:
