@@ -6,8 +6,11 @@ import csv
 import datetime as dt
 import email
 import email.policy
+import os
+import re
 from pathlib import Path
 
+from conftest import Cli
 from newsletter import campaigns, jobs
 from newsletter.subscribers import import_file
 from newsletter.workspace import Workspace
@@ -81,6 +84,11 @@ def test_poison_rows_fail_alone_and_every_good_subscriber_gets_the_mail(ws_dir: 
                 assert reason in rows[address]["error"], (address, rows[address]["error"])
             # Nobody was suppressed for what their own row holds.
             assert all(store.subscriber_by_email(a)["status"] == "confirmed" for a in POISON)
+            # The report names each one that failed, and why.
+            env = {k: v for k, v in os.environ.items() if not k.startswith("NEWSLETTER_")}
+            report = Cli(ws_dir, {**env, **smtp_env(sink)})("stats", str(campaign_id)).stdout
+            for address, (_, reason) in POISON.items():
+                assert re.search(rf"^  failed: {re.escape(address)}: .*{reason}", report, re.M)
             # No injected header reached any message.
             for message in sink.messages:
                 parsed = email.message_from_bytes(message.data, policy=email.policy.SMTP)
@@ -110,3 +118,17 @@ def test_the_same_internationalised_mailbox_goes_out_where_the_server_offers_smt
             assert parsed["To"] is not None
         finally:
             ws.close()
+
+
+def test_the_campaign_page_shows_who_did_not_get_it_and_why(admin_page, dashboard) -> None:
+    store, ws = dashboard.ws.store, dashboard.ws
+    csv_path = ws.root / "export.csv"
+    csv_path.write_text('email,first_name\nann@example.com,Ann\neve@example.com,"Eve\nBcc: x"\n')
+    import_file(store, csv_path, _now(), confirmed=True)
+    jobs.fetch_sources(ws, store, _now())
+    campaign_id = campaigns.create(store, ws.settings, "Hello", "new", None, None, _now())
+    jobs.send_campaign(ws, store, campaign_id)
+    admin_page.goto(f"{dashboard.url}/campaigns/{campaign_id}")
+    row = admin_page.locator('tr[data-failed="eve@example.com"]')
+    assert "the name of eve@example.com: contains a line break" in row.inner_text()
+    assert admin_page.locator("tr[data-failed]").count() == 1
