@@ -132,3 +132,27 @@ def test_the_campaign_page_shows_who_did_not_get_it_and_why(admin_page, dashboar
     row = admin_page.locator('tr[data-failed="eve@example.com"]')
     assert "the name of eve@example.com: contains a line break" in row.inner_text()
     assert admin_page.locator("tr[data-failed]").count() == 1
+
+
+def test_an_internationalised_sender_pauses_the_campaign_instead_of_failing_everyone(
+    ws_dir: Path,
+) -> None:
+    # The sender's own address is not one recipient's problem: nothing could go.
+    with SmtpSink() as sink:
+        env = smtp_env(sink, NEWSLETTER_SENDER__FROM_ADDRESS="büro@example.com")
+        ws = Workspace.open(ws_dir, env=env)
+        try:
+            store = ws.store
+            jobs.fetch_sources(ws, store, _now())
+            jobs.import_subscriber_folder(ws, store, _now())
+            campaign_id = campaigns.create(store, ws.settings, "Hello", "new", None, None, _now())
+            progress = jobs.send_campaign(ws, store, campaign_id)
+            assert "sender.from_address büro@example.com: needs SMTPUTF8" in (
+                progress.paused_reason or ""
+            )
+            assert store.campaign(campaign_id)["status"] == "paused"
+            counts = store.delivery_counts(campaign_id)
+            assert counts["failed"] == 0 and counts["pending"] == sum(counts.values())
+            assert sink.messages == []
+        finally:
+            ws.close()

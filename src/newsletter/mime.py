@@ -94,18 +94,27 @@ def _header(name: str, value: str, what: str | None = None) -> bytes:
     return MAIL_POLICY.fold_binary(name, MAIL_POLICY.header_factory(name, value))
 
 
-def _to_header(name: str, address: str) -> bytes:
-    """The To header; an internationalised mailbox is written in UTF-8 (RFC 6532)."""
-    header_value(name, f"the name of {address}")
-    header_value(address, "To")
+def _address_header(field: str, name: str, address: str, names: str, what: str) -> bytes:
+    """A From or To header; an internationalised mailbox is written in UTF-8 (RFC 6532).
+
+    ``names`` and ``what`` say where the name and the address came from, for errors.
+    """
+    header_value(name, names)
+    header_value(address, what)
     address = ascii_domain(address)
     if not needs_smtputf8(address):
-        to = formataddr((name, address), charset="utf-8")
+        value = formataddr((name, address), charset="utf-8")
         # formataddr has already encoded a non-ASCII name; only long values need folding.
-        return f"To: {to}\r\n".encode() if len(to) < 70 else _header("To", to)
+        if len(value) < 70:
+            return f"{field}: {value}\r\n".encode()
+        return MAIL_POLICY.fold_binary(field, MAIL_POLICY.header_factory(field, value))
     local, _, domain = address.rpartition("@")
     value = str(Address(display_name=name, username=local, domain=domain))
-    return SMTPUTF8.fold_binary("To", SMTPUTF8.header_factory("To", value))
+    return SMTPUTF8.fold_binary(field, SMTPUTF8.header_factory(field, value))
+
+
+def _to_header(name: str, address: str) -> bytes:
+    return _address_header("To", name, address, f"the name of {address}", "To")
 
 
 _RAW_TEXT = re.compile(r"<(style|script)\b.*?</\1\s*>|<!--.*?-->", re.IGNORECASE | re.DOTALL)
@@ -164,10 +173,8 @@ class MessageFactory:
     ):
         self.boundary = "=_nl_" + secrets.token_hex(12)
         self.subject, self.list_id, self.feedback_id = subject, list_id, feedback_id
-        header_value(from_name, "sender.from_name")
-        header_value(from_address, "sender.from_address")
-        self.sender = _header(
-            "From", formataddr((from_name, ascii_domain(from_address)), charset="utf-8")
+        self.sender = _address_header(
+            "From", from_name, from_address, "sender.from_name", "sender.from_address"
         )
         common = [_header("Subject", subject)]
         if reply_to:

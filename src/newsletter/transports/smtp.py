@@ -195,6 +195,15 @@ class SmtpTransport:
             # An internationalised mailbox (RFC 6531): only a server that offers
             # SMTPUTF8 can take it; otherwise this one message fails, with that reason.
             if not (conn.does_esmtp and conn.has_extn("smtputf8")):
+                if needs_smtputf8(sender):
+                    # The sender's own address: no message can go, so the campaign pauses.
+                    raise _Refused(
+                        AccountError(
+                            f"sender.from_address {sender}: needs SMTPUTF8 (a non-ASCII "
+                            f"address), which the server {self.host}:{self.port} does not "
+                            f"offer; use an ASCII sender address"
+                        )
+                    )
                 raise _Refused(
                     AddressUnusable(
                         f"{recipient}: needs SMTPUTF8 (a non-ASCII address), which the "
