@@ -124,9 +124,18 @@ class SmtpTransport:
         return self._open
 
     def check(self) -> str:
-        """Connect, STARTTLS or TLS and log in exactly as a send would, then hang up."""
-        self._discard(self._connect())
-        return f"smtp {self.host}:{self.port}: connected ({self.security}) and hung up"
+        """Connect, STARTTLS or TLS and log in exactly as a send would, then hang up.
+
+        Also says whether the server offers SMTPUTF8, which decides whether
+        internationalised mailboxes can be subscribed and mailed.
+        """
+        conn = self._connect()
+        offers = conn.does_esmtp and conn.has_extn("smtputf8")
+        self._discard(conn)
+        return (
+            f"smtp {self.host}:{self.port}: connected ({self.security}) and hung up; "
+            f"{'offers' if offers else 'no'} SMTPUTF8 (mailboxes with non-ASCII local parts)"
+        )
 
     def smtputf8_refusal(self) -> str | None:
         """Ask the server (EHLO) whether it takes internationalised mailboxes: None when it
