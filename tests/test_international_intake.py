@@ -92,3 +92,23 @@ def test_with_smtputf8_every_way_in_takes_it_and_the_mail_arrives(cli, ws_dir: P
         assert sorted(sink.recipients()) == sorted([other, third])
         listed = cli("subscribers", "list").stdout
         assert all(a in listed for a in (EAI, other, third))
+
+
+def test_subscribers_add_says_what_was_stored_when_its_confirmation_cannot_go(cli) -> None:
+    from conftest import free_port
+
+    cli.env = {
+        **cli.env,
+        "NEWSLETTER_DELIVERY__TRANSPORT": "smtp",
+        "NEWSLETTER_SMTP__HOST": "127.0.0.1",
+        "NEWSLETTER_SMTP__PORT": str(free_port()),  # nobody listens there
+        "NEWSLETTER_SMTP__SECURITY": "none",
+    }
+    added = cli("subscribers", "add", "ann@example.com", check=False)
+    assert added.returncode == 1 and "Traceback" not in added.stderr
+    (line,) = added.stderr.strip().splitlines()
+    assert line.startswith(
+        "Error: ann@example.com: recorded as unconfirmed, but the confirmation email could "
+        "not be sent (ann@example.com: smtp 127.0.0.1:"
+    )
+    assert "ann@example.com\tunconfirmed" in cli("subscribers", "list").stdout
