@@ -19,12 +19,27 @@ from email_validator import EmailNotValidError
 
 from newsletter import tracking
 from newsletter.config import Settings
-from newsletter.errors import InputError, NotFound, PermanentError, TransientError
+from newsletter.errors import (
+    AddressUnusable,
+    InputError,
+    MessageRejected,
+    NotFound,
+    PermanentError,
+    TransientError,
+)
 from newsletter.mime import compose, needs_smtputf8, unreachable
 from newsletter.render import TemplateSet, subscriber_context
 from newsletter.store import Store
 from newsletter.subscribers import normalize_email
-from newsletter.transports import SENT, Content, Envelope, Transport
+from newsletter.transports import (
+    PERMANENT,
+    REJECTED,
+    SENT,
+    UNUSABLE,
+    Content,
+    Envelope,
+    Transport,
+)
 
 # One confirmation email per address in this time, however often it is asked for.
 RESEND_QUIET = dt.timedelta(minutes=10)
@@ -193,8 +208,9 @@ def _deliver(
     envelope = Envelope(sender.from_address, to, data, key, content)
     outcome = transport.send_batch([envelope])[0]
     if outcome.status != SENT:
-        error = PermanentError if outcome.status == "permanent" else TransientError
-        raise error(f"{to}: {outcome.error or outcome.status}")
+        kinds = {PERMANENT: PermanentError, REJECTED: MessageRejected, UNUSABLE: AddressUnusable}
+        text = outcome.error or outcome.status
+        raise kinds.get(outcome.status, TransientError)(text if to in text else f"{to}: {text}")
 
 
 def send_confirmation(
