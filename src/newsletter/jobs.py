@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from newsletter import campaigns, config, consent, delivery, schedules, subscribers
+from newsletter import campaigns, clock, config, consent, delivery, schedules, subscribers
 from newsletter.config import Secrets
 from newsletter.errors import InputError, NewsletterError
 from newsletter.render import article_context, choose_template
@@ -28,11 +28,10 @@ from newsletter.transports import Envelope, Transport
 from newsletter.workspace import Workspace
 
 log = logging.getLogger("newsletter")
-Clock = Callable[[], dt.datetime]
+Clock = clock.Clock
 
 
-def utc_now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
+utc_now = clock.utcnow
 
 
 # One source's outcome on one poll: counts, errors and warnings, one line each.

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import sqlite3
 from pathlib import Path
 from typing import Any
 
 import click
 
-from newsletter import __version__, subscribers
+from newsletter import __version__, clock, subscribers
 from newsletter.errors import NewsletterError, NotFound
 from newsletter.workspace import Workspace
 
@@ -36,8 +35,7 @@ def ws_of(ctx: click.Context) -> Workspace:
     return obj["ws"]
 
 
-def utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
+utcnow = clock.utcnow
 
 
 @click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})

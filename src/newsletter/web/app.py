@@ -3,7 +3,6 @@ subscriber pages, provider webhooks and the staff dashboard under /admin."""
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 from collections.abc import Callable
 from contextlib import asynccontextmanager
@@ -16,7 +15,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from newsletter import campaigns, tracking
+from newsletter import campaigns, clock, tracking
 from newsletter.errors import NewsletterError
 from newsletter.web.dashboard import Dashboard
 from newsletter.web.events import EventWriter, Privacy
@@ -36,8 +35,7 @@ _pages = jinja2.Environment(
 )
 
 
-def _utc_now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
+_utc_now = clock.utcnow
 
 
 def create_app(
