@@ -10,7 +10,7 @@ from typing import Any
 from newsletter import schedules, tracking
 from newsletter.config import Settings
 from newsletter.errors import InputError, NotFound, StateError
-from newsletter.mime import MessageFactory, list_unsubscribe
+from newsletter.mime import MessageFactory, header_value, list_unsubscribe
 from newsletter.render import (
     Rendered,
     TemplateSet,
@@ -76,6 +76,8 @@ def create(
     """
     if not subject.strip():
         raise InputError("--subject: the subject must not be empty")
+    # Refused here, once, rather than failing every message of the campaign later.
+    header_value(subject.strip(), "subject")
     if articles == "new":
         # Newest first, as a blog lists them: the latest article leads the email.
         article_ids = [a["id"] for a in store.articles(only_new=True)]

@@ -564,6 +564,83 @@ def validate(settings: Settings) -> list[str]:
         ZoneInfo(s.schedule.timezone)
     except (ZoneInfoNotFoundError, ValueError, OSError):
         problems.append(f"schedule.timezone: unknown time zone {s.schedule.timezone!r}")
+    problems.extend(_header_problems(s))
+    problems.extend(_bound_problems(s, problems))
+    return problems
+
+
+# Settings that end up in mail headers (From, Reply-To, List-Unsubscribe, List-Id):
+# a line break in one would add headers of its own to every message.
+HEADER_KEYS = (
+    "sender.from_name",
+    "sender.from_address",
+    "sender.reply_to",
+    "sender.unsubscribe_mailto",
+    "site.base_url",
+)
+
+
+def _header_problems(s: Settings) -> list[str]:
+    from newsletter.mime import UnsafeHeader, header_value
+
+    problems = []
+    for key in HEADER_KEYS:
+        section, _, name = key.partition(".")
+        try:
+            header_value(getattr(getattr(s, section), name), key)
+        except UnsafeHeader as exc:
+            problems.append(str(exc))
+    return problems
+
+
+DAY = 86400
+# Every numeric setting's sane range, inclusive: beyond it a value is a typo or would
+# exhaust the machine (a million sender threads cannot start).
+BOUNDS: dict[str, tuple[float, float, str]] = {
+    "delivery.rate_per_second": (0, 100_000, " messages per second (0: no limit)"),
+    "delivery.concurrency": (1, 256, " sender threads and connections"),
+    "delivery.processes": (0, 64, " processes (0: one per CPU core)"),
+    "delivery.max_attempts": (1, 1000, " tries"),
+    "delivery.retry_backoff": (1, DAY, " seconds"),
+    "delivery.max_retry_backoff": (1, 7 * DAY, " seconds"),
+    "delivery.pause_after_failures": (1, 100_000, " failures"),
+    "smtp.port": (1, 65535, ""),
+    "smtp.timeout": (0.1, 600, " seconds"),
+    "sources.timeout": (0.1, 600, " seconds"),
+    "sources.max_bytes": (1024, 1_000_000_000, " bytes"),
+    "sources.max_redirects": (0, 20, ""),
+    "subscribers.confirm_days": (1, 365, " days"),
+    "subscribers.form_limit_per_hour": (1, 100_000, " sign-ups"),
+    "schedule.poll_interval": (1, 7 * DAY, " seconds"),
+    "schedule.misfire_grace_time": (60, 31 * DAY, " seconds"),
+    "schedule.quiet_period": (0, 7 * DAY, " seconds"),
+    "automation.welcome_delay": (0, 365 * DAY, " seconds"),
+    "automation.latest_articles": (0, 100, " articles"),
+    "sendgrid.timeout": (0.1, 600, " seconds"),
+    "mailgun.timeout": (0.1, 600, " seconds"),
+    "postmark.timeout": (0.1, 600, " seconds"),
+    "ses.timeout": (0.1, 600, " seconds"),
+    "web.port": (0, 65535, " (0: any free port)"),
+    "tracking.retention_days": (0, 36500, " days (0: kept)"),
+}
+
+
+def _bound_problems(s: Settings, found: list[str]) -> list[str]:
+    """A value outside its range, named with the range; a key already reported is not
+    reported twice."""
+    problems = []
+    for key, (low, high, unit) in BOUNDS.items():
+        section, _, name = key.partition(".")
+        value = getattr(getattr(s, section), name)
+        if low <= value <= high or any(p.startswith(f"{key}:") for p in found):
+            continue
+        shown = int(value) if float(value).is_integer() else value
+        problems.append(f"{key}: {shown} is out of range; use {low} to {high:,}{unit}")
+    if s.delivery.max_retry_backoff < s.delivery.retry_backoff:
+        problems.append(
+            "delivery.max_retry_backoff: must be at least delivery.retry_backoff "
+            f"({s.delivery.retry_backoff:g} seconds)"
+        )
     return problems
 
 
@@ -729,12 +806,9 @@ def _provider_problems(s: Settings) -> list[str]:
     return problems
 
 
-def transport_problems(settings: Settings, secrets: Secrets) -> list[str]:
-    """Return what the chosen transport and the configured webhooks still lack.
-
-    Settings that are valid on their own can still leave the chosen provider
-    unusable: its key missing from the environment, no Mailgun domain.
-    """
+def sending_problems(settings: Settings, secrets: Secrets) -> list[str]:
+    """What only sending needs (the provider's key, its domain or region): commands that
+    send nothing (fetch, stats, imports) run without it."""
     problems = []
     transport = settings.delivery.transport
     if transport == "mailgun" and not settings.mailgun.domain.strip():
@@ -747,6 +821,16 @@ def transport_problems(settings: Settings, secrets: Secrets) -> list[str]:
                 f"{variable}: not set; the {transport} transport needs it "
                 f"(secrets come only from the environment)"
             )
+    return problems
+
+
+def transport_problems(settings: Settings, secrets: Secrets) -> list[str]:
+    """Return what the chosen transport and the configured webhooks still lack.
+
+    Settings that are valid on their own can still leave the chosen provider
+    unusable: its key missing from the environment, no Mailgun domain.
+    """
+    problems = sending_problems(settings, secrets)
     if secrets.sendgrid_webhook_public_key:
         try:
             from newsletter.web.webhooks import load_sendgrid_key

@@ -10,6 +10,7 @@ import dataclasses
 import datetime as dt
 import functools
 import logging
+import sqlite3
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -90,7 +91,11 @@ def import_subscriber_folder(
         return []
     return [
         subscribers.import_file(
-            store, path, now, confirmed=ws.settings.subscribers.import_confirmed
+            store,
+            path,
+            now,
+            confirmed=ws.settings.subscribers.import_confirmed,
+            eai_refusal=ws.eai_refusal,
         )
         for path in sorted(directory.glob("*.csv"))
     ]
@@ -485,14 +490,29 @@ def send_due(
                 if store.lease_holder(due_id, time.time()) is not None:
                     log.info("campaign %d: another sender took it", due_id)
                 else:
-                    log.error("campaign %d: %s", due_id, exc)
+                    pause_stuck(store, due_id, str(exc), clock())
                 continue
-            except Exception:  # noqa: BLE001 - one campaign's failure must not stop the others
+            except sqlite3.Error as exc:
+                # A busy or locked database passes: the next tick tries again.
+                log.warning("campaign %d: database: %s; tried again shortly", due_id, exc)
+                continue
+            except Exception as exc:  # noqa: BLE001 - one campaign's failure must not stop the others
                 log.exception("campaign %d: the send failed; the other due campaigns go on", due_id)
+                pause_stuck(store, due_id, f"{type(exc).__name__}: {exc}", clock())
                 continue
             _log_progress(ws, store, due_id, progress)
     finally:
         store.close()
+
+
+def pause_stuck(store: Store, campaign_id: int, reason: str, now: dt.datetime) -> None:
+    """Pause a due campaign that could not be sent, with the reason, so the due job
+    does not try it again every 15 seconds forever; a person resumes it after the fix."""
+    note = f"paused: the send could not start ({reason}); fix it and resume"
+    if store.set_campaign_status(campaign_id, "paused", ("sending", "scheduled"), now, note=note):
+        log.error("campaign %d: %s", campaign_id, note)
+    else:
+        log.error("campaign %d: %s", campaign_id, reason)
 
 
 def _log_progress(

@@ -20,6 +20,7 @@ from email_validator import EmailNotValidError, validate_email
 from email_validator.rfc_constants import CASE_INSENSITIVE_MAILBOX_NAMES
 
 from newsletter.errors import InputError
+from newsletter.mime import needs_smtputf8, unreachable
 from newsletter.store.base import mailbox_key
 
 # Header names seen in the exports of common tools, lower-cased, with runs of
@@ -325,8 +326,14 @@ def parse_csv(
     confirmed: bool,
     mapping: dict[str, str] | None = None,
     on_progress: Progress | None = None,
+    *,
+    eai_refusal: Callable[[], str | None] | None = None,
 ) -> ParsedFile:
-    """Parse a subscriber CSV; every bad row becomes a problem naming its line. Pure."""
+    """Parse a subscriber CSV; every bad row becomes a problem naming its line. Pure.
+
+    ``eai_refusal``: asked (once, lazily) when an internationalised mailbox turns
+    up; a reason refuses such rows, as the subscribe form and `subscribers add` do.
+    """
     text = decode(data, name)
     parsed = ParsedFile(name)
     if not text.strip():
@@ -490,6 +497,11 @@ def parse_csv(
         except EmailNotValidError as exc:
             problems.append(f"{name}:{line}: invalid address {_printable(raw, 80)!r} ({exc})")
             continue
+        if eai_refusal is not None and needs_smtputf8(email):
+            refusal = eai_refusal()
+            if refusal:
+                problems.append(f"{name}:{line}: {unreachable(_printable(email, 80), refusal)}")
+                continue
         if mailbox_key(email) in seen:
             parsed.duplicates += 1
             continue

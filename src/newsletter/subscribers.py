@@ -10,7 +10,7 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -71,13 +71,15 @@ def read_file(
     confirmed: bool = False,
     mapping: dict[str, str] | None = None,
     on_progress: Progress | None = None,
+    *,
+    eai_refusal: Callable[[], str | None] | None = None,
 ) -> ParsedFile:
     """Read and parse one CSV file; the database is not touched."""
     try:
         data = path.read_bytes()
     except OSError as exc:
         raise InputError(f"{path}: cannot read the file ({exc.strerror})") from None
-    return parse_csv(data, str(path), confirmed, mapping, on_progress)
+    return parse_csv(data, str(path), confirmed, mapping, on_progress, eai_refusal=eai_refusal)
 
 
 def check_strict(parsed: ParsedFile) -> None:
@@ -131,9 +133,15 @@ def import_file(
     strict: bool = False,
     mapping: dict[str, str] | None = None,
     on_progress: Progress | None = None,
+    *,
+    eai_refusal: Callable[[], str | None] | None = None,
 ) -> ImportReport:
-    """Import one CSV file in one transaction; bad rows are reported, not fatal unless strict."""
-    parsed = read_file(path, confirmed, mapping, on_progress)
+    """Import one CSV file in one transaction; bad rows are reported, not fatal unless strict.
+
+    ``eai_refusal``: why the transport cannot reach internationalised mailboxes, if it
+    cannot (``Workspace.eai_refusal``); such rows are then bad rows with that reason.
+    """
+    parsed = read_file(path, confirmed, mapping, on_progress, eai_refusal=eai_refusal)
     if strict:
         check_strict(parsed)
     return save(store, parsed, now, list_name, on_progress)

@@ -313,6 +313,12 @@ def campaign_send(ctx: click.Context, campaign_id: int) -> None:
             click.echo(f"campaign {campaign_id}: {count} in-flight deliveries settled as {status}")
     if ws.settings.delivery.transport == "outbox":
         click.echo(f"outbox: {jobs.outbox_path(ws)}")
+    if progress.paused_reason:
+        # Paused on an error: the send did not do what was asked, so a script must see it.
+        raise click.ClickException(
+            f"campaign {campaign_id}: {progress.paused_reason}; fix it, then "
+            f"`newsletter campaign resume {campaign_id}` and send again"
+        )
 
 
 def _state_command(name: str, action: Any, help_text: str) -> None:

@@ -143,7 +143,9 @@ def run(ctx: click.Context) -> None:
     Example:
         newsletter --workspace mynews run
     """
-    _serve(ws_of(ctx), with_scheduler=True)
+    ws = ws_of(ctx)
+    ws.require_sending()  # the scheduler sends: refuse to start without the provider's key
+    _serve(ws, with_scheduler=True)
 
 
 @cli.command()

@@ -11,7 +11,7 @@ import click
 
 from newsletter import consent, subscribers
 from newsletter.cli.base import Group, cli, subscriber_by_email, utcnow, ws_of
-from newsletter.errors import InputError
+from newsletter.errors import InputError, NewsletterError, StateError
 
 # -- subscribers -------------------------------------------------------------------------
 
@@ -101,7 +101,11 @@ def subscribers_import(
     for path in files:
         progress = _ImportProgress(path.name)
         try:
-            parsed.append(subscribers.read_file(path, confirmed, mapping, progress))
+            parsed.append(
+                subscribers.read_file(
+                    path, confirmed, mapping, progress, eai_refusal=ws.eai_refusal
+                )
+            )
         finally:
             progress.close()
     if strict:
@@ -158,7 +162,14 @@ def subscribers_add(ctx: click.Context, email: str, name: str, list_names: tuple
     now = utcnow()
     try:
         consent_id = consent.request(
-            ws.store, ws.settings, address, name=name, lists=list(list_names), source="cli", now=now
+            ws.store,
+            ws.settings,
+            address,
+            name=name,
+            lists=list(list_names),
+            source="cli",
+            now=now,
+            eai_refusal=ws.eai_refusal,
         )
         if consent_id is None:
             click.echo(
@@ -166,9 +177,16 @@ def subscribers_add(ctx: click.Context, email: str, name: str, list_names: tuple
                 f"{consent.RESEND_QUIET.seconds // 60} minutes ago; none sent now"
             )
             return
-        consent.send_confirmation(
-            ws.store, transport, ws.settings, ws.signer, templates, consent_id, now
-        )
+        try:
+            consent.send_confirmation(
+                ws.store, transport, ws.settings, ws.signer, templates, consent_id, now
+            )
+        except NewsletterError as exc:
+            # The request is recorded (it is the consent proof); say so, and what failed.
+            raise StateError(
+                f"{address}: recorded as unconfirmed, but the confirmation email could not "
+                f"be sent ({exc}); fix that and run this command again"
+            ) from None
     finally:
         transport.close()
     click.echo(

@@ -23,9 +23,11 @@ from typing import TYPE_CHECKING, Protocol
 from newsletter.config import Secrets, Settings
 from newsletter.errors import (
     AccountError,
+    AddressUnusable,
     ConfigError,
     InDoubtError,
     MessageRejected,
+    NewsletterError,
     PermanentError,
     TransientError,
 )
@@ -42,6 +44,9 @@ SENT, TRANSIENT, PERMANENT, REJECTED, IN_DOUBT = (
     "rejected",
     "in_doubt",
 )
+# The transport cannot carry this one address (needs SMTPUTF8): the message fails,
+# and, unlike REJECTED, it says nothing about the campaign as a whole.
+UNUSABLE = "unusable"
 
 
 @dataclass(frozen=True)
@@ -73,7 +78,7 @@ class Outcome:
     """What the provider said about one envelope."""
 
     key: str
-    status: str  # SENT, TRANSIENT, PERMANENT, REJECTED or IN_DOUBT
+    status: str  # SENT, TRANSIENT, PERMANENT, REJECTED, UNUSABLE or IN_DOUBT
     provider_id: str | None = None
     error: str = ""
     retry_after: float | None = None  # seconds, when the provider said when to come back
@@ -118,6 +123,8 @@ def outcomes_one_by_one(
                 raise
             outcomes.extend(Outcome(e.key, TRANSIENT, error=str(exc)) for e in envelopes[index:])
             return outcomes
+        except AddressUnusable as exc:
+            outcomes.append(Outcome(envelope.key, UNUSABLE, error=str(exc)))
         except MessageRejected as exc:
             outcomes.append(Outcome(envelope.key, REJECTED, error=str(exc)))
         except PermanentError as exc:
@@ -257,6 +264,31 @@ REGISTRY: dict[str, Factory] = {
     "smtp": _smtp,
     **{name: _provider(name) for name in ("sendgrid", "mailgun", "postmark", "ses")},
 }
+
+
+def eai_refusal(settings: Settings, secrets: Secrets, workspace: Path) -> str | None:
+    """Why the configured transport cannot carry an internationalised mailbox (a non-ASCII
+    local part), as the end of "needs SMTPUTF8, ..."; None when it can, or cannot tell
+    (the send then decides for each message).
+
+    The outbox writes files and takes any address; an email API answers from its
+    documentation (the module's ``EAI_REFUSAL``); an SMTP server is asked (EHLO).
+    """
+    name = settings.delivery.transport
+    if name == "outbox":
+        return None
+    if name != "smtp":
+        from importlib import import_module
+
+        return getattr(import_module(f"newsletter.transports.{name}"), "EAI_REFUSAL", None)
+    try:
+        transport = open_transport(settings, secrets, workspace)
+    except NewsletterError:
+        return None
+    try:
+        return transport.smtputf8_refusal()  # type: ignore[attr-defined]
+    finally:
+        transport.close()
 
 
 def open_transport(settings: Settings, secrets: Secrets, workspace: Path) -> Transport:

@@ -22,12 +22,14 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import jinja2
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
 from newsletter import consent, tracking
 from newsletter.errors import InputError, NewsletterError
+from newsletter.mime import needs_smtputf8
 from newsletter.store import Store
 from newsletter.workspace import Workspace
 
@@ -285,6 +287,12 @@ class SubscriberPages:
                 **keep,
             )
         public = {row["name"] for row in self.store.lists(public_only=True)}
+        # An internationalised mailbox the transport cannot reach is refused here, not
+        # answered with "check your inbox" for a confirmation that could never arrive.
+        # Asking an SMTP server blocks, so it is done off the event loop (once).
+        refusal = (
+            await run_in_threadpool(self.ws.eai_refusal) if needs_smtputf8(email.strip()) else None
+        )
         try:
             consent_id = consent.request(
                 self.store,
@@ -297,6 +305,16 @@ class SubscriberPages:
                 user_agent=self._user_agent(request),
                 detail={"url": str(request.url)[:500]},
                 now=now,
+                eai_refusal=lambda: refusal,
+            )
+        except consent.UnreachableAddress:
+            return self._form(
+                request,
+                400,
+                error="Our mail system cannot deliver to an address with non-ASCII characters "
+                "before the @; please use another address.",
+                field="email",
+                **keep,
             )
         except InputError:
             return self._form(

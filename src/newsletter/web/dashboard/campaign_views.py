@@ -34,6 +34,10 @@ PREVIEW_HEADERS = {
 NOT_CAMPAIGN_TEMPLATES = {"confirm", "welcome"}
 
 
+# Failed and in-doubt deliveries listed with their reason on a campaign's page.
+FAILURES_SHOWN = 50
+
+
 def template_names(d: Dashboard) -> list[str]:
     """ "auto" and every campaign design, built in or in the workspace's templates folder."""
     names = set()
@@ -160,6 +164,8 @@ def routes(d: Dashboard) -> list[Route]:
             sample=sample,
             preview_for=request.query_params.get("subscriber", ""),
             matching=matching,
+            failures=store.failed_deliveries(cid, FAILURES_SHOWN),
+            failure_limit=FAILURES_SHOWN,
             timezone=d.ws.settings.schedule.timezone,
             **progress_context(cid),
         )

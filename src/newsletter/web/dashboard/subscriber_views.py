@@ -151,7 +151,11 @@ def routes(d: Dashboard) -> list[Route]:
     ) -> Response:
         try:
             parsed = subscribers.parse_csv(
-                job["data"], job["name"], job["confirmed"], job["mapping"]
+                job["data"],
+                job["name"],
+                job["confirmed"],
+                job["mapping"],
+                eai_refusal=d.ws.eai_refusal,
             )
         except InputError as exc:
             pending.pop(token, None)
@@ -200,7 +204,13 @@ def routes(d: Dashboard) -> list[Route]:
         if job is None:
             return import_form(request, 400, error=EXPIRED)
         del pending[token]
-        parsed = subscribers.parse_csv(job["data"], job["name"], job["confirmed"], job["mapping"])
+        parsed = subscribers.parse_csv(
+            job["data"],
+            job["name"],
+            job["confirmed"],
+            job["mapping"],
+            eai_refusal=d.ws.eai_refusal,
+        )
         report = subscribers.save(store, parsed, d.clock(), job["list"])
         return import_form(
             request, report=report, problems=report.problems[:SHOWN_PROBLEMS], imported=True
