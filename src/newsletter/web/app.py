@@ -20,6 +20,7 @@ from newsletter import campaigns, tracking
 from newsletter.errors import NewsletterError
 from newsletter.web.dashboard import Dashboard
 from newsletter.web.events import EventWriter, Privacy
+from newsletter.web.guard import BodyLimits, Guard
 from newsletter.web.subscribers import SubscriberPages
 from newsletter.web.webhooks import webhook_routes
 from newsletter.workspace import Workspace
@@ -30,6 +31,19 @@ NO_CACHE = {
     "Pragma": "no-cache",
     "Expires": "0",
 }
+# The email as a web page: its remote images and inline styles, no script, no form,
+# not framed by anyone, and the token in the address sent to no other site.
+VIEW_HEADERS = {
+    **NO_CACHE,
+    "Content-Security-Policy": (
+        "default-src 'none'; img-src http: https: data:; style-src 'unsafe-inline'; "
+        "font-src http: https: data:; form-action 'none'; frame-ancestors 'none'; "
+        "base-uri 'none'"
+    ),
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",
+    "X-Content-Type-Options": "nosniff",
+}
 _pages = jinja2.Environment(
     loader=jinja2.FileSystemLoader(str(Path(__file__).parent / "templates")),
     autoescape=True,
@@ -38,6 +52,23 @@ _pages = jinja2.Environment(
 
 def _utc_now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
+
+
+class _App(Starlette):
+    """Starlette with the guard and the proxy rule outside everything, error pages included."""
+
+    def __init__(self, *, limits: BodyLimits, trusted_proxies: list[str], **options: Any):
+        super().__init__(**options)
+        self.limits, self.trusted_proxies = limits, trusted_proxies
+
+    def build_middleware_stack(self) -> Any:
+        app: Any = Guard(super().build_middleware_stack(), self.limits)
+        if self.trusted_proxies:
+            from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
+
+            # X-Forwarded-For is believed only when the connection comes from a listed proxy.
+            app = ProxyHeadersMiddleware(app, trusted_hosts=self.trusted_proxies)
+        return app
 
 
 def create_app(
@@ -130,7 +161,7 @@ def create_app(
         # POST: RFC 8058 one-click (body List-Unsubscribe=One-Click) or the page's button.
         # The signed token is the authority: no cookie, no CSRF token, no redirect.
         if subscriber is not None:
-            form = await request.form()
+            form = await request.form(max_files=0, max_fields=20)  # no upload, ever
             how = "one-click" if form.get("List-Unsubscribe") == "One-Click" else "page"
             ip = request.client.host if request.client else None
             store.unsubscribe(
@@ -159,7 +190,7 @@ def create_app(
             log.error("view in browser: %s", exc)
             return page("notfound.html", 404)
         record(event(request, "view", data, detail="browser"))
-        return HTMLResponse(rendered.html, headers=NO_CACHE)
+        return HTMLResponse(rendered.html, headers=VIEW_HEADERS)
 
     @asynccontextmanager
     async def lifespan(app: Starlette):  # type: ignore[no-untyped-def]
@@ -183,7 +214,13 @@ def create_app(
         *webhook_routes(ws.settings, ws.secrets, store, clock, sns_fetch),
         *dashboard.routes,
     ]
-    app = Starlette(routes=routes, lifespan=lifespan)
+    web = ws.settings.web
+    app = _App(
+        routes=routes,
+        lifespan=lifespan,
+        limits=BodyLimits(webhook=web.max_webhook_bytes, upload=web.max_upload_bytes),
+        trusted_proxies=[p.strip() for p in web.trusted_proxies],
+    )
     app.state.writer = writer
     app.state.subscriber_pages = subscriber_pages
     app.state.dashboard = dashboard

@@ -22,7 +22,6 @@ if TYPE_CHECKING:
 PAGE_SIZE = 50
 STATUSES = ("unconfirmed", "confirmed", "unsubscribed", "bounced", "complained")
 SHOWN_PROBLEMS = 50
-MAX_UPLOAD = 50 * 1024 * 1024
 # Uploaded files wait in memory between the preview and the import; a few at a time.
 PENDING_IMPORTS = 8
 PENDING_SECONDS = 3600
@@ -118,10 +117,14 @@ def routes(d: Dashboard) -> list[Route]:
         upload = form.get("file")
         if not isinstance(upload, UploadFile) or not upload.filename:
             return import_form(request, 400, error="Choose a CSV file to import.")
-        data = await upload.read(MAX_UPLOAD + 1)
-        if len(data) > MAX_UPLOAD:
+        limit = d.ws.settings.web.max_upload_bytes
+        data = await upload.read(limit + 1)
+        if len(data) > limit:
             return import_form(
-                request, 400, error=f"{upload.filename}: larger than 50 MB; use the CLI."
+                request,
+                413,
+                error=f"{upload.filename}: larger than {limit:,} bytes, the most an upload "
+                f"may be here; split the file.",
             )
         name = upload.filename.rsplit("/", 1)[-1].rsplit("\\", 1)[-1]
         confirmed = form.get("confirmed") == "on"
