@@ -22,6 +22,7 @@ from newsletter.web.dashboard import Dashboard
 from newsletter.web.events import EventWriter, Privacy
 from newsletter.web.guard import BodyLimits, Guard
 from newsletter.web.subscribers import SubscriberPages
+from newsletter.web.threads import ThreadStores, off_loop
 from newsletter.web.webhooks import webhook_routes
 from newsletter.workspace import Workspace
 
@@ -80,7 +81,9 @@ def create_app(
     """
     db_path = ws.path(ws.settings.database.path)
     signer = ws.signer
-    store = ws.open_store()  # migrates before the writer thread opens its own connection
+    ws.open_store().close()  # migrates before the writer thread opens its own connection
+    # Each thread its own connection: handlers hand their writes to worker threads.
+    store: Any = ThreadStores(db_path)
     settings = ws.settings.tracking
     writer = EventWriter(
         db_path,
@@ -164,7 +167,9 @@ def create_app(
             form = await request.form(max_files=0, max_fields=20)  # no upload, ever
             how = "one-click" if form.get("List-Unsubscribe") == "One-Click" else "page"
             ip = request.client.host if request.client else None
-            store.unsubscribe(
+            # A write may wait for the database's lock: in a worker thread, not the loop.
+            await off_loop(
+                store.unsubscribe,
                 subscriber["id"],
                 data.campaign_id or None,
                 clock(),
@@ -179,18 +184,22 @@ def create_app(
         subscriber = _subscriber_for(data)
         if data is None or subscriber is None:
             return page("notfound.html", 404)
-        try:
+
+        def render() -> str:
             campaign = store.campaign(data.campaign_id)
             mail = campaigns.load_mail(
                 store, data.campaign_id, ws.templates(campaign["template"]), ws.settings, signer
             )
             # No pixel: the page itself is counted as a view, not as an open.
-            rendered = mail.render(subscriber, pixel=False)
+            return mail.render(subscriber, pixel=False).html
+
+        try:
+            html = await off_loop(render)  # templates and CSS inlining: CPU work
         except NewsletterError as exc:
             log.error("view in browser: %s", exc)
             return page("notfound.html", 404)
         record(event(request, "view", data, detail="browser"))
-        return HTMLResponse(rendered.html, headers=VIEW_HEADERS)
+        return HTMLResponse(html, headers=VIEW_HEADERS)
 
     @asynccontextmanager
     async def lifespan(app: Starlette):  # type: ignore[no-untyped-def]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import inspect
 import logging
 from collections.abc import Callable
 from pathlib import Path
@@ -26,6 +27,7 @@ from newsletter.errors import NewsletterError, NotFound, StateError
 from newsletter.store import Store
 from newsletter.web.dashboard.auth import COOKIE, SIGNIN_COOKIE, Auth, Handler, csrf_ok, redirect
 from newsletter.web.dashboard.sending import BackgroundSender
+from newsletter.web.threads import ThreadStores, off_loop
 from newsletter.workspace import Workspace
 
 log = logging.getLogger(__name__)
@@ -63,7 +65,8 @@ class Dashboard:
 
     def __init__(self, ws: Workspace, clock: Callable[[], dt.datetime], prefix: str = PREFIX):
         self.ws, self.clock, self.prefix = ws, clock, prefix
-        self.store: Store = ws.open_store()
+        # A connection per thread: handlers run in worker threads, off the event loop.
+        self.store: Store = ThreadStores(ws.path(ws.settings.database.path))  # type: ignore[assignment]
         self.auth = Auth(self.store, clock, ws.secrets.secret_key, prefix)
         self.sender = BackgroundSender(ws, clock)
         self.flashes: dict[str, str] = {}
@@ -147,7 +150,11 @@ class Dashboard:
                         )
                     request.state.form = form
                 try:
-                    return await handler(request)
+                    if inspect.iscoroutinefunction(handler):
+                        return await handler(request)
+                    # Database work, reports, CSV parsing: in a worker thread, so the
+                    # pixel and the links of everyone's email never wait for a page.
+                    return await off_loop(handler, request)
                 except NewsletterError as exc:
                     return self.error(request, exc)
                 finally:
@@ -174,9 +181,12 @@ class Dashboard:
             elif not self.auth.allow_attempt(request, email):
                 message, status = "Too many attempts. Wait a quarter of an hour.", 429
             else:
-                user = staff.authenticate(self.store, email, password)
+                # argon2 is CPU work by design: a worker thread, not the event loop.
+                user = await off_loop(staff.authenticate, self.store, email, password)
                 if user is not None:
-                    token = staff.start_session(self.store, user["id"], self.clock())
+                    token = await off_loop(
+                        staff.start_session, self.store, user["id"], self.clock()
+                    )
                     response = redirect(next_url)
                     self.auth.set_cookie(
                         response,

@@ -31,7 +31,8 @@ SIGNIN_COOKIE = "nl_signin"
 NETWORK_LIMIT = (20, dt.timedelta(minutes=15))
 ACCOUNT_LIMIT = (8, dt.timedelta(minutes=15))
 
-Handler = Callable[[Request], Awaitable[Response]]
+# A page handler: a coroutine, or a plain function the dashboard runs in a worker thread.
+Handler = Callable[[Request], Awaitable[Response]] | Callable[[Request], Response]
 
 
 class Auth:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
-from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
@@ -13,7 +12,6 @@ from starlette.routing import Route
 from newsletter import campaigns, jobs, reports, subscribers
 from newsletter.errors import InputError, NewsletterError
 from newsletter.render import DEFAULTS_DIR
-from newsletter.store import Store
 from newsletter.web.dashboard.auth import redirect
 
 if TYPE_CHECKING:
@@ -69,7 +67,7 @@ def routes(d: Dashboard) -> list[Route]:
         return redirect(f"{d.prefix}/campaigns/{campaign}")
 
     @d.page()
-    async def campaign_list(request: Request) -> Response:
+    def campaign_list(request: Request) -> Response:
         rows = [
             {"campaign": c, "report": reports.campaign_report(store, c["id"])}
             for c in reversed(store.campaigns())
@@ -89,7 +87,7 @@ def routes(d: Dashboard) -> list[Route]:
         )
 
     @d.page()
-    async def campaign_new(request: Request) -> Response:
+    def campaign_new(request: Request) -> Response:
         if request.method == "GET":
             return new_form(request, articles_mode="new", template="auto", tracking=True)
         form = request.state.form
@@ -135,7 +133,7 @@ def routes(d: Dashboard) -> list[Route]:
         return back(new_id, f"Campaign {new_id} created as a draft.", request)
 
     @d.page()
-    async def campaign_page(request: Request) -> Response:
+    def campaign_page(request: Request) -> Response:
         cid = campaign_id(request)
         campaign = store.campaign(cid)
         articles = store.articles_by_id(campaign["article_ids"])
@@ -172,11 +170,11 @@ def routes(d: Dashboard) -> list[Route]:
         }
 
     @d.page()
-    async def progress(request: Request) -> Response:
+    def progress(request: Request) -> Response:
         return d.render(request, "_progress.html", **progress_context(campaign_id(request)))
 
     @d.page()
-    async def preview(request: Request) -> Response:
+    def preview(request: Request) -> Response:
         cid = campaign_id(request)
         mail = jobs.campaign_mail(d.ws, store, cid)
         who = request.query_params.get("subscriber") or None
@@ -184,19 +182,16 @@ def routes(d: Dashboard) -> list[Route]:
         return HTMLResponse(rendered.html, headers=PREVIEW_HEADERS)
 
     @d.page()
-    async def send_test(request: Request) -> Response:
+    def send_test(request: Request) -> Response:
         cid = campaign_id(request)
         to = str(request.state.form.get("to", ""))
 
-        def send(own: Store) -> str:
-            return jobs.send_test(d.ws, own, cid, to, d.clock())
-
-        # The transport talks to the network: a worker thread with its own connection.
-        address = await run_in_threadpool(_with_store, d, send)
+        # The transport talks to the network; this runs in a worker thread already.
+        address = jobs.send_test(d.ws, store, cid, to, d.clock())
         return back(cid, f"Test message sent to {address}.", request)
 
     @d.page()
-    async def schedule(request: Request) -> Response:
+    def schedule(request: Request) -> Response:
         cid = campaign_id(request)
         form = request.state.form
         zone = str(form.get("tz", "")).strip() or d.ws.settings.schedule.timezone
@@ -207,7 +202,7 @@ def routes(d: Dashboard) -> list[Route]:
         return back(cid, f"{said} {note}" if note else said, request)
 
     @d.page()
-    async def send_now(request: Request) -> Response:
+    def send_now(request: Request) -> Response:
         cid = campaign_id(request)
         campaign = store.campaign(cid)
         if campaign["status"] not in ("draft", "scheduled", "sending"):
@@ -217,7 +212,7 @@ def routes(d: Dashboard) -> list[Route]:
 
     def state_action(action: Any, done: str) -> Any:
         @d.page()
-        async def handler(request: Request) -> Response:
+        def handler(request: Request) -> Response:
             cid = campaign_id(request)
             action(store, cid, d.clock())
             if store.campaign_status(cid) == "sending":
@@ -227,7 +222,7 @@ def routes(d: Dashboard) -> list[Route]:
         return handler
 
     @d.page()
-    async def retry(request: Request) -> Response:
+    def retry(request: Request) -> Response:
         cid = campaign_id(request)
         in_doubt = request.state.form.get("in_doubt") == "on"
         count = campaigns.retry(store, cid, in_doubt, d.clock())
@@ -266,11 +261,3 @@ def routes(d: Dashboard) -> list[Route]:
         ),
         Route("/campaigns/{id:int}/retry", retry, methods=["POST"]),
     ]
-
-
-def _with_store(d: Dashboard, work: Any) -> Any:
-    own = Store(d.store.path)
-    try:
-        return work(own)
-    finally:
-        own.close()

@@ -40,7 +40,7 @@ def routes(d: Dashboard) -> list[Route]:
         return found
 
     @d.page()
-    async def subscriber_list(request: Request) -> Response:
+    def subscriber_list(request: Request) -> Response:
         q = request.query_params
         status = q.get("status") or None
         if status is not None and status not in STATUSES:
@@ -73,7 +73,7 @@ def routes(d: Dashboard) -> list[Route]:
         )
 
     @d.page()
-    async def subscriber_page(request: Request) -> Response:
+    def subscriber_page(request: Request) -> Response:
         subscriber = subscriber_of(request)
         record = store.subscriber_record(subscriber["id"])
         return d.render(
@@ -81,7 +81,7 @@ def routes(d: Dashboard) -> list[Route]:
         )
 
     @d.page()
-    async def unsubscribe(request: Request) -> Response:
+    def unsubscribe(request: Request) -> Response:
         subscriber = subscriber_of(request)
         done = store.unsubscribe(subscriber["id"], None, d.clock(), "staff")
         d.flash(
@@ -93,7 +93,7 @@ def routes(d: Dashboard) -> list[Route]:
         return redirect(f"{d.prefix}/subscribers/{subscriber['id']}")
 
     @d.page()
-    async def delete(request: Request) -> Response:
+    def delete(request: Request) -> Response:
         subscriber = subscriber_of(request)
         store.delete_subscriber(subscriber["id"], d.clock())
         d.flash(request, f"{subscriber['email']}: deleted; the address stays suppressed as a hash.")
@@ -110,7 +110,7 @@ def routes(d: Dashboard) -> list[Route]:
         )
 
     @d.page()
-    async def import_page(request: Request) -> Response:
+    def import_page(request: Request) -> Response:
         if request.method == "GET":
             return import_form(request)
         form = request.state.form
@@ -118,7 +118,7 @@ def routes(d: Dashboard) -> list[Route]:
         if not isinstance(upload, UploadFile) or not upload.filename:
             return import_form(request, 400, error="Choose a CSV file to import.")
         limit = d.ws.settings.web.max_upload_bytes
-        data = await upload.read(limit + 1)
+        data = upload.file.read(limit + 1)  # a worker thread: the file is read as it is
         if len(data) > limit:
             return import_form(
                 request,
@@ -182,7 +182,7 @@ def routes(d: Dashboard) -> list[Route]:
         return token, job
 
     @d.page()
-    async def import_remap(request: Request) -> Response:
+    def import_remap(request: Request) -> Response:
         token, job = pending_job(request)
         if job is None:
             return import_form(request, 400, error=EXPIRED)
@@ -198,7 +198,7 @@ def routes(d: Dashboard) -> list[Route]:
         return preview(request, token, job)
 
     @d.page()
-    async def import_confirm(request: Request) -> Response:
+    def import_confirm(request: Request) -> Response:
         token, job = pending_job(request)
         if job is None:
             return import_form(request, 400, error=EXPIRED)
