@@ -433,6 +433,36 @@ def m008_staff(conn: sqlite3.Connection) -> None:
     )
 
 
+def m010_staff_security(conn: sqlite3.Connection) -> None:
+    """Two-factor sign-in of staff accounts and the audit log of staff actions.
+
+    ``totp_secret`` is encrypted with a key derived from the secret key;
+    ``totp_last_step`` makes each code work once; recovery codes are kept
+    only as SHA-256 hashes. The audit log names the actor by address, not by
+    account id, so it outlives a removed account.
+    """
+    _script(
+        conn,
+        """
+        ALTER TABLE staff_users ADD COLUMN totp_secret TEXT;
+        ALTER TABLE staff_users ADD COLUMN totp_pending TEXT;
+        ALTER TABLE staff_users ADD COLUMN totp_last_step INTEGER;
+        ALTER TABLE staff_users ADD COLUMN recovery_codes TEXT NOT NULL DEFAULT '[]';
+        CREATE TABLE audit_log (
+            id INTEGER PRIMARY KEY,
+            at TEXT NOT NULL,
+            actor TEXT NOT NULL,
+            action TEXT NOT NULL,
+            target TEXT NOT NULL DEFAULT '',
+            detail TEXT NOT NULL DEFAULT '',
+            ip TEXT
+        );
+        CREATE INDEX audit_log_at ON audit_log(at);
+        CREATE INDEX audit_log_target ON audit_log(target, action);
+        """,
+    )
+
+
 MIGRATIONS = [
     m001_initial,
     m002_article_intake,
@@ -442,6 +472,7 @@ MIGRATIONS = [
     m006_event_classes,
     m007_scheduling,
     m008_staff,
+    m010_staff_security,
 ]
 
 

@@ -130,6 +130,7 @@ def routes(d: Dashboard) -> list[Route]:
             )
         except NewsletterError as exc:
             return new_form(request, 400, error=str(exc), **values)
+        d.audit(request, "created a campaign", f"campaign {new_id}", values["subject"])
         return back(new_id, f"Campaign {new_id} created as a draft.", request)
 
     @d.page()
@@ -188,6 +189,7 @@ def routes(d: Dashboard) -> list[Route]:
 
         # The transport talks to the network; this runs in a worker thread already.
         address = jobs.send_test(d.ws, store, cid, to, d.clock())
+        d.audit(request, "sent a test", f"campaign {cid}", f"to {address}")
         return back(cid, f"Test message sent to {address}.", request)
 
     @d.page()
@@ -199,6 +201,7 @@ def routes(d: Dashboard) -> list[Route]:
         when, note = campaigns.parse_local_time(at, zone)
         campaigns.schedule(store, cid, when, d.clock())
         said = f"Scheduled for {at} {zone} ({when:%Y-%m-%d %H:%M} UTC)."
+        d.audit(request, "scheduled", f"campaign {cid}", said)
         return back(cid, f"{said} {note}" if note else said, request)
 
     @d.page()
@@ -208,13 +211,15 @@ def routes(d: Dashboard) -> list[Route]:
         if campaign["status"] not in ("draft", "scheduled", "sending"):
             raise InputError(f"campaign {cid}: cannot send a campaign that is {campaign['status']}")
         started = d.sender.start(cid)
+        d.audit(request, "sent", f"campaign {cid}", "" if started else "already sending")
         return back(cid, "Sending started." if started else "Already sending.", request)
 
-    def state_action(action: Any, done: str) -> Any:
+    def state_action(action: Any, done: str, audited: str) -> Any:
         @d.page()
         def handler(request: Request) -> Response:
             cid = campaign_id(request)
             action(store, cid, d.clock())
+            d.audit(request, audited, f"campaign {cid}")
             if store.campaign_status(cid) == "sending":
                 d.sender.start(cid)  # a resumed send continues now, not at the next poll
             return back(cid, done.format(status=store.campaign_status(cid)), request)
@@ -226,6 +231,12 @@ def routes(d: Dashboard) -> list[Route]:
         cid = campaign_id(request)
         in_doubt = request.state.form.get("in_doubt") == "on"
         count = campaigns.retry(store, cid, in_doubt, d.clock())
+        d.audit(
+            request,
+            "retried",
+            f"campaign {cid}",
+            f"{count} deliveries" + (" in doubt" if in_doubt else ""),
+        )
         if count:
             d.sender.start(cid)
         return back(cid, f"{count} deliveries queued again.", request)
@@ -241,22 +252,22 @@ def routes(d: Dashboard) -> list[Route]:
         Route("/campaigns/{id:int}/send", send_now, methods=["POST"]),
         Route(
             "/campaigns/{id:int}/pause",
-            state_action(campaigns.pause, "Paused."),
+            state_action(campaigns.pause, "Paused.", "paused"),
             methods=["POST"],
         ),
         Route(
             "/campaigns/{id:int}/resume",
-            state_action(campaigns.resume, "Resumed: now {status}."),
+            state_action(campaigns.resume, "Resumed: now {status}.", "resumed"),
             methods=["POST"],
         ),
         Route(
             "/campaigns/{id:int}/cancel",
-            state_action(campaigns.cancel, "Cancelled."),
+            state_action(campaigns.cancel, "Cancelled.", "cancelled"),
             methods=["POST"],
         ),
         Route(
             "/campaigns/{id:int}/unschedule",
-            state_action(campaigns.unschedule, "Unscheduled: back to a draft."),
+            state_action(campaigns.unschedule, "Unscheduled: back to a draft.", "unscheduled"),
             methods=["POST"],
         ),
         Route("/campaigns/{id:int}/retry", retry, methods=["POST"]),

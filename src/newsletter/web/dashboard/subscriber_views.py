@@ -84,6 +84,8 @@ def routes(d: Dashboard) -> list[Route]:
     def unsubscribe(request: Request) -> Response:
         subscriber = subscriber_of(request)
         done = store.unsubscribe(subscriber["id"], None, d.clock(), "staff")
+        # By id only: the log must not keep an address its person may later have erased.
+        d.audit(request, "unsubscribed", f"subscriber {subscriber['id']}")
         d.flash(
             request,
             f"{subscriber['email']}: unsubscribed."
@@ -96,6 +98,7 @@ def routes(d: Dashboard) -> list[Route]:
     def delete(request: Request) -> Response:
         subscriber = subscriber_of(request)
         store.delete_subscriber(subscriber["id"], d.clock())
+        d.audit(request, "deleted (erased)", f"subscriber {subscriber['id']}")
         d.flash(request, f"{subscriber['email']}: deleted; the address stays suppressed as a hash.")
         return redirect(f"{d.prefix}/subscribers")
 
@@ -205,6 +208,7 @@ def routes(d: Dashboard) -> list[Route]:
         del pending[token]
         parsed = subscribers.parse_csv(job["data"], job["name"], job["confirmed"], job["mapping"])
         report = subscribers.save(store, parsed, d.clock(), job["list"])
+        d.audit(request, "imported", job["name"], report.line())
         return import_form(
             request, report=report, problems=report.problems[:SHOWN_PROBLEMS], imported=True
         )
