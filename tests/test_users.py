@@ -19,8 +19,8 @@ def test_users_add_list_remove(cli) -> None:
     cli("users", "add", "bob@clinic.example.com")
     listed = cli("users", "list").stdout.splitlines()
     assert listed == [
-        "Alice@clinic.example.com\tadmin\tnever signed in",
-        "bob@clinic.example.com\teditor\tnever signed in",
+        "Alice@clinic.example.com\tadmin\tpassword only\tnever signed in",
+        "bob@clinic.example.com\teditor\tpassword only\tnever signed in",
     ]
     again = cli("users", "add", "alice@clinic.example.com", check=False)
     assert again.returncode == 1

@@ -43,7 +43,11 @@ class Site:
     def __init__(self, ws_dir: Path, clock: Clock, **settings: str):
         self.sock = listen("127.0.0.1", 0)
         self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
-        env = {"NEWSLETTER_SITE__BASE_URL": self.url}
+        # The tests speak for many networks through X-Forwarded-For, as a proxy would.
+        env = {
+            "NEWSLETTER_SITE__BASE_URL": self.url,
+            "NEWSLETTER_WEB__TRUSTED_PROXIES": "127.0.0.1",
+        }
         env.update({f"NEWSLETTER_{k.upper()}": v for k, v in settings.items()})
         self.ws = Workspace.open(ws_dir, env=env)
         self.outbox = ws_dir / "outbox"

@@ -294,6 +294,14 @@ class Ses:
 class Web:
     host: str = "127.0.0.1"
     port: int = 8080
+    # Addresses or networks of reverse proxies whose X-Forwarded-For is believed;
+    # empty: the connecting address is the client, whatever a header claims.
+    trusted_proxies: list[str] = field(default_factory=list)
+    # The largest request bodies taken: a provider's webhook batch, a dashboard CSV upload.
+    max_webhook_bytes: int = 10_000_000
+    max_upload_bytes: int = 50_000_000
+    # Admins must sign in with a second factor (TOTP) as well as the password.
+    require_2fa: bool = False
 
 
 @dataclass(frozen=True)
@@ -556,6 +564,7 @@ def validate(settings: Settings) -> list[str]:
     problems.extend(_schedule_problems(s))
     problems.extend(_template_problems(s.templates))
     problems.extend(_link_problems(s))
+    problems.extend(_web_problems(s.web))
     if s.schedule.poll_interval < 1:
         problems.append("schedule.poll_interval: must be at least 1 second")
     try:
@@ -749,6 +758,23 @@ def _template_problems(templates: Templates) -> list[str]:
             f"templates.language: {templates.language!r} is not a language tag; "
             f"use one such as en, de, fr-CA or ar"
         )
+    return problems
+
+
+def _web_problems(web: Web) -> list[str]:
+    problems = []
+    for proxy in web.trusted_proxies:
+        try:
+            ipaddress.ip_network(proxy.strip(), strict=False)
+        except ValueError:
+            problems.append(
+                f"web.trusted_proxies: {proxy!r} is not an address or network "
+                f"such as 127.0.0.1 or 10.0.0.0/8"
+            )
+    if not 1024 <= web.max_webhook_bytes <= 1_000_000_000:
+        problems.append("web.max_webhook_bytes: must be between 1024 and 1000000000")
+    if not 1024 <= web.max_upload_bytes <= 2_000_000_000:
+        problems.append("web.max_upload_bytes: must be between 1024 and 2000000000")
     return problems
 
 

@@ -93,6 +93,10 @@ latest_articles = 0
 [web]
 host = "127.0.0.1"
 port = 8080
+# reverse proxies whose X-Forwarded-For is believed, e.g. ["127.0.0.1"] behind nginx
+trusted_proxies = []
+# admins sign in with a code from an authenticator app as well as the password
+require_2fa = false
 
 [tracking]
 enabled = true

@@ -618,6 +618,36 @@ def _merge_deliveries(conn: sqlite3.Connection, keeper: int, other: int, stamp: 
         conn.execute("UPDATE deliveries SET subscriber_id = ? WHERE id = ?", [keeper, winner])
 
 
+def m010_staff_security(conn: sqlite3.Connection) -> None:
+    """Two-factor sign-in of staff accounts and the audit log of staff actions.
+
+    ``totp_secret`` is encrypted with a key derived from the secret key;
+    ``totp_last_step`` makes each code work once; recovery codes are kept
+    only as SHA-256 hashes. The audit log names the actor by address, not by
+    account id, so it outlives a removed account.
+    """
+    _script(
+        conn,
+        """
+        ALTER TABLE staff_users ADD COLUMN totp_secret TEXT;
+        ALTER TABLE staff_users ADD COLUMN totp_pending TEXT;
+        ALTER TABLE staff_users ADD COLUMN totp_last_step INTEGER;
+        ALTER TABLE staff_users ADD COLUMN recovery_codes TEXT NOT NULL DEFAULT '[]';
+        CREATE TABLE audit_log (
+            id INTEGER PRIMARY KEY,
+            at TEXT NOT NULL,
+            actor TEXT NOT NULL,
+            action TEXT NOT NULL,
+            target TEXT NOT NULL DEFAULT '',
+            detail TEXT NOT NULL DEFAULT '',
+            ip TEXT
+        );
+        CREATE INDEX audit_log_at ON audit_log(at);
+        CREATE INDEX audit_log_target ON audit_log(target, action);
+        """,
+    )
+
+
 MIGRATIONS = [
     m001_initial,
     m002_article_intake,
@@ -628,6 +658,7 @@ MIGRATIONS = [
     m007_scheduling,
     m008_staff,
     m009_one_subscriber_per_mailbox,
+    m010_staff_security,
 ]
 
 

@@ -20,7 +20,9 @@ from newsletter import campaigns, clock, render, tracking
 from newsletter.errors import NewsletterError
 from newsletter.web.dashboard import Dashboard
 from newsletter.web.events import EventWriter, Privacy
+from newsletter.web.guard import BodyLimits, Guard
 from newsletter.web.subscribers import SubscriberPages
+from newsletter.web.threads import ThreadStores, off_loop
 from newsletter.web.webhooks import webhook_routes
 from newsletter.workspace import Workspace
 
@@ -42,6 +44,19 @@ ARTICLE_HEADERS = {
     "Referrer-Policy": "no-referrer",
     "X-Content-Type-Options": "nosniff",
 }
+# The email as a web page: its remote images and inline styles, no script, no form,
+# not framed by anyone, and the token in the address sent to no other site.
+VIEW_HEADERS = {
+    **NO_CACHE,
+    "Content-Security-Policy": (
+        "default-src 'none'; img-src http: https: data:; style-src 'unsafe-inline'; "
+        "font-src http: https: data:; form-action 'none'; frame-ancestors 'none'; "
+        "base-uri 'none'"
+    ),
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",
+    "X-Content-Type-Options": "nosniff",
+}
 _pages = jinja2.Environment(
     loader=jinja2.FileSystemLoader(str(Path(__file__).parent / "templates")),
     autoescape=True,
@@ -49,6 +64,23 @@ _pages = jinja2.Environment(
 
 
 _utc_now = clock.utcnow
+
+
+class _App(Starlette):
+    """Starlette with the guard and the proxy rule outside everything, error pages included."""
+
+    def __init__(self, *, limits: BodyLimits, trusted_proxies: list[str], **options: Any):
+        super().__init__(**options)
+        self.limits, self.trusted_proxies = limits, trusted_proxies
+
+    def build_middleware_stack(self) -> Any:
+        app: Any = Guard(super().build_middleware_stack(), self.limits)
+        if self.trusted_proxies:
+            from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
+
+            # X-Forwarded-For is believed only when the connection comes from a listed proxy.
+            app = ProxyHeadersMiddleware(app, trusted_hosts=self.trusted_proxies)
+        return app
 
 
 def create_app(
@@ -60,7 +92,9 @@ def create_app(
     """
     db_path = ws.path(ws.settings.database.path)
     signer = ws.signer
-    store = ws.open_store()  # migrates before the writer thread opens its own connection
+    ws.open_store().close()  # migrates before the writer thread opens its own connection
+    # Each thread its own connection: handlers hand their writes to worker threads.
+    store: Any = ThreadStores(db_path)
     settings = ws.settings.tracking
     writer = EventWriter(
         db_path,
@@ -141,10 +175,12 @@ def create_app(
         # POST: RFC 8058 one-click (body List-Unsubscribe=One-Click) or the page's button.
         # The signed token is the authority: no cookie, no CSRF token, no redirect.
         if subscriber is not None:
-            form = await request.form()
+            form = await request.form(max_files=0, max_fields=20)  # no upload, ever
             how = "one-click" if form.get("List-Unsubscribe") == "One-Click" else "page"
             ip = request.client.host if request.client else None
-            store.unsubscribe(
+            # A write may wait for the database's lock: in a worker thread, not the loop.
+            await off_loop(
+                store.unsubscribe,
                 subscriber["id"],
                 data.campaign_id or None,
                 clock(),
@@ -159,17 +195,21 @@ def create_app(
         subscriber = _subscriber_for(data)
         if data is None or subscriber is None:
             return page("notfound.html", 404)
-        try:
+
+        def render_page() -> str:
             campaign = store.campaign(data.campaign_id)
             templates = ws.templates(campaigns.design(campaign))
             mail = campaigns.load_mail(store, data.campaign_id, templates, ws.settings, signer)
             # No pixel: the page itself is counted as a view, not as an open.
-            rendered = mail.render(subscriber, pixel=False)
+            return mail.render(subscriber, pixel=False).html
+
+        try:
+            html = await off_loop(render_page)  # templates and CSS inlining: CPU work
         except NewsletterError as exc:
             log.error("view in browser: %s", exc)
             return page("notfound.html", 404)
         record(event(request, "view", data, detail="browser"))
-        return HTMLResponse(rendered.html, headers=NO_CACHE)
+        return HTMLResponse(html, headers=VIEW_HEADERS)
 
     async def article_page(request: Request) -> Response:
         # The page of an article with no URL of its own, linked from the emails: the
@@ -218,7 +258,13 @@ def create_app(
         *webhook_routes(ws.settings, ws.secrets, store, clock, sns_fetch),
         *dashboard.routes,
     ]
-    app = Starlette(routes=routes, lifespan=lifespan)
+    web = ws.settings.web
+    app = _App(
+        routes=routes,
+        lifespan=lifespan,
+        limits=BodyLimits(webhook=web.max_webhook_bytes, upload=web.max_upload_bytes),
+        trusted_proxies=[p.strip() for p in web.trusted_proxies],
+    )
     app.state.writer = writer
     app.state.subscriber_pages = subscriber_pages
     app.state.dashboard = dashboard
