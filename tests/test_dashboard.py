@@ -355,6 +355,12 @@ def test_settings_for_admins_only_without_secrets(browser, admin_page, dashboard
         f"smtp 127.0.0.1:{dashboard.sink.port}: connected"
     )
     dashboard.screenshot(page, "check")
+    # A setting that works but will hurt is pointed out, as `config check` does.
+    toml = dashboard.ws.root / "newsletter.toml"
+    assert "\nport = 8080\n" in toml.read_text()
+    toml.write_text(toml.read_text().replace("\nport = 8080\n", "\nport = 9000\n"))
+    page.goto(url + "/settings/check")
+    expect(page.locator("#warnings")).to_contain_text("[web] port 9000")
 
     context = browser.new_context()
     editor = context.new_page()

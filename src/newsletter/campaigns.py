@@ -421,11 +421,6 @@ class CampaignMail:
             if not url.startswith(own) or url in self._article_by_url
         ]
 
-    def article_pages(self) -> list[dict[str, Any]]:
-        """The articles that link to their page on the web server (they have no URL)."""
-        own = self.settings.site.base_url.rstrip("/") + "/articles/"
-        return [a for a in self.articles if a["url"].startswith(own)]
-
     def render(
         self,
         subscriber: Mapping[str, Any],

@@ -242,8 +242,8 @@ def dkim_warnings(settings: Settings, secrets: Secrets, workspace: Path) -> list
         return [
             "dkim: only an Ed25519 key signs; many receivers (and Perl's Mail::DKIM) "
             "cannot check ed25519-sha256 and see the mail as unsigned. Add an RSA key "
-            "(`newsletter dkim keygen`) and sign with both: the RSA one in "
-            "private_key_file, the Ed25519 one in ed25519_private_key_file"
+            "and sign with both: the RSA one in private_key_file, the Ed25519 one in "
+            "ed25519_private_key_file"
         ]
     return []
 

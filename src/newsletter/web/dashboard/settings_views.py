@@ -40,6 +40,12 @@ def routes(d: Dashboard) -> list[Route]:
         # The same as `newsletter config check`: the file and environment read
         # afresh, so an edit shows before the restart that would apply it.
         fresh = Workspace.open(d.ws.root, strict=False)
+        problems, warnings = list(fresh.problems), []
+        if not problems:
+            try:
+                warnings = await run_in_threadpool(jobs.config_warnings, fresh)
+            except NewsletterError as exc:  # a DKIM key that cannot be read
+                problems.append(str(exc))
         transport_result, transport_error = "", ""
         if request.method == "POST":
             # The transport this server sends with, not the one the file now describes.
@@ -51,7 +57,8 @@ def routes(d: Dashboard) -> list[Route]:
             request,
             "check.html",
             active="settings",
-            problems=fresh.problems,
+            problems=problems,
+            warnings=warnings,
             transport=d.ws.settings.delivery.transport,
             transport_result=transport_result,
             transport_error=transport_error,
