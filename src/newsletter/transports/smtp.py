@@ -160,10 +160,10 @@ class SmtpTransport:
             # Domains travel as A-labels (Punycode); only the local part may need UTF-8.
             recipient, sender = ascii_domain(envelope.recipient), ascii_domain(envelope.sender)
         except InputError as exc:
-            raise MessageRejected(str(exc)) from None
+            raise AddressUnusable(str(exc)) from None  # this address alone
         if any(ord(c) < 32 or c in "<>" for a in (sender, recipient) for c in a):
             # Never let an address end a command line early (smtplib's putcmd checks too).
-            raise MessageRejected(f"{recipient!r}: a control character in an address")
+            raise AddressUnusable(f"{recipient!r}: a control character in an address")
         data = canonical_crlf(envelope.data)
         data = self.sign(data) if self.sign else data
         with self._slots:
