@@ -141,6 +141,28 @@ def test_an_upload_to_a_route_that_takes_none_is_refused_unread(served, port, pa
     assert answer.startswith(b"HTTP/1.1 415"), answer[:200]
 
 
+def test_the_csv_upload_takes_a_file_up_to_its_own_cap(served, port):
+    # Multipart is welcome here, but a declared size over the cap is refused unread.
+    answer = send_head_only(
+        port,
+        "/admin/subscribers/import",
+        "Content-Type: multipart/form-data; boundary=xyz\r\nContent-Length: 60000000\r\n",
+    )
+    assert answer.startswith(b"HTTP/1.1 413"), answer[:200]
+    assert b"at most 50 MB" in answer
+
+
+def test_a_file_smuggled_into_a_one_click_unsubscribe_is_refused(workspace, live_server):
+    campaign_id, reader, urls = _sent_campaign(workspace)
+    answer = requests.post(
+        live_server.url + urlsplit(urls.unsubscribe(campaign_id, reader)).path,
+        files={"List-Unsubscribe": (None, "One-Click"), "x": ("x.bin", b"\0" * 4000)},
+        timeout=5,
+    )
+    assert answer.status_code == 400
+    assert workspace.store.subscriber(reader)["status"] == "confirmed"
+
+
 def test_each_route_has_its_own_cap(served, port, ws_dir):
     # A public form is a few hundred bytes: a stream to it is refused long before its end
     # (what went out beyond 16 KB waited in the sockets' buffers).
