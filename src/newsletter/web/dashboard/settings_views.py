@@ -43,7 +43,7 @@ def routes(d: Dashboard) -> list[Route]:
         problems, warnings = list(fresh.problems), []
         if not problems:
             try:
-                warnings = await run_in_threadpool(jobs.config_warnings, fresh)
+                warnings = jobs.config_warnings(fresh)  # a worker thread already
             except NewsletterError as exc:  # a DKIM key that cannot be read
                 problems.append(str(exc))
         transport_result, transport_error = "", ""
