@@ -79,7 +79,10 @@ def _literal_times(module: types.ModuleType) -> frozenset[str]:
         if isinstance(node, ast.Assign | ast.AnnAssign) and isinstance(node.value, ast.Call):
             call = node.value
             args = [*call.args, *(k.value for k in call.keywords if k.arg != "tzinfo")]
-            if args and all(isinstance(a, ast.Constant) for a in args):
+            # dt.datetime(2026, 11, 27) is fixed; dt.datetime.now().replace(microsecond=0),
+            # a call on a call, is dated from the clock.
+            made_from_a_call = any(isinstance(n, ast.Call) for n in ast.walk(call.func))
+            if args and not made_from_a_call and all(isinstance(a, ast.Constant) for a in args):
                 targets = node.targets if isinstance(node, ast.Assign) else [node.target]
                 names.update(t.id for t in targets if isinstance(t, ast.Name))
     return frozenset(names)

@@ -99,7 +99,10 @@ def test_a_time_computed_from_the_real_clock_is_not_a_fixed_time(run_inner) -> N
         "import datetime as dt\n"
         "from newsletter import clock\n"
         "STARTED = dt.datetime.now(dt.UTC) - dt.timedelta(days=3)\n"
+        "TODAY = dt.datetime.now(dt.UTC).replace(microsecond=0)\n"
         "def test_dated_from_now():\n"
         "    assert clock.utcnow() - STARTED > dt.timedelta(days=2)\n"
+        "def test_today():\n"
+        "    assert clock.utcnow() >= TODAY\n"
     )
-    result.assert_outcomes(passed=1)
+    result.assert_outcomes(passed=2)

@@ -13,6 +13,7 @@ from newsletter.config import (
     Web,
     collect,
     load,
+    sending_problems,
 )
 from newsletter.errors import ConfigError
 
@@ -300,6 +301,14 @@ def test_load_reads_the_file_and_the_environment(tmp_path):
 # -- links that cannot work ----------------------------------------------------------
 
 
+def link_problems(raw: dict) -> list[str]:
+    """What stops sending with these settings because of their links (a problem of
+    sending only: commands that send nothing run with any base_url)."""
+    settings, problems = collect(raw, {}, ORIGIN)
+    assert problems == []
+    return [p for p in sending_problems(settings, Secrets()) if p.startswith("site.base_url:")]
+
+
 @pytest.mark.parametrize(
     ("base_url", "expected"),
     [
@@ -318,8 +327,7 @@ def test_mail_that_leaves_the_machine_needs_public_https_links(base_url, expecte
         smtp={"host": "smtp.example.net"},
         site={"base_url": base_url},
     )
-    _, problems = collect(raw, {}, ORIGIN)
-    found = [p for p in problems if p.startswith("site.base_url:")]
+    found = link_problems(raw)
     if expected is None:
         assert found == []
     else:
@@ -338,16 +346,12 @@ def test_mail_that_leaves_the_machine_needs_public_https_links(base_url, expecte
     ],
 )
 def test_mail_that_stays_on_the_machine_may_use_local_links(sections):
-    _, problems = collect(
-        with_sender(site={"base_url": "http://127.0.0.1:8080"}, **sections), {}, ORIGIN
-    )
-    assert problems == []
+    assert link_problems(with_sender(site={"base_url": "http://127.0.0.1:8080"}, **sections)) == []
 
 
 @pytest.mark.parametrize("transport", ["sendgrid", "mailgun", "postmark", "ses"])
 def test_email_apis_leave_the_machine(transport):
-    _, problems = collect(with_sender(delivery={"transport": transport}), {}, ORIGIN)
-    assert [p for p in problems if p.startswith("site.base_url:")]
+    assert link_problems(with_sender(delivery={"transport": transport}))
 
 
 def test_config_check_refuses_dead_links_and_warns_on_a_port_mismatch(cli) -> None:

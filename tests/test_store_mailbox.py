@@ -218,7 +218,7 @@ def test_migration_merges_case_duplicates(tmp_path):
         )
 
     applied = store.migrate()
-    assert applied == ["m009_one_subscriber_per_mailbox"]
+    assert applied[0] == "m009_one_subscriber_per_mailbox"
 
     rows = {r["id"]: r for r in store._rows("SELECT * FROM subscribers ORDER BY id")}
     assert sorted(rows) == [1, 2, 4]

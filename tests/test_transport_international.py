@@ -139,7 +139,12 @@ def test_postmark_gets_a_labels_and_fails_only_the_internationalised_mailbox(
 
 
 def test_commands_that_send_nothing_do_not_demand_the_providers_key(cli) -> None:
-    cli.env = {**cli.env, "NEWSLETTER_DELIVERY__TRANSPORT": "sendgrid"}
+    cli.env = {
+        **cli.env,
+        "NEWSLETTER_DELIVERY__TRANSPORT": "sendgrid",
+        # Links that work from a reader's mailbox, so the key is all that sending lacks.
+        "NEWSLETTER_SITE__BASE_URL": "https://news.clinic.example.com",
+    }
     assert "3 new" in cli("fetch").stdout
     cli("subscribers", "import", "subscribers/example.csv")
     cli("campaign", "create", "--subject", "Hello")

@@ -563,7 +563,6 @@ def validate(settings: Settings) -> list[str]:
     problems.extend(_subscriber_problems(s.subscribers, s.consent))
     problems.extend(_schedule_problems(s))
     problems.extend(_template_problems(s.templates))
-    problems.extend(_link_problems(s))
     problems.extend(_web_problems(s.web))
     if s.schedule.poll_interval < 1:
         problems.append("schedule.poll_interval: must be at least 1 second")
@@ -833,9 +832,9 @@ def _provider_problems(s: Settings) -> list[str]:
 
 
 def sending_problems(settings: Settings, secrets: Secrets) -> list[str]:
-    """What only sending needs (the provider's key, its domain or region): commands that
-    send nothing (fetch, stats, imports) run without it."""
-    problems = []
+    """What only sending needs (the provider's key, its domain or region, links that work
+    where the mail goes): commands that send nothing (fetch, stats, imports) run without it."""
+    problems = _link_problems(settings)
     transport = settings.delivery.transport
     if transport == "mailgun" and not settings.mailgun.domain.strip():
         problems.append("mailgun.domain: set the sending domain, e.g. mg.example.com")

@@ -19,7 +19,7 @@ from typing import Any
 
 from newsletter import campaigns, clock, config, consent, delivery, schedules, subscribers
 from newsletter.config import Secrets
-from newsletter.errors import InputError, NewsletterError
+from newsletter.errors import InputError, NewsletterError, StateError
 from newsletter.render import article_context, choose_template
 from newsletter.sources import intake
 from newsletter.sources.http import Fetcher
@@ -486,6 +486,11 @@ def send_due(
                 continue
             try:
                 progress = send_campaign(ws, store, due_id, clock, should_stop)
+            except StateError as exc:
+                # Its state changed under us (another scheduler started it, or staff
+                # paused or cancelled it): nothing is stuck, so nothing is paused.
+                log.info("campaign %d: %s; left to whoever changed it", due_id, exc)
+                continue
             except NewsletterError as exc:
                 if store.lease_holder(due_id, time.time()) is not None:
                     log.info("campaign %d: another sender took it", due_id)
