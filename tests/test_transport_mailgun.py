@@ -120,7 +120,8 @@ def test_settings_choose_the_eu_endpoint_and_require_a_domain(tmp_path: Path) ->
     sender = open_transport(settings, Secrets(mailgun_api_key=KEY), tmp_path)
     assert sender.url == f"https://api.eu.mailgun.net/v3/{DOMAIN}/messages.mime"
     sender.close()
-    settings, _ = collect({"delivery": {"transport": "mailgun"}}, {}, "test")
+    public = {"base_url": "https://news.clinic.example.com"}
+    settings, _ = collect({"delivery": {"transport": "mailgun"}, "site": public}, {}, "test")
     problems = transport_problems(settings, Secrets(mailgun_api_key=KEY))
     assert problems == ["mailgun.domain: set the sending domain, e.g. mg.example.com"]
     with pytest.raises(ConfigError, match="mailgun.domain"):
