@@ -10,7 +10,6 @@ import dataclasses
 import datetime as dt
 import functools
 import logging
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -467,13 +466,14 @@ def send_due(
             if should_stop():
                 return
             # The lease is wall-clock time, shared between processes: a campaign
-            # another sender holds is theirs to finish.
-            if store.lease_holder(due_id, time.time()) is not None:
+            # another running sender holds is theirs to finish; one left by a
+            # killed process is taken over now, not when its lease expires.
+            if delivery.active_sender(store, due_id) is not None:
                 continue
             try:
                 progress = send_campaign(ws, store, due_id, clock, should_stop)
             except NewsletterError as exc:
-                if store.lease_holder(due_id, time.time()) is not None:
+                if delivery.active_sender(store, due_id) is not None:
                     log.info("campaign %d: another sender took it", due_id)
                 else:
                     log.error("campaign %d: %s", due_id, exc)
