@@ -291,3 +291,16 @@ def test_load_reads_the_file_and_the_environment(tmp_path):
     assert problems == [f"{path}: web.colour: unknown key"]
     assert settings.web.port == 9000
     assert settings.delivery == dataclasses.replace(Delivery(), concurrency=4)
+
+
+@pytest.mark.parametrize("value", [0, -5, 10_001, 1_000_000])
+def test_an_items_cap_out_of_range_is_named(value):
+    _, problems = collect(with_sender(sources={"max_items_per_feed": value}), {}, ORIGIN)
+    assert problems == ["sources.max_items_per_feed: must be between 1 and 10000"]
+
+
+def test_the_items_cap_has_a_default_and_can_be_set():
+    settings, problems = collect(with_sender(), {}, ORIGIN)
+    assert problems == [] and settings.sources.max_items_per_feed == 200
+    settings, problems = collect(with_sender(sources={"max_items_per_feed": 25}), {}, ORIGIN)
+    assert problems == [] and settings.sources.max_items_per_feed == 25

@@ -13,7 +13,7 @@ from werkzeug import Request, Response
 
 from newsletter import jobs
 from newsletter.config import SourceSpec
-from newsletter.sources import intake
+from newsletter.sources import feed, intake
 from newsletter.sources.http import Fetcher
 from newsletter.sources.policy import FetchPolicy
 from newsletter.store import Store
@@ -466,3 +466,69 @@ def test_a_bad_file_in_a_folder_is_named_with_its_line_and_the_rest_are_read(cli
         "articles: error: articles/broken.md:3: invalid YAML front matter "
         "(expected ',' or ']', but got '<stream end>')"
     )
+
+
+def test_a_feed_of_thirty_thousand_items_keeps_only_the_newest(httpserver_ipv4, cli, env, ws_dir):
+    """A hostile or runaway feed lists 30,000 items; only the newest N are read and stored.
+
+    The items are listed in shuffled order, so "newest" must come from their dates.
+    """
+    import random
+
+    total, keep = 30_000, 50
+    items = [
+        (f"p{i}", f"Post {i}", NOW - i * dt.timedelta(minutes=7), f"Body {i}.")
+        for i in range(total)
+    ]
+    random.Random(14).shuffle(items)
+    big = Feed(httpserver_ipv4, "/big.xml")
+    big.body = rss(items)
+    env["NEWSLETTER_SOURCES__FEEDS"] = big.url
+    env["NEWSLETTER_SOURCES__ALLOW_PRIVATE_ADDRESSES"] = "true"
+    env["NEWSLETTER_SOURCES__MAX_ITEMS_PER_FEED"] = str(keep)
+
+    result = cli("fetch")
+
+    assert (
+        f"{big.url}: warning: the feed lists 30,000 items; only the newest 50 were read "
+        "([sources] max_items_per_feed)"
+    ) in result.stderr.splitlines()
+    assert f"{big.url}: 0 new, 0 updated, 0 unchanged, 50 archived" in result.stdout
+    store = Store(ws_dir / "newsletter.db")
+    try:
+        stored = {a["title"] for a in store.articles() if a["title"].startswith("Post ")}
+    finally:
+        store.close()
+    assert stored == {f"Post {i}" for i in range(keep)}
+
+
+def test_undated_items_beyond_the_cap_keep_the_first_listed():
+    items = [(f"u{i}", f"Undated {i}", None, "x") for i in range(300)]
+    parsed = feed.parse(rss(items).encode(), "https://blog.example.com/feed", max_items=20)
+    assert [a["title"] for a in parsed.articles] == [f"Undated {i}" for i in range(20)]
+    assert "the feed lists 300 items; only the newest 20 were read" in parsed.problems[0]
+
+
+def test_the_cap_also_holds_where_the_quick_scan_cannot_read_the_bytes():
+    items = [(f"w{i}", f"Wide {i}", NOW - i * DAY, "x") for i in range(40)]
+    body = rss(items).replace('encoding="UTF-8"', 'encoding="UTF-16"').encode("utf-16")
+    parsed = feed.parse(body, "https://blog.example.com/feed", max_items=5)
+    assert [a["title"] for a in parsed.articles] == [f"Wide {i}" for i in range(5)]
+    assert "the feed lists 40 items; only the newest 5 were read" in parsed.problems[0]
+
+
+def test_a_huge_feed_is_read_in_memory_bounded_by_the_cap_not_the_item_count():
+    """30,000 items used to cost feedparser hundreds of megabytes; the cap bounds the work."""
+    import tracemalloc
+
+    items = [(f"m{i}", f"Many {i}", NOW - i * DAY, f"Body {i}.") for i in range(30_000)]
+    body = rss(items).encode()
+    tracemalloc.start()
+    try:
+        parsed = feed.parse(body, "https://blog.example.com/feed", max_items=200)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert len(parsed.articles) == 200
+    # The body itself and one copy of it with the old items cut out, and room to spare.
+    assert peak < 4 * len(body)

@@ -127,6 +127,8 @@ class Sources:
     # intranet blog, or a test server on 127.0.0.1.
     allow_private_addresses: bool = False
     allowed_networks: list[str] = field(default_factory=list)
+    # Only the newest this many items of a feed are read (see sources/feed.py).
+    max_items_per_feed: int = 200
 
     def specs(self) -> list[SourceSpec]:
         """Every configured source, folders first; ConfigError names the first bad entry.
@@ -680,6 +682,8 @@ def _source_problems(sources: Sources) -> list[str]:
         problems.append("sources.max_bytes: must be at least 1024")
     if not 0 <= sources.max_redirects <= 20:
         problems.append("sources.max_redirects: must be between 0 and 20")
+    if not 1 <= sources.max_items_per_feed <= 10_000:
+        problems.append("sources.max_items_per_feed: must be between 1 and 10000")
     for network in sources.allowed_networks:
         try:
             ipaddress.ip_network(network.strip(), strict=False)

@@ -61,7 +61,14 @@ def fetch_sources(
         for spec in ws.settings.sources.specs():
             try:
                 result = intake.run_source(
-                    spec, store, fetcher, now, root=ws.root, force=force, wix_api_key=wix_api_key
+                    spec,
+                    store,
+                    fetcher,
+                    now,
+                    root=ws.root,
+                    force=force,
+                    wix_api_key=wix_api_key,
+                    max_items=ws.settings.sources.max_items_per_feed,
                 )
             except Exception as exc:  # one source's bug must not stop the others
                 message = (

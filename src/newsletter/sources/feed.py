@@ -10,15 +10,18 @@ from __future__ import annotations
 import calendar
 import codecs
 import datetime as dt
+import email.utils
 import html
 import io
 import re
 import time
 import xml.sax
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
 from typing import Any
 from urllib.parse import urljoin
+from xml.parsers import expat
 
 import feedparser
 
@@ -50,6 +53,13 @@ _PROLOG_MARK = re.compile(rb"<!--|<\?|<!DOCTYPE|<[A-Za-z_]")
 _DOCTYPE_MARK = re.compile(rb"""<!--|<\?|["'\[\]>]""")
 _CLOSING = {b"<!--": b"-->", b"<?": b"?>", b'"': b'"', b"'": b"'"}
 _FEED_ROOT = re.compile(rb"<(rss|feed|rdf:RDF|RDF)\b", re.I)
+# How many items of one feed are read: a feed of fifty thousand items would
+# otherwise take feedparser half a minute and hundreds of megabytes, for
+# posts no newsletter will announce. [sources] max_items_per_feed.
+DEFAULT_MAX_ITEMS = 200
+_ITEM_NAMES = frozenset({"item", "entry"})
+# RSS 2.0 pubDate, Atom published/updated, RSS 1.0 dc:date (and dcterms).
+_DATE_NAMES = frozenset({"pubDate", "published", "updated", "date", "issued", "modified"})
 
 
 @dataclass
@@ -60,11 +70,14 @@ class ParsedFeed:
     problems: list[str] = field(default_factory=list)
 
 
-def parse(body: bytes, url: str, content_type: str = "") -> ParsedFeed:
+def parse(
+    body: bytes, url: str, content_type: str = "", max_items: int = DEFAULT_MAX_ITEMS
+) -> ParsedFeed:
     """Turn a fetched feed body into article dicts, newest first as the feed lists them. Pure.
 
     ``url`` is where the body came from (after redirects): relative links
-    resolve against it and every message names it.
+    resolve against it and every message names it. Only the newest
+    ``max_items`` items are read; a problem line says how many were left out.
     """
     check_entities(body, url)
     head = body[:1024].removeprefix(codecs.BOM_UTF8).lstrip()
@@ -75,6 +88,16 @@ def parse(body: bytes, url: str, content_type: str = "") -> ParsedFeed:
         found = discover_feeds(body.decode("utf-8", "replace"), url)
         hint = f"; the page names its feed: {found[0]}" if found else ""
         raise SourceError(f"{url}: this is an HTML page, not a feed{hint}")
+    listed = None
+    spans = None if utf16 else _item_spans(body)
+    if spans is not None and len(spans) > max_items:
+        # Cut the older items out of the bytes before feedparser sees them: its
+        # time and memory grow with every item, the quick scan's do not.
+        listed = len(spans)
+        keep = _newest([_date_key(date) for _, _, date in spans], max_items)
+        body = _without(
+            body, [(start, end) for i, (start, end, _) in enumerate(spans) if i not in keep]
+        )
     parsed = feedparser.parse(
         io.BytesIO(body),
         response_headers={
@@ -104,8 +127,20 @@ def parse(body: bytes, url: str, content_type: str = "") -> ParsedFeed:
         title=plain_text(channel.get("title", "")),
         link=canonical_url(channel.get("link"), url),
     )
+    entries = parsed.entries
+    if len(entries) > max_items:
+        # The bytes could not be scanned (UTF-16, or XML feedparser mends but
+        # expat refuses): the same choice, made on feedparser's entries.
+        listed = len(entries)
+        keep = _newest([_entry_date_key(entry) for entry in entries], max_items)
+        entries = [entry for i, entry in enumerate(entries) if i in keep]
+    if listed is not None:
+        result.problems.append(
+            f"{url}: the feed lists {listed:,} items; only the newest {max_items:,} were read "
+            f"([sources] max_items_per_feed)"
+        )
     items = []
-    for position, entry in enumerate(parsed.entries, start=1):
+    for position, entry in enumerate(entries, start=1):
         item = entry_article(entry, url)
         if item is None:
             result.problems.append(f"{url}: item {position} has no title, text or link; skipped")
@@ -116,6 +151,93 @@ def parse(body: bytes, url: str, content_type: str = "") -> ParsedFeed:
     for article in result.articles:
         article["content_hash"] = content_hash(article)
     return result
+
+
+def _item_spans(body: bytes) -> list[tuple[int, int, str]] | None:
+    """Byte ranges and date text of the feed's items, or None if expat cannot read the body.
+
+    One quick pass: no item is built, only where each ``<item>`` or
+    ``<entry>`` starts and ends and what its first date element says.
+    """
+    parser = expat.ParserCreate(namespace_separator=" ")
+    parser.SetParamEntityParsing(expat.XML_PARAM_ENTITY_PARSING_NEVER)
+    parser.buffer_text = True
+    spans: list[tuple[int, int, str]] = []
+    state: dict[str, Any] = {"depth": 0, "start": 0, "date": None, "text": None}
+
+    def start_element(name: str, attrs: Any) -> None:
+        local = name.rpartition(" ")[2]
+        if state["depth"]:
+            state["depth"] += 1
+            if state["depth"] == 2 and state["date"] is None and local in _DATE_NAMES:
+                state["text"] = []
+        elif local in _ITEM_NAMES:
+            state.update(depth=1, start=parser.CurrentByteIndex, date=None, text=None)
+
+    def end_element(name: str) -> None:
+        if not state["depth"]:
+            return
+        if state["depth"] == 2 and state["text"] is not None:
+            state["date"], state["text"] = "".join(state["text"]), None
+        state["depth"] -= 1
+        if not state["depth"]:
+            end = body.index(b">", parser.CurrentByteIndex) + 1
+            spans.append((state["start"], end, state["date"] or ""))
+
+    def text(data: str) -> None:
+        if state["text"] is not None:
+            state["text"].append(data)
+
+    parser.StartElementHandler = start_element
+    parser.EndElementHandler = end_element
+    parser.CharacterDataHandler = text
+    try:
+        parser.Parse(body, True)
+    except (expat.ExpatError, LookupError, ValueError):
+        return None
+    return spans
+
+
+def _date_key(text: str) -> float | None:
+    """Seconds since the epoch of an RFC 822 or ISO 8601 date, or None."""
+    text = text.strip()
+    if not text:
+        return None
+    try:
+        when = email.utils.parsedate_to_datetime(text)
+    except (TypeError, ValueError, IndexError):
+        try:
+            when = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+        except ValueError:
+            return None
+    return (when if when.tzinfo else when.replace(tzinfo=dt.UTC)).timestamp()
+
+
+def _entry_date_key(entry: Any) -> float | None:
+    parsed = entry.get("published_parsed") or dict.get(entry, "updated_parsed")
+    return float(calendar.timegm(parsed)) if parsed else None
+
+
+def _newest(keys: Sequence[float | None], count: int) -> set[int]:
+    """Positions of the ``count`` newest items.
+
+    By date when every item has one; otherwise the first ones listed, as
+    feeds list their newest posts first.
+    """
+    positions = range(len(keys))
+    if all(key is not None for key in keys):
+        positions = sorted(positions, key=lambda i: (-(keys[i] or 0.0), i))
+    return set(list(positions)[:count])
+
+
+def _without(body: bytes, cuts: list[tuple[int, int]]) -> bytes:
+    """The body with the given byte ranges (in order, not overlapping) left out."""
+    pieces, position = [], 0
+    for start, end in cuts:
+        pieces.append(body[position:start])
+        position = end
+    pieces.append(body[position:])
+    return b"".join(pieces)
 
 
 def entry_article(entry: Any, feed_url: str) -> dict[str, Any] | None:

@@ -127,6 +127,7 @@ class _Run:
     first_fetch: bool
     added_at: dt.datetime
     result: SourceResult
+    max_items: int = feed.DEFAULT_MAX_ITEMS
 
     def archive(self, unseen: list[dict[str, Any]]) -> set[str]:
         return archived_keys(
@@ -160,6 +161,7 @@ def run_source(
     root: Path,
     force: bool = False,
     wix_api_key: str = "",
+    max_items: int = feed.DEFAULT_MAX_ITEMS,
 ) -> SourceResult:
     """Fetch one source and save what it gives; a SourceError becomes the result's error.
 
@@ -188,6 +190,7 @@ def run_source(
         first_fetch=not state.get("fetched_at") and row["articles"] == 0,
         added_at=_time(row["added_at"]),
         result=result,
+        max_items=max_items,
     )
     step = {"folder": _folder, "feed": _feed, "page": _page}[spec.kind]
     try:
@@ -283,7 +286,7 @@ def _feed(run: _Run) -> dict[str, Any]:
     answer, digest = _conditional_get(run, FEED_ACCEPT)
     if digest is None:
         return _validators(answer, run.state.get("body_sha256", ""))
-    parsed = feed.parse(answer.body, answer.url, answer.content_type)
+    parsed = feed.parse(answer.body, answer.url, answer.content_type, run.max_items)
     run.result.warnings.extend(parsed.problems)
     known = {r["key"]: r["item_hash"] for r in run.store.source_articles(run.source_id)}
     to_archive = run.archive([a for a in parsed.articles if a["key"] not in known])
