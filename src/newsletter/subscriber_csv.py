@@ -10,9 +10,10 @@ from __future__ import annotations
 import codecs
 import csv
 import io
+import itertools
 import json
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -132,9 +133,11 @@ def normalize_email(address: str) -> str:
 class ParsedFile:
     name: str = ""
     format: str = "csv"
-    rows: list[dict[str, Any]] = field(default_factory=list)
+    # A list, or rows read one at a time as the import goes (``subscribers.stream_file``).
+    rows: list[dict[str, Any]] | Iterator[dict[str, Any]] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
     duplicates: int = 0
+    lines: int = 0  # lines in the file, for progress
     # (header, what it is read as) per column, for showing before an import.
     columns: list[tuple[str, str]] = field(default_factory=list)
 
@@ -148,19 +151,17 @@ def _printable(text: str, limit: int = 40) -> str:
     return clean if len(clean) <= limit else clean[: limit - 1] + "…"
 
 
-def decode(data: bytes, name: str) -> str:
-    """Turn a file's bytes into text: BOMs, UTF-16 without one, UTF-8, else Windows-1252.
-
-    Refuses binary content (spreadsheets, archives, images, random bytes)
-    with one line naming the file.
-    """
+def _refuse_known_binary(head: bytes, name: str) -> None:
     for magic, what in _MAGIC:
-        if data.startswith(magic):
+        if head.startswith(magic):
             raise InputError(
                 f"{name}: binary content ({what}), not CSV text; save or export the list "
                 f"as CSV (UTF-8) and import that file"
             )
-    encoding = None
+
+
+def _marked_encoding(data: bytes) -> str | None:
+    """The encoding a BOM names, or UTF-16 seen in the zero bytes of the start, or None."""
     for bom, codec in (
         (codecs.BOM_UTF32_LE, "utf-32"),
         (codecs.BOM_UTF32_BE, "utf-32"),
@@ -169,16 +170,80 @@ def decode(data: bytes, name: str) -> str:
         (codecs.BOM_UTF16_BE, "utf-16"),
     ):
         if data.startswith(bom):
-            encoding = codec
-            break
-    if encoding is None and len(data) >= 4:
-        # Excel's "Unicode text" without a BOM: every other byte is zero.
+            return codec
+    if len(data) >= 4:
         head = data[:512]
         even, odd = head[0::2], head[1::2]
         if odd.count(0) > 0.4 * len(odd) and even.count(0) < 0.05 * len(even):
-            encoding = "utf-16-le"
-        elif even.count(0) > 0.4 * len(even) and odd.count(0) < 0.05 * len(odd):
-            encoding = "utf-16-be"
+            return "utf-16-le"
+        if even.count(0) > 0.4 * len(even) and odd.count(0) < 0.05 * len(odd):
+            return "utf-16-be"
+    return None
+
+
+def check_sample(sample: str, name: str) -> None:
+    """Refuse text whose start is full of control characters (a binary file read as text)."""
+    controls = len(_CONTROL.findall(sample))
+    if "\0" in sample or (sample and controls > max(2, len(sample) // 100)):
+        raise InputError(
+            f"{name}: binary content, not CSV text (control characters); "
+            f"export the list as CSV (UTF-8)"
+        )
+
+
+def sniff_encoding(chunks: Iterable[bytes], name: str) -> tuple[str, int]:
+    """The encoding ``decode`` would choose for these bytes, and how many lines they hold.
+
+    For a file read a chunk at a time (the first chunk at least 512 bytes):
+    memory does not grow with the file. Refuses binary content as ``decode`` does.
+    """
+    chunks = iter(chunks)
+    head = next(chunks, b"")
+    _refuse_known_binary(head, name)
+    marked = _marked_encoding(head)
+    decoders = {
+        codec: codecs.getincrementaldecoder(codec)()
+        for codec in ([marked] if marked else ["utf-8", "cp1252"])
+    }
+    lines = 0
+    for chunk in itertools.chain([head], chunks, [None]):
+        final = chunk is None
+        data = b"" if chunk is None else chunk
+        lines += data.count(b"\n")
+        if marked is None and b"\0" in data:
+            raise InputError(
+                f"{name}: binary content, not CSV text (it contains NUL bytes); "
+                f"export the list as CSV (UTF-8)"
+            )
+        for codec, decoder in list(decoders.items()):
+            try:
+                text = decoder.decode(data, final)
+            except UnicodeDecodeError:
+                del decoders[codec]
+                continue
+            if "\0" in text:
+                raise InputError(
+                    f"{name}: binary content, not CSV text (control characters); "
+                    f"export the list as CSV (UTF-8)"
+                )
+        if marked and not decoders:
+            raise InputError(
+                f"{name}: binary content, not CSV text ({marked} that does not decode); "
+                f"export the list as CSV (UTF-8)"
+            )
+    # UTF-8 if it decodes, else Windows-1252, else Latin-1 (see ``decode``).
+    return next(iter(decoders), "latin-1"), lines + 1
+
+
+def decode(data: bytes, name: str) -> str:
+    """Turn a file's bytes into text: BOMs, UTF-16 without one, UTF-8, else Windows-1252.
+
+    Refuses binary content (spreadsheets, archives, images, random bytes)
+    with one line naming the file.
+    """
+    _refuse_known_binary(data, name)
+    # Excel's "Unicode text" without a BOM: every other byte is zero.
+    encoding = _marked_encoding(data)
     if encoding is not None:
         try:
             text = data.decode(encoding)
@@ -202,13 +267,9 @@ def decode(data: bytes, name: str) -> str:
                 text = data.decode("cp1252")
             except UnicodeDecodeError:
                 text = data.decode("latin-1")
-    sample = text[:65536]
-    controls = len(_CONTROL.findall(sample))
-    if "\0" in text or (sample and controls > max(2, len(sample) // 100)):
-        raise InputError(
-            f"{name}: binary content, not CSV text (control characters); "
-            f"export the list as CSV (UTF-8)"
-        )
+    if "\0" in text:
+        check_sample("\0", name)
+    check_sample(text[:65536], name)
     return text
 
 
@@ -330,10 +391,43 @@ def parse_csv(
     parsed = ParsedFile(name)
     if not text.strip():
         return parsed
+    rows = read_rows(
+        parsed,
+        io.StringIO(text, newline=""),
+        text[:65536],
+        confirmed,
+        mapping,
+        on_progress,
+        total_lines=text.count("\n") + 1,
+    )
+    parsed.rows = list(rows)
+    return parsed
+
+
+def read_rows(
+    parsed: ParsedFile,
+    stream: Iterable[str],
+    sample: str,
+    confirmed: bool,
+    mapping: dict[str, str] | None = None,
+    on_progress: Progress | None = None,
+    *,
+    total_lines: int = 0,
+    dedupe: bool = True,
+) -> Iterator[dict[str, Any]]:
+    """Read the header now and return the rows as they are read, one at a time.
+
+    ``stream`` yields the text line by line (a file opened with
+    ``newline=""``), ``sample`` is its first 64 KiB for guessing the
+    delimiter. A file that cannot be a subscriber list raises InputError
+    here, before any row is read; bad rows become ``parsed.problems`` as the
+    iterator reaches them. With ``dedupe=False`` repeated addresses are left
+    for the caller to count, so memory does not grow with the file.
+    """
     mapping = mapping or {}
-    delimiter, sep_line = sniff_delimiter(text)
-    total_lines = text.count("\n") + 1
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True)
+    name = parsed.name
+    delimiter, sep_line = sniff_delimiter(sample)
+    reader = csv.reader(stream, delimiter=delimiter, strict=True)
     try:
         if sep_line:
             next(reader)
@@ -341,7 +435,7 @@ def parse_csv(
     except csv.Error as exc:
         raise InputError(f"{name}:1: cannot read the header line ({exc})") from None
     except StopIteration:
-        return parsed
+        return iter(())
     header_line = reader.line_num
     if len(first) > MAX_COLUMNS:
         raise InputError(
@@ -378,14 +472,6 @@ def parse_csv(
             f"name one of: email, Email Address, or use --map COLUMN=email"
         )
 
-    email_col = roles["email"]
-    first_col, last_col = roles.get("first_name"), roles.get("last_name")
-    name_col, status_col, tag_col = roles.get("name"), roles.get("status"), roles.get("tags")
-    json_col = roles.get("attributes")
-    opt_in_col, opt_out_col = roles.get("subscribed"), roles.get("unsubscribed")
-    unsub_col = keys.index(UNSUB_TIME) if UNSUB_TIME in keys else None
-    clean_col = keys.index(CLEAN_TIME) if CLEAN_TIME in keys else None
-    confirm_col = keys.index(CONFIRM_TIME) if CONFIRM_TIME in keys else None
     evidence_cols = [(i, EVIDENCE[k]) for i, k in enumerate(keys) if k in EVIDENCE]
     # Every other column is kept as an attribute under its header (or the
     # name --map gave it); recognised and ignored columns are not, and opt-in
@@ -404,9 +490,52 @@ def parse_csv(
     role_of.update({i: "consent evidence" for i, _ in evidence_cols})
     role_of.update({i: f"attribute:{name}" for i, name in attribute_cols})
     parsed.columns = [(h, role_of.get(i, "ignored")) for i, h in enumerate(headers)]
+    return _rows(
+        parsed,
+        reader,
+        pending,
+        delimiter,
+        headers,
+        keys,
+        roles,
+        mapping,
+        attribute_cols,
+        evidence_cols,
+        confirmed,
+        on_progress,
+        total_lines,
+        dedupe,
+    )
+
+
+def _rows(
+    parsed: ParsedFile,
+    reader: Any,
+    pending: list[tuple[int, list[str]]],
+    delimiter: str,
+    headers: list[str],
+    keys: list[str],
+    roles: dict[str, int],
+    mapping: dict[str, str],
+    attribute_cols: list[tuple[int, str]],
+    evidence_cols: list[tuple[int, str]],
+    confirmed: bool,
+    on_progress: Progress | None,
+    total_lines: int,
+    dedupe: bool,
+) -> Iterator[dict[str, Any]]:
+    """The rows of a file whose header ``read_rows`` has read (a generator)."""
+    name = parsed.name
+    email_col = roles["email"]
+    first_col, last_col = roles.get("first_name"), roles.get("last_name")
+    name_col, status_col, tag_col = roles.get("name"), roles.get("status"), roles.get("tags")
+    json_col = roles.get("attributes")
+    opt_in_col, opt_out_col = roles.get("subscribed"), roles.get("unsubscribed")
+    unsub_col = keys.index(UNSUB_TIME) if UNSUB_TIME in keys else None
+    clean_col = keys.index(CLEAN_TIME) if CLEAN_TIME in keys else None
+    confirm_col = keys.index(CONFIRM_TIME) if CONFIRM_TIME in keys else None
     seen: set[str] = set()
     problems = parsed.problems
-    rows_out = parsed.rows
     report_every = 5000
 
     def status_of(key: tuple[Any, ...]) -> str:
@@ -489,7 +618,7 @@ def parse_csv(
         except EmailNotValidError as exc:
             problems.append(f"{name}:{line}: invalid address {_printable(raw, 80)!r} ({exc})")
             continue
-        if email in seen:
+        if dedupe and email in seen:
             parsed.duplicates += 1
             continue
         if len(row) != pad:
@@ -506,7 +635,8 @@ def parse_csv(
                 problems.append(f"{name}:{line}: the attributes column is not a JSON object")
                 continue
             attributes = {**decoded, **attributes}
-        seen.add(email)
+        if dedupe:
+            seen.add(email)
         first_name = row[first_idx].strip()
         last_name = row[last_idx].strip()
         if not first_name and not last_name:
@@ -535,20 +665,17 @@ def parse_csv(
         evidence = None
         if evidence_cols:
             evidence = {k: row[i].strip() for i, k in evidence_cols if row[i]}
-        rows_out.append(
-            {
-                "email": email,
-                "first_name": first_name or None,
-                "last_name": last_name or None,
-                "status": status,
-                "tags": tags,
-                "attributes": attributes,
-                "consent": evidence or None,
-            }
-        )
+        yield {
+            "email": email,
+            "first_name": first_name or None,
+            "last_name": last_name or None,
+            "status": status,
+            "tags": tags,
+            "attributes": attributes,
+            "consent": evidence or None,
+        }
     if on_progress is not None:
         on_progress("reading", total_lines, total_lines)
-    return parsed
 
 
 def _swallowed_rows(row: list[str], email_col: int, delimiter: str) -> bool:

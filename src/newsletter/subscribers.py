@@ -7,10 +7,11 @@ store in one transaction, ``import_file`` does both.
 
 from __future__ import annotations
 
+import collections
 import csv
 import io
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -22,14 +23,18 @@ from newsletter.subscriber_csv import (
     FORMATS,
     ParsedFile,
     Progress,
+    check_sample,
     normalize_email,
     parse_csv,
     parse_mapping,
+    read_rows,
+    sniff_encoding,
 )
 
 __all__ = [
     "ImportReport",
     "ParsedFile",
+    "check_file",
     "check_strict",
     "csv_cell",
     "export_csv",
@@ -40,6 +45,7 @@ __all__ = [
     "parse_segment",
     "read_file",
     "save",
+    "stream_file",
 ]
 IMPORT_CONSENT = "Added by staff import from {source}"
 
@@ -79,6 +85,77 @@ def read_file(
     return parse_csv(data, str(path), confirmed, mapping, on_progress)
 
 
+# Files are scanned and read this much at a time: an import's memory does not
+# grow with the file.
+CHUNK = 1 << 20
+
+
+def stream_file(
+    path: Path,
+    confirmed: bool = False,
+    mapping: dict[str, str] | None = None,
+    on_progress: Progress | None = None,
+) -> ParsedFile:
+    """Open one CSV file whose rows are read as they are taken (``rows`` is an iterator).
+
+    The header, the encoding and binary content are checked now (InputError);
+    bad rows land in ``problems`` as the rows are read. Repeated addresses are
+    left to ``save`` to count, so nothing is kept per row.
+    """
+    name = str(path)
+    try:
+        with path.open("rb") as raw:
+            encoding, lines = sniff_encoding(iter(lambda: raw.read(CHUNK), b""), name)
+        stream = path.open(encoding=encoding, newline="")
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read the file ({exc.strerror})") from None
+    try:
+        sample = stream.read(65536)
+        check_sample(sample, name)
+        stream.seek(0)
+        parsed = ParsedFile(name, lines=lines)
+        rows = read_rows(
+            parsed, stream, sample, confirmed, mapping, on_progress, total_lines=lines, dedupe=False
+        )
+    except BaseException:
+        stream.close()
+        raise
+    parsed.rows = _Rows(rows, stream)
+    return parsed
+
+
+class _Rows:
+    """Rows read from an open file, which is closed when they end or on ``close()``."""
+
+    def __init__(self, rows: Iterator[dict[str, Any]], stream: Any):
+        self._rows, self._stream = rows, stream
+
+    def __iter__(self) -> _Rows:
+        return self
+
+    def __next__(self) -> dict[str, Any]:
+        try:
+            return next(self._rows)
+        except BaseException:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        self._stream.close()
+
+
+def check_file(
+    path: Path,
+    confirmed: bool = False,
+    mapping: dict[str, str] | None = None,
+    on_progress: Progress | None = None,
+) -> ParsedFile:
+    """Read a whole file for its problems, keeping no rows (for --strict, before any import)."""
+    parsed = stream_file(path, confirmed, mapping, on_progress)
+    collections.deque(parsed.rows, maxlen=0)
+    return parsed
+
+
 def check_strict(parsed: ParsedFile) -> None:
     """--strict: refuse the file, naming its first bad row, if any row is bad."""
     if parsed.problems:
@@ -100,7 +177,7 @@ def save(
         parsed.name, parsed.format, duplicates=parsed.duplicates, problems=parsed.problems
     )
     label = Path(parsed.name).name
-    total = len(parsed.rows)
+    total = len(parsed.rows) if isinstance(parsed.rows, list) else parsed.lines
 
     def saving(done: int) -> None:
         if on_progress is not None:
@@ -115,6 +192,7 @@ def save(
         on_progress=saving,
     )
     report.added, report.existing = counts["added"], counts["existing"]
+    report.duplicates += counts.get("duplicates", 0)
     report.suppressed, report.opted_out = counts["suppressed"], counts["opted_out"]
     return report
 
@@ -129,11 +207,23 @@ def import_file(
     mapping: dict[str, str] | None = None,
     on_progress: Progress | None = None,
 ) -> ImportReport:
-    """Import one CSV file in one transaction; bad rows are reported, not fatal unless strict."""
-    parsed = read_file(path, confirmed, mapping, on_progress)
+    """Import one CSV file in one transaction; bad rows are reported, not fatal unless strict.
+
+    The file is read a row at a time as the rows are stored, so a file of
+    millions of rows needs no more memory than one of a hundred (--strict
+    reads it once more first, to refuse it before anything is stored).
+    """
     if strict:
-        check_strict(parsed)
-    return save(store, parsed, now, list_name, on_progress)
+        check_strict(check_file(path, confirmed, mapping))
+    parsed = stream_file(path, confirmed, mapping, _importing(on_progress))
+    return save(store, parsed, now, list_name)
+
+
+def _importing(on_progress: Progress | None) -> Progress | None:
+    """Progress of a file read as it is stored: one phase, counted in lines of the file."""
+    if on_progress is None:
+        return None
+    return lambda _phase, done, total: on_progress("importing", done, total)
 
 
 def parse_segment(text: str) -> dict[str, Any]:

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import itertools
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import datetime
 from typing import Any
 
@@ -51,7 +52,7 @@ class SubscribersQueries(StoreBase):
 
     def add_subscribers(
         self,
-        rows: list[dict[str, Any]],
+        rows: Iterable[dict[str, Any]],
         list_name: str | None,
         source: str,
         consent_text: str,
@@ -67,6 +68,10 @@ class SubscribersQueries(StoreBase):
         new row that arrives opted out is stored as such and put on the
         suppression list (``opted_out``). Each new row gets a consent record
         naming the import. Rows go in with executemany, a batch at a time.
+
+        ``rows`` may be an iterator (a file read as it is stored): then an
+        address repeated in it is found in a temporary table rather than a
+        set in memory, and counted as ``duplicates``.
         """
         counts = {"added": 0, "existing": 0, "suppressed": 0, "opted_out": 0}
         stamp = _iso(now)
@@ -86,7 +91,14 @@ class SubscribersQueries(StoreBase):
             )
             # Known addresses: all of them in one scan when the table is not much
             # bigger than the import, else looked up a batch at a time.
-            scan = next_id - 1 <= 4 * len(rows)
+            streamed = not isinstance(rows, list)
+            scan = not streamed and next_id - 1 <= 4 * len(rows)
+            if streamed:
+                counts["duplicates"] = 0
+                self.conn.execute(
+                    "CREATE TEMP TABLE IF NOT EXISTS import_seen (email TEXT PRIMARY KEY)"
+                )
+                self.conn.execute("DELETE FROM temp.import_seen")
             known: dict[str, tuple[int, str]] = {}
             if scan:
                 known = {
@@ -96,8 +108,13 @@ class SubscribersQueries(StoreBase):
                     )
                 }
             seen: set[str] = set()
-            for start in range(0, len(rows), IMPORT_BATCH):
-                chunk = rows[start : start + IMPORT_BATCH]
+            batches = iter(rows)
+            done = 0
+            while chunk := list(itertools.islice(batches, IMPORT_BATCH)):
+                done += len(chunk)
+                if streamed:
+                    seen = set()
+                    chunk = self._first_sightings(chunk, counts)
                 if not scan:
                     marks = ", ".join("?" * len(chunk))
                     known = {
@@ -209,8 +226,34 @@ class SubscribersQueries(StoreBase):
                         members,
                     )
                 if on_progress:
-                    on_progress(start + len(chunk))
+                    on_progress(done)
+            if streamed:
+                self.conn.execute("DROP TABLE temp.import_seen")
         return counts
+
+    def _first_sightings(
+        self, chunk: list[dict[str, Any]], counts: dict[str, int]
+    ) -> list[dict[str, Any]]:
+        """The rows of a batch whose address this import has not had yet; the rest are counted."""
+        marks = ", ".join("?" * len(chunk))
+        had = {
+            email
+            for (email,) in self.conn.execute(
+                f"SELECT email FROM temp.import_seen WHERE email IN ({marks})",
+                [r["email"] for r in chunk],
+            )
+        }
+        fresh = []
+        for row in chunk:
+            if row["email"] in had:
+                counts["duplicates"] += 1
+                continue
+            had.add(row["email"])
+            fresh.append(row)
+        self.conn.executemany(
+            "INSERT INTO temp.import_seen VALUES (?)", [(r["email"],) for r in fresh]
+        )
+        return fresh
 
     def _ensure_list(self, name: str, now: datetime) -> int:
         self.conn.execute(
