@@ -214,3 +214,49 @@ def test_config_check_transport_connects_without_sending(cli: Cli) -> None:
     refused = cli("config", "check", "--transport", check=False)
     assert refused.returncode == 1
     assert "cannot connect" in refused.stderr and "Traceback" not in refused.stderr
+
+
+def test_output_to_a_full_disk_is_one_line_naming_it(ready: Cli, ws_dir: Path) -> None:
+    """`newsletter subscribers export > FILE` on a full disk: the file and its disk named."""
+    with open("/dev/full", "w") as full:
+        result = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "newsletter",
+                "--workspace",
+                str(ws_dir),
+                "subscribers",
+                "export",
+            ],
+            stdout=full,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=ready.env,
+            cwd=ws_dir,
+            timeout=120,
+        )
+    result.stdout = ""
+    _one_line_error(result, "/dev/full: the disk is full (the disk mounted at /dev)")
+    assert "free some space" in result.stderr
+
+
+def test_a_preview_written_to_a_full_disk_names_the_file(ready: Cli) -> None:
+    result = ready("campaign", "preview", "1", "--out", "/dev/full", check=False)
+    _one_line_error(result, "--out /dev/full: cannot write: the disk is full", "/dev")
+
+
+def test_a_real_enospc_is_translated_into_one_line_naming_the_disk(tmp_path: Path) -> None:
+    """The translation itself, on the OSError a write to /dev/full really raises."""
+    from newsletter.errors import os_error_line
+
+    with pytest.raises(OSError) as caught:
+        with open("/dev/full", "wb") as full:
+            full.write(b"subscriber data")
+            full.flush()
+    assert caught.value.filename is None  # write() names no file: the caller must
+    line = os_error_line(caught.value, "/dev/full")
+    assert line.startswith("/dev/full: the disk is full (the disk mounted at /dev): ")
+    assert line.endswith("free some space there and try again")
+    denied = OSError(13, "Permission denied", str(tmp_path / "x"))
+    assert os_error_line(denied) == f"{tmp_path / 'x'}: Permission denied"

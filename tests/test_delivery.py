@@ -542,3 +542,35 @@ def test_a_refusal_followed_by_a_hang_up_keeps_its_meaning(ws_dir: Path, pipelin
         assert "refused the sender" in paused.paused_reason and "554" in paused.paused_reason
         assert ws.store.delivery_counts(second)["deferred"] == 0
         ws.close()
+
+
+def test_a_full_disk_under_the_outbox_pauses_the_campaign_naming_the_folder(workspace) -> None:
+    """Every message file lands on /dev/full: nobody is failed, the campaign waits for space."""
+    store = workspace.store
+    campaign_id = _prepare(workspace)
+    campaigns.start(store, campaign_id, NOW)
+    outbox = workspace.path(workspace.settings.delivery.outbox_dir)
+    outbox.mkdir(parents=True, exist_ok=True)
+    ids = [
+        r[0]
+        for r in store.conn.execute(
+            "SELECT id FROM deliveries WHERE campaign_id = ?", [campaign_id]
+        )
+    ]
+    for delivery_id in ids:
+        (outbox / f"{delivery.delivery_key(campaign_id, delivery_id)}.eml.part").symlink_to(
+            "/dev/full"
+        )
+    progress = jobs.send_campaign(workspace, store, campaign_id, clock)
+    assert progress.sent == 0 and progress.failed == 0, progress.paused_reason
+    assert progress.paused_reason.count(f"delivery.outbox_dir {outbox}: the disk is full") == 1
+    assert "free some space there and try again" in progress.paused_reason
+    assert store.campaign(campaign_id)["status"] == "paused"
+    assert store.delivery_counts(campaign_id)["pending"] == len(ids)
+    assert store.subscribers("bounced") == []
+    # Space again: the campaign resumes and every message is written once.
+    for part in outbox.glob("*.eml.part"):
+        part.unlink()
+    campaigns.resume(store, campaign_id, NOW)
+    assert jobs.send_campaign(workspace, store, campaign_id, clock).finished
+    assert sorted(_outbox_recipients(workspace).values()) == [1] * len(ids)

@@ -567,3 +567,26 @@ def test_a_file_read_as_it_is_stored_counts_repeats_as_the_whole_file_did(
 def _write(path: Path, text: str) -> Path:
     path.write_text(text, encoding="utf-8")
     return path
+
+
+@pytest.mark.parametrize("quoted", [False, True], ids=["bare", "quoted"])
+def test_a_huge_cell_is_named_as_too_large_not_as_broken_quotes(
+    store: Store, tmp_path: Path, quoted: bool
+) -> None:
+    """A 200,000-character note (a pasted document) fails its row with the right reason."""
+    note = "x" * 200_000
+    cell = f'"{note}"' if quoted else note
+    body = f"email,note\nann@example.com,{cell}\nbo@example.com,fine\n"
+    report = import_file(store, _write(tmp_path / "notes.csv", body), NOW)
+    [problem] = report.problems
+    assert problem.startswith(
+        f"{tmp_path / 'notes.csv'}:2: a field larger than the limit of 131,072 characters;"
+    )
+    assert "broken quotes" not in problem
+    assert set(by_email(store)) == {"bo@example.com"}
+
+
+def test_a_header_with_a_huge_field_is_named(tmp_path: Path) -> None:
+    path = _write(tmp_path / "blob.csv", "email," + "y" * 200_000 + "\nann@example.com,1\n")
+    with pytest.raises(InputError, match=r"blob.csv:1: the header line has a field larger"):
+        read_file(path)

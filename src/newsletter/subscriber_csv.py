@@ -433,6 +433,11 @@ def read_rows(
             next(reader)
         first = next(reader)
     except csv.Error as exc:
+        if "field larger than field limit" in str(exc):
+            raise InputError(
+                f"{name}:1: the header line has a field larger than the limit of "
+                f"{csv.field_size_limit():,} characters; check that this is a CSV file"
+            ) from None
         raise InputError(f"{name}:1: cannot read the header line ({exc})") from None
     except StopIteration:
         return iter(())
@@ -584,10 +589,19 @@ def _rows(
             except csv.Error as exc:
                 end = reader.line_num
                 span = f"line {start}" if end <= start else f"lines {start}-{end}"
-                problems.append(
-                    f"{name}:{start}: broken quotes ({exc}); {span} not imported; "
-                    f"fix the quotes and import again"
-                )
+                if "field larger than field limit" in str(exc):
+                    # A cell past the csv module's limit: a huge note or a pasted
+                    # file, or a quote never closed that swallowed what follows.
+                    problems.append(
+                        f"{name}:{start}: a field larger than the limit of "
+                        f"{csv.field_size_limit():,} characters; {span} not imported; "
+                        f"shorten that cell (or close its quote) and import again"
+                    )
+                else:
+                    problems.append(
+                        f"{name}:{start}: broken quotes ({exc}); {span} not imported; "
+                        f"fix the quotes and import again"
+                    )
                 continue
             if reader.line_num > start and _swallowed_rows(row, email_col, delimiter):
                 problems.append(
