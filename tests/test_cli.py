@@ -134,15 +134,16 @@ def test_config_check_lists_every_problem(cli: Cli, ws_dir: Path, env) -> None:
     config = ws_dir / "newsletter.toml"
     text = config.read_text().replace('transport = "outbox"', 'transport = "pigeon"')
     config.write_text(text + '\n[smtp_extra]\nhost = "x"\n')
-    env["NEWSLETTER_SMTP__PASSWORD"] = "hunter2"  # not a file key; ignored, never echoed
+    env["NEWSLETTER_SMTP__PASSWORD"] = "hunter2"  # not a setting: named, never echoed
     env["NEWSLETTER_SCHEDULE__TIMEZONE"] = "Nowhere/City"
     result = cli("config", "check", check=False)
     assert result.returncode == 1
     assert "delivery.transport" in result.stderr
     assert "[smtp_extra]" in result.stderr
     assert "schedule.timezone" in result.stderr
+    assert "NEWSLETTER_SMTP__PASSWORD: smtp.password: unknown key" in result.stderr
     assert "hunter2" not in result.stderr + result.stdout
-    assert "3 problem(s)" in result.stderr
+    assert "4 problem(s)" in result.stderr
 
 
 def test_secret_in_the_file_is_refused(cli: Cli, ws_dir: Path) -> None:
