@@ -30,6 +30,7 @@ from newsletter.sources import (
     assign_keys,
     canonical_url,
     content_hash,
+    content_kind,
     iso_utc,
     plain_text,
     sanitize_html,
@@ -44,6 +45,13 @@ _SAFE_ENTITY = re.compile(
     rb"""^<!ENTITY\s+[A-Za-z_][\w.-]*\s+
          ("(?:[^"&%<]{0,16}|&\#x?[0-9A-Fa-f]{1,6};)"|'(?:[^'&%<]{0,16}|&\#x?[0-9A-Fa-f]{1,6};)')
          \s*>$""",
+    re.X,
+)
+# <!ENTITY name SYSTEM "uri"> and <!ENTITY % name PUBLIC "id" "uri">: entities
+# whose text lives elsewhere (a file, a URL).
+_EXTERNAL_ENTITY = re.compile(
+    rb"""<!ENTITY\s+(?:%\s+)?[^\s>]+\s+(SYSTEM|PUBLIC)\s+(?:["'][^"']*["']\s+)?
+         ["']?([^"'>]*)""",
     re.X,
 )
 # In the prolog: a comment, a processing instruction, the DOCTYPE, or the root element.
@@ -83,7 +91,9 @@ def parse(
     head = body[:1024].removeprefix(codecs.BOM_UTF8).lstrip()
     utf16 = body.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)) or head[:2] == b"\x00<"
     if not head.startswith(b"<") and not utf16:
-        raise SourceError(f"{url}: not an RSS or Atom feed (the answer is not XML)")
+        kind = content_kind(body, content_type)
+        what = f"the answer is {kind}" if kind else "the answer is not XML"
+        raise SourceError(f"{url}: not an RSS or Atom feed ({what})")
     if looks_like_html(body, content_type):
         found = discover_feeds(body.decode("utf-8", "replace"), url)
         hint = f"; the page names its feed: {found[0]}" if found else ""
@@ -452,6 +462,16 @@ def check_entities(body: bytes, url: str) -> None:
     while start != -1:
         end = prolog.find(b">", start)
         declaration = prolog[start : end + 1] if end != -1 else prolog[start:]
+        external = _EXTERNAL_ENTITY.match(declaration)
+        if external:
+            # XXE: named as such, so whoever reads the log knows it was an attempt
+            # to make the fetcher read a file or reach another server.
+            target = external.group(2).decode("utf-8", "replace")[:80]
+            raise SourceError(
+                f"{url}: the document declares an external XML entity "
+                f"({external.group(1).decode()} {target!r}), which would read a local file "
+                f"or another server; refused (external entities are never loaded)"
+            )
         if end == -1 or not _SAFE_ENTITY.match(declaration):
             raise SourceError(
                 f"{url}: the document declares XML entities that could expand without limit; "

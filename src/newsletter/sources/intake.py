@@ -323,7 +323,7 @@ def _with_full_text(
         if item["key"] not in to_archive and item.get("url"):
             try:
                 answer = run.fetcher.get(item["url"], accept=PAGE_ACCEPT)
-                text = page.decode(answer.body, answer.content_type)
+                text = page.decode(answer.body, answer.content_type, answer.url)
                 article = page.parse_article(page.load(text, answer.url), answer.url)
             except SourceError as exc:
                 failed = True
@@ -374,7 +374,7 @@ def _page(run: _Run) -> dict[str, Any]:
     first_fetch_links = set(state.get("index_first_fetch", []))
     after_known: set[str] = set()
     if digest is not None:
-        text = page.decode(answer.body, answer.content_type)
+        text = page.decode(answer.body, answer.content_type, answer.url)
         tree = page.load(text, answer.url)
         if page.is_article_page(tree, answer.url):
             run.save([page.parse_article(tree, answer.url)], run.archive)
@@ -395,7 +395,7 @@ def _page(run: _Run) -> dict[str, Any]:
     for link in batch:
         try:
             linked = run.fetcher.get(link, accept=PAGE_ACCEPT)
-            text = page.decode(linked.body, linked.content_type)
+            text = page.decode(linked.body, linked.content_type, linked.url)
             article = page.parse_article(page.load(text, linked.url), linked.url)
         except SourceError as exc:
             run.result.warnings.append(f"{exc}; the next poll tries it again")
