@@ -13,6 +13,7 @@ from werkzeug import Request, Response
 
 from newsletter import jobs
 from newsletter.config import SourceSpec
+from newsletter.errors import SourceError
 from newsletter.sources import feed, intake
 from newsletter.sources.http import Fetcher
 from newsletter.sources.policy import FetchPolicy
@@ -532,3 +533,37 @@ def test_a_huge_feed_is_read_in_memory_bounded_by_the_cap_not_the_item_count():
     assert len(parsed.articles) == 200
     # The body itself and one copy of it with the old items cut out, and room to spare.
     assert peak < 4 * len(body)
+
+
+def test_a_huge_malformed_feed_is_refused_without_reading_it_all():
+    """30,000 items and a broken tag at the end: named by line, in memory bounded by the body.
+
+    feedparser would read every item (and again with its loose parser) before
+    giving up; the quick scan finds the fault first.
+    """
+    import tracemalloc
+
+    items = [(f"b{i}", f"Broken {i}", NOW - i * DAY, f"Body {i}.") for i in range(30_000)]
+    text = rss(items).replace("</channel>", "\n<oops></channel>")
+    body = text.encode()
+    tracemalloc.start()
+    try:
+        with pytest.raises(SourceError) as caught:
+            feed.parse(body, "https://blog.example.com/feed")
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    line = text.count("\n", 0, text.index("<oops>")) + 1
+    assert str(caught.value).startswith(
+        # Column 8: the name in "</channel>", which closes nothing open.
+        f"https://blog.example.com/feed: malformed XML at line {line}, column 8: mismatched tag"
+    )
+    # feedparser's full read took twenty times the body; the scan, a fraction of it.
+    assert peak < 3 * len(body)
+
+
+def test_a_feed_in_windows_1252_that_says_utf8_is_still_read():
+    """The quick scan stops at the first bad byte; feedparser's re-decoding still gets its turn."""
+    body = rss([("w1", "Café — news", NOW, "x")]).encode("cp1252")
+    parsed = feed.parse(body, "https://blog.example.com/feed")
+    assert [a["title"] for a in parsed.articles] == ["Café — news"]

@@ -99,7 +99,13 @@ def parse(
         hint = f"; the page names its feed: {found[0]}" if found else ""
         raise SourceError(f"{url}: this is an HTML page, not a feed{hint}")
     listed = None
-    spans = None if utf16 else _item_spans(body)
+    try:
+        spans = None if utf16 else _item_spans(body)
+    except expat.ExpatError as exc:
+        raise SourceError(
+            f"{url}: malformed XML at line {exc.lineno}, column {exc.offset}: "
+            f"{expat.ErrorString(exc.code)}; nothing was read from it"
+        ) from None
     if spans is not None and len(spans) > max_items:
         # Cut the older items out of the bytes before feedparser sees them: its
         # time and memory grow with every item, the quick scan's do not.
@@ -166,6 +172,8 @@ def parse(
 def _item_spans(body: bytes) -> list[tuple[int, int, str]] | None:
     """Byte ranges and date text of the feed's items, or None if expat cannot read the body.
 
+    Raises ExpatError for a document that is plainly malformed (see below).
+
     One quick pass: no item is built, only where each ``<item>`` or
     ``<entry>`` starts and ends and what its first date element says.
     """
@@ -203,9 +211,46 @@ def _item_spans(body: bytes) -> list[tuple[int, int, str]] | None:
     parser.CharacterDataHandler = text
     try:
         parser.Parse(body, True)
-    except (expat.ExpatError, LookupError, ValueError):
+    except expat.ExpatError as exc:
+        if _plainly_malformed(body, exc):
+            raise
+        return None
+    except (LookupError, ValueError):
         return None
     return spans
+
+
+# Errors feedparser might still get past: it re-decodes a document whose
+# declared encoding is wrong, and may define entities for an old DTD.
+_FORGIVABLE = {
+    expat.errors.codes[message]
+    for message in (
+        expat.errors.XML_ERROR_UNDEFINED_ENTITY,
+        expat.errors.XML_ERROR_UNKNOWN_ENCODING,
+        expat.errors.XML_ERROR_INCORRECT_ENCODING,
+        expat.errors.XML_ERROR_EXTERNAL_ENTITY_HANDLING,
+    )
+}
+
+
+def _plainly_malformed(body: bytes, exc: expat.ExpatError) -> bool:
+    """Whether feedparser would refuse the document too, so it need not read it first.
+
+    True for valid UTF-8 without a DOCTYPE failing on its structure: feedparser
+    would then parse the same text and fail the same way, after reading all of
+    it (half a minute for a large feed) before its loose parser gives up.
+    """
+    if exc.code in _FORGIVABLE or b"<!DOCTYPE" in _prolog(body):
+        return False
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    try:
+        # A chunk at a time: no second copy of a body of megabytes.
+        for start in range(0, len(body), 1 << 20):
+            decoder.decode(body[start : start + (1 << 20)])
+        decoder.decode(b"", True)
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 def _date_key(text: str) -> float | None:
