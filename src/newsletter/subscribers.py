@@ -149,10 +149,20 @@ def check_file(
     confirmed: bool = False,
     mapping: dict[str, str] | None = None,
     on_progress: Progress | None = None,
+    every_row: bool = True,
 ) -> ParsedFile:
-    """Read a whole file for its problems, keeping no rows (for --strict, before any import)."""
+    """Check a file before anything is imported, keeping no rows.
+
+    Its encoding and header always (InputError); with ``every_row`` (for
+    --strict) every row too, whose problems the result lists.
+    """
     parsed = stream_file(path, confirmed, mapping, on_progress)
-    collections.deque(parsed.rows, maxlen=0)
+    rows = parsed.rows
+    assert isinstance(rows, _Rows)
+    if every_row:
+        collections.deque(rows, maxlen=0)
+    else:
+        rows.close()
     return parsed
 
 

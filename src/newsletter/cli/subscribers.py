@@ -103,10 +103,9 @@ def subscribers_import(
     for path in files:
         progress = _ImportProgress(path.name)
         try:
+            checked = subscribers.check_file(path, confirmed, mapping, progress, every_row=strict)
             if strict:
-                subscribers.check_strict(subscribers.check_file(path, confirmed, mapping, progress))
-            else:
-                subscribers.stream_file(path, confirmed, mapping).rows.close()
+                subscribers.check_strict(checked)
         finally:
             progress.close()
     bad = 0
