@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import email
 import email.policy
 import json
@@ -268,3 +269,26 @@ def test_a_large_csv_is_imported_in_memory_that_does_not_grow_with_it(cli: Cli, 
     large, out = _import_peak_rss(cli, "large.csv")
     assert "200000 added, 0 already present" in out and "1 duplicate rows" in out
     assert large - small < 40_000_000, (small, large)
+
+
+def test_a_file_of_thousands_of_bad_rows_is_counted_in_full_but_not_kept(
+    cli: Cli, ws_dir: Path
+) -> None:
+    """5,000 bad rows: every one counted, 50 shown, only the first thousand lines held."""
+    from newsletter import subscribers
+    from newsletter.store import Store
+
+    rows = "".join(f"not-an-address-{i}\n" for i in range(5_000))
+    (ws_dir / "junk.csv").write_text("email\n" + rows + "good@example.com\n")
+    result = cli("subscribers", "import", "junk.csv", check=False)
+    assert result.returncode == 1
+    shown = [line for line in result.stderr.splitlines() if "invalid address" in line]
+    assert len(shown) == 50 and shown[0].startswith("junk.csv:2: invalid address")
+    assert "junk.csv: and 4950 more bad rows" in result.stderr
+    assert "1 added" in result.stdout and "5000 bad rows" in result.stdout
+    store = Store(ws_dir / "newsletter.db")
+    try:
+        report = subscribers.import_file(store, ws_dir / "junk.csv", dt.datetime.now(dt.UTC))
+    finally:
+        store.close()
+    assert report.bad_rows == 5_000 and len(report.problems) == subscribers.MAX_PROBLEMS

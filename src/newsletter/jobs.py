@@ -289,6 +289,9 @@ def poll(ws: Workspace, clock: Clock = utc_now) -> None:
                 log.info("subscribers %s", report.line())
             for problem in report.problems:
                 log.warning("subscribers %s", problem)
+            if report.bad_rows > len(report.problems):
+                more = report.bad_rows - len(report.problems)
+                log.warning("subscribers %s: and %d more bad rows", report.name, more)
         if ws.settings.schedule.mode == "instant":
             campaign_id = create_instant_campaign(ws, store, now)
             if campaign_id is not None:

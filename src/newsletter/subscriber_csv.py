@@ -138,6 +138,8 @@ class ParsedFile:
     problems: list[str] = field(default_factory=list)
     duplicates: int = 0
     lines: int = 0  # lines in the file, for progress
+    # Every bad row, counted even where only the first ``problems`` are kept.
+    bad_rows: int = 0
     # (header, what it is read as) per column, for showing before an import.
     columns: list[tuple[str, str]] = field(default_factory=list)
 
@@ -414,6 +416,7 @@ def read_rows(
     *,
     total_lines: int = 0,
     dedupe: bool = True,
+    max_problems: int | None = None,
 ) -> Iterator[dict[str, Any]]:
     """Read the header now and return the rows as they are read, one at a time.
 
@@ -422,7 +425,9 @@ def read_rows(
     delimiter. A file that cannot be a subscriber list raises InputError
     here, before any row is read; bad rows become ``parsed.problems`` as the
     iterator reaches them. With ``dedupe=False`` repeated addresses are left
-    for the caller to count, so memory does not grow with the file.
+    for the caller to count, and with ``max_problems`` only the first bad
+    rows' lines are kept (all are counted in ``bad_rows``), so memory does not
+    grow with the file.
     """
     mapping = mapping or {}
     name = parsed.name
@@ -510,6 +515,7 @@ def read_rows(
         on_progress,
         total_lines,
         dedupe,
+        max_problems,
     )
 
 
@@ -528,6 +534,7 @@ def _rows(
     on_progress: Progress | None,
     total_lines: int,
     dedupe: bool,
+    max_problems: int | None = None,
 ) -> Iterator[dict[str, Any]]:
     """The rows of a file whose header ``read_rows`` has read (a generator)."""
     name = parsed.name
@@ -540,7 +547,7 @@ def _rows(
     clean_col = keys.index(CLEAN_TIME) if CLEAN_TIME in keys else None
     confirm_col = keys.index(CONFIRM_TIME) if CONFIRM_TIME in keys else None
     seen: set[str] = set()
-    problems = parsed.problems
+    problems = _Problems(parsed, max_problems)
     report_every = 5000
 
     def status_of(key: tuple[Any, ...]) -> str:
@@ -690,6 +697,18 @@ def _rows(
         }
     if on_progress is not None:
         on_progress("reading", total_lines, total_lines)
+
+
+class _Problems:
+    """Where the row reader puts a bad row's line: counted always, kept up to a cap."""
+
+    def __init__(self, parsed: ParsedFile, cap: int | None):
+        self.parsed, self.cap = parsed, cap
+
+    def append(self, line: str) -> None:
+        self.parsed.bad_rows += 1
+        if self.cap is None or len(self.parsed.problems) < self.cap:
+            self.parsed.problems.append(line)
 
 
 def _swallowed_rows(row: list[str], email_col: int, delimiter: str) -> bool:

@@ -60,6 +60,7 @@ class ImportReport:
     opted_out: int = 0
     duplicates: int = 0
     problems: list[str] = field(default_factory=list)
+    bad_rows: int = 0  # may be more than the problems kept
 
     def line(self) -> str:
         return (
@@ -67,7 +68,7 @@ class ImportReport:
             f"{self.existing} already present, {self.suppressed} suppressed (unsubscribed, "
             f"bounced, complained or erased; left as they are), {self.opted_out} opted out in "
             f"the file (kept on the suppression list), {self.duplicates} duplicate rows, "
-            f"{len(self.problems)} bad rows"
+            f"{max(self.bad_rows, len(self.problems))} bad rows"
         )
 
 
@@ -88,6 +89,9 @@ def read_file(
 # Files are scanned and read this much at a time: an import's memory does not
 # grow with the file.
 CHUNK = 1 << 20
+# The lines of this many bad rows are kept for the report (every one is
+# counted): a file of a million bad rows must not fill the memory with them.
+MAX_PROBLEMS = 1000
 
 
 def stream_file(
@@ -115,7 +119,15 @@ def stream_file(
         stream.seek(0)
         parsed = ParsedFile(name, lines=lines)
         rows = read_rows(
-            parsed, stream, sample, confirmed, mapping, on_progress, total_lines=lines, dedupe=False
+            parsed,
+            stream,
+            sample,
+            confirmed,
+            mapping,
+            on_progress,
+            total_lines=lines,
+            dedupe=False,
+            max_problems=MAX_PROBLEMS,
         )
     except BaseException:
         stream.close()
@@ -171,7 +183,7 @@ def check_strict(parsed: ParsedFile) -> None:
     if parsed.problems:
         raise InputError(
             f"{parsed.problems[0]} (--strict: nothing imported; "
-            f"{len(parsed.problems)} bad rows in all)"
+            f"{max(parsed.bad_rows, len(parsed.problems))} bad rows in all)"
         )
 
 
@@ -202,6 +214,7 @@ def save(
         on_progress=saving,
     )
     report.added, report.existing = counts["added"], counts["existing"]
+    report.bad_rows = max(parsed.bad_rows, len(parsed.problems))
     report.duplicates += counts.get("duplicates", 0)
     report.suppressed, report.opted_out = counts["suppressed"], counts["opted_out"]
     return report

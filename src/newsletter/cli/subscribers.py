@@ -125,10 +125,10 @@ def subscribers_import(
             progress.close()
         for problem in report.problems[:SHOWN_PROBLEMS]:
             click.echo(problem, err=True)
-        if len(report.problems) > SHOWN_PROBLEMS:
-            more = len(report.problems) - SHOWN_PROBLEMS
+        if report.bad_rows > SHOWN_PROBLEMS:
+            more = report.bad_rows - SHOWN_PROBLEMS
             click.echo(f"{path}: and {more} more bad rows", err=True)
-        bad += len(report.problems)
+        bad += report.bad_rows
         click.echo(report.line())
     if bad:
         raise click.ClickException(f"{bad} bad row(s) skipped; the good rows were imported")
