@@ -590,3 +590,21 @@ def test_a_header_with_a_huge_field_is_named(tmp_path: Path) -> None:
     path = _write(tmp_path / "blob.csv", "email," + "y" * 200_000 + "\nann@example.com,1\n")
     with pytest.raises(InputError, match=r"blob.csv:1: the header line has a field larger"):
         read_file(path)
+
+
+def test_a_file_that_changes_while_it_is_imported_stores_nothing(
+    store: Store, tmp_path: Path
+) -> None:
+    """Still being copied into the folder: bytes that no longer decode stop the import cleanly."""
+    from newsletter.subscribers import save, stream_file
+
+    path = _write(
+        tmp_path / "growing.csv", "email\n" + "".join(f"g{i}@example.com\n" for i in range(5_000))
+    )
+    parsed = stream_file(path)  # checked whole: valid UTF-8
+    with path.open("r+b") as changing:
+        changing.seek(-40, 2)
+        changing.write(b"\xff\xfe\xfd")
+    with pytest.raises(InputError, match="growing.csv: the file changed while it was being"):
+        save(store, parsed, NOW)
+    assert store.subscribers() == []

@@ -132,15 +132,15 @@ def stream_file(
     except BaseException:
         stream.close()
         raise
-    parsed.rows = _Rows(rows, stream)
+    parsed.rows = _Rows(rows, stream, name)
     return parsed
 
 
 class _Rows:
     """Rows read from an open file, which is closed when they end or on ``close()``."""
 
-    def __init__(self, rows: Iterator[dict[str, Any]], stream: Any):
-        self._rows, self._stream = rows, stream
+    def __init__(self, rows: Iterator[dict[str, Any]], stream: Any, name: str):
+        self._rows, self._stream, self._name = rows, stream, name
 
     def __iter__(self) -> _Rows:
         return self
@@ -148,6 +148,14 @@ class _Rows:
     def __next__(self) -> dict[str, Any]:
         try:
             return next(self._rows)
+        except UnicodeDecodeError:
+            # The encoding was checked on the whole file before: it changed since
+            # (still being copied in?). The import's transaction is rolled back.
+            self.close()
+            raise InputError(
+                f"{self._name}: the file changed while it was being imported; nothing of it "
+                f"was stored; import it again once it is complete"
+            ) from None
         except BaseException:
             self.close()
             raise
