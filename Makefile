@@ -6,10 +6,14 @@ VENV := .venv
 BIN := $(VENV)/bin
 WORKSPACE ?= workspace
 # Debian packages the test suite and the benchmarks need (installed only when missing).
-SYSTEM_PACKAGES := spamassassin chromium
+SYSTEM_PACKAGES := spamassassin chromium libmail-dkim-perl
 BENCH_PACKAGES := wrk
+# The clock-shifting runs of `make test-future` (libfaketime).
+FUTURE_PACKAGES := faketime
+# How far ahead `make test-future` moves the clock: about one year and five years.
+FUTURE_OFFSETS := +400d +1900d
 
-.PHONY: run test lint format bench system-deps bench-deps apt-install clean
+.PHONY: run test test-future lint format bench system-deps bench-deps apt-install clean
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "newsletter needs Python 3.11 or newer; set PYTHON=python3.11 or newer")'
@@ -53,6 +57,16 @@ format: $(VENV)/.installed-test
 
 test: $(VENV)/.installed-test system-deps lint
 	$(BIN)/pytest
+
+# The whole suite with the wall clock moved ahead, to catch tests that hold only until
+# their day comes. The monotonic clock is shifted too: Python's time.sleep fails with
+# EINVAL when only the wall clock is faked.
+test-future: $(VENV)/.installed-test system-deps
+	@$(MAKE) --no-print-directory apt-install PACKAGES="$(FUTURE_PACKAGES)"
+	@for offset in $(FUTURE_OFFSETS); do \
+	  echo "== the suite with the clock at $$offset"; \
+	  faketime -f $$offset $(BIN)/pytest -p no:cacheprovider || exit 1; \
+	done
 
 bench: $(VENV)/.installed-test bench-deps
 	@for script in bench/[!_]*.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done

@@ -23,6 +23,8 @@ from newsletter.web.app import create_app
 from newsletter.web.server import listen, make_server
 from newsletter.workspace import Workspace, init_workspace
 
+pytest_plugins = ("clock_guard", "pytester")
+
 
 def free_port() -> int:
     with socket.socket() as sock:

@@ -85,8 +85,14 @@ class SinkHandler:
 
 
 class SmtpSink:
-    def __init__(self, pipelining: bool = False, login: tuple[str, str] | None = None) -> None:
-        """``login``: (username, password) the server requires over plain text, as a test may."""
+    def __init__(
+        self,
+        pipelining: bool = False,
+        login: tuple[str, str] | None = None,
+        smtputf8: bool = False,
+    ) -> None:
+        """``login``: (username, password) the server requires over plain text, as a test may.
+        ``smtputf8``: offer SMTPUTF8 (RFC 6531), for internationalised mailboxes."""
         self.handler = SinkHandler(pipelining=pipelining)
         self.port = _free_port()
         self.logins: list[tuple[str, bool]] = []  # (username, accepted) per AUTH
@@ -101,7 +107,13 @@ class SmtpSink:
                 return AuthResult(success=ok, handled=False)
 
             auth = {"authenticator": authenticator, "auth_require_tls": False}
-        self.controller = Controller(self.handler, hostname="127.0.0.1", port=self.port, **auth)
+        self.controller = Controller(
+            self.handler,
+            hostname="127.0.0.1",
+            port=self.port,
+            enable_SMTPUTF8=smtputf8,
+            **auth,
+        )
 
     def __enter__(self) -> SmtpSink:
         self.controller.start()

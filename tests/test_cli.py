@@ -208,7 +208,8 @@ def test_config_check_transport_connects_without_sending(cli: Cli) -> None:
         cli.env.update(smtp_env(sink))
         result = cli("config", "check", "--transport")
         assert result.stdout.splitlines()[-1] == (
-            f"smtp 127.0.0.1:{sink.port}: connected (none) and hung up"
+            f"smtp 127.0.0.1:{sink.port}: connected (none) and hung up; "
+            "no SMTPUTF8 (mailboxes with non-ASCII local parts)"
         )
         assert sink.messages == []
     cli.env["NEWSLETTER_SMTP__PORT"] = str(free_port())  # nobody listens there

@@ -185,7 +185,11 @@ def test_unknown_transport():
 
 @pytest.mark.parametrize("transport", TRANSPORTS)
 def test_known_transports_are_accepted(transport):
-    settings, problems = collect(with_sender(delivery={"transport": transport}), {}, ORIGIN)
+    # A public https base_url: links in mail that leaves the machine must work.
+    raw = with_sender(
+        delivery={"transport": transport}, site={"base_url": "https://news.clinic.example.com"}
+    )
+    settings, problems = collect(raw, {}, ORIGIN)
     assert problems == []
     assert settings.delivery.transport == transport
 
@@ -345,3 +349,80 @@ def test_a_config_file_saved_with_a_bom_is_read(tmp_path):
     settings, problems = load(tmp_path, env={})
     assert problems == []
     assert settings.web.port == 8181 and settings.sender.postal_address == "1 River Road"
+
+
+# -- links that cannot work ----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("base_url", "expected"),
+    [
+        ("http://127.0.0.1:8080", "is a local or private address"),
+        ("https://localhost", "is a local or private address"),
+        ("https://10.1.2.3", "is a local or private address"),
+        ("https://[::1]:8443", "is a local or private address"),
+        ("https://news.internal", "is a local or private address"),
+        ("http://news.clinic.example.com", "is not https"),
+        ("https://news.clinic.example.com", None),
+    ],
+)
+def test_mail_that_leaves_the_machine_needs_public_https_links(base_url, expected):
+    raw = with_sender(
+        delivery={"transport": "smtp"},
+        smtp={"host": "smtp.example.net"},
+        site={"base_url": base_url},
+    )
+    _, problems = collect(raw, {}, ORIGIN)
+    found = [p for p in problems if p.startswith("site.base_url:")]
+    if expected is None:
+        assert found == []
+    else:
+        [problem] = found
+        assert expected in problem and base_url in problem and "List-Unsubscribe" in problem
+
+
+@pytest.mark.parametrize(
+    "sections",
+    [
+        {"delivery": {"transport": "outbox"}},
+        {"delivery": {"transport": "smtp"}, "smtp": {"host": "127.0.0.1"}},
+        {"delivery": {"transport": "smtp"}, "smtp": {"host": "localhost"}},
+        {"delivery": {"transport": "sendgrid"}, "sendgrid": {"api_base": "http://127.0.0.1:9"}},
+        {"delivery": {"transport": "ses"}, "ses": {"endpoint_url": "http://127.0.0.1:9"}},
+    ],
+)
+def test_mail_that_stays_on_the_machine_may_use_local_links(sections):
+    _, problems = collect(
+        with_sender(site={"base_url": "http://127.0.0.1:8080"}, **sections), {}, ORIGIN
+    )
+    assert problems == []
+
+
+@pytest.mark.parametrize("transport", ["sendgrid", "mailgun", "postmark", "ses"])
+def test_email_apis_leave_the_machine(transport):
+    _, problems = collect(with_sender(delivery={"transport": transport}), {}, ORIGIN)
+    assert [p for p in problems if p.startswith("site.base_url:")]
+
+
+def test_config_check_refuses_dead_links_and_warns_on_a_port_mismatch(cli) -> None:
+    cli.env.update(
+        NEWSLETTER_DELIVERY__TRANSPORT="smtp",
+        NEWSLETTER_SMTP__HOST="smtp.example.net",
+        NEWSLETTER_SITE__BASE_URL="http://127.0.0.1:8080",
+    )
+    result = cli("config", "check", check=False)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "site.base_url: http://127.0.0.1:8080 is a local or private address" in result.stderr
+    cli.env.update(
+        NEWSLETTER_DELIVERY__TRANSPORT="outbox",
+        NEWSLETTER_SITE__BASE_URL="http://127.0.0.1:8080",
+        NEWSLETTER_WEB__PORT="9000",
+    )
+    result = cli("config", "check")
+    assert "warning: site.base_url: http://127.0.0.1:8080 uses port 8080" in result.stderr
+    assert "[web] port 9000" in result.stderr
+    # Behind a proxy the public port is the proxy's: no warning.
+    cli.env["NEWSLETTER_SITE__BASE_URL"] = "https://news.clinic.example.com"
+    assert "warning" not in cli("config", "check").stderr
+    cli.env["NEWSLETTER_SITE__BASE_URL"] = "http://127.0.0.1:9000"
+    assert "warning" not in cli("config", "check").stderr

@@ -355,6 +355,12 @@ def test_settings_for_admins_only_without_secrets(browser, admin_page, dashboard
         f"smtp 127.0.0.1:{dashboard.sink.port}: connected"
     )
     dashboard.screenshot(page, "check")
+    # A setting that works but will hurt is pointed out, as `config check` does.
+    toml = dashboard.ws.root / "newsletter.toml"
+    assert "\nport = 8080\n" in toml.read_text()
+    toml.write_text(toml.read_text().replace("\nport = 8080\n", "\nport = 9000\n"))
+    page.goto(url + "/settings/check")
+    expect(page.locator("#warnings")).to_contain_text("[web] port 9000")
 
     context = browser.new_context()
     editor = context.new_page()
@@ -396,7 +402,9 @@ def test_pause_resume_cancel_and_retry_failed(admin_page, dashboard) -> None:
     page.get_by_label(SCRIPT_TITLE).check()
     page.get_by_role("button", name="Create draft").click()
     page.wait_for_url(re.compile(r".*/campaigns/2$"))
-    page.get_by_label("Date", exact=True).fill("2030-01-02")
+    # The dashboard refuses a time before the real now: a date a year from today.
+    next_year = dt.date.today() + dt.timedelta(days=365)
+    page.get_by_label("Date", exact=True).fill(next_year.isoformat())
     page.get_by_label("Time", exact=True).fill("08:00")
     page.get_by_role("button", name="Schedule", exact=True).click()
     expect(page.locator("[data-status]")).to_have_text("scheduled")
@@ -415,3 +423,22 @@ def test_pause_resume_cancel_and_retry_failed(admin_page, dashboard) -> None:
     assert refused.status == 400
     assert "cannot send a campaign that is cancelled" in refused.text()
     assert dashboard.ws.store.campaign(2)["status"] == "cancelled"
+
+
+def test_creating_a_campaign_names_articles_that_link_to_their_own_page(
+    admin_page, dashboard
+) -> None:
+    page, url = admin_page, dashboard.url
+    ws = dashboard.ws
+    saved = Path(__file__).parent / "data" / "long-drives.txt"
+    (ws.root / "articles" / "long-drives.txt").write_text(saved.read_text())
+    jobs.fetch_sources(ws, ws.store, dt.datetime.now(dt.UTC))
+    page.goto(url + "/campaigns/new")
+    page.get_by_label("Subject", exact=True).fill("From the clinic")
+    page.get_by_role("button", name="Create draft").click()
+    page.wait_for_url(re.compile(r".*/campaigns/\d+$"))
+    status = page.get_by_role("status")
+    expect(status).to_contain_text("link to their page on this server")
+    expect(status).to_contain_text("Does Your Back Hate Long Drives?")
+    # The sample articles have addresses of their own: not named.
+    expect(status).not_to_contain_text("Neck Pain at the Desk")

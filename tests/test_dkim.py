@@ -12,7 +12,7 @@ import pytest
 from dkim.canonicalization import CanonicalizationPolicy
 
 from newsletter import campaigns, jobs
-from newsletter.dkim import DkimSigner, generate_key, relaxed_body, split_message
+from newsletter.dkim import DkimSigner, generate_key, relaxed_body, sign_all, split_message
 from newsletter.errors import ConfigError
 from newsletter.mime import compose
 from newsletter.workspace import Workspace
@@ -163,3 +163,129 @@ def test_our_header_split_matches_dkimpy(source: str) -> None:
     assert messages
     for message in messages:
         assert split_message(message) == dkimpy.rfc822_parse(message)
+
+
+# -- both verifiers, both algorithms, and a re-serialised message ------------------------
+
+VERIFY_PL = Path(__file__).parent / "dkim_verify.pl"
+DOMAIN = "clinic.example.com"
+
+
+def _keys(tmp_path: Path, algorithms: tuple[str, ...]) -> tuple[dict[str, str], dict[str, str]]:
+    """(settings for [dkim] as env, the DNS records by name) for one key per algorithm."""
+    env = {"NEWSLETTER_DKIM__DOMAIN": DOMAIN}
+    records = {}
+    for algorithm in algorithms:
+        pem, record = generate_key(algorithm)
+        path = tmp_path / f"{algorithm}.pem"
+        path.write_bytes(pem)
+        selector = f"nl-{algorithm}"
+        prefix = "NEWSLETTER_DKIM__" + (
+            "ED25519_" if algorithm == "ed25519" and len(algorithms) > 1 else ""
+        )
+        env[prefix + "SELECTOR"] = selector
+        env[prefix + "PRIVATE_KEY_FILE"] = str(path)
+        records[f"{selector}._domainkey.{DOMAIN}"] = record
+    return env, records
+
+
+def _dkimpy_results(message: bytes, records: dict[str, str]) -> list[bool]:
+    """dkimpy's verdict on each signature, top first."""
+
+    def dns(name: bytes, timeout: int = 5) -> bytes:
+        return records.get(name.decode().rstrip("."), "").encode()
+
+    count = len(re.findall(rb"(?mi)^DKIM-Signature:", message))
+    results = []
+    for i in range(count):
+        try:
+            results.append(bool(dkimpy.DKIM(message).verify(idx=i, dnsfunc=dns)))
+        except dkimpy.DKIMException:  # a body hash that does not match is raised, not returned
+            results.append(False)
+    return results
+
+
+def _mail_dkim_results(message: bytes, records: dict[str, str]) -> list[str]:
+    """Perl's Mail::DKIM verdict on each signature: "pass rsa-sha256 nl-rsa pass" ..."""
+    import shutil
+    import subprocess
+
+    assert shutil.which("perl"), "perl is not installed"
+    done = subprocess.run(
+        ["perl", str(VERIFY_PL), *(f"{name}={txt}" for name, txt in records.items())],
+        input=message,
+        capture_output=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr.decode()
+    return done.stdout.decode().splitlines()
+
+
+def _round_trip(message: bytes) -> bytes:
+    """What a Python program that reads the message and writes it back out sends on."""
+    import email
+    import email.policy
+
+    return email.message_from_bytes(message, policy=email.policy.default).as_bytes()
+
+
+@pytest.mark.parametrize("algorithms", [("rsa",), ("rsa", "ed25519")])
+def test_outbox_messages_verify_with_dkimpy_and_mail_dkim(
+    ws_dir: Path, tmp_path: Path, algorithms: tuple[str, ...]
+) -> None:
+    env, records = _keys(tmp_path, algorithms)
+    ws = Workspace.open(ws_dir, env=env)
+    jobs.fetch_sources(ws, ws.store, NOW)
+    jobs.import_subscriber_folder(ws, ws.store, NOW)
+    campaign_id = campaigns.create(ws.store, ws.settings, "Signed", "new", None, None, NOW)
+    jobs.send_campaign(ws, ws.store, campaign_id, lambda: NOW)
+    ws.close()
+    messages = sorted((ws_dir / "outbox").glob("*.eml"))
+    assert messages
+    for path in messages:
+        signed = path.read_bytes()
+        header = signed.split(b"\r\n\r\n", 1)[0]
+        # Every header line, the signatures' too, within 78 characters.
+        assert max(len(line) for line in header.split(b"\r\n")) <= 78
+        for message in (signed, _round_trip(signed)):
+            assert _dkimpy_results(message, records) == [True] * len(algorithms)
+            perl = _mail_dkim_results(message, records)
+            assert len(perl) == len(algorithms)
+            # RSA on top, and it passes.
+            assert perl[0].startswith("pass rsa-sha256 nl-rsa"), perl
+            for line in perl[1:]:
+                # This Mail::DKIM may not know ed25519: it must not call the signature bad.
+                assert line.startswith(("pass ed25519-sha256", "invalid ed25519-sha256")), perl
+                assert line.startswith("pass") or "unsupported algorithm" in line, perl
+
+
+def test_an_edit_after_signing_fails_with_both_verifiers(tmp_path: Path) -> None:
+    env, records = _keys(tmp_path, ("rsa", "ed25519"))
+    signers = [
+        DkimSigner.from_pem(DOMAIN, "nl-rsa", (tmp_path / "rsa.pem").read_bytes(), "k"),
+        DkimSigner.from_pem(DOMAIN, "nl-ed25519", (tmp_path / "ed25519.pem").read_bytes(), "k"),
+    ]
+    signed = sign_all(signers, _message())
+    edited = signed.replace(b"Hello Zo", b"Hallo Zo", 1)
+    assert _dkimpy_results(edited, records) == [False, False]
+    assert _mail_dkim_results(edited, records)[0].startswith("fail rsa-sha256")
+
+
+def test_config_check_warns_when_only_ed25519_signs(cli, tmp_path: Path) -> None:
+    env, _ = _keys(tmp_path, ("ed25519",))
+    cli.env.update(env)
+    result = cli("config", "check")
+    assert "warning: dkim: only an Ed25519 key signs" in result.stderr
+    both, _ = _keys(tmp_path, ("rsa", "ed25519"))
+    cli.env.update(both)
+    result = cli("config", "check")
+    assert "warning" not in result.stderr
+
+
+def test_a_second_key_that_is_not_ed25519_is_refused(cli, tmp_path: Path) -> None:
+    env, _ = _keys(tmp_path, ("rsa", "ed25519"))
+    env["NEWSLETTER_DKIM__ED25519_PRIVATE_KEY_FILE"] = env["NEWSLETTER_DKIM__PRIVATE_KEY_FILE"]
+    cli.env.update(env)
+    result = cli("config", "check", check=False)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "rsa.pem: not an Ed25519 key" in result.stderr

@@ -107,7 +107,7 @@ def test_a_campaign_through_postmark_reaches_everyone_once_and_bounces_come_back
     # Postmark reports a hard bounce for one of them, found by the id it gave.
     victim = confirmed[0]
     row = store.delivery(campaign_id, victim["id"])
-    server = LiveServer(ws)
+    server = LiveServer(ws, clock=clock)  # the webhook arrives on the test's clock
     server.start()
     try:
         answer = requests.post(

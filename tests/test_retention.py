@@ -14,13 +14,18 @@ from newsletter.workspace import Workspace
 NOW = dt.datetime(2026, 11, 27, 9, 0, tzinfo=dt.UTC)
 
 
-def _days_ago(days: float) -> str:
-    return (NOW - dt.timedelta(days=days)).isoformat(timespec="seconds")
+def _days_ago(days: float, now: dt.datetime) -> str:
+    return (now - dt.timedelta(days=days)).isoformat(timespec="seconds")
 
 
-def seed(ws: Workspace) -> None:
-    rows = [(kind, _days_ago(40)) for kind in ("open", "click", "view", "bad_token")]
-    rows += [("unsubscribe", _days_ago(40)), ("bounce", _days_ago(40)), ("open", _days_ago(5))]
+def seed(ws: Workspace, now: dt.datetime) -> None:
+    """Events 40 and 5 days before `now`: the clock the code under test will read."""
+    rows = [(kind, _days_ago(40, now)) for kind in ("open", "click", "view", "bad_token")]
+    rows += [
+        ("unsubscribe", _days_ago(40, now)),
+        ("bounce", _days_ago(40, now)),
+        ("open", _days_ago(5, now)),
+    ]
     ws.store.insert_events(
         [{"at": when, "kind": kind, "campaign_id": 1, "subscriber_id": 1} for kind, when in rows]
     )
@@ -38,25 +43,25 @@ def ws(ws_dir: Path):
 
 
 def test_purge_deletes_old_reader_events_and_keeps_records(ws):
-    seed(ws)
+    seed(ws, NOW)
     result = jobs.purge_events(ws, ws.store, NOW)
     assert result.deleted == 4 and result.before == NOW - dt.timedelta(days=30)
     # Unsubscribes and bounces are records (proof, suppression), never purged.
     assert kinds(ws) == [
-        ("unsubscribe", _days_ago(40)),
-        ("bounce", _days_ago(40)),
-        ("open", _days_ago(5)),
+        ("unsubscribe", _days_ago(40, NOW)),
+        ("bounce", _days_ago(40, NOW)),
+        ("open", _days_ago(5, NOW)),
     ]
 
 
 def test_no_retention_period_keeps_everything(workspace):
-    seed(workspace)
+    seed(workspace, NOW)
     assert jobs.purge_events(workspace, workspace.store, NOW) is None
     assert len(kinds(workspace)) == 7
 
 
 def test_the_scheduler_runs_the_purge_daily(ws, caplog):
-    seed(ws)
+    seed(ws, NOW)
     built = scheduler.build_scheduler(ws, threading.Event())
     # Paused: the stored jobs are brought in step, and none runs on the real clock.
     built.start(paused=True)
@@ -75,7 +80,8 @@ def test_the_scheduler_runs_the_purge_daily(ws, caplog):
 
 
 def test_purge_command(cli, workspace):
-    seed(workspace)
+    # The command reads the real clock, so the events are dated from it.
+    seed(workspace, dt.datetime.now(dt.UTC))
     workspace.close()
     out = cli("events", "purge").stdout
     assert "nothing to purge" in out

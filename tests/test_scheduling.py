@@ -644,20 +644,29 @@ def test_run_after_a_restore_sends_the_recent_campaign_and_reports_the_stale_one
     ws.close()
 
 
+def _last_sunday(year: int, month: int) -> dt.date:
+    last = dt.date(year, month + 1, 1) - dt.timedelta(days=1)
+    return last - dt.timedelta(days=(last.weekday() - 6) % 7)
+
+
 def test_cli_schedules_reschedules_and_unschedules_with_a_dst_note(cli, ws_dir: Path) -> None:
+    # The command refuses times before the real now, so the DST changes are next year's:
+    # in the EU, clocks change at 01:00 UTC on the last Sundays of March and October.
+    year = dt.datetime.now(dt.UTC).year + 1
+    spring, autumn = _last_sunday(year, 3), _last_sunday(year, 10)
     cli("fetch")
     cli("subscribers", "import", "subscribers/example.csv")
     cli("campaign", "create", "--subject", "Spring")
-    result = cli("campaign", "schedule", "1", "--at", "2027-03-28 02:30", "--tz", "Europe/Berlin")
+    result = cli("campaign", "schedule", "1", "--at", f"{spring} 02:30", "--tz", "Europe/Berlin")
     assert "does not exist in Europe/Berlin" in result.stderr
-    assert "2027-03-28 03:30 CEST" in result.stdout and "(2027-03-28 01:30 UTC)" in result.stdout
+    assert f"{spring} 03:30 CEST" in result.stdout and f"({spring} 01:30 UTC)" in result.stdout
     assert "campaign 1 [manual]" not in cli("schedule", "list").stdout
     assert "campaign 1 Spring" in cli("schedule", "list").stdout
-    result = cli("campaign", "reschedule", "1", "--at", "2027-10-31 02:30", "--tz", "Europe/Berlin")
-    assert "occurs twice" in result.stderr and "(2027-10-31 00:30 UTC)" in result.stdout
+    result = cli("campaign", "reschedule", "1", "--at", f"{autumn} 02:30", "--tz", "Europe/Berlin")
+    assert "occurs twice" in result.stderr and f"({autumn} 00:30 UTC)" in result.stdout
     cli("campaign", "unschedule", "1")
     assert " draft " in cli("campaign", "list").stdout
-    refused = cli("campaign", "reschedule", "1", "--at", "2027-10-31 09:00", check=False)
+    refused = cli("campaign", "reschedule", "1", "--at", f"{autumn} 09:00", check=False)
     assert refused.returncode == 1 and "cannot schedule a campaign that is draft" in refused.stderr
     assert "02:30" in cli("campaign", "schedule", "--help").stdout
 

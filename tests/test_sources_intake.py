@@ -351,9 +351,12 @@ def test_broken_sources_are_named_and_the_others_still_fetched(httpserver_ipv4, 
 
 
 def test_cli_fetch_prints_counts_and_exits_1_when_a_source_failed(httpserver_ipv4, cli, env):
+    # The command reads the real clock, so "new" (after the source is added, which is when
+    # the command runs) and "old" are dated from it.
+    now = dt.datetime.now(dt.UTC)
     good = Feed(httpserver_ipv4, "/good.xml")
     good.body = rss(
-        [("g1", "Good News", NOW + 400 * DAY, "fine"), ("g0", "Old News", NOW - 400 * DAY, "x")]
+        [("g1", "Good News", now + DAY, "fine"), ("g0", "Old News", now - 400 * DAY, "x")]
     )
     missing = httpserver_ipv4.url_for("/gone.xml")
     httpserver_ipv4.expect_request("/gone.xml").respond_with_data("no", status=404)

@@ -206,6 +206,7 @@ def test_settings_choose_the_eu_endpoint_and_name_a_missing_key(tmp_path: Path) 
 
 def test_config_check_names_the_missing_variable(cli: Cli) -> None:
     cli.env["NEWSLETTER_DELIVERY__TRANSPORT"] = "sendgrid"
+    cli.env["NEWSLETTER_SITE__BASE_URL"] = "https://news.clinic.example.com"
     result = cli("config", "check", check=False)
     assert result.returncode == 1
     assert "NEWSLETTER_SENDGRID_API_KEY: not set" in result.stderr

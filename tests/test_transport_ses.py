@@ -18,7 +18,7 @@ from conftest import free_port
 from mail_api import SENDER, envelope
 from newsletter.config import Secrets, collect, transport_problems
 from newsletter.errors import AccountError
-from newsletter.transports import SENT, TRANSIENT, open_transport
+from newsletter.transports import SENT, TRANSIENT, UNUSABLE, open_transport
 from newsletter.transports.ses import SesTransport, tag_value
 
 REGION = "eu-west-1"
@@ -84,6 +84,27 @@ def test_the_raw_message_is_sent_with_the_delivery_tag(ses, moto_url: str) -> No
     assert request["EmailTags"] == [{"Name": "newsletter_delivery", "Value": "c4-d10"}]
     assert request["FromEmailAddress"] == SENDER
     assert request["Destination"] == {"ToAddresses": ["dee@example.com"]}
+
+
+def test_ses_gets_punycode_domains_and_no_internationalised_mailbox(ses, moto_url: str) -> None:
+    # The SES Destination reference: SMTPUTF8 is not supported, so a local part must be
+    # 7-bit ASCII, and a domain in Unicode must be sent in Punycode.
+    _verify_sender(moto_url)
+    requests_made: list[dict] = []
+
+    def capture(params, **_):
+        requests_made.append(json.loads(params["body"]))
+
+    ses.client.meta.events.register("before-call.sesv2.SendEmail", capture)
+    idn = envelope("c5-d1", "juergen@bücher.example")
+    # The MIME header is already Punycode (the mime module writes it so); the envelope
+    # keeps the address as the subscriber gave it.
+    idn = dataclasses.replace(idn, data=idn.data.replace("bücher".encode(), b"xn--bcher-kva"))
+    outcomes = ses.send_batch([idn, envelope("c5-d2", "jürgen@example.com")])
+    assert [o.status for o in outcomes] == [SENT, UNUSABLE], outcomes
+    assert "needs SMTPUTF8" in outcomes[1].error and "SES" in outcomes[1].error
+    (request,) = requests_made  # the internationalised mailbox never reached SES
+    assert request["Destination"] == {"ToAddresses": ["juergen@xn--bcher-kva.example"]}
 
 
 def test_tag_values_keep_only_the_characters_ses_allows() -> None:

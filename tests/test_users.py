@@ -19,8 +19,8 @@ def test_users_add_list_remove(cli) -> None:
     cli("users", "add", "bob@clinic.example.com")
     listed = cli("users", "list").stdout.splitlines()
     assert listed == [
-        "Alice@clinic.example.com\tadmin\tnever signed in",
-        "bob@clinic.example.com\teditor\tnever signed in",
+        "Alice@clinic.example.com\tadmin\tpassword only\tnever signed in",
+        "bob@clinic.example.com\teditor\tpassword only\tnever signed in",
     ]
     again = cli("users", "add", "alice@clinic.example.com", check=False)
     assert again.returncode == 1
@@ -57,3 +57,10 @@ def test_passwords_are_stored_as_argon2_and_sessions_as_hashes(store) -> None:
     assert staff.session(store, token, NOW) is None
     with pytest.raises(InputError):
         staff.add_user(store, "not an address", "editor", "a long passphrase", NOW)
+
+
+def test_users_reset_2fa_names_an_unknown_account(cli) -> None:
+    unknown = cli("users", "reset-2fa", "nobody@example.com", check=False)
+    assert unknown.returncode == 1
+    assert "nobody@example.com: no such staff account" in unknown.stderr
+    assert "Traceback" not in unknown.stderr

@@ -10,21 +10,24 @@ import pytest
 import requests
 
 from conftest import LiveServer
-from newsletter import campaigns, jobs
+from newsletter import campaigns, clock, jobs
 from newsletter.tracking import PIXEL_GIF
 from newsletter.workspace import Workspace
-
-NOW = dt.datetime(2026, 11, 27, 9, 0, tzinfo=dt.UTC)
 
 
 @pytest.fixture
 def sent(workspace: Workspace) -> dict:
-    """A campaign sent to the example subscribers through the outbox."""
+    """A campaign sent to the example subscribers through the outbox, a minute ago.
+
+    Dated from the real clock, which the server records opens and clicks on: an open
+    seconds after the send would count as a machine's.
+    """
     store = workspace.store
-    jobs.fetch_sources(workspace, store, NOW)
-    jobs.import_subscriber_folder(workspace, store, NOW)
-    campaign_id = campaigns.create(store, workspace.settings, "Hi", "new", None, None, NOW)
-    jobs.send_campaign(workspace, store, campaign_id, lambda: NOW)
+    now = clock.utcnow() - dt.timedelta(minutes=1)
+    jobs.fetch_sources(workspace, store, now)
+    jobs.import_subscriber_folder(workspace, store, now)
+    campaign_id = campaigns.create(store, workspace.settings, "Hi", "new", None, None, now)
+    jobs.send_campaign(workspace, store, campaign_id, lambda: now)
     subscriber = store.subscribers("confirmed")[0]
     links = store.links(campaign_id)
     return {

@@ -342,6 +342,16 @@ def test_mailgun_refuses_replayed_tokens_stale_timestamps_and_bad_signatures(hoo
     assert malformed.status_code == 400
 
 
+def test_mailgun_suppression_reasons_are_what_the_person_did_not_bounces(hooks) -> None:
+    # Mailgun refuses to send to an address on its own lists and says which list:
+    # someone who complained or unsubscribed there did not bounce.
+    for n, reason, token in ((0, "suppress-complaint", "c"), (1, "suppress-unsubscribe", "u")):
+        event = {**mailgun_failure(hooks, n), "reason": reason, "delivery-status": {}}
+        assert hooks.post_mailgun(event, token=token * 50).status_code == 200
+    assert hooks.status(0) == "complained" and hooks.status(1) == "unsubscribed"
+    assert [e["kind"] for e in hooks.events("mailgun")] == ["complaint", "unsubscribe"]
+
+
 # -- Postmark ----------------------------------------------------------------------
 
 
@@ -384,6 +394,36 @@ def test_postmark_events_match_by_metadata_and_are_deduplicated(hooks) -> None:
     ]
     assert hooks.ws.store.is_suppressed(hooks.email(0))
     assert hooks.post_postmark({"Email": "x"}).status_code == 400
+
+
+def test_postmark_inactive_addresses_and_spam_notifications_suppress(hooks) -> None:
+    # A soft bounce after which Postmark deactivated the address: it will refuse
+    # every further message, so the address is suppressed here as well.
+    inactive = {
+        "RecordType": "Bounce",
+        "ID": 7,
+        "Type": "SoftBounce",
+        "Inactive": True,
+        "Email": hooks.email(0),
+        "BouncedAt": "2026-11-27T09:10:00Z",
+        "Metadata": {"newsletter_delivery": hooks.key(0)},
+    }
+    spam = {
+        "RecordType": "Bounce",
+        "ID": 8,
+        "Type": "SpamNotification",
+        "Inactive": False,
+        "Email": hooks.email(1),
+        "BouncedAt": "2026-11-27T09:11:00Z",
+        "Metadata": {"newsletter_delivery": hooks.key(1)},
+    }
+    active = {**inactive, "ID": 9, "Inactive": False, "Email": hooks.email(2)}
+    active["Metadata"] = {"newsletter_delivery": hooks.key(2)}
+    for event in (inactive, spam, active):
+        assert hooks.post_postmark(event).status_code == 200
+    assert hooks.status(0) == "bounced" and hooks.ws.store.is_suppressed(hooks.email(0))
+    assert hooks.status(1) == "complained" and hooks.ws.store.is_suppressed(hooks.email(1))
+    assert hooks.status(2) == "confirmed"  # a soft bounce alone suppresses nobody
 
 
 # -- SES through SNS ---------------------------------------------------------------

@@ -10,17 +10,21 @@ from typing import Any
 from newsletter import schedules, tracking
 from newsletter.config import Settings
 from newsletter.errors import InputError, NotFound, StateError
-from newsletter.mime import MessageFactory, list_unsubscribe
+from newsletter.mime import MessageFactory, header_value, list_unsubscribe
 from newsletter.render import (
     Rendered,
     TemplateSet,
     article_context,
+    article_page_url,
     choose_template,
+    default_preheader,
     message_id,
+    site_context,
     subscriber_context,
 )
 from newsletter.store import Store
 from newsletter.subscriber_csv import normalize_email
+from newsletter.textify import wrap_lines
 from newsletter.transports import Content, Envelope
 
 SAMPLE_SUBSCRIBER = {
@@ -72,8 +76,11 @@ def create(
     """
     if not subject.strip():
         raise InputError("--subject: the subject must not be empty")
+    # Refused here, once, rather than failing every message of the campaign later.
+    header_value(subject.strip(), "subject")
     if articles == "new":
-        article_ids = [a["id"] for a in reversed(store.articles(only_new=True))]
+        # Newest first, as a blog lists them: the latest article leads the email.
+        article_ids = [a["id"] for a in store.articles(only_new=True)]
         if not article_ids:
             raise InputError(
                 "--articles new: there are no new articles; run `newsletter fetch` "
@@ -98,6 +105,29 @@ def create(
         now,
         segment=segment,
     )
+
+
+def article_pages(store: Store, settings: Settings, campaign_id: int) -> list[tuple[str, str]]:
+    """(title, page URL) of each article of a campaign that has no URL of its own.
+
+    Such an article (a folder file, a saved page) links to its public page on
+    the web server; staff are told, so they know the server must be reachable.
+    """
+    campaign = store.campaign(campaign_id)
+    return [
+        (a["title"], article_page_url(settings.site.base_url, a))
+        for a in store.articles_by_id(campaign["article_ids"])
+        if not a.get("url")
+    ]
+
+
+def design(campaign: Mapping[str, Any]) -> str:
+    """The template set a campaign renders with: its own, by the one rule for articles.
+
+    A campaign stored as an announcement of several articles (made before the
+    rule) renders as a digest, so every article it counts as sent is shown.
+    """
+    return choose_template(campaign["template"], len(campaign["article_ids"]))
 
 
 def schedule(
@@ -204,7 +234,7 @@ def sample_subscriber(store: Store, email: str | None = None) -> dict[str, Any]:
             address = normalize_email(email)
         except Exception:  # noqa: BLE001 - any invalid input means "not ours"
             address = email.strip()
-        found = store.subscriber_by_email(address, any_case=True)
+        found = store.subscriber_by_email(address)
         if found is None:
             raise NotFound(f"{email}: no such subscriber; see `newsletter subscribers list`")
         return found
@@ -266,7 +296,7 @@ class CampaignMail:
         self.urls = urls
         self.link_ids = link_ids or {}
         css = templates.stylesheet
-        self.articles = [article_context(a, css) for a in articles]
+        self.articles = [article_context(a, css, settings.site.base_url) for a in articles]
         self._article_by_url = {a["url"]: a["id"] for a in self.articles if a["url"]}
         sender = settings.sender
         self.sender = {
@@ -276,11 +306,9 @@ class CampaignMail:
             "reply_to": sender.reply_to or None,
         }
         self.domain = sender.from_address.rpartition("@")[2] or "localhost"
-        self.campaign_context = {
-            "id": campaign["id"],
-            "subject": campaign["subject"],
-            "preheader": campaign.get("preheader") or "",
-        }
+        self.campaign_context = self._campaign_context(self.articles)
+        self._personal_campaign: dict[tuple[int, ...], dict[str, Any]] = {}
+        self.site = site_context(settings.site.base_url, settings.templates.language)
         # The subject is the campaign's, or the template's rendered without any
         # subscriber: one subject per campaign, encoded once.
         self.subject = campaign["subject"] or templates.subject(
@@ -288,6 +316,15 @@ class CampaignMail:
         )
         self.factory = self._factory(self.subject)
         self.set_personal(personal or {})
+
+    def _campaign_context(self, articles: list[dict[str, Any]]) -> dict[str, Any]:
+        """The campaign's template data; its preheader follows the articles when it set none."""
+        return {
+            "id": self.campaign["id"],
+            "subject": self.campaign["subject"],
+            "preheader": self.campaign.get("preheader")
+            or default_preheader(articles, self.settings.templates.preheader),
+        }
 
     def set_personal(self, personal: Mapping[int, list[int]]) -> None:
         """Automatic campaigns: the recipients who get only some of the articles (the
@@ -343,12 +380,19 @@ class CampaignMail:
     def context(self, subscriber: Mapping[str, Any]) -> dict[str, Any]:
         """The template data for one subscriber: plain dicts, lists and strings."""
         cid, sid = self.campaign["id"], subscriber["id"]
+        articles = self._parts(sid)[0]
+        campaign = self.campaign_context
+        if articles is not self.articles:
+            key = tuple(a["id"] for a in articles)
+            if key not in self._personal_campaign:
+                self._personal_campaign[key] = self._campaign_context(articles)
+            campaign = self._personal_campaign[key]
         return {
-            "campaign": self.campaign_context,
-            "articles": self._parts(sid)[0],
+            "campaign": campaign,
+            "articles": articles,
             "subscriber": subscriber_context(subscriber),
             "sender": self.sender,
-            "site": {"base_url": self.settings.site.base_url},
+            "site": self.site,
             "links": {
                 "unsubscribe": self.urls.unsubscribe(cid, sid),
                 "preferences": self.urls.preferences(cid, sid),
@@ -366,14 +410,15 @@ class CampaignMail:
         """The links of the campaign that click tracking may redirect to, with their article.
 
         Links to our own web server (unsubscribe, preferences, view) are
-        personal and never tracked.
+        personal and never tracked; the public page of an article without a
+        URL of its own is the article's link, and tracked like any other.
         """
         rendered = self._render(SAMPLE_SUBSCRIBER)
         own = self.settings.site.base_url.rstrip("/") + "/"
         return [
             (url, self._article_by_url.get(url))
             for url in tracking.html_links(rendered.html)
-            if not url.startswith(own)
+            if not url.startswith(own) or url in self._article_by_url
         ]
 
     def render(
@@ -395,7 +440,8 @@ class CampaignMail:
         html = self._rewriter.rewrite_html(rendered.html, click)
         if pixel:
             html = tracking.add_pixel(html, self.urls.open(cid, sid))
-        text = self._rewriter.rewrite_text(rendered.text, click)
+        # A tracked link is longer than the one it replaces: wrap again.
+        text = wrap_lines(self._rewriter.rewrite_text(rendered.text, click))
         return Rendered(rendered.subject, html, text)
 
     def message(

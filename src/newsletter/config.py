@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from newsletter.errors import ConfigError
 
@@ -248,6 +249,10 @@ class Dkim:
     domain: str = ""
     selector: str = ""
     private_key_file: str = ""
+    # A second key, Ed25519 (RFC 8463), signing beside the first (RSA): receivers that
+    # know only RSA still find a signature they can check.
+    ed25519_selector: str = ""
+    ed25519_private_key_file: str = ""
 
 
 # Email API providers. Keys and webhook secrets come only from the environment
@@ -291,6 +296,14 @@ class Ses:
 class Web:
     host: str = "127.0.0.1"
     port: int = 8080
+    # Addresses or networks of reverse proxies whose X-Forwarded-For is believed;
+    # empty: the connecting address is the client, whatever a header claims.
+    trusted_proxies: list[str] = field(default_factory=list)
+    # The largest request bodies taken: a provider's webhook batch, a dashboard CSV upload.
+    max_webhook_bytes: int = 10_000_000
+    max_upload_bytes: int = 50_000_000
+    # Admins must sign in with a second factor (TOTP) as well as the password.
+    require_2fa: bool = False
 
 
 @dataclass(frozen=True)
@@ -309,6 +322,12 @@ class Tracking:
 class Templates:
     # "auto": the announcement design for one article, the digest for several.
     default: str = "auto"
+    # The inbox preview text of a campaign that sets none: "auto" (the article's
+    # summary, or the titles of several), a fixed text, or "" for none.
+    preheader: str = "auto"
+    # The language of the emails (a BCP 47 tag such as en, de-CH, ar): the lang
+    # attribute, and the writing direction (right to left for Arabic, Hebrew ...).
+    language: str = "en"
 
 
 @dataclass(frozen=True)
@@ -344,6 +363,7 @@ class Secrets:
     secret_key: str = field(default="", repr=False)
     smtp_password: str = field(default="", repr=False)
     dkim_private_key: str = field(default="", repr=False)
+    dkim_ed25519_private_key: str = field(default="", repr=False)
     # Wix Blog metrics API key, for feeds that set wix_site_id.
     wix_api_key: str = field(default="", repr=False)
     # Email API providers: sending keys, then what verifies their webhooks.
@@ -364,6 +384,7 @@ class Secrets:
             secret_key=env.get("NEWSLETTER_SECRET_KEY", ""),
             smtp_password=env.get("NEWSLETTER_SMTP_PASSWORD", ""),
             dkim_private_key=env.get("NEWSLETTER_DKIM_PRIVATE_KEY", ""),
+            dkim_ed25519_private_key=env.get("NEWSLETTER_DKIM_ED25519_PRIVATE_KEY", ""),
             wix_api_key=env.get("NEWSLETTER_WIX_API_KEY", ""),
             sendgrid_api_key=env.get("NEWSLETTER_SENDGRID_API_KEY", ""),
             mailgun_api_key=env.get("NEWSLETTER_MAILGUN_API_KEY", ""),
@@ -547,11 +568,17 @@ def validate(settings: Settings) -> list[str]:
         problems.append("delivery.concurrency: must be at least 1")
     if s.delivery.processes < 0:
         problems.append("delivery.processes: must be 0 (one per CPU core) or more")
-    dkim_keys = (s.dkim.domain, s.dkim.selector)
+    dkim_keys = (s.dkim.domain, s.dkim.selector or s.dkim.ed25519_selector)
     if any(dkim_keys) and not all(dkim_keys):
         problems.append(
             "dkim: set both domain and selector (and private_key_file or "
             "NEWSLETTER_DKIM_PRIVATE_KEY), or neither"
+        )
+    if s.dkim.ed25519_selector and not s.dkim.domain:
+        problems.append("dkim.ed25519_selector: set dkim.domain too (the signing domain)")
+    if s.dkim.ed25519_private_key_file and not s.dkim.ed25519_selector:
+        problems.append(
+            "dkim.ed25519_private_key_file: set dkim.ed25519_selector, the DNS name of its key"
         )
     if s.delivery.max_attempts < 1:
         problems.append("delivery.max_attempts: must be at least 1")
@@ -573,6 +600,9 @@ def validate(settings: Settings) -> list[str]:
     problems.extend(_provider_problems(s))
     problems.extend(_subscriber_problems(s.subscribers, s.consent))
     problems.extend(_schedule_problems(s))
+    problems.extend(_template_problems(s.templates))
+    problems.extend(_link_problems(s))
+    problems.extend(_web_problems(s.web))
     if s.schedule.poll_interval < 1:
         problems.append("schedule.poll_interval: must be at least 1 second")
     try:
@@ -581,6 +611,83 @@ def validate(settings: Settings) -> list[str]:
         ZoneInfo(s.schedule.timezone)
     except (ZoneInfoNotFoundError, ValueError, OSError):
         problems.append(f"schedule.timezone: unknown time zone {s.schedule.timezone!r}")
+    problems.extend(_header_problems(s))
+    problems.extend(_bound_problems(s, problems))
+    return problems
+
+
+# Settings that end up in mail headers (From, Reply-To, List-Unsubscribe, List-Id):
+# a line break in one would add headers of its own to every message.
+HEADER_KEYS = (
+    "sender.from_name",
+    "sender.from_address",
+    "sender.reply_to",
+    "sender.unsubscribe_mailto",
+    "site.base_url",
+)
+
+
+def _header_problems(s: Settings) -> list[str]:
+    from newsletter.mime import UnsafeHeader, header_value
+
+    problems = []
+    for key in HEADER_KEYS:
+        section, _, name = key.partition(".")
+        try:
+            header_value(getattr(getattr(s, section), name), key)
+        except UnsafeHeader as exc:
+            problems.append(str(exc))
+    return problems
+
+
+DAY = 86400
+# Every numeric setting's sane range, inclusive: beyond it a value is a typo or would
+# exhaust the machine (a million sender threads cannot start).
+BOUNDS: dict[str, tuple[float, float, str]] = {
+    "delivery.rate_per_second": (0, 100_000, " messages per second (0: no limit)"),
+    "delivery.concurrency": (1, 256, " sender threads and connections"),
+    "delivery.processes": (0, 64, " processes (0: one per CPU core)"),
+    "delivery.max_attempts": (1, 1000, " tries"),
+    "delivery.retry_backoff": (1, DAY, " seconds"),
+    "delivery.max_retry_backoff": (1, 7 * DAY, " seconds"),
+    "delivery.pause_after_failures": (1, 100_000, " failures"),
+    "smtp.port": (1, 65535, ""),
+    "smtp.timeout": (0.1, 600, " seconds"),
+    "sources.timeout": (0.1, 600, " seconds"),
+    "sources.max_bytes": (1024, 1_000_000_000, " bytes"),
+    "sources.max_redirects": (0, 20, ""),
+    "subscribers.confirm_days": (1, 365, " days"),
+    "subscribers.form_limit_per_hour": (1, 100_000, " sign-ups"),
+    "schedule.poll_interval": (1, 7 * DAY, " seconds"),
+    "schedule.misfire_grace_time": (60, 31 * DAY, " seconds"),
+    "schedule.quiet_period": (0, 7 * DAY, " seconds"),
+    "automation.welcome_delay": (0, 365 * DAY, " seconds"),
+    "automation.latest_articles": (0, 100, " articles"),
+    "sendgrid.timeout": (0.1, 600, " seconds"),
+    "mailgun.timeout": (0.1, 600, " seconds"),
+    "postmark.timeout": (0.1, 600, " seconds"),
+    "ses.timeout": (0.1, 600, " seconds"),
+    "web.port": (0, 65535, " (0: any free port)"),
+    "tracking.retention_days": (0, 36500, " days (0: kept)"),
+}
+
+
+def _bound_problems(s: Settings, found: list[str]) -> list[str]:
+    """A value outside its range, named with the range; a key already reported is not
+    reported twice."""
+    problems = []
+    for key, (low, high, unit) in BOUNDS.items():
+        section, _, name = key.partition(".")
+        value = getattr(getattr(s, section), name)
+        if low <= value <= high or any(p.startswith(f"{key}:") for p in found):
+            continue
+        shown = int(value) if float(value).is_integer() else value
+        problems.append(f"{key}: {shown} is out of range; use {low} to {high:,}{unit}")
+    if s.delivery.max_retry_backoff < s.delivery.retry_backoff:
+        problems.append(
+            "delivery.max_retry_backoff: must be at least delivery.retry_backoff "
+            f"({s.delivery.retry_backoff:g} seconds)"
+        )
     return problems
 
 
@@ -606,6 +713,106 @@ def _schedule_problems(s: Settings) -> list[str]:
             "automation.welcome_template: [subscribers] welcome_template already sends a "
             "welcome email at once; set only one of them"
         )
+    return problems
+
+
+# Host names that never name a machine on the internet.
+_LOCAL_SUFFIXES = (".localhost", ".local", ".internal", ".lan", ".home.arpa")
+
+
+def _local_host(host: str | None) -> bool:
+    """Loopback, private, link-local or unspecified, by address or by a local-only name."""
+    if not host:
+        return True
+    host = host.strip("[]").lower().rstrip(".")
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        return host == "localhost" or "." not in host or host.endswith(_LOCAL_SUFFIXES)
+    return ip.is_loopback or ip.is_private or ip.is_link_local or ip.is_unspecified
+
+
+def _outgoing_transport(s: Settings) -> bool:
+    """True when the transport hands mail to another machine (not the outbox, not a
+    server on this one or on the local network, as tests and previews use)."""
+    transport = s.delivery.transport
+    if transport == "outbox":
+        return False
+    if transport == "smtp":
+        return not _local_host(s.smtp.host)
+    overrides = {
+        "sendgrid": s.sendgrid.api_base,
+        "mailgun": s.mailgun.api_base,
+        "postmark": s.postmark.api_base,
+        "ses": s.ses.endpoint_url,
+    }
+    if transport not in overrides:
+        return False  # an unknown transport is a problem of its own
+    override = overrides[transport]
+    return not override or not _local_host(urlsplit(override).hostname)
+
+
+def _link_problems(s: Settings) -> list[str]:
+    """Mail that leaves the machine needs links a reader's mail program can open."""
+    if not _outgoing_transport(s) or not s.site.base_url.startswith(("http://", "https://")):
+        return []
+    url = urlsplit(s.site.base_url)
+    why = (
+        f"mail goes out through {s.delivery.transport}, so List-Unsubscribe and every "
+        f"tracked link would not work; set it to the public https address of the web server"
+    )
+    if _local_host(url.hostname):
+        return [f"site.base_url: {s.site.base_url} is a local or private address, but {why}"]
+    if url.scheme != "https":
+        return [f"site.base_url: {s.site.base_url} is not https, but {why}"]
+    return []
+
+
+def link_warnings(s: Settings) -> list[str]:
+    """Link settings that work but look wrong, for `config check`."""
+    url = urlsplit(s.site.base_url)
+    if not _local_host(url.hostname):
+        return []  # a public address: a proxy in front may well use another port
+    try:
+        port = url.port or (443 if url.scheme == "https" else 80)
+    except ValueError:
+        return []
+    if port != s.web.port:
+        return [
+            f"site.base_url: {s.site.base_url} uses port {port}, but the web server "
+            f"listens on [web] port {s.web.port}: links in the emails would not reach it; "
+            f"make the two agree"
+        ]
+    return []
+
+
+_LANGUAGE_TAG = re.compile(r"[A-Za-z]{2,3}(-[A-Za-z0-9]{1,8})*")
+
+
+def _template_problems(templates: Templates) -> list[str]:
+    problems = []
+    if not _LANGUAGE_TAG.fullmatch(templates.language):
+        problems.append(
+            f"templates.language: {templates.language!r} is not a language tag; "
+            f"use one such as en, de, fr-CA or ar"
+        )
+    return problems
+
+
+def _web_problems(web: Web) -> list[str]:
+    problems = []
+    for proxy in web.trusted_proxies:
+        try:
+            ipaddress.ip_network(proxy.strip(), strict=False)
+        except ValueError:
+            problems.append(
+                f"web.trusted_proxies: {proxy!r} is not an address or network "
+                f"such as 127.0.0.1 or 10.0.0.0/8"
+            )
+    if not 1024 <= web.max_webhook_bytes <= 1_000_000_000:
+        problems.append("web.max_webhook_bytes: must be between 1024 and 1000000000")
+    if not 1024 <= web.max_upload_bytes <= 2_000_000_000:
+        problems.append("web.max_upload_bytes: must be between 1024 and 2000000000")
     return problems
 
 
@@ -663,12 +870,9 @@ def _provider_problems(s: Settings) -> list[str]:
     return problems
 
 
-def transport_problems(settings: Settings, secrets: Secrets) -> list[str]:
-    """Return what the chosen transport and the configured webhooks still lack.
-
-    Settings that are valid on their own can still leave the chosen provider
-    unusable: its key missing from the environment, no Mailgun domain.
-    """
+def sending_problems(settings: Settings, secrets: Secrets) -> list[str]:
+    """What only sending needs (the provider's key, its domain or region): commands that
+    send nothing (fetch, stats, imports) run without it."""
     problems = []
     transport = settings.delivery.transport
     if transport == "mailgun" and not settings.mailgun.domain.strip():
@@ -681,6 +885,16 @@ def transport_problems(settings: Settings, secrets: Secrets) -> list[str]:
                 f"{variable}: not set; the {transport} transport needs it "
                 f"(secrets come only from the environment)"
             )
+    return problems
+
+
+def transport_problems(settings: Settings, secrets: Secrets) -> list[str]:
+    """Return what the chosen transport and the configured webhooks still lack.
+
+    Settings that are valid on their own can still leave the chosen provider
+    unusable: its key missing from the environment, no Mailgun domain.
+    """
+    problems = sending_problems(settings, secrets)
     if secrets.sendgrid_webhook_public_key:
         try:
             from newsletter.web.webhooks import load_sendgrid_key

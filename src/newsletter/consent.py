@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import secrets
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,12 +19,27 @@ from email_validator import EmailNotValidError
 
 from newsletter import tracking
 from newsletter.config import Settings
-from newsletter.errors import InputError, NotFound, PermanentError, TransientError
-from newsletter.mime import compose
-from newsletter.render import TemplateSet, subscriber_context
+from newsletter.errors import (
+    AddressUnusable,
+    InputError,
+    MessageRejected,
+    NotFound,
+    PermanentError,
+    TransientError,
+)
+from newsletter.mime import compose, needs_smtputf8, unreachable
+from newsletter.render import TemplateSet, site_context, subscriber_context
 from newsletter.store import Store
 from newsletter.subscribers import normalize_email
-from newsletter.transports import SENT, Content, Envelope, Transport
+from newsletter.transports import (
+    PERMANENT,
+    REJECTED,
+    SENT,
+    UNUSABLE,
+    Content,
+    Envelope,
+    Transport,
+)
 
 # One confirmation email per address in this time, however often it is asked for.
 RESEND_QUIET = dt.timedelta(minutes=10)
@@ -32,6 +47,10 @@ BOUNCED_QUIET = dt.timedelta(days=1)
 # A link issued further ahead than this is not one we made (clock skew allowance).
 FUTURE_SLACK = dt.timedelta(minutes=5)
 NAME_LIMIT = 100
+
+
+class UnreachableAddress(InputError):
+    """A valid address that no email can reach through the configured transport."""
 
 
 @dataclass(frozen=True)
@@ -84,17 +103,24 @@ def request(
     user_agent: str | None = None,
     detail: Mapping[str, Any] | None = None,
     now: dt.datetime,
+    eai_refusal: Callable[[], str | None] | None = None,
 ) -> int | None:
     """Record that an address asked to subscribe; return the consent to confirm, or None.
 
     The consent text and version shown are the configured ones. None means a
     confirmation email went to this address moments ago and none is due now.
-    An invalid address raises InputError naming it.
+    An invalid address raises InputError naming it; an internationalised mailbox
+    that ``eai_refusal`` says the transport cannot reach raises UnreachableAddress.
     """
     try:
         address = normalize_email(email)
     except EmailNotValidError as exc:
         raise InputError(f"{email.strip()!r} is not a valid email address ({exc})") from None
+    if eai_refusal is not None and needs_smtputf8(address):
+        refusal = eai_refusal()
+        if refusal:
+            # Refused before anything is stored: a confirmation could never reach it.
+            raise UnreachableAddress(unreachable(address, refusal))
     first, _, last = (clean_name(name) or "").partition(" ")
     info = dict(detail or {})
     if first:
@@ -182,8 +208,9 @@ def _deliver(
     envelope = Envelope(sender.from_address, to, data, key, content)
     outcome = transport.send_batch([envelope])[0]
     if outcome.status != SENT:
-        error = PermanentError if outcome.status == "permanent" else TransientError
-        raise error(f"{to}: {outcome.error or outcome.status}")
+        kinds = {PERMANENT: PermanentError, REJECTED: MessageRejected, UNUSABLE: AddressUnusable}
+        text = outcome.error or outcome.status
+        raise kinds.get(outcome.status, TransientError)(text if to in text else f"{to}: {text}")
 
 
 def send_confirmation(
@@ -209,7 +236,7 @@ def send_confirmation(
             # back in mail we send to whoever owns the address.
             "subscriber": {"email": subscriber["email"]},
             "sender": _sender(settings),
-            "site": {"base_url": settings.site.base_url},
+            "site": site_context(settings.site.base_url, settings.templates.language),
             "consent": {"text": consent["text"], "version": consent["text_version"]},
             "lists": consent["lists"],
             "links": {"confirm": f"{base}/confirm/{token}"},
@@ -249,7 +276,7 @@ def send_welcome(
         {
             "subscriber": subscriber_context(subscriber),
             "sender": _sender(settings),
-            "site": {"base_url": settings.site.base_url},
+            "site": site_context(settings.site.base_url, settings.templates.language),
             "lists": [
                 m["name"] for m in store.memberships(subscriber_id) if not m["unsubscribed_at"]
             ],

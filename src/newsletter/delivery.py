@@ -59,6 +59,7 @@ from newsletter.transports import (
     PERMANENT,
     REJECTED,
     TRANSIENT,
+    UNUSABLE,
     Envelope,
     Outcome,
     Transport,
@@ -369,7 +370,7 @@ class _Run:
             }
             if outcome.status == PERMANENT:
                 row.update(status=FAILED, error=outcome.error, bounce=item.subscriber_id)
-            elif outcome.status == REJECTED:
+            elif outcome.status in (REJECTED, UNUSABLE):
                 row.update(status=FAILED, error=outcome.error)
             elif outcome.status == IN_DOUBT_OUTCOME:
                 row.update(status=IN_DOUBT, error=outcome.error)
@@ -405,7 +406,8 @@ class _Run:
                     self.progress.failed += 1
                 # Temporary failures, refused messages and unanswered sends in a row
                 # mean something is wrong beyond one address: stop and say why.
-                # A bounce is about one address, so it neither counts nor resets.
+                # A bounce, or an address this transport cannot carry, is about one
+                # address, so it neither counts nor resets.
                 if outcome.status in (TRANSIENT, REJECTED, IN_DOUBT_OUTCOME):
                     self.failures_in_a_row += 1
                     self.last_error = outcome.error
@@ -528,6 +530,12 @@ class _Run:
                 Outcome(i.envelope.key, TRANSIENT, error=str(exc), retry_after=exc.retry_after)
                 for i in items
             ]
+        except Exception as exc:  # noqa: BLE001 - a transport bug fails these rows, not all
+            # Nobody can tell how far the call got, so never resend them blindly: they
+            # are in doubt, and enough of them in a row pause the campaign.
+            error = f"the transport failed unexpectedly ({_describe(exc)}); it may have sent it"
+            log.exception("campaign %s: %s", self.campaign_id, error)
+            outcomes = [Outcome(i.envelope.key, IN_DOUBT_OUTCOME, error=error) for i in items]
         done.append((self.outcome_rows(items, outcomes), outcomes))
         if any(o.status != SENT_OUTCOME for o in outcomes):
             # A failure may bounce an address or pause the campaign: act on it now,
@@ -558,14 +566,19 @@ def send_campaign(
         raise StateError(f"campaign {campaign_id}: not in the sending state")
     lease = Lease(store.path, campaign_id)
     lease.acquire(store)
+    run = _Run(store, transport, campaign_id, clock, policy, on_progress, lease.lost)
     try:
-        run = _Run(store, transport, campaign_id, clock, policy, on_progress, lease.lost)
         run.progress.settled = settle_in_flight(store, transport, campaign_id, clock())
         shards = _shard_count(store, campaign_id, policy, clock()) if parts is not None else 1
         if shards > 1 and parts is not None:
             _send_sharded(store, run, parts, shards, should_stop)
         else:
             _read_and_send(store, mail, run, should_stop)
+    except Exception as exc:  # noqa: BLE001 - whatever it was, the campaign must not stay sending
+        # A send that cannot go on (threads or processes that cannot start, a bug)
+        # pauses with the reason; left "sending", every scheduler tick would retry it.
+        log.exception("campaign %s: the send stopped on an error", campaign_id)
+        run.pause(f"paused: the send stopped on an error ({_describe(exc)}); resume to continue")
     finally:
         lease.release(store)
     progress = run.progress
@@ -581,6 +594,14 @@ def send_campaign(
         store.set_campaign_status(campaign_id, "sent", ("sending",), clock())
         progress.finished = True
     return progress
+
+
+def _describe(exc: BaseException) -> str:
+    """An exception as one line: its own message, or its kind when it has none."""
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    if isinstance(exc, NewsletterError):
+        return text
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 def _cores() -> int:
@@ -780,17 +801,19 @@ def _read_and_send(
     work: queue.Queue[_Item | None] = queue.Queue(
         maxsize=max(1, policy.concurrency) * max(1, run.transport.batch_size) * 2
     )
-    workers = [
-        threading.Thread(target=run.worker, args=(work,), name=f"sender-{n}", daemon=True)
-        for n in range(max(1, policy.concurrency))
-    ]
-    for thread in workers:
-        thread.start()
+    workers: list[threading.Thread] = []
     sender = mail.settings.sender.from_address
     # Transports that send MIME bytes only need no Content fields built per message.
     fields = getattr(run.transport, "needs_fields", True)
     after, checked = 0, 0.0
+    unbuilt = 0  # messages in a row that could not be built for an unforeseen reason
     try:
+        for n in range(max(1, policy.concurrency)):
+            thread = threading.Thread(
+                target=run.worker, args=(work,), name=f"sender-{n}", daemon=True
+            )
+            thread.start()  # "can't start new thread" goes up, and the campaign pauses
+            workers.append(thread)
         while not run.halt.is_set():
             rows = store.next_pending(campaign_id, after, BATCH, clock(), shard)
             if not rows:
@@ -822,19 +845,31 @@ def _read_and_send(
                     msg_id, envelope = mail.envelope(
                         subscriber, key, clock(), sender, fields=fields
                     )
-                except NewsletterError as exc:
-                    # One subscriber's data breaks the template: fail that row, say why,
-                    # and go on with the others.
-                    store.finish_delivery(row["id"], FAILED, clock(), error=str(exc))
+                except Exception as exc:  # noqa: BLE001 - one subscriber's failure is theirs
+                    # One subscriber's data cannot make a message (it breaks the template,
+                    # a line break in the name): fail that row, say why, go on with the
+                    # others. Nothing was sent, so `campaign retry` can try it again.
+                    reason = _describe(exc)
+                    store.finish_delivery(row["id"], FAILED, clock(), error=reason)
                     with run.lock:
                         run.progress.failed += 1
-                    log.error("campaign %s: %s", campaign_id, exc)
+                    log.error("campaign %s: delivery %s failed: %s", campaign_id, row["id"], reason)
+                    if not isinstance(exc, NewsletterError):
+                        # A failure nobody foresaw, again and again, is not about one
+                        # subscriber: stop before it fails the whole list.
+                        unbuilt += 1
+                        if unbuilt >= policy.pause_after:
+                            run.pause(
+                                f"paused after {unbuilt} messages in a row could not be "
+                                f"built; last: {reason}"
+                            )
                     continue
+                unbuilt = 0
                 work.put(_Item(row["id"], subscriber["id"], row["attempts"], msg_id, envelope))
     finally:
         if sys.exc_info()[0] is not None:
             run.halt.set()  # Ctrl-C or a crash of the reader: send nothing more
-        for _ in workers:
+        for _ in workers:  # only the started ones: nobody else would take a sentinel
             work.put(None)
         for thread in workers:
             thread.join()

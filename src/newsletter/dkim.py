@@ -125,7 +125,10 @@ class DkimSigner:
             (b"bh", body_hash),
             (b"b", b""),
         ]
-        value = b" " + b"; ".join(name + b"=" + data for name, data in fields)
+        # Folded at 78 columns: a longer line is refolded (or turned into encoded
+        # words) by software that re-serialises the message, which breaks the
+        # signature. The canonical form below unfolds it as a verifier will.
+        value = _fold_tags(fields)
         signed = dkim.select_headers(headers, include)
         canonical = _POLICY.canonicalize_headers([*signed, (b"DKIM-Signature", value)])
         # The signature header is hashed last, without its trailing CRLF.
@@ -138,6 +141,51 @@ class DkimSigner:
         b = base64.b64encode(signature)
         folded = b"\r\n\t".join(b[i : i + 72] for i in range(0, len(b), 72))
         return b"DKIM-Signature:" + value + b"\r\n\t" + folded + b"\r\n" + message
+
+
+# The longest header line, CRLF not counted (RFC 5322 2.1.1).
+LINE_LIMIT = 78
+
+
+def _fold_tags(fields: list[tuple[bytes, bytes]]) -> bytes:
+    """The tag list of a DKIM-Signature, folded so no line passes LINE_LIMIT.
+
+    Tags are separated by "; " and a line breaks between tags; the header
+    list breaks after a colon, where RFC 6376 allows folding whitespace.
+    The empty ``b=`` comes last: the signature is folded in after it.
+    """
+    pieces: list[bytes] = []
+    for i, (name, data) in enumerate(fields):
+        end = b";" if i < len(fields) - 1 else b""
+        if name == b"h":
+            names = data.split(b":")
+            parts = [b"h=" + names[0]] + names[1:]
+            pieces.extend(
+                part + (b":" if j < len(parts) - 1 else end) for j, part in enumerate(parts)
+            )
+        else:
+            pieces.append(name + b"=" + data + end)
+    lines: list[bytes] = []
+    line = b"DKIM-Signature:"
+    for piece in pieces:
+        glue = b"" if line.endswith(b":") and not line.endswith(b"Signature:") else b" "
+        if len(line) + len(glue) + len(piece) > LINE_LIMIT:
+            lines.append(line)
+            line, glue = b"\t", b""
+        line += glue + piece
+    lines.append(line)
+    return b"\r\n".join(lines)[len(b"DKIM-Signature:") :]
+
+
+def sign_all(signers: list[DkimSigner], message: bytes) -> bytes:
+    """Sign with every key: the first signer's header ends up on top.
+
+    RFC 8463: an Ed25519 signature alone is "unsupported algorithm" to many
+    receivers, so it goes with an RSA one, signed last to be read first.
+    """
+    for signer in reversed(signers):
+        message = signer.sign(message)
+    return message
 
 
 def generate_key(algorithm: str = "rsa") -> tuple[bytes, str]:

@@ -14,6 +14,9 @@ line, config key, address, campaign id) and what to do about it::
      └── TransportError     a message could not be handed to the provider
           ├── TransientError   try again later (4xx SMTP, 429, 5xx, timeouts)
           ├── PermanentError   never retry this recipient (5xx SMTP, rejected)
+          │    ├── MessageRejected   this message refused; the address is not at fault
+          │    │    └── AddressUnusable  this transport cannot carry this address
+          │    └── AccountError      nothing can go until the settings change
           └── InDoubtError     the request went out but no answer came back
 
 An OSError (a full disk, a file that cannot be written) is turned into one
@@ -71,6 +74,12 @@ class PermanentError(TransportError):
 class MessageRejected(PermanentError):
     """The provider refused this message for good, but the address is not at fault
     (content refused, an address it cannot carry): the row fails, nobody is suppressed."""
+
+
+class AddressUnusable(MessageRejected):
+    """This transport cannot carry this one address (an internationalised mailbox where
+    SMTPUTF8 is not offered): the row fails with the reason, nobody is suppressed, and
+    it says nothing about the rest of the campaign."""
 
 
 class AccountError(PermanentError):

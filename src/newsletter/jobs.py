@@ -10,12 +10,13 @@ import dataclasses
 import datetime as dt
 import functools
 import logging
+import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from newsletter import campaigns, config, consent, delivery, schedules, subscribers
+from newsletter import campaigns, clock, config, consent, delivery, schedules, subscribers
 from newsletter.config import Secrets
 from newsletter.errors import InputError, NewsletterError
 from newsletter.render import article_context, choose_template
@@ -26,11 +27,10 @@ from newsletter.transports import Envelope, Transport
 from newsletter.workspace import Workspace
 
 log = logging.getLogger("newsletter")
-Clock = Callable[[], dt.datetime]
+Clock = clock.Clock
 
 
-def utc_now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
+utc_now = clock.utcnow
 
 
 # One source's outcome on one poll: counts, errors and warnings, one line each.
@@ -97,7 +97,11 @@ def import_subscriber_folder(
         return []
     return [
         subscribers.import_file(
-            store, path, now, confirmed=ws.settings.subscribers.import_confirmed
+            store,
+            path,
+            now,
+            confirmed=ws.settings.subscribers.import_confirmed,
+            eai_refusal=ws.eai_refusal,
         )
         for path in sorted(directory.glob("*.csv"))
     ]
@@ -106,12 +110,14 @@ def import_subscriber_folder(
 def _auto_subject(ws: Workspace) -> Callable[[list[dict[str, Any]]], tuple[str, str]]:
     """(subject, template) of an automatic campaign from its articles, rendered once."""
 
+    base_url = ws.settings.site.base_url
+
     def make(articles: list[dict[str, Any]]) -> tuple[str, str]:
         templates = ws.templates(choose_template(ws.settings.templates.default, len(articles)))
         sender = ws.settings.sender
         subject = templates.subject(
             {
-                "articles": [article_context(a) for a in articles],
+                "articles": [article_context(a, base_url=base_url) for a in articles],
                 "sender": {"name": sender.from_name, "address": sender.from_address},
                 "campaign": {"subject": "", "preheader": ""},
             }
@@ -311,7 +317,7 @@ def campaign_mail(ws: Workspace, store: Store, campaign_id: int) -> campaigns.Ca
     """The campaign's renderer with the workspace's templates, settings and signer."""
     campaign = store.campaign(campaign_id)
     return campaigns.load_mail(
-        store, campaign_id, ws.templates(campaign["template"]), ws.settings, ws.signer
+        store, campaign_id, ws.templates(campaigns.design(campaign)), ws.settings, ws.signer
     )
 
 
@@ -337,6 +343,14 @@ def send_test(
     finally:
         transport.close()
     return address
+
+
+def config_warnings(ws: Workspace) -> list[str]:
+    """Settings that work but will hurt, for `config check` (a key that cannot load raises)."""
+    from newsletter.config import link_warnings
+    from newsletter.transports import dkim_warnings
+
+    return link_warnings(ws.settings) + dkim_warnings(ws.settings, ws.secrets, ws.root)
 
 
 def check_transport(ws: Workspace) -> str:
@@ -366,7 +380,7 @@ def prepare_send(
     the database as it was.
     """
     campaign = store.campaign(campaign_id)
-    templates = ws.templates(campaign["template"])
+    templates = ws.templates(campaigns.design(campaign))
     transport = ws.transport()
     try:
         mail = campaigns.load_mail(store, campaign_id, templates, ws.settings, ws.signer)
@@ -426,7 +440,7 @@ def shard_parts(
     store = ws.open_store()
     campaign = store.campaign(campaign_id)
     mail = campaigns.load_mail(
-        store, campaign_id, ws.templates(campaign["template"]), settings, ws.signer
+        store, campaign_id, ws.templates(campaigns.design(campaign)), settings, ws.signer
     )
     if campaign["kind"] != "manual":
         mail.set_personal(store.personal_articles(campaign_id))
@@ -486,14 +500,29 @@ def send_due(
                 if delivery.active_sender(store, due_id) is not None:
                     log.info("campaign %d: another sender took it", due_id)
                 else:
-                    log.error("campaign %d: %s", due_id, exc)
+                    pause_stuck(store, due_id, str(exc), clock())
                 continue
-            except Exception:  # noqa: BLE001 - one campaign's failure must not stop the others
+            except sqlite3.Error as exc:
+                # A busy or locked database passes: the next tick tries again.
+                log.warning("campaign %d: database: %s; tried again shortly", due_id, exc)
+                continue
+            except Exception as exc:  # noqa: BLE001 - one campaign's failure must not stop the others
                 log.exception("campaign %d: the send failed; the other due campaigns go on", due_id)
+                pause_stuck(store, due_id, f"{type(exc).__name__}: {exc}", clock())
                 continue
             _log_progress(ws, store, due_id, progress)
     finally:
         store.close()
+
+
+def pause_stuck(store: Store, campaign_id: int, reason: str, now: dt.datetime) -> None:
+    """Pause a due campaign that could not be sent, with the reason, so the due job
+    does not try it again every 15 seconds forever; a person resumes it after the fix."""
+    note = f"paused: the send could not start ({reason}); fix it and resume"
+    if store.set_campaign_status(campaign_id, "paused", ("sending", "scheduled"), now, note=note):
+        log.error("campaign %d: %s", campaign_id, note)
+    else:
+        log.error("campaign %d: %s", campaign_id, reason)
 
 
 def _log_progress(

@@ -13,26 +13,108 @@ import binascii
 import datetime as dt
 import re
 import secrets
-from email.policy import SMTP
+from email.headerregistry import Address
+from email.policy import SMTP, SMTPUTF8
 from email.utils import format_datetime, formataddr
+
+from newsletter.errors import InputError
 
 # Headers are folded and RFC 2047-encoded by the standard library, once per campaign.
 MAIL_POLICY = SMTP
 
+# Characters that must never reach a header: CR and LF would end it (and let the
+# rest become headers of its own, or the body), NUL and the other C0/C1 controls
+# are refused by servers or read differently by each client, and the Unicode line
+# and paragraph separators break lines in some. A tab is plain white space.
+_UNSAFE = re.compile("[\x00-\x08\x0a-\x1f\x7f-\x9f\u2028\u2029]")
+_NAMED = {"\r": "a carriage return", "\n": "a line break", "\x00": "a NUL character"}
 
-def _header(name: str, value: str) -> bytes:
+
+class UnsafeHeader(InputError):
+    """A header value holds a line break or another control character."""
+
+
+def header_value(value: str, what: str) -> str:
+    """The one gate for every header value: refuse controls, return it as one line.
+
+    ``what`` names where the value came from (a setting, the subject, a
+    subscriber's name) for the error, which tells what to change.
+    """
+    bad = _UNSAFE.search(value)
+    if bad is not None:
+        char = bad.group()
+        name = _NAMED.get(char, "a control character")
+        raise UnsafeHeader(
+            f"{what}: contains {name} (U+{ord(char):04X}); a mail header must be one "
+            f"line of text, so remove it"
+        )
+    return value.replace("\t", " ")
+
+
+def needs_smtputf8(address: str) -> bool:
+    """Whether an address can only travel with SMTPUTF8: its local part is not ASCII."""
+    return not address.rpartition("@")[0].isascii()
+
+
+def unreachable(address: str, refusal: str) -> str:
+    """Why an internationalised mailbox is refused where the transport cannot carry it."""
+    return f"{address}: needs SMTPUTF8 (a non-ASCII address), {refusal}; no email could reach it"
+
+
+def ascii_domain(address: str) -> str:
+    """The address with its domain as A-labels (Punycode), as every envelope and API
+    body needs; the local part is left as it is. Raises InputError for a domain
+    that has no A-label form."""
+    local, _, domain = address.rpartition("@")
+    if domain.isascii():
+        return address
+    try:
+        domain = domain.encode("idna").decode("ascii")
+    except UnicodeError:
+        raise InputError(f"{address}: the domain cannot be written in ASCII (IDNA)") from None
+    return f"{local}@{domain}"
+
+
+_LINE_END = re.compile(rb"\r\n|\r|\n")
+
+
+def canonical_crlf(data: bytes) -> bytes:
+    """Every line end as CRLF, so no bare CR or LF is left for a server to read as one.
+
+    A bare LF before ``.CRLF`` is the shape of SMTP smuggling: servers that take
+    a bare LF as a line end would see the message end there, and the rest as
+    new commands. Dot-stuffing only protects lines it can see.
+    """
+    return _LINE_END.sub(b"\r\n", data)
+
+
+def _header(name: str, value: str, what: str | None = None) -> bytes:
     """Fold and encode one header once, as the standard library would."""
+    value = header_value(value, what or name)
     return MAIL_POLICY.fold_binary(name, MAIL_POLICY.header_factory(name, value))
 
 
-def _ascii_address(address: str) -> str:
-    """Punycode an internationalised domain so the header stays ASCII."""
+def _address_header(field: str, name: str, address: str, names: str, what: str) -> bytes:
+    """A From or To header; an internationalised mailbox is written in UTF-8 (RFC 6532).
+
+    ``names`` and ``what`` say where the name and the address came from, for errors.
+    """
+    header_value(name, names)
+    header_value(address, what)
+    address = ascii_domain(address)
+    if not needs_smtputf8(address):
+        value = formataddr((name, address), charset="utf-8")
+        # formataddr has already encoded a non-ASCII name; only long values need folding.
+        if len(value) < 70:
+            return f"{field}: {value}\r\n".encode()
+        return MAIL_POLICY.fold_binary(field, MAIL_POLICY.header_factory(field, value))
     local, _, domain = address.rpartition("@")
-    try:
-        domain.encode("ascii")
-    except UnicodeEncodeError:
-        domain = domain.encode("idna").decode("ascii")
-    return f"{local}@{domain}"
+    value = str(Address(display_name=name, username=local, domain=domain))
+    return SMTPUTF8.fold_binary(field, SMTPUTF8.header_factory(field, value))
+
+
+def _to_header(name: str, address: str) -> bytes:
+    return _address_header("To", name, address, f"the name of {address}", "To")
 
 
 _RAW_TEXT = re.compile(r"<(style|script)\b.*?</\1\s*>|<!--.*?-->", re.IGNORECASE | re.DOTALL)
@@ -69,8 +151,9 @@ def _qp(text: str) -> bytes:
 
 def list_unsubscribe(url: str, mailto: str | None = None) -> str:
     """The List-Unsubscribe value (RFC 2369): the one-click URL, then an optional mailto."""
-    value = f"<{url}>"
+    value = f"<{header_value(url, 'site.base_url')}>"
     if mailto:
+        mailto = header_value(mailto, "sender.unsubscribe_mailto")
         value += f", <mailto:{mailto}?subject=unsubscribe>"
     return value
 
@@ -90,10 +173,12 @@ class MessageFactory:
     ):
         self.boundary = "=_nl_" + secrets.token_hex(12)
         self.subject, self.list_id, self.feedback_id = subject, list_id, feedback_id
-        self.sender = _header("From", formataddr((from_name, from_address), charset="utf-8"))
+        self.sender = _address_header(
+            "From", from_name, from_address, "sender.from_name", "sender.from_address"
+        )
         common = [_header("Subject", subject)]
         if reply_to:
-            common.append(_header("Reply-To", reply_to))
+            common.append(_header("Reply-To", reply_to, "sender.reply_to"))
         if list_id:
             common.append(_header("List-Id", list_id))
         if feedback_id:
@@ -120,18 +205,22 @@ class MessageFactory:
         unsubscribe_url: str | None = None,
         unsubscribe_mailto: str | None = None,
     ) -> bytes:
-        """One recipient's message as wire bytes."""
-        to = formataddr((to_name, _ascii_address(to_address)), charset="utf-8")
+        """One recipient's message as wire bytes.
+
+        Raises InputError when a value of this recipient cannot go in a header
+        (a line break in the name): only this message fails.
+        """
         personal = [
             self.sender,
-            # formataddr has already encoded a non-ASCII name; only long values need folding.
-            f"To: {to}\r\n".encode() if len(to) < 70 else _header("To", to),
+            _to_header(to_name, to_address),
             self.common,
-            f"Date: {format_datetime(date)}\r\nMessage-ID: {msg_id}\r\n".encode(),
+            f"Date: {format_datetime(date)}\r\n".encode(),
+            f"Message-ID: {header_value(msg_id, 'Message-ID')}\r\n".encode(),
         ]
         if unsubscribe_url:
+            value = list_unsubscribe(unsubscribe_url, unsubscribe_mailto)
             personal.append(
-                f"List-Unsubscribe: {list_unsubscribe(unsubscribe_url, unsubscribe_mailto)}\r\n"
+                f"List-Unsubscribe: {value}\r\n"
                 "List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n".encode()
             )
         encoding, html_body = _html_body(html)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import re
+import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +25,7 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 from markupsafe import Markup
 
 from newsletter.errors import TemplateError
-from newsletter.textify import html_to_text
+from newsletter.textify import html_to_text, wrap_lines
 
 PARTS = ("subject.txt", "body.html", "body.txt")
 DEFAULTS_DIR = Path(__file__).parent / "defaults"
@@ -244,7 +245,12 @@ class TemplateSet:
                 line = self._source_line(part, context) or _error_line(exc, template)
                 raise TemplateError(f"template {self.name}/{part}:{line}: {_reason(exc)}") from None
         subject = " ".join(out["subject.txt"].split())
-        return Rendered(subject=subject, html=out["body.html"], text=out["body.txt"].strip() + "\n")
+        text = wrap_lines(out["body.txt"].strip()) + "\n"
+        return Rendered(subject=subject, html=out["body.html"], text=text)
+
+
+# The built-in design that shows one article in full, and the one that shows several.
+SINGLE_ARTICLE_DESIGN, MANY_ARTICLES_DESIGN = "announcement", "digest"
 
 
 def _reason(exc: Exception) -> str:
@@ -268,10 +274,15 @@ def _reason(exc: Exception) -> str:
 
 
 def choose_template(name: str, article_count: int) -> str:
-    """Resolve "auto" to the design that fits the number of articles."""
-    if name != "auto":
-        return name
-    return "announcement" if article_count == 1 else "digest"
+    """Resolve "auto" to the design that fits the number of articles.
+
+    The announcement shows one article: given several, the campaign uses the
+    digest design, so every article it carries (and counts as sent) is in the
+    email. Any other set is used as named.
+    """
+    if name == "auto" or (name == SINGLE_ARTICLE_DESIGN and article_count > 1):
+        return SINGLE_ARTICLE_DESIGN if article_count == 1 else MANY_ARTICLES_DESIGN
+    return name
 
 
 def _error_line(exc: Exception, template: jinja2.Template) -> int | str:
@@ -308,16 +319,52 @@ def display_date(value: str | None) -> str:
     return f"{day.day} {day.strftime('%B %Y')}"
 
 
-def article_context(article: Mapping[str, Any], css: str = "") -> dict[str, Any]:
-    """Template data for one article; its body is sanitized HTML, marked safe to insert."""
+_SLUG_JUNK = re.compile(r"[^a-z0-9]+")
+_ARTICLE_H1 = re.compile(r"<(/?)h1\b", re.IGNORECASE)
+
+
+def article_slug(article: Mapping[str, Any]) -> str:
+    """The last part of an article's own page: its id, then its title in plain letters.
+
+    The id alone finds the article; the words make the link readable and are
+    checked by the page, which redirects a stale slug to the current one.
+    """
+    ascii_title = (
+        unicodedata.normalize("NFKD", article.get("title") or "").encode("ascii", "ignore").decode()
+    )
+    words = _SLUG_JUNK.sub("-", ascii_title.lower()).strip("-")[:60].rstrip("-")
+    return f"{article['id']}-{words}" if words else str(article["id"])
+
+
+def article_page_url(base_url: str, article: Mapping[str, Any]) -> str:
+    """The public page the web server keeps for an article that has no URL of its own."""
+    return f"{base_url.rstrip('/')}/articles/{article_slug(article)}"
+
+
+def article_context(
+    article: Mapping[str, Any], css: str = "", base_url: str | None = None
+) -> dict[str, Any]:
+    """Template data for one article; its body is sanitized HTML, marked safe to insert.
+
+    With ``base_url``, an article with no URL of its own (a folder file, a
+    saved page) links to its page on the web server, so no link is ever empty.
+    """
     body = article.get("body_html") or ""
     if body:
+        # The email's own title is its one h1: a heading of the article's is one level down.
+        body = _ARTICLE_H1.sub(r"<\1h2", body)
         # Styled by the template's .article-body rules, inlined once per campaign.
         body = inline_fragment(f'<div class="article-body">{body}</div>', css)
+    url = article.get("url") or ""
+    own_page = bool(not url and base_url)
+    if own_page:
+        url = article_page_url(base_url or "", article)
     return {
         "id": article["id"],
         "title": article["title"],
-        "url": article.get("url") or "",
+        "url": url,
+        # The link is the article's page on our web server, not a blog post.
+        "own_page": own_page,
         "summary": article.get("summary") or "",
         "image": article.get("image"),
         "image_alt": article.get("image_alt"),
@@ -328,6 +375,58 @@ def article_context(article: Mapping[str, Any], css: str = "") -> dict[str, Any]
         "body_html": Markup(body),
         "body_text": html_to_text(body),
     }
+
+
+# Preview text past this many characters is cut by every inbox anyway.
+PREHEADER_LENGTH = 140
+
+
+def _shorten(text: str, limit: int = PREHEADER_LENGTH) -> str:
+    text = " ".join(text.split())
+    if len(text) <= limit:
+        return text
+    return text[: limit - 1].rsplit(" ", 1)[0].rstrip(" ,;:·-") + "…"
+
+
+def default_preheader(articles: list[Mapping[str, Any]], setting: str) -> str:
+    """The inbox preview of a campaign that sets none, by ``[templates] preheader``.
+
+    "auto": the summary of a single article (or its opening words), the
+    titles of several; "" (or "none"): none; any other text is used as it is.
+    Without one, inboxes preview whatever text comes first ("View in browser").
+    """
+    if setting.strip().lower() in ("", "none"):
+        return ""
+    if setting.strip().lower() != "auto":
+        return _shorten(setting)
+    if not articles:
+        return ""
+    if len(articles) == 1:
+        article = articles[0]
+        return _shorten(article.get("summary") or article.get("body_text") or article["title"])
+    return _shorten(" · ".join(a["title"] for a in articles))
+
+
+# Scripts written right to left (ISO 639 codes of their main languages).
+_RTL_LANGUAGES = frozenset(
+    ("ar", "arc", "ckb", "dv", "fa", "ha", "he", "iw", "ks", "ku", "ps", "sd", "ug", "ur", "yi")
+)
+
+
+def text_direction(language: str) -> str:
+    """ "rtl" for a language written right to left, else "ltr"."""
+    primary = language.split("-")[0].lower()
+    script = language.split("-")[1].lower() if "-" in language else ""
+    if script in ("arab", "hebr", "thaa", "syrc", "nkoo"):
+        return "rtl"
+    if script in ("latn", "cyrl"):
+        return "ltr"
+    return "rtl" if primary in _RTL_LANGUAGES else "ltr"
+
+
+def site_context(base_url: str, language: str) -> dict[str, str]:
+    """What every email template knows about the site: its URL, language and direction."""
+    return {"base_url": base_url, "language": language, "direction": text_direction(language)}
 
 
 def subscriber_context(subscriber: Mapping[str, Any]) -> dict[str, Any]:

@@ -21,6 +21,8 @@ from email_validator import EmailNotValidError, validate_email
 from email_validator.rfc_constants import CASE_INSENSITIVE_MAILBOX_NAMES
 
 from newsletter.errors import InputError
+from newsletter.mime import needs_smtputf8, unreachable
+from newsletter.store.base import mailbox_key
 
 # Header names seen in the exports of common tools, lower-cased, with runs of
 # spaces, dashes and underscores written as one space.
@@ -387,8 +389,14 @@ def parse_csv(
     confirmed: bool,
     mapping: dict[str, str] | None = None,
     on_progress: Progress | None = None,
+    *,
+    eai_refusal: Callable[[], str | None] | None = None,
 ) -> ParsedFile:
-    """Parse a subscriber CSV; every bad row becomes a problem naming its line. Pure."""
+    """Parse a subscriber CSV; every bad row becomes a problem naming its line. Pure.
+
+    ``eai_refusal``: asked (once, lazily) when an internationalised mailbox turns
+    up; a reason refuses such rows, as the subscribe form and `subscribers add` do.
+    """
     text = decode(data, name)
     parsed = ParsedFile(name)
     if not text.strip():
@@ -401,6 +409,7 @@ def parse_csv(
         mapping,
         on_progress,
         total_lines=text.count("\n") + 1,
+        eai_refusal=eai_refusal,
     )
     parsed.rows = list(rows)
     return parsed
@@ -417,6 +426,7 @@ def read_rows(
     total_lines: int = 0,
     dedupe: bool = True,
     max_problems: int | None = None,
+    eai_refusal: Callable[[], str | None] | None = None,
 ) -> Iterator[dict[str, Any]]:
     """Read the header now and return the rows as they are read, one at a time.
 
@@ -424,10 +434,11 @@ def read_rows(
     ``newline=""``), ``sample`` is its first 64 KiB for guessing the
     delimiter. A file that cannot be a subscriber list raises InputError
     here, before any row is read; bad rows become ``parsed.problems`` as the
-    iterator reaches them. With ``dedupe=False`` repeated addresses are left
-    for the caller to count, and with ``max_problems`` only the first bad
-    rows' lines are kept (all are counted in ``bad_rows``), so memory does not
-    grow with the file.
+    iterator reaches them. Repeats are the same mailbox in any capitals
+    (``mailbox_key``); with ``dedupe=False`` they are left for the caller to
+    count, and with ``max_problems`` only the first bad rows' lines are kept
+    (all are counted in ``bad_rows``), so memory does not grow with the file.
+    ``eai_refusal`` is as for ``parse_csv``.
     """
     mapping = mapping or {}
     name = parsed.name
@@ -516,6 +527,7 @@ def read_rows(
         total_lines,
         dedupe,
         max_problems,
+        eai_refusal,
     )
 
 
@@ -535,6 +547,7 @@ def _rows(
     total_lines: int,
     dedupe: bool,
     max_problems: int | None = None,
+    eai_refusal: Callable[[], str | None] | None = None,
 ) -> Iterator[dict[str, Any]]:
     """The rows of a file whose header ``read_rows`` has read (a generator)."""
     name = parsed.name
@@ -546,7 +559,7 @@ def _rows(
     unsub_col = keys.index(UNSUB_TIME) if UNSUB_TIME in keys else None
     clean_col = keys.index(CLEAN_TIME) if CLEAN_TIME in keys else None
     confirm_col = keys.index(CONFIRM_TIME) if CONFIRM_TIME in keys else None
-    seen: set[str] = set()
+    seen: set[str] = set()  # mailbox keys: ALICE@ is alice@
     problems = _Problems(parsed, max_problems)
     report_every = 5000
 
@@ -639,7 +652,12 @@ def _rows(
         except EmailNotValidError as exc:
             problems.append(f"{name}:{line}: invalid address {_printable(raw, 80)!r} ({exc})")
             continue
-        if dedupe and email in seen:
+        if eai_refusal is not None and needs_smtputf8(email):
+            refusal = eai_refusal()
+            if refusal:
+                problems.append(f"{name}:{line}: {unreachable(_printable(email, 80), refusal)}")
+                continue
+        if dedupe and mailbox_key(email) in seen:
             parsed.duplicates += 1
             continue
         if len(row) != pad:
@@ -657,7 +675,7 @@ def _rows(
                 continue
             attributes = {**decoded, **attributes}
         if dedupe:
-            seen.add(email)
+            seen.add(mailbox_key(email))
         first_name = row[first_idx].strip()
         last_name = row[last_idx].strip()
         if not first_name and not last_name:

@@ -2,7 +2,9 @@
 
 Fetch, parse and save are separate steps: ``read_file`` reads a file and
 parses it (``subscriber_csv``, pure), ``save`` hands the good rows to the
-store in one transaction, ``import_file`` does both.
+store in one transaction. ``import_file`` (and ``import_data`` for an upload)
+streams the rows into ``save`` as they are read, so memory does not grow with
+the file.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import collections
 import csv
 import io
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -24,6 +26,7 @@ from newsletter.subscriber_csv import (
     ParsedFile,
     Progress,
     check_sample,
+    decode,
     normalize_email,
     parse_csv,
     parse_mapping,
@@ -38,6 +41,7 @@ __all__ = [
     "check_strict",
     "csv_cell",
     "export_csv",
+    "import_data",
     "import_file",
     "normalize_email",
     "parse_csv",
@@ -45,6 +49,7 @@ __all__ = [
     "parse_segment",
     "read_file",
     "save",
+    "stream_data",
     "stream_file",
 ]
 IMPORT_CONSENT = "Added by staff import from {source}"
@@ -67,7 +72,8 @@ class ImportReport:
             f"{self.name} ({FORMATS.get(self.format, self.format)}): {self.added} added, "
             f"{self.existing} already present, {self.suppressed} suppressed (unsubscribed, "
             f"bounced, complained or erased; left as they are), {self.opted_out} opted out in "
-            f"the file (kept on the suppression list), {self.duplicates} duplicate rows, "
+            f"the file (kept on the suppression list), {self.duplicates} duplicate rows "
+            "(a mailbox already given, in any capitals), "
             f"{max(self.bad_rows, len(self.problems))} bad rows"
         )
 
@@ -77,13 +83,15 @@ def read_file(
     confirmed: bool = False,
     mapping: dict[str, str] | None = None,
     on_progress: Progress | None = None,
+    *,
+    eai_refusal: Callable[[], str | None] | None = None,
 ) -> ParsedFile:
     """Read and parse one CSV file; the database is not touched."""
     try:
         data = path.read_bytes()
     except OSError as exc:
         raise InputError(f"{path}: cannot read the file ({exc.strerror})") from None
-    return parse_csv(data, str(path), confirmed, mapping, on_progress)
+    return parse_csv(data, str(path), confirmed, mapping, on_progress, eai_refusal=eai_refusal)
 
 
 # Files are scanned and read this much at a time: an import's memory does not
@@ -99,12 +107,15 @@ def stream_file(
     confirmed: bool = False,
     mapping: dict[str, str] | None = None,
     on_progress: Progress | None = None,
+    *,
+    eai_refusal: Callable[[], str | None] | None = None,
 ) -> ParsedFile:
     """Open one CSV file whose rows are read as they are taken (``rows`` is an iterator).
 
     The header, the encoding and binary content are checked now (InputError);
-    bad rows land in ``problems`` as the rows are read. Repeated addresses are
-    left to ``save`` to count, so nothing is kept per row.
+    bad rows land in ``problems`` as the rows are read. Repeated mailboxes are
+    left to ``save`` to count, so nothing is kept per row. ``eai_refusal`` is
+    as for ``import_file``.
     """
     name = str(path)
     try:
@@ -128,6 +139,7 @@ def stream_file(
             total_lines=lines,
             dedupe=False,
             max_problems=MAX_PROBLEMS,
+            eai_refusal=eai_refusal,
         )
     except BaseException:
         stream.close()
@@ -164,19 +176,51 @@ class _Rows:
         self._stream.close()
 
 
+def stream_data(
+    data: bytes,
+    name: str,
+    confirmed: bool = False,
+    mapping: dict[str, str] | None = None,
+    *,
+    eai_refusal: Callable[[], str | None] | None = None,
+) -> ParsedFile:
+    """``stream_file`` for a file already in memory (an upload): the same rows, read as taken.
+
+    The text is held (an upload's size is capped), the rows are not: the
+    import dedupes them by mailbox in the store as it does a file's.
+    """
+    text = decode(data, name)
+    parsed = ParsedFile(name, lines=text.count("\n") + 1)
+    if text.strip():
+        parsed.rows = read_rows(
+            parsed,
+            io.StringIO(text, newline=""),
+            text[:65536],
+            confirmed,
+            mapping,
+            total_lines=parsed.lines,
+            dedupe=False,
+            max_problems=MAX_PROBLEMS,
+            eai_refusal=eai_refusal,
+        )
+    return parsed
+
+
 def check_file(
     path: Path,
     confirmed: bool = False,
     mapping: dict[str, str] | None = None,
     on_progress: Progress | None = None,
     every_row: bool = True,
+    *,
+    eai_refusal: Callable[[], str | None] | None = None,
 ) -> ParsedFile:
     """Check a file before anything is imported, keeping no rows.
 
     Its encoding and header always (InputError); with ``every_row`` (for
     --strict) every row too, whose problems the result lists.
     """
-    parsed = stream_file(path, confirmed, mapping, on_progress)
+    parsed = stream_file(path, confirmed, mapping, on_progress, eai_refusal=eai_refusal)
     rows = parsed.rows
     assert isinstance(rows, _Rows)
     if every_row:
@@ -223,7 +267,9 @@ def save(
     )
     report.added, report.existing = counts["added"], counts["existing"]
     report.bad_rows = max(parsed.bad_rows, len(parsed.problems))
-    report.duplicates += counts.get("duplicates", 0)
+    # Rows naming a mailbox already there in other capitals are duplicates too,
+    # as are a streamed file's repeats.
+    report.duplicates += counts["duplicates"]
     report.suppressed, report.opted_out = counts["suppressed"], counts["opted_out"]
     return report
 
@@ -237,16 +283,37 @@ def import_file(
     strict: bool = False,
     mapping: dict[str, str] | None = None,
     on_progress: Progress | None = None,
+    *,
+    eai_refusal: Callable[[], str | None] | None = None,
 ) -> ImportReport:
     """Import one CSV file in one transaction; bad rows are reported, not fatal unless strict.
 
     The file is read a row at a time as the rows are stored, so a file of
     millions of rows needs no more memory than one of a hundred (--strict
     reads it once more first, to refuse it before anything is stored).
+
+    ``eai_refusal``: why the transport cannot reach internationalised mailboxes, if it
+    cannot (``Workspace.eai_refusal``); such rows are then bad rows with that reason.
     """
     if strict:
-        check_strict(check_file(path, confirmed, mapping))
-    parsed = stream_file(path, confirmed, mapping, _importing(on_progress))
+        check_strict(check_file(path, confirmed, mapping, eai_refusal=eai_refusal))
+    parsed = stream_file(path, confirmed, mapping, _importing(on_progress), eai_refusal=eai_refusal)
+    return save(store, parsed, now, list_name)
+
+
+def import_data(
+    store: Store,
+    data: bytes,
+    name: str,
+    now: datetime,
+    list_name: str | None = None,
+    confirmed: bool = False,
+    mapping: dict[str, str] | None = None,
+    *,
+    eai_refusal: Callable[[], str | None] | None = None,
+) -> ImportReport:
+    """``import_file`` for a file already in memory (the dashboard's upload), in one transaction."""
+    parsed = stream_data(data, name, confirmed, mapping, eai_refusal=eai_refusal)
     return save(store, parsed, now, list_name)
 
 

@@ -145,3 +145,46 @@ def html_to_text(fragment: str) -> str:
     converter.feed(fragment)
     converter.close()
     return converter.result()
+
+
+# RFC 5322 asks for lines of at most 78 characters; mail programs show longer ones
+# as they are, running off a phone's screen.
+LINE_WIDTH = 78
+_LEAD = re.compile(r"(\s*)((?:\d+\.|[-*•]|>+|\[\d+\])\s+)?")
+_RULE = re.compile(r"(=+|-+)")
+
+
+def wrap_lines(text: str, width: int = LINE_WIDTH) -> str:
+    """Wrap every line of a plain-text email at ``width`` characters, at spaces only.
+
+    A list item or quote continues under its own text; a URL or any other
+    word longer than the width stays whole on a line of its own (cutting it
+    would break it). An underline (=== or ---) under a wrapped title is made
+    as long as the title's longest line.
+    """
+    out: list[str] = []
+    previous_wrapped: list[str] = []
+    for line in text.split("\n"):
+        if len(line) <= width and not (_RULE.fullmatch(line) and previous_wrapped):
+            out.append(line)
+            previous_wrapped = []
+            continue
+        if _RULE.fullmatch(line):
+            longest = max(len(w) for w in previous_wrapped) if previous_wrapped else width
+            out.append(line[0] * min(longest, width))
+            previous_wrapped = []
+            continue
+        lead = _LEAD.match(line)
+        indent, marker = lead.group(1), lead.group(2) or ""
+        follow = indent + ("> " if marker.startswith(">") else " " * len(marker))
+        wrapped = textwrap.wrap(
+            line[len(indent) + len(marker) :],
+            width,
+            initial_indent=indent + marker,
+            subsequent_indent=follow,
+            break_long_words=False,
+            break_on_hyphens=False,
+        ) or [line]
+        out.extend(wrapped)
+        previous_wrapped = wrapped if len(wrapped) > 1 else []
+    return "\n".join(out)

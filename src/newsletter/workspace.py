@@ -21,7 +21,7 @@ from newsletter.errors import ConfigError, InputError
 from newsletter.render import DEFAULTS_DIR, TemplateSet
 from newsletter.store import Store
 from newsletter.tracking import Signer
-from newsletter.transports import Transport, open_transport
+from newsletter.transports import Transport, eai_refusal, open_transport
 
 KEY_FILE = ".secret_key"
 
@@ -93,6 +93,10 @@ latest_articles = 0
 [web]
 host = "127.0.0.1"
 port = 8080
+# reverse proxies whose X-Forwarded-For is believed, e.g. ["127.0.0.1"] behind nginx
+trusted_proxies = []
+# admins sign in with a code from an authenticator app as well as the password
+require_2fa = false
 
 [tracking]
 enabled = true
@@ -105,6 +109,11 @@ retention_days = 0
 [templates]
 # auto: "announcement" for a single article, "digest" for several; or name a set.
 default = "auto"
+# inbox preview text of campaigns that set none: auto (the article's summary, or the
+# titles of several), a fixed text, or "" for none
+preheader = "auto"
+# language of the emails (lang attribute; ar, he, fa ... are written right to left)
+language = "en"
 """
 
 GITIGNORE = """\
@@ -167,6 +176,8 @@ class Workspace:
     settings: Settings
     secrets: Secrets
     problems: list[str] = field(default_factory=list)
+    # What only sending needs and lacks: raised by transport(), not by open().
+    sending_problems: list[str] = field(default_factory=list)
 
     @classmethod
     def open(
@@ -185,7 +196,9 @@ class Workspace:
                     "NEWSLETTER_SECRET_KEY: not set and no .secret_key file in the workspace; "
                     "set the variable to a long random string"
                 )
-        problems.extend(config.transport_problems(settings, secrets))
+        # A missing provider key stops what sends (transport()), not what only reads.
+        sending = config.sending_problems(settings, secrets)
+        problems.extend(p for p in config.transport_problems(settings, secrets) if p not in sending)
         if settings.tracking.signals_file:
             signals_path = root / settings.tracking.signals_file
             if not signals_path.is_file():
@@ -205,7 +218,7 @@ class Workspace:
                 else ""
             )
             raise ConfigError(problems[0] + more)
-        return cls(root, settings, secrets, problems)
+        return cls(root, settings, secrets, problems + sending, sending)
 
     def path(self, relative: str) -> Path:
         path = Path(relative)
@@ -233,7 +246,26 @@ class Workspace:
         return load_signals(self.path(name) if name else classify.DEFAULT_SIGNALS)
 
     def transport(self) -> Transport:
+        self.require_sending()
         return open_transport(self.settings, self.secrets, self.root)
+
+    def eai_refusal(self) -> str | None:
+        """Why no email could reach an internationalised mailbox through this workspace's
+        transport, or None (it can, or cannot tell); asked once, when first needed."""
+        if "_eai_refusal" not in self.__dict__:
+            if self.sending_problems:
+                return None  # nothing can be sent yet; the send will say why
+            self.__dict__["_eai_refusal"] = eai_refusal(self.settings, self.secrets, self.root)
+        return self.__dict__["_eai_refusal"]
+
+    def require_sending(self) -> None:
+        """Stop with what sending still lacks (the provider's key), naming it."""
+        if self.sending_problems:
+            more = len(self.sending_problems) - 1
+            raise ConfigError(
+                self.sending_problems[0]
+                + (f" (and {more} more; run `newsletter config check`)" if more else "")
+            )
 
     def templates(self, name: str) -> TemplateSet:
         return TemplateSet(name, self.root / "templates")

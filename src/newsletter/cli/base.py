@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import errno
 import os
 import sqlite3
@@ -12,7 +11,7 @@ from typing import Any
 
 import click
 
-from newsletter import __version__, subscribers
+from newsletter import __version__, clock, subscribers
 from newsletter.errors import NO_SPACE, NewsletterError, NotFound, os_error_line
 from newsletter.workspace import Workspace
 
@@ -83,8 +82,7 @@ def ws_of(ctx: click.Context) -> Workspace:
     return obj["ws"]
 
 
-def utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
+utcnow = clock.utcnow
 
 
 @click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
@@ -121,7 +119,7 @@ def subscriber_by_email(ws: Workspace, email: str) -> dict[str, Any]:
         address = subscribers.normalize_email(email)
     except Exception:  # noqa: BLE001 - any invalid input means "not ours"
         address = email.strip()
-    found = ws.store.subscriber_by_email(address, any_case=True)
+    found = ws.store.subscriber_by_email(address)
     if found is None:
         raise NotFound(f"{email}: no such subscriber; see `newsletter subscribers list`")
     return found

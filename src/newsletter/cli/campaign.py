@@ -41,7 +41,12 @@ def campaign() -> None:
     help="Only subscribers matching tag:NAME, attribute:KEY=VALUE or attribute:KEY "
     "(! in front excludes them). Repeatable; all must match.",
 )
-@click.option("--preheader", default="", help="The preview text shown after the subject.")
+@click.option(
+    "--preheader",
+    default="",
+    help="The preview text shown after the subject (default: [templates] preheader, "
+    "the article's summary or the titles of several).",
+)
 @click.option("--no-tracking", is_flag=True, help="No open pixel and no click tracking.")
 @click.pass_context
 def campaign_create(
@@ -84,6 +89,17 @@ def campaign_create(
         campaign = ws.store.campaign(campaign_id)
         matching = ws.store.count_recipients(campaign["list_id"], rules)
         click.echo(f"campaign {campaign_id}: {matching} subscribers match now", err=True)
+    campaign = ws.store.campaign(campaign_id)
+    if (template or ws.settings.templates.default) == "announcement" and (
+        campaign["template"] != "announcement"
+    ):
+        click.echo(
+            f"campaign {campaign_id}: the announcement design shows one article; these "
+            f"{len(campaign['article_ids'])} articles go out in the {campaign['template']} design",
+            err=True,
+        )
+    for title, url in campaigns.article_pages(ws.store, ws.settings, campaign_id):
+        click.echo(f"article {title!r} has no URL of its own: it links to its page {url}", err=True)
     click.echo(campaign_id)
 
 
@@ -297,6 +313,12 @@ def campaign_send(ctx: click.Context, campaign_id: int) -> None:
             click.echo(f"campaign {campaign_id}: {count} in-flight deliveries settled as {status}")
     if ws.settings.delivery.transport == "outbox":
         click.echo(f"outbox: {jobs.outbox_path(ws)}")
+    if progress.paused_reason:
+        # Paused on an error: the send did not do what was asked, so a script must see it.
+        raise click.ClickException(
+            f"campaign {campaign_id}: {progress.paused_reason}; fix it, then "
+            f"`newsletter campaign resume {campaign_id}` and send again"
+        )
 
 
 def _state_command(name: str, action: Any, help_text: str) -> None:

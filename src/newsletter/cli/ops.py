@@ -66,6 +66,14 @@ def dkim_keygen(
     click.echo("publish this DNS TXT record:")
     click.echo(f"{selector}._domainkey.{domain}. IN TXT {txt_record_chunks(record)}")
     click.echo("then set in newsletter.toml:")
+    if algorithm == "ed25519":
+        # Beside an RSA key: Ed25519 alone is "unsupported algorithm" to many receivers.
+        click.echo(
+            f'[dkim]\ndomain = "{domain}"\ned25519_selector = "{selector}"\n'
+            f'ed25519_private_key_file = "{out}"\n'
+            "# and an RSA key (`newsletter dkim keygen`) in selector and private_key_file"
+        )
+        return
     click.echo(f'[dkim]\ndomain = "{domain}"\nselector = "{selector}"\nprivate_key_file = "{out}"')
 
 
@@ -135,7 +143,9 @@ def run(ctx: click.Context) -> None:
     Example:
         newsletter --workspace mynews run
     """
-    _serve(ws_of(ctx), with_scheduler=True)
+    ws = ws_of(ctx)
+    ws.require_sending()  # the scheduler sends: refuse to start without the provider's key
+    _serve(ws, with_scheduler=True)
 
 
 @cli.command()

@@ -61,6 +61,8 @@ def config_check(ctx: click.Context, try_transport: bool) -> None:
         for problem in ws.problems:
             click.echo(problem, err=True)
         raise click.ClickException(f"{len(ws.problems)} problem(s) in the configuration")
+    for warning in jobs.config_warnings(ws):
+        click.echo(f"warning: {warning}", err=True)
     click.echo(
         f"{ws.root / config.CONFIG_FILE}: ok (transport {ws.settings.delivery.transport}, "
         f"web on {ws.settings.web.host}:{ws.settings.web.port})"

@@ -10,6 +10,8 @@ import click
 from newsletter import jobs, reports
 from newsletter.cli.base import cli, utcnow, ws_of
 
+FAILURES_SHOWN = 50  # failed deliveries listed with their reason by `stats ID`
+
 
 def _pct(value: float) -> str:
     return f"{value:.1%}"
@@ -111,6 +113,11 @@ def stats(
         click.echo("no campaigns yet")
     for report in rows:
         _print(report)
+        if campaign_id is not None:
+            # Why someone did not get it: the reason of each failed or in-doubt delivery.
+            for f in ws.store.failed_deliveries(campaign_id, FAILURES_SHOWN):
+                status = f["status"].replace("_", " ")
+                click.echo(f"  {status}: {f['email'] or '(erased)'}: {f['error'] or ''}")
 
 
 @cli.group("events")

@@ -11,7 +11,7 @@ import click
 
 from newsletter import consent, subscribers
 from newsletter.cli.base import Group, cli, subscriber_by_email, utcnow, ws_of
-from newsletter.errors import InputError
+from newsletter.errors import InputError, NewsletterError, StateError
 
 # -- subscribers -------------------------------------------------------------------------
 
@@ -103,7 +103,9 @@ def subscribers_import(
     for path in files:
         progress = _ImportProgress(path.name)
         try:
-            checked = subscribers.check_file(path, confirmed, mapping, progress, every_row=strict)
+            checked = subscribers.check_file(
+                path, confirmed, mapping, progress, every_row=strict, eai_refusal=ws.eai_refusal
+            )
             if strict:
                 subscribers.check_strict(checked)
         finally:
@@ -120,6 +122,7 @@ def subscribers_import(
                 confirmed,
                 mapping=mapping,
                 on_progress=progress,
+                eai_refusal=ws.eai_refusal,
             )
         finally:
             progress.close()
@@ -167,7 +170,14 @@ def subscribers_add(ctx: click.Context, email: str, name: str, list_names: tuple
     now = utcnow()
     try:
         consent_id = consent.request(
-            ws.store, ws.settings, address, name=name, lists=list(list_names), source="cli", now=now
+            ws.store,
+            ws.settings,
+            address,
+            name=name,
+            lists=list(list_names),
+            source="cli",
+            now=now,
+            eai_refusal=ws.eai_refusal,
         )
         if consent_id is None:
             click.echo(
@@ -175,9 +185,16 @@ def subscribers_add(ctx: click.Context, email: str, name: str, list_names: tuple
                 f"{consent.RESEND_QUIET.seconds // 60} minutes ago; none sent now"
             )
             return
-        consent.send_confirmation(
-            ws.store, transport, ws.settings, ws.signer, templates, consent_id, now
-        )
+        try:
+            consent.send_confirmation(
+                ws.store, transport, ws.settings, ws.signer, templates, consent_id, now
+            )
+        except NewsletterError as exc:
+            # The request is recorded (it is the consent proof); say so, and what failed.
+            raise StateError(
+                f"{address}: recorded as unconfirmed, but the confirmation email could not "
+                f"be sent ({exc}); fix that and run this command again"
+            ) from None
     finally:
         transport.close()
     click.echo(

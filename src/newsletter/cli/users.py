@@ -10,6 +10,8 @@ from newsletter import staff
 from newsletter.cli.base import Group, cli, utcnow, ws_of
 
 PASSWORD_ENV = "NEWSLETTER_USER_PASSWORD"
+# Who the audit log names for changes made here: whoever has the server's shell.
+CLI_ACTOR = "command line"
 
 
 @cli.group(cls=Group, name="users")
@@ -40,7 +42,9 @@ def users_add(ctx: click.Context, email: str, role: str) -> None:
         "Password", hide_input=True, confirmation_prompt=True, err=True
     )
     staff.add_user(ws.store, email, role, password, utcnow())
-    click.echo(f"{staff.normalize_email(email)}: staff account added ({role})")
+    address = staff.normalize_email(email)
+    ws.store.audit(utcnow(), CLI_ACTOR, "added staff account", address, role)
+    click.echo(f"{address}: staff account added ({role})")
 
 
 @users_group.command("list")
@@ -56,7 +60,10 @@ def users_list(ctx: click.Context) -> None:
     if not rows:
         click.echo("no staff accounts; add one with `newsletter users add EMAIL --role admin`")
     for row in rows:
-        click.echo(f"{row['email']}\t{row['role']}\t{row['signed_in_at'] or 'never signed in'}")
+        factor = "two-factor" if row.get("has_2fa") else "password only"
+        click.echo(
+            f"{row['email']}\t{row['role']}\t{factor}\t{row['signed_in_at'] or 'never signed in'}"
+        )
 
 
 @users_group.command("remove")
@@ -69,5 +76,26 @@ def users_remove(ctx: click.Context, email: str) -> None:
     Example:
         newsletter users remove bob@clinic.example.com
     """
-    ws_of(ctx).store.remove_staff_user(email.strip())
+    store = ws_of(ctx).store
+    store.remove_staff_user(email.strip())
+    store.audit(utcnow(), CLI_ACTOR, "removed staff account", email.strip())
     click.echo(f"{email.strip()}: staff account removed")
+
+
+@users_group.command("reset-2fa")
+@click.argument("email")
+@click.pass_context
+def users_reset_2fa(ctx: click.Context, email: str) -> None:
+    """Turn two-factor sign-in off for an account that lost its phone and recovery codes.
+
+    The account's sessions end; it signs in with its password alone and can set
+    up a new authenticator app (an admin must, when [web] require_2fa is on).
+
+    \b
+    Example:
+        newsletter users reset-2fa alice@clinic.example.com
+    """
+    store = ws_of(ctx).store
+    store.reset_totp(email.strip())
+    store.audit(utcnow(), CLI_ACTOR, "reset two-factor sign-in", email.strip())
+    click.echo(f"{email.strip()}: two-factor sign-in is off; the account's sessions ended")

@@ -13,6 +13,7 @@ so a crash never leaves half of a change behind.
 from __future__ import annotations
 
 from newsletter.store.articles import ArticlesQueries
+from newsletter.store.audit import AuditQueries
 from newsletter.store.base import (  # noqa: F401 - names the rest of the package uses
     DEFERRED,
     FAILED,
@@ -44,5 +45,6 @@ class Store(
     ProviderEventsQueries,
     StaffQueries,
     ScheduleQueries,
+    AuditQueries,
 ):
     """The SQLite database of one workspace: every query, grouped by area."""

@@ -257,6 +257,18 @@ class ArticlesQueries(StoreBase):
         )
         return [_decode_article(r) for r in rows]
 
+    def campaign_article(self, article_id: int) -> dict[str, Any] | None:
+        """An article that some campaign carries, for its public page; None for any other.
+
+        Articles no campaign has taken (a draft in a folder) stay unpublished.
+        """
+        row = self._row(
+            "SELECT * FROM articles a WHERE id = ? AND EXISTS "
+            "(SELECT 1 FROM campaign_articles ca WHERE ca.article_id = a.id)",
+            [article_id],
+        )
+        return _decode_article(row) if row else None
+
     def articles_by_id(self, ids: list[int]) -> list[dict[str, Any]]:
         """Return the articles with these ids, in the order given."""
         found = {}

@@ -11,7 +11,7 @@ import threading
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -433,6 +433,221 @@ def m008_staff(conn: sqlite3.Connection) -> None:
     )
 
 
+# Statuses of one mailbox's duplicate rows, strictest first (see m009). A suppressed
+# status always wins; of the others, a confirmed opt-in is proof of consent, and a
+# pending one is not a withdrawal of it.
+_MERGE_STATUS_ORDER = ("complained", "bounced", "unsubscribed", "confirmed", "unconfirmed")
+# Which of two deliveries of one campaign to the same mailbox stands for it after a merge.
+_MERGE_DELIVERY_ORDER = ("sent", "in_doubt", "sending", "deferred", "pending", "failed", "skipped")
+
+
+def _merge_rank(order: tuple[str, ...], value: str) -> int:
+    return order.index(value) if value in order else len(order)
+
+
+def m009_one_subscriber_per_mailbox(conn: sqlite3.Connection) -> None:
+    """Merge subscribers whose addresses differ only in capitals; one row per mailbox from now on.
+
+    ``alice@example.com`` and ``ALICE@example.com`` are one mailbox (as
+    Mailchimp and listmonk treat them), and two rows mailed that person every
+    campaign twice. For each group the row created first is kept, with the
+    spelling first given (the one mail goes to). Its status becomes the
+    strictest of the group (complained, bounced, unsubscribed; else confirmed
+    if any row confirmed); it keeps the earliest creation and confirmation
+    times; names, tags and attributes it lacks come from the others. Every
+    consent record, event, list membership, welcome step and campaign of the
+    others moves to it, and each campaign keeps one delivery per mailbox: the
+    one that went furthest (sent before pending); the other, if still to send,
+    is skipped, so the mailbox never gets that campaign twice. Each merge is
+    recorded as a ``merge`` event naming the ids merged. Then a unique index
+    keeps the address unique without regard to case (ASCII letters, as the
+    suppression list compares them).
+    """
+    groups: dict[bytes, list[int]] = {}
+    for subscriber_id, email in conn.execute(
+        "SELECT id, email FROM subscribers WHERE lower(email) IN (SELECT lower(email) "
+        "FROM subscribers GROUP BY lower(email) HAVING COUNT(*) > 1) ORDER BY created_at, id"
+    ):
+        # bytes.lower() folds A-Z only, exactly as SQLite's lower() and NOCASE do.
+        groups.setdefault(email.encode("utf-8").lower(), []).append(subscriber_id)
+    stamp = datetime.now(UTC).isoformat(timespec="seconds")
+    for keeper, *others in groups.values():
+        _merge_subscribers(conn, keeper, others, stamp)
+    conn.execute(
+        "CREATE UNIQUE INDEX subscribers_email_nocase ON subscribers(email COLLATE NOCASE)"
+    )
+
+
+def _merge_subscribers(
+    conn: sqlite3.Connection, keeper: int, others: list[int], stamp: str
+) -> None:
+    """Fold the subscriber rows ``others`` into ``keeper`` (see m009)."""
+    conn.row_factory = sqlite3.Row
+    try:
+        rows = [
+            dict(conn.execute("SELECT * FROM subscribers WHERE id = ?", [i]).fetchone())
+            for i in [keeper, *others]
+        ]
+    finally:
+        conn.row_factory = None
+    kept = rows[0]
+    status = min((r["status"] for r in rows), key=lambda s: _merge_rank(_MERGE_STATUS_ORDER, s))
+    if status not in SUPPRESSED:
+        # The suppression list is the last word on a mailbox, whatever its rows say.
+        reason = conn.execute(
+            "SELECT reason FROM suppressions WHERE email = ?", [kept["email"]]
+        ).fetchone()
+        if reason is not None:
+            status = reason[0] if reason[0] in SUPPRESSED else "unsubscribed"
+    tags: list[str] = []
+    attributes: dict[str, Any] = {}
+    for row in rows:
+        for tag in json.loads(row["tags"] or "[]"):
+            if tag not in tags:
+                tags.append(tag)
+        for key, value in json.loads(row["attributes"] or "{}").items():
+            attributes.setdefault(key, value)
+
+    def earliest(column: str) -> str | None:
+        values = [r[column] for r in rows if r[column]]
+        return min(values) if values else None
+
+    first_name = next((r["first_name"] for r in rows if r["first_name"]), None)
+    last_name = next((r["last_name"] for r in rows if r["last_name"]), None)
+    # The others' addresses are changed first, so deleting them below neither
+    # blanks the provider events of the kept address (the erase trigger matches
+    # by address) nor collides with it.
+    for other in others:
+        conn.execute(
+            "UPDATE subscribers SET email = ? WHERE id = ?",
+            [f"merged-{other}-into-{keeper}", other],
+        )
+    conn.execute(
+        "UPDATE subscribers SET first_name = ?, last_name = ?, tags = ?, attributes = ?, "
+        "created_at = ?, confirmed_at = ?, "
+        "unsubscribed_at = CASE WHEN ? IN ('unsubscribed', 'bounced', 'complained') "
+        "THEN COALESCE(?, unsubscribed_at, updated_at) ELSE NULL END WHERE id = ?",
+        [
+            first_name,
+            last_name,
+            _json(tags),
+            _json(attributes) if attributes else "{}",
+            earliest("created_at"),
+            earliest("confirmed_at") if status == "confirmed" else kept["confirmed_at"],
+            status,
+            earliest("unsubscribed_at"),
+            keeper,
+        ],
+    )
+    if status != kept["status"]:
+        # Through the status triggers: a suppressed status puts the address on the list.
+        conn.execute(
+            "UPDATE subscribers SET status = ?, updated_at = ? WHERE id = ?",
+            [status, stamp, keeper],
+        )
+    for other in others:
+        _merge_deliveries(conn, keeper, other, stamp)
+        for table in ("consents", "events", "automation_steps", "campaigns"):
+            conn.execute(
+                f"UPDATE {table} SET subscriber_id = ? WHERE subscriber_id = ?", [keeper, other]
+            )
+        # A list left under either spelling stays left: the earlier departure counts.
+        conn.execute(
+            "INSERT INTO memberships (list_id, subscriber_id, added_at, unsubscribed_at) "
+            "SELECT list_id, ?, added_at, unsubscribed_at FROM memberships WHERE subscriber_id = ? "
+            "ON CONFLICT (list_id, subscriber_id) DO UPDATE SET "
+            "added_at = min(added_at, excluded.added_at), "
+            "unsubscribed_at = CASE WHEN unsubscribed_at IS NULL THEN excluded.unsubscribed_at "
+            "WHEN excluded.unsubscribed_at IS NULL THEN unsubscribed_at "
+            "ELSE min(unsubscribed_at, excluded.unsubscribed_at) END",
+            [keeper, other],
+        )
+        conn.execute(
+            "INSERT INTO events (at, kind, subscriber_id, detail) VALUES (?, 'merge', ?, ?)",
+            [stamp, keeper, f"subscriber {other} was the same mailbox; merged into {keeper}"],
+        )
+        conn.execute("DELETE FROM subscribers WHERE id = ?", [other])
+
+
+def _merge_deliveries(conn: sqlite3.Connection, keeper: int, other: int, stamp: str) -> None:
+    """Move ``other``'s deliveries to ``keeper``, one per campaign (see m009)."""
+    theirs = conn.execute(
+        "SELECT id, campaign_id, status FROM deliveries WHERE subscriber_id = ?", [other]
+    ).fetchall()
+    for delivery_id, campaign_id, status in theirs:
+        mine = conn.execute(
+            "SELECT id, status FROM deliveries WHERE campaign_id = ? AND subscriber_id = ?",
+            [campaign_id, keeper],
+        ).fetchone()
+        if mine is None:
+            conn.execute(
+                "UPDATE deliveries SET subscriber_id = ? WHERE id = ?", [keeper, delivery_id]
+            )
+            conn.execute(
+                "INSERT OR IGNORE INTO personal_articles (campaign_id, subscriber_id, article_id) "
+                "SELECT campaign_id, ?, article_id FROM personal_articles "
+                "WHERE campaign_id = ? AND subscriber_id = ?",
+                [keeper, campaign_id, other],
+            )
+            continue
+        if _merge_rank(_MERGE_DELIVERY_ORDER, status) < _merge_rank(_MERGE_DELIVERY_ORDER, mine[1]):
+            winner, loser = delivery_id, mine[0]
+            conn.execute(
+                "DELETE FROM personal_articles WHERE campaign_id = ? AND subscriber_id = ?",
+                [campaign_id, keeper],
+            )
+            conn.execute(
+                "UPDATE personal_articles SET subscriber_id = ? "
+                "WHERE campaign_id = ? AND subscriber_id = ?",
+                [keeper, campaign_id, other],
+            )
+        else:
+            winner, loser = mine[0], delivery_id
+        # The loser keeps its place in the campaign's totals, tied to nobody; if it
+        # was still to be sent, it never will be.
+        conn.execute(
+            "UPDATE deliveries SET subscriber_id = NULL, "
+            "error = CASE WHEN status IN ('pending', 'deferred', 'failed') "
+            "THEN 'same mailbox as another subscriber (merged)' ELSE error END, "
+            "done_at = CASE WHEN status IN ('pending', 'deferred', 'failed') "
+            "THEN ? ELSE done_at END, "
+            "status = CASE WHEN status IN ('pending', 'deferred', 'failed') "
+            "THEN 'skipped' ELSE status END WHERE id = ?",
+            [stamp, loser],
+        )
+        conn.execute("UPDATE deliveries SET subscriber_id = ? WHERE id = ?", [keeper, winner])
+
+
+def m010_staff_security(conn: sqlite3.Connection) -> None:
+    """Two-factor sign-in of staff accounts and the audit log of staff actions.
+
+    ``totp_secret`` is encrypted with a key derived from the secret key;
+    ``totp_last_step`` makes each code work once; recovery codes are kept
+    only as SHA-256 hashes. The audit log names the actor by address, not by
+    account id, so it outlives a removed account.
+    """
+    _script(
+        conn,
+        """
+        ALTER TABLE staff_users ADD COLUMN totp_secret TEXT;
+        ALTER TABLE staff_users ADD COLUMN totp_pending TEXT;
+        ALTER TABLE staff_users ADD COLUMN totp_last_step INTEGER;
+        ALTER TABLE staff_users ADD COLUMN recovery_codes TEXT NOT NULL DEFAULT '[]';
+        CREATE TABLE audit_log (
+            id INTEGER PRIMARY KEY,
+            at TEXT NOT NULL,
+            actor TEXT NOT NULL,
+            action TEXT NOT NULL,
+            target TEXT NOT NULL DEFAULT '',
+            detail TEXT NOT NULL DEFAULT '',
+            ip TEXT
+        );
+        CREATE INDEX audit_log_at ON audit_log(at);
+        CREATE INDEX audit_log_target ON audit_log(target, action);
+        """,
+    )
+
+
 MIGRATIONS = [
     m001_initial,
     m002_article_intake,
@@ -442,6 +657,8 @@ MIGRATIONS = [
     m006_event_classes,
     m007_scheduling,
     m008_staff,
+    m009_one_subscriber_per_mailbox,
+    m010_staff_security,
 ]
 
 
@@ -629,6 +846,18 @@ def _json(value: Any) -> str:
         return "[" + ",".join([_ESCAPE(v) for v in value]) + "]"
     except TypeError:  # a number, a nested object: the full encoder
         return _JSON_ENCODE(value)
+
+
+def mailbox_key(email: str) -> str:
+    """The identity of a mailbox: the address with A-Z folded, as SQLite's NOCASE compares.
+
+    One rule for the subscribers' unique index, the suppression list and every
+    lookup in Python, so no two of them can disagree about who is who.
+    """
+    return email.translate(_ASCII_LOWER)
+
+
+_ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
 
 
 def erased_key(email: str) -> str:

@@ -304,3 +304,14 @@ class DeliveriesQueries(StoreBase):
             "SELECT * FROM deliveries WHERE campaign_id = ? AND subscriber_id = ?",
             [campaign_id, subscriber_id],
         )
+
+    def failed_deliveries(self, campaign_id: int, limit: int = 50) -> list[dict[str, Any]]:
+        """The failed and in-doubt rows of a campaign with their address and reason, for
+        staff to see why someone did not get it (an erased person shows no address)."""
+        return self._rows(
+            "SELECT d.id, d.status, d.error, d.done_at, s.email FROM deliveries d "
+            "LEFT JOIN subscribers s ON s.id = d.subscriber_id "
+            "WHERE d.campaign_id = ? AND d.status IN ('failed', 'in_doubt') "
+            "ORDER BY d.id LIMIT ?",
+            [campaign_id, limit],
+        )

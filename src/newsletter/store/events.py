@@ -53,6 +53,16 @@ class EventsQueries(StoreBase):
                     f"VALUES ({', '.join('?' for _ in EVENT_COLUMNS)})",
                     [[e.get(c) for c in EVENT_COLUMNS] for e in events],
                 )
+                # Old links of an erased person still work, and are counted, but
+                # whatever they bring is stored as erasure left their other events:
+                # no subscriber, no address, no user agent. Checked in the same
+                # transaction, so an erasure cannot slip between check and insert.
+                self.conn.execute(
+                    "UPDATE events SET subscriber_id = NULL, ip = NULL, user_agent = NULL "
+                    "WHERE id >= ? AND subscriber_id IS NOT NULL AND NOT EXISTS "
+                    "(SELECT 1 FROM subscribers s WHERE s.id = events.subscriber_id)",
+                    [first],
+                )
             if changes:
                 self.conn.executemany(
                     "UPDATE events SET classification = ?, reason = ? WHERE id = ?", changes

@@ -12,6 +12,7 @@ from newsletter.store.base import (
     SENT,
     StoreBase,
     _iso,
+    erased_key,
 )
 
 
@@ -72,6 +73,12 @@ class ProviderEventsQueries(StoreBase):
                     subscriber_id = self._value(
                         "SELECT id FROM subscribers WHERE email = ? COLLATE NOCASE", [email]
                     )
+                    if subscriber_id is None and self._value(
+                        "SELECT 1 FROM suppressions WHERE email = ?", [erased_key(email)]
+                    ):
+                        # A late report about an erased person: counted, not kept by name.
+                        email = None
+                        event = {**event, "raw": None, "detail": None}
                 cursor = self.conn.execute(
                     "INSERT OR IGNORE INTO events (at, kind, campaign_id, subscriber_id, detail, "
                     "provider, provider_event_id, delivery_id, recipient, raw) "

@@ -61,9 +61,10 @@ class ScheduleQueries(StoreBase):
                     [latest],
                 )
             else:
+                # Newest first, as in a campaign made by hand.
                 rows = self._rows(
                     f"SELECT a.* FROM articles a WHERE {IS_NEW} "
-                    "ORDER BY COALESCE(a.published, a.first_seen_at), a.id"
+                    "ORDER BY COALESCE(a.published, a.first_seen_at) DESC, a.id DESC"
                 )
             if settled_before is not None and rows:
                 if max(r["changed_at"] for r in rows) > _iso(settled_before):

@@ -19,20 +19,16 @@ from newsletter.store.base import (
     _iso,
     _json,
     erased_key,
+    mailbox_key,
 )
 
 
 class SubscribersQueries(StoreBase):
     # -- subscribers, lists, consent, suppression ------------------------------
 
-    def subscriber_by_email(self, email: str, any_case: bool = False) -> dict[str, Any] | None:
-        """The subscriber with this address; ``any_case``: or the one spelled otherwise."""
-        row = self._row("SELECT * FROM subscribers WHERE email = ?", [email])
-        if row is None and any_case:
-            rows = self._rows(
-                "SELECT * FROM subscribers WHERE email = ? COLLATE NOCASE LIMIT 2", [email]
-            )
-            row = rows[0] if len(rows) == 1 else None
+    def subscriber_by_email(self, email: str) -> dict[str, Any] | None:
+        """The subscriber with this mailbox, however its capitals are typed (one at most)."""
+        row = self._row("SELECT * FROM subscribers WHERE email = ? COLLATE NOCASE", [email])
         return _decode_subscriber(row) if row else None
 
     def subscriber(self, subscriber_id: int) -> dict[str, Any] | None:
@@ -62,6 +58,9 @@ class SubscribersQueries(StoreBase):
     ) -> dict[str, int]:
         """Insert the subscribers that are not in the database yet, in one transaction.
 
+        An address is known when the same mailbox is there in any capitals
+        (``ALICE@example.com`` is ``alice@example.com``): it keeps the spelling
+        it was first given, and rows spelled otherwise count as ``duplicates``.
         Known addresses keep everything they have: an import never changes a
         status, and never turns a suppressed address (unsubscribed, bounced,
         complained, erased) back on; those rows are counted as suppressed. A
@@ -69,11 +68,11 @@ class SubscribersQueries(StoreBase):
         suppression list (``opted_out``). Each new row gets a consent record
         naming the import. Rows go in with executemany, a batch at a time.
 
-        ``rows`` may be an iterator (a file read as it is stored): then an
-        address repeated in it is found in a temporary table rather than a
-        set in memory, and counted as ``duplicates``.
+        ``rows`` may be an iterator (a file read as it is stored): then a
+        mailbox repeated in it (in any capitals) is found in a temporary table
+        rather than a set in memory, and counted as ``duplicates``.
         """
-        counts = {"added": 0, "existing": 0, "suppressed": 0, "opted_out": 0}
+        counts = {"added": 0, "existing": 0, "suppressed": 0, "opted_out": 0, "duplicates": 0}
         stamp = _iso(now)
         lists_json = _json([list_name] if list_name else [])
         with self.transaction():
@@ -94,33 +93,38 @@ class SubscribersQueries(StoreBase):
             streamed = not isinstance(rows, list)
             scan = not streamed and next_id - 1 <= 4 * len(rows)
             if streamed:
-                counts["duplicates"] = 0
+                # Mailboxes this import has had, by mailbox_key: the first row's
+                # spelling is the one stored, later rows in any capitals repeat it.
                 self.conn.execute(
-                    "CREATE TEMP TABLE IF NOT EXISTS import_seen (email TEXT PRIMARY KEY)"
+                    "CREATE TEMP TABLE IF NOT EXISTS import_seen (mailbox TEXT PRIMARY KEY)"
                 )
                 self.conn.execute("DELETE FROM temp.import_seen")
-            known: dict[str, tuple[int, str]] = {}
+            # Keyed by mailbox_key; the value also holds the stored spelling.
+            known: dict[str, tuple[int, str, str]] = {}
             if scan:
                 known = {
-                    email: (subscriber_id, status)
+                    mailbox_key(email): (subscriber_id, status, email)
                     for email, subscriber_id, status in self.conn.execute(
                         "SELECT email, id, status FROM subscribers"
                     )
                 }
-            seen: set[str] = set()
+            seen: dict[str, str] = {}
             batches = iter(rows)
             done = 0
             while chunk := list(itertools.islice(batches, IMPORT_BATCH)):
                 done += len(chunk)
                 if streamed:
-                    seen = set()
+                    # import_seen has the earlier batches' mailboxes: only this
+                    # batch's are kept in memory.
+                    seen = {}
                     chunk = self._first_sightings(chunk, counts)
                 if not scan:
                     marks = ", ".join("?" * len(chunk))
                     known = {
-                        email: (subscriber_id, status)
+                        mailbox_key(email): (subscriber_id, status, email)
                         for email, subscriber_id, status in self.conn.execute(
-                            f"SELECT email, id, status FROM subscribers WHERE email IN ({marks})",
+                            "SELECT email, id, status FROM subscribers "
+                            f"WHERE email COLLATE NOCASE IN ({marks})",
                             [r["email"] for r in chunk],
                         )
                     }
@@ -128,7 +132,8 @@ class SubscribersQueries(StoreBase):
                 first_id = next_id
                 for row in chunk:
                     email = row["email"]
-                    current = known.get(email)
+                    key = mailbox_key(email)
+                    current = known.get(key)
                     if (current is not None and current[1] in SUPPRESSED) or (
                         suppressed
                         and (
@@ -148,12 +153,13 @@ class SubscribersQueries(StoreBase):
                         )
                         counts["opted_out"] += 1
                         continue
-                    if current is not None or email in seen:
-                        counts["existing"] += 1
+                    if current is not None or key in seen:
+                        spelled = current[2] if current is not None else seen[key]
+                        counts["existing" if spelled == email else "duplicates"] += 1
                         if list_id is not None and current is not None:
                             members.append((list_id, current[0], stamp))
                         continue
-                    seen.add(email)
+                    seen[key] = email
                     status = row["status"]
                     confirmed_at = stamp if status == "confirmed" else None
                     tags = row.get("tags")
@@ -234,25 +240,27 @@ class SubscribersQueries(StoreBase):
     def _first_sightings(
         self, chunk: list[dict[str, Any]], counts: dict[str, int]
     ) -> list[dict[str, Any]]:
-        """The rows of a batch whose address this import has not had yet; the rest are counted."""
+        """The rows of a batch whose mailbox this import has not had yet; the rest are counted.
+
+        A repeat in any capitals is a duplicate row, as ``parse_csv`` counts it.
+        """
+        keys = [mailbox_key(r["email"]) for r in chunk]
         marks = ", ".join("?" * len(chunk))
         had = {
-            email
-            for (email,) in self.conn.execute(
-                f"SELECT email FROM temp.import_seen WHERE email IN ({marks})",
-                [r["email"] for r in chunk],
+            mailbox
+            for (mailbox,) in self.conn.execute(
+                f"SELECT mailbox FROM temp.import_seen WHERE mailbox IN ({marks})", keys
             )
         }
-        fresh = []
-        for row in chunk:
-            if row["email"] in had:
+        fresh, fresh_keys = [], []
+        for row, key in zip(chunk, keys, strict=True):
+            if key in had:
                 counts["duplicates"] += 1
                 continue
-            had.add(row["email"])
+            had.add(key)
             fresh.append(row)
-        self.conn.executemany(
-            "INSERT INTO temp.import_seen VALUES (?)", [(r["email"],) for r in fresh]
-        )
+            fresh_keys.append((key,))
+        self.conn.executemany("INSERT INTO temp.import_seen VALUES (?)", fresh_keys)
         return fresh
 
     def _ensure_list(self, name: str, now: datetime) -> int:
@@ -417,13 +425,10 @@ class SubscribersQueries(StoreBase):
         """
         stamp = _iso(now)
         with self.transaction():
-            subscriber_id = self._value("SELECT id FROM subscribers WHERE email = ?", [email])
-            if subscriber_id is None:
-                # The same mailbox typed with other capitals is the same person.
-                same = self.conn.execute(
-                    "SELECT id FROM subscribers WHERE email = ? COLLATE NOCASE LIMIT 2", [email]
-                ).fetchall()
-                subscriber_id = same[0][0] if len(same) == 1 else None
+            # The same mailbox typed with other capitals is the same person.
+            subscriber_id = self._value(
+                "SELECT id FROM subscribers WHERE email = ? COLLATE NOCASE", [email]
+            )
             if subscriber_id is None:
                 blocked = self._value("SELECT 1 FROM suppressions WHERE email = ?", [email])
                 cursor = self.conn.execute(

@@ -14,20 +14,26 @@ blindly).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from newsletter.config import Secrets, Settings
 from newsletter.errors import (
     AccountError,
+    AddressUnusable,
     ConfigError,
     InDoubtError,
     MessageRejected,
+    NewsletterError,
     PermanentError,
     TransientError,
 )
+
+if TYPE_CHECKING:
+    from newsletter.dkim import DkimSigner
 
 # Outcome statuses: PERMANENT bounces and suppresses the address; REJECTED fails the
 # message only; IN_DOUBT means it may have been taken (never resent blindly).
@@ -38,6 +44,9 @@ SENT, TRANSIENT, PERMANENT, REJECTED, IN_DOUBT = (
     "rejected",
     "in_doubt",
 )
+# The transport cannot carry this one address (needs SMTPUTF8): the message fails,
+# and, unlike REJECTED, it says nothing about the campaign as a whole.
+UNUSABLE = "unusable"
 
 
 @dataclass(frozen=True)
@@ -69,7 +78,7 @@ class Outcome:
     """What the provider said about one envelope."""
 
     key: str
-    status: str  # SENT, TRANSIENT, PERMANENT, REJECTED or IN_DOUBT
+    status: str  # SENT, TRANSIENT, PERMANENT, REJECTED, UNUSABLE or IN_DOUBT
     provider_id: str | None = None
     error: str = ""
     retry_after: float | None = None  # seconds, when the provider said when to come back
@@ -114,6 +123,8 @@ def outcomes_one_by_one(
                 raise
             outcomes.extend(Outcome(e.key, TRANSIENT, error=str(exc)) for e in envelopes[index:])
             return outcomes
+        except AddressUnusable as exc:
+            outcomes.append(Outcome(envelope.key, UNUSABLE, error=str(exc)))
         except MessageRejected as exc:
             outcomes.append(Outcome(envelope.key, REJECTED, error=str(exc)))
         except PermanentError as exc:
@@ -137,7 +148,10 @@ Factory = Callable[[Settings, Secrets, Path], Transport]
 def _outbox(settings: Settings, secrets: Secrets, workspace: Path) -> Transport:
     from newsletter.transports.outbox import OutboxTransport
 
-    return OutboxTransport(workspace / settings.delivery.outbox_dir)
+    # Signed as SMTP would sign it, so the outbox shows exactly what would be sent.
+    return OutboxTransport(
+        workspace / settings.delivery.outbox_dir, sign=_dkim_signer(settings, secrets, workspace)
+    )
 
 
 def _smtp(settings: Settings, secrets: Secrets, workspace: Path) -> Transport:
@@ -160,27 +174,78 @@ def _dkim_signer(
     settings: Settings, secrets: Secrets, workspace: Path
 ) -> Callable[[bytes], bytes] | None:
     """The DKIM signing function when [dkim] is configured, else None."""
-    d = settings.dkim
-    if not (d.domain and d.selector):
+    signers = dkim_signers(settings, secrets, workspace)
+    if not signers:
         return None
+    from newsletter.dkim import sign_all
+
+    return functools.partial(sign_all, signers)
+
+
+def _dkim_pem(
+    env_value: str, env_name: str, file_value: str, key: str, workspace: Path
+) -> tuple[bytes, str]:
+    if env_value:
+        return env_value.encode(), env_name
+    if not file_value:
+        raise ConfigError(
+            f"dkim.{key}: set it (or {env_name}) to sign mail; `newsletter dkim keygen` makes a key"
+        )
+    path = Path(file_value).expanduser()
+    path = path if path.is_absolute() else workspace / path
+    where = f"dkim.{key} {path}"
+    try:
+        return path.read_bytes(), where
+    except OSError as exc:
+        raise ConfigError(f"{where}: cannot read the key ({exc.strerror})") from None
+
+
+def dkim_signers(settings: Settings, secrets: Secrets, workspace: Path) -> list[DkimSigner]:
+    """Every configured DKIM key as a signer, RSA first (its signature goes on top)."""
+    d = settings.dkim
+    if not d.domain:
+        return []
     from newsletter.dkim import DkimSigner
 
-    if secrets.dkim_private_key:
-        pem, where = secrets.dkim_private_key.encode(), "NEWSLETTER_DKIM_PRIVATE_KEY"
-    elif d.private_key_file:
-        path = Path(d.private_key_file).expanduser()
-        path = path if path.is_absolute() else workspace / path
-        where = f"dkim.private_key_file {path}"
-        try:
-            pem = path.read_bytes()
-        except OSError as exc:
-            raise ConfigError(f"{where}: cannot read the key ({exc.strerror})") from None
-    else:
-        raise ConfigError(
-            "dkim.private_key_file: set it (or NEWSLETTER_DKIM_PRIVATE_KEY) to sign mail; "
-            "`newsletter dkim keygen` makes a key"
+    signers = []
+    if d.selector:
+        pem, where = _dkim_pem(
+            secrets.dkim_private_key,
+            "NEWSLETTER_DKIM_PRIVATE_KEY",
+            d.private_key_file,
+            "private_key_file",
+            workspace,
         )
-    return DkimSigner.from_pem(d.domain, d.selector, pem, where).sign
+        signers.append(DkimSigner.from_pem(d.domain, d.selector, pem, where))
+    if d.ed25519_selector:
+        pem, where = _dkim_pem(
+            secrets.dkim_ed25519_private_key,
+            "NEWSLETTER_DKIM_ED25519_PRIVATE_KEY",
+            d.ed25519_private_key_file,
+            "ed25519_private_key_file",
+            workspace,
+        )
+        signer = DkimSigner.from_pem(d.domain, d.ed25519_selector, pem, where)
+        if signer.algorithm != b"ed25519-sha256":
+            raise ConfigError(
+                f"{where}: not an Ed25519 key; put an RSA key in dkim.private_key_file "
+                f"(`newsletter dkim keygen --algorithm ed25519` makes an Ed25519 one)"
+            )
+        signers.append(signer)
+    return sorted(signers, key=lambda signer: signer.algorithm != b"rsa-sha256")
+
+
+def dkim_warnings(settings: Settings, secrets: Secrets, workspace: Path) -> list[str]:
+    """What `config check` should point out about the DKIM keys (a bad key raises)."""
+    signers = dkim_signers(settings, secrets, workspace)
+    if signers and all(s.algorithm == b"ed25519-sha256" for s in signers):
+        return [
+            "dkim: only an Ed25519 key signs; many receivers (and Perl's Mail::DKIM) "
+            "cannot check ed25519-sha256 and see the mail as unsigned. Add an RSA key "
+            "and sign with both: the RSA one in private_key_file, the Ed25519 one in "
+            "ed25519_private_key_file"
+        ]
+    return []
 
 
 def _provider(module: str) -> Factory:
@@ -199,6 +264,31 @@ REGISTRY: dict[str, Factory] = {
     "smtp": _smtp,
     **{name: _provider(name) for name in ("sendgrid", "mailgun", "postmark", "ses")},
 }
+
+
+def eai_refusal(settings: Settings, secrets: Secrets, workspace: Path) -> str | None:
+    """Why the configured transport cannot carry an internationalised mailbox (a non-ASCII
+    local part), as the end of "needs SMTPUTF8, ..."; None when it can, or cannot tell
+    (the send then decides for each message).
+
+    The outbox writes files and takes any address; an email API answers from its
+    documentation (the module's ``EAI_REFUSAL``); an SMTP server is asked (EHLO).
+    """
+    name = settings.delivery.transport
+    if name == "outbox":
+        return None
+    if name != "smtp":
+        from importlib import import_module
+
+        return getattr(import_module(f"newsletter.transports.{name}"), "EAI_REFUSAL", None)
+    try:
+        transport = open_transport(settings, secrets, workspace)
+    except NewsletterError:
+        return None
+    try:
+        return transport.smtputf8_refusal()  # type: ignore[attr-defined]
+    finally:
+        transport.close()
 
 
 def open_transport(settings: Settings, secrets: Secrets, workspace: Path) -> Transport:

@@ -34,10 +34,13 @@ from requests.adapters import HTTPAdapter
 from newsletter import __version__
 from newsletter.config import TRANSPORT_SECRETS, Secrets
 from newsletter.errors import (
+    AddressUnusable,
     ConfigError,
     InDoubtError,
+    InputError,
     TransientError,
 )
+from newsletter.mime import ascii_domain, needs_smtputf8
 from newsletter.transports import (
     Content,
     Envelope,
@@ -177,6 +180,26 @@ def mailbox(name: str, address: str) -> str:
         return address
     quoted = name.replace("\\", "\\\\").replace('"', '\\"')
     return f'"{quoted}" <{address}>'
+
+
+def api_address(address: str, provider: str, takes_eai: bool) -> str:
+    """An address as an API body needs it: the domain as A-labels (Punycode), which every
+    provider's spec asks for; an internationalised mailbox (non-ASCII local part) only
+    where the provider takes one, else AddressUnusable fails that one message."""
+    if needs_smtputf8(address) and not takes_eai:
+        raise AddressUnusable(
+            f"{address}: needs SMTPUTF8 (a non-ASCII address), which {provider} does not accept"
+        )
+    try:
+        return ascii_domain(address)
+    except InputError as exc:
+        raise AddressUnusable(str(exc)) from None
+
+
+def reply_to_parts(value: str) -> tuple[str, str]:
+    """``Name <address>`` (or a bare address) as (name, address with an A-label domain)."""
+    name, address = email.utils.parseaddr(value)
+    return name, ascii_domain(address or value.strip())
 
 
 def require(secrets: Secrets, transport: str) -> None:

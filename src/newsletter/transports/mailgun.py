@@ -19,6 +19,7 @@ from newsletter.errors import AccountError, ConfigError, PermanentError, Transie
 from newsletter.transports import Envelope, Outcome, outcomes_one_by_one
 from newsletter.transports.httpapi import (
     DELIVERY_KEY,
+    api_address,
     error_text,
     make_session,
     post,
@@ -26,6 +27,8 @@ from newsletter.transports.httpapi import (
     retry_after,
 )
 
+# Mailgun's HTTP API takes internationalised mailboxes (SMTPUTF8).
+EAI_REFUSAL: str | None = None
 ENDPOINTS = {"us": "https://api.mailgun.net", "eu": "https://api.eu.mailgun.net"}
 
 
@@ -62,7 +65,8 @@ class MailgunTransport:
             self.timeout,
             auth=self._auth,
             data=[
-                ("to", envelope.recipient),
+                # Mailgun's HTTP API takes internationalised mailboxes (SMTPUTF8).
+                ("to", api_address(envelope.recipient, "Mailgun", True)),
                 (f"v:{DELIVERY_KEY}", envelope.key),
                 # Our own pixel and links count opens and clicks; Mailgun's
                 # rewriting would count them twice.

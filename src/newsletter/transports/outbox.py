@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from newsletter.errors import AccountError, ConfigError, os_error_line
@@ -18,8 +18,9 @@ class OutboxTransport:
     batch_size = 1
     needs_fields = False  # writes the MIME bytes only
 
-    def __init__(self, directory: Path):
+    def __init__(self, directory: Path, sign: Callable[[bytes], bytes] | None = None):
         self.directory = directory
+        self.sign = sign  # DKIM, as the SMTP transport signs
         try:
             directory.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -43,9 +44,10 @@ class OutboxTransport:
     def send(self, envelope: Envelope) -> str | None:
         path = self._path(envelope.key)
         partial = path.with_suffix(".eml.part")
+        data = self.sign(envelope.data) if self.sign else envelope.data
         try:
             with open(partial, "wb") as handle:
-                handle.write(envelope.data)
+                handle.write(data)
                 handle.flush()
                 os.fsync(handle.fileno())
         except OSError as exc:

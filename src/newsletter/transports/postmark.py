@@ -16,18 +16,30 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from newsletter.config import Secrets, Settings
-from newsletter.errors import AccountError, InDoubtError, PermanentError, TransientError
-from newsletter.transports import PERMANENT, SENT, TRANSIENT, Envelope, Outcome
+from newsletter.errors import (
+    AccountError,
+    AddressUnusable,
+    InDoubtError,
+    PermanentError,
+    TransientError,
+)
+from newsletter.mime import ascii_domain
+from newsletter.transports import PERMANENT, SENT, TRANSIENT, UNUSABLE, Envelope, Outcome
 from newsletter.transports.httpapi import (
     DELIVERY_KEY,
+    api_address,
     content_of,
     error_text,
     mailbox,
     make_session,
     post,
+    reply_to_parts,
     require,
     retry_after,
 )
+
+# An internationalised mailbox (non-ASCII local part) cannot go through this API.
+EAI_REFUSAL: str | None = "which Postmark does not accept"
 
 API_BASE = "https://api.postmarkapp.com"
 BATCH_LIMIT = 500
@@ -66,8 +78,9 @@ class PostmarkTransport:
         """One message of a batch, in Postmark's field names."""
         c = content_of(envelope)
         body: dict[str, Any] = {
-            "From": mailbox(c.from_name, c.from_address),
-            "To": mailbox(c.to_name, c.to_address),
+            "From": mailbox(c.from_name, ascii_domain(c.from_address)),
+            # Postmark takes no internationalised mailbox (its API refuses one).
+            "To": mailbox(c.to_name, api_address(c.to_address, "Postmark", False)),
             "Subject": c.subject,
             "MessageStream": self.message_stream,
             "Metadata": {DELIVERY_KEY: envelope.key},
@@ -80,7 +93,7 @@ class PostmarkTransport:
         if c.text:
             body["TextBody"] = c.text
         if c.headers.get("Reply-To"):
-            body["ReplyTo"] = c.headers["Reply-To"]
+            body["ReplyTo"] = mailbox(*reply_to_parts(c.headers["Reply-To"]))
         headers = [
             {"Name": k, "Value": v} for k, v in c.headers.items() if v and k.lower() != "reply-to"
         ]
@@ -91,6 +104,8 @@ class PostmarkTransport:
     def send(self, envelope: Envelope) -> str | None:
         """Send one message (a test message, a confirmation) as a batch of one."""
         (outcome,) = self.send_batch([envelope])
+        if outcome.status == UNUSABLE:
+            raise AddressUnusable(outcome.error)
         if outcome.status == PERMANENT:
             raise PermanentError(outcome.error)
         if outcome.status == TRANSIENT:
@@ -98,6 +113,19 @@ class PostmarkTransport:
         return outcome.provider_id
 
     def send_batch(self, envelopes: Sequence[Envelope]) -> list[Outcome]:
+        # An address Postmark cannot take fails alone, before the batch is built.
+        unusable: dict[str, Outcome] = {}
+        for envelope in envelopes:
+            try:
+                api_address(content_of(envelope).to_address, "Postmark", False)
+            except AddressUnusable as exc:
+                unusable[envelope.key] = Outcome(envelope.key, UNUSABLE, error=str(exc))
+        if not unusable:
+            return self._send_usable(envelopes)
+        sent = iter(self._send_usable([e for e in envelopes if e.key not in unusable]))
+        return [unusable.get(e.key) or next(sent) for e in envelopes]
+
+    def _send_usable(self, envelopes: Sequence[Envelope]) -> list[Outcome]:
         outcomes: list[Outcome] = []
         for chunk in self._chunks(envelopes):
             try:

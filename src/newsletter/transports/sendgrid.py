@@ -16,16 +16,22 @@ from typing import Any
 
 from newsletter.config import Secrets, Settings
 from newsletter.errors import AccountError, PermanentError, TransientError
+from newsletter.mime import ascii_domain
 from newsletter.transports import Envelope, Outcome, outcomes_one_by_one
 from newsletter.transports.httpapi import (
     DELIVERY_KEY,
+    api_address,
     content_of,
     error_text,
     make_session,
     post,
+    reply_to_parts,
     require,
     retry_after,
 )
+
+# An internationalised mailbox (non-ASCII local part) cannot go through this API.
+EAI_REFUSAL: str | None = "which SendGrid does not accept"
 
 ENDPOINTS = {"us": "https://api.sendgrid.com", "eu": "https://api.eu.sendgrid.com"}
 # Headers SendGrid sets itself and refuses in "headers"; Reply-To has its own field.
@@ -68,10 +74,11 @@ class SendGridTransport:
     def payload(self, envelope: Envelope) -> dict[str, Any]:
         """The Mail Send JSON for one message: one personalization, our tracking only."""
         c = content_of(envelope)
-        to: dict[str, str] = {"email": c.to_address}
+        # SendGrid takes no internationalised mailbox: it answers 202 and drops it.
+        to: dict[str, str] = {"email": api_address(c.to_address, "SendGrid", False)}
         if c.to_name:
             to["name"] = c.to_name
-        sender: dict[str, str] = {"email": c.from_address}
+        sender: dict[str, str] = {"email": ascii_domain(c.from_address)}
         if c.from_name:
             sender["name"] = c.from_name
         headers = {k: v for k, v in c.headers.items() if v and k.lower() not in RESERVED}
@@ -104,7 +111,9 @@ class SendGridTransport:
         }
         reply_to = c.headers.get("Reply-To")
         if reply_to:
-            body["reply_to"] = {"email": reply_to}
+            # An object, as the v3 schema says: a "Name <address>" string is refused.
+            name, address = reply_to_parts(reply_to)
+            body["reply_to"] = {"email": address, **({"name": name} if name else {})}
         return body
 
     def send(self, envelope: Envelope) -> str | None:

@@ -29,8 +29,9 @@ from botocore.exceptions import (
 
 from newsletter.config import Secrets, Settings
 from newsletter.errors import AccountError, InDoubtError, PermanentError, TransientError
+from newsletter.mime import ascii_domain
 from newsletter.transports import Envelope, Outcome, outcomes_one_by_one
-from newsletter.transports.httpapi import DELIVERY_KEY, require
+from newsletter.transports.httpapi import DELIVERY_KEY, api_address, require
 
 # Tag values may hold only these characters.
 _TAG_UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
@@ -48,6 +49,10 @@ RECIPIENT_CODES = {"MessageRejected", "BadRequestException"}
 
 def tag_value(key: str) -> str:
     return _TAG_UNSAFE.sub("_", key)[:256]
+
+
+# An internationalised mailbox (non-ASCII local part) cannot go through this API.
+EAI_REFUSAL: str | None = "which SES does not accept"
 
 
 class SesTransport:
@@ -88,9 +93,11 @@ class SesTransport:
     def send(self, envelope: Envelope) -> str | None:
         """Hand one message to SES; return its MessageId."""
         what = f"ses {envelope.recipient}"
+        # SES does not support SMTPUTF8: a non-ASCII local part fails this message
+        # alone, and a domain must be in Punycode (the SES Destination reference).
         request: dict[str, Any] = {
-            "FromEmailAddress": envelope.sender,
-            "Destination": {"ToAddresses": [envelope.recipient]},
+            "FromEmailAddress": ascii_domain(envelope.sender),
+            "Destination": {"ToAddresses": [api_address(envelope.recipient, "SES", False)]},
             "Content": {"Raw": {"Data": envelope.data}},
             "EmailTags": [{"Name": DELIVERY_KEY, "Value": tag_value(envelope.key)}],
         }

@@ -25,11 +25,14 @@ from collections.abc import Callable, Sequence
 
 from newsletter.errors import (
     AccountError,
+    AddressUnusable,
     InDoubtError,
+    InputError,
     MessageRejected,
     PermanentError,
     TransientError,
 )
+from newsletter.mime import ascii_domain, canonical_crlf, needs_smtputf8
 from newsletter.transports import Envelope, Outcome, outcomes_one_by_one
 
 _BOUNCE_CODES = {550, 551, 553}
@@ -121,24 +124,48 @@ class SmtpTransport:
         return self._open
 
     def check(self) -> str:
-        """Connect, STARTTLS or TLS and log in exactly as a send would, then hang up."""
-        self._discard(self._connect())
-        return f"smtp {self.host}:{self.port}: connected ({self.security}) and hung up"
+        """Connect, STARTTLS or TLS and log in exactly as a send would, then hang up.
+
+        Also says whether the server offers SMTPUTF8, which decides whether
+        internationalised mailboxes can be subscribed and mailed.
+        """
+        conn = self._connect()
+        offers = conn.does_esmtp and conn.has_extn("smtputf8")
+        self._discard(conn)
+        return (
+            f"smtp {self.host}:{self.port}: connected ({self.security}) and hung up; "
+            f"{'offers' if offers else 'no'} SMTPUTF8 (mailboxes with non-ASCII local parts)"
+        )
+
+    def smtputf8_refusal(self) -> str | None:
+        """Ask the server (EHLO) whether it takes internationalised mailboxes: None when it
+        offers SMTPUTF8 or cannot be reached (each send then decides), else the reason."""
+        try:
+            with self._slots:
+                try:
+                    conn = self._idle.get_nowait()
+                except queue.Empty:
+                    conn = self._connect()
+                offered = conn.does_esmtp and conn.has_extn("smtputf8")
+                self._idle.put(conn)
+        except (TransientError, AccountError):
+            return None
+        return None if offered else f"which the server {self.host}:{self.port} does not offer"
 
     # -- sending ----------------------------------------------------------------
 
     def send(self, envelope: Envelope) -> str | None:
         """Send one message over a pooled connection (at most ``connections`` at once)."""
-        local, _, domain = envelope.recipient.rpartition("@")
-        if not local.isascii():
-            raise MessageRejected(
-                f"{envelope.recipient}: the address needs SMTPUTF8, which is not supported"
-            )
-        recipient = f"{local}@{domain.encode('idna').decode('ascii')}"
-        if any(c in a for a in (envelope.sender, recipient) for c in "\r\n"):
+        try:
+            # Domains travel as A-labels (Punycode); only the local part may need UTF-8.
+            recipient, sender = ascii_domain(envelope.recipient), ascii_domain(envelope.sender)
+        except InputError as exc:
+            raise AddressUnusable(str(exc)) from None  # this address alone
+        if any(ord(c) < 32 or c in "<>" for a in (sender, recipient) for c in a):
             # Never let an address end a command line early (smtplib's putcmd checks too).
-            raise MessageRejected(f"{recipient!r}: a line break in an address")
-        data = self.sign(envelope.data) if self.sign else envelope.data
+            raise AddressUnusable(f"{recipient!r}: a control character in an address")
+        data = canonical_crlf(envelope.data)
+        data = self.sign(data) if self.sign else data
         with self._slots:
             for fresh in (False, True):
                 conn = None
@@ -172,16 +199,37 @@ class SmtpTransport:
         Where the server offers PIPELINING (RFC 2920) the three commands go in
         one write and their replies are read after: one round trip, not three.
         """
-        mail, rcpt = f"MAIL FROM:<{sender}>\r\n", f"RCPT TO:<{recipient}>\r\n"
+        options = ""
+        if needs_smtputf8(recipient) or needs_smtputf8(sender):
+            # An internationalised mailbox (RFC 6531): only a server that offers
+            # SMTPUTF8 can take it; otherwise this one message fails, with that reason.
+            if not (conn.does_esmtp and conn.has_extn("smtputf8")):
+                if needs_smtputf8(sender):
+                    # The sender's own address: no message can go, so the campaign pauses.
+                    raise _Refused(
+                        AccountError(
+                            f"sender.from_address {sender}: needs SMTPUTF8 (a non-ASCII "
+                            f"address), which the server {self.host}:{self.port} does not "
+                            f"offer; use an ASCII sender address"
+                        )
+                    )
+                raise _Refused(
+                    AddressUnusable(
+                        f"{recipient}: needs SMTPUTF8 (a non-ASCII address), which the "
+                        f"server {self.host}:{self.port} does not offer"
+                    )
+                )
+            options = " SMTPUTF8" + (" BODY=8BITMIME" if conn.has_extn("8bitmime") else "")
+        mail, rcpt = f"MAIL FROM:<{sender}>{options}\r\n", f"RCPT TO:<{recipient}>\r\n"
         replies: list[tuple[int, bytes]] = []
         try:
             if conn.does_esmtp and "pipelining" in conn.esmtp_features:
-                conn.send(f"{mail}{rcpt}DATA\r\n")
+                conn.send(f"{mail}{rcpt}DATA\r\n".encode())
                 for _ in range(3):
                     replies.append(conn.getreply())
             else:
                 for command in (mail, rcpt, "DATA\r\n"):
-                    conn.send(command)
+                    conn.send(command.encode())
                     replies.append(conn.getreply())
                     if replies[-1][0] not in (250, 251, 354):
                         break
@@ -286,8 +334,12 @@ class SmtpTransport:
 
 
 def _dot_stuff(data: bytes) -> bytes:
-    """The DATA body: lines starting with a dot get another, then the final dot."""
-    body = data.replace(b"\r\n.", b"\r\n..")
+    """The DATA body: lines starting with a dot get another, then the final dot.
+
+    The data is canonical CRLF already (``send`` makes it so before signing);
+    doing it again here costs little and keeps this function safe on its own.
+    """
+    body = canonical_crlf(data).replace(b"\r\n.", b"\r\n..")
     if body.startswith(b"."):
         body = b"." + body
     if not body.endswith(b"\r\n"):

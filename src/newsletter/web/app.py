@@ -3,7 +3,6 @@ subscriber pages, provider webhooks and the staff dashboard under /admin."""
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 from collections.abc import Callable
 from contextlib import asynccontextmanager
@@ -11,16 +10,19 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
+from markupsafe import Markup
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from newsletter import campaigns, tracking
+from newsletter import campaigns, clock, render, tracking
 from newsletter.errors import NewsletterError
 from newsletter.web.dashboard import Dashboard
 from newsletter.web.events import EventWriter, Privacy
+from newsletter.web.guard import BodyLimits, Guard
 from newsletter.web.subscribers import SubscriberPages
+from newsletter.web.threads import ThreadStores, off_loop
 from newsletter.web.webhooks import webhook_routes
 from newsletter.workspace import Workspace
 
@@ -30,14 +32,55 @@ NO_CACHE = {
     "Pragma": "no-cache",
     "Expires": "0",
 }
+# An article's public page: its body was sanitized when it was fetched; images may
+# come from anywhere, nothing else may, and the page cannot be framed.
+ARTICLE_HEADERS = {
+    "Cache-Control": "public, max-age=300",
+    "Content-Security-Policy": (
+        "default-src 'none'; img-src https: http:; style-src 'unsafe-inline'; "
+        "frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
+    ),
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",
+    "X-Content-Type-Options": "nosniff",
+}
+# The email as a web page: its remote images and inline styles, no script, no form,
+# not framed by anyone, and the token in the address sent to no other site.
+VIEW_HEADERS = {
+    **NO_CACHE,
+    "Content-Security-Policy": (
+        "default-src 'none'; img-src http: https: data:; style-src 'unsafe-inline'; "
+        "font-src http: https: data:; form-action 'none'; frame-ancestors 'none'; "
+        "base-uri 'none'"
+    ),
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",
+    "X-Content-Type-Options": "nosniff",
+}
 _pages = jinja2.Environment(
     loader=jinja2.FileSystemLoader(str(Path(__file__).parent / "templates")),
     autoescape=True,
 )
 
 
-def _utc_now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
+_utc_now = clock.utcnow
+
+
+class _App(Starlette):
+    """Starlette with the guard and the proxy rule outside everything, error pages included."""
+
+    def __init__(self, *, limits: BodyLimits, trusted_proxies: list[str], **options: Any):
+        super().__init__(**options)
+        self.limits, self.trusted_proxies = limits, trusted_proxies
+
+    def build_middleware_stack(self) -> Any:
+        app: Any = Guard(super().build_middleware_stack(), self.limits)
+        if self.trusted_proxies:
+            from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
+
+            # X-Forwarded-For is believed only when the connection comes from a listed proxy.
+            app = ProxyHeadersMiddleware(app, trusted_hosts=self.trusted_proxies)
+        return app
 
 
 def create_app(
@@ -49,7 +92,9 @@ def create_app(
     """
     db_path = ws.path(ws.settings.database.path)
     signer = ws.signer
-    store = ws.open_store()  # migrates before the writer thread opens its own connection
+    ws.open_store().close()  # migrates before the writer thread opens its own connection
+    # Each thread its own connection: handlers hand their writes to worker threads.
+    store: Any = ThreadStores(db_path)
     settings = ws.settings.tracking
     writer = EventWriter(
         db_path,
@@ -130,10 +175,12 @@ def create_app(
         # POST: RFC 8058 one-click (body List-Unsubscribe=One-Click) or the page's button.
         # The signed token is the authority: no cookie, no CSRF token, no redirect.
         if subscriber is not None:
-            form = await request.form()
+            form = await request.form(max_files=0, max_fields=20)  # no upload, ever
             how = "one-click" if form.get("List-Unsubscribe") == "One-Click" else "page"
             ip = request.client.host if request.client else None
-            store.unsubscribe(
+            # A write may wait for the database's lock: in a worker thread, not the loop.
+            await off_loop(
+                store.unsubscribe,
                 subscriber["id"],
                 data.campaign_id or None,
                 clock(),
@@ -148,18 +195,45 @@ def create_app(
         subscriber = _subscriber_for(data)
         if data is None or subscriber is None:
             return page("notfound.html", 404)
-        try:
+
+        def render_page() -> str:
             campaign = store.campaign(data.campaign_id)
-            mail = campaigns.load_mail(
-                store, data.campaign_id, ws.templates(campaign["template"]), ws.settings, signer
-            )
+            templates = ws.templates(campaigns.design(campaign))
+            mail = campaigns.load_mail(store, data.campaign_id, templates, ws.settings, signer)
             # No pixel: the page itself is counted as a view, not as an open.
-            rendered = mail.render(subscriber, pixel=False)
+            return mail.render(subscriber, pixel=False).html
+
+        try:
+            html = await off_loop(render_page)  # templates and CSS inlining: CPU work
         except NewsletterError as exc:
             log.error("view in browser: %s", exc)
             return page("notfound.html", 404)
         record(event(request, "view", data, detail="browser"))
-        return HTMLResponse(rendered.html, headers=NO_CACHE)
+        return HTMLResponse(html, headers=VIEW_HEADERS)
+
+    async def article_page(request: Request) -> Response:
+        # The page of an article with no URL of its own, linked from the emails: the
+        # same for every reader, with nothing about who follows the link.
+        slug = request.path_params["slug"]
+        head = slug.partition("-")[0]
+        article = store.campaign_article(int(head)) if head.isdigit() else None
+        if article is None:
+            return page("notfound.html", 404)
+        if article.get("url"):
+            return RedirectResponse(article["url"], status_code=301)
+        canonical = render.article_slug(article)
+        if slug != canonical:
+            return RedirectResponse(f"/articles/{canonical}", status_code=301)
+        body = _pages.get_template("article.html").render(
+            sender_name=sender_name,
+            article={**article, "body_html": Markup(article.get("body_html") or "")},
+            byline=" · ".join(
+                p
+                for p in (article.get("author"), render.display_date(article.get("published")))
+                if p
+            ),
+        )
+        return HTMLResponse(body, headers=ARTICLE_HEADERS)
 
     @asynccontextmanager
     async def lifespan(app: Starlette):  # type: ignore[no-untyped-def]
@@ -179,11 +253,18 @@ def create_app(
         Route("/c/{token}", click, methods=["GET", "HEAD"]),
         Route("/u/{token}", unsubscribe, methods=["GET", "POST"]),
         Route("/v/{token}", view),
+        Route("/articles/{slug}", article_page),
         *subscriber_pages.routes,
         *webhook_routes(ws.settings, ws.secrets, store, clock, sns_fetch),
         *dashboard.routes,
     ]
-    app = Starlette(routes=routes, lifespan=lifespan)
+    web = ws.settings.web
+    app = _App(
+        routes=routes,
+        lifespan=lifespan,
+        limits=BodyLimits(webhook=web.max_webhook_bytes, upload=web.max_upload_bytes),
+        trusted_proxies=[p.strip() for p in web.trusted_proxies],
+    )
     app.state.writer = writer
     app.state.subscriber_pages = subscriber_pages
     app.state.dashboard = dashboard

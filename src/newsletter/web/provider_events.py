@@ -157,6 +157,13 @@ MAILGUN_KINDS = {
 }
 
 
+MAILGUN_SUPPRESSED = {
+    "suppress-complaint": "complaint",
+    "suppress-unsubscribe": "unsubscribe",
+    "suppress-bounce": "bounce",
+}
+
+
 def mailgun_event(payload: Any) -> tuple[dict[str, str], Event]:
     """The signature fields and the event of one Mailgun webhook POST."""
     payload = _mapping(payload, "body")
@@ -174,6 +181,10 @@ def mailgun_event(payload: Any) -> tuple[dict[str, str], Event]:
     kind = MAILGUN_KINDS.get(name, "other")
     if name == "failed":
         kind = "bounce" if data.get("severity") == "permanent" else "soft_bounce"
+        # Mailgun refused to send to an address on its own suppression lists: the
+        # reason says which list, and that is what the person did (a complaint, an
+        # unsubscribe), not a bounce.
+        kind = MAILGUN_SUPPRESSED.get(str(data.get("reason", "")).lower(), kind)
     status = data.get("delivery-status") if isinstance(data.get("delivery-status"), Mapping) else {}
     message = data.get("message") if isinstance(data.get("message"), Mapping) else {}
     headers = message.get("headers") if isinstance(message.get("headers"), Mapping) else {}
@@ -231,6 +242,12 @@ def postmark_event(payload: Any) -> Event:
             if bounce in POSTMARK_SOFT
             else "other"
         )
+        if bounce == "SpamNotification":
+            kind = "complaint"  # the recipient's system filed it as spam: never mail again
+        elif item.get("Inactive") is True and kind not in ("complaint", "unsubscribe"):
+            # Postmark deactivated the address and will refuse every further message
+            # to it, whatever the bounce type: suppress it here too.
+            kind = "bounce"
         detail = _text(item.get("Details") or item.get("Description"))
         at = item.get("BouncedAt")
     elif record == "SpamComplaint":

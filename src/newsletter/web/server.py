@@ -32,5 +32,14 @@ def listen(host: str, port: int) -> socket.socket:
 
 def make_server(app: Starlette) -> uvicorn.Server:
     return uvicorn.Server(
-        uvicorn.Config(app, log_config=None, access_log=False, http="httptools", lifespan="on")
+        uvicorn.Config(
+            app,
+            log_config=None,
+            access_log=False,
+            http="httptools",
+            lifespan="on",
+            # The application decides whom to believe ([web] trusted_proxies); uvicorn's
+            # default would take X-Forwarded-For from any loopback connection.
+            proxy_headers=False,
+        )
     )

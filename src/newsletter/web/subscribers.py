@@ -22,13 +22,16 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import jinja2
+from starlette.datastructures import FormData
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
 from newsletter import consent, tracking
 from newsletter.errors import InputError, NewsletterError
+from newsletter.mime import needs_smtputf8
 from newsletter.store import Store
+from newsletter.web.threads import off_loop
 from newsletter.workspace import Workspace
 
 log = logging.getLogger(__name__)
@@ -243,6 +246,10 @@ class SubscriberPages:
         if self._foreign_origin(request):
             return self._form(request, 403, error="This form can only be sent from our own page.")
         form = await request.form()
+        # Recording the consent writes to the database: a worker thread, not the loop.
+        return await off_loop(self._subscribe, request, form)
+
+    def _subscribe(self, request: Request, form: FormData) -> Response:
         email = str(form.get("email", ""))[:320]
         name = str(form.get("name", ""))[:200]
         chosen = [str(v) for v in form.getlist("list")]
@@ -285,6 +292,10 @@ class SubscriberPages:
                 **keep,
             )
         public = {row["name"] for row in self.store.lists(public_only=True)}
+        # An internationalised mailbox the transport cannot reach is refused here, not
+        # answered with "check your inbox" for a confirmation that could never arrive.
+        # Asking an SMTP server blocks; this runs in a worker thread, off the event loop.
+        refusal = self.ws.eai_refusal() if needs_smtputf8(email.strip()) else None
         try:
             consent_id = consent.request(
                 self.store,
@@ -297,6 +308,16 @@ class SubscriberPages:
                 user_agent=self._user_agent(request),
                 detail={"url": str(request.url)[:500]},
                 now=now,
+                eai_refusal=lambda: refusal,
+            )
+        except consent.UnreachableAddress:
+            return self._form(
+                request,
+                400,
+                error="Our mail system cannot deliver to an address with non-ASCII characters "
+                "before the @; please use another address.",
+                field="email",
+                **keep,
             )
         except InputError:
             return self._form(
@@ -322,6 +343,9 @@ class SubscriberPages:
         return link, record, state
 
     async def confirm(self, request: Request) -> Response:
+        return await off_loop(self._confirm, request)
+
+    def _confirm(self, request: Request) -> Response:
         found = self._link(request)
         if found is None:
             return self.page("notfound.html", 404)
@@ -355,6 +379,9 @@ class SubscriberPages:
         )
 
     async def resend(self, request: Request) -> Response:
+        return await off_loop(self._resend, request)
+
+    def _resend(self, request: Request) -> Response:
         found = self._link(request)
         if found is None or self._foreign_origin(request):
             return self.page("notfound.html", 404)
@@ -390,16 +417,20 @@ class SubscriberPages:
     # -- the preference page ---------------------------------------------------
 
     async def preferences(self, request: Request) -> Response:
+        form = await request.form() if request.method == "POST" else None
+        return await off_loop(self._preferences, request, form)
+
+    def _preferences(self, request: Request, form: FormData | None) -> Response:
         token = request.path_params["token"]
         data = self.signer.read(token, "preferences")
         if data is None:
             return self.page("notfound.html", 404)
         subscriber = self.store.subscriber(data.subscriber_id)
         notice = ""
-        if request.method == "POST" and subscriber is not None:
+        if form is not None and subscriber is not None:
             if self._foreign_origin(request):
                 return self.page("notfound.html", 403)
-            notice = await self._change(request, data, subscriber)
+            notice = self._change(request, form, data, subscriber)
             subscriber = self.store.subscriber(data.subscriber_id)
         if subscriber is None:
             return self.page("preferences.html", subscriber=None)
@@ -420,11 +451,14 @@ class SubscriberPages:
             + self.signer.make("unsubscribe", data.campaign_id, subscriber["id"]),
         )
 
-    async def _change(
-        self, request: Request, data: tracking.TokenData, subscriber: dict[str, Any]
+    def _change(
+        self,
+        request: Request,
+        form: FormData,
+        data: tracking.TokenData,
+        subscriber: dict[str, Any],
     ) -> str:
         """Carry out one button of the preference page; return what to tell the reader."""
-        form = await request.form()
         action = form.get("action")
         now = self.clock()
         ip, agent = self._stored_ip(request), self._user_agent(request)

@@ -41,6 +41,7 @@ from starlette.routing import Route
 from newsletter.config import Secrets, Settings
 from newsletter.store import Store
 from newsletter.web import provider_events
+from newsletter.web.threads import off_loop
 
 log = logging.getLogger(__name__)
 MAX_BODY = 10_000_000  # SendGrid posts batches of events; far below this in practice
@@ -276,7 +277,7 @@ def webhook_routes(
             events = provider_events.sendgrid_events(_json(body))
         except ValueError as exc:
             return _answer(400, f"not a SendGrid event batch: {exc}")
-        return save("sendgrid", events)
+        return await off_loop(save, "sendgrid", events)
 
     async def mailgun(request: Request) -> Response:
         signing_key = secrets.mailgun_webhook_signing_key
@@ -303,7 +304,7 @@ def webhook_routes(
             if seen != event["raw"]:
                 return _answer(403, "token already used")
             return _answer(200, "ok")
-        return save("mailgun", [event])
+        return await off_loop(save, "mailgun", [event])
 
     async def postmark(request: Request) -> Response:
         user, password = secrets.postmark_webhook_user, secrets.postmark_webhook_password
@@ -318,7 +319,7 @@ def webhook_routes(
             event = provider_events.postmark_event(_json(body))
         except ValueError as exc:
             return _answer(400, f"not a Postmark webhook: {exc}")
-        return save("postmark", [event])
+        return await off_loop(save, "postmark", [event])
 
     async def ses(request: Request) -> Response:
         body = await _body(request)
@@ -376,7 +377,7 @@ def webhook_routes(
                     "raw": message["Message"],
                 }
             ]
-        return save("ses", events)
+        return await off_loop(save, "ses", events)
 
     return [
         Route("/webhooks/sendgrid", sendgrid, methods=["POST"]),

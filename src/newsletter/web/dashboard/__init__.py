@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import inspect
 import logging
 from collections.abc import Callable
 from pathlib import Path
@@ -18,14 +19,15 @@ from typing import Any
 import jinja2
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
-from starlette.routing import Mount, Route
+from starlette.routing import Mount
 from starlette.staticfiles import StaticFiles
 
 from newsletter import staff
 from newsletter.errors import NewsletterError, NotFound, StateError
 from newsletter.store import Store
-from newsletter.web.dashboard.auth import COOKIE, SIGNIN_COOKIE, Auth, Handler, csrf_ok, redirect
+from newsletter.web.dashboard.auth import Auth, Handler, csrf_ok, redirect
 from newsletter.web.dashboard.sending import BackgroundSender
+from newsletter.web.threads import ThreadStores, off_loop
 from newsletter.workspace import Workspace
 
 log = logging.getLogger(__name__)
@@ -50,7 +52,13 @@ NAV = [
     ("articles", "Articles", "/articles", "editor"),
     ("subscribers", "Subscribers", "/subscribers", "editor"),
     ("settings", "Settings", "/settings", "admin"),
+    ("audit", "Audit log", "/audit", "admin"),
+    ("account", "Your account", "/account", "editor"),
 ]
+ENROL_FIRST = (
+    "Administrators of this dashboard sign in with a code from an authenticator app. "
+    "Set it up now to go on."
+)
 
 
 def http_url(url: str | None) -> str:
@@ -63,7 +71,8 @@ class Dashboard:
 
     def __init__(self, ws: Workspace, clock: Callable[[], dt.datetime], prefix: str = PREFIX):
         self.ws, self.clock, self.prefix = ws, clock, prefix
-        self.store: Store = ws.open_store()
+        # A connection per thread: handlers run in worker threads, off the event loop.
+        self.store: Store = ThreadStores(ws.path(ws.settings.database.path))  # type: ignore[assignment]
         self.auth = Auth(self.store, clock, ws.secrets.secret_key, prefix)
         self.sender = BackgroundSender(ws, clock)
         self.flashes: dict[str, str] = {}
@@ -113,8 +122,12 @@ class Dashboard:
         status = 404 if isinstance(exc, NotFound) else 409 if isinstance(exc, StateError) else 400
         return self.render(request, "error.html", status, message=str(exc))
 
-    def page(self, need: str = "editor") -> Callable[[Handler], Handler]:
-        """Guard a handler: signed in (else to sign-in), role, CSRF token on every POST."""
+    def page(self, need: str = "editor", before_2fa: bool = False) -> Callable[[Handler], Handler]:
+        """Guard a handler: signed in (else to sign-in), role, CSRF token on every POST.
+
+        With ``[web] require_2fa``, an admin without two-factor sign-in sees only
+        the pages that set it up (``before_2fa``) until it is set up.
+        """
 
         def wrap(handler: Handler) -> Handler:
             @functools.wraps(handler)
@@ -129,6 +142,14 @@ class Dashboard:
                         )
                     return redirect(self.auth.sign_in_url(request))
                 request.state.staff = session
+                if (
+                    not before_2fa
+                    and self.ws.settings.web.require_2fa
+                    and session["role"] == "admin"
+                    and not session["has_2fa"]
+                ):
+                    self.flash(request, ENROL_FIRST)
+                    return redirect(self.prefix + "/account")
                 if not staff.may(session["role"], need):
                     return self.render(
                         request, "error.html", 403, message="This page is for administrators."
@@ -147,7 +168,11 @@ class Dashboard:
                         )
                     request.state.form = form
                 try:
-                    return await handler(request)
+                    if inspect.iscoroutinefunction(handler):
+                        return await handler(request)
+                    # Database work, reports, CSV parsing: in a worker thread, so the
+                    # pixel and the links of everyone's email never wait for a page.
+                    return await off_loop(handler, request)
                 except NewsletterError as exc:
                     return self.error(request, exc)
                 finally:
@@ -158,77 +183,41 @@ class Dashboard:
 
         return wrap
 
-    # -- signing in and out ---------------------------------------------------------------
-
-    async def sign_in(self, request: Request) -> Response:
-        next_url = self.auth.safe_next(request.query_params.get("next"))
-        secure = self.auth.secure(request, self.ws.settings.site.base_url)
-        message, email, status = "", "", 200
-        if request.method == "POST":
-            form = await request.form()
-            email = str(form.get("email", ""))[:320]
-            password = str(form.get("password", ""))[:1024]
-            next_url = self.auth.safe_next(str(form.get("next", "")))
-            if not self.auth.signin_token_ok(request, str(form.get("token", ""))):
-                message, status = "The form had expired. Please try again.", 403
-            elif not self.auth.allow_attempt(request, email):
-                message, status = "Too many attempts. Wait a quarter of an hour.", 429
-            else:
-                user = staff.authenticate(self.store, email, password)
-                if user is not None:
-                    token = staff.start_session(self.store, user["id"], self.clock())
-                    response = redirect(next_url)
-                    self.auth.set_cookie(
-                        response,
-                        COOKIE,
-                        token,
-                        secure,
-                        int(staff.SESSION_LIFETIME.total_seconds()),
-                    )
-                    response.delete_cookie(SIGNIN_COOKIE, path=self.prefix)
-                    return response
-                message, status = "Wrong email address or password.", 401
-        nonce = self.auth.new_nonce()
-        body = self.env.get_template("sign_in.html").render(
-            staff=None,
-            nav=[],
-            flash=None,
-            message=message,
-            email=email,
-            next_url=next_url,
-            token=self.auth.signin_token(nonce),
+    def audit(self, request: Request, action: str, target: str = "", detail: str = "") -> None:
+        """Record a staff action in the audit log: who, when, from which address."""
+        session = getattr(request.state, "staff", None)
+        self.store.audit(
+            self.clock(),
+            session["email"] if session else "",
+            action,
+            target,
+            detail,
+            request.client.host if request.client else None,
         )
-        response = HTMLResponse(body, status_code=status, headers=PAGE_HEADERS)
-        self.auth.set_cookie(response, SIGNIN_COOKIE, nonce, secure, 3600)
-        return response
-
-    async def sign_out(self, request: Request) -> Response:
-        staff.end_session(self.store, request.cookies.get(COOKIE))
-        response = redirect(self.prefix + "/sign-in")
-        response.delete_cookie(COOKIE, path=self.prefix)
-        return response
 
     # -- application wiring ---------------------------------------------------------------
 
     @property
     def routes(self) -> list[Any]:
         from newsletter.web.dashboard import (
+            account_views,
             campaign_views,
             overview,
             results_view,
             settings_views,
+            signin_views,
             subscriber_views,
         )
 
         routes = [
-            Route("/sign-in", self.sign_in, methods=["GET", "POST"]),
-            Route("/sign-out", self.page()(self.sign_out), methods=["POST"]),
+            *signin_views.SignIn(self).routes,
             Mount("/static", StaticFiles(directory=str(HERE / "static")), name="static"),
             *overview.routes(self),
             *campaign_views.routes(self),
             *results_view.routes(self),
             *subscriber_views.routes(self),
             *settings_views.routes(self),
+            *account_views.routes(self),
         ]
         return [Mount(self.prefix, routes=routes)]
 

@@ -10,10 +10,12 @@ a random pre-session cookie instead.
 
 from __future__ import annotations
 
+import collections
 import datetime as dt
 import hashlib
 import hmac
 import secrets
+import threading
 from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import quote, urlsplit
@@ -22,16 +24,63 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
 from newsletter import staff
-from newsletter.web.subscribers import RateLimiter, network
+from newsletter.web.subscribers import network
 
 COOKIE = "nl_staff"
 SIGNIN_COOKIE = "nl_signin"
-# Sign-in attempts: per network against guessing many accounts, per account
-# against a spread-out attack on one.
+TWO_FACTOR_COOKIE = "nl_2fa"
+# Failed sign-ins: per network against guessing many accounts; per account *and*
+# network against guessing one, so an attacker locks out only their own network,
+# never the owner signing in from elsewhere.
 NETWORK_LIMIT = (20, dt.timedelta(minutes=15))
 ACCOUNT_LIMIT = (8, dt.timedelta(minutes=15))
+# Between the password and the code of a two-factor sign-in.
+TWO_FACTOR_WINDOW = dt.timedelta(minutes=5)
 
-Handler = Callable[[Request], Awaitable[Response]]
+# A page handler: a coroutine, or a plain function the dashboard runs in a worker thread.
+Handler = Callable[[Request], Awaitable[Response]] | Callable[[Request], Response]
+
+
+class FailedSignIns:
+    """Failed sign-ins in a sliding window, per (account, network) and per network.
+
+    Only failures count: a correct password from a network that has not
+    failed for that account always gets through, whatever others try.
+    """
+
+    def __init__(self, max_keys: int = 10_000):
+        self.max_keys = max_keys
+        self._seen: collections.OrderedDict[Any, collections.deque[dt.datetime]] = (
+            collections.OrderedDict()
+        )
+        self._lock = threading.Lock()
+
+    def _times(self, key: Any, window: dt.timedelta, now: dt.datetime) -> collections.deque:
+        times = self._seen.pop(key, None) or collections.deque()
+        while times and now - times[0] >= window:
+            times.popleft()
+        self._seen[key] = times
+        while len(self._seen) > self.max_keys:
+            self._seen.popitem(last=False)
+        return times
+
+    def locked(self, account: str, source: str, now: dt.datetime) -> bool:
+        with self._lock:
+            by_pair = self._times((account, source), ACCOUNT_LIMIT[1], now)
+            by_network = self._times(source, NETWORK_LIMIT[1], now)
+            return len(by_pair) >= ACCOUNT_LIMIT[0] or len(by_network) >= NETWORK_LIMIT[0]
+
+    def fail(self, account: str, source: str, now: dt.datetime) -> bool:
+        """Count a failure; True if it is the one that locks this account for this network."""
+        with self._lock:
+            by_pair = self._times((account, source), ACCOUNT_LIMIT[1], now)
+            self._times(source, NETWORK_LIMIT[1], now).append(now)
+            by_pair.append(now)
+            return len(by_pair) == ACCOUNT_LIMIT[0]
+
+    def succeed(self, account: str, source: str) -> None:
+        with self._lock:
+            self._seen.pop((account, source), None)
 
 
 class Auth:
@@ -40,8 +89,7 @@ class Auth:
     def __init__(self, store: Any, clock: Callable[[], dt.datetime], key: str, prefix: str):
         self.store, self.clock, self.prefix = store, clock, prefix
         self._key = hashlib.sha256(b"newsletter dashboard sign-in\0" + key.encode()).digest()
-        self.by_network = RateLimiter(*NETWORK_LIMIT)
-        self.by_account = RateLimiter(*ACCOUNT_LIMIT)
+        self.failures = FailedSignIns()
 
     # -- cookies ---------------------------------------------------------------------
 
@@ -74,12 +122,47 @@ class Auth:
     def new_nonce() -> str:
         return secrets.token_urlsafe(24)
 
-    def allow_attempt(self, request: Request, email: str) -> bool:
-        now = self.clock()
-        ip = request.client.host if request.client else None
-        by_network = self.by_network.allow(network(ip), now)
-        by_account = self.by_account.allow(email.strip().lower(), now)
-        return by_network and by_account
+    @staticmethod
+    def source(request: Request) -> str:
+        """The network a request comes from: one key for one household or office."""
+        return network(request.client.host if request.client else None)
+
+    def locked(self, request: Request, email: str) -> bool:
+        return self.failures.locked(email.strip().lower(), self.source(request), self.clock())
+
+    def failed(self, request: Request, email: str) -> bool:
+        """Count a failed sign-in; True if it just locked the account for that network."""
+        return self.failures.fail(email.strip().lower(), self.source(request), self.clock())
+
+    def succeeded(self, request: Request, email: str) -> None:
+        self.failures.succeed(email.strip().lower(), self.source(request))
+
+    # -- the step between password and code --------------------------------------------
+
+    def two_factor_token(self, user_id: int, nonce: str) -> str:
+        """Proof that this browser gave the account's password a moment ago."""
+        expires = int((self.clock() + TWO_FACTOR_WINDOW).timestamp())
+        message = f"2fa:{user_id}:{expires}:{nonce}"
+        mac = hmac.new(self._key, message.encode(), hashlib.sha256).hexdigest()
+        return f"{user_id}.{expires}.{mac}"
+
+    def two_factor_user(self, request: Request) -> int | None:
+        """The account whose password this browser gave, if it did so within the window.
+
+        Bound to the sign-in form's nonce cookie, so the token alone is worth nothing.
+        """
+        value = request.cookies.get(TWO_FACTOR_COOKIE, "")
+        nonce = request.cookies.get(SIGNIN_COOKIE, "")
+        parts = value.split(".")
+        if len(parts) != 3 or not nonce or not parts[0].isdigit() or not parts[1].isdigit():
+            return None
+        message = f"2fa:{parts[0]}:{parts[1]}:{nonce}"
+        mac = hmac.new(self._key, message.encode(), hashlib.sha256).hexdigest()
+        if not hmac.compare_digest(mac, parts[2]):
+            return None
+        if int(parts[1]) < self.clock().timestamp():
+            return None
+        return int(parts[0])
 
     # -- sessions ------------------------------------------------------------------------
 

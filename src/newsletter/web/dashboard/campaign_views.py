@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
-from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
@@ -13,7 +12,6 @@ from starlette.routing import Route
 from newsletter import campaigns, jobs, reports, subscribers
 from newsletter.errors import InputError, NewsletterError
 from newsletter.render import DEFAULTS_DIR
-from newsletter.store import Store
 from newsletter.web.dashboard.auth import redirect
 
 if TYPE_CHECKING:
@@ -32,6 +30,10 @@ PREVIEW_HEADERS = {
 }
 # Template sets that are not campaign designs.
 NOT_CAMPAIGN_TEMPLATES = {"confirm", "welcome"}
+
+
+# Failed and in-doubt deliveries listed with their reason on a campaign's page.
+FAILURES_SHOWN = 50
 
 
 def template_names(d: Dashboard) -> list[str]:
@@ -69,7 +71,7 @@ def routes(d: Dashboard) -> list[Route]:
         return redirect(f"{d.prefix}/campaigns/{campaign}")
 
     @d.page()
-    async def campaign_list(request: Request) -> Response:
+    def campaign_list(request: Request) -> Response:
         rows = [
             {"campaign": c, "report": reports.campaign_report(store, c["id"])}
             for c in reversed(store.campaigns())
@@ -89,7 +91,7 @@ def routes(d: Dashboard) -> list[Route]:
         )
 
     @d.page()
-    async def campaign_new(request: Request) -> Response:
+    def campaign_new(request: Request) -> Response:
         if request.method == "GET":
             return new_form(request, articles_mode="new", template="auto", tracking=True)
         form = request.state.form
@@ -132,10 +134,19 @@ def routes(d: Dashboard) -> list[Route]:
             )
         except NewsletterError as exc:
             return new_form(request, 400, error=str(exc), **values)
-        return back(new_id, f"Campaign {new_id} created as a draft.", request)
+        d.audit(request, "created a campaign", f"campaign {new_id}", values["subject"])
+        message = f"Campaign {new_id} created as a draft."
+        pages = campaigns.article_pages(store, d.ws.settings, new_id)
+        if pages:
+            titles = ", ".join(f"“{title}”" for title, _ in pages)
+            message += (
+                f" Without a web address of their own, these articles link to their page "
+                f"on this server: {titles}."
+            )
+        return back(new_id, message, request)
 
     @d.page()
-    async def campaign_page(request: Request) -> Response:
+    def campaign_page(request: Request) -> Response:
         cid = campaign_id(request)
         campaign = store.campaign(cid)
         articles = store.articles_by_id(campaign["article_ids"])
@@ -152,6 +163,8 @@ def routes(d: Dashboard) -> list[Route]:
             sample=sample,
             preview_for=request.query_params.get("subscriber", ""),
             matching=matching,
+            failures=store.failed_deliveries(cid, FAILURES_SHOWN),
+            failure_limit=FAILURES_SHOWN,
             timezone=d.ws.settings.schedule.timezone,
             **progress_context(cid),
         )
@@ -172,11 +185,11 @@ def routes(d: Dashboard) -> list[Route]:
         }
 
     @d.page()
-    async def progress(request: Request) -> Response:
+    def progress(request: Request) -> Response:
         return d.render(request, "_progress.html", **progress_context(campaign_id(request)))
 
     @d.page()
-    async def preview(request: Request) -> Response:
+    def preview(request: Request) -> Response:
         cid = campaign_id(request)
         mail = jobs.campaign_mail(d.ws, store, cid)
         who = request.query_params.get("subscriber") or None
@@ -184,19 +197,17 @@ def routes(d: Dashboard) -> list[Route]:
         return HTMLResponse(rendered.html, headers=PREVIEW_HEADERS)
 
     @d.page()
-    async def send_test(request: Request) -> Response:
+    def send_test(request: Request) -> Response:
         cid = campaign_id(request)
         to = str(request.state.form.get("to", ""))
 
-        def send(own: Store) -> str:
-            return jobs.send_test(d.ws, own, cid, to, d.clock())
-
-        # The transport talks to the network: a worker thread with its own connection.
-        address = await run_in_threadpool(_with_store, d, send)
+        # The transport talks to the network; this runs in a worker thread already.
+        address = jobs.send_test(d.ws, store, cid, to, d.clock())
+        d.audit(request, "sent a test", f"campaign {cid}", f"to {address}")
         return back(cid, f"Test message sent to {address}.", request)
 
     @d.page()
-    async def schedule(request: Request) -> Response:
+    def schedule(request: Request) -> Response:
         cid = campaign_id(request)
         form = request.state.form
         zone = str(form.get("tz", "")).strip() or d.ws.settings.schedule.timezone
@@ -204,22 +215,25 @@ def routes(d: Dashboard) -> list[Route]:
         when, note = campaigns.parse_local_time(at, zone)
         campaigns.schedule(store, cid, when, d.clock())
         said = f"Scheduled for {at} {zone} ({when:%Y-%m-%d %H:%M} UTC)."
+        d.audit(request, "scheduled", f"campaign {cid}", said)
         return back(cid, f"{said} {note}" if note else said, request)
 
     @d.page()
-    async def send_now(request: Request) -> Response:
+    def send_now(request: Request) -> Response:
         cid = campaign_id(request)
         campaign = store.campaign(cid)
         if campaign["status"] not in ("draft", "scheduled", "sending"):
             raise InputError(f"campaign {cid}: cannot send a campaign that is {campaign['status']}")
         started = d.sender.start(cid)
+        d.audit(request, "sent", f"campaign {cid}", "" if started else "already sending")
         return back(cid, "Sending started." if started else "Already sending.", request)
 
-    def state_action(action: Any, done: str) -> Any:
+    def state_action(action: Any, done: str, audited: str) -> Any:
         @d.page()
-        async def handler(request: Request) -> Response:
+        def handler(request: Request) -> Response:
             cid = campaign_id(request)
             action(store, cid, d.clock())
+            d.audit(request, audited, f"campaign {cid}")
             if store.campaign_status(cid) == "sending":
                 d.sender.start(cid)  # a resumed send continues now, not at the next poll
             return back(cid, done.format(status=store.campaign_status(cid)), request)
@@ -227,10 +241,16 @@ def routes(d: Dashboard) -> list[Route]:
         return handler
 
     @d.page()
-    async def retry(request: Request) -> Response:
+    def retry(request: Request) -> Response:
         cid = campaign_id(request)
         in_doubt = request.state.form.get("in_doubt") == "on"
         count = campaigns.retry(store, cid, in_doubt, d.clock())
+        d.audit(
+            request,
+            "retried",
+            f"campaign {cid}",
+            f"{count} deliveries" + (" in doubt" if in_doubt else ""),
+        )
         if count:
             d.sender.start(cid)
         return back(cid, f"{count} deliveries queued again.", request)
@@ -246,31 +266,23 @@ def routes(d: Dashboard) -> list[Route]:
         Route("/campaigns/{id:int}/send", send_now, methods=["POST"]),
         Route(
             "/campaigns/{id:int}/pause",
-            state_action(campaigns.pause, "Paused."),
+            state_action(campaigns.pause, "Paused.", "paused"),
             methods=["POST"],
         ),
         Route(
             "/campaigns/{id:int}/resume",
-            state_action(campaigns.resume, "Resumed: now {status}."),
+            state_action(campaigns.resume, "Resumed: now {status}.", "resumed"),
             methods=["POST"],
         ),
         Route(
             "/campaigns/{id:int}/cancel",
-            state_action(campaigns.cancel, "Cancelled."),
+            state_action(campaigns.cancel, "Cancelled.", "cancelled"),
             methods=["POST"],
         ),
         Route(
             "/campaigns/{id:int}/unschedule",
-            state_action(campaigns.unschedule, "Unscheduled: back to a draft."),
+            state_action(campaigns.unschedule, "Unscheduled: back to a draft.", "unscheduled"),
             methods=["POST"],
         ),
         Route("/campaigns/{id:int}/retry", retry, methods=["POST"]),
     ]
-
-
-def _with_store(d: Dashboard, work: Any) -> Any:
-    own = Store(d.store.path)
-    try:
-        return work(own)
-    finally:
-        own.close()

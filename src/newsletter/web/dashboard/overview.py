@@ -20,7 +20,7 @@ GROWTH_WEEKS = 12
 
 def routes(d: Dashboard) -> list[Route]:
     @d.page()
-    async def home(request: Request) -> Response:
+    def home(request: Request) -> Response:
         store = d.store
         rows = store.campaigns()
         scheduled = sorted(
@@ -44,7 +44,7 @@ def routes(d: Dashboard) -> list[Route]:
         )
 
     @d.page()
-    async def articles(request: Request) -> Response:
+    def articles(request: Request) -> Response:
         rows: list[dict[str, Any]] = d.store.articles()
         return d.render(request, "articles.html", active="articles", articles=rows)
 

@@ -66,7 +66,7 @@ def _csv(body: str, name: str) -> Response:
 
 def routes(d: Dashboard) -> list[Route]:
     @d.page()
-    async def page(request: Request) -> Response:
+    def page(request: Request) -> Response:
         data = context(d.store, request.path_params["id"])
         return d.render(
             request,
@@ -78,14 +78,14 @@ def routes(d: Dashboard) -> list[Route]:
         )
 
     @d.page()
-    async def numbers(request: Request) -> Response:
+    def numbers(request: Request) -> Response:
         data = context(d.store, request.path_params["id"])
         return d.render(
             request, "_results_numbers.html", timezone=d.ws.settings.schedule.timezone, **data
         )
 
     @d.page()
-    async def table_csv(request: Request) -> Response:
+    def table_csv(request: Request) -> Response:
         # The same tables as `newsletter stats ID --csv --table TABLE`.
         cid, table = request.path_params["id"], request.path_params["table"]
         if table not in reports.TABLES:

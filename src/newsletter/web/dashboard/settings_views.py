@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -19,7 +18,7 @@ if TYPE_CHECKING:
 
 def routes(d: Dashboard) -> list[Route]:
     @d.page("admin")
-    async def settings(request: Request) -> Response:
+    def settings(request: Request) -> Response:
         # Settings never hold secrets (they come from the environment only);
         # for each secret the page says only whether it is set.
         secrets_set = {
@@ -37,22 +36,29 @@ def routes(d: Dashboard) -> list[Route]:
         )
 
     @d.page("admin")
-    async def check(request: Request) -> Response:
+    def check(request: Request) -> Response:
         # The same as `newsletter config check`: the file and environment read
         # afresh, so an edit shows before the restart that would apply it.
         fresh = Workspace.open(d.ws.root, strict=False)
+        problems, warnings = list(fresh.problems), []
+        if not problems:
+            try:
+                warnings = jobs.config_warnings(fresh)  # a worker thread already
+            except NewsletterError as exc:  # a DKIM key that cannot be read
+                problems.append(str(exc))
         transport_result, transport_error = "", ""
         if request.method == "POST":
             # The transport this server sends with, not the one the file now describes.
             try:
-                transport_result = await run_in_threadpool(jobs.check_transport, d.ws)
+                transport_result = jobs.check_transport(d.ws)  # in a worker thread
             except NewsletterError as exc:
                 transport_error = str(exc)
         return d.render(
             request,
             "check.html",
             active="settings",
-            problems=fresh.problems,
+            problems=problems,
+            warnings=warnings,
             transport=d.ws.settings.delivery.transport,
             transport_result=transport_result,
             transport_error=transport_error,
