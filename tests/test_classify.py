@@ -225,3 +225,14 @@ def test_a_bad_line_in_a_ranges_csv_names_the_line():
     read = {"r.csv": "prefix\n10.0.0.0/8\nnonsense,XX\n"}.__getitem__
     with pytest.raises(classify.SignalsError, match=r"r.csv:3: 'nonsense'"):
         classify.parse_signals(text, "signals.toml", read)
+
+
+def test_a_signals_file_and_ranges_csv_saved_with_a_bom_are_read():
+    """Files saved by Windows Notepad start with a BOM; TOML and the ranges CSV are read anyway."""
+    text = "\ufeff[[network]]\nname = 'n'\nranges_file = 'r.csv'\nopen = 'machine'"
+    read = {"r.csv": "\ufeff10.0.0.0/8\n192.0.2.0/24\n"}.__getitem__
+    signals = classify.parse_signals(text, "signals.toml", read)
+    # The first line of the CSV is a network, not a header, BOM or no BOM.
+    for ip in ("10.1.2.3", "192.0.2.9"):
+        hit = Hit("open", LATER, "GET", OUTLOOK, ip, SENT)
+        assert classify.classify(hit, signals) == Verdict(MACHINE, "network: n")

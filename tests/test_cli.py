@@ -134,15 +134,16 @@ def test_config_check_lists_every_problem(cli: Cli, ws_dir: Path, env) -> None:
     config = ws_dir / "newsletter.toml"
     text = config.read_text().replace('transport = "outbox"', 'transport = "pigeon"')
     config.write_text(text + '\n[smtp_extra]\nhost = "x"\n')
-    env["NEWSLETTER_SMTP__PASSWORD"] = "hunter2"  # not a file key; ignored, never echoed
+    env["NEWSLETTER_SMTP__PASSWORD"] = "hunter2"  # not a setting: named, never echoed
     env["NEWSLETTER_SCHEDULE__TIMEZONE"] = "Nowhere/City"
     result = cli("config", "check", check=False)
     assert result.returncode == 1
     assert "delivery.transport" in result.stderr
     assert "[smtp_extra]" in result.stderr
     assert "schedule.timezone" in result.stderr
+    assert "NEWSLETTER_SMTP__PASSWORD: smtp.password: unknown key" in result.stderr
     assert "hunter2" not in result.stderr + result.stdout
-    assert "3 problem(s)" in result.stderr
+    assert "4 problem(s)" in result.stderr
 
 
 def test_secret_in_the_file_is_refused(cli: Cli, ws_dir: Path) -> None:
@@ -215,3 +216,49 @@ def test_config_check_transport_connects_without_sending(cli: Cli) -> None:
     refused = cli("config", "check", "--transport", check=False)
     assert refused.returncode == 1
     assert "cannot connect" in refused.stderr and "Traceback" not in refused.stderr
+
+
+def test_output_to_a_full_disk_is_one_line_naming_it(ready: Cli, ws_dir: Path) -> None:
+    """`newsletter subscribers export > FILE` on a full disk: the file and its disk named."""
+    with open("/dev/full", "w") as full:
+        result = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "newsletter",
+                "--workspace",
+                str(ws_dir),
+                "subscribers",
+                "export",
+            ],
+            stdout=full,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=ready.env,
+            cwd=ws_dir,
+            timeout=120,
+        )
+    result.stdout = ""
+    _one_line_error(result, "/dev/full: the disk is full (the disk mounted at /dev)")
+    assert "free some space" in result.stderr
+
+
+def test_a_preview_written_to_a_full_disk_names_the_file(ready: Cli) -> None:
+    result = ready("campaign", "preview", "1", "--out", "/dev/full", check=False)
+    _one_line_error(result, "--out /dev/full: cannot write: the disk is full", "/dev")
+
+
+def test_a_real_enospc_is_translated_into_one_line_naming_the_disk(tmp_path: Path) -> None:
+    """The translation itself, on the OSError a write to /dev/full really raises."""
+    from newsletter.errors import os_error_line
+
+    with pytest.raises(OSError) as caught:
+        with open("/dev/full", "wb") as full:
+            full.write(b"subscriber data")
+            full.flush()
+    assert caught.value.filename is None  # write() names no file: the caller must
+    line = os_error_line(caught.value, "/dev/full")
+    assert line.startswith("/dev/full: the disk is full (the disk mounted at /dev): ")
+    assert line.endswith("free some space there and try again")
+    denied = OSError(13, "Permission denied", str(tmp_path / "x"))
+    assert os_error_line(denied) == f"{tmp_path / 'x'}: Permission denied"

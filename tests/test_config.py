@@ -97,10 +97,36 @@ def test_env_value_that_is_not_a_boolean_names_the_variable():
 
 
 def test_unrelated_environment_variables_are_ignored():
-    env = {"NEWSLETTER_WEB__COLOUR": "red", "PATH": "/usr/bin", "NEWSLETTER_NOPE": "1"}
+    env = {"PATH": "/usr/bin", "NEWSLETTER_NOPE": "1", "NEWSLETTER_HOME": "/srv/news"}
     settings, problems = collect(SENDER, env, ORIGIN)
     assert problems == []
     assert settings.web == Web()
+
+
+def test_a_mistyped_environment_override_is_named_like_an_unknown_key_in_the_file():
+    """A typo in an override must not leave the setting silently as it was."""
+    env = {
+        "NEWSLETTER_WEB__COLOUR": "red",
+        "NEWSLETTER_WBE__PORT": "9000",
+        "NEWSLETTER_web__port": "9000",
+        "NEWSLETTER_SMTP__PASSWORD": "hunter2",
+        "NEWSLETTER_DELIVERY__CONCURENCY": "4",
+    }
+    settings, problems = collect(SENDER, env, ORIGIN)
+    assert problems == [
+        "NEWSLETTER_DELIVERY__CONCURENCY: delivery.concurency: unknown key",
+        "NEWSLETTER_SMTP__PASSWORD: smtp.password: unknown key; "
+        "secrets are read from NEWSLETTER_SMTP_PASSWORD",
+        "NEWSLETTER_WBE__PORT: unknown section [wbe]",
+        "NEWSLETTER_WEB__COLOUR: web.colour: unknown key",
+        "NEWSLETTER_web__port: web.port: unknown key; "
+        "environment variable names are upper case: NEWSLETTER_WEB__PORT",
+    ]
+    assert "hunter2" not in "".join(problems)
+    assert settings.web == Web() and settings.delivery == Delivery()
+    # As in the file: `[web] colour` is "web.colour: unknown key".
+    _, from_file = collect(with_sender(web={"colour": "red"}), {}, ORIGIN)
+    assert from_file == [f"{ORIGIN}: web.colour: unknown key"]
 
 
 def test_unknown_section_is_named():
@@ -296,6 +322,34 @@ def test_load_reads_the_file_and_the_environment(tmp_path):
     assert problems == [f"{path}: web.colour: unknown key"]
     assert settings.web.port == 9000
     assert settings.delivery == dataclasses.replace(Delivery(), concurrency=4)
+
+
+@pytest.mark.parametrize("value", [0, -5, 10_001, 1_000_000])
+def test_an_items_cap_out_of_range_is_named(value):
+    _, problems = collect(with_sender(sources={"max_items_per_feed": value}), {}, ORIGIN)
+    assert problems == ["sources.max_items_per_feed: must be between 1 and 10000"]
+
+
+def test_the_items_cap_has_a_default_and_can_be_set():
+    settings, problems = collect(with_sender(), {}, ORIGIN)
+    assert problems == [] and settings.sources.max_items_per_feed == 200
+    settings, problems = collect(with_sender(sources={"max_items_per_feed": 25}), {}, ORIGIN)
+    assert problems == [] and settings.sources.max_items_per_feed == 25
+
+
+def test_a_config_file_saved_with_a_bom_is_read(tmp_path):
+    """Windows Notepad writes UTF-8 with a byte-order mark; the file is meant all the same."""
+    path = tmp_path / CONFIG_FILE
+    text = (
+        "[sender]\n"
+        'from_address = "news@clinic.example.com"\n'
+        'postal_address = "1 River Road"\n'
+        "[web]\nport = 8181\n"
+    )
+    path.write_bytes(b"\xef\xbb\xbf" + text.encode("utf-8"))
+    settings, problems = load(tmp_path, env={})
+    assert problems == []
+    assert settings.web.port == 8181 and settings.sender.postal_address == "1 River Road"
 
 
 # -- links that cannot work ----------------------------------------------------------

@@ -368,6 +368,39 @@ def test_a_lease_of_a_dead_or_expired_sender_is_taken_over(workspace) -> None:
     assert jobs.send_campaign(workspace, store, second, clock).finished
 
 
+def test_a_lease_left_by_an_earlier_process_with_our_pid_is_taken_over(workspace) -> None:
+    """A container restarted after `kill -9` runs as PID 1 again, as the dead run did.
+
+    Its lease names our pid on our host, yet it is not ours: it must not look
+    like a live sender (which would hold it for ever), while a lease this very
+    process holds still keeps other senders out.
+    """
+    store = workspace.store
+    campaign_id = _prepare(workspace)
+    campaigns.start(store, campaign_id, NOW)
+    host = socket.gethostname()
+    earlier = f"{host}:{os.getpid()}:0123456789ab:deadbeef"
+    with store.transaction():
+        store.conn.execute(
+            "INSERT INTO send_leases VALUES (?, ?, ?, ?, ?)",
+            [campaign_id, earlier, host, os.getpid(), time.time() + 3600],
+        )
+    assert delivery.active_sender(store, campaign_id) is None
+    assert jobs.send_campaign(workspace, store, campaign_id, clock).finished
+
+    second = campaigns.create(store, workspace.settings, "Again", "1", None, None, NOW)
+    campaigns.start(store, second, NOW)
+    ours = delivery.Lease(store.path, second)
+    ours.acquire(store)
+    try:
+        assert delivery.active_sender(store, second)["owner"] == ours.owner
+        with pytest.raises(StateError, match="another sender is sending it"):
+            jobs.send_campaign(workspace, store, second, clock)
+    finally:
+        ours.release(store)
+    assert jobs.send_campaign(workspace, store, second, clock).finished
+
+
 def test_a_refused_sender_pauses_and_bounces_nobody(ws_dir: Path, pipelining: bool) -> None:
     with SmtpSink(pipelining) as sink:
         ws = Workspace.open(ws_dir, env=smtp_env(sink))
@@ -438,13 +471,20 @@ def test_a_live_sender_keeps_its_lease_even_past_its_expiry(workspace) -> None:
     store = workspace.store
     campaign_id = _prepare(workspace)
     campaigns.start(store, campaign_id, NOW)
-    with store.transaction():
-        store.conn.execute(
-            "INSERT INTO send_leases VALUES (?, 'stalled', ?, ?, ?)",
-            [campaign_id, socket.gethostname(), os.getpid(), time.time() - 600],
-        )
-    with pytest.raises(StateError, match="another sender"):
-        jobs.send_campaign(workspace, store, campaign_id, clock)
+    # A live process other than this one (a lease naming our own pid but not
+    # our own process is a dead predecessor's).
+    stalled = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+    try:
+        with store.transaction():
+            store.conn.execute(
+                "INSERT INTO send_leases VALUES (?, 'stalled', ?, ?, ?)",
+                [campaign_id, socket.gethostname(), stalled.pid, time.time() - 600],
+            )
+        with pytest.raises(StateError, match="another sender"):
+            jobs.send_campaign(workspace, store, campaign_id, clock)
+    finally:
+        stalled.kill()
+        stalled.wait()
 
 
 def test_rate_limit_counts_every_message_of_a_batch() -> None:
@@ -502,3 +542,35 @@ def test_a_refusal_followed_by_a_hang_up_keeps_its_meaning(ws_dir: Path, pipelin
         assert "refused the sender" in paused.paused_reason and "554" in paused.paused_reason
         assert ws.store.delivery_counts(second)["deferred"] == 0
         ws.close()
+
+
+def test_a_full_disk_under_the_outbox_pauses_the_campaign_naming_the_folder(workspace) -> None:
+    """Every message file lands on /dev/full: nobody is failed, the campaign waits for space."""
+    store = workspace.store
+    campaign_id = _prepare(workspace)
+    campaigns.start(store, campaign_id, NOW)
+    outbox = workspace.path(workspace.settings.delivery.outbox_dir)
+    outbox.mkdir(parents=True, exist_ok=True)
+    ids = [
+        r[0]
+        for r in store.conn.execute(
+            "SELECT id FROM deliveries WHERE campaign_id = ?", [campaign_id]
+        )
+    ]
+    for delivery_id in ids:
+        (outbox / f"{delivery.delivery_key(campaign_id, delivery_id)}.eml.part").symlink_to(
+            "/dev/full"
+        )
+    progress = jobs.send_campaign(workspace, store, campaign_id, clock)
+    assert progress.sent == 0 and progress.failed == 0, progress.paused_reason
+    assert progress.paused_reason.count(f"delivery.outbox_dir {outbox}: the disk is full") == 1
+    assert "free some space there and try again" in progress.paused_reason
+    assert store.campaign(campaign_id)["status"] == "paused"
+    assert store.delivery_counts(campaign_id)["pending"] == len(ids)
+    assert store.subscribers("bounced") == []
+    # Space again: the campaign resumes and every message is written once.
+    for part in outbox.glob("*.eml.part"):
+        part.unlink()
+    campaigns.resume(store, campaign_id, NOW)
+    assert jobs.send_campaign(workspace, store, campaign_id, clock).finished
+    assert sorted(_outbox_recipients(workspace).values()) == [1] * len(ids)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import random
 import sqlite3
 import time
@@ -11,6 +12,8 @@ from pathlib import Path
 import pytest
 
 from conftest import Cli
+from newsletter import campaigns, jobs
+from newsletter.workspace import Workspace
 from smtp_sink import SmtpSink
 from test_delivery_processes import gone, senders
 
@@ -101,3 +104,76 @@ def test_sigkill_during_a_campaign_never_duplicates_or_skips(
     assert set(received) <= {email for email, _ in rows}
     listing = Cli(ws_dir, env)("campaign", "list").stdout
     assert f"{len(in_doubt)} in doubt" in listing or not in_doubt
+
+
+def test_a_restarted_run_takes_over_the_lease_of_a_killed_run_at_once(
+    ws_dir: Path, env: dict[str, str]
+) -> None:
+    """`kill -9` of `newsletter run` mid-campaign: the next run sends the rest without waiting.
+
+    The dead run's lease is pushed an hour ahead, so a scheduler that waited
+    for it to expire would never finish within the test; one that sees its
+    holder's pid gone on this host takes it over at once, as `campaign send` does.
+    """
+    from conftest import stop_process
+
+    people = ws_dir / "people.csv"
+    people.write_text("email\n" + "".join(f"r{i}@example.net\n" for i in range(SUBSCRIBERS)))
+    db = ws_dir / "newsletter.db"
+    with SmtpSink() as sink:
+        env.update(
+            NEWSLETTER_DELIVERY__TRANSPORT="smtp",
+            NEWSLETTER_SMTP__HOST="127.0.0.1",
+            NEWSLETTER_SMTP__PORT=str(sink.port),
+            NEWSLETTER_SMTP__SECURITY="none",
+            NEWSLETTER_DELIVERY__CONCURRENCY="1",
+            NEWSLETTER_SCHEDULE__MODE="off",
+        )
+        cli = Cli(ws_dir, env)
+        cli("fetch")
+        cli("subscribers", "import", "--confirmed", "people.csv")
+        cli("campaign", "create", "--subject", "Restart")
+        ws = Workspace.open(ws_dir, env={})
+        now = jobs.utc_now()
+        campaigns.schedule(ws.store, 1, now, now - dt.timedelta(minutes=5))
+        ws.close()
+
+        first = cli.popen("run")
+        deadline = time.monotonic() + 60
+        while len(sink.messages) < 100:
+            assert first.poll() is None, first.communicate()[0]
+            assert time.monotonic() < deadline, "the first run sent nothing"
+            time.sleep(0.005)
+        first.kill()  # SIGKILL: no shutdown, the lease row stays behind
+        first.communicate()
+        lease = _rows(db, "SELECT pid, expires_at FROM send_leases WHERE campaign_id = 1")
+        assert lease and lease[0][0] == first.pid
+        assert _rows(db, "SELECT status FROM campaigns WHERE id = 1") == [("sending",)]
+        conn = sqlite3.connect(db)
+        with conn:
+            conn.execute("UPDATE send_leases SET expires_at = ?", [time.time() + 3600])
+        conn.close()
+
+        second = cli.popen("run")
+        try:
+            deadline = time.monotonic() + 90
+            while _rows(db, "SELECT status FROM campaigns WHERE id = 1") != [("sent",)]:
+                assert second.poll() is None
+                assert time.monotonic() < deadline, "the restarted run did not take over"
+                time.sleep(0.1)
+        finally:
+            log = stop_process(second)
+        received = Counter(sink.recipients())
+
+    assert "Traceback" not in log, log
+    rows = _rows(
+        db,
+        "SELECT s.email, d.status FROM deliveries d JOIN subscribers s "
+        "ON s.id = d.subscriber_id WHERE d.campaign_id = 1",
+    )
+    assert len(rows) == SUBSCRIBERS + 5
+    for email, status in rows:
+        if status == "in_doubt":
+            assert received[email] <= 1, email
+        else:
+            assert (status, received[email]) == ("sent", 1), email

@@ -8,12 +8,14 @@ with the same reason, before anything is stored.
 
 from __future__ import annotations
 
+import html
 import re
 from pathlib import Path
 
 import requests
 
-from conftest import LiveServer
+from conftest import STAFF_PASSWORD, LiveServer
+from newsletter import clock, jobs
 from newsletter.workspace import Workspace
 from smtp_sink import SmtpSink, smtp_env
 
@@ -112,3 +114,62 @@ def test_subscribers_add_says_what_was_stored_when_its_confirmation_cannot_go(cl
         "not be sent (ann@example.com: smtp 127.0.0.1:"
     )
     assert "ann@example.com\tunconfirmed" in cli("subscribers", "list").stdout
+
+
+def test_without_smtputf8_the_folder_the_strict_import_and_the_dashboard_refuse_it(
+    cli, dashboard, ws_dir: Path
+) -> None:
+    """The streamed imports (folder job, --strict, the dashboard's upload) refuse it as well."""
+    reason = (
+        f"{EAI}: needs SMTPUTF8 (a non-ASCII address), which the server "
+        f"127.0.0.1:{dashboard.sink.port} does not offer; no email could reach it"
+    )
+    ws = dashboard.ws
+    cli.env = {**cli.env, **smtp_env(dashboard.sink)}
+    strict = cli("subscribers", "import", "--strict", str(_people(ws_dir)), check=False)
+    assert strict.returncode == 1 and "Traceback" not in strict.stderr
+    assert f"people.csv:3: {reason} (--strict: nothing imported" in strict.stderr
+    assert ws.store.subscriber_by_email("ann@example.com") is None
+
+    folder = ws.path(ws.settings.subscribers.folder)
+    for old in folder.glob("*.csv"):
+        old.unlink()
+    _people(ws_dir).rename(folder / "people.csv")
+    (report,) = jobs.import_subscriber_folder(ws, ws.store, clock.utcnow())
+    assert report.added == 1 and report.problems == [f"{folder / 'people.csv'}:3: {reason}"]
+
+    session, csrf = _signed_in(dashboard.url)
+    upload = f"email\nbo@example.org\n{EAI}\nBO@EXAMPLE.ORG\n".encode()
+    preview = session.post(
+        dashboard.url + "/subscribers/import",
+        data={"csrf": csrf, "list": ""},
+        files={"file": ("more.csv", upload, "text/csv")},
+        timeout=30,
+    )
+    token = re.search(r'name="token" value="([^"]+)"', preview.text).group(1)
+    done = session.post(
+        dashboard.url + "/subscribers/import/confirm",
+        data={"csrf": csrf, "token": token},
+        timeout=30,
+    )
+    assert done.status_code == 200
+    assert f"more.csv:3: {html.escape(reason)}" in done.text
+    assert "1 added" in done.text and "1 duplicate rows" in done.text
+    assert ws.store.subscriber_by_email(EAI) is None
+    assert ws.store.subscriber_by_email("BO@example.org")["email"] == "bo@example.org"
+
+
+def _signed_in(url: str) -> tuple[requests.Session, str]:
+    """A session signed in to the dashboard as its admin, and its CSRF token."""
+    session = requests.Session()
+    form = session.get(url + "/sign-in", timeout=10).text
+    token = re.search(r'name="token" value="([^"]+)"', form).group(1)
+    answer = session.post(
+        url + "/sign-in",
+        data={"email": "admin@example.com", "password": STAFF_PASSWORD, "token": token},
+        allow_redirects=False,
+        timeout=30,
+    )
+    assert answer.status_code == 303, answer.text
+    page = session.get(url + "/subscribers/import", timeout=10).text
+    return session, re.search(r'name="csrf-token" content="([^"]+)"', page).group(1)

@@ -475,3 +475,29 @@ def test_list_unsubscribe_travels_as_plain_urls(base_url, mailto):
         expected += f", <mailto:{mailto}?subject=unsubscribe>"
     assert raw_header(data, "List-Unsubscribe") == expected
     assert raw_header(data, "List-Unsubscribe-Post") == "List-Unsubscribe=One-Click"
+
+
+@pytest.mark.parametrize(
+    ("part", "text"),
+    [
+        ("body_txt", 'one\ntwo\n{% include "_partials/fotter.txt" %}\n'),
+        ("body_html", '<p>one</p>\n<p>two</p>\n{% include "_partials/fotter.html" %}\n'),
+        ("subject_txt", 'one\ntwo\n{% include "_partials/fotter.txt" %}'),
+    ],
+)
+def test_a_missing_include_is_named_as_not_found(tmp_path, part, text):
+    """A typo in an include: the name that is not found, with file and line, no search paths."""
+    templates = custom_set(tmp_path, **{part: text})
+    with pytest.raises(TemplateError) as excinfo:
+        TemplateSet("custom", templates).render(context())
+    message = str(excinfo.value)
+    missing = "_partials/fotter.html" if part == "body_html" else "_partials/fotter.txt"
+    assert message.startswith(f"template custom/{part.replace('_', '.')}:3: ")
+    assert f"the included template {missing!r} is not found" in message
+    assert str(tmp_path) not in message and "search path" not in message
+
+
+def test_a_missing_include_in_the_subject_alone_is_named(tmp_path):
+    templates = custom_set(tmp_path, subject_txt='{% include ["a.txt", "b.txt"] %}')
+    with pytest.raises(TemplateError, match=r"none of the included templates 'a.txt', 'b.txt'"):
+        TemplateSet("custom", templates).subject(context())

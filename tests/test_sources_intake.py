@@ -11,9 +11,10 @@ from pathlib import Path
 import pytest
 from werkzeug import Request, Response
 
-from newsletter import jobs
+from newsletter import clock, jobs
 from newsletter.config import SourceSpec
-from newsletter.sources import intake
+from newsletter.errors import SourceError
+from newsletter.sources import feed, intake
 from newsletter.sources.http import Fetcher
 from newsletter.sources.policy import FetchPolicy
 from newsletter.store import Store
@@ -469,3 +470,106 @@ def test_a_bad_file_in_a_folder_is_named_with_its_line_and_the_rest_are_read(cli
         "articles: error: articles/broken.md:3: invalid YAML front matter "
         "(expected ',' or ']', but got '<stream end>')"
     )
+
+
+def test_a_feed_of_thirty_thousand_items_keeps_only_the_newest(httpserver_ipv4, cli, env, ws_dir):
+    """A hostile or runaway feed lists 30,000 items; only the newest N are read and stored.
+
+    The items are listed in shuffled order, so "newest" must come from their dates.
+    """
+    import random
+
+    total, keep = 30_000, 50
+    # Dated from the real now, which `fetch` reads: all were published before the
+    # feed was added, so all are archived, whatever today's date.
+    now = clock.utcnow()
+    items = [
+        (f"p{i}", f"Post {i}", now - (i + 1) * dt.timedelta(minutes=7), f"Body {i}.")
+        for i in range(total)
+    ]
+    random.Random(14).shuffle(items)
+    big = Feed(httpserver_ipv4, "/big.xml")
+    big.body = rss(items)
+    env["NEWSLETTER_SOURCES__FEEDS"] = big.url
+    env["NEWSLETTER_SOURCES__ALLOW_PRIVATE_ADDRESSES"] = "true"
+    env["NEWSLETTER_SOURCES__MAX_ITEMS_PER_FEED"] = str(keep)
+
+    result = cli("fetch")
+
+    assert (
+        f"{big.url}: warning: the feed lists 30,000 items; only the newest 50 were read "
+        "([sources] max_items_per_feed)"
+    ) in result.stderr.splitlines()
+    assert f"{big.url}: 0 new, 0 updated, 0 unchanged, 50 archived" in result.stdout
+    store = Store(ws_dir / "newsletter.db")
+    try:
+        stored = {a["title"] for a in store.articles() if a["title"].startswith("Post ")}
+    finally:
+        store.close()
+    assert stored == {f"Post {i}" for i in range(keep)}
+
+
+def test_undated_items_beyond_the_cap_keep_the_first_listed():
+    items = [(f"u{i}", f"Undated {i}", None, "x") for i in range(300)]
+    parsed = feed.parse(rss(items).encode(), "https://blog.example.com/feed", max_items=20)
+    assert [a["title"] for a in parsed.articles] == [f"Undated {i}" for i in range(20)]
+    assert "the feed lists 300 items; only the newest 20 were read" in parsed.problems[0]
+
+
+def test_the_cap_also_holds_where_the_quick_scan_cannot_read_the_bytes():
+    items = [(f"w{i}", f"Wide {i}", NOW - i * DAY, "x") for i in range(40)]
+    body = rss(items).replace('encoding="UTF-8"', 'encoding="UTF-16"').encode("utf-16")
+    parsed = feed.parse(body, "https://blog.example.com/feed", max_items=5)
+    assert [a["title"] for a in parsed.articles] == [f"Wide {i}" for i in range(5)]
+    assert "the feed lists 40 items; only the newest 5 were read" in parsed.problems[0]
+
+
+def test_a_huge_feed_is_read_in_memory_bounded_by_the_cap_not_the_item_count():
+    """30,000 items used to cost feedparser hundreds of megabytes; the cap bounds the work."""
+    import tracemalloc
+
+    items = [(f"m{i}", f"Many {i}", NOW - i * DAY, f"Body {i}.") for i in range(30_000)]
+    body = rss(items).encode()
+    tracemalloc.start()
+    try:
+        parsed = feed.parse(body, "https://blog.example.com/feed", max_items=200)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert len(parsed.articles) == 200
+    # The body itself and one copy of it with the old items cut out, and room to spare.
+    assert peak < 4 * len(body)
+
+
+def test_a_huge_malformed_feed_is_refused_without_reading_it_all():
+    """30,000 items and a broken tag at the end: named by line, in memory bounded by the body.
+
+    feedparser would read every item (and again with its loose parser) before
+    giving up; the quick scan finds the fault first.
+    """
+    import tracemalloc
+
+    items = [(f"b{i}", f"Broken {i}", NOW - i * DAY, f"Body {i}.") for i in range(30_000)]
+    text = rss(items).replace("</channel>", "\n<oops></channel>")
+    body = text.encode()
+    tracemalloc.start()
+    try:
+        with pytest.raises(SourceError) as caught:
+            feed.parse(body, "https://blog.example.com/feed")
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    line = text.count("\n", 0, text.index("<oops>")) + 1
+    assert str(caught.value).startswith(
+        # Column 8: the name in "</channel>", which closes nothing open.
+        f"https://blog.example.com/feed: malformed XML at line {line}, column 8: mismatched tag"
+    )
+    # feedparser's full read took twenty times the body; the scan, a fraction of it.
+    assert peak < 3 * len(body)
+
+
+def test_a_feed_in_windows_1252_that_says_utf8_is_still_read():
+    """The quick scan stops at the first bad byte; feedparser's re-decoding still gets its turn."""
+    body = rss([("w1", "Café — news", NOW, "x")]).encode("cp1252")
+    parsed = feed.parse(body, "https://blog.example.com/feed")
+    assert [a["title"] for a in parsed.articles] == ["Café — news"]

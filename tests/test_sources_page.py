@@ -286,3 +286,54 @@ def test_an_index_link_that_fails_is_tried_again_on_the_next_poll(
 
 def _html(text: str) -> Response:
     return Response(text, content_type="text/html; charset=utf-8")
+
+
+PNG = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + bytes(64)
+WP_JSON = b'[{"id": 7, "title": {"rendered": "Shoulder pain"}, "link": "/p/7"}]'
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type", "named"),
+    [
+        (PNG, "image/png", "a PNG image"),
+        (PNG, "text/html", "a PNG image"),  # mislabelled: the bytes decide
+        (WP_JSON, "application/json", "JSON"),
+        (b'{"posts": []}', "text/html; charset=utf-8", "JSON"),
+        (b"%PDF-1.7\n" + bytes(32), "application/octet-stream", "a PDF document"),
+    ],
+    ids=["png", "png-as-html", "json", "json-as-html", "pdf"],
+)
+def test_a_page_address_answering_an_image_or_json_says_so(
+    httpserver_ipv4, store, fetcher, tmp_path, body, content_type, named
+):
+    """A page source pointed at a logo or a blog's JSON API: the answer is named, not 'no title'."""
+    httpserver_ipv4.expect_request("/blog").respond_with_data(body, content_type=content_type)
+    url = httpserver_ipv4.url_for("/blog")
+    result = intake.run_source(SourceSpec("page", url), store, fetcher, NOW, root=tmp_path)
+    assert result.errors == [
+        f"{url}: the answer is {named}, not an HTML page; "
+        "give the address of the article or blog page itself"
+    ]
+    assert store.articles() == []
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type", "named"),
+    [(PNG, "image/png", "a PNG image"), (WP_JSON, "application/json", "JSON")],
+    ids=["png", "json"],
+)
+def test_a_feed_address_answering_an_image_or_json_says_so(
+    httpserver_ipv4, store, fetcher, tmp_path, body, content_type, named
+):
+    httpserver_ipv4.expect_request("/feed").respond_with_data(body, content_type=content_type)
+    url = httpserver_ipv4.url_for("/feed")
+    result = intake.run_source(SourceSpec("feed", url), store, fetcher, NOW, root=tmp_path)
+    assert result.errors == [f"{url}: not an RSS or Atom feed (the answer is {named})"]
+
+
+def test_plain_html_and_text_are_not_mistaken_for_other_content():
+    from newsletter.sources import content_kind
+
+    assert content_kind(b"<!doctype html><p>{hi}</p>", "text/html") is None
+    assert content_kind(b"[not json", "text/html") is None
+    assert content_kind(b"<rss/>", "application/rss+xml") is None

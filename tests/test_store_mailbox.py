@@ -6,8 +6,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from newsletter.store import Store
-from newsletter.store.base import MIGRATIONS
-from newsletter.subscribers import import_file
+from newsletter.store.base import IMPORT_BATCH, MIGRATIONS
+from newsletter.subscribers import import_data, import_file, parse_csv, save
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 
@@ -293,3 +293,57 @@ def test_migration_on_a_database_without_duplicates_changes_no_row(tmp_path):
     assert store._rows("SELECT * FROM subscribers ORDER BY id") == before
     assert store._value("SELECT COUNT(*) FROM events") == 0
     store.close()
+
+
+def test_a_file_read_as_it_is_stored_finds_other_spellings_across_batches(store, tmp_path):
+    """import_file streams the rows: repeats are found in a temporary table, not a set."""
+    others = "".join(f"p{i}@example.com,\n" for i in range(3 * IMPORT_BATCH))
+    path = tmp_path / "people.csv"
+    path.write_text(
+        "email,status\nAlice@example.com,\nCy@example.net,unsubscribed\n"
+        + others
+        + "ALICE@EXAMPLE.COM,\nalice@example.com,\nP7@example.com,\nCY@EXAMPLE.NET,subscribed\n"
+    )
+    report = import_file(store, path, NOW, confirmed=True)
+    # A later spelling of the opted-out Cy is a repeat of that row, as in a parsed file.
+    assert (report.added, report.opted_out, report.suppressed) == (2 + 3 * IMPORT_BATCH, 1, 0)
+    assert (report.existing, report.duplicates) == (0, 4)
+    assert emails(store)[:3] == ["Alice@example.com", "Cy@example.net", "p0@example.com"]
+    assert "p7@example.com" in emails(store) and "P7@example.com" not in emails(store)
+    # The table of mailboxes seen is the import's own: nothing of it stays.
+    assert store.conn.execute("SELECT name FROM temp.sqlite_master").fetchall() == []
+    again = import_file(store, path, NOW + timedelta(minutes=1), confirmed=True)
+    assert (again.added, again.existing, again.suppressed) == (0, 1 + 3 * IMPORT_BATCH, 1)
+
+
+def test_an_upload_and_a_file_are_imported_as_a_parsed_file_is(tmp_path):
+    data = (
+        b"email,first_name,status\nAlice@example.com,Alice,\nbo@example.org,Bo,unsubscribed\n"
+        b"ALICE@example.com,A,\nnot-an-address,X,\nBO@example.org,Bo,\ncy@example.net,Cy,\n"
+    )
+    path = tmp_path / "people.csv"
+    path.write_bytes(data)
+
+    def parsed(store):
+        return save(store, parse_csv(data, "people.csv", True), NOW)
+
+    reports = []
+    for name, load in (
+        ("parsed", parsed),
+        ("file", lambda s: import_file(s, path, NOW, confirmed=True)),
+        ("upload", lambda s: import_data(s, data, "people.csv", NOW, confirmed=True)),
+    ):
+        store = Store(tmp_path / f"{name}.sqlite")
+        store.migrate()
+        try:
+            report = load(store)
+            assert emails(store) == ["Alice@example.com", "bo@example.org", "cy@example.net"]
+        finally:
+            store.close()
+        # The file's report names its path, the upload's its name.
+        problems = [p.rpartition("people.csv:")[2] for p in report.problems]
+        reports.append((report.line().partition(":")[2], report.bad_rows, problems))
+    assert reports[0] == reports[1] == reports[2]
+    assert "3 added" in reports[0][0] and "1 opted out" in reports[0][0]
+    assert "2 duplicate rows" in reports[0][0]
+    assert reports[0][2][0].startswith("5: invalid address")

@@ -448,10 +448,10 @@ def test_progress_is_reported_while_reading_and_saving(store: Store, tmp_path: P
     path.write_text("email\n" + "".join(f"r{i}@example.com\n" for i in range(12_000)))
     seen: list[tuple[str, int, int]] = []
     import_file(store, path, NOW, on_progress=lambda *a: seen.append(a))
-    reading = [s for s in seen if s[0] == "reading"]
-    saving = [s for s in seen if s[0] == "saving"]
-    assert reading[-1][1] == reading[-1][2] and len(reading) >= 3
-    assert saving[-1] == ("saving", 12_000, 12_000) and len(saving) == 24
+    # Read as it is stored: one phase, counted in lines of the file, to its end.
+    assert {s[0] for s in seen} == {"importing"}
+    assert seen[-1] == ("importing", 12_002, 12_002) and len(seen) >= 3
+    assert sum(store.subscriber_counts().values()) == 12_000
 
 
 # -- the fast path of address validation ---------------------------------------------
@@ -541,3 +541,71 @@ def test_ids_of_erased_people_are_never_given_to_someone_new(tmp_path) -> None:
     carol = store.subscriber_by_email("carol@example.com")
     assert carol["id"] > bob["id"]
     store.close()
+
+
+def test_a_file_read_as_it_is_stored_counts_repeats_as_the_whole_file_did(
+    store: Store, tmp_path: Path
+) -> None:
+    """The streamed import keeps the first row of an address and counts the rest, as before."""
+    import_file(store, _write(tmp_path / "old.csv", "email\nknown@example.com\n"), NOW)
+    body = "email,first_name,status\n" + "".join(f"p{i}@example.com,P{i},\n" for i in range(1_200))
+    body += (
+        "known@example.com,Known,\n"
+        "p3@example.com,Second,\n"  # a repeat in another batch
+        "known@example.com,Again,\n"
+        "quit@example.com,Quit,unsubscribed\n"
+        "quit@example.com,Back,subscribed\n"  # an opt-out is not undone by a later row
+        "p1199@EXAMPLE.com,Case,\n"
+    )
+    report = import_file(store, _write(tmp_path / "new.csv", body), NOW, confirmed=True)
+    assert (report.added, report.existing, report.duplicates) == (1_201, 1, 4)
+    assert report.opted_out == 1 and report.problems == []
+    people = by_email(store)
+    assert people["p3@example.com"]["first_name"] == "P3"
+    assert people["quit@example.com"]["status"] == "unsubscribed"
+
+
+def _write(path: Path, text: str) -> Path:
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+@pytest.mark.parametrize("quoted", [False, True], ids=["bare", "quoted"])
+def test_a_huge_cell_is_named_as_too_large_not_as_broken_quotes(
+    store: Store, tmp_path: Path, quoted: bool
+) -> None:
+    """A 200,000-character note (a pasted document) fails its row with the right reason."""
+    note = "x" * 200_000
+    cell = f'"{note}"' if quoted else note
+    body = f"email,note\nann@example.com,{cell}\nbo@example.com,fine\n"
+    report = import_file(store, _write(tmp_path / "notes.csv", body), NOW)
+    [problem] = report.problems
+    assert problem.startswith(
+        f"{tmp_path / 'notes.csv'}:2: a field larger than the limit of 131,072 characters;"
+    )
+    assert "broken quotes" not in problem
+    assert set(by_email(store)) == {"bo@example.com"}
+
+
+def test_a_header_with_a_huge_field_is_named(tmp_path: Path) -> None:
+    path = _write(tmp_path / "blob.csv", "email," + "y" * 200_000 + "\nann@example.com,1\n")
+    with pytest.raises(InputError, match=r"blob.csv:1: the header line has a field larger"):
+        read_file(path)
+
+
+def test_a_file_that_changes_while_it_is_imported_stores_nothing(
+    store: Store, tmp_path: Path
+) -> None:
+    """Still being copied into the folder: bytes that no longer decode stop the import cleanly."""
+    from newsletter.subscribers import save, stream_file
+
+    path = _write(
+        tmp_path / "growing.csv", "email\n" + "".join(f"g{i}@example.com\n" for i in range(5_000))
+    )
+    parsed = stream_file(path)  # checked whole: valid UTF-8
+    with path.open("r+b") as changing:
+        changing.seek(-40, 2)
+        changing.write(b"\xff\xfe\xfd")
+    with pytest.raises(InputError, match="growing.csv: the file changed while it was being"):
+        save(store, parsed, NOW)
+    assert store.subscribers() == []

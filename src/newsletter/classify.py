@@ -203,7 +203,7 @@ def _parse_network(text: Any, where: str) -> ipaddress.IPv4Network | ipaddress.I
 def ranges_from_csv(text: str, origin: str) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
     """Networks from a CSV whose first column is a prefix (Apple's egress-ip-ranges.csv)."""
     networks = []
-    for number, line in enumerate(text.splitlines(), 1):
+    for number, line in enumerate(text.removeprefix("\ufeff").splitlines(), 1):
         cell = line.split(",", 1)[0].strip()
         if not cell or cell.startswith("#"):
             continue
@@ -222,7 +222,8 @@ def parse_signals(text: str, origin: str, read_file: Callable[[str], str] | None
     Raises SignalsError naming the origin and the entry.
     """
     try:
-        data = tomllib.loads(text)
+        # A file saved by Windows Notepad starts with a BOM, which TOML does not allow.
+        data = tomllib.loads(text.removeprefix("\ufeff"))
     except tomllib.TOMLDecodeError as exc:
         raise SignalsError(f"{origin}: invalid TOML ({exc})") from None
     timing = data.get("timing", {})

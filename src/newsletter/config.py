@@ -128,6 +128,8 @@ class Sources:
     # intranet blog, or a test server on 127.0.0.1.
     allow_private_addresses: bool = False
     allowed_networks: list[str] = field(default_factory=list)
+    # Only the newest this many items of a feed are read (see sources/feed.py).
+    max_items_per_feed: int = 200
 
     def specs(self) -> list[SourceSpec]:
         """Every configured source, folders first; ConfigError names the first bad entry.
@@ -445,7 +447,9 @@ def _coerce(value: Any, kind: Any, where: str) -> Any:
 
 def _read_file(path: Path) -> dict[str, Any]:
     try:
-        text = path.read_text(encoding="utf-8")
+        # utf-8-sig: Windows Notepad starts a UTF-8 file with a BOM, which TOML
+        # itself does not allow; the file is meant all the same.
+        text = path.read_text(encoding="utf-8-sig")
     except FileNotFoundError:
         raise ConfigError(
             f"{path}: no configuration file; run `newsletter init` to create a workspace"
@@ -503,9 +507,43 @@ def collect(
                 except ConfigError as exc:
                     problems.append(str(exc))
         sections[section_name] = section_cls(**values)
+    problems.extend(unknown_overrides(env))
     settings = Settings(**sections)
     problems.extend(validate(settings))
     return settings, problems
+
+
+def unknown_overrides(env: Mapping[str, str]) -> list[str]:
+    """``NEWSLETTER_<SECTION>__<KEY>`` variables that name no setting, as the file's are named.
+
+    A typo in an override would otherwise be ignored without a word, and the
+    setting left as it was. The value is never shown (it may be a secret).
+    """
+    sections = {
+        f.name: {k.name for k in dataclasses.fields(f.default_factory)}  # type: ignore[arg-type]
+        for f in dataclasses.fields(Settings)
+    }
+    secrets = {f"{ENV_PREFIX}{f.name.upper()}" for f in dataclasses.fields(Secrets)}
+    problems = []
+    for name in sorted(env):
+        if not name.startswith(ENV_PREFIX) or "__" not in name:
+            continue
+        section, _, key = name[len(ENV_PREFIX) :].partition("__")
+        section, key = section.lower(), key.lower()
+        if name == f"{ENV_PREFIX}{section.upper()}__{key.upper()}" and key in sections.get(
+            section, ()
+        ):
+            continue
+        if section not in sections:
+            problems.append(f"{name}: unknown section [{section}]")
+            continue
+        hint, upper = "", name.upper()
+        if key in sections[section]:
+            hint = f"; environment variable names are upper case: {upper}"
+        elif upper.replace("__", "_") in secrets:
+            hint = f"; secrets are read from {upper.replace('__', '_')}"
+        problems.append(f"{name}: {section}.{key}: unknown key{hint}")
+    return problems
 
 
 def validate(settings: Settings) -> list[str]:
@@ -893,6 +931,8 @@ def _source_problems(sources: Sources) -> list[str]:
         problems.append("sources.max_bytes: must be at least 1024")
     if not 0 <= sources.max_redirects <= 20:
         problems.append("sources.max_redirects: must be between 0 and 20")
+    if not 1 <= sources.max_items_per_feed <= 10_000:
+        problems.append("sources.max_items_per_feed: must be between 1 and 10000")
     for network in sources.allowed_networks:
         try:
             ipaddress.ip_network(network.strip(), strict=False)

@@ -53,6 +53,7 @@ from newsletter.errors import (
     TransientError,
 )
 from newsletter.store import DEFERRED, FAILED, IN_DOUBT, PENDING, SENT, SKIPPED, Store
+from newsletter.store.deliveries import lease_held
 from newsletter.transports import IN_DOUBT as IN_DOUBT_OUTCOME
 from newsletter.transports import (
     PERMANENT,
@@ -175,10 +176,18 @@ class RateLimiter:
                 self.window.append(now)
 
 
-def process_alive(host: str, pid: int) -> bool:
+# Tells this process apart from an earlier one that had the same pid on this
+# host: in a container restarted after a kill, `newsletter run` is PID 1 again,
+# and the dead run's lease must not look like its own live one.
+_INCARNATION = uuid.uuid4().hex[:12]
+
+
+def process_alive(host: str, pid: int, owner: str = "") -> bool:
     """Whether a lease holder still runs; a holder on another host is taken to be alive."""
     if host != socket.gethostname():
         return True
+    if pid == os.getpid():
+        return owner.startswith(f"{host}:{pid}:{_INCARNATION}:")
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -186,6 +195,20 @@ def process_alive(host: str, pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def active_sender(
+    store: Store, campaign_id: int, wall: Callable[[], float] = time.time
+) -> dict[str, Any] | None:
+    """The sender holding a campaign's lease that still runs, if any (a look, not a claim).
+
+    A lease left by a killed process on this host is no one's, though it has
+    not expired: the next sender takes it over at once.
+    """
+    holder = store.send_lease(campaign_id)
+    if holder is None or not lease_held(holder, socket.gethostname(), wall(), process_alive):
+        return None
+    return holder
 
 
 class Lease:
@@ -201,7 +224,7 @@ class Lease:
 
     def __init__(self, db_path: Path, campaign_id: int, wall: Callable[[], float] = time.time):
         self.db_path, self.campaign_id, self.wall = db_path, campaign_id, wall
-        self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{_INCARNATION}:{uuid.uuid4().hex[:8]}"
         self.lost = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None

@@ -18,7 +18,13 @@ line, config key, address, campaign id) and what to do about it::
           │    │    └── AddressUnusable  this transport cannot carry this address
           │    └── AccountError      nothing can go until the settings change
           └── InDoubtError     the request went out but no answer came back
+
+An OSError (a full disk, a file that cannot be written) is turned into one
+line by ``os_error_line`` where it is caught.
 """
+
+import errno
+import os
 
 
 class NewsletterError(Exception):
@@ -89,3 +95,40 @@ class InDoubtError(TransportError):
     they had failed: the rows stay in flight and the ledger's in-doubt rule
     settles them.
     """
+
+
+# -- operating-system errors, in one line ---------------------------------------------
+
+NO_SPACE = frozenset({errno.ENOSPC, errno.EDQUOT})
+
+
+def os_error_line(exc: OSError, path: object = None, label: str | None = None) -> str:
+    """One line for an OSError: which file (and, when it is full, which disk) and what to do.
+
+    ``path`` is the file being written when the error does not carry it (a
+    write() error does not); ``label`` names it otherwise (a setting). A full
+    disk is named by the mount point holding the file, found with a stat or two.
+    """
+    target = exc.filename or path
+    place = label or (str(target) if target else "a file")
+    reason = exc.strerror or str(exc)
+    if exc.errno in NO_SPACE:
+        what = "the disk is full" if exc.errno == errno.ENOSPC else "the disk quota is used up"
+        disk = _mount_point(str(target)) if target else None
+        on = f" (the disk mounted at {disk})" if disk else ""
+        return f"{place}: {what}{on}: {reason}; free some space there and try again"
+    return f"{place}: {reason}"
+
+
+def _mount_point(path: str) -> str | None:
+    """The mount point of the file system holding ``path`` (or its nearest existing parent)."""
+    try:
+        current = os.path.abspath(path)
+        while not os.path.ismount(current):
+            parent = os.path.dirname(current)
+            if parent == current:
+                return None
+            current = parent
+        return current
+    except OSError:
+        return None

@@ -11,7 +11,6 @@ import datetime as dt
 import functools
 import logging
 import sqlite3
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -62,7 +61,14 @@ def fetch_sources(
         for spec in ws.settings.sources.specs():
             try:
                 result = intake.run_source(
-                    spec, store, fetcher, now, root=ws.root, force=force, wix_api_key=wix_api_key
+                    spec,
+                    store,
+                    fetcher,
+                    now,
+                    root=ws.root,
+                    force=force,
+                    wix_api_key=wix_api_key,
+                    max_items=ws.settings.sources.max_items_per_feed,
                 )
             except Exception as exc:  # one source's bug must not stop the others
                 message = (
@@ -289,6 +295,9 @@ def poll(ws: Workspace, clock: Clock = utc_now) -> None:
                 log.info("subscribers %s", report.line())
             for problem in report.problems:
                 log.warning("subscribers %s", problem)
+            if report.bad_rows > len(report.problems):
+                more = report.bad_rows - len(report.problems)
+                log.warning("subscribers %s: and %d more bad rows", report.name, more)
         if ws.settings.schedule.mode == "instant":
             campaign_id = create_instant_campaign(ws, store, now)
             if campaign_id is not None:
@@ -481,8 +490,9 @@ def send_due(
             if should_stop():
                 return
             # The lease is wall-clock time, shared between processes: a campaign
-            # another sender holds is theirs to finish.
-            if store.lease_holder(due_id, time.time()) is not None:
+            # another running sender holds is theirs to finish; one left by a
+            # killed process is taken over now, not when its lease expires.
+            if delivery.active_sender(store, due_id) is not None:
                 continue
             try:
                 progress = send_campaign(ws, store, due_id, clock, should_stop)
@@ -492,7 +502,7 @@ def send_due(
                 log.info("campaign %d: %s; left to whoever changed it", due_id, exc)
                 continue
             except NewsletterError as exc:
-                if store.lease_holder(due_id, time.time()) is not None:
+                if delivery.active_sender(store, due_id) is not None:
                     log.info("campaign %d: another sender took it", due_id)
                 else:
                     pause_stuck(store, due_id, str(exc), clock())

@@ -233,7 +233,7 @@ class TemplateSet:
         try:
             return " ".join(self.templates["subject.txt"].render(context).split())
         except Exception as exc:  # noqa: BLE001 - any failure of a staff template is theirs to fix
-            raise TemplateError(f"template {self.name}/subject.txt: {exc}") from None
+            raise TemplateError(f"template {self.name}/subject.txt: {_reason(exc)}") from None
 
     def render(self, context: Mapping[str, Any]) -> Rendered:
         """Render all three parts; a failure names the template file and line."""
@@ -243,7 +243,7 @@ class TemplateSet:
                 out[part] = template.render(context)
             except Exception as exc:  # noqa: BLE001 - 1/0 in a staff template is a template error
                 line = self._source_line(part, context) or _error_line(exc, template)
-                raise TemplateError(f"template {self.name}/{part}:{line}: {exc}") from None
+                raise TemplateError(f"template {self.name}/{part}:{line}: {_reason(exc)}") from None
         subject = " ".join(out["subject.txt"].split())
         text = wrap_lines(out["body.txt"].strip()) + "\n"
         return Rendered(subject=subject, html=out["body.html"], text=text)
@@ -251,6 +251,26 @@ class TemplateSet:
 
 # The built-in design that shows one article in full, and the one that shows several.
 SINGLE_ARTICLE_DESIGN, MANY_ARTICLES_DESIGN = "announcement", "digest"
+
+
+def _reason(exc: Exception) -> str:
+    """What went wrong in a template, in its author's terms.
+
+    Jinja's own words for a missing include list the search path, the
+    package's install folder included; the author needs the name.
+    """
+    if isinstance(exc, jinja2.TemplatesNotFound):
+        names = ", ".join(repr(str(n)) for n in exc.templates)
+        return (
+            f"none of the included templates {names} is found; put one in the "
+            f"workspace's templates/ folder or fix the name"
+        )
+    if isinstance(exc, jinja2.TemplateNotFound):
+        return (
+            f"the included template {str(exc.name)!r} is not found in the workspace's "
+            f"templates/ or the built-in templates; add it or fix the name"
+        )
+    return str(exc)
 
 
 def choose_template(name: str, article_count: int) -> str:

@@ -10,9 +10,10 @@ from __future__ import annotations
 import codecs
 import csv
 import io
+import itertools
 import json
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -134,9 +135,13 @@ def normalize_email(address: str) -> str:
 class ParsedFile:
     name: str = ""
     format: str = "csv"
-    rows: list[dict[str, Any]] = field(default_factory=list)
+    # A list, or rows read one at a time as the import goes (``subscribers.stream_file``).
+    rows: list[dict[str, Any]] | Iterator[dict[str, Any]] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
     duplicates: int = 0
+    lines: int = 0  # lines in the file, for progress
+    # Every bad row, counted even where only the first ``problems`` are kept.
+    bad_rows: int = 0
     # (header, what it is read as) per column, for showing before an import.
     columns: list[tuple[str, str]] = field(default_factory=list)
 
@@ -150,19 +155,17 @@ def _printable(text: str, limit: int = 40) -> str:
     return clean if len(clean) <= limit else clean[: limit - 1] + "…"
 
 
-def decode(data: bytes, name: str) -> str:
-    """Turn a file's bytes into text: BOMs, UTF-16 without one, UTF-8, else Windows-1252.
-
-    Refuses binary content (spreadsheets, archives, images, random bytes)
-    with one line naming the file.
-    """
+def _refuse_known_binary(head: bytes, name: str) -> None:
     for magic, what in _MAGIC:
-        if data.startswith(magic):
+        if head.startswith(magic):
             raise InputError(
                 f"{name}: binary content ({what}), not CSV text; save or export the list "
                 f"as CSV (UTF-8) and import that file"
             )
-    encoding = None
+
+
+def _marked_encoding(data: bytes) -> str | None:
+    """The encoding a BOM names, or UTF-16 seen in the zero bytes of the start, or None."""
     for bom, codec in (
         (codecs.BOM_UTF32_LE, "utf-32"),
         (codecs.BOM_UTF32_BE, "utf-32"),
@@ -171,16 +174,80 @@ def decode(data: bytes, name: str) -> str:
         (codecs.BOM_UTF16_BE, "utf-16"),
     ):
         if data.startswith(bom):
-            encoding = codec
-            break
-    if encoding is None and len(data) >= 4:
-        # Excel's "Unicode text" without a BOM: every other byte is zero.
+            return codec
+    if len(data) >= 4:
         head = data[:512]
         even, odd = head[0::2], head[1::2]
         if odd.count(0) > 0.4 * len(odd) and even.count(0) < 0.05 * len(even):
-            encoding = "utf-16-le"
-        elif even.count(0) > 0.4 * len(even) and odd.count(0) < 0.05 * len(odd):
-            encoding = "utf-16-be"
+            return "utf-16-le"
+        if even.count(0) > 0.4 * len(even) and odd.count(0) < 0.05 * len(odd):
+            return "utf-16-be"
+    return None
+
+
+def check_sample(sample: str, name: str) -> None:
+    """Refuse text whose start is full of control characters (a binary file read as text)."""
+    controls = len(_CONTROL.findall(sample))
+    if "\0" in sample or (sample and controls > max(2, len(sample) // 100)):
+        raise InputError(
+            f"{name}: binary content, not CSV text (control characters); "
+            f"export the list as CSV (UTF-8)"
+        )
+
+
+def sniff_encoding(chunks: Iterable[bytes], name: str) -> tuple[str, int]:
+    """The encoding ``decode`` would choose for these bytes, and how many lines they hold.
+
+    For a file read a chunk at a time (the first chunk at least 512 bytes):
+    memory does not grow with the file. Refuses binary content as ``decode`` does.
+    """
+    chunks = iter(chunks)
+    head = next(chunks, b"")
+    _refuse_known_binary(head, name)
+    marked = _marked_encoding(head)
+    decoders = {
+        codec: codecs.getincrementaldecoder(codec)()
+        for codec in ([marked] if marked else ["utf-8", "cp1252"])
+    }
+    lines = 0
+    for chunk in itertools.chain([head], chunks, [None]):
+        final = chunk is None
+        data = b"" if chunk is None else chunk
+        lines += data.count(b"\n")
+        if marked is None and b"\0" in data:
+            raise InputError(
+                f"{name}: binary content, not CSV text (it contains NUL bytes); "
+                f"export the list as CSV (UTF-8)"
+            )
+        for codec, decoder in list(decoders.items()):
+            try:
+                text = decoder.decode(data, final)
+            except UnicodeDecodeError:
+                del decoders[codec]
+                continue
+            if "\0" in text:
+                raise InputError(
+                    f"{name}: binary content, not CSV text (control characters); "
+                    f"export the list as CSV (UTF-8)"
+                )
+        if marked and not decoders:
+            raise InputError(
+                f"{name}: binary content, not CSV text ({marked} that does not decode); "
+                f"export the list as CSV (UTF-8)"
+            )
+    # UTF-8 if it decodes, else Windows-1252, else Latin-1 (see ``decode``).
+    return next(iter(decoders), "latin-1"), lines + 1
+
+
+def decode(data: bytes, name: str) -> str:
+    """Turn a file's bytes into text: BOMs, UTF-16 without one, UTF-8, else Windows-1252.
+
+    Refuses binary content (spreadsheets, archives, images, random bytes)
+    with one line naming the file.
+    """
+    _refuse_known_binary(data, name)
+    # Excel's "Unicode text" without a BOM: every other byte is zero.
+    encoding = _marked_encoding(data)
     if encoding is not None:
         try:
             text = data.decode(encoding)
@@ -204,13 +271,9 @@ def decode(data: bytes, name: str) -> str:
                 text = data.decode("cp1252")
             except UnicodeDecodeError:
                 text = data.decode("latin-1")
-    sample = text[:65536]
-    controls = len(_CONTROL.findall(sample))
-    if "\0" in text or (sample and controls > max(2, len(sample) // 100)):
-        raise InputError(
-            f"{name}: binary content, not CSV text (control characters); "
-            f"export the list as CSV (UTF-8)"
-        )
+    if "\0" in text:
+        check_sample("\0", name)
+    check_sample(text[:65536], name)
     return text
 
 
@@ -338,18 +401,62 @@ def parse_csv(
     parsed = ParsedFile(name)
     if not text.strip():
         return parsed
+    rows = read_rows(
+        parsed,
+        io.StringIO(text, newline=""),
+        text[:65536],
+        confirmed,
+        mapping,
+        on_progress,
+        total_lines=text.count("\n") + 1,
+        eai_refusal=eai_refusal,
+    )
+    parsed.rows = list(rows)
+    return parsed
+
+
+def read_rows(
+    parsed: ParsedFile,
+    stream: Iterable[str],
+    sample: str,
+    confirmed: bool,
+    mapping: dict[str, str] | None = None,
+    on_progress: Progress | None = None,
+    *,
+    total_lines: int = 0,
+    dedupe: bool = True,
+    max_problems: int | None = None,
+    eai_refusal: Callable[[], str | None] | None = None,
+) -> Iterator[dict[str, Any]]:
+    """Read the header now and return the rows as they are read, one at a time.
+
+    ``stream`` yields the text line by line (a file opened with
+    ``newline=""``), ``sample`` is its first 64 KiB for guessing the
+    delimiter. A file that cannot be a subscriber list raises InputError
+    here, before any row is read; bad rows become ``parsed.problems`` as the
+    iterator reaches them. Repeats are the same mailbox in any capitals
+    (``mailbox_key``); with ``dedupe=False`` they are left for the caller to
+    count, and with ``max_problems`` only the first bad rows' lines are kept
+    (all are counted in ``bad_rows``), so memory does not grow with the file.
+    ``eai_refusal`` is as for ``parse_csv``.
+    """
     mapping = mapping or {}
-    delimiter, sep_line = sniff_delimiter(text)
-    total_lines = text.count("\n") + 1
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True)
+    name = parsed.name
+    delimiter, sep_line = sniff_delimiter(sample)
+    reader = csv.reader(stream, delimiter=delimiter, strict=True)
     try:
         if sep_line:
             next(reader)
         first = next(reader)
     except csv.Error as exc:
+        if "field larger than field limit" in str(exc):
+            raise InputError(
+                f"{name}:1: the header line has a field larger than the limit of "
+                f"{csv.field_size_limit():,} characters; check that this is a CSV file"
+            ) from None
         raise InputError(f"{name}:1: cannot read the header line ({exc})") from None
     except StopIteration:
-        return parsed
+        return iter(())
     header_line = reader.line_num
     if len(first) > MAX_COLUMNS:
         raise InputError(
@@ -386,14 +493,6 @@ def parse_csv(
             f"name one of: email, Email Address, or use --map COLUMN=email"
         )
 
-    email_col = roles["email"]
-    first_col, last_col = roles.get("first_name"), roles.get("last_name")
-    name_col, status_col, tag_col = roles.get("name"), roles.get("status"), roles.get("tags")
-    json_col = roles.get("attributes")
-    opt_in_col, opt_out_col = roles.get("subscribed"), roles.get("unsubscribed")
-    unsub_col = keys.index(UNSUB_TIME) if UNSUB_TIME in keys else None
-    clean_col = keys.index(CLEAN_TIME) if CLEAN_TIME in keys else None
-    confirm_col = keys.index(CONFIRM_TIME) if CONFIRM_TIME in keys else None
     evidence_cols = [(i, EVIDENCE[k]) for i, k in enumerate(keys) if k in EVIDENCE]
     # Every other column is kept as an attribute under its header (or the
     # name --map gave it); recognised and ignored columns are not, and opt-in
@@ -412,9 +511,56 @@ def parse_csv(
     role_of.update({i: "consent evidence" for i, _ in evidence_cols})
     role_of.update({i: f"attribute:{name}" for i, name in attribute_cols})
     parsed.columns = [(h, role_of.get(i, "ignored")) for i, h in enumerate(headers)]
+    return _rows(
+        parsed,
+        reader,
+        pending,
+        delimiter,
+        headers,
+        keys,
+        roles,
+        mapping,
+        attribute_cols,
+        evidence_cols,
+        confirmed,
+        on_progress,
+        total_lines,
+        dedupe,
+        max_problems,
+        eai_refusal,
+    )
+
+
+def _rows(
+    parsed: ParsedFile,
+    reader: Any,
+    pending: list[tuple[int, list[str]]],
+    delimiter: str,
+    headers: list[str],
+    keys: list[str],
+    roles: dict[str, int],
+    mapping: dict[str, str],
+    attribute_cols: list[tuple[int, str]],
+    evidence_cols: list[tuple[int, str]],
+    confirmed: bool,
+    on_progress: Progress | None,
+    total_lines: int,
+    dedupe: bool,
+    max_problems: int | None = None,
+    eai_refusal: Callable[[], str | None] | None = None,
+) -> Iterator[dict[str, Any]]:
+    """The rows of a file whose header ``read_rows`` has read (a generator)."""
+    name = parsed.name
+    email_col = roles["email"]
+    first_col, last_col = roles.get("first_name"), roles.get("last_name")
+    name_col, status_col, tag_col = roles.get("name"), roles.get("status"), roles.get("tags")
+    json_col = roles.get("attributes")
+    opt_in_col, opt_out_col = roles.get("subscribed"), roles.get("unsubscribed")
+    unsub_col = keys.index(UNSUB_TIME) if UNSUB_TIME in keys else None
+    clean_col = keys.index(CLEAN_TIME) if CLEAN_TIME in keys else None
+    confirm_col = keys.index(CONFIRM_TIME) if CONFIRM_TIME in keys else None
     seen: set[str] = set()  # mailbox keys: ALICE@ is alice@
-    problems = parsed.problems
-    rows_out = parsed.rows
+    problems = _Problems(parsed, max_problems)
     report_every = 5000
 
     def status_of(key: tuple[Any, ...]) -> str:
@@ -463,10 +609,19 @@ def parse_csv(
             except csv.Error as exc:
                 end = reader.line_num
                 span = f"line {start}" if end <= start else f"lines {start}-{end}"
-                problems.append(
-                    f"{name}:{start}: broken quotes ({exc}); {span} not imported; "
-                    f"fix the quotes and import again"
-                )
+                if "field larger than field limit" in str(exc):
+                    # A cell past the csv module's limit: a huge note or a pasted
+                    # file, or a quote never closed that swallowed what follows.
+                    problems.append(
+                        f"{name}:{start}: a field larger than the limit of "
+                        f"{csv.field_size_limit():,} characters; {span} not imported; "
+                        f"shorten that cell (or close its quote) and import again"
+                    )
+                else:
+                    problems.append(
+                        f"{name}:{start}: broken quotes ({exc}); {span} not imported; "
+                        f"fix the quotes and import again"
+                    )
                 continue
             if reader.line_num > start and _swallowed_rows(row, email_col, delimiter):
                 problems.append(
@@ -502,7 +657,7 @@ def parse_csv(
             if refusal:
                 problems.append(f"{name}:{line}: {unreachable(_printable(email, 80), refusal)}")
                 continue
-        if mailbox_key(email) in seen:
+        if dedupe and mailbox_key(email) in seen:
             parsed.duplicates += 1
             continue
         if len(row) != pad:
@@ -519,7 +674,8 @@ def parse_csv(
                 problems.append(f"{name}:{line}: the attributes column is not a JSON object")
                 continue
             attributes = {**decoded, **attributes}
-        seen.add(mailbox_key(email))
+        if dedupe:
+            seen.add(mailbox_key(email))
         first_name = row[first_idx].strip()
         last_name = row[last_idx].strip()
         if not first_name and not last_name:
@@ -548,20 +704,29 @@ def parse_csv(
         evidence = None
         if evidence_cols:
             evidence = {k: row[i].strip() for i, k in evidence_cols if row[i]}
-        rows_out.append(
-            {
-                "email": email,
-                "first_name": first_name or None,
-                "last_name": last_name or None,
-                "status": status,
-                "tags": tags,
-                "attributes": attributes,
-                "consent": evidence or None,
-            }
-        )
+        yield {
+            "email": email,
+            "first_name": first_name or None,
+            "last_name": last_name or None,
+            "status": status,
+            "tags": tags,
+            "attributes": attributes,
+            "consent": evidence or None,
+        }
     if on_progress is not None:
         on_progress("reading", total_lines, total_lines)
-    return parsed
+
+
+class _Problems:
+    """Where the row reader puts a bad row's line: counted always, kept up to a cap."""
+
+    def __init__(self, parsed: ParsedFile, cap: int | None):
+        self.parsed, self.cap = parsed, cap
+
+    def append(self, line: str) -> None:
+        self.parsed.bad_rows += 1
+        if self.cap is None or len(self.parsed.problems) < self.cap:
+            self.parsed.problems.append(line)
 
 
 def _swallowed_rows(row: list[str], email_col: int, delimiter: str) -> bool:

@@ -2,15 +2,18 @@
 
 Fetch, parse and save are separate steps: ``read_file`` reads a file and
 parses it (``subscriber_csv``, pure), ``save`` hands the good rows to the
-store in one transaction, ``import_file`` does both.
+store in one transaction. ``import_file`` (and ``import_data`` for an upload)
+streams the rows into ``save`` as they are read, so memory does not grow with
+the file.
 """
 
 from __future__ import annotations
 
+import collections
 import csv
 import io
 import json
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -22,17 +25,23 @@ from newsletter.subscriber_csv import (
     FORMATS,
     ParsedFile,
     Progress,
+    check_sample,
+    decode,
     normalize_email,
     parse_csv,
     parse_mapping,
+    read_rows,
+    sniff_encoding,
 )
 
 __all__ = [
     "ImportReport",
     "ParsedFile",
+    "check_file",
     "check_strict",
     "csv_cell",
     "export_csv",
+    "import_data",
     "import_file",
     "normalize_email",
     "parse_csv",
@@ -40,6 +49,8 @@ __all__ = [
     "parse_segment",
     "read_file",
     "save",
+    "stream_data",
+    "stream_file",
 ]
 IMPORT_CONSENT = "Added by staff import from {source}"
 
@@ -54,6 +65,7 @@ class ImportReport:
     opted_out: int = 0
     duplicates: int = 0
     problems: list[str] = field(default_factory=list)
+    bad_rows: int = 0  # may be more than the problems kept
 
     def line(self) -> str:
         return (
@@ -62,7 +74,7 @@ class ImportReport:
             f"bounced, complained or erased; left as they are), {self.opted_out} opted out in "
             f"the file (kept on the suppression list), {self.duplicates} duplicate rows "
             "(a mailbox already given, in any capitals), "
-            f"{len(self.problems)} bad rows"
+            f"{max(self.bad_rows, len(self.problems))} bad rows"
         )
 
 
@@ -82,12 +94,148 @@ def read_file(
     return parse_csv(data, str(path), confirmed, mapping, on_progress, eai_refusal=eai_refusal)
 
 
+# Files are scanned and read this much at a time: an import's memory does not
+# grow with the file.
+CHUNK = 1 << 20
+# The lines of this many bad rows are kept for the report (every one is
+# counted): a file of a million bad rows must not fill the memory with them.
+MAX_PROBLEMS = 1000
+
+
+def stream_file(
+    path: Path,
+    confirmed: bool = False,
+    mapping: dict[str, str] | None = None,
+    on_progress: Progress | None = None,
+    *,
+    eai_refusal: Callable[[], str | None] | None = None,
+) -> ParsedFile:
+    """Open one CSV file whose rows are read as they are taken (``rows`` is an iterator).
+
+    The header, the encoding and binary content are checked now (InputError);
+    bad rows land in ``problems`` as the rows are read. Repeated mailboxes are
+    left to ``save`` to count, so nothing is kept per row. ``eai_refusal`` is
+    as for ``import_file``.
+    """
+    name = str(path)
+    try:
+        with path.open("rb") as raw:
+            encoding, lines = sniff_encoding(iter(lambda: raw.read(CHUNK), b""), name)
+        stream = path.open(encoding=encoding, newline="")
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read the file ({exc.strerror})") from None
+    try:
+        sample = stream.read(65536)
+        check_sample(sample, name)
+        stream.seek(0)
+        parsed = ParsedFile(name, lines=lines)
+        rows = read_rows(
+            parsed,
+            stream,
+            sample,
+            confirmed,
+            mapping,
+            on_progress,
+            total_lines=lines,
+            dedupe=False,
+            max_problems=MAX_PROBLEMS,
+            eai_refusal=eai_refusal,
+        )
+    except BaseException:
+        stream.close()
+        raise
+    parsed.rows = _Rows(rows, stream, name)
+    return parsed
+
+
+class _Rows:
+    """Rows read from an open file, which is closed when they end or on ``close()``."""
+
+    def __init__(self, rows: Iterator[dict[str, Any]], stream: Any, name: str):
+        self._rows, self._stream, self._name = rows, stream, name
+
+    def __iter__(self) -> _Rows:
+        return self
+
+    def __next__(self) -> dict[str, Any]:
+        try:
+            return next(self._rows)
+        except UnicodeDecodeError:
+            # The encoding was checked on the whole file before: it changed since
+            # (still being copied in?). The import's transaction is rolled back.
+            self.close()
+            raise InputError(
+                f"{self._name}: the file changed while it was being imported; nothing of it "
+                f"was stored; import it again once it is complete"
+            ) from None
+        except BaseException:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        self._stream.close()
+
+
+def stream_data(
+    data: bytes,
+    name: str,
+    confirmed: bool = False,
+    mapping: dict[str, str] | None = None,
+    *,
+    eai_refusal: Callable[[], str | None] | None = None,
+) -> ParsedFile:
+    """``stream_file`` for a file already in memory (an upload): the same rows, read as taken.
+
+    The text is held (an upload's size is capped), the rows are not: the
+    import dedupes them by mailbox in the store as it does a file's.
+    """
+    text = decode(data, name)
+    parsed = ParsedFile(name, lines=text.count("\n") + 1)
+    if text.strip():
+        parsed.rows = read_rows(
+            parsed,
+            io.StringIO(text, newline=""),
+            text[:65536],
+            confirmed,
+            mapping,
+            total_lines=parsed.lines,
+            dedupe=False,
+            max_problems=MAX_PROBLEMS,
+            eai_refusal=eai_refusal,
+        )
+    return parsed
+
+
+def check_file(
+    path: Path,
+    confirmed: bool = False,
+    mapping: dict[str, str] | None = None,
+    on_progress: Progress | None = None,
+    every_row: bool = True,
+    *,
+    eai_refusal: Callable[[], str | None] | None = None,
+) -> ParsedFile:
+    """Check a file before anything is imported, keeping no rows.
+
+    Its encoding and header always (InputError); with ``every_row`` (for
+    --strict) every row too, whose problems the result lists.
+    """
+    parsed = stream_file(path, confirmed, mapping, on_progress, eai_refusal=eai_refusal)
+    rows = parsed.rows
+    assert isinstance(rows, _Rows)
+    if every_row:
+        collections.deque(rows, maxlen=0)
+    else:
+        rows.close()
+    return parsed
+
+
 def check_strict(parsed: ParsedFile) -> None:
     """--strict: refuse the file, naming its first bad row, if any row is bad."""
     if parsed.problems:
         raise InputError(
             f"{parsed.problems[0]} (--strict: nothing imported; "
-            f"{len(parsed.problems)} bad rows in all)"
+            f"{max(parsed.bad_rows, len(parsed.problems))} bad rows in all)"
         )
 
 
@@ -103,7 +251,7 @@ def save(
         parsed.name, parsed.format, duplicates=parsed.duplicates, problems=parsed.problems
     )
     label = Path(parsed.name).name
-    total = len(parsed.rows)
+    total = len(parsed.rows) if isinstance(parsed.rows, list) else parsed.lines
 
     def saving(done: int) -> None:
         if on_progress is not None:
@@ -118,7 +266,9 @@ def save(
         on_progress=saving,
     )
     report.added, report.existing = counts["added"], counts["existing"]
-    # Rows naming a mailbox already there in other capitals are duplicates too.
+    report.bad_rows = max(parsed.bad_rows, len(parsed.problems))
+    # Rows naming a mailbox already there in other capitals are duplicates too,
+    # as are a streamed file's repeats.
     report.duplicates += counts["duplicates"]
     report.suppressed, report.opted_out = counts["suppressed"], counts["opted_out"]
     return report
@@ -138,13 +288,40 @@ def import_file(
 ) -> ImportReport:
     """Import one CSV file in one transaction; bad rows are reported, not fatal unless strict.
 
+    The file is read a row at a time as the rows are stored, so a file of
+    millions of rows needs no more memory than one of a hundred (--strict
+    reads it once more first, to refuse it before anything is stored).
+
     ``eai_refusal``: why the transport cannot reach internationalised mailboxes, if it
     cannot (``Workspace.eai_refusal``); such rows are then bad rows with that reason.
     """
-    parsed = read_file(path, confirmed, mapping, on_progress, eai_refusal=eai_refusal)
     if strict:
-        check_strict(parsed)
-    return save(store, parsed, now, list_name, on_progress)
+        check_strict(check_file(path, confirmed, mapping, eai_refusal=eai_refusal))
+    parsed = stream_file(path, confirmed, mapping, _importing(on_progress), eai_refusal=eai_refusal)
+    return save(store, parsed, now, list_name)
+
+
+def import_data(
+    store: Store,
+    data: bytes,
+    name: str,
+    now: datetime,
+    list_name: str | None = None,
+    confirmed: bool = False,
+    mapping: dict[str, str] | None = None,
+    *,
+    eai_refusal: Callable[[], str | None] | None = None,
+) -> ImportReport:
+    """``import_file`` for a file already in memory (the dashboard's upload), in one transaction."""
+    parsed = stream_data(data, name, confirmed, mapping, eai_refusal=eai_refusal)
+    return save(store, parsed, now, list_name)
+
+
+def _importing(on_progress: Progress | None) -> Progress | None:
+    """Progress of a file read as it is stored: one phase, counted in lines of the file."""
+    if on_progress is None:
+        return None
+    return lambda _phase, done, total: on_progress("importing", done, total)
 
 
 def parse_segment(text: str) -> dict[str, Any]:

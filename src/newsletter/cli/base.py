@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import errno
+import os
 import sqlite3
+import sys
 from pathlib import Path
 from typing import Any
 
 import click
 
 from newsletter import __version__, clock, subscribers
-from newsletter.errors import NewsletterError, NotFound
+from newsletter.errors import NO_SPACE, NewsletterError, NotFound, os_error_line
 from newsletter.workspace import Workspace
 
 
@@ -22,9 +25,53 @@ class Group(click.Group):
         except NewsletterError as exc:
             raise click.ClickException(str(exc)) from None
         except sqlite3.Error as exc:
+            if _disk_full(exc):
+                database = _database_path(ctx)
+                full = OSError(errno.ENOSPC, str(exc), database)
+                raise click.ClickException(
+                    f"{os_error_line(full, label=f'database {database}')} "
+                    f"(nothing of this command was stored)"
+                ) from None
             raise click.ClickException(
                 f"database: {exc}; check the [database] path and the disk"
             ) from None
+        except OSError as exc:
+            if exc.filename is None and exc.errno in (*NO_SPACE, errno.EPIPE):
+                # A write() error names no file: it was the output (`> file`, a pipe).
+                output = _output_name()
+                _silence_stdout()
+                raise click.ClickException(os_error_line(exc, output)) from None
+            raise click.ClickException(os_error_line(exc)) from None
+
+
+def _disk_full(exc: sqlite3.Error) -> bool:
+    code = getattr(exc, "sqlite_errorcode", None)
+    return code == getattr(sqlite3, "SQLITE_FULL", 13) or "disk is full" in str(exc)
+
+
+def _database_path(ctx: click.Context) -> str:
+    ws = ctx.find_root().obj.get("ws")
+    if ws is None:
+        return "(the workspace database)"
+    return str(ws.path(ws.settings.database.path))
+
+
+def _output_name() -> str:
+    """What standard output is written to: a file's path, or "standard output"."""
+    try:
+        target = os.readlink(f"/proc/self/fd/{sys.stdout.fileno()}")
+    except (OSError, ValueError, AttributeError):
+        return "standard output"
+    return target if target.startswith("/") else "standard output"
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so the flush at exit does not fail a second time."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):
+        pass
 
 
 def ws_of(ctx: click.Context) -> Workspace:

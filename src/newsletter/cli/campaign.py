@@ -13,7 +13,7 @@ import click
 
 from newsletter import campaigns, delivery, jobs, subscribers
 from newsletter.cli.base import Group, cli, utcnow, ws_of
-from newsletter.errors import InputError
+from newsletter.errors import InputError, os_error_line
 
 # -- campaigns ---------------------------------------------------------------------------
 
@@ -160,7 +160,7 @@ def campaign_preview(
     try:
         out.write_text(rendered.html, encoding="utf-8")
     except OSError as exc:
-        raise InputError(f"--out {out}: cannot write ({exc.strerror})") from None
+        raise InputError(os_error_line(exc, out, label=f"--out {out}: cannot write")) from None
     click.echo(f"Subject: {rendered.subject}\nHTML: {out}\n")
     click.echo(rendered.text)
 

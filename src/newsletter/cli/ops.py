@@ -12,7 +12,7 @@ import click
 
 from newsletter import jobs
 from newsletter.cli.base import Group, cli, ws_of
-from newsletter.errors import InputError
+from newsletter.errors import InputError, os_error_line
 from newsletter.workspace import Workspace
 
 # -- DKIM ------------------------------------------------------------------------------
@@ -61,7 +61,7 @@ def dkim_keygen(
         out.write_bytes(pem)
         out.chmod(0o600)
     except OSError as exc:
-        raise InputError(f"--out {out}: cannot write ({exc.strerror})") from None
+        raise InputError(os_error_line(exc, out, label=f"--out {out}: cannot write")) from None
     click.echo(f"private key written to {out} (readable only by you)")
     click.echo("publish this DNS TXT record:")
     click.echo(f"{selector}._domainkey.{domain}. IN TXT {txt_record_chunks(record)}")

@@ -97,33 +97,41 @@ def subscribers_import(
     mapping = subscribers.parse_mapping(mappings)
     if list_name is not None and not list_name.strip():
         raise InputError("--list: give the list a name")
-    parsed = []
+    # Every file's header and encoding (and with --strict every row) is checked
+    # before anything is stored; then each is read again as it is stored, a row
+    # at a time, so a file of millions of rows is never held in memory.
     for path in files:
         progress = _ImportProgress(path.name)
         try:
-            parsed.append(
-                subscribers.read_file(
-                    path, confirmed, mapping, progress, eai_refusal=ws.eai_refusal
-                )
+            checked = subscribers.check_file(
+                path, confirmed, mapping, progress, every_row=strict, eai_refusal=ws.eai_refusal
             )
+            if strict:
+                subscribers.check_strict(checked)
         finally:
             progress.close()
-    if strict:
-        for one in parsed:
-            subscribers.check_strict(one)
     bad = 0
-    for one in parsed:
-        progress = _ImportProgress(Path(one.name).name)
+    for path in files:
+        progress = _ImportProgress(path.name)
         try:
-            report = subscribers.save(ws.store, one, utcnow(), list_name, progress)
+            report = subscribers.import_file(
+                ws.store,
+                path,
+                utcnow(),
+                list_name,
+                confirmed,
+                mapping=mapping,
+                on_progress=progress,
+                eai_refusal=ws.eai_refusal,
+            )
         finally:
             progress.close()
         for problem in report.problems[:SHOWN_PROBLEMS]:
             click.echo(problem, err=True)
-        if len(report.problems) > SHOWN_PROBLEMS:
-            more = len(report.problems) - SHOWN_PROBLEMS
-            click.echo(f"{one.name}: and {more} more bad rows", err=True)
-        bad += len(report.problems)
+        if report.bad_rows > SHOWN_PROBLEMS:
+            more = report.bad_rows - SHOWN_PROBLEMS
+            click.echo(f"{path}: and {more} more bad rows", err=True)
+        bad += report.bad_rows
         click.echo(report.line())
     if bad:
         raise click.ClickException(f"{bad} bad row(s) skipped; the good rows were imported")

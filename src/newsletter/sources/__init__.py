@@ -277,3 +277,43 @@ def counters_from_lines(lines: Iterable[str]) -> dict[str, int]:
             if value is not None and name not in found:
                 found[name] = value
     return found
+
+
+# What an answer is when it is neither HTML nor XML, by its first bytes.
+_NOT_TEXT = (
+    (b"\x89PNG\r\n\x1a\n", "a PNG image"),
+    (b"\xff\xd8\xff", "a JPEG image"),
+    (b"GIF87a", "a GIF image"),
+    (b"GIF89a", "a GIF image"),
+    (b"%PDF-", "a PDF document"),
+    (b"PK\x03\x04", "a zip archive"),
+    (b"\x1f\x8b", "a gzip archive"),
+)
+
+
+def content_kind(body: bytes, content_type: str = "") -> str | None:
+    """Name an answer that cannot be a page or a feed ("a PNG image", "JSON"), else None.
+
+    The bytes decide first (servers mislabel), then the Content-Type.
+    """
+    for magic, what in _NOT_TEXT:
+        if body.startswith(magic):
+            return what
+    if body[:4] == b"RIFF" and body[8:12] == b"WEBP":
+        return "a WebP image"
+    kind = content_type.split(";", 1)[0].strip().lower()
+    start = body.lstrip()[:1]
+    if "json" in kind or start in (b"{", b"["):
+        try:
+            json.loads(body)
+        except ValueError:
+            if "json" in kind:
+                return "JSON (not valid)"
+        else:
+            return "JSON"
+    for prefix, what in (("image/", "an image"), ("audio/", "audio"), ("video/", "a video")):
+        if kind.startswith(prefix):
+            return f"{what} ({kind})"
+    if kind == "application/pdf":
+        return "a PDF document"
+    return None

@@ -10,15 +10,18 @@ from __future__ import annotations
 import calendar
 import codecs
 import datetime as dt
+import email.utils
 import html
 import io
 import re
 import time
 import xml.sax
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
 from typing import Any
 from urllib.parse import urljoin
+from xml.parsers import expat
 
 import feedparser
 
@@ -27,6 +30,7 @@ from newsletter.sources import (
     assign_keys,
     canonical_url,
     content_hash,
+    content_kind,
     iso_utc,
     plain_text,
     sanitize_html,
@@ -43,6 +47,13 @@ _SAFE_ENTITY = re.compile(
          \s*>$""",
     re.X,
 )
+# <!ENTITY name SYSTEM "uri"> and <!ENTITY % name PUBLIC "id" "uri">: entities
+# whose text lives elsewhere (a file, a URL).
+_EXTERNAL_ENTITY = re.compile(
+    rb"""<!ENTITY\s+(?:%\s+)?[^\s>]+\s+(SYSTEM|PUBLIC)\s+(?:["'][^"']*["']\s+)?
+         ["']?([^"'>]*)""",
+    re.X,
+)
 # In the prolog: a comment, a processing instruction, the DOCTYPE, or the root element.
 _PROLOG_MARK = re.compile(rb"<!--|<\?|<!DOCTYPE|<[A-Za-z_]")
 # Inside the DOCTYPE: comments, processing instructions, quoted literals, the
@@ -50,6 +61,13 @@ _PROLOG_MARK = re.compile(rb"<!--|<\?|<!DOCTYPE|<[A-Za-z_]")
 _DOCTYPE_MARK = re.compile(rb"""<!--|<\?|["'\[\]>]""")
 _CLOSING = {b"<!--": b"-->", b"<?": b"?>", b'"': b'"', b"'": b"'"}
 _FEED_ROOT = re.compile(rb"<(rss|feed|rdf:RDF|RDF)\b", re.I)
+# How many items of one feed are read: a feed of fifty thousand items would
+# otherwise take feedparser half a minute and hundreds of megabytes, for
+# posts no newsletter will announce. [sources] max_items_per_feed.
+DEFAULT_MAX_ITEMS = 200
+_ITEM_NAMES = frozenset({"item", "entry"})
+# RSS 2.0 pubDate, Atom published/updated, RSS 1.0 dc:date (and dcterms).
+_DATE_NAMES = frozenset({"pubDate", "published", "updated", "date", "issued", "modified"})
 
 
 @dataclass
@@ -60,21 +78,42 @@ class ParsedFeed:
     problems: list[str] = field(default_factory=list)
 
 
-def parse(body: bytes, url: str, content_type: str = "") -> ParsedFeed:
+def parse(
+    body: bytes, url: str, content_type: str = "", max_items: int = DEFAULT_MAX_ITEMS
+) -> ParsedFeed:
     """Turn a fetched feed body into article dicts, newest first as the feed lists them. Pure.
 
     ``url`` is where the body came from (after redirects): relative links
-    resolve against it and every message names it.
+    resolve against it and every message names it. Only the newest
+    ``max_items`` items are read; a problem line says how many were left out.
     """
     check_entities(body, url)
     head = body[:1024].removeprefix(codecs.BOM_UTF8).lstrip()
     utf16 = body.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)) or head[:2] == b"\x00<"
     if not head.startswith(b"<") and not utf16:
-        raise SourceError(f"{url}: not an RSS or Atom feed (the answer is not XML)")
+        kind = content_kind(body, content_type)
+        what = f"the answer is {kind}" if kind else "the answer is not XML"
+        raise SourceError(f"{url}: not an RSS or Atom feed ({what})")
     if looks_like_html(body, content_type):
         found = discover_feeds(body.decode("utf-8", "replace"), url)
         hint = f"; the page names its feed: {found[0]}" if found else ""
         raise SourceError(f"{url}: this is an HTML page, not a feed{hint}")
+    listed = None
+    try:
+        spans = None if utf16 else _item_spans(body)
+    except expat.ExpatError as exc:
+        raise SourceError(
+            f"{url}: malformed XML at line {exc.lineno}, column {exc.offset}: "
+            f"{expat.ErrorString(exc.code)}; nothing was read from it"
+        ) from None
+    if spans is not None and len(spans) > max_items:
+        # Cut the older items out of the bytes before feedparser sees them: its
+        # time and memory grow with every item, the quick scan's do not.
+        listed = len(spans)
+        keep = _newest([_date_key(date) for _, _, date in spans], max_items)
+        body = _without(
+            body, [(start, end) for i, (start, end, _) in enumerate(spans) if i not in keep]
+        )
     parsed = feedparser.parse(
         io.BytesIO(body),
         response_headers={
@@ -104,8 +143,20 @@ def parse(body: bytes, url: str, content_type: str = "") -> ParsedFeed:
         title=plain_text(channel.get("title", "")),
         link=canonical_url(channel.get("link"), url),
     )
+    entries = parsed.entries
+    if len(entries) > max_items:
+        # The bytes could not be scanned (UTF-16, or XML feedparser mends but
+        # expat refuses): the same choice, made on feedparser's entries.
+        listed = len(entries)
+        keep = _newest([_entry_date_key(entry) for entry in entries], max_items)
+        entries = [entry for i, entry in enumerate(entries) if i in keep]
+    if listed is not None:
+        result.problems.append(
+            f"{url}: the feed lists {listed:,} items; only the newest {max_items:,} were read "
+            f"([sources] max_items_per_feed)"
+        )
     items = []
-    for position, entry in enumerate(parsed.entries, start=1):
+    for position, entry in enumerate(entries, start=1):
         item = entry_article(entry, url)
         if item is None:
             result.problems.append(f"{url}: item {position} has no title, text or link; skipped")
@@ -116,6 +167,132 @@ def parse(body: bytes, url: str, content_type: str = "") -> ParsedFeed:
     for article in result.articles:
         article["content_hash"] = content_hash(article)
     return result
+
+
+def _item_spans(body: bytes) -> list[tuple[int, int, str]] | None:
+    """Byte ranges and date text of the feed's items, or None if expat cannot read the body.
+
+    Raises ExpatError for a document that is plainly malformed (see below).
+
+    One quick pass: no item is built, only where each ``<item>`` or
+    ``<entry>`` starts and ends and what its first date element says.
+    """
+    parser = expat.ParserCreate(namespace_separator=" ")
+    parser.SetParamEntityParsing(expat.XML_PARAM_ENTITY_PARSING_NEVER)
+    parser.buffer_text = True
+    spans: list[tuple[int, int, str]] = []
+    state: dict[str, Any] = {"depth": 0, "start": 0, "date": None, "text": None}
+
+    def start_element(name: str, attrs: Any) -> None:
+        local = name.rpartition(" ")[2]
+        if state["depth"]:
+            state["depth"] += 1
+            if state["depth"] == 2 and state["date"] is None and local in _DATE_NAMES:
+                state["text"] = []
+        elif local in _ITEM_NAMES:
+            state.update(depth=1, start=parser.CurrentByteIndex, date=None, text=None)
+
+    def end_element(name: str) -> None:
+        if not state["depth"]:
+            return
+        if state["depth"] == 2 and state["text"] is not None:
+            state["date"], state["text"] = "".join(state["text"]), None
+        state["depth"] -= 1
+        if not state["depth"]:
+            end = body.index(b">", parser.CurrentByteIndex) + 1
+            spans.append((state["start"], end, state["date"] or ""))
+
+    def text(data: str) -> None:
+        if state["text"] is not None:
+            state["text"].append(data)
+
+    parser.StartElementHandler = start_element
+    parser.EndElementHandler = end_element
+    parser.CharacterDataHandler = text
+    try:
+        parser.Parse(body, True)
+    except expat.ExpatError as exc:
+        if _plainly_malformed(body, exc):
+            raise
+        return None
+    except (LookupError, ValueError):
+        return None
+    return spans
+
+
+# Errors feedparser might still get past: it re-decodes a document whose
+# declared encoding is wrong, and may define entities for an old DTD.
+_FORGIVABLE = {
+    expat.errors.codes[message]
+    for message in (
+        expat.errors.XML_ERROR_UNDEFINED_ENTITY,
+        expat.errors.XML_ERROR_UNKNOWN_ENCODING,
+        expat.errors.XML_ERROR_INCORRECT_ENCODING,
+        expat.errors.XML_ERROR_EXTERNAL_ENTITY_HANDLING,
+    )
+}
+
+
+def _plainly_malformed(body: bytes, exc: expat.ExpatError) -> bool:
+    """Whether feedparser would refuse the document too, so it need not read it first.
+
+    True for valid UTF-8 without a DOCTYPE failing on its structure: feedparser
+    would then parse the same text and fail the same way, after reading all of
+    it (half a minute for a large feed) before its loose parser gives up.
+    """
+    if exc.code in _FORGIVABLE or b"<!DOCTYPE" in _prolog(body):
+        return False
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    try:
+        # A chunk at a time: no second copy of a body of megabytes.
+        for start in range(0, len(body), 1 << 20):
+            decoder.decode(body[start : start + (1 << 20)])
+        decoder.decode(b"", True)
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def _date_key(text: str) -> float | None:
+    """Seconds since the epoch of an RFC 822 or ISO 8601 date, or None."""
+    text = text.strip()
+    if not text:
+        return None
+    try:
+        when = email.utils.parsedate_to_datetime(text)
+    except (TypeError, ValueError, IndexError):
+        try:
+            when = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+        except ValueError:
+            return None
+    return (when if when.tzinfo else when.replace(tzinfo=dt.UTC)).timestamp()
+
+
+def _entry_date_key(entry: Any) -> float | None:
+    parsed = entry.get("published_parsed") or dict.get(entry, "updated_parsed")
+    return float(calendar.timegm(parsed)) if parsed else None
+
+
+def _newest(keys: Sequence[float | None], count: int) -> set[int]:
+    """Positions of the ``count`` newest items.
+
+    By date when every item has one; otherwise the first ones listed, as
+    feeds list their newest posts first.
+    """
+    positions = range(len(keys))
+    if all(key is not None for key in keys):
+        positions = sorted(positions, key=lambda i: (-(keys[i] or 0.0), i))
+    return set(list(positions)[:count])
+
+
+def _without(body: bytes, cuts: list[tuple[int, int]]) -> bytes:
+    """The body with the given byte ranges (in order, not overlapping) left out."""
+    pieces, position = [], 0
+    for start, end in cuts:
+        pieces.append(body[position:start])
+        position = end
+    pieces.append(body[position:])
+    return b"".join(pieces)
 
 
 def entry_article(entry: Any, feed_url: str) -> dict[str, Any] | None:
@@ -330,6 +507,16 @@ def check_entities(body: bytes, url: str) -> None:
     while start != -1:
         end = prolog.find(b">", start)
         declaration = prolog[start : end + 1] if end != -1 else prolog[start:]
+        external = _EXTERNAL_ENTITY.match(declaration)
+        if external:
+            # XXE: named as such, so whoever reads the log knows it was an attempt
+            # to make the fetcher read a file or reach another server.
+            target = external.group(2).decode("utf-8", "replace")[:80]
+            raise SourceError(
+                f"{url}: the document declares an external XML entity "
+                f"({external.group(1).decode()} {target!r}), which would read a local file "
+                f"or another server; refused (external entities are never loaded)"
+            )
         if end == -1 or not _SAFE_ENTITY.match(declaration):
             raise SourceError(
                 f"{url}: the document declares XML entities that could expand without limit; "

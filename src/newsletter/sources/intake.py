@@ -127,6 +127,7 @@ class _Run:
     first_fetch: bool
     added_at: dt.datetime
     result: SourceResult
+    max_items: int = feed.DEFAULT_MAX_ITEMS
 
     def archive(self, unseen: list[dict[str, Any]]) -> set[str]:
         return archived_keys(
@@ -160,6 +161,7 @@ def run_source(
     root: Path,
     force: bool = False,
     wix_api_key: str = "",
+    max_items: int = feed.DEFAULT_MAX_ITEMS,
 ) -> SourceResult:
     """Fetch one source and save what it gives; a SourceError becomes the result's error.
 
@@ -188,6 +190,7 @@ def run_source(
         first_fetch=not state.get("fetched_at") and row["articles"] == 0,
         added_at=_time(row["added_at"]),
         result=result,
+        max_items=max_items,
     )
     step = {"folder": _folder, "feed": _feed, "page": _page}[spec.kind]
     try:
@@ -283,7 +286,7 @@ def _feed(run: _Run) -> dict[str, Any]:
     answer, digest = _conditional_get(run, FEED_ACCEPT)
     if digest is None:
         return _validators(answer, run.state.get("body_sha256", ""))
-    parsed = feed.parse(answer.body, answer.url, answer.content_type)
+    parsed = feed.parse(answer.body, answer.url, answer.content_type, run.max_items)
     run.result.warnings.extend(parsed.problems)
     known = {r["key"]: r["item_hash"] for r in run.store.source_articles(run.source_id)}
     to_archive = run.archive([a for a in parsed.articles if a["key"] not in known])
@@ -320,7 +323,7 @@ def _with_full_text(
         if item["key"] not in to_archive and item.get("url"):
             try:
                 answer = run.fetcher.get(item["url"], accept=PAGE_ACCEPT)
-                text = page.decode(answer.body, answer.content_type)
+                text = page.decode(answer.body, answer.content_type, answer.url)
                 article = page.parse_article(page.load(text, answer.url), answer.url)
             except SourceError as exc:
                 failed = True
@@ -371,7 +374,7 @@ def _page(run: _Run) -> dict[str, Any]:
     first_fetch_links = set(state.get("index_first_fetch", []))
     after_known: set[str] = set()
     if digest is not None:
-        text = page.decode(answer.body, answer.content_type)
+        text = page.decode(answer.body, answer.content_type, answer.url)
         tree = page.load(text, answer.url)
         if page.is_article_page(tree, answer.url):
             run.save([page.parse_article(tree, answer.url)], run.archive)
@@ -392,7 +395,7 @@ def _page(run: _Run) -> dict[str, Any]:
     for link in batch:
         try:
             linked = run.fetcher.get(link, accept=PAGE_ACCEPT)
-            text = page.decode(linked.body, linked.content_type)
+            text = page.decode(linked.body, linked.content_type, linked.url)
             article = page.parse_article(page.load(text, linked.url), linked.url)
         except SourceError as exc:
             run.result.warnings.append(f"{exc}; the next poll tries it again")

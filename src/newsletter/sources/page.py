@@ -22,6 +22,7 @@ from newsletter.errors import SourceError
 from newsletter.sources import (
     canonical_url,
     content_hash,
+    content_kind,
     counters_from_lines,
     iso_utc,
     parse_count,
@@ -294,8 +295,18 @@ def parse_article(tree: Any, url: str) -> dict[str, Any]:
 _META_CHARSET = re.compile(rb"""<meta[^>]+charset=["']?([\w.:-]+)""", re.I)
 
 
-def decode(body: bytes, content_type: str = "") -> str:
-    """HTML bytes as text: the charset the server names, else the page's own, else UTF-8."""
+def decode(body: bytes, content_type: str = "", url: str = "") -> str:
+    """HTML bytes as text: the charset the server names, else the page's own, else UTF-8.
+
+    An answer that is plainly not a page (an image, JSON, a PDF) is refused
+    as what it is, with ``url``, rather than parsed into "the page has no title".
+    """
+    kind = content_kind(body, content_type)
+    if kind is not None:
+        raise SourceError(
+            f"{url or 'the page'}: the answer is {kind}, not an HTML page; "
+            f"give the address of the article or blog page itself"
+        )
     names = []
     match = re.search(r"charset=([\w.:-]+)", content_type, re.I)
     if match:

@@ -27,6 +27,50 @@ METADATA_ADDRESSES = frozenset(
 # the network's translator, and Python counts the block as global.
 NAT64 = ipaddress.ip_network("64:ff9b::/96")
 
+# Blocks that are not globally reachable, named as the IANA special-purpose
+# address registries name them (iana-ipv4-special-registry and
+# iana-ipv6-special-registry), plus two deprecated blocks no server lives in.
+# Python's ``is_global`` follows these registries only as of the Python
+# release in use (3.11 counts 3fff::/20 and 5f00::/16 as global), so the list
+# is kept here too; ``refusal`` consults it after the stdlib flags.
+SPECIAL_PURPOSE = tuple(
+    (ipaddress.ip_network(block), name)
+    for block, name in (
+        ("0.0.0.0/8", "'this network', RFC 791"),
+        ("10.0.0.0/8", "private-use, RFC 1918"),
+        ("100.64.0.0/10", "shared address space, RFC 6598"),
+        ("127.0.0.0/8", "loopback, RFC 1122"),
+        ("169.254.0.0/16", "link-local, RFC 3927"),
+        ("172.16.0.0/12", "private-use, RFC 1918"),
+        # 192.0.0.9 and 192.0.0.10 (PCP and TURN anycast) are globally
+        # reachable but serve no web pages, so the whole /24 stays refused.
+        ("192.0.0.0/24", "IETF protocol assignments, RFC 6890"),
+        ("192.0.2.0/24", "documentation, RFC 5737"),
+        ("192.88.99.0/24", "deprecated 6to4 relay anycast, RFC 7526"),
+        ("192.168.0.0/16", "private-use, RFC 1918"),
+        ("198.18.0.0/15", "benchmarking, RFC 2544"),
+        ("198.51.100.0/24", "documentation, RFC 5737"),
+        ("203.0.113.0/24", "documentation, RFC 5737"),
+        ("240.0.0.0/4", "reserved, RFC 1112"),
+        ("255.255.255.255/32", "limited broadcast, RFC 919"),
+        ("::/128", "unspecified, RFC 4291"),
+        ("::1/128", "loopback, RFC 4291"),
+        ("64:ff9b:1::/48", "local-use IPv4/IPv6 translation, RFC 8215"),
+        ("100::/64", "discard-only, RFC 6666"),
+        ("100:0:0:1::/64", "dummy IPv6 prefix, RFC 9780"),
+        ("2001:2::/48", "benchmarking, RFC 5180"),
+        ("2001:10::/28", "deprecated ORCHID, RFC 4843"),
+        ("2001:db8::/32", "documentation, RFC 3849"),
+        ("3fff::/20", "documentation, RFC 9637"),
+        ("5f00::/16", "segment routing SIDs, RFC 9602"),
+        ("fc00::/7", "unique-local, RFC 4193"),
+        ("fe80::/10", "link-local unicast, RFC 4291"),
+        # Site-local, deprecated by RFC 3879 but still routed inside some
+        # networks; Python counts it as global.
+        ("fec0::/10", "site-local, RFC 3879"),
+    )
+)
+
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -64,8 +108,19 @@ class FetchPolicy:
         elif address.is_private or not address.is_global:
             kind = "a private address"
         else:
-            return None
+            name = _special_purpose(address)
+            if name is None:
+                return None
+            kind = f"a non-public address ({name})"
         return None if self.allow_private else kind
+
+
+def _special_purpose(address: IPAddress) -> str | None:
+    """The registry name of the non-global block holding this address, if any."""
+    for network, name in SPECIAL_PURPOSE:
+        if address.version == network.version and address in network:
+            return name
+    return None
 
 
 def _embedded_ipv4(address: IPAddress) -> ipaddress.IPv4Address | None:

@@ -21,6 +21,20 @@ from newsletter.store.base import (
 )
 
 
+def lease_held(
+    holder: dict[str, Any], host: str, now: float, alive: Callable[[str, int, str], bool]
+) -> bool:
+    """Whether a lease row still binds the others, seen from ``host`` at wall time ``now``.
+
+    A live process on this host keeps its lease even past expiry (it may be
+    stalled on a slow server); a remote holder is trusted until it expires; a
+    holder on this host whose process is gone holds nothing.
+    """
+    if not alive(holder["host"], holder["pid"], holder["owner"]):
+        return False
+    return holder["host"] == host or holder["expires_at"] > now
+
+
 class DeliveriesQueries(StoreBase):
     # -- the delivery ledger -----------------------------------------------
 
@@ -203,7 +217,7 @@ class DeliveriesQueries(StoreBase):
         pid: int,
         now: float,
         seconds: float,
-        alive: Callable[[str, int], bool],
+        alive: Callable[[str, int, str], bool],
     ) -> dict[str, Any] | None:
         """Become the one sender of a campaign; return the holder's row if someone else is.
 
@@ -214,16 +228,17 @@ class DeliveriesQueries(StoreBase):
         with self.transaction():
             holder = self._row("SELECT * FROM send_leases WHERE campaign_id = ?", [campaign_id])
             if holder is not None and holder["owner"] != owner:
-                alive_now = alive(holder["host"], holder["pid"])
-                # A live process on this host keeps its lease even past expiry (it may be
-                # stalled on a slow server); a remote holder is trusted until it expires.
-                if alive_now and (holder["host"] == host or holder["expires_at"] > now):
+                if lease_held(holder, host, now, alive):
                     return holder
             self.conn.execute(
                 "INSERT OR REPLACE INTO send_leases VALUES (?, ?, ?, ?, ?)",
                 [campaign_id, owner, host, pid, now + seconds],
             )
         return None
+
+    def send_lease(self, campaign_id: int) -> dict[str, Any] | None:
+        """The send lease row of a campaign, expired or not (judge it with ``lease_held``)."""
+        return self._row("SELECT * FROM send_leases WHERE campaign_id = ?", [campaign_id])
 
     def renew_lease(self, campaign_id: int, owner: str, now: float, seconds: float) -> bool:
         cursor = self.conn.execute(

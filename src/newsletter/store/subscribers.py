@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import itertools
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import datetime
 from typing import Any
 
@@ -47,7 +48,7 @@ class SubscribersQueries(StoreBase):
 
     def add_subscribers(
         self,
-        rows: list[dict[str, Any]],
+        rows: Iterable[dict[str, Any]],
         list_name: str | None,
         source: str,
         consent_text: str,
@@ -66,6 +67,10 @@ class SubscribersQueries(StoreBase):
         new row that arrives opted out is stored as such and put on the
         suppression list (``opted_out``). Each new row gets a consent record
         naming the import. Rows go in with executemany, a batch at a time.
+
+        ``rows`` may be an iterator (a file read as it is stored): then a
+        mailbox repeated in it (in any capitals) is found in a temporary table
+        rather than a set in memory, and counted as ``duplicates``.
         """
         counts = {"added": 0, "existing": 0, "suppressed": 0, "opted_out": 0, "duplicates": 0}
         stamp = _iso(now)
@@ -85,7 +90,15 @@ class SubscribersQueries(StoreBase):
             )
             # Known addresses: all of them in one scan when the table is not much
             # bigger than the import, else looked up a batch at a time.
-            scan = next_id - 1 <= 4 * len(rows)
+            streamed = not isinstance(rows, list)
+            scan = not streamed and next_id - 1 <= 4 * len(rows)
+            if streamed:
+                # Mailboxes this import has had, by mailbox_key: the first row's
+                # spelling is the one stored, later rows in any capitals repeat it.
+                self.conn.execute(
+                    "CREATE TEMP TABLE IF NOT EXISTS import_seen (mailbox TEXT PRIMARY KEY)"
+                )
+                self.conn.execute("DELETE FROM temp.import_seen")
             # Keyed by mailbox_key; the value also holds the stored spelling.
             known: dict[str, tuple[int, str, str]] = {}
             if scan:
@@ -96,8 +109,15 @@ class SubscribersQueries(StoreBase):
                     )
                 }
             seen: dict[str, str] = {}
-            for start in range(0, len(rows), IMPORT_BATCH):
-                chunk = rows[start : start + IMPORT_BATCH]
+            batches = iter(rows)
+            done = 0
+            while chunk := list(itertools.islice(batches, IMPORT_BATCH)):
+                done += len(chunk)
+                if streamed:
+                    # import_seen has the earlier batches' mailboxes: only this
+                    # batch's are kept in memory.
+                    seen = {}
+                    chunk = self._first_sightings(chunk, counts)
                 if not scan:
                     marks = ", ".join("?" * len(chunk))
                     known = {
@@ -212,8 +232,36 @@ class SubscribersQueries(StoreBase):
                         members,
                     )
                 if on_progress:
-                    on_progress(start + len(chunk))
+                    on_progress(done)
+            if streamed:
+                self.conn.execute("DROP TABLE temp.import_seen")
         return counts
+
+    def _first_sightings(
+        self, chunk: list[dict[str, Any]], counts: dict[str, int]
+    ) -> list[dict[str, Any]]:
+        """The rows of a batch whose mailbox this import has not had yet; the rest are counted.
+
+        A repeat in any capitals is a duplicate row, as ``parse_csv`` counts it.
+        """
+        keys = [mailbox_key(r["email"]) for r in chunk]
+        marks = ", ".join("?" * len(chunk))
+        had = {
+            mailbox
+            for (mailbox,) in self.conn.execute(
+                f"SELECT mailbox FROM temp.import_seen WHERE mailbox IN ({marks})", keys
+            )
+        }
+        fresh, fresh_keys = [], []
+        for row, key in zip(chunk, keys, strict=True):
+            if key in had:
+                counts["duplicates"] += 1
+                continue
+            had.add(key)
+            fresh.append(row)
+            fresh_keys.append((key,))
+        self.conn.executemany("INSERT INTO temp.import_seen VALUES (?)", fresh_keys)
+        return fresh
 
     def _ensure_list(self, name: str, now: datetime) -> int:
         self.conn.execute(

@@ -7,7 +7,7 @@ import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from newsletter.errors import ConfigError
+from newsletter.errors import AccountError, ConfigError, os_error_line
 from newsletter.transports import Envelope, Outcome, outcomes_one_by_one
 
 _SAFE = re.compile(r"[^A-Za-z0-9._-]")
@@ -45,10 +45,18 @@ class OutboxTransport:
         path = self._path(envelope.key)
         partial = path.with_suffix(".eml.part")
         data = self.sign(envelope.data) if self.sign else envelope.data
-        with open(partial, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
+        try:
+            with open(partial, "wb") as handle:
+                handle.write(data)
+                handle.flush()
+                os.fsync(handle.fileno())
+        except OSError as exc:
+            # A full disk or an unwritable folder stops every message, not this
+            # one: the campaign pauses with the folder named, and resumes later.
+            partial.unlink(missing_ok=True)
+            raise AccountError(
+                os_error_line(exc, partial, label=f"delivery.outbox_dir {self.directory}")
+            ) from None
         # The rename is atomic: a file named .eml is always a whole message,
         # which is what lets was_sent() settle in-flight rows after a crash.
         os.replace(partial, path)

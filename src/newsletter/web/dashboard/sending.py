@@ -11,10 +11,9 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import threading
-import time
 from collections.abc import Callable
 
-from newsletter import jobs
+from newsletter import delivery, jobs
 from newsletter.errors import NewsletterError
 from newsletter.workspace import Workspace
 
@@ -65,7 +64,7 @@ class BackgroundSender:
                 "; finished" if progress.finished else "",
             )
         except NewsletterError as exc:
-            if store.lease_holder(campaign_id, time.time()) is not None:
+            if delivery.active_sender(store, campaign_id) is not None:
                 # The scheduler (or the CLI) is sending it: not an error, it goes on there.
                 log.info("campaign %d: already being sent by another sender", campaign_id)
                 return

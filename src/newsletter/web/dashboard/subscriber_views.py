@@ -210,14 +210,18 @@ def routes(d: Dashboard) -> list[Route]:
         if job is None:
             return import_form(request, 400, error=EXPIRED)
         del pending[token]
-        parsed = subscribers.parse_csv(
+        # The same import as the command line's and the folder's: rows read as
+        # they are stored, mailboxes deduplicated in any capitals.
+        report = subscribers.import_data(
+            store,
             job["data"],
             job["name"],
+            d.clock(),
+            job["list"],
             job["confirmed"],
             job["mapping"],
             eai_refusal=d.ws.eai_refusal,
         )
-        report = subscribers.save(store, parsed, d.clock(), job["list"])
         d.audit(request, "imported", job["name"], report.line())
         return import_form(
             request, report=report, problems=report.problems[:SHOWN_PROBLEMS], imported=True
