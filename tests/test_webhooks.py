@@ -128,8 +128,10 @@ class Hooks:
 
     # -- signing as each provider does -------------------------------------------
 
-    def post_sendgrid(self, body: bytes, sign: bytes | None = None, key=None) -> requests.Response:
-        timestamp = str(int(NOW.timestamp()))
+    def post_sendgrid(
+        self, body: bytes, sign: bytes | None = None, key=None, timestamp: str | None = None
+    ) -> requests.Response:
+        timestamp = str(int(NOW.timestamp())) if timestamp is None else timestamp
         signature = (key or self.keys.sendgrid).sign(
             timestamp.encode() + (body if sign is None else sign), ec.ECDSA(hashes.SHA256())
         )
@@ -257,6 +259,27 @@ def test_sendgrid_refuses_tampered_unsigned_and_foreign_signatures(hooks) -> Non
     unsigned = requests.post(hooks.url + "/webhooks/sendgrid", data=body, timeout=10)
     assert unsigned.status_code == 403
     assert hooks.events("sendgrid") == [] and hooks.status(0) == "confirmed"
+
+
+def test_sendgrid_refuses_a_correctly_signed_request_replayed_later(hooks) -> None:
+    """A captured, validly signed bounce replayed later must not suppress anyone."""
+    now = int(NOW.timestamp())
+    event = {
+        "email": hooks.email(1),
+        "timestamp": now,
+        "event": "bounce",
+        "type": "bounce",
+        "sg_event_id": "replayed",
+        "newsletter_delivery": hooks.key(1),
+    }
+    body = json.dumps([event]).encode()
+    for stamp in (str(now - 301), str(now + 301), "yesterday", "nan"):
+        answer = hooks.post_sendgrid(body, timestamp=stamp)
+        assert (answer.status_code, answer.text) == (403, "stale timestamp\n"), stamp
+    assert hooks.events("sendgrid") == [] and hooks.status(1) == "confirmed"
+    # The same window as Mailgun's: five minutes either way is still fresh.
+    assert hooks.post_sendgrid(body, timestamp=str(now - 299)).status_code == 200
+    assert hooks.status(1) == "bounced"
 
 
 def test_sendgrid_malformed_bodies_are_400_not_500(hooks) -> None:

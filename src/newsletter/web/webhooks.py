@@ -19,6 +19,7 @@ import datetime as dt
 import hmac
 import json
 import logging
+import math
 import re
 import sqlite3
 import threading
@@ -44,7 +45,7 @@ from newsletter.web.threads import off_loop
 
 log = logging.getLogger(__name__)
 MAX_BODY = 10_000_000  # SendGrid posts batches of events; far below this in practice
-MAILGUN_MAX_AGE = 300  # seconds a Mailgun signature stays acceptable
+MAILGUN_MAX_AGE = 300  # seconds a signed webhook timestamp stays acceptable (Mailgun, SendGrid)
 SNS_HOST = re.compile(r"^sns\.[a-z0-9-]+\.amazonaws\.com$")
 Fetch = Callable[[str], bytes]
 
@@ -99,6 +100,15 @@ def sendgrid_signature_ok(
 
 
 # -- Mailgun ----------------------------------------------------------------------
+
+
+def fresh(timestamp: str, now: dt.datetime, max_age: float = MAILGUN_MAX_AGE) -> bool:
+    """Whether a signed Unix timestamp is within ``max_age`` seconds of now (either way)."""
+    try:
+        stamp = float(timestamp)
+    except ValueError:
+        return False
+    return math.isfinite(stamp) and abs(now.timestamp() - stamp) <= max_age
 
 
 def mailgun_signature_ok(signing_key: str, timestamp: str, token: str, signature: str) -> bool:
@@ -259,6 +269,10 @@ def webhook_routes(
             return _answer(403, "signature headers missing")
         if not sendgrid_signature_ok(sendgrid_key, signature, timestamp, body):
             return _answer(403, "bad signature")
+        # The signature covers the timestamp, so a captured request replayed
+        # later fails here; SendGrid signs each delivery and retry anew.
+        if not fresh(timestamp, clock()):
+            return _answer(403, "stale timestamp")
         try:
             events = provider_events.sendgrid_events(_json(body))
         except ValueError as exc:
