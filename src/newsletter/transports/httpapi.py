@@ -46,9 +46,6 @@ from newsletter.transports import (
     Envelope,
 )
 
-# The key we send with every message (custom argument, variable, metadata or tag)
-# and find again in the provider's webhook events.
-DELIVERY_KEY = "newsletter_delivery"
 USER_AGENT = f"newsletter/{__version__}"
 
 
