@@ -41,7 +41,7 @@ from newsletter.errors import (
     TransientError,
 )
 from newsletter.mime import ascii_domain, needs_smtputf8
-from newsletter.transports import (
+from newsletter.transports.base import (
     Content,
     Envelope,
 )

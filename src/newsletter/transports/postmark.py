@@ -25,7 +25,7 @@ from newsletter.errors import (
     TransientError,
 )
 from newsletter.mime import ascii_domain
-from newsletter.transports import PERMANENT, SENT, TRANSIENT, UNUSABLE, Envelope, Outcome
+from newsletter.transports.base import PERMANENT, SENT, TRANSIENT, UNUSABLE, Envelope, Outcome
 from newsletter.transports.httpapi import (
     api_address,
     content_of,

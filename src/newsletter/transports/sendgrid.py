@@ -18,7 +18,7 @@ from newsletter import delivery_key
 from newsletter.config import Secrets, Settings
 from newsletter.errors import AccountError, PermanentError, TransientError
 from newsletter.mime import ascii_domain
-from newsletter.transports import Envelope, Outcome, outcomes_one_by_one
+from newsletter.transports.base import Envelope, Outcome, outcomes_one_by_one
 from newsletter.transports.httpapi import (
     api_address,
     content_of,
