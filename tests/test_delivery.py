@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from newsletter import campaigns, delivery, jobs
+from newsletter import campaigns, delivery, delivery_key, jobs
 from newsletter.errors import StateError
 from newsletter.store import Store
 from newsletter.subscribers import import_file
@@ -140,7 +140,7 @@ def test_in_flight_rows_are_settled_by_the_outbox(workspace: Workspace) -> None:
     assert mail.link_ids  # the click links are registered before the first send
     for row in (handed_over, not_handed_over):
         subscriber = store.subscriber(row["subscriber_id"])
-        key = delivery.delivery_key(campaign_id, row["id"])
+        key = delivery_key.build(campaign_id, row["id"])
         msg_id, data = mail.message(subscriber, key, NOW)
         assert store.claim_deliveries([(row["id"], msg_id)], NOW) == ({row["id"]}, set())
         if row is handed_over:

@@ -896,9 +896,10 @@ def transport_problems(settings: Settings, secrets: Secrets) -> list[str]:
     problems = sending_problems(settings, secrets)
     if secrets.sendgrid_webhook_public_key:
         try:
-            from newsletter.web.webhooks import load_sendgrid_key
+            # Imported here: the cryptography library is needed only when a key is set.
+            from newsletter.feedback import sendgrid
 
-            load_sendgrid_key(secrets.sendgrid_webhook_public_key)
+            sendgrid.load_key(secrets.sendgrid_webhook_public_key)
         except ValueError:
             problems.append(
                 "NEWSLETTER_SENDGRID_WEBHOOK_PUBLIC_KEY: not a public key; paste the "

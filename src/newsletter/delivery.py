@@ -43,6 +43,7 @@ from multiprocessing.connection import Connection, wait
 from pathlib import Path
 from typing import Any
 
+from newsletter import delivery_key
 from newsletter.campaigns import CampaignMail
 from newsletter.config import Settings
 from newsletter.errors import (
@@ -272,11 +273,6 @@ class Lease:
         store.release_lease(self.campaign_id, self.owner)
 
 
-def delivery_key(campaign_id: int, delivery_id: int) -> str:
-    """The per-delivery key: outbox file name, Message-ID part, idempotency key."""
-    return f"c{campaign_id}-d{delivery_id}"
-
-
 def backoff(
     attempts: int,
     policy: Policy,
@@ -295,7 +291,7 @@ def settle_in_flight(
     """Resolve rows left 'sending' by a sender that stopped mid-call."""
     counts = {SENT: 0, PENDING: 0, IN_DOUBT: 0}
     for row in store.in_flight(campaign_id):
-        verdict = transport.was_sent(delivery_key(campaign_id, row["id"]))
+        verdict = transport.was_sent(delivery_key.build(campaign_id, row["id"]))
         if verdict is True:
             store.finish_delivery(row["id"], SENT, now)
             counts[SENT] += 1
@@ -840,7 +836,7 @@ def _read_and_send(
                         run.progress.skipped += 1
                     continue
                 subscriber = {**row, "id": row["subscriber_id"], "status": "confirmed"}
-                key = delivery_key(campaign_id, row["id"])
+                key = delivery_key.build(campaign_id, row["id"])
                 try:
                     msg_id, envelope = mail.envelope(
                         subscriber, key, clock(), sender, fields=fields

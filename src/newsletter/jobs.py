@@ -16,7 +16,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from newsletter import campaigns, clock, config, consent, delivery, schedules, subscribers
+from newsletter import (
+    campaigns,
+    clock,
+    config,
+    consent,
+    delivery,
+    delivery_key,
+    schedules,
+    subscribers,
+)
 from newsletter.config import Secrets
 from newsletter.errors import InputError, NewsletterError, StateError
 from newsletter.render import article_context, choose_template
@@ -335,7 +344,7 @@ def send_test(
         raise InputError(f"--to: {to_address!r} is not a valid address ({exc})") from None
     mail = campaign_mail(ws, store, campaign_id)
     sample = dict(campaigns.sample_subscriber(store), id=0)
-    key = f"test-c{campaign_id}-{now:%Y%m%d%H%M%S%f}"
+    key = delivery_key.for_test_send(campaign_id, now)
     data = mail.test_message(sample, address, key, now)
     transport = ws.transport()
     try:

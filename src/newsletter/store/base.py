@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import re
 import sqlite3
 import threading
 import time
@@ -47,8 +46,6 @@ PROVIDER_STATUS_RANK = {
     "bounce": 5,
     "complaint": 6,
 }
-# The per-delivery key sent to providers (see delivery.delivery_key).
-_DELIVERY_KEY = re.compile(r"^c(?P<campaign>\d+)-d(?P<delivery>\d+)$")
 
 
 def _iso(when: datetime) -> str:

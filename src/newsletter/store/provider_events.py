@@ -5,8 +5,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from newsletter import delivery_key
 from newsletter.store.base import (
-    _DELIVERY_KEY,
     IN_DOUBT,
     PROVIDER_STATUS_RANK,
     SENT,
@@ -29,11 +29,12 @@ class ProviderEventsQueries(StoreBase):
     def _delivery_for_event(self, event: dict[str, Any]) -> dict[str, Any] | None:
         """The delivery an event is about: by our key, else the provider's or our message id."""
         columns = "id, campaign_id, subscriber_id, status, provider_status"
-        match = _DELIVERY_KEY.match(event.get("key") or "")
-        if match:
+        ours = delivery_key.parse(event.get("key"))
+        if ours is not None:
+            campaign_id, delivery_id = ours
             row = self._row(
                 f"SELECT {columns} FROM deliveries WHERE id = ? AND campaign_id = ?",
-                [int(match["delivery"]), int(match["campaign"])],
+                [delivery_id, campaign_id],
             )
             if row is not None:
                 return row

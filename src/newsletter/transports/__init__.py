@@ -15,131 +15,52 @@ blindly).
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING
 
 from newsletter.config import Secrets, Settings
 from newsletter.errors import (
-    AccountError,
-    AddressUnusable,
     ConfigError,
-    InDoubtError,
-    MessageRejected,
     NewsletterError,
-    PermanentError,
-    TransientError,
+)
+
+# The shared types live in base.py, which the transports import (never this
+# module, which imports them); they are named here too, as the package's interface.
+from newsletter.transports.base import (
+    IN_DOUBT,
+    PERMANENT,
+    REJECTED,
+    SENT,
+    TRANSIENT,
+    UNUSABLE,
+    Content,
+    Envelope,
+    Outcome,
+    Transport,
+    outcomes_one_by_one,
 )
 
 if TYPE_CHECKING:
     from newsletter.dkim import DkimSigner
 
-# Outcome statuses: PERMANENT bounces and suppresses the address; REJECTED fails the
-# message only; IN_DOUBT means it may have been taken (never resent blindly).
-SENT, TRANSIENT, PERMANENT, REJECTED, IN_DOUBT = (
-    "sent",
-    "transient",
-    "permanent",
-    "rejected",
-    "in_doubt",
-)
-# The transport cannot carry this one address (needs SMTPUTF8): the message fails,
-# and, unlike REJECTED, it says nothing about the campaign as a whole.
-UNUSABLE = "unusable"
-
-
-@dataclass(frozen=True)
-class Content:
-    """A message as fields, for provider APIs that take JSON or form fields, not MIME."""
-
-    subject: str
-    from_name: str
-    from_address: str
-    to_name: str
-    to_address: str
-    html: str
-    text: str
-    # Message-ID, Reply-To, List-Unsubscribe, List-Unsubscribe-Post, List-Id, Feedback-ID
-    headers: dict[str, str] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class Envelope:
-    sender: str
-    recipient: str
-    data: bytes  # the whole message, wire format (CRLF)
-    key: str  # unique per delivery: file name, idempotency key, custom argument
-    content: Content | None = None
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """What the provider said about one envelope."""
-
-    key: str
-    status: str  # SENT, TRANSIENT, PERMANENT, REJECTED, UNUSABLE or IN_DOUBT
-    provider_id: str | None = None
-    error: str = ""
-    retry_after: float | None = None  # seconds, when the provider said when to come back
-
-
-class Transport(Protocol):
-    name: str
-    batch_size: int  # envelopes per send_batch call: 1 for SMTP, the API limit otherwise
-
-    def send_batch(self, envelopes: Sequence[Envelope]) -> list[Outcome]:
-        """One outcome per envelope, in order. Raise TransientError when the whole
-        call failed before the provider could take any of it (connection refused,
-        429, 5xx); raise PermanentError when no message can ever go (bad API key)."""
-        ...
-
-    def was_sent(self, key: str) -> bool | None: ...
-
-    def close(self) -> None: ...
-
-
-def outcomes_one_by_one(
-    send: Callable[[Envelope], str | None],
-    envelopes: Sequence[Envelope],
-    doubt_pauses: bool = True,
-) -> list[Outcome]:
-    """send_batch for transports that take one message per call.
-
-    A refusal of one message is that envelope's outcome. An account-wide
-    refusal stops the batch: raised when nothing went yet (the campaign
-    pauses), otherwise the rest are deferred, since their addresses are not
-    at fault. A request left unanswered is raised too when ``doubt_pauses``
-    (a hanging API would leave every following message in doubt), else it is
-    that message's in-doubt outcome (SMTP: a connection dropped after the
-    final dot, and the next message goes over a fresh one).
-    """
-    outcomes: list[Outcome] = []
-    for index, envelope in enumerate(envelopes):
-        try:
-            provider_id = send(envelope)
-        except AccountError as exc:
-            if not outcomes:
-                raise
-            outcomes.extend(Outcome(e.key, TRANSIENT, error=str(exc)) for e in envelopes[index:])
-            return outcomes
-        except AddressUnusable as exc:
-            outcomes.append(Outcome(envelope.key, UNUSABLE, error=str(exc)))
-        except MessageRejected as exc:
-            outcomes.append(Outcome(envelope.key, REJECTED, error=str(exc)))
-        except PermanentError as exc:
-            outcomes.append(Outcome(envelope.key, PERMANENT, error=str(exc)))
-        except InDoubtError as exc:
-            if doubt_pauses and not outcomes:
-                raise
-            outcomes.append(Outcome(envelope.key, IN_DOUBT, error=str(exc)))
-        except TransientError as exc:
-            outcomes.append(
-                Outcome(envelope.key, TRANSIENT, error=str(exc), retry_after=exc.retry_after)
-            )
-        else:
-            outcomes.append(Outcome(envelope.key, SENT, provider_id=provider_id))
-    return outcomes
+__all__ = [
+    "IN_DOUBT",
+    "PERMANENT",
+    "REJECTED",
+    "SENT",
+    "TRANSIENT",
+    "UNUSABLE",
+    "Content",
+    "Envelope",
+    "Outcome",
+    "Transport",
+    "dkim_signers",
+    "dkim_warnings",
+    "eai_refusal",
+    "open_transport",
+    "outcomes_one_by_one",
+]
 
 
 Factory = Callable[[Settings, Secrets, Path], Transport]

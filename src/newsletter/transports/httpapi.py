@@ -41,14 +41,11 @@ from newsletter.errors import (
     TransientError,
 )
 from newsletter.mime import ascii_domain, needs_smtputf8
-from newsletter.transports import (
+from newsletter.transports.base import (
     Content,
     Envelope,
 )
 
-# The key we send with every message (custom argument, variable, metadata or tag)
-# and find again in the provider's webhook events.
-DELIVERY_KEY = "newsletter_delivery"
 USER_AGENT = f"newsletter/{__version__}"
 
 

@@ -14,11 +14,11 @@ import time
 from collections.abc import Callable, Sequence
 from urllib.parse import quote
 
+from newsletter import delivery_key
 from newsletter.config import Secrets, Settings
 from newsletter.errors import AccountError, ConfigError, PermanentError, TransientError
-from newsletter.transports import Envelope, Outcome, outcomes_one_by_one
+from newsletter.transports.base import Envelope, Outcome, outcomes_one_by_one
 from newsletter.transports.httpapi import (
-    DELIVERY_KEY,
     api_address,
     error_text,
     make_session,
@@ -67,7 +67,7 @@ class MailgunTransport:
             data=[
                 # Mailgun's HTTP API takes internationalised mailboxes (SMTPUTF8).
                 ("to", api_address(envelope.recipient, "Mailgun", True)),
-                (f"v:{DELIVERY_KEY}", envelope.key),
+                (f"v:{delivery_key.FIELD}", envelope.key),
                 # Our own pixel and links count opens and clicks; Mailgun's
                 # rewriting would count them twice.
                 ("o:tracking", "no"),

@@ -8,7 +8,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from newsletter.errors import AccountError, ConfigError, os_error_line
-from newsletter.transports import Envelope, Outcome, outcomes_one_by_one
+from newsletter.transports.base import Envelope, Outcome, outcomes_one_by_one
 
 _SAFE = re.compile(r"[^A-Za-z0-9._-]")
 

@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from newsletter import delivery_key
 from newsletter.config import Secrets, Settings
 from newsletter.errors import (
     AccountError,
@@ -24,9 +25,8 @@ from newsletter.errors import (
     TransientError,
 )
 from newsletter.mime import ascii_domain
-from newsletter.transports import PERMANENT, SENT, TRANSIENT, UNUSABLE, Envelope, Outcome
+from newsletter.transports.base import PERMANENT, SENT, TRANSIENT, UNUSABLE, Envelope, Outcome
 from newsletter.transports.httpapi import (
-    DELIVERY_KEY,
     api_address,
     content_of,
     error_text,
@@ -83,7 +83,7 @@ class PostmarkTransport:
             "To": mailbox(c.to_name, api_address(c.to_address, "Postmark", False)),
             "Subject": c.subject,
             "MessageStream": self.message_stream,
-            "Metadata": {DELIVERY_KEY: envelope.key},
+            "Metadata": {delivery_key.FIELD: envelope.key},
             # Our own pixel and links count opens and clicks.
             "TrackOpens": False,
             "TrackLinks": "None",

@@ -14,12 +14,12 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from newsletter import delivery_key
 from newsletter.config import Secrets, Settings
 from newsletter.errors import AccountError, PermanentError, TransientError
 from newsletter.mime import ascii_domain
-from newsletter.transports import Envelope, Outcome, outcomes_one_by_one
+from newsletter.transports.base import Envelope, Outcome, outcomes_one_by_one
 from newsletter.transports.httpapi import (
-    DELIVERY_KEY,
     api_address,
     content_of,
     error_text,
@@ -84,7 +84,7 @@ class SendGridTransport:
         headers = {k: v for k, v in c.headers.items() if v and k.lower() not in RESERVED}
         personalization: dict[str, Any] = {
             "to": [to],
-            "custom_args": {DELIVERY_KEY: envelope.key},
+            "custom_args": {delivery_key.FIELD: envelope.key},
         }
         if headers:
             personalization["headers"] = headers

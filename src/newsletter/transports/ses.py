@@ -27,11 +27,12 @@ from botocore.exceptions import (
     ReadTimeoutError,
 )
 
+from newsletter import delivery_key
 from newsletter.config import Secrets, Settings
 from newsletter.errors import AccountError, InDoubtError, PermanentError, TransientError
 from newsletter.mime import ascii_domain
-from newsletter.transports import Envelope, Outcome, outcomes_one_by_one
-from newsletter.transports.httpapi import DELIVERY_KEY, api_address, require
+from newsletter.transports.base import Envelope, Outcome, outcomes_one_by_one
+from newsletter.transports.httpapi import api_address, require
 
 # Tag values may hold only these characters.
 _TAG_UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
@@ -99,7 +100,7 @@ class SesTransport:
             "FromEmailAddress": ascii_domain(envelope.sender),
             "Destination": {"ToAddresses": [api_address(envelope.recipient, "SES", False)]},
             "Content": {"Raw": {"Data": envelope.data}},
-            "EmailTags": [{"Name": DELIVERY_KEY, "Value": tag_value(envelope.key)}],
+            "EmailTags": [{"Name": delivery_key.FIELD, "Value": tag_value(envelope.key)}],
         }
         if self.configuration_set:
             request["ConfigurationSetName"] = self.configuration_set

@@ -33,7 +33,7 @@ from newsletter.errors import (
     TransientError,
 )
 from newsletter.mime import ascii_domain, canonical_crlf, needs_smtputf8
-from newsletter.transports import Envelope, Outcome, outcomes_one_by_one
+from newsletter.transports.base import Envelope, Outcome, outcomes_one_by_one
 
 _BOUNCE_CODES = {550, 551, 553}
 _ENHANCED_ADDRESS = re.compile(rb"^5\.1\.\d")

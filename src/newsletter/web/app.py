@@ -18,8 +18,8 @@ from starlette.routing import Route
 
 from newsletter import campaigns, clock, render, tracking
 from newsletter.errors import NewsletterError
+from newsletter.events import EventWriter, Privacy
 from newsletter.web.dashboard import Dashboard
-from newsletter.web.events import EventWriter, Privacy
 from newsletter.web.guard import BodyLimits, Guard
 from newsletter.web.subscribers import SubscriberPages
 from newsletter.web.threads import ThreadStores, off_loop

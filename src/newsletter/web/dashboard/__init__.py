@@ -26,6 +26,7 @@ from newsletter import staff
 from newsletter.errors import NewsletterError, NotFound, StateError
 from newsletter.store import Store
 from newsletter.web.dashboard.auth import Auth, Handler, csrf_ok, redirect
+from newsletter.web.dashboard.headers import PAGE_HEADERS
 from newsletter.web.dashboard.sending import BackgroundSender
 from newsletter.web.threads import ThreadStores, off_loop
 from newsletter.workspace import Workspace
@@ -33,19 +34,6 @@ from newsletter.workspace import Workspace
 log = logging.getLogger(__name__)
 HERE = Path(__file__).parent
 PREFIX = "/admin"
-PAGE_HEADERS = {
-    "Cache-Control": "no-store",
-    # Scripts only from the package; styles may be set inline by the chart
-    # library; frames only our own preview route.
-    "Content-Security-Policy": (
-        "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
-        "img-src 'self' data:; frame-src 'self'; frame-ancestors 'self'; "
-        "form-action 'self'; base-uri 'none'; object-src 'none'"
-    ),
-    "X-Frame-Options": "SAMEORIGIN",
-    "Referrer-Policy": "same-origin",
-    "X-Content-Type-Options": "nosniff",
-}
 NAV = [
     ("home", "Home", "", "editor"),
     ("campaigns", "Campaigns", "/campaigns", "editor"),

@@ -15,7 +15,6 @@ from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
 from newsletter import staff, twofactor
-from newsletter.web.dashboard import PAGE_HEADERS
 from newsletter.web.dashboard.auth import (
     ACCOUNT_LIMIT,
     COOKIE,
@@ -24,6 +23,7 @@ from newsletter.web.dashboard.auth import (
     TWO_FACTOR_WINDOW,
     redirect,
 )
+from newsletter.web.dashboard.headers import PAGE_HEADERS
 from newsletter.web.subscribers import network
 from newsletter.web.threads import off_loop
 
