@@ -558,7 +558,7 @@ def test_a_full_disk_under_the_outbox_pauses_the_campaign_naming_the_folder(work
         )
     ]
     for delivery_id in ids:
-        (outbox / f"{delivery.delivery_key(campaign_id, delivery_id)}.eml.part").symlink_to(
+        (outbox / f"{delivery_key.build(campaign_id, delivery_id)}.eml.part").symlink_to(
             "/dev/full"
         )
     progress = jobs.send_campaign(workspace, store, campaign_id, clock)
