@@ -422,9 +422,7 @@ KEY_DOCS: dict[str, str] = {
         "`outbox`, `smtp`, or an email API: `sendgrid`, `mailgun`, `postmark`, `ses` "
         "(see [Email providers](providers.md))."
     ),
-    "delivery.rate_per_second": (
-        "Messages per second (0: no limit), capped with a sliding one-second window."
-    ),
+    "delivery.rate_per_second": ("Messages per second, capped with a sliding one-second window."),
     "delivery.concurrency": "Sender threads and SMTP (or HTTPS) connections, in all.",
     "delivery.outbox_dir": "Where the outbox transport writes `.eml` files.",
     "delivery.max_attempts": "Tries per message before a temporary failure counts as failed.",
@@ -436,8 +434,8 @@ KEY_DOCS: dict[str, str] = {
         "Failures in a row (temporary, refused messages or in doubt) that pause a campaign."
     ),
     "delivery.processes": (
-        "Processes that share a campaign of 1,000 or more due messages (0: one per CPU core; "
-        "never more than `concurrency`, nor than a whole `rate_per_second`)."
+        "Processes that share a campaign of 1,000 or more due messages (never more than "
+        "`concurrency`, nor than a whole `rate_per_second`)."
     ),
     "smtp.host": "The SMTP server.",
     "smtp.port": "Its port.",
@@ -591,7 +589,7 @@ KEY_DOCS: dict[str, str] = {
         "linked to anyone)."
     ),
     "tracking.retention_days": (
-        "Raw opens, clicks and views older than this are deleted daily (0: kept)."
+        "Raw opens, clicks and views older than this many days are deleted daily."
     ),
     "tracking.signals_file": (
         "A machine-signals file replacing the built-in one "
