@@ -13,7 +13,10 @@ FUTURE_PACKAGES := faketime
 # How far ahead `make test-future` moves the clock: about one year and five years.
 FUTURE_OFFSETS := +400d +1900d
 
-.PHONY: run test test-future lint format bench system-deps bench-deps apt-install clean
+# Documents with generated parts (cog): the settings table and every command's --help.
+DOCS := README.md $(wildcard docs/*.md)
+
+.PHONY: run test test-future lint format docs bench system-deps bench-deps apt-install clean
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "newsletter needs Python 3.11 or newer; set PYTHON=python3.11 or newer")'
@@ -50,10 +53,15 @@ apt-install:
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check src tests bench
 	$(BIN)/ruff format --check src tests bench
+	$(BIN)/cog --check $(DOCS)
 
 format: $(VENV)/.installed-test
 	$(BIN)/ruff format src tests bench
 	$(BIN)/ruff check --fix src tests bench
+
+# Regenerate the parts of the docs that the code knows (after changing a setting or a command).
+docs: $(VENV)/.installed-test
+	$(BIN)/cog -r $(DOCS)
 
 test: $(VENV)/.installed-test system-deps lint
 	$(BIN)/pytest

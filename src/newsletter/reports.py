@@ -1,6 +1,6 @@
 """Campaign reports: the numbers `newsletter stats` prints and the dashboard shows.
 
-Definitions (the README repeats them):
+Definitions (docs/deliverability-and-privacy.md repeats them):
 
 - **unique** means distinct subscribers, everywhere: unique opens are the
   subscribers with at least one open event for the campaign; unique clicks,

@@ -30,7 +30,8 @@ def campaign() -> None:
     "article_spec",
     default="new",
     show_default=True,
-    help="'new' (articles no campaign has included) or ids such as 3,4.",
+    help="'new' (articles no campaign has included, newest first, as in automatic "
+    "campaigns) or ids such as 3,4.",
 )
 @click.option("--template", help="Template set name (default: [templates] default).")
 @click.option("--list", "list_name", help="Send only to this list (default: everyone confirmed).")
