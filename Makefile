@@ -6,7 +6,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 WORKSPACE ?= workspace
 # Debian packages the test suite and the benchmarks need (installed only when missing).
-SYSTEM_PACKAGES := spamassassin chromium libmail-dkim-perl
+# libcryptx-perl: Mail::DKIM verifies Ed25519 with it (releases after 1.20230212).
+SYSTEM_PACKAGES := spamassassin chromium libmail-dkim-perl libcryptx-perl
 BENCH_PACKAGES := wrk
 # The clock-shifting runs of `make test-future` (libfaketime).
 FUTURE_PACKAGES := faketime

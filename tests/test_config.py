@@ -430,3 +430,62 @@ def test_config_check_refuses_dead_links_and_warns_on_a_port_mismatch(cli) -> No
     assert "warning" not in cli("config", "check").stderr
     cli.env["NEWSLETTER_SITE__BASE_URL"] = "http://127.0.0.1:9000"
     assert "warning" not in cli("config", "check").stderr
+
+
+# -- SMTP to this machine, which usually relays on ----------------------------------
+
+
+def relay_warnings(raw: dict) -> list[str]:
+    from newsletter.config import local_relay_warnings
+
+    settings, problems = collect(raw, {}, ORIGIN)
+    assert problems == []
+    return local_relay_warnings(settings)
+
+
+@pytest.mark.parametrize(
+    ("host", "base_url", "expected"),
+    [
+        ("localhost", "http://127.0.0.1:8080", "is a local or private address"),
+        ("127.0.0.1", "https://10.1.2.3", "is a local or private address"),
+        ("::1", "http://news.clinic.example.com", "is not https"),
+        ("localhost", "https://news.clinic.example.com", None),
+        ("smtp.example.net", "https://news.clinic.example.com", None),
+    ],
+)
+def test_smtp_to_a_local_relay_with_local_links_is_warned_about(host, base_url, expected):
+    raw = with_sender(
+        delivery={"transport": "smtp"}, smtp={"host": host}, site={"base_url": base_url}
+    )
+    found = relay_warnings(raw)
+    if expected is None:
+        assert found == []
+    else:
+        [warning] = found
+        assert expected in warning and base_url in warning and "(smtp.host)" in warning
+        assert "only work if the mail never leaves this machine" in warning
+    # Allowed all the same: a mail catcher on this machine is what tests and previews use.
+    assert link_problems(raw) == []
+
+
+def test_the_outbox_and_a_remote_smtp_server_get_no_relay_warning():
+    local = {"base_url": "http://127.0.0.1:8080"}
+    assert relay_warnings(with_sender(delivery={"transport": "outbox"}, site=local)) == []
+    # A remote server with local links is refused outright, not warned about.
+    remote = with_sender(
+        delivery={"transport": "smtp"}, smtp={"host": "smtp.example.net"}, site=local
+    )
+    assert relay_warnings(remote) == []
+
+
+def test_config_check_warns_that_local_smtp_may_relay_the_mail_out(cli) -> None:
+    cli.env.update(
+        NEWSLETTER_DELIVERY__TRANSPORT="smtp",
+        NEWSLETTER_SMTP__HOST="localhost",
+        NEWSLETTER_SITE__BASE_URL=f"http://127.0.0.1:{cli.env['NEWSLETTER_WEB__PORT']}",
+    )
+    result = cli("config", "check")  # a warning, not a refusal
+    assert "ok (transport smtp" in result.stdout
+    [line] = [line for line in result.stderr.splitlines() if "(smtp.host)" in line]
+    assert line.startswith("warning: site.base_url: http://127.0.0.1:")
+    assert "only work if the mail never leaves this machine" in line

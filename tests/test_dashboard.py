@@ -361,6 +361,14 @@ def test_settings_for_admins_only_without_secrets(browser, admin_page, dashboard
     toml.write_text(toml.read_text().replace("\nport = 8080\n", "\nport = 9000\n"))
     page.goto(url + "/settings/check")
     expect(page.locator("#warnings")).to_contain_text("[web] port 9000")
+    # SMTP to this machine with local links: allowed, but the relay is pointed out, in
+    # words for people (no command or flag on the page).
+    assert '\ntransport = "outbox"\n' in toml.read_text()
+    toml.write_text(toml.read_text().replace('\ntransport = "outbox"\n', '\ntransport = "smtp"\n'))
+    page.goto(url + "/settings/check")
+    relay = page.locator("#warnings li", has_text="(smtp.host)")
+    expect(relay).to_contain_text("only work if the mail never leaves this machine")
+    assert "newsletter " not in relay.inner_text() and " --" not in relay.inner_text()
 
     context = browser.new_context()
     editor = context.new_page()

@@ -329,10 +329,70 @@ def test_golden_messages(ws_dir: Path, design: str) -> None:
     assert actual == golden.read_bytes().decode("ascii")
 
 
+# SpamAssassin rules that a mistake in our templates or MIME would fire; none may.
+TEMPLATE_MISTAKE_RULES = frozenset(
+    {
+        # hidden text coloured like its background (the preheader's old near-white filler)
+        "HTML_FONT_LOW_CONTRAST",
+        # tiny or off-page text, hidden content tricks
+        "HTML_FONT_TINY_NORDNS",
+        "HTML_OFF_PAGE",
+        "HTML_SHORT_CENTER",
+        # too little text for the images (a hero image with no words, a lost body)
+        *(f"HTML_IMAGE_ONLY_{n:02}" for n in range(4, 36, 4)),
+        *(f"HTML_IMAGE_RATIO_0{n}" for n in (2, 4, 6, 8)),
+        "HTML_SHORT_LINK_IMG_1",
+        "HTML_SHORT_LINK_IMG_2",
+        "HTML_SHORT_LINK_IMG_3",
+        # broken markup: an unclosed or extra tag, no <html>, made-up tags or attributes
+        "HTML_TAG_BALANCE_BODY",
+        "HTML_TAG_BALANCE_HEAD",
+        "HTML_EXTRA_CLOSE",
+        "HTML_MIME_NO_HTML_TAG",
+        "HTML_MISSING_CTYPE",
+        "HTML_BADATTR",
+        *(f"HTML_BADTAG_{r}" for r in ("40_50", "50_60", "60_70", "90_100")),
+        *(f"HTML_NONELEMENT_{r}" for r in ("30_40", "40_50", "60_70", "80_90")),
+        # entities where letters belong (an escaping mistake)
+        *(f"HTML_OBFUSCATE_{r}" for r in ("05_10", "10_20", "20_30", "30_40", "50_60")),
+        "HTML_ENTITY_ASCII",
+        "HTML_ENTITY_ASCII_TINY",
+        "HTML_TITLE_SUBJ_DIFF",
+        "HTML_FONT_SIZE_HUGE",
+        "HTML_IFRAME_SRC",
+        "HTML_EMBEDS",
+        # the text part missing, empty or unlike the HTML one
+        "MIME_HTML_ONLY",
+        "MIME_HTML_ONLY_MULTI",
+        "MIME_HTML_MOSTLY",
+        "MIME_NO_TEXT",
+        "MIME_PHP_NO_TEXT",
+        "MPART_ALT_DIFF",
+        "MPART_ALT_DIFF_COUNT",
+        "EMPTY_MESSAGE",
+        # MIME built wrong: long quoted-printable lines, base64 text, a bad header block
+        "MIME_QP_LONG_LINE",
+        "MIME_BASE64_TEXT",
+        "MIME_HEADER_CTYPE_ONLY",
+        "MIME_BAD_ISO_CHARSET",
+        "MISSING_MIME_HB_SEP",
+        "MISSING_HB_SEP",
+        "MISSING_HEADERS",
+        "MISSING_DATE",
+        "MISSING_MID",
+        "MISSING_SUBJECT",
+        "MISSING_FROM",
+    }
+)
+# HTML_MESSAGE only says there is an HTML part, which every email has (score 0.001).
+HARMLESS_RULES = frozenset({"HTML_MESSAGE"})
+
+
 @pytest.mark.parametrize("preheader", ["", "auto"])
 def test_every_email_scores_low_with_spamassassin(ws_dir: Path, preheader: str) -> None:
     """Both designs (one and several articles), confirm and welcome, with and without a
-    preheader, score under 1.0 with SpamAssassin's local tests."""
+    preheader, score under 1.0 with SpamAssassin's local tests, and fire none of the rules
+    a template or MIME mistake would."""
     assert shutil.which("spamassassin"), "spamassassin is not installed; `make test` installs it"
     ws = _ws(ws_dir, NEWSLETTER_TEMPLATES__PREHEADER=preheader)
     found = every_email(ws, NOW, preheader=None)
@@ -347,6 +407,22 @@ def test_every_email_scores_low_with_spamassassin(ws_dir: Path, preheader: str) 
         ).stdout.decode(errors="replace")
         score = float(re.search(r"X-Spam-Status: \w+, score=(-?[\d.]+)", report).group(1))
         assert score < 1.0, (name, report[report.find("Content analysis") :])
+        # With -L and no Received headers most scores are about 0, so the score alone
+        # would let a template mistake through: the rules such a mistake fires must not.
+        hit = _rules_hit(report)
+        assert not hit & TEMPLATE_MISTAKE_RULES, (name, sorted(hit & TEMPLATE_MISTAKE_RULES))
+        # Any other HTML, MIME or multipart rule is a mistake too, named or not.
+        stray = {
+            r for r in hit if r.startswith(("HTML_", "MIME_", "MPART_")) and r not in HARMLESS_RULES
+        }
+        assert not stray, (name, sorted(stray))
+
+
+def _rules_hit(report: str) -> set[str]:
+    """The names of the rules that fired, from the X-Spam-Status header (folded lines)."""
+    status = re.search(r"X-Spam-Status: .*?tests=(.*?)\s+autolearn=", report, re.S)
+    assert status, report[:2000]
+    return {rule for rule in re.split(r"[,\s]+", status.group(1)) if rule and rule != "none"}
 
 
 def _custom_digest(ws_dir: Path, body_html: str) -> None:

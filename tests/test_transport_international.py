@@ -157,3 +157,40 @@ def test_commands_that_send_nothing_do_not_demand_the_providers_key(cli) -> None
     assert run.returncode == 1 and "NEWSLETTER_SENDGRID_API_KEY: not set" in run.stderr
     check = cli("config", "check", check=False)
     assert check.returncode == 1 and "NEWSLETTER_SENDGRID_API_KEY: not set" in check.stderr
+
+
+def _from_unicode_domain(message: Envelope) -> Envelope:
+    """The same message from a sender whose domain is written in Unicode."""
+    assert message.content is not None
+    content = dataclasses.replace(message.content, from_address="news@bücher.example")
+    return dataclasses.replace(message, sender="news@bücher.example", content=content)
+
+
+def test_sendgrid_and_postmark_name_a_unicode_sender_domain_in_a_labels(
+    httpserver: HTTPServer, requests_seen: list[Request]
+) -> None:
+    def record(request: Request) -> Response:
+        requests_seen.append(request)
+        if request.path == "/v3/mail/send":
+            return Response(status=202, headers={"X-Message-Id": "sg-1"})
+        return Response(
+            json.dumps([{"ErrorCode": 0, "MessageID": "pm-1"}]),
+            status=200,
+            content_type="application/json",
+        )
+
+    httpserver.expect_request("/v3/mail/send", method="POST").respond_with_handler(record)
+    httpserver.expect_request("/email/batch", method="POST").respond_with_handler(record)
+    base = httpserver.url_for("/").rstrip("/")
+    for transport in (
+        SendGridTransport("SG.key", api_base=base),
+        PostmarkTransport("t", api_base=base),
+    ):
+        try:
+            (outcome,) = transport.send_batch([_from_unicode_domain(envelope("c1-d1"))])
+        finally:
+            transport.close()
+        assert outcome.status == SENT, outcome.error
+    sendgrid, postmark = (json.loads(r.get_data()) for r in requests_seen)
+    assert sendgrid["from"]["email"] == "news@xn--bcher-kva.example"
+    assert postmark[0]["From"].endswith("<news@xn--bcher-kva.example>")

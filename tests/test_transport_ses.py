@@ -107,6 +107,25 @@ def test_ses_gets_punycode_domains_and_no_internationalised_mailbox(ses, moto_ur
     assert request["Destination"] == {"ToAddresses": ["juergen@xn--bcher-kva.example"]}
 
 
+def test_ses_names_a_unicode_sender_domain_in_punycode(ses, moto_url: str) -> None:
+    client = boto3.session.Session(
+        aws_access_key_id="AKIDTESTING", aws_secret_access_key="testing-secret"
+    ).client("sesv2", region_name=REGION, endpoint_url=moto_url)
+    client.create_email_identity(EmailIdentity="news@xn--bcher-kva.example")
+    client.close()
+    requests_made: list[dict] = []
+
+    def capture(params, **_):
+        requests_made.append(json.loads(params["body"]))
+
+    ses.client.meta.events.register("before-call.sesv2.SendEmail", capture)
+    message = dataclasses.replace(envelope("c6-d1"), sender="news@bücher.example")
+    (outcome,) = ses.send_batch([message])
+    assert outcome.status == SENT, outcome.error
+    (request,) = requests_made
+    assert request["FromEmailAddress"] == "news@xn--bcher-kva.example"
+
+
 def test_tag_values_keep_only_the_characters_ses_allows() -> None:
     assert tag_value("c3-d41") == "c3-d41"
     assert tag_value("test-c1-2026 11:00.5") == "test-c1-2026_11_00_5"

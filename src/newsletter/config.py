@@ -418,7 +418,10 @@ KEY_DOCS: dict[str, str] = {
         "machine (`smtp` to another host, or an email API) it must be `https` and not a "
         "loopback or private address, or every command that sends refuses to start "
         "(List-Unsubscribe and every tracked link would be dead); `config check` warns when "
-        "a local `base_url`'s port is not `[web] port`."
+        "a local `base_url`'s port is not `[web] port`, and when `smtp` goes to a server on "
+        "this machine (usually a relay that sends the mail on) while `base_url` is local or "
+        "not `https`: the links then only work if the mail never leaves this machine, as "
+        "with a mail catcher."
     ),
     "delivery.transport": (
         "`outbox`, `smtp`, or an email API: `sendgrid`, `mailgun`, `postmark`, `ses` "
@@ -1052,6 +1055,32 @@ def link_warnings(s: Settings) -> list[str]:
             f"make the two agree"
         ]
     return []
+
+
+def local_relay_warnings(s: Settings) -> list[str]:
+    """SMTP to this machine with links that only this machine can open.
+
+    A server on this machine may be a mail catcher (tests, previews), where such
+    links work; but the default, an MTA on localhost, is usually a relay that sends
+    the mail on to readers, whose mail programs cannot open them. So this is
+    allowed, and said.
+    """
+    if s.delivery.transport != "smtp" or not _local_host(s.smtp.host):
+        return []
+    url = urlsplit(s.site.base_url)
+    if _local_host(url.hostname):
+        what = "is a local or private address"
+    elif url.scheme != "https":
+        what = "is not https"
+    else:
+        return []
+    return [
+        f"site.base_url: {s.site.base_url} {what}, and mail goes by SMTP to {s.smtp.host} "
+        f"(smtp.host) on this machine, which usually relays it on to the readers: the "
+        f"unsubscribe and tracked links in the emails only work if the mail never leaves "
+        f"this machine; if it does, set site.base_url to the public https address of the "
+        f"web server"
+    ]
 
 
 _LANGUAGE_TAG = re.compile(r"[A-Za-z]{2,3}(-[A-Za-z0-9]{1,8})*")

@@ -356,10 +356,14 @@ def send_test(
 
 def config_warnings(ws: Workspace) -> list[str]:
     """Settings that work but will hurt, for `config check` (a key that cannot load raises)."""
-    from newsletter.config import link_warnings
+    from newsletter.config import link_warnings, local_relay_warnings
     from newsletter.transports import dkim_warnings
 
-    return link_warnings(ws.settings) + dkim_warnings(ws.settings, ws.secrets, ws.root)
+    return (
+        link_warnings(ws.settings)
+        + local_relay_warnings(ws.settings)
+        + dkim_warnings(ws.settings, ws.secrets, ws.root)
+    )
 
 
 def check_transport(ws: Workspace) -> str:

@@ -85,6 +85,23 @@ def ws_of(ctx: click.Context) -> Workspace:
 utcnow = clock.utcnow
 
 
+def cli_actor() -> str:
+    """Who the audit log names for a staff action run here: the command line and the
+    operating-system user who ran it. No address: it did not come over the network."""
+    import getpass
+
+    try:
+        user = getpass.getuser()
+    except (OSError, KeyError):  # no login name in the environment and no passwd entry
+        user = f"uid {os.getuid()}"
+    return f"command line ({user})"
+
+
+def audit(ws: Workspace, action: str, target: str = "", detail: str = "") -> None:
+    """Record a staff action done from the command line, in the dashboard's words."""
+    ws.store.audit(utcnow(), cli_actor(), action, target, detail)
+
+
 @click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option(
     "--workspace",

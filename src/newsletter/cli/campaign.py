@@ -12,7 +12,7 @@ from zoneinfo import ZoneInfo
 import click
 
 from newsletter import campaigns, delivery, jobs, subscribers
-from newsletter.cli.base import Group, cli, utcnow, ws_of
+from newsletter.cli.base import Group, audit, cli, utcnow, ws_of
 from newsletter.errors import InputError, os_error_line
 
 # -- campaigns ---------------------------------------------------------------------------
@@ -86,6 +86,7 @@ def campaign_create(
         not no_tracking,
         segment=rules,
     )
+    audit(ws, "created a campaign", f"campaign {campaign_id}", subject)
     if rules:
         campaign = ws.store.campaign(campaign_id)
         matching = ws.store.count_recipients(campaign["list_id"], rules)
@@ -179,6 +180,7 @@ def campaign_test(ctx: click.Context, campaign_id: int, to_address: str) -> None
     """
     ws = ws_of(ctx)
     address = jobs.send_test(ws, ws.store, campaign_id, to_address, utcnow())
+    audit(ws, "sent a test", f"campaign {campaign_id}", f"to {address}")
     click.echo(f"test message for campaign {campaign_id} sent to {address}")
 
 
@@ -189,7 +191,7 @@ DST_RULE = (
 )
 
 
-def _schedule_command(name: str, action: Any, summary: str, example: str) -> None:
+def _schedule_command(name: str, action: Any, summary: str, example: str, audited: str) -> None:
     @campaign.command(
         name,
         help=f"{summary}\n\nThe time is stored in UTC. {DST_RULE}\n\n\b\nExample:\n    {example}",
@@ -206,6 +208,8 @@ def _schedule_command(name: str, action: Any, summary: str, example: str) -> Non
         if note:
             click.echo(f"note: {note}", err=True)
         local = when.astimezone(ZoneInfo(zone))
+        said = f"{at} {zone} ({when:%Y-%m-%d %H:%M} UTC)"
+        audit(ws, audited, f"campaign {campaign_id}", f"{audited.capitalize()} for {said}.")
         click.echo(
             f"campaign {campaign_id} scheduled for {local:%Y-%m-%d %H:%M %Z} {zone} "
             f"({when:%Y-%m-%d %H:%M} UTC)"
@@ -217,12 +221,14 @@ _schedule_command(
     campaigns.schedule,
     "Schedule a draft or paused campaign; `newsletter run` sends it when the time comes.",
     'newsletter campaign schedule 1 --at "2026-12-01 09:00" --tz Europe/Berlin',
+    "scheduled",
 )
 _schedule_command(
     "reschedule",
     campaigns.reschedule,
     "Move a scheduled (or missed) campaign to another time.",
     'newsletter campaign reschedule 1 --at "2026-12-02 09:00" --tz Europe/Berlin',
+    "rescheduled",
 )
 
 
@@ -238,6 +244,7 @@ def campaign_unschedule(ctx: click.Context, campaign_id: int) -> None:
     """
     ws = ws_of(ctx)
     campaigns.unschedule(ws.store, campaign_id, utcnow())
+    audit(ws, "unscheduled", f"campaign {campaign_id}")
     click.echo(f"campaign {campaign_id}: draft")
 
 
@@ -296,6 +303,8 @@ def campaign_send(ctx: click.Context, campaign_id: int) -> None:
     ws = ws_of(ctx)
     now = utcnow()
     mail, transport = jobs.prepare_send(ws, ws.store, campaign_id, now)
+    # Logged once the send has started, before it runs: an interrupted one is logged too.
+    audit(ws, "sent", f"campaign {campaign_id}")
     line = ProgressLine(campaign_id, ws.store.due_count(campaign_id, now), sys.stderr)
     try:
         progress = jobs.send_prepared(
@@ -322,13 +331,14 @@ def campaign_send(ctx: click.Context, campaign_id: int) -> None:
         )
 
 
-def _state_command(name: str, action: Any, help_text: str) -> None:
+def _state_command(name: str, action: Any, help_text: str, audited: str) -> None:
     @campaign.command(name, help=help_text)
     @click.argument("campaign_id", type=int)
     @click.pass_context
     def command(ctx: click.Context, campaign_id: int) -> None:
         ws = ws_of(ctx)
         result = action(ws.store, campaign_id, utcnow())
+        audit(ws, audited, f"campaign {campaign_id}")
         status = result if isinstance(result, str) else ws.store.campaign_status(campaign_id)
         click.echo(f"campaign {campaign_id}: {status}")
 
@@ -338,17 +348,20 @@ _state_command(
     campaigns.pause,
     "Pause a sending or scheduled campaign within a second.\n\n"
     "\b\nExample:\n    newsletter campaign pause 1",
+    "paused",
 )
 _state_command(
     "resume",
     campaigns.resume,
     "Resume a paused campaign where it stopped.\n\n\b\nExample:\n    newsletter campaign resume 1",
+    "resumed",
 )
 _state_command(
     "cancel",
     campaigns.cancel,
     "Cancel a campaign; nothing more of it is sent.\n\n"
     "\b\nExample:\n    newsletter campaign cancel 1",
+    "cancelled",
 )
 
 
@@ -369,4 +382,10 @@ def campaign_retry(ctx: click.Context, campaign_id: int, in_doubt: bool) -> None
     """
     ws = ws_of(ctx)
     count = campaigns.retry(ws.store, campaign_id, in_doubt, utcnow())
+    audit(
+        ws,
+        "retried",
+        f"campaign {campaign_id}",
+        f"{count} deliveries" + (" in doubt" if in_doubt else ""),
+    )
     click.echo(f"campaign {campaign_id}: {count} deliveries queued again")

@@ -10,7 +10,7 @@ from typing import Any
 import click
 
 from newsletter import consent, subscribers
-from newsletter.cli.base import Group, cli, subscriber_by_email, utcnow, ws_of
+from newsletter.cli.base import Group, audit, cli, subscriber_by_email, utcnow, ws_of
 from newsletter.errors import InputError, NewsletterError, StateError
 
 # -- subscribers -------------------------------------------------------------------------
@@ -132,6 +132,7 @@ def subscribers_import(
             more = report.bad_rows - SHOWN_PROBLEMS
             click.echo(f"{path}: and {more} more bad rows", err=True)
         bad += report.bad_rows
+        audit(ws, "imported", path.name, report.line())
         click.echo(report.line())
     if bad:
         raise click.ClickException(f"{bad} bad row(s) skipped; the good rows were imported")
@@ -281,7 +282,11 @@ def subscribers_unsubscribe(ctx: click.Context, email: str) -> None:
     """
     ws = ws_of(ctx)
     subscriber = subscriber_by_email(ws, email)
-    if ws.store.unsubscribe(subscriber["id"], None, utcnow(), "staff"):
+    done = ws.store.unsubscribe(subscriber["id"], None, utcnow(), "staff")
+    # By id only, as the dashboard does: the log must not keep an address its person
+    # may later have erased.
+    audit(ws, "unsubscribed", f"subscriber {subscriber['id']}")
+    if done:
         click.echo(f"{subscriber['email']}: unsubscribed")
     else:
         click.echo(f"{subscriber['email']}: already {subscriber['status']}")
@@ -304,6 +309,7 @@ def subscribers_delete(ctx: click.Context, email: str) -> None:
     ws = ws_of(ctx)
     subscriber = subscriber_by_email(ws, email)
     ws.store.delete_subscriber(subscriber["id"], utcnow())
+    audit(ws, "deleted (erased)", f"subscriber {subscriber['id']}")
     click.echo(f"{subscriber['email']}: deleted")
 
 

@@ -7,11 +7,9 @@ import os
 import click
 
 from newsletter import staff
-from newsletter.cli.base import Group, cli, utcnow, ws_of
+from newsletter.cli.base import Group, audit, cli, utcnow, ws_of
 
 PASSWORD_ENV = "NEWSLETTER_USER_PASSWORD"
-# Who the audit log names for changes made here: whoever has the server's shell.
-CLI_ACTOR = "command line"
 
 
 @cli.group(cls=Group, name="users")
@@ -43,7 +41,7 @@ def users_add(ctx: click.Context, email: str, role: str) -> None:
     )
     staff.add_user(ws.store, email, role, password, utcnow())
     address = staff.normalize_email(email)
-    ws.store.audit(utcnow(), CLI_ACTOR, "added staff account", address, role)
+    audit(ws, "added staff account", address, role)
     click.echo(f"{address}: staff account added ({role})")
 
 
@@ -76,9 +74,9 @@ def users_remove(ctx: click.Context, email: str) -> None:
     Example:
         newsletter users remove bob@clinic.example.com
     """
-    store = ws_of(ctx).store
-    store.remove_staff_user(email.strip())
-    store.audit(utcnow(), CLI_ACTOR, "removed staff account", email.strip())
+    ws = ws_of(ctx)
+    ws.store.remove_staff_user(email.strip())
+    audit(ws, "removed staff account", email.strip())
     click.echo(f"{email.strip()}: staff account removed")
 
 
@@ -95,7 +93,7 @@ def users_reset_2fa(ctx: click.Context, email: str) -> None:
     Example:
         newsletter users reset-2fa alice@clinic.example.com
     """
-    store = ws_of(ctx).store
-    store.reset_totp(email.strip())
-    store.audit(utcnow(), CLI_ACTOR, "reset two-factor sign-in", email.strip())
+    ws = ws_of(ctx)
+    ws.store.reset_totp(email.strip())
+    audit(ws, "reset two-factor sign-in", email.strip())
     click.echo(f"{email.strip()}: two-factor sign-in is off; the account's sessions ended")

@@ -177,7 +177,7 @@ class SmtpTransport:
                 if conn is None:
                     conn = self._connect()
                 try:
-                    self._transaction(conn, envelope.sender, recipient, data)
+                    self._transaction(conn, sender, recipient, data)
                 except _Retry as exc:
                     self._discard(conn)
                     if fresh:
