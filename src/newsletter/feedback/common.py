@@ -25,10 +25,14 @@ MAX_AGE = 300  # seconds a signed webhook timestamp stays acceptable (Mailgun, S
 
 
 def parse_json(body: bytes) -> Any:
-    """The request body as JSON; ValueError if it is not JSON."""
+    """The request body as JSON; ValueError if it is not JSON.
+
+    Nesting deeper than Python's recursion limit (``[[[[...``) raises
+    RecursionError inside the parser: that body is not JSON we take either.
+    """
     try:
         return json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         raise ValueError("the body is not JSON") from None
 
 

@@ -202,7 +202,7 @@ def notification_events(message: Mapping[str, Any]) -> list[Event]:
     """The events of a signed SNS notification; one kept raw if it holds no SES event."""
     try:
         return events(json.loads(message["Message"]), message["MessageId"])
-    except ValueError:
+    except (ValueError, RecursionError):
         # Not an SES event (SNS's own test message, say): kept raw all the same.
         return [
             {
