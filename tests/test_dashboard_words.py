@@ -81,7 +81,14 @@ def test_every_form_with_bad_input_answers_in_peoples_words(
     expect(page.get_by_label("Segment")).to_have_value("back-pain")
     speaks_to_people(page)
 
+    # A list deleted since the form was shown (or a tampered form).
     page.get_by_label("Segment").fill("")
+    page.eval_on_selector("#list", "select => { select.options[0].value = 'vip-readers'; }")
+    page.get_by_role("button", name="Create draft").click()
+    expect(page.locator("#list-error")).to_contain_text("There is no list 'vip-readers'")
+    expect(page.get_by_label("Subject", exact=True)).to_have_value("Back care in winter")
+    speaks_to_people(page)
+
     page.get_by_role("button", name="Create draft").click()
     expect(page.get_by_role("status")).to_contain_text("created as a draft")
     speaks_to_people(page)
