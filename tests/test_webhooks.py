@@ -586,7 +586,8 @@ def test_deeply_nested_bodies_are_400_not_json_for_every_provider(hooks) -> None
         assert "not JSON" in answer.text, (provider, answer.text)
         assert "Traceback" not in answer.text and "RecursionError" not in answer.text
     # Signed by SNS, with a Message nested too deep: kept raw as something else, not a 500.
-    deep_message = hooks.sns("Notification", "m-deep", Message="[" * 100_000)
+    # (Deeper than the parser's recursion limit, within the bound on nested parts.)
+    deep_message = hooks.sns("Notification", "m-deep", Message="[" * 5_000)
     answer = hooks.post_sns(deep_message)
     assert answer.status_code == 200, answer.text[:300]
     (kept,) = hooks.events("ses")
@@ -633,8 +634,8 @@ def test_large_ses_bodies_do_not_stall_the_pixel_or_healthz(hooks) -> None:
     for worker in workers:
         worker.join()
 
-    # Larger than SNS ever sends: refused unread. The rest parsed and refused
-    # in a worker thread: a JSON array is not an SNS message.
+    # Larger than SNS ever sends: refused unread. Within the size, more nested
+    # parts than SNS ever sends: refused before it is parsed.
     assert sorted((size, status) for size, status, _ in posts) == sorted(
         [(len(huge), 413)] * 6 + [(len(largest), 400)] * 6
     )
@@ -656,3 +657,22 @@ def wait_until(condition, timeout: float = 15.0) -> None:
     while not condition():
         assert time.monotonic() < deadline, "not reached in time"
         time.sleep(0.05)
+
+
+def test_many_nested_parts_within_the_size_are_refused_before_parsing(hooks) -> None:
+    # Under a megabyte, yet a second of parser work that no thread could share.
+    for path in ("/webhooks/ses", "/webhooks/mailgun"):
+        answer = requests.post(hooks.url + path, data=nested_arrays(990_000), timeout=30)
+        assert answer.status_code == 400, (path, answer.text)
+        assert "objects and arrays" in answer.text
+    # A real SES notification is far below the bound, and still taken.
+    bounce = ses_event(
+        hooks,
+        0,
+        "Bounce",
+        bounceType="Permanent",
+        bouncedRecipients=[{"emailAddress": hooks.email(0)}] * 50,
+    )
+    answer = hooks.post_sns(hooks.sns("Notification", "m-many", Message=bounce))
+    assert answer.status_code == 200, answer.text
+    assert hooks.status(0) == "bounced"

@@ -39,7 +39,7 @@ MAX_BODY = 10_000_000  # SendGrid posts batches of events; far below this in pra
 # CPython's JSON parser (and the collection of what it built) holds the
 # interpreter lock from start to end even in a worker thread: a 7 MB body of
 # small nested arrays would stop the event loop for seconds. So these two take
-# no more than their providers ever send.
+# no more than their providers ever send, in bytes and in nested parts.
 UNSIGNED_MAX_BODY = 1_000_000
 
 
@@ -132,7 +132,7 @@ def webhook_routes(
 
     def mailgun_judge(signing_key: str, body: bytes) -> Response:
         try:
-            fields, event = mailgun.event_of(common.parse_json(body))
+            fields, event = mailgun.event_of(common.parse_json(body, mailgun.MAX_CONTAINERS))
             stamp = float(fields["timestamp"])
         except ValueError as exc:
             return _answer(400, f"not a Mailgun webhook: {exc}")
