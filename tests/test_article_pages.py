@@ -148,3 +148,23 @@ def test_campaign_create_names_the_articles_that_got_a_page(cli, ws_dir: Path) -
     assert re.search(
         r"http://127\.0\.0\.1:\d+/articles/\d+-does-your-back-hate-long-drives$", lines[0]
     )
+
+
+def test_article_addresses_made_to_break_the_id_are_404_not_500(
+    workspace: Workspace, live_server: LiveServer
+) -> None:
+    store = workspace.store
+    jobs.fetch_sources(workspace, store, NOW)
+    campaigns.create(store, workspace.settings, "Hi", "new", None, None, NOW)
+    published = store.articles()[0]["id"]
+    for bad in (
+        "999999999999999999999999999-x",  # larger than any SQLite integer
+        "9223372036854775808-x",  # one past the largest
+        "%C2%B2-x",  # superscript two: a digit to str.isdigit, not to int()
+        "%D9%A3-x",  # Arabic-Indic three: int() reads it as 3
+        f"%EF%BC%9{published}-x" if published < 10 else "%EF%BC%91-x",  # fullwidth digit
+        "-x",
+    ):
+        answer = requests.get(f"{live_server.url}/articles/{bad}", timeout=5, allow_redirects=False)
+        assert answer.status_code == 404, (bad, answer.status_code, answer.text[:200])
+        assert "Traceback" not in answer.text

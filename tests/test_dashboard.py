@@ -450,3 +450,34 @@ def test_creating_a_campaign_names_articles_that_link_to_their_own_page(
     expect(status).to_contain_text("Does Your Back Hate Long Drives?")
     # The sample articles have addresses of their own: not named.
     expect(status).not_to_contain_text("Neck Pain at the Desk")
+
+
+def test_an_announcement_of_several_articles_is_said_to_go_out_as_a_digest(
+    admin_page, dashboard
+) -> None:
+    page, url = admin_page, dashboard.url
+    _fill_workspace(dashboard)
+    titles = [a["title"] for a in dashboard.ws.store.articles()]
+    assert len(titles) >= 2
+    page.goto(url + "/campaigns/new")
+    page.get_by_label("Subject", exact=True).fill("Two articles")
+    page.get_by_label("Template").select_option("announcement")
+    page.get_by_role("button", name="Create draft").click()
+    page.wait_for_url(re.compile(r".*/campaigns/\d+$"))
+    status = page.get_by_role("status")
+    expect(status).to_contain_text("announcement design shows one article")
+    expect(status).to_contain_text(f"these {len(titles)} articles go out together as a digest")
+    campaign = dashboard.ws.store.campaigns()[-1]
+    assert campaign["template"] == "digest"
+
+    # One article: an announcement, and nothing to say about it.
+    page.goto(url + "/campaigns/new")
+    page.get_by_label("Subject", exact=True).fill("One article")
+    page.get_by_label("These articles:").check()
+    page.get_by_label(titles[0]).check()
+    page.get_by_label("Template").select_option("announcement")
+    page.get_by_role("button", name="Create draft").click()
+    page.wait_for_url(re.compile(r".*/campaigns/\d+$"))
+    expect(page.get_by_role("status")).to_contain_text("created as a draft")
+    expect(page.get_by_role("status")).not_to_contain_text("digest")
+    assert dashboard.ws.store.campaigns()[-1]["template"] == "announcement"

@@ -7,6 +7,7 @@ must keep answering at once, not after the import.
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 import statistics
 import threading
@@ -15,6 +16,7 @@ import time
 import requests
 
 from conftest import STAFF_PASSWORD
+from newsletter import campaigns, jobs
 
 ROWS = 300_000
 
@@ -44,7 +46,24 @@ def big_csv() -> bytes:
     return ("\n".join(lines) + "\n").encode()
 
 
+def sent_pixel(dashboard) -> str:
+    """The open pixel of a real campaign's email to its first reader, on the live server."""
+    ws, now = dashboard.ws, dt.datetime.now(dt.UTC)
+    jobs.fetch_sources(ws, ws.store, now)
+    jobs.import_subscriber_folder(ws, ws.store, now)
+    campaign_id = campaigns.create(ws.store, ws.settings, "Hello", "new", None, None, now)
+    jobs.send_campaign(ws, ws.store, campaign_id, lambda: dt.datetime.now(dt.UTC))
+    reader = ws.store.subscribers("confirmed")[0]
+    url = campaigns.Urls(ws.settings.site.base_url, ws.signer).open(campaign_id, reader["id"])
+    return "/o/" + url.split("/o/", 1)[1]
+
+
+def opens(dashboard) -> int:
+    return len(dashboard.ws.store._rows("SELECT id FROM events WHERE kind = 'open'", []))
+
+
 def test_a_large_import_does_not_stall_the_pixel_or_healthz(dashboard) -> None:
+    pixel = sent_pixel(dashboard)
     session, csrf = signed_in(dashboard.url)
     base = dashboard.server.url
     data = big_csv()
@@ -71,13 +90,16 @@ def test_a_large_import_does_not_stall_the_pixel_or_healthz(dashboard) -> None:
     probe = requests.Session()
     probe.get(base + "/healthz", timeout=5)  # the connection is open before the import starts
     latencies: list[float] = []
+    opens_before, pixels = opens(dashboard), 0
     worker.start()
     while worker.is_alive():
-        for path in ("/healthz", "/o/not-a-token.gif"):
+        # The real pixel records an open; a bad token records only that it was bad.
+        for path in ("/healthz", pixel, "/o/not-a-token.gif"):
             started = time.monotonic()
             answer = probe.get(base + path, timeout=30)
             latencies.append(time.monotonic() - started)
             assert answer.status_code == 200
+            pixels += path == pixel
         time.sleep(0.02)
     worker.join()
 
@@ -90,3 +112,9 @@ def test_a_large_import_does_not_stall_the_pixel_or_healthz(dashboard) -> None:
     assert statistics.median(latencies) < 0.1, latencies
     # A busy two-core machine may delay one answer now and then; never by the import.
     assert worst < min(1.0, seconds / 4), f"worst {worst:.2f} s during a {seconds:.1f} s import"
+    # Every real pixel fetched during the import counted an open.
+    deadline = time.monotonic() + 15
+    while opens(dashboard) < opens_before + pixels:
+        assert time.monotonic() < deadline, (opens(dashboard), opens_before, pixels)
+        time.sleep(0.05)
+    assert opens(dashboard) == opens_before + pixels

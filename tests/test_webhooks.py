@@ -11,7 +11,9 @@ import datetime as dt
 import hashlib
 import hmac
 import json
+import statistics
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -563,3 +565,114 @@ def test_webhooks_without_their_secrets_are_not_there(live_server) -> None:
     }
     answer = requests.post(f"{live_server.url}/webhooks/ses", json=message, timeout=10)
     assert answer.status_code == 403
+
+
+# -- bodies built to hurt the server -------------------------------------------------
+
+DEEP = b"[" * 100_000  # nested deeper than Python's recursion limit
+
+
+def test_deeply_nested_bodies_are_400_not_json_for_every_provider(hooks) -> None:
+    answers = {
+        "ses": requests.post(hooks.url + "/webhooks/ses", data=DEEP, timeout=10),
+        "sendgrid": hooks.post_sendgrid(DEEP),
+        "mailgun": requests.post(hooks.url + "/webhooks/mailgun", data=DEEP, timeout=10),
+        "postmark": requests.post(
+            hooks.url + "/webhooks/postmark", data=DEEP, auth=POSTMARK_AUTH, timeout=10
+        ),
+    }
+    for provider, answer in answers.items():
+        assert answer.status_code == 400, (provider, answer.status_code, answer.text[:300])
+        assert "not JSON" in answer.text, (provider, answer.text)
+        assert "Traceback" not in answer.text and "RecursionError" not in answer.text
+    # Signed by SNS, with a Message nested too deep: kept raw as something else, not a 500.
+    # (Deeper than the parser's recursion limit, within the bound on nested parts.)
+    deep_message = hooks.sns("Notification", "m-deep", Message="[" * 5_000)
+    answer = hooks.post_sns(deep_message)
+    assert answer.status_code == 200, answer.text[:300]
+    (kept,) = hooks.events("ses")
+    assert kept["kind"] == "other"
+    assert hooks.status(0) == "confirmed"
+
+
+def nested_arrays(size: int) -> bytes:
+    """A JSON array of small nested arrays: the most parser work per byte."""
+    return ("[" + ",".join(["[[[1]]]"] * (size // 8)) + "]").encode()
+
+
+def test_large_ses_bodies_do_not_stall_the_pixel_or_healthz(hooks) -> None:
+    # /webhooks/ses takes anyone's POST. A 7 MB array of small nested arrays takes
+    # the JSON parser seconds, during which no other request would be answered.
+    huge, largest = nested_arrays(7_000_000), nested_arrays(990_000)
+    assert len(huge) > 7_000_000 and len(largest) < 1_000_000
+    urls = campaigns.Urls(hooks.ws.settings.site.base_url, hooks.ws.signer)
+    pixel = hooks.url + urlsplit(urls.open(hooks.campaign_id, hooks.subscribers[0]["id"])).path
+    opens_before = len(pixel_opens(hooks))
+    posts: list[tuple[int, int, float]] = []
+
+    def poster() -> None:
+        for body in (huge, largest, huge, largest, huge, largest):
+            started = time.monotonic()
+            answer = requests.post(hooks.url + "/webhooks/ses", data=body, timeout=120)
+            posts.append((len(body), answer.status_code, time.monotonic() - started))
+
+    workers = [threading.Thread(target=poster) for _ in range(2)]
+    probe = requests.Session()
+    probe.get(hooks.url + "/healthz", timeout=5)  # the connection is open before the posts
+    latencies: list[float] = []
+    for worker in workers:
+        worker.start()
+    pixels = 0
+    while any(worker.is_alive() for worker in workers) or len(latencies) < 40:
+        for url in (hooks.url + "/healthz", pixel):
+            started = time.monotonic()
+            answer = probe.get(url, timeout=60)
+            latencies.append(time.monotonic() - started)
+            assert answer.status_code == 200
+            pixels += url == pixel
+        time.sleep(0.02)
+    for worker in workers:
+        worker.join()
+
+    # Larger than SNS ever sends: refused unread. Within the size, more nested
+    # parts than SNS ever sends: refused before it is parsed.
+    assert sorted((size, status) for size, status, _ in posts) == sorted(
+        [(len(huge), 413)] * 6 + [(len(largest), 400)] * 6
+    )
+    assert statistics.median(latencies) < 0.1, latencies
+    # A busy two-core machine may delay one answer now and then; never by a parse
+    # of a 7 MB body (seconds), nor by the whole of a post.
+    worst = max(latencies)
+    assert worst < 0.5, f"worst {worst:.2f} s; posts {posts}"
+    # The pixel was the real one: every request of it counted an open.
+    wait_until(lambda: len(pixel_opens(hooks)) == opens_before + pixels)
+
+
+def pixel_opens(hooks: Hooks) -> list[dict[str, Any]]:
+    return hooks.ws.store._rows("SELECT * FROM events WHERE kind = 'open'", [])
+
+
+def wait_until(condition, timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "not reached in time"
+        time.sleep(0.05)
+
+
+def test_many_nested_parts_within_the_size_are_refused_before_parsing(hooks) -> None:
+    # Under a megabyte, yet a second of parser work that no thread could share.
+    for path in ("/webhooks/ses", "/webhooks/mailgun"):
+        answer = requests.post(hooks.url + path, data=nested_arrays(990_000), timeout=30)
+        assert answer.status_code == 400, (path, answer.text)
+        assert "objects and arrays" in answer.text
+    # A real SES notification is far below the bound, and still taken.
+    bounce = ses_event(
+        hooks,
+        0,
+        "Bounce",
+        bounceType="Permanent",
+        bouncedRecipients=[{"emailAddress": hooks.email(0)}] * 50,
+    )
+    answer = hooks.post_sns(hooks.sns("Notification", "m-many", Message=bounce))
+    assert answer.status_code == 200, answer.text
+    assert hooks.status(0) == "bounced"

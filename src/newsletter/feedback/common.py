@@ -24,11 +24,24 @@ Event = dict[str, Any]
 MAX_AGE = 300  # seconds a signed webhook timestamp stays acceptable (Mailgun, SendGrid)
 
 
-def parse_json(body: bytes) -> Any:
-    """The request body as JSON; ValueError if it is not JSON."""
+def parse_json(body: bytes, max_containers: int | None = None) -> Any:
+    """The request body as JSON; ValueError if it is not JSON.
+
+    Nesting deeper than Python's recursion limit (``[[[[...``) raises
+    RecursionError inside the parser: that body is not JSON we take either.
+    ``max_containers`` bounds the objects and arrays (counted as brackets,
+    those inside strings too) of a body read before its sender is proven:
+    CPython's parser holds the interpreter lock while it builds them, so a
+    megabyte of ``[[[1]]],`` would stop every other thread for a second.
+    """
+    if max_containers is not None and body.count(b"[") + body.count(b"{") > max_containers:
+        raise ValueError(
+            f"the body is not JSON as the provider sends it: more than {max_containers} "
+            f"objects and arrays"
+        )
     try:
         return json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         raise ValueError("the body is not JSON") from None
 
 

@@ -16,6 +16,10 @@ from typing import Any
 from newsletter import delivery_key
 from newsletter.feedback.common import Event, epoch, event, mapping, raw, text
 
+# One event: its delivery status, message headers, flags and user variables
+# come to a few dozen objects and arrays; this is far above any real one.
+MAX_CONTAINERS = 10_000
+
 
 def signature_ok(signing_key: str, timestamp: str, token: str, signature: str) -> bool:
     expected = hmac.new(signing_key.encode(), (timestamp + token).encode(), sha256).hexdigest()

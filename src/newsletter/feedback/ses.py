@@ -70,9 +70,14 @@ def string_to_sign(message: Mapping[str, Any]) -> bytes:
     return signed.encode()
 
 
+# An SNS envelope is an object of strings; the SES event inside its Message
+# string has a few hundred brackets at most, even for a bounce of 50 recipients.
+MAX_CONTAINERS = 10_000
+
+
 def sns_message(body: bytes) -> dict[str, Any]:
     """The SNS message a POST carries, with every signed field there; ValueError if not one."""
-    message = parse_json(body)
+    message = parse_json(body, MAX_CONTAINERS)
     if not isinstance(message, dict):
         raise ValueError("expected an SNS message")
     if message.get("Type") not in SNS_TYPES:
@@ -202,7 +207,7 @@ def notification_events(message: Mapping[str, Any]) -> list[Event]:
     """The events of a signed SNS notification; one kept raw if it holds no SES event."""
     try:
         return events(json.loads(message["Message"]), message["MessageId"])
-    except ValueError:
+    except (ValueError, RecursionError):
         # Not an SES event (SNS's own test message, say): kept raw all the same.
         return [
             {

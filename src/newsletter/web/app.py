@@ -216,7 +216,10 @@ def create_app(
         # same for every reader, with nothing about who follows the link.
         slug = request.path_params["slug"]
         head = slug.partition("-")[0]
-        article = store.campaign_article(int(head)) if head.isdigit() else None
+        # ASCII digits only ("²".isdigit() is true) and no more than an SQLite
+        # integer holds: anything else names no article.
+        is_id = head.isascii() and head.isdigit() and len(head) <= 18
+        article = store.campaign_article(int(head)) if is_id else None
         if article is None:
             return page("notfound.html", 404)
         if article.get("url"):

@@ -29,6 +29,7 @@ from newsletter.web.dashboard.auth import Auth, Handler, csrf_ok, redirect
 from newsletter.web.dashboard.headers import PAGE_HEADERS
 from newsletter.web.dashboard.sending import BackgroundSender
 from newsletter.web.threads import ThreadStores, off_loop
+from newsletter.web.wording import words
 from newsletter.workspace import Workspace
 
 log = logging.getLogger(__name__)
@@ -73,6 +74,8 @@ class Dashboard:
         self.env.filters["pct"] = lambda v: f"{v:.1%}"
         self.env.filters["when"] = self.local_time
         self.env.filters["http_url"] = http_url
+        # Every text of the core a page shows goes through this: no flag, no command.
+        self.env.filters["people"] = words
 
     # -- helpers --------------------------------------------------------------------------
 
@@ -108,7 +111,7 @@ class Dashboard:
 
     def error(self, request: Request, exc: NewsletterError) -> Response:
         status = 404 if isinstance(exc, NotFound) else 409 if isinstance(exc, StateError) else 400
-        return self.render(request, "error.html", status, message=str(exc))
+        return self.render(request, "error.html", status, message=words(exc))
 
     def page(self, need: str = "editor", before_2fa: bool = False) -> Callable[[Handler], Handler]:
         """Guard a handler: signed in (else to sign-in), role, CSRF token on every POST.

@@ -10,9 +10,10 @@ from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
 from newsletter import campaigns, jobs, reports, subscribers
-from newsletter.errors import InputError, NewsletterError
+from newsletter.errors import InputError, NewsletterError, StateError
 from newsletter.render import DEFAULTS_DIR
 from newsletter.web.dashboard.auth import redirect
+from newsletter.web.wording import for_people, words
 
 if TYPE_CHECKING:
     from newsletter.web.dashboard import Dashboard
@@ -133,9 +134,21 @@ def routes(d: Dashboard) -> list[Route]:
                 segment=rules,
             )
         except NewsletterError as exc:
-            return new_form(request, 400, error=str(exc), **values)
+            said = for_people(exc)
+            return new_form(request, 400, error=said.text, error_field=said.field, **values)
         d.audit(request, "created a campaign", f"campaign {new_id}", values["subject"])
         message = f"Campaign {new_id} created as a draft."
+        created = store.campaign(new_id)
+        asked = values["template"] if values["template"] not in ("", "auto") else None
+        if (asked or d.ws.settings.templates.default) == "announcement" and (
+            created["template"] != "announcement"
+        ):
+            # As the command line says it: the announcement design shows one article.
+            message += (
+                f" The announcement design shows one article, so these "
+                f"{len(created['article_ids'])} articles go out together as a "
+                f"{created['template']}."
+            )
         pages = campaigns.article_pages(store, d.ws.settings, new_id)
         if pages:
             titles = ", ".join(f"“{title}”" for title, _ in pages)
@@ -145,9 +158,8 @@ def routes(d: Dashboard) -> list[Route]:
             )
         return back(new_id, message, request)
 
-    @d.page()
-    def campaign_page(request: Request) -> Response:
-        cid = campaign_id(request)
+    def campaign_view(request: Request, cid: int, status: int = 200, **typed: Any) -> Response:
+        """The campaign's page; after a refused form, with its error and what was typed."""
         campaign = store.campaign(cid)
         articles = store.articles_by_id(campaign["article_ids"])
         sample = campaigns.sample_subscriber(store)
@@ -158,7 +170,9 @@ def routes(d: Dashboard) -> list[Route]:
         return d.render(
             request,
             "campaign.html",
+            status,
             active="campaigns",
+            typed=typed,
             articles=articles,
             sample=sample,
             preview_for=request.query_params.get("subscriber", ""),
@@ -167,6 +181,24 @@ def routes(d: Dashboard) -> list[Route]:
             failure_limit=FAILURES_SHOWN,
             timezone=d.ws.settings.schedule.timezone,
             **progress_context(cid),
+        )
+
+    @d.page()
+    def campaign_page(request: Request) -> Response:
+        return campaign_view(request, campaign_id(request))
+
+    def refused(request: Request, cid: int, form_name: str, exc: NewsletterError, **typed: Any):
+        # Shown by the field it is about, the form filled in as it was sent.
+        said = for_people(exc)
+        status = 409 if isinstance(exc, StateError) else 400
+        return campaign_view(
+            request,
+            cid,
+            status,
+            form=form_name,
+            error=said.text,
+            error_field=said.field or "",
+            **typed,
         )
 
     def progress_context(cid: int) -> dict[str, Any]:
@@ -180,7 +212,7 @@ def routes(d: Dashboard) -> list[Route]:
             "total": total,
             "done": done,
             "running": d.sender.running(cid),
-            "error": d.sender.error(cid),
+            "error": words(d.sender.error(cid)) if d.sender.error(cid) else None,
             "live": campaign["status"] == "sending" or d.sender.running(cid),
         }
 
@@ -202,7 +234,10 @@ def routes(d: Dashboard) -> list[Route]:
         to = str(request.state.form.get("to", ""))
 
         # The transport talks to the network; this runs in a worker thread already.
-        address = jobs.send_test(d.ws, store, cid, to, d.clock())
+        try:
+            address = jobs.send_test(d.ws, store, cid, to, d.clock())
+        except InputError as exc:
+            return refused(request, cid, "test", exc, to=to)
         d.audit(request, "sent a test", f"campaign {cid}", f"to {address}")
         return back(cid, f"Test message sent to {address}.", request)
 
@@ -210,10 +245,14 @@ def routes(d: Dashboard) -> list[Route]:
     def schedule(request: Request) -> Response:
         cid = campaign_id(request)
         form = request.state.form
-        zone = str(form.get("tz", "")).strip() or d.ws.settings.schedule.timezone
-        at = f"{form.get('date', '')} {form.get('time', '')}"
-        when, note = campaigns.parse_local_time(at, zone)
-        campaigns.schedule(store, cid, when, d.clock())
+        typed = {key: str(form.get(key, "")) for key in ("date", "time", "tz")}
+        zone = typed["tz"].strip() or d.ws.settings.schedule.timezone
+        at = f"{typed['date']} {typed['time']}"
+        try:
+            when, note = campaigns.parse_local_time(at, zone)
+            campaigns.schedule(store, cid, when, d.clock())
+        except (InputError, StateError) as exc:
+            return refused(request, cid, "schedule", exc, **typed)
         said = f"Scheduled for {at} {zone} ({when:%Y-%m-%d %H:%M} UTC)."
         d.audit(request, "scheduled", f"campaign {cid}", said)
         return back(cid, f"{said} {note}" if note else said, request)

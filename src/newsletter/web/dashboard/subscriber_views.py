@@ -15,6 +15,7 @@ from newsletter import subscribers
 from newsletter.errors import InputError, NotFound
 from newsletter.subscriber_csv import MAP_FIELDS
 from newsletter.web.dashboard.auth import redirect
+from newsletter.web.wording import for_people
 
 if TYPE_CHECKING:
     from newsletter.web.dashboard import Dashboard
@@ -103,6 +104,10 @@ def routes(d: Dashboard) -> list[Route]:
         return redirect(f"{d.prefix}/subscribers")
 
     def import_form(request: Request, status: int = 200, **context: Any) -> Response:
+        if context.get("error"):
+            # Said by the field it is about: the file chosen, or the columns.
+            said = for_people(context["error"])
+            context.update(error=said.text, error_field=said.field or "")
         return d.render(
             request,
             "subscribers_import.html",

@@ -1,0 +1,166 @@
+"""The core's error messages in the words of the people who use the dashboard.
+
+The core words its errors for the command line: it names the flag that was
+wrong (``--subject: ...``) and the command that helps (``run `newsletter
+fetch```). A dashboard user has a form, not a shell, so every message a page
+shows passes through ``for_people``: the one table below turns a message of
+the core into what to do on the page, and says which form field it belongs
+to, so the page can show it next to that field.
+
+The table is read top down and the first match wins; the last rows catch a
+flag or a command the rows above have not reworded yet, so none ever reaches
+a page.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+# (a message of the core, the form field it is about or None, what the page says).
+# Replacements may use the pattern's groups as \g<name>.
+WORDS: list[tuple[str, str | None, str]] = [
+    # -- creating a campaign ------------------------------------------------------
+    (r"^--subject: .*", "subject", "Write a subject for the email."),
+    (
+        r"^subject: contains (?P<what>.+?) \(U\+(?P<code>[0-9A-F]+)\);.*",
+        "subject",
+        r"The subject contains \g<what> (U+\g<code>): a subject is one line of text, "
+        r"so remove it.",
+    ),
+    (
+        r"^--articles new: there are no new articles.*",
+        "articles",
+        "There are no new articles: every article is in a campaign already. Tick the "
+        "articles to send, or wait for new ones (the sources are read on every poll).",
+    ),
+    (
+        r"^articles: tick at least one article.*",
+        "articles",
+        "Tick the articles to send, or choose the new ones.",
+    ),
+    (
+        r"^--articles: .*",
+        "articles",
+        "Tick the articles to send, or choose the new ones.",
+    ),
+    (
+        r"^article (?P<id>\d+): no such article.*",
+        "articles",
+        r"Article \g<id> no longer exists; tick others.",
+    ),
+    (
+        r"^--segment (?P<rule>.+?): use .*",
+        "segment",
+        r"\g<rule> is not a rule. Write one rule a line: tag:NAME, attribute:KEY=VALUE or "
+        r"attribute:KEY, with ! in front to exclude (for example tag:back-pain).",
+    ),
+    (
+        r"^list (?P<name>'.*?'): no such list.*",
+        "list",
+        r"There is no list \g<name>. A list is made by importing subscribers into it "
+        r"(Subscribers, Import).",
+    ),
+    # -- scheduling, sending, the campaign's state ----------------------------------
+    (
+        r"^--tz: unknown time zone (?P<zone>.+?); use .*",
+        "tz",
+        r"\g<zone> is not a time zone. Write one such as Europe/Berlin or America/New_York.",
+    ),
+    (r"^--tz: (?P<rest>.*)", "tz", r"Time zone: \g<rest>"),
+    (
+        r"^--at: (?P<when>.+? UTC) is in the past.*",
+        "date",
+        r"\g<when> is in the past: choose a later date and time, or press Send now.",
+    ),
+    (r"^--at: .*", "date", "Choose a date and a time."),
+    (
+        r"^campaign (?P<id>\d+): paused part-way through its send.*",
+        None,
+        r"Campaign \g<id> stopped part-way through its send: press Resume to go on "
+        r"with it, rather than scheduling it again.",
+    ),
+    (
+        r"^--to: (?P<address>.+?) is not a valid address (?P<why>.*)",
+        "to",
+        r"\g<address> is not a valid email address \g<why>.",
+    ),
+    (r"^campaign (?P<id>\d+): no such campaign.*", None, r"There is no campaign \g<id>."),
+    (r"^(?P<email>.+?): no such subscriber.*", None, r"There is no subscriber \g<email>."),
+    # -- importing subscribers ------------------------------------------------------
+    (
+        r"^(?P<where>.+?): no email column found in the header (?P<cols>\(.*?\))"
+        r"(?P<hint>.*?); name one of.*",
+        "file",
+        r"\g<where>: no column of email addresses among \g<cols>\g<hint>. Name that "
+        r"column email or Email Address in the file's first line, and choose the file again.",
+    ),
+    (
+        r"^--map (?P<pair>.+?): unknown field (?P<field>.+?); use one of (?P<fields>.*)",
+        "map",
+        r"\g<field> is not something a column can be read as; choose one of \g<fields>.",
+    ),
+    (r"^--map (?P<pair>.+?): write .*", "map", r"Choose what each column is read as."),
+    (
+        r"^--map: (?P<file>.+?) has no column (?P<column>.+?); its columns: (?P<cols>.*)",
+        "map",
+        r"\g<file> has no column \g<column>; its columns are \g<cols>.",
+    ),
+    # -- staff accounts ---------------------------------------------------------------
+    (
+        r"^(?P<email>.+?): already a staff account.*",
+        "email",
+        r"\g<email> has a dashboard account already.",
+    ),
+    (r"^(?P<email>.+?): no such staff account.*", None, r"There is no account \g<email>."),
+    (r"^--role: (?P<role>.+?) is not a role.*", "role", r"\g<role> is not a role."),
+    # -- settings ---------------------------------------------------------------------
+    (
+        r"^(?P<head>.*) \(and (?P<n>\d+) more; run `newsletter config check`\)(?P<tail>.*)",
+        None,
+        r"\g<head> (and \g<n> more: see Check)\g<tail>",
+    ),
+    # -- anything else with a flag or a command in it -----------------------------
+    (
+        r"^(?P<head>.*?)[;,]? *\(?(?:run|see|use|with|create it with|remove it first with|"
+        r"reset it with)? *`newsletter [^`]*`\)?(?P<tail>.*)",
+        None,
+        r"\g<head>\g<tail>",
+    ),
+    (r"^--[a-z][a-z-]*(?: [^:]*)?: (?P<rest>.*)", None, r"\g<rest>"),
+]
+_TABLE = [(re.compile(pattern, re.DOTALL), field, words) for pattern, field, words in WORDS]
+# What must never reach a page, whatever a new message of the core says.
+_FLAG = re.compile(r"(?<![\w-])--[a-z][a-z-]*")
+_COMMAND = re.compile(r"`?newsletter [a-z-]+`?")
+
+
+@dataclass(frozen=True)
+class Said:
+    """A message for a page, and the form field it is about (None: the page as a whole)."""
+
+    text: str
+    field: str | None = None
+
+
+def for_people(message: object) -> Said:
+    """A core error (or its message) as the dashboard says it."""
+    text, field = str(message), None
+    # Reworded until no row applies, so a message with two commands loses both.
+    for _ in range(4):
+        for pattern, row_field, words in _TABLE:
+            match = pattern.match(text)
+            if match:
+                text = match.expand(words).strip()
+                field = field or row_field
+                break
+        else:
+            break
+    if _FLAG.search(text) or _COMMAND.search(text):
+        text = _COMMAND.sub("", _FLAG.sub("", text))
+    return Said(text, field)
+
+
+def words(message: object) -> str:
+    """Only the text of ``for_people``, for a page with no field to put it by."""
+    return for_people(message).text
