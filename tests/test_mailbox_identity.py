@@ -206,3 +206,24 @@ def test_m011_merges_mailboxes_that_differ_in_unicode_capitals_or_domain_form(tm
             [mailbox_key("JÜRGEN@example.com")],
         )
     store.close()
+
+
+def test_erasing_a_person_unnames_provider_reports_in_non_ascii_capitals(store, tmp_path) -> None:
+    import_file(store, write(tmp_path / "a.csv", "JÜRGEN@example.com"), NOW, confirmed=True)
+    jurgen = store.subscriber_by_email("jürgen@example.com")
+    store.record_provider_events(
+        [
+            {
+                "provider": "mailgun",
+                "event_id": "e1",
+                "kind": "delivered",
+                "email": "JÜRGEN@example.com",
+                "raw": '{"recipient": "JÜRGEN@example.com"}',
+                "detail": "JÜRGEN@example.com delivered",
+            }
+        ],
+        NOW,
+    )
+    store.delete_subscriber(jurgen["id"], NOW)
+    (event,) = store._rows("SELECT recipient, raw, detail FROM events WHERE provider = 'mailgun'")
+    assert event == {"recipient": None, "raw": None, "detail": None}

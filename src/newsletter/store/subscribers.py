@@ -636,6 +636,14 @@ class SubscribersQueries(StoreBase):
                 "confirm_ip = NULL, detail = NULL WHERE subscriber_id = ?",
                 [subscriber_id],
             )
+            # Provider reports name the address as the provider spelled it, lower-cased
+            # in Python; the delete trigger's SQL lower() folds A-Z only, so a
+            # non-ASCII capital would leave them named: blank them here too.
+            self.conn.execute(
+                "UPDATE events SET raw = NULL, detail = NULL, recipient = NULL "
+                "WHERE recipient IN (?, ?)",
+                [email.lower(), key],
+            )
             self.conn.execute("DELETE FROM subscribers WHERE id = ?", [subscriber_id])
 
     def subscriber_record(self, subscriber_id: int) -> dict[str, Any]:
