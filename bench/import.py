@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 from newsletter import subscribers
-from newsletter.store import Store
+from newsletter.store import Store, mailbox_key
 
 ROWS = 100_000
 RUNS = 3
@@ -54,6 +54,7 @@ def bare_rows(parsed: subscribers.ParsedFile) -> list[tuple]:
     return [
         (
             r["email"],
+            mailbox_key(r["email"]),
             r["first_name"],
             r["last_name"],
             r["status"],
@@ -77,9 +78,9 @@ def bare_executemany(db: Path, rows: list[tuple]) -> float:
     conn.execute("BEGIN IMMEDIATE")
     for i in range(0, len(rows), BATCH):
         conn.executemany(
-            "INSERT INTO subscribers (email, first_name, last_name, status, tags, attributes, "
-            "source, created_at, updated_at, confirmed_at, unsubscribed_at) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO subscribers (email, email_key, first_name, last_name, status, tags, "
+            "attributes, source, created_at, updated_at, confirmed_at, unsubscribed_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             rows[i : i + BATCH],
         )
     conn.execute("COMMIT")

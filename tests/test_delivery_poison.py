@@ -38,6 +38,17 @@ def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
+def _stored_as_given(store, names: dict[str, str]) -> None:
+    """Names as an older version stored them: intake now folds their line breaks and
+    controls to spaces, so the send-time gate is tested on data that got in before."""
+    with store.transaction():
+        for address, name in names.items():
+            store.conn.execute(
+                "UPDATE subscribers SET first_name = ? WHERE id = ?",
+                [name or None, store.subscriber_by_email(address)["id"]],
+            )
+
+
 def _write_list(path: Path) -> None:
     """A CSV export: the good subscribers with the poison rows among them."""
     poison = iter(POISON.items())
@@ -65,6 +76,8 @@ def test_poison_rows_fail_alone_and_every_good_subscriber_gets_the_mail(ws_dir: 
             store = ws.store
             report = import_file(store, csv_path, _now(), confirmed=True)
             assert report.added == GOOD + len(POISON) + 1, report
+            assert "\n" not in (store.subscriber_by_email("inject@example.com")["first_name"])
+            _stored_as_given(store, {a: name for a, (name, _) in POISON.items()})
             jobs.fetch_sources(ws, store, _now())
             campaign_id = campaigns.create(store, ws.settings, "Hello", "new", None, None, _now())
 
@@ -125,6 +138,7 @@ def test_the_campaign_page_shows_who_did_not_get_it_and_why(admin_page, dashboar
     csv_path = ws.root / "export.csv"
     csv_path.write_text('email,first_name\nann@example.com,Ann\neve@example.com,"Eve\nBcc: x"\n')
     import_file(store, csv_path, _now(), confirmed=True)
+    _stored_as_given(store, {"eve@example.com": "Eve\nBcc: x"})
     jobs.fetch_sources(ws, store, _now())
     campaign_id = campaigns.create(store, ws.settings, "Hello", "new", None, None, _now())
     jobs.send_campaign(ws, store, campaign_id)

@@ -76,6 +76,13 @@ def test_a_campaign_whose_article_and_names_carry_injections_sends_clean_bytes(
         ws = Workspace.open(ws_dir, env=_raw_env(sink))
         try:
             import_file(ws.store, people, _now(), confirmed=True)
+            # Intake folds the line breaks to spaces; the name as an older version
+            # stored it tests the send-time gate.
+            with ws.store.transaction():
+                ws.store.conn.execute(
+                    "UPDATE subscribers SET first_name = ? WHERE email = 'bob@example.com'",
+                    ["Bob\n.\r\nMAIL FROM:<x@evil>"],
+                )
             jobs.fetch_sources(ws, ws.store, _now())
             cid = campaigns.create(ws.store, ws.settings, "Hello", "new", None, None, _now())
             progress = jobs.send_campaign(ws, ws.store, cid)

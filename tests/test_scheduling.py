@@ -698,3 +698,24 @@ def test_a_campaign_paused_part_way_is_resumed_not_scheduled_again(sched_dir: Pa
     assert jobs.send_campaign(ws, ws.store, campaign_id, clock).finished
     assert Counter(to for to, _, _ in mails(sink)) == Counter(SUBSCRIBERS)
     ws.close()
+
+
+def test_one_bad_subscriber_file_fails_alone_and_the_poll_goes_on(
+    sched_dir: Path, sink: SmtpSink, caplog
+) -> None:
+    """A CSV with no email column sorted first must not stop the other files or the campaign."""
+    (sched_dir / "subscribers" / "0-bad.csv").write_text("name,city\nA,B\n", encoding="utf-8")
+    ws = open_ws(sched_dir, sink, mode="instant")
+    clock = Clock(at(2026, 11, 27, 9, 0))
+    write_article(sched_dir, "a", "Post a", "2026-11-27")
+    with caplog.at_level(logging.INFO, logger="newsletter"):
+        jobs.poll(ws, clock)
+    jobs.send_due(ws, clock)
+    assert sorted(s["email"] for s in ws.store.subscribers()) == SUBSCRIBERS
+    [campaign] = ws.store.campaigns()
+    assert (campaign["kind"], campaign["status"], campaign["sent"]) == ("instant", "sent", 3)
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(errors) == 1 and errors[0].exc_info is None
+    line = errors[0].getMessage()
+    assert "0-bad.csv" in line and "fix or remove it" in line and "\n" not in line
+    ws.close()

@@ -290,7 +290,9 @@ def test_migration_on_a_database_without_duplicates_changes_no_row(tmp_path):
         add(store, 2, "bo@example.org", "unsubscribed", "2026-01-01T00:00:00+00:00")
     before = store._rows("SELECT * FROM subscribers ORDER BY id")
     store.migrate()
-    assert store._rows("SELECT * FROM subscribers ORDER BY id") == before
+    after = store._rows("SELECT * FROM subscribers ORDER BY id")
+    # m011's derived mailbox key is the only addition.
+    assert [{k: v for k, v in r.items() if k != "email_key"} for r in after] == before
     assert store._value("SELECT COUNT(*) FROM events") == 0
     store.close()
 

@@ -292,3 +292,12 @@ def test_a_file_of_thousands_of_bad_rows_is_counted_in_full_but_not_kept(
     finally:
         store.close()
     assert report.bad_rows == 5_000 and len(report.problems) == subscribers.MAX_PROBLEMS
+
+
+def test_add_folds_line_breaks_in_the_name_to_spaces(cli: Cli, ws_dir: Path) -> None:
+    """A name with CR/LF given to the CLI must not make a person no message can reach."""
+    cli("subscribers", "add", "ann@example.com", "--name", "Ann\r\nLee\x0bJones")
+    record = json.loads(cli("subscribers", "export", "ann@example.com", "--json").stdout)
+    (given,) = record["consents"]
+    detail = given["detail"] if isinstance(given["detail"], dict) else json.loads(given["detail"])
+    assert (detail["first_name"], detail["last_name"]) == ("Ann", "Lee Jones")

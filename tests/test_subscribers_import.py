@@ -609,3 +609,21 @@ def test_a_file_that_changes_while_it_is_imported_stores_nothing(
     with pytest.raises(InputError, match="growing.csv: the file changed while it was being"):
         save(store, parsed, NOW)
     assert store.subscribers() == []
+
+
+def test_line_breaks_and_controls_in_imported_names_become_single_spaces(
+    store: Store, tmp_path: Path
+) -> None:
+    """A quoted CR/LF in a name cell would break the To header of every message to the person."""
+    path = tmp_path / "people.csv"
+    path.write_bytes(
+        b"email,first_name,last_name,name\r\n"
+        b'ann@example.com,"Ann\r\nMarie","\tLee\x0b ",\r\n'
+        b'ben@example.com,,,"Ben\nvan\x1b\xc2\x85Dam"\r\n'
+    )
+    report = import_file(store, path, NOW)
+    assert report.added == 2 and report.bad_rows == 0
+    people = by_email(store)
+    ann, ben = people["ann@example.com"], people["ben@example.com"]
+    assert (ann["first_name"], ann["last_name"]) == ("Ann Marie", "Lee")
+    assert (ben["first_name"], ben["last_name"]) == ("Ben", "van Dam")

@@ -472,3 +472,12 @@ def test_an_unsubscribe_in_the_same_second_beats_an_older_confirmation_link(site
     stale = site.http.post(link_in(mail, "confirm"), timeout=5)
     assert stale.status_code == 410
     assert site.store.subscriber(bea["id"])["status"] == "unsubscribed"
+
+
+def test_line_breaks_and_controls_in_a_typed_name_become_single_spaces(site: Site) -> None:
+    """A CR/LF in a name would break the To header of every message to the person."""
+    site.subscribe("ann@example.com", name=" Ann\r\n\tMarie\x00 \u2028Lee ")
+    (mail,) = site.mails("confirm")
+    site.http.post(link_in(mail, "confirm"), timeout=5)
+    subscriber = site.store.subscriber_by_email("ann@example.com")
+    assert (subscriber["first_name"], subscriber["last_name"]) == ("Ann", "Marie Lee")

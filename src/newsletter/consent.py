@@ -17,7 +17,7 @@ from typing import Any
 
 from email_validator import EmailNotValidError
 
-from newsletter import tracking
+from newsletter import subscriber_csv, tracking
 from newsletter.config import Settings
 from newsletter.errors import (
     AddressUnusable,
@@ -86,9 +86,8 @@ def link_state(link: ConfirmLink, now: dt.datetime, days: int) -> str:
 
 
 def clean_name(value: str) -> str | None:
-    """A name typed into a form: printable, one line, bounded; empty means none."""
-    text = " ".join("".join(ch for ch in value if ch.isprintable()).split())
-    return text[:NAME_LIMIT] or None
+    """A name typed into a form or given to the CLI: the intake rule of imports; empty is none."""
+    return subscriber_csv.clean_name(value, NAME_LIMIT) or None
 
 
 def request(

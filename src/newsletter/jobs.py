@@ -100,20 +100,41 @@ def fetch_sources(
 def import_subscriber_folder(
     ws: Workspace, store: Store, now: dt.datetime
 ) -> list[subscribers.ImportReport]:
-    """Import every CSV in ``[subscribers] folder``; known addresses keep their status."""
+    """Import every CSV in ``[subscribers] folder``; known addresses keep their status.
+
+    A file that cannot be imported (no email column, unreadable, a bug) fails
+    alone: its report says why in ``failed`` and the other files are imported,
+    so one bad file does not stop the poll job on every poll.
+    """
     directory = ws.path(ws.settings.subscribers.folder)
     if not directory.is_dir():
         return []
-    return [
-        subscribers.import_file(
-            store,
-            path,
-            now,
-            confirmed=ws.settings.subscribers.import_confirmed,
-            eai_refusal=ws.eai_refusal,
-        )
-        for path in sorted(directory.glob("*.csv"))
-    ]
+    reports = []
+    for path in sorted(directory.glob("*.csv")):
+        try:
+            report = subscribers.import_file(
+                store,
+                path,
+                now,
+                confirmed=ws.settings.subscribers.import_confirmed,
+                eai_refusal=ws.eai_refusal,
+            )
+        except NewsletterError as exc:
+            # Nothing of the file was stored (one transaction per file).
+            report = subscribers.ImportReport(
+                str(path),
+                failed=f"{exc}; nothing of this file was imported: fix or remove it "
+                f"(the other files were imported)",
+            )
+        except Exception as exc:  # one file's bug must not stop the others
+            log.debug("traceback of the error importing %s", path, exc_info=True)
+            report = subscribers.ImportReport(
+                str(path),
+                failed=f"{path}: unexpected error ({type(exc).__name__}: {exc}); nothing "
+                f"of this file was imported (the other files were imported)",
+            )
+        reports.append(report)
+    return reports
 
 
 def _auto_subject(ws: Workspace) -> Callable[[list[dict[str, Any]]], tuple[str, str]]:
@@ -279,6 +300,13 @@ def run_automations(ws: Workspace, store: Store, now: dt.datetime) -> list[int]:
             except NewsletterError as exc:
                 store.finish_step(step["id"], "failed", now, str(exc))
                 log.error("%s email to subscriber %d: %s", step["kind"], step["subscriber_id"], exc)
+            except Exception as exc:  # one step's bug must not stop the other steps
+                detail = f"unexpected error ({type(exc).__name__}: {exc}); not sent"
+                log.debug("traceback of the %s step %d", step["kind"], step["id"], exc_info=True)
+                store.finish_step(step["id"], "failed", now, detail)
+                log.error(
+                    "%s email to subscriber %d: %s", step["kind"], step["subscriber_id"], detail
+                )
     finally:
         if transport is not None:
             transport.close()
@@ -300,6 +328,9 @@ def poll(ws: Workspace, clock: Clock = utc_now) -> None:
             elif any(result.counts[k] for k in ("new", "updated", "archived")):
                 log.info("source %s: %s", result.source, result.summary())
         for report in import_subscriber_folder(ws, store, now):
+            if report.failed:
+                log.error("subscribers %s", report.failed)
+                continue
             if report.added or report.problems:
                 log.info("subscribers %s", report.line())
             for problem in report.problems:

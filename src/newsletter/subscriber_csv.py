@@ -13,6 +13,7 @@ import io
 import itertools
 import json
 import re
+import unicodedata
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -112,6 +113,35 @@ _FAST_ADDRESS = re.compile(
 )
 _SPECIAL_USE = ("arpa", "invalid", "local", "localhost", "onion", "test")
 _ROLE_MAILBOXES = frozenset(CASE_INSENSITIVE_MAILBOX_NAMES)
+
+
+# A person's name is kept to this many characters (each of first and last name).
+NAME_LIMIT = 100
+# Invisible joiners that some scripts (Persian, Indic, emoji sequences) need
+# inside a name: kept, though Python does not count them printable.
+_NAME_JOINERS = frozenset("\u200c\u200d")
+
+
+def clean_name(value: str | None, limit: int = NAME_LIMIT) -> str:
+    """A name as given at intake (import, form, CLI), made safe to put in a mail header.
+
+    Line breaks, tabs and other control characters become single spaces (a
+    CR/LF in a name would make every message to the person fail), other
+    invisible characters are dropped, runs of spaces become one, and the
+    ends are trimmed. One rule for every way a name comes in.
+    """
+    if not value:
+        return ""
+    if not value.isprintable():
+        value = "".join(
+            ch
+            if ch.isprintable() or ch in _NAME_JOINERS
+            else " "
+            if ch.isspace() or unicodedata.category(ch) in ("Cc", "Zl", "Zp")
+            else ""
+            for ch in value
+        )
+    return " ".join(value.split())[:limit].rstrip()
 
 
 def normalize_email(address: str) -> str:
@@ -676,12 +706,12 @@ def _rows(
             attributes = {**decoded, **attributes}
         if dedupe:
             seen.add(mailbox_key(email))
-        first_name = row[first_idx].strip()
-        last_name = row[last_idx].strip()
+        first_name = clean_name(row[first_idx])
+        last_name = clean_name(row[last_idx])
         if not first_name and not last_name:
-            full = row[name_col].strip() if name_col is not None else display
+            full = clean_name(row[name_col] if name_col is not None else display, 2 * NAME_LIMIT)
             first_name, _, last_name = full.partition(" ")
-            last_name = last_name.strip()
+            first_name, last_name = first_name[:NAME_LIMIT], last_name[:NAME_LIMIT].rstrip()
         # Of Mailchimp's time columns only whether they are filled matters.
         key = (
             row[s0],

@@ -66,6 +66,9 @@ class ImportReport:
     duplicates: int = 0
     problems: list[str] = field(default_factory=list)
     bad_rows: int = 0  # may be more than the problems kept
+    # Why the whole file was not imported (a folder import goes on to the
+    # next file): one line naming the file and what to do. None when imported.
+    failed: str | None = None
 
     def line(self) -> str:
         return (

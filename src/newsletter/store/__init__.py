@@ -26,6 +26,7 @@ from newsletter.store.base import (  # noqa: F401 - names the rest of the packag
     SUPPRESSED,
     erased_key,
     m001_initial,
+    mailbox_key,
 )
 from newsletter.store.campaigns import CampaignsQueries
 from newsletter.store.deliveries import DeliveriesQueries

@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
 import sqlite3
 import threading
 import time
+import unicodedata
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import idna
 import sqlite_utils
 
 try:
@@ -645,6 +648,84 @@ def m010_staff_security(conn: sqlite3.Connection) -> None:
     )
 
 
+def m011_mailbox_key(conn: sqlite3.Connection) -> None:
+    """One mailbox, one subscriber, with Unicode capitals and IDNA domains too.
+
+    SQLite's NOCASE folds A-Z only, so ``JÜRGEN@example.com`` and
+    ``jürgen@example.com`` (or ``bücher.example`` and ``xn--bcher-kva.example``)
+    were two subscribers. ``subscribers.email_key`` and ``suppressions.email_key``
+    hold ``mailbox_key`` of the address, kept by the store code (SQLite cannot
+    compute it) and unique. Rows that turn out to be one mailbox are merged by
+    m009's rules (the row created first keeps its spelling, the strictest
+    status wins; see ``_merge_subscribers``); suppression entries of one
+    mailbox become one, the strictest reason and the earliest time. The
+    status triggers now match the suppression list by key.
+    """
+    conn.execute("ALTER TABLE subscribers ADD COLUMN email_key TEXT")
+    conn.execute("ALTER TABLE suppressions ADD COLUMN email_key TEXT")
+    conn.executemany(
+        "UPDATE subscribers SET email_key = ? WHERE id = ?",
+        [(mailbox_key(e), i) for i, e in conn.execute("SELECT id, email FROM subscribers")],
+    )
+    # An erased entry (sha256:...) is its own key.
+    entries = conn.execute("SELECT email, reason, at FROM suppressions").fetchall()
+    conn.executemany(
+        "UPDATE suppressions SET email_key = ? WHERE email = ?",
+        [(e if e.startswith(ERASED_PREFIX) else mailbox_key(e), e) for e, _, _ in entries],
+    )
+    by_key: dict[str, list[tuple[str, str, str]]] = {}
+    for email, reason, at in entries:
+        key = email if email.startswith(ERASED_PREFIX) else mailbox_key(email)
+        by_key.setdefault(key, []).append((email, reason, at))
+    for group in by_key.values():
+        if len(group) < 2:
+            continue
+        reason = min((r for _, r, _ in group), key=lambda r: _merge_rank(_MERGE_STATUS_ORDER, r))
+        at = min(a for _, _, a in group)
+        keep, *drop = group
+        conn.executemany("DELETE FROM suppressions WHERE email = ?", [(e,) for e, _, _ in drop])
+        conn.execute(
+            "UPDATE suppressions SET reason = ?, at = ? WHERE email = ?", [reason, at, keep[0]]
+        )
+    _script(
+        conn,
+        """
+        DROP TRIGGER subscribers_suppress;
+        DROP TRIGGER subscribers_suppressed_stay_out;
+        CREATE TRIGGER subscribers_suppress AFTER UPDATE OF status ON subscribers
+        WHEN NEW.status IN ('unsubscribed', 'bounced', 'complained')
+            AND NEW.status IS NOT OLD.status
+        BEGIN
+            DELETE FROM suppressions WHERE email_key = NEW.email_key;
+            INSERT INTO suppressions (email, email_key, reason, at)
+            VALUES (NEW.email, NEW.email_key, NEW.status, NEW.updated_at);
+        END;
+        CREATE TRIGGER subscribers_suppressed_stay_out BEFORE UPDATE OF status ON subscribers
+        WHEN NEW.status NOT IN ('unsubscribed', 'bounced', 'complained')
+            AND EXISTS (SELECT 1 FROM suppressions WHERE email_key = NEW.email_key)
+        BEGIN
+            SELECT RAISE(ABORT, 'suppressed address: only a confirmed opt-in lifts it');
+        END;
+        """,
+    )
+    groups: dict[str, list[int]] = {}
+    for subscriber_id, key in conn.execute(
+        "SELECT id, email_key FROM subscribers WHERE email_key IN (SELECT email_key "
+        "FROM subscribers GROUP BY email_key HAVING COUNT(*) > 1) ORDER BY created_at, id"
+    ):
+        groups.setdefault(key, []).append(subscriber_id)
+    stamp = datetime.now(UTC).isoformat(timespec="seconds")
+    for keeper, *others in groups.values():
+        _merge_subscribers(conn, keeper, others, stamp)
+    _script(
+        conn,
+        """
+        CREATE UNIQUE INDEX subscribers_email_key ON subscribers(email_key);
+        CREATE UNIQUE INDEX suppressions_email_key ON suppressions(email_key);
+        """,
+    )
+
+
 MIGRATIONS = [
     m001_initial,
     m002_article_intake,
@@ -656,6 +737,7 @@ MIGRATIONS = [
     m008_staff,
     m009_one_subscriber_per_mailbox,
     m010_staff_security,
+    m011_mailbox_key,
 ]
 
 
@@ -846,20 +928,49 @@ def _json(value: Any) -> str:
 
 
 def mailbox_key(email: str) -> str:
-    """The identity of a mailbox: the address with A-Z folded, as SQLite's NOCASE compares.
+    """The identity of a mailbox: one rule for every place that asks who is who.
 
-    One rule for the subscribers' unique index, the suppression list and every
-    lookup in Python, so no two of them can disagree about who is who.
+    The subscribers' ``email_key`` column (unique), the suppression list, the
+    erased-address hash, imports, the form, ``subscribers add`` and every
+    lookup all use it, so no two of them can disagree. The local part is
+    lower-cased with Unicode's rules (``JÜRGEN`` is ``jürgen``), not
+    case-folded: case-folding also joins different strings (``straße`` and
+    ``strasse``), which a mail server may deliver to two different people,
+    and merging two people is worse than keeping one twice. The domain is in
+    lower-case A-label (IDNA) form, so ``bücher.example`` and
+    ``xn--bcher-kva.example`` are one. The spelling first given is kept apart
+    for sending; this key is only compared.
     """
-    return email.translate(_ASCII_LOWER)
+    local, at, domain = unicodedata.normalize("NFC", email).rpartition("@")
+    if not at:
+        return local.lower() if local else domain.lower()
+    return f"{local.lower()}@{_domain_key(domain)}"
 
 
-_ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
+@functools.lru_cache(maxsize=4096)
+def _domain_key(domain: str) -> str:
+    """A domain's lower-case A-label form (a domain literal or a bad name: lower-cased)."""
+    try:
+        return idna.encode(domain, uts46=True).decode("ascii").lower()
+    except (idna.IDNAError, UnicodeError, ValueError):
+        return domain.lower()
 
 
 def erased_key(email: str) -> str:
     """The suppression key that stands for an address after its person was erased."""
-    return ERASED_PREFIX + hashlib.sha256(email.lower().encode("utf-8")).hexdigest()
+    return ERASED_PREFIX + hashlib.sha256(mailbox_key(email).encode("utf-8")).hexdigest()
+
+
+def suppression_keys(email: str) -> list[str]:
+    """The suppression ``email_key`` values that stand for ``email``: its own, its erased hash.
+
+    Before m011 the hash was of ``email.lower()``, which differs for an
+    international domain: that one is looked for too, so a person erased
+    earlier stays suppressed.
+    """
+    keys = [mailbox_key(email), erased_key(email)]
+    legacy = ERASED_PREFIX + hashlib.sha256(email.lower().encode("utf-8")).hexdigest()
+    return keys if legacy in keys else [*keys, legacy]
 
 
 def _decode_consent(row: dict[str, Any]) -> dict[str, Any]:
@@ -877,7 +988,7 @@ def _recipient_filter(list_id: int | None, segment: list[dict[str, Any]]) -> tup
     """
     clauses = [
         "s.status = 'confirmed'",
-        "NOT EXISTS (SELECT 1 FROM suppressions x WHERE x.email = s.email)",
+        "NOT EXISTS (SELECT 1 FROM suppressions x WHERE x.email_key = s.email_key)",
     ]
     params: list[Any] = []
     if list_id is not None:

@@ -12,7 +12,8 @@ from newsletter.store.base import (
     SENT,
     StoreBase,
     _iso,
-    erased_key,
+    mailbox_key,
+    suppression_keys,
 )
 
 
@@ -72,10 +73,13 @@ class ProviderEventsQueries(StoreBase):
                 subscriber_id = delivery["subscriber_id"] if delivery else None
                 if subscriber_id is None and email:
                     subscriber_id = self._value(
-                        "SELECT id FROM subscribers WHERE email = ? COLLATE NOCASE", [email]
+                        "SELECT id FROM subscribers WHERE email_key = ?", [mailbox_key(email)]
                     )
+                    keys = suppression_keys(email)[1:]  # the erased hashes
                     if subscriber_id is None and self._value(
-                        "SELECT 1 FROM suppressions WHERE email = ?", [erased_key(email)]
+                        "SELECT 1 FROM suppressions WHERE email_key IN "
+                        f"({', '.join('?' * len(keys))})",
+                        keys,
                     ):
                         # A late report about an erased person: counted, not kept by name.
                         email = None

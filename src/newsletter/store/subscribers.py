@@ -20,7 +20,12 @@ from newsletter.store.base import (
     _json,
     erased_key,
     mailbox_key,
+    suppression_keys,
 )
+
+
+def _marks(values: list[str]) -> str:
+    return ", ".join("?" * len(values))
 
 
 class SubscribersQueries(StoreBase):
@@ -28,7 +33,7 @@ class SubscribersQueries(StoreBase):
 
     def subscriber_by_email(self, email: str) -> dict[str, Any] | None:
         """The subscriber with this mailbox, however its capitals are typed (one at most)."""
-        row = self._row("SELECT * FROM subscribers WHERE email = ? COLLATE NOCASE", [email])
+        row = self._row("SELECT * FROM subscribers WHERE email_key = ?", [mailbox_key(email)])
         return _decode_subscriber(row) if row else None
 
     def subscriber(self, subscriber_id: int) -> dict[str, Any] | None:
@@ -44,7 +49,7 @@ class SubscribersQueries(StoreBase):
         return [_decode_subscriber(r) for r in rows]
 
     def _suppression_keys(self) -> set[str]:
-        return {r[0].lower() for r in self.conn.execute("SELECT email FROM suppressions")}
+        return {r[0] for r in self.conn.execute("SELECT email_key FROM suppressions")}
 
     def add_subscribers(
         self,
@@ -124,8 +129,8 @@ class SubscribersQueries(StoreBase):
                         mailbox_key(email): (subscriber_id, status, email)
                         for email, subscriber_id, status in self.conn.execute(
                             "SELECT email, id, status FROM subscribers "
-                            f"WHERE email COLLATE NOCASE IN ({marks})",
-                            [r["email"] for r in chunk],
+                            f"WHERE email_key IN ({marks})",
+                            [mailbox_key(r["email"]) for r in chunk],
                         )
                     }
                 people, consents, members, opted_out = [], [], [], []
@@ -137,8 +142,10 @@ class SubscribersQueries(StoreBase):
                     if (current is not None and current[1] in SUPPRESSED) or (
                         suppressed
                         and (
-                            email.lower() in suppressed
-                            or (erased and erased_key(email) in suppressed)
+                            key in suppressed
+                            or (
+                                erased and any(k in suppressed for k in suppression_keys(email)[1:])
+                            )
                         )
                     ):
                         counts["suppressed"] += 1
@@ -169,6 +176,7 @@ class SubscribersQueries(StoreBase):
                         (
                             next_id,
                             email,
+                            key,
                             row.get("first_name"),
                             row.get("last_name"),
                             status,
@@ -191,17 +199,17 @@ class SubscribersQueries(StoreBase):
                     )
                     if status in SUPPRESSED:
                         # Later rows of this import with the same address must see it.
-                        suppressed.add(email.lower())
-                        opted_out.append((email, status, stamp))
+                        suppressed.add(key)
+                        opted_out.append((email, key, status, stamp))
                     elif list_id is not None:
                         members.append((list_id, next_id, stamp))
                     next_id += 1
                 counts["added"] += len(people)
                 counts["opted_out"] += len(opted_out)
                 self.conn.executemany(
-                    "INSERT INTO subscribers (id, email, first_name, last_name, status, tags, "
-                    "attributes, source, created_at, updated_at, confirmed_at, unsubscribed_at) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    "INSERT INTO subscribers (id, email, email_key, first_name, last_name, status, "
+                    "tags, attributes, source, created_at, updated_at, confirmed_at, "
+                    "unsubscribed_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     people,
                 )
                 if any(c[3] for c in consents):
@@ -222,7 +230,8 @@ class SubscribersQueries(StoreBase):
                     )
                 if opted_out:
                     self.conn.executemany(
-                        "INSERT OR IGNORE INTO suppressions (email, reason, at) VALUES (?, ?, ?)",
+                        "INSERT OR IGNORE INTO suppressions (email, email_key, reason, at) "
+                        "VALUES (?, ?, ?, ?)",
                         opted_out,
                     )
                 if members:
@@ -426,15 +435,21 @@ class SubscribersQueries(StoreBase):
         stamp = _iso(now)
         with self.transaction():
             # The same mailbox typed with other capitals is the same person.
-            subscriber_id = self._value(
-                "SELECT id FROM subscribers WHERE email = ? COLLATE NOCASE", [email]
-            )
+            key = mailbox_key(email)
+            subscriber_id = self._value("SELECT id FROM subscribers WHERE email_key = ?", [key])
             if subscriber_id is None:
-                blocked = self._value("SELECT 1 FROM suppressions WHERE email = ?", [email])
+                blocked = self._value("SELECT 1 FROM suppressions WHERE email_key = ?", [key])
                 cursor = self.conn.execute(
-                    "INSERT INTO subscribers (email, status, source, created_at, updated_at) "
-                    "VALUES (?, ?, ?, ?, ?)",
-                    [email, "unsubscribed" if blocked else "unconfirmed", source, stamp, stamp],
+                    "INSERT INTO subscribers (email, email_key, status, source, created_at, "
+                    "updated_at) VALUES (?, ?, ?, ?, ?, ?)",
+                    [
+                        email,
+                        key,
+                        "unsubscribed" if blocked else "unconfirmed",
+                        source,
+                        stamp,
+                        stamp,
+                    ],
                 )
                 subscriber_id = cursor.lastrowid
             elif self._value(
@@ -498,9 +513,9 @@ class SubscribersQueries(StoreBase):
             if consent["confirmed_at"] is not None:
                 return "already"
             email = consent["email"]
+            keys = suppression_keys(email)
             suppressed_at = self._value(
-                "SELECT at FROM suppressions WHERE email = ? OR email = ?",
-                [email, erased_key(email)],
+                f"SELECT MAX(at) FROM suppressions WHERE email_key IN ({_marks(keys)})", keys
             )
             # >=: times are kept to the second, and an unsubscribe in the same second
             # as the request must win.
@@ -510,9 +525,7 @@ class SubscribersQueries(StoreBase):
                 "UPDATE consents SET confirmed_at = ?, confirm_ip = ? WHERE id = ?",
                 [stamp, ip, consent_id],
             )
-            self.conn.execute(
-                "DELETE FROM suppressions WHERE email = ? OR email = ?", [email, erased_key(email)]
-            )
+            self.conn.execute(f"DELETE FROM suppressions WHERE email_key IN ({_marks(keys)})", keys)
             detail = json.loads(consent["detail"] or "{}")
             self.conn.execute(
                 "UPDATE subscribers SET status = 'confirmed', confirmed_at = ?, "
@@ -543,11 +556,9 @@ class SubscribersQueries(StoreBase):
         return self._rows("SELECT email, reason, at FROM suppressions ORDER BY at, email")
 
     def is_suppressed(self, email: str) -> bool:
+        keys = suppression_keys(email)
         return bool(
-            self._value(
-                "SELECT 1 FROM suppressions WHERE email = ? OR email = ?",
-                [email, erased_key(email)],
-            )
+            self._value(f"SELECT 1 FROM suppressions WHERE email_key IN ({_marks(keys)})", keys)
         )
 
     def unsubscribe(
@@ -606,11 +617,14 @@ class SubscribersQueries(StoreBase):
             email = self._value("SELECT email FROM subscribers WHERE id = ?", [subscriber_id])
             if email is None:
                 return
-            reason = self._value("SELECT reason FROM suppressions WHERE email = ?", [email])
-            self.conn.execute("DELETE FROM suppressions WHERE email = ?", [email])
+            key = mailbox_key(email)
+            reason = self._value("SELECT reason FROM suppressions WHERE email_key = ?", [key])
+            self.conn.execute("DELETE FROM suppressions WHERE email_key = ?", [key])
+            hashed = erased_key(email)
             self.conn.execute(
-                "INSERT OR IGNORE INTO suppressions (email, reason, at) VALUES (?, ?, ?)",
-                [erased_key(email), reason or "erased", _iso(now)],
+                "INSERT OR IGNORE INTO suppressions (email, email_key, reason, at) "
+                "VALUES (?, ?, ?, ?)",
+                [hashed, hashed, reason or "erased", _iso(now)],
             )
             self.conn.execute(
                 "UPDATE events SET subscriber_id = NULL, ip = NULL, user_agent = NULL "
@@ -622,15 +636,23 @@ class SubscribersQueries(StoreBase):
                 "confirm_ip = NULL, detail = NULL WHERE subscriber_id = ?",
                 [subscriber_id],
             )
+            # Provider reports name the address as the provider spelled it, lower-cased
+            # in Python; the delete trigger's SQL lower() folds A-Z only, so a
+            # non-ASCII capital would leave them named: blank them here too.
+            self.conn.execute(
+                "UPDATE events SET raw = NULL, detail = NULL, recipient = NULL "
+                "WHERE recipient IN (?, ?)",
+                [email.lower(), key],
+            )
             self.conn.execute("DELETE FROM subscribers WHERE id = ?", [subscriber_id])
 
     def subscriber_record(self, subscriber_id: int) -> dict[str, Any]:
         """Everything held on one person, for a data-subject access request."""
         subscriber = self.subscriber(subscriber_id)
         email = subscriber["email"] if subscriber else ""
+        keys = suppression_keys(email)
         suppression = self._row(
-            "SELECT reason, at FROM suppressions WHERE email = ? OR email = ?",
-            [email, erased_key(email)],
+            f"SELECT reason, at FROM suppressions WHERE email_key IN ({_marks(keys)})", keys
         )
         return {
             "subscriber": subscriber,
