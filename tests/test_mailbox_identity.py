@@ -197,6 +197,8 @@ def test_m011_merges_mailboxes_that_differ_in_unicode_capitals_or_domain_form(tm
     assert [m["subscriber_id"] for m in merges] == [1, 4]
     (suppressed,) = store.suppressions()
     assert suppressed["reason"] == "unsubscribed"
+    # The opt-out keeps its own time, not the upgrade's.
+    assert suppressed["at"] == "2026-04-01"
     assert store.is_suppressed("RENÉE@bücher.example")
     # The database itself now refuses a second spelling of a mailbox.
     with pytest.raises(Exception, match="UNIQUE"):

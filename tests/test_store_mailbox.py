@@ -217,8 +217,14 @@ def test_migration_merges_case_duplicates(tmp_path):
             "WHERE id = 3"
         )
 
+    [left_at] = c.execute(
+        "SELECT at FROM suppressions WHERE email = 'ALICE@example.com'"
+    ).fetchone()
+
     applied = store.migrate()
     assert applied[0] == "m009_one_subscriber_per_mailbox"
+    # The opt-out keeps its own time: the upgrade is not when Alice left.
+    assert [r[0] for r in c.execute("SELECT at FROM suppressions")] == [left_at]
 
     rows = {r["id"]: r for r in store._rows("SELECT * FROM subscribers ORDER BY id")}
     assert sorted(rows) == [1, 2, 4]

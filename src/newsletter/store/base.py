@@ -12,12 +12,14 @@ import time
 import unicodedata
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import idna
 import sqlite_utils
+
+from newsletter import clock
 
 try:
     import fcntl
@@ -470,7 +472,7 @@ def m009_one_subscriber_per_mailbox(conn: sqlite3.Connection) -> None:
     ):
         # bytes.lower() folds A-Z only, exactly as SQLite's lower() and NOCASE do.
         groups.setdefault(email.encode("utf-8").lower(), []).append(subscriber_id)
-    stamp = datetime.now(UTC).isoformat(timespec="seconds")
+    stamp = clock.utcnow().isoformat(timespec="seconds")  # migrations run on the real clock
     for keeper, *others in groups.values():
         _merge_subscribers(conn, keeper, others, stamp)
     conn.execute(
@@ -540,10 +542,21 @@ def _merge_subscribers(
         ],
     )
     if status != kept["status"]:
-        # Through the status triggers: a suppressed status puts the address on the list.
+        # Through the status triggers: a suppressed status puts the address on the list,
+        # stamped with updated_at. That stamp is the time the person left (the earliest
+        # the group's rows or the list knew), not the upgrade's: the suppression list is
+        # the record of an opt-out, and a later re-subscription is judged against it.
+        left_at = stamp
+        if status in SUPPRESSED:
+            emails = [r["email"] for r in rows]
+            marks = ", ".join("?" * len(emails))
+            listed = conn.execute(
+                f"SELECT min(at) FROM suppressions WHERE email IN ({marks})", emails
+            ).fetchone()[0]
+            left_at = min((t for t in (earliest("unsubscribed_at"), listed) if t), default=stamp)
         conn.execute(
             "UPDATE subscribers SET status = ?, updated_at = ? WHERE id = ?",
-            [status, stamp, keeper],
+            [status, left_at, keeper],
         )
     for other in others:
         _merge_deliveries(conn, keeper, other, stamp)
@@ -714,7 +727,7 @@ def m011_mailbox_key(conn: sqlite3.Connection) -> None:
         "FROM subscribers GROUP BY email_key HAVING COUNT(*) > 1) ORDER BY created_at, id"
     ):
         groups.setdefault(key, []).append(subscriber_id)
-    stamp = datetime.now(UTC).isoformat(timespec="seconds")
+    stamp = clock.utcnow().isoformat(timespec="seconds")  # migrations run on the real clock
     for keeper, *others in groups.values():
         _merge_subscribers(conn, keeper, others, stamp)
     _script(
