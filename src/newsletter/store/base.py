@@ -472,7 +472,8 @@ def m009_one_subscriber_per_mailbox(conn: sqlite3.Connection) -> None:
     ):
         # bytes.lower() folds A-Z only, exactly as SQLite's lower() and NOCASE do.
         groups.setdefault(email.encode("utf-8").lower(), []).append(subscriber_id)
-    stamp = clock.utcnow().isoformat(timespec="seconds")  # migrations run on the real clock
+    # The time of the merges, read only when there is something to merge.
+    stamp = clock.utcnow().isoformat(timespec="seconds") if groups else ""
     for keeper, *others in groups.values():
         _merge_subscribers(conn, keeper, others, stamp)
     conn.execute(
@@ -727,7 +728,8 @@ def m011_mailbox_key(conn: sqlite3.Connection) -> None:
         "FROM subscribers GROUP BY email_key HAVING COUNT(*) > 1) ORDER BY created_at, id"
     ):
         groups.setdefault(key, []).append(subscriber_id)
-    stamp = clock.utcnow().isoformat(timespec="seconds")  # migrations run on the real clock
+    # The time of the merges, read only when there is something to merge.
+    stamp = clock.utcnow().isoformat(timespec="seconds") if groups else ""
     for keeper, *others in groups.values():
         _merge_subscribers(conn, keeper, others, stamp)
     _script(

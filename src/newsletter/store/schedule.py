@@ -191,13 +191,6 @@ class ScheduleQueries(StoreBase):
     def set_campaign_note(self, campaign_id: int, note: str) -> None:
         self.conn.execute("UPDATE campaigns SET note = ? WHERE id = ?", [note, campaign_id])
 
-    def lease_holder(self, campaign_id: int, wall: float) -> dict[str, Any] | None:
-        """The unexpired send lease of a campaign, if any (a look, not a claim)."""
-        return self._row(
-            "SELECT * FROM send_leases WHERE campaign_id = ? AND expires_at > ?",
-            [campaign_id, wall],
-        )
-
     # -- recurring runs ------------------------------------------------------------------
 
     def last_run(self, job: str, now: datetime) -> datetime:
