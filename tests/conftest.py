@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -119,6 +120,35 @@ def stop_process(proc: subprocess.Popen[str], timeout: float = 30.0) -> str:
         output, _ = proc.communicate()
         raise AssertionError(f"process ignored Ctrl-C:\n{output}") from None
     return output
+
+
+def signed_in(url: str) -> tuple[requests.Session, str]:
+    """A requests session signed in to the dashboard at ``url`` as its admin, and its CSRF token."""
+    session = requests.Session()
+    form = session.get(url + "/sign-in", timeout=10).text
+    token = re.search(r'name="token" value="([^"]+)"', form).group(1)
+    answer = session.post(
+        url + "/sign-in",
+        data={"email": "admin@example.com", "password": STAFF_PASSWORD, "token": token},
+        allow_redirects=False,
+        timeout=30,
+    )
+    assert answer.status_code == 303, answer.text
+    page = session.get(url + "/subscribers/import", timeout=10).text
+    return session, re.search(r'name="csrf-token" content="([^"]+)"', page).group(1)
+
+
+def subscribe_form(url: str, address: str) -> requests.Response:
+    """Send the public subscribe form at ``url`` as a person would, consent ticked."""
+    session = requests.Session()
+    page = session.get(url + "/subscribe", timeout=10)
+    fields = dict(re.findall(r'<input type="hidden" name="(\w+)" value="([^"]*)"', page.text))
+    return session.post(
+        url + "/subscribe",
+        data={**fields, "email": address, "consent": "yes"},
+        allow_redirects=False,
+        timeout=10,
+    )
 
 
 class LiveServer:

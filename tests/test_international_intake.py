@@ -12,9 +12,7 @@ import html
 import re
 from pathlib import Path
 
-import requests
-
-from conftest import STAFF_PASSWORD, LiveServer
+from conftest import LiveServer, signed_in, subscribe_form
 from newsletter import clock, jobs
 from newsletter.workspace import Workspace
 from smtp_sink import SmtpSink, smtp_env
@@ -26,18 +24,6 @@ def _people(ws_dir: Path) -> Path:
     path = ws_dir / "people.csv"
     path.write_text(f"email,first_name\nann@example.com,Ann\n{EAI},Jürgen\n", encoding="utf-8")
     return path
-
-
-def _subscribe(server: LiveServer, address: str) -> requests.Response:
-    session = requests.Session()
-    page = session.get(server.url + "/subscribe", timeout=10)
-    fields = dict(re.findall(r'<input type="hidden" name="(\w+)" value="([^"]*)"', page.text))
-    return session.post(
-        server.url + "/subscribe",
-        data={**fields, "email": address, "consent": "yes"},
-        allow_redirects=False,
-        timeout=10,
-    )
 
 
 def test_without_smtputf8_every_way_in_refuses_it_with_the_same_reason(cli, ws_dir: Path) -> None:
@@ -57,7 +43,7 @@ def test_without_smtputf8_every_way_in_refuses_it_with_the_same_reason(cli, ws_d
         server = LiveServer(ws)
         server.start()
         try:
-            answer = _subscribe(server, EAI)
+            answer = subscribe_form(server.url, EAI)
             server.app.state.subscriber_pages.mail.flush()
         finally:
             server.stop()
@@ -85,7 +71,7 @@ def test_with_smtputf8_every_way_in_takes_it_and_the_mail_arrives(cli, ws_dir: P
         server.start()
         try:
             third = "renée@example.com"
-            answer = _subscribe(server, third)
+            answer = subscribe_form(server.url, third)
             server.app.state.subscriber_pages.mail.flush()
         finally:
             server.stop()
@@ -138,7 +124,7 @@ def test_without_smtputf8_the_folder_the_strict_import_and_the_dashboard_refuse_
     (report,) = jobs.import_subscriber_folder(ws, ws.store, clock.utcnow())
     assert report.added == 1 and report.problems == [f"{folder / 'people.csv'}:3: {reason}"]
 
-    session, csrf = _signed_in(dashboard.url)
+    session, csrf = signed_in(dashboard.url)
     upload = f"email\nbo@example.org\n{EAI}\nBO@EXAMPLE.ORG\n".encode()
     preview = session.post(
         dashboard.url + "/subscribers/import",
@@ -157,19 +143,3 @@ def test_without_smtputf8_the_folder_the_strict_import_and_the_dashboard_refuse_
     assert "1 added" in done.text and "1 duplicate rows" in done.text
     assert ws.store.subscriber_by_email(EAI) is None
     assert ws.store.subscriber_by_email("BO@example.org")["email"] == "bo@example.org"
-
-
-def _signed_in(url: str) -> tuple[requests.Session, str]:
-    """A session signed in to the dashboard as its admin, and its CSRF token."""
-    session = requests.Session()
-    form = session.get(url + "/sign-in", timeout=10).text
-    token = re.search(r'name="token" value="([^"]+)"', form).group(1)
-    answer = session.post(
-        url + "/sign-in",
-        data={"email": "admin@example.com", "password": STAFF_PASSWORD, "token": token},
-        allow_redirects=False,
-        timeout=30,
-    )
-    assert answer.status_code == 303, answer.text
-    page = session.get(url + "/subscribers/import", timeout=10).text
-    return session, re.search(r'name="csrf-token" content="([^"]+)"', page).group(1)

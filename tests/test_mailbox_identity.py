@@ -9,14 +9,12 @@ list, for an erased person, and in a database an older version filled.
 
 from __future__ import annotations
 
-import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-import requests
 
-from conftest import LiveServer
+from conftest import LiveServer, subscribe_form
 from newsletter.store import Store, erased_key, mailbox_key
 from newsletter.store.base import MIGRATIONS
 from newsletter.subscribers import import_file
@@ -81,18 +79,6 @@ def test_the_suppression_list_and_the_erased_hash_know_every_spelling(store, tmp
     assert emails(store) == []
 
 
-def _subscribe(server: LiveServer, address: str) -> requests.Response:
-    session = requests.Session()
-    page = session.get(server.url + "/subscribe", timeout=10)
-    fields = dict(re.findall(r'<input type="hidden" name="(\w+)" value="([^"]*)"', page.text))
-    return session.post(
-        server.url + "/subscribe",
-        data={**fields, "email": address, "consent": "yes"},
-        allow_redirects=False,
-        timeout=10,
-    )
-
-
 def test_the_form_and_subscribers_add_find_the_same_person(cli, ws_dir: Path) -> None:
     with SmtpSink(smtputf8=True) as sink:
         cli.env = {**cli.env, **smtp_env(sink)}
@@ -105,8 +91,8 @@ def test_the_form_and_subscribers_add_find_the_same_person(cli, ws_dir: Path) ->
         server = LiveServer(ws)
         server.start()
         try:
-            assert _subscribe(server, "RENÉE@xn--bcher-kva.example").status_code == 200
-            assert _subscribe(server, "Jürgen@Example.com").status_code == 200
+            assert subscribe_form(server.url, "RENÉE@xn--bcher-kva.example").status_code == 200
+            assert subscribe_form(server.url, "Jürgen@Example.com").status_code == 200
             server.app.state.subscriber_pages.mail.flush()
         finally:
             server.stop()

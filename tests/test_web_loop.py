@@ -15,26 +15,10 @@ import time
 
 import requests
 
-from conftest import STAFF_PASSWORD
+from conftest import signed_in
 from newsletter import campaigns, jobs
 
 ROWS = 300_000
-
-
-def signed_in(url: str) -> tuple[requests.Session, str]:
-    """A requests session signed in to the dashboard at ``url``, and its CSRF token."""
-    session = requests.Session()
-    form = session.get(url + "/sign-in", timeout=10).text
-    token = re.search(r'name="token" value="([^"]+)"', form).group(1)
-    answer = session.post(
-        url + "/sign-in",
-        data={"email": "admin@example.com", "password": STAFF_PASSWORD, "token": token},
-        allow_redirects=False,
-        timeout=30,
-    )
-    assert answer.status_code == 303, answer.text
-    page = session.get(url + "/subscribers/import", timeout=10).text
-    return session, re.search(r'name="csrf-token" content="([^"]+)"', page).group(1)
 
 
 def big_csv() -> bytes:
