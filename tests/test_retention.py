@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from newsletter import jobs, scheduler
+from newsletter import job_scheduler, jobs
 from newsletter.workspace import Workspace
 
 NOW = dt.datetime(2026, 11, 27, 9, 0, tzinfo=dt.UTC)
@@ -62,15 +62,15 @@ def test_no_retention_period_keeps_everything(workspace):
 
 def test_the_scheduler_runs_the_purge_daily(ws, caplog):
     seed(ws, NOW)
-    built = scheduler.build_scheduler(ws, threading.Event())
+    built = job_scheduler.build_scheduler(ws, threading.Event())
     # Paused: the stored jobs are brought in step, and none runs on the real clock.
     built.start(paused=True)
     try:
-        scheduler.sync_jobs(built, ws, NOW)
+        job_scheduler.sync_jobs(built, ws, NOW)
         job = built.get_job("purge-events")
     finally:
-        scheduler.stop_scheduler(ws, built)
-    assert job.func is scheduler.purge_job and job.args == (str(ws.root),)
+        job_scheduler.stop_scheduler(ws, built)
+    assert job.func is job_scheduler.purge_job and job.args == (str(ws.root),)
     assert job.trigger.interval == dt.timedelta(days=1)
     # What the job runs, on an injected clock.
     with caplog.at_level("INFO", logger="newsletter"):

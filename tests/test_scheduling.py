@@ -11,6 +11,7 @@ import datetime as dt
 import email
 import email.policy
 import logging
+import pickle
 import threading
 import time
 from collections import Counter
@@ -19,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from newsletter import campaigns, consent, jobs, scheduler, schedules
+from newsletter import campaigns, consent, job_scheduler, jobs, timerules
 from newsletter.config import collect
 from newsletter.errors import InputError, StateError
 from newsletter.workspace import Workspace
@@ -116,16 +117,16 @@ def test_local_times_follow_the_stated_dst_rule() -> None:
 
 def test_cron_rules_use_crontab_weekdays_and_their_zone() -> None:
     after = at(2026, 11, 27, 12, 0)  # a Friday
-    monday = schedules.cron_trigger("0 9 * * 1", "Europe/Berlin")
-    sunday = schedules.cron_trigger("30 7 * * 0", "UTC")
-    assert schedules.next_fire(monday, after) == at(2026, 11, 30, 8, 0)
-    assert schedules.next_fire(sunday, after) == at(2026, 11, 29, 7, 30)
-    weekdays = schedules.cron_trigger("0 9 * * mon-fri", "America/New_York")
-    assert schedules.next_fire(weekdays, after) == at(2026, 11, 27, 14, 0)  # 09:00 EST
+    monday = timerules.cron_trigger("0 9 * * 1", "Europe/Berlin")
+    sunday = timerules.cron_trigger("30 7 * * 0", "UTC")
+    assert timerules.next_fire(monday, after) == at(2026, 11, 30, 8, 0)
+    assert timerules.next_fire(sunday, after) == at(2026, 11, 29, 7, 30)
+    weekdays = timerules.cron_trigger("0 9 * * mon-fri", "America/New_York")
+    assert timerules.next_fire(weekdays, after) == at(2026, 11, 27, 14, 0)  # 09:00 EST
     # Fire times missed while nothing ran fold into the latest one.
-    assert schedules.last_fire(monday, at(2026, 11, 1), after) == at(2026, 11, 23, 8, 0)
-    assert schedules.cron_problem("0 9 * *") is not None
-    assert schedules.cron_problem("0 25 * * mon") is not None
+    assert timerules.last_fire(monday, at(2026, 11, 1), after) == at(2026, 11, 23, 8, 0)
+    assert timerules.cron_problem("0 9 * *") is not None
+    assert timerules.cron_problem("0 25 * * mon") is not None
 
 
 def test_config_check_names_bad_schedule_keys() -> None:
@@ -557,26 +558,56 @@ def test_jobs_are_stored_in_the_database_and_survive_a_restart(sched_dir: Path, 
     due = (now + dt.timedelta(days=2)).replace(microsecond=0, second=0)
     campaign_id = _scheduled(ws, Clock(now), due)
     stop = threading.Event()
-    running = scheduler.start(ws, stop)
+    running = job_scheduler.start(ws, stop)
     try:
         stored = _stored_jobs(ws)
     finally:
-        scheduler.stop_scheduler(ws, running)
+        job_scheduler.stop_scheduler(ws, running)
     assert {"poll", "due", "digest", f"campaign-{campaign_id}"} <= set(stored)
     assert stored[f"campaign-{campaign_id}"] == due.timestamp()
-    trigger = schedules.cron_trigger("0 9 * * mon", "Europe/Berlin")
-    assert stored["digest"] == schedules.next_fire(trigger, now).timestamp()
+    trigger = timerules.cron_trigger("0 9 * * mon", "Europe/Berlin")
+    assert stored["digest"] == timerules.next_fire(trigger, now).timestamp()
 
     # Unscheduled while no scheduler ran: the next start drops its job and keeps the rest.
     campaigns.unschedule(ws.store, campaign_id, now)
-    running = scheduler.start(ws, threading.Event())
+    running = job_scheduler.start(ws, threading.Event())
     try:
         stored_again = _stored_jobs(ws)
     finally:
-        scheduler.stop_scheduler(ws, running)
+        job_scheduler.stop_scheduler(ws, running)
     assert f"campaign-{campaign_id}" not in stored_again
     assert stored_again["digest"] == stored["digest"]
     ws.close()
+
+
+def test_jobs_stored_under_the_old_module_name_are_re_created_after_the_upgrade(
+    sched_dir: Path, sink
+) -> None:
+    """A database whose jobs name ``newsletter.scheduler`` (the module's old name) starts."""
+    ws = open_ws(sched_dir, sink)
+    running = job_scheduler.start(ws, threading.Event())
+    job_scheduler.stop_scheduler(ws, running)
+    conn = ws.store.conn
+    # Rewrite the stored jobs as the previous release stored them, and undo m012.
+    for job_id, state in conn.execute("SELECT id, job_state FROM apscheduler_jobs").fetchall():
+        job = pickle.loads(state)
+        job["func"] = job["func"].replace("newsletter.job_scheduler:", "newsletter.scheduler:")
+        conn.execute(
+            "UPDATE apscheduler_jobs SET job_state = ? WHERE id = ?", [pickle.dumps(job), job_id]
+        )
+    conn.execute("DELETE FROM _migrations WHERE name = 'm012_scheduler_module'")
+    conn.commit()
+    ws.close()
+
+    ws = open_ws(sched_dir, sink)  # opening the store applies m012
+    running = job_scheduler.start(ws, threading.Event())
+    try:
+        refs = {job.id: job.func_ref for job in running.get_jobs(jobstore="default")}
+    finally:
+        job_scheduler.stop_scheduler(ws, running)
+    ws.close()
+    assert {"poll", "due", "purge-events"} <= set(refs)
+    assert all(ref.startswith("newsletter.job_scheduler:") for ref in refs.values())
 
 
 def test_two_run_processes_on_one_workspace_send_one_campaign(cli, ws_dir: Path, env) -> None:

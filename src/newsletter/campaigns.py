@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from newsletter import schedules, tracking
+from newsletter import timerules, tracking
 from newsletter.config import Settings
 from newsletter.errors import InputError, NotFound, StateError
 from newsletter.mime import MessageFactory, header_value, list_unsubscribe
@@ -46,7 +46,7 @@ def parse_local_time(text: str, zone: str) -> tuple[dt.datetime, str]:
     The note says so whenever it applies.
     """
     try:
-        tz = schedules.zone(zone)
+        tz = timerules.zone(zone)
     except InputError as exc:
         raise InputError(f"--tz: {exc}") from None
     try:
@@ -55,7 +55,7 @@ def parse_local_time(text: str, zone: str) -> tuple[dt.datetime, str]:
         raise InputError(
             f'--at: {text!r} is not a date and time in the form "YYYY-MM-DD HH:MM"'
         ) from None
-    return schedules.local_to_utc(naive, tz)
+    return timerules.local_to_utc(naive, tz)
 
 
 def create(

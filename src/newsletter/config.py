@@ -963,7 +963,7 @@ def _bound_problems(s: Settings, found: list[str]) -> list[str]:
 
 
 def _schedule_problems(s: Settings) -> list[str]:
-    from newsletter.schedules import cron_problem
+    from newsletter.timerules import cron_problem
 
     problems = []
     if s.schedule.mode == "digest":

@@ -23,8 +23,8 @@ from newsletter import (
     consent,
     delivery,
     delivery_key,
-    schedules,
     subscribers,
+    timerules,
 )
 from newsletter.config import Secrets
 from newsletter.errors import InputError, NewsletterError, StateError
@@ -162,7 +162,7 @@ def grace(ws: Workspace) -> dt.timedelta:
 
 
 def _local(ws: Workspace, when: dt.datetime) -> str:
-    return when.astimezone(schedules.zone(ws.settings.schedule.timezone)).strftime(
+    return when.astimezone(timerules.zone(ws.settings.schedule.timezone)).strftime(
         "%Y-%m-%d %H:%M %Z"
     )
 
@@ -197,13 +197,13 @@ def make_digest(ws: Workspace, store: Store, now: dt.datetime) -> int | None:
     s = ws.settings.schedule
     if s.mode != "digest":
         return None
-    trigger = schedules.cron_trigger(s.digest_cron, s.timezone)
-    fire = schedules.last_fire(trigger, store.last_run("digest", now), now)
+    trigger = timerules.cron_trigger(s.digest_cron, s.timezone)
+    fire = timerules.last_fire(trigger, store.last_run("digest", now), now)
     if fire is None:
         return None
-    if schedules.verdict(fire, now, grace(ws)) == schedules.MISSED:
+    if timerules.verdict(fire, now, grace(ws)) == timerules.MISSED:
         detail = (
-            f"digest due {_local(ws, fire)} missed by {schedules.late(fire, now)}; "
+            f"digest due {_local(ws, fire)} missed by {timerules.late(fire, now)}; "
             f"its articles go in the next digest"
         )
         if store.record_run("digest", fire, "missed", now, detail):
@@ -254,8 +254,8 @@ def run_automations(ws: Workspace, store: Store, now: dt.datetime) -> list[int]:
     try:
         for step in store.pending_steps(until=now):
             due = dt.datetime.fromisoformat(step["due_at"])
-            if schedules.verdict(due, now, grace(ws)) == schedules.MISSED:
-                detail = f"due {_local(ws, due)}, missed by {schedules.late(due, now)}; not sent"
+            if timerules.verdict(due, now, grace(ws)) == timerules.MISSED:
+                detail = f"due {_local(ws, due)}, missed by {timerules.late(due, now)}; not sent"
                 store.finish_step(step["id"], "missed", now, detail)
                 log.warning(
                     "%s email to subscriber %d %s", step["kind"], step["subscriber_id"], detail
@@ -504,7 +504,7 @@ def report_missed(ws: Workspace, store: Store, now: dt.datetime) -> list[int]:
         due = dt.datetime.fromisoformat(c["scheduled_at"])
         note = (
             f"missed: due {_local(ws, due)}, not started within the grace window "
-            f"({schedules.late(due, now)} late); reschedule, send or cancel it"
+            f"({timerules.late(due, now)} late); reschedule, send or cancel it"
         )
         if store.mark_missed(c["id"], now, note):
             log.warning("campaign %d: %s", c["id"], note)

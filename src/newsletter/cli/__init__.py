@@ -3,7 +3,7 @@
 Each command group lives in its own module; importing them registers their commands.
 """
 
-from newsletter.cli import campaign, ops, schedule, setup, stats, subscribers, users  # noqa: F401
+from newsletter.cli import campaign, ops, setup, stats, subscribers, upcoming, users  # noqa: F401
 from newsletter.cli.base import cli, main
 
 __all__ = ["cli", "main"]

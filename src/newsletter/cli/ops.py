@@ -81,7 +81,7 @@ def dkim_keygen(
 
 
 def _serve(ws: Workspace, with_scheduler: bool) -> None:
-    from newsletter import scheduler as scheduling
+    from newsletter import job_scheduler as scheduling
     from newsletter.web.app import create_app
     from newsletter.web.server import listen, make_server
 

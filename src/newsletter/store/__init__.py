@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from newsletter.store.articles import ArticlesQueries
 from newsletter.store.audit import AuditQueries
+from newsletter.store.automations import AutomationQueries
 from newsletter.store.base import (  # noqa: F401 - names the rest of the package uses
     DEFERRED,
     FAILED,
@@ -32,7 +33,6 @@ from newsletter.store.campaigns import CampaignsQueries
 from newsletter.store.deliveries import DeliveriesQueries
 from newsletter.store.events import EventsQueries
 from newsletter.store.provider_events import ProviderEventsQueries
-from newsletter.store.schedule import ScheduleQueries
 from newsletter.store.staff import StaffQueries
 from newsletter.store.subscribers import SubscribersQueries
 
@@ -45,7 +45,7 @@ class Store(
     EventsQueries,
     ProviderEventsQueries,
     StaffQueries,
-    ScheduleQueries,
+    AutomationQueries,
     AuditQueries,
 ):
     """The SQLite database of one workspace: every query, grouped by area."""

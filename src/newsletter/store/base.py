@@ -27,19 +27,18 @@ except ImportError:  # not on Windows: SQLite's own locking alone
     fcntl = None  # type: ignore[assignment]
 
 from newsletter.errors import InputError
+from newsletter.status import SUPPRESSED, DeliveryStatus
 
-# Delivery row states. "sending" is written and committed before the provider
-# call; a row still "sending" when a sender starts was in flight at a crash.
+# Delivery row states (see newsletter.status), by the names the store's users import.
 PENDING, SENDING, SENT, FAILED, DEFERRED, IN_DOUBT, SKIPPED = (
-    "pending",
-    "sending",
-    "sent",
-    "failed",
-    "deferred",
-    "in_doubt",
-    "skipped",
+    DeliveryStatus.PENDING,
+    DeliveryStatus.SENDING,
+    DeliveryStatus.SENT,
+    DeliveryStatus.FAILED,
+    DeliveryStatus.DEFERRED,
+    DeliveryStatus.IN_DOUBT,
+    DeliveryStatus.SKIPPED,
 )
-CAMPAIGN_STATES = ("draft", "scheduled", "sending", "paused", "sent", "cancelled")
 # What a provider last said about a sent delivery; a later, weaker word (a
 # "deferred" arriving after "delivered") does not replace a stronger one.
 PROVIDER_STATUS_RANK = {
@@ -741,6 +740,26 @@ def m011_mailbox_key(conn: sqlite3.Connection) -> None:
     )
 
 
+def m012_scheduler_module(conn: sqlite3.Connection) -> None:
+    """Forget the scheduler's stored jobs that name the module's old name.
+
+    APScheduler stores each job's function as ``module:function``; the module
+    that holds them was ``newsletter.scheduler`` and is now
+    ``newsletter.job_scheduler``, so a job stored under the old name could not
+    be loaded. Every stored job is derived: ``newsletter run`` re-creates the
+    fixed ones from the settings and one per scheduled campaign at start (and
+    runs the recurring ones at once), so dropping them loses nothing.
+    """
+    has_jobs = conn.execute(
+        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'apscheduler_jobs'"
+    ).fetchone()
+    if has_jobs:
+        conn.execute(
+            "DELETE FROM apscheduler_jobs WHERE instr(job_state, CAST(? AS BLOB)) > 0",
+            ["newsletter.scheduler:"],
+        )
+
+
 MIGRATIONS = [
     m001_initial,
     m002_article_intake,
@@ -753,6 +772,7 @@ MIGRATIONS = [
     m009_one_subscriber_per_mailbox,
     m010_staff_security,
     m011_mailbox_key,
+    m012_scheduler_module,
 ]
 
 
@@ -921,8 +941,6 @@ def _decode_subscriber(row: dict[str, Any]) -> dict[str, Any]:
     return row
 
 
-# Statuses that put an address on the suppression list.
-SUPPRESSED = ("unsubscribed", "bounced", "complained")
 # An erased person's suppression entry: the hash of the address, never the address.
 ERASED_PREFIX = "sha256:"
 # Rows per executemany of an import: far below SQLite's limit on bound parameters.

@@ -71,7 +71,7 @@ class DeliveriesQueries(StoreBase):
                 [campaign_id, _iso(now), *params],
             )
             if c["kind"] != "manual":
-                self._plan_received(campaign_id, now)  # see store/schedule.py
+                self._plan_received(campaign_id, now)  # see store/automations.py
         return True
 
     def count_recipients(self, list_id: int | None, segment: list[dict[str, Any]]) -> int:

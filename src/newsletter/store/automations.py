@@ -18,7 +18,7 @@ _GIVEN = (
 )
 
 
-class ScheduleQueries(StoreBase):
+class AutomationQueries(StoreBase):
     # -- automatic campaigns -------------------------------------------------------
 
     def create_auto_campaign(

@@ -13,7 +13,7 @@ database, under fixed ids:
 A persisted job can only name an importable function and carry picklable
 arguments, so each job carries the workspace path and looks up the
 workspace this process opened. Whether a due time runs is decided by the
-job functions against the database (``schedules.verdict``), not by the job
+job functions against the database (``timerules.verdict``), not by the job
 store: every job is safe to run twice, from two processes, or late.
 A ``sync`` job (in memory, not persisted) keeps the stored jobs in step with
 the database every 15 s, so a campaign scheduled from the CLI is picked up.
@@ -41,7 +41,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy import create_engine
 from sqlalchemy.exc import OperationalError
 
-from newsletter import jobs, schedules
+from newsletter import jobs, timerules
 from newsletter.workspace import Workspace
 
 log = logging.getLogger("newsletter")
@@ -212,7 +212,7 @@ def sync_jobs(
         first,
     )
     if s.mode == "digest":
-        trigger = schedules.cron_trigger(s.digest_cron, s.timezone)
+        trigger = timerules.cron_trigger(s.digest_cron, s.timezone)
         _ensure(
             scheduler,
             "digest",

@@ -6,7 +6,7 @@ import datetime as dt
 
 import click
 
-from newsletter import schedules
+from newsletter import timerules
 from newsletter.cli.base import Group, cli, utcnow, ws_of
 
 # How the stored jobs of `newsletter run` read in the list.
@@ -39,7 +39,7 @@ def schedule_list(ctx: click.Context, limit: int) -> None:
     ws = ws_of(ctx)
     store = ws.store
     s = ws.settings.schedule
-    zone = schedules.zone(s.timezone)
+    zone = timerules.zone(s.timezone)
     now = utcnow()
 
     def local(when: dt.datetime) -> str:
@@ -66,7 +66,7 @@ def schedule_list(ctx: click.Context, limit: int) -> None:
             continue  # from the rule itself, below
         upcoming.append((when, f"{JOB_NAMES.get(job['id'], job['id'])} (job {job['id']})"))
     if s.mode == "digest":
-        fire = schedules.next_fire(schedules.cron_trigger(s.digest_cron, s.timezone), now)
+        fire = timerules.next_fire(timerules.cron_trigger(s.digest_cron, s.timezone), now)
         if fire is not None:
             upcoming.append((fire, "digest of the new articles (no email if there are none)"))
     for c in store.scheduled_campaigns():
