@@ -280,6 +280,9 @@ def start(
     ws: Workspace, stop: threading.Event, clock: Callable[[], dt.datetime] = jobs.utc_now
 ) -> BackgroundScheduler:
     """Build and start the scheduler with its stored jobs brought up to date."""
+    # The schema first: a migration may drop stored jobs the job store could not load
+    # (m012: jobs stored under the module's old name).
+    ws.open_store().close()
     scheduler = build_scheduler(ws, stop)
     # Paused first: the job store opens (and creates its table) on start, and the
     # jobs are brought in step before any of them runs.
