@@ -8,7 +8,9 @@ WORKSPACE ?= workspace
 # Debian packages the test suite and the benchmarks need (installed only when missing).
 # libcryptx-perl: Mail::DKIM verifies Ed25519 with it (releases after 1.20230212).
 SYSTEM_PACKAGES := spamassassin chromium libmail-dkim-perl libcryptx-perl
-BENCH_PACKAGES := wrk
+# postfix: bench/send.py sends into its smtp-sink and measures that sink with smtp-source
+# (both run directly; the Postfix mail service itself is not started or needed).
+BENCH_PACKAGES := wrk postfix
 # The clock-shifting runs of `make test-future` (libfaketime).
 FUTURE_PACKAGES := faketime
 # How far ahead `make test-future` moves the clock: about one year and five years.
