@@ -316,8 +316,9 @@ def main() -> None:
 
     work = Path(tempfile.mkdtemp(prefix="bench-send-"))
     load = os.getloadavg()[0]
-    sink = Sink(work)
+    sink = None
     try:
+        sink = Sink(work)
         env = newsletter_env(sink, {})
         message = campaign_message(work, env)
         message_file = work / "message.txt"  # smtp-source reads lines and ends each with CRLF
@@ -350,7 +351,8 @@ def main() -> None:
     except BenchError as exc:
         sys.exit(f"bench/send.py: {exc}")
     finally:
-        sink.stop()
+        if sink is not None:
+            sink.stop()
         shutil.rmtree(work, ignore_errors=True)
 
     print(
