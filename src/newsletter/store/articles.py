@@ -149,6 +149,7 @@ class ArticlesQueries(StoreBase):
                     cursor = self.conn.execute(
                         f"INSERT INTO articles ({names}) VALUES ({marks})", list(fields.values())
                     )
+                    assert cursor.lastrowid is not None  # an INSERT sets it
                     article_id = cursor.lastrowid
                     counts["archived" if is_archived else "new"] += 1
                 elif existing["content_hash"] != art["content_hash"] or existing[

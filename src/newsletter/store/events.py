@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from newsletter.store.base import StoreBase, _iso
 
@@ -28,6 +28,10 @@ TRACKING_KINDS = ("open", "click", "view", "bad_token")
 
 
 class EventsQueries(StoreBase):
+    if TYPE_CHECKING:
+        # DeliveriesQueries's, which Store joins to this class.
+        def delivery_counts(self, campaign_id: int) -> dict[str, int]: ...
+
     # -- events ---------------------------------------------------------------
 
     def insert_events(
@@ -110,6 +114,7 @@ class EventsQueries(StoreBase):
                 "FROM events WHERE campaign_id = ? AND kind = ?",
                 [campaign_id, kind],
             )
+            assert row is not None  # an aggregate without GROUP BY gives one row
             stats[f"{kind}s_total"] = row["total"]
             stats[f"{kind}s_unique"] = row["uniq"]
         return stats
