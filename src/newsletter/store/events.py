@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from newsletter.rows import TrackingEvent
 from newsletter.store.base import StoreBase, _iso
 
 EVENT_COLUMNS = (
@@ -36,7 +37,7 @@ class EventsQueries(StoreBase):
 
     def insert_events(
         self,
-        events: list[dict[str, Any]],
+        events: Sequence[TrackingEvent],
         reclassified: Iterable[tuple[str, str, int]] = (),
     ) -> int | None:
         """Store a batch of events and (class, reason, id) changes in one transaction.
