@@ -56,6 +56,7 @@ apt-install:
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check src tests bench
 	$(BIN)/ruff format --check src tests bench
+	$(BIN)/mypy
 	$(BIN)/cog --check $(DOCS)
 
 format: $(VENV)/.installed-test
@@ -83,4 +84,4 @@ bench: $(VENV)/.installed-test bench-deps
 	@for script in bench/[!_]*.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache

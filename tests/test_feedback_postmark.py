@@ -26,7 +26,7 @@ def test_basic_auth_needs_both_the_user_and_the_password() -> None:
     assert not postmark.basic_auth_ok("", USER, PASSWORD)
 
 
-def bounce(kind: str, **fields) -> dict:
+def bounce(kind: object, **fields) -> dict:
     return {"RecordType": "Bounce", "Type": kind, "ID": 42, "Email": "c@example.com", **fields}
 
 
@@ -61,6 +61,12 @@ def test_records_without_an_id_are_told_apart_by_message_and_time() -> None:
         "unsubscribe"
     )
     assert postmark.event_of({**change, "SuppressSending": False})["kind"] == "other"
+
+
+def test_a_type_or_reason_that_is_not_a_string_is_no_known_kind() -> None:
+    assert postmark.event_of(bounce(["HardBounce"]))["kind"] == "other"
+    change = {"RecordType": "SubscriptionChange", "SuppressSending": True}
+    assert postmark.event_of({**change, "SuppressionReason": ["HardBounce"]})["kind"] == "other"
 
 
 def test_a_body_without_a_record_type_is_refused() -> None:

@@ -29,7 +29,7 @@ from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 HUMAN, MACHINE, UNKNOWN = "human", "machine", "unknown"
 # The events that are classified; a view reached through a click shares its click's class.
@@ -157,9 +157,13 @@ class Signals:
 
 
 _CACHE_SIZE = 10_000
+_K = TypeVar("_K")
+_V = TypeVar("_V")
+# What a caller of LinkBursts keeps with each click, to be handed back in a burst.
+Ref = TypeVar("Ref")
 
 
-def _remember(cache: dict, key: Any, value: Any) -> None:
+def _remember(cache: dict[_K, _V], key: _K, value: _V) -> None:
     if len(cache) >= _CACHE_SIZE:
         cache.clear()  # crude, but a cache this size is rarely full and refills at once
     cache[key] = value
@@ -329,14 +333,14 @@ def all_links_reason(seconds: float) -> str:
 
 
 @dataclass
-class _Window:
-    clicks: deque[tuple[float, int, Any]] = field(default_factory=deque)
+class _Window(Generic[Ref]):
+    clicks: deque[tuple[float, int, Ref]] = field(default_factory=deque)
     links: Counter[int] = field(default_factory=Counter)
     first: int = 0  # the sequence number of clicks[0]
     flagged: int = 0  # clicks before this sequence number were returned already
 
 
-class LinkBursts:
+class LinkBursts(Generic[Ref]):
     """The "every link at once" rule: each message's recent clicks, kept in memory.
 
     A burst is a stretch of at most ``window`` seconds in which every one of
@@ -351,9 +355,11 @@ class LinkBursts:
         self.window = window
         self.max_messages = max_messages
         self.max_clicks = max_clicks
-        self._recent: dict[Hashable, _Window] = {}
+        self._recent: dict[Hashable, _Window[Ref]] = {}
 
-    def add(self, message: Hashable, at: float, link_id: int, link_count: int, ref: Any) -> list:
+    def add(
+        self, message: Hashable, at: float, link_id: int, link_count: int, ref: Ref
+    ) -> list[Ref]:
         if self.window <= 0 or link_count < 2:
             return []
         state = self._recent.get(message)

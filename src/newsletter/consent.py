@@ -13,7 +13,7 @@ import datetime as dt
 import secrets
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from email_validator import EmailNotValidError
 
@@ -29,6 +29,7 @@ from newsletter.errors import (
 )
 from newsletter.mime import compose, needs_smtputf8, unreachable
 from newsletter.render import TemplateSet, site_context, subscriber_context
+from newsletter.rows import Subscriber
 from newsletter.store import Store
 from newsletter.subscribers import normalize_email
 from newsletter.transports import (
@@ -273,7 +274,8 @@ def send_welcome(
     unsubscribe = f"{base}/u/{signer.make('unsubscribe', 0, subscriber_id)}"
     rendered = templates.render(
         {
-            "subscriber": subscriber_context(subscriber),
+            # A whole row of the subscribers table: Subscriber's keys and more.
+            "subscriber": subscriber_context(cast(Subscriber, subscriber)),
             "sender": _sender(settings),
             "site": site_context(settings.site.base_url, settings.templates.language),
             "lists": [

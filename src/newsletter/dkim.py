@@ -50,11 +50,16 @@ _WSP_RUN = re.compile(rb"\t[\t ]*| [\t ]+")
 _FIELD_NAME = re.compile(rb"[\x21-\x39\x3b-\x7e]+")
 
 
+def _parse(message: bytes) -> tuple[list[list[bytes]], bytes]:
+    parsed: tuple[list[list[bytes]], bytes] = dkim.rfc822_parse(message)  # dkimpy is untyped
+    return parsed
+
+
 def split_message(message: bytes) -> tuple[list[list[bytes]], bytes]:
     """Headers as [name, value with its CRLF] and the body, as dkimpy.rfc822_parse gives."""
     head, found, body = message.partition(b"\r\n\r\n")
     if not found or message.count(b"\n") != message.count(b"\r\n") or b"\r\r" in message:
-        return dkim.rfc822_parse(message)  # not CRLF throughout: the general parser
+        return _parse(message)  # not CRLF throughout: the general parser
     headers: list[list[bytes]] = []
     for line in head.split(b"\r\n"):
         if line[:1] in (b" ", b"\t") and headers:
@@ -62,7 +67,7 @@ def split_message(message: bytes) -> tuple[list[list[bytes]], bytes]:
             continue
         name, colon, value = line.partition(b":")
         if not colon or not _FIELD_NAME.fullmatch(name):
-            return dkim.rfc822_parse(message)
+            return _parse(message)
         headers.append([name, value + b"\r\n"])
     return headers, body
 
@@ -190,6 +195,7 @@ def sign_all(signers: list[DkimSigner], message: bytes) -> bytes:
 
 def generate_key(algorithm: str = "rsa") -> tuple[bytes, str]:
     """Make a key pair: (private key PEM, the DNS TXT record value to publish)."""
+    key: ed25519.Ed25519PrivateKey | rsa.RSAPrivateKey
     if algorithm == "ed25519":
         key = ed25519.Ed25519PrivateKey.generate()
         public = key.public_key().public_bytes(

@@ -42,8 +42,9 @@ def _cell(text: str) -> str:
 
 def setting_keys() -> Iterator[tuple[str, str, Any]]:
     """Every ``(section, key, default)`` of the settings, in the dataclasses' order."""
-    for section in dataclasses.fields(config.Settings):
-        defaults = section.default_factory()  # type: ignore[misc]
+    settings = config.Settings()
+    for section in dataclasses.fields(settings):
+        defaults = getattr(settings, section.name)
         for key in dataclasses.fields(defaults):
             yield section.name, key.name, getattr(defaults, key.name)
 
@@ -79,7 +80,7 @@ def source_options_table() -> str:
     return "\n".join(out) + "\n"
 
 
-class _Recorder(dict):
+class _Recorder(dict[str, str]):
     """An empty environment that remembers which variables were asked for."""
 
     def __init__(self) -> None:

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from newsletter import classify
+from newsletter.rows import TrackingEvent
 from newsletter.store import Store
 from newsletter.tracking import truncate_ip
 
@@ -47,11 +48,13 @@ class Recorder:
     def __init__(self, signals: classify.Signals, privacy: Privacy):
         self.signals = signals
         self.privacy = privacy
-        self.bursts = classify.LinkBursts(signals.all_links_seconds)
+        self.bursts: classify.LinkBursts[TrackingEvent] = classify.LinkBursts(
+            signals.all_links_seconds
+        )
         self._sent_at: dict[tuple[int, int], datetime | None] = {}
         self._links: dict[int, int] = {}
         self._truncated: dict[str | None, str | None] = {}
-        self._requests: dict[tuple, classify.Verdict | None] = {}
+        self._requests: dict[tuple[str, str, str | None, str | None], classify.Verdict | None] = {}
         self._last_stamp, self._last_time = "", datetime.min
 
     def _delivered(self, store: Store, campaign_id: int, subscriber_id: int) -> datetime | None:
@@ -85,7 +88,9 @@ class Recorder:
             self._last_stamp, self._last_time = stamp, datetime.fromisoformat(stamp)
         return self._last_time
 
-    def _classify(self, store: Store, event: dict[str, Any]) -> datetime:
+    def _classify(
+        self, store: Store, event: TrackingEvent, campaign_id: int, subscriber_id: int
+    ) -> datetime:
         """Set the event's class and reason; the same rules as ``classify.classify``."""
         at = self._time(event["at"])
         kind = event["kind"]
@@ -98,7 +103,7 @@ class Recorder:
                 self._requests.clear()
             verdict = self._requests[key] = classify.request_verdict(self.signals, *key)
         if verdict is None:
-            delivered = self._delivered(store, event["campaign_id"], event["subscriber_id"])
+            delivered = self._delivered(store, campaign_id, subscriber_id)
             verdict = (
                 classify.timing_verdict(self.signals, kind, at, delivered) or classify.HUMAN_VERDICT
             )
@@ -106,11 +111,13 @@ class Recorder:
         event["reason"] = verdict.reason
         return at
 
-    def _all_links(self, store: Store, click: dict[str, Any], at: datetime) -> list[dict]:
+    def _all_links(
+        self, store: Store, click: TrackingEvent, message: tuple[int, int], at: datetime
+    ) -> list[TrackingEvent]:
         """Mark the clicks of an "every link at once" burst; return the stored ones changed."""
-        campaign_id = click["campaign_id"]
+        campaign_id = message[0]
         flagged = self.bursts.add(
-            (campaign_id, click["subscriber_id"]),
+            message,
             at.timestamp(),
             click.get("link_id") or 0,
             self._link_count(store, campaign_id),
@@ -130,38 +137,36 @@ class Recorder:
         return changed
 
     def prepare(
-        self, store: Store, batch: list[dict[str, Any]]
-    ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        self, store: Store, batch: list[TrackingEvent]
+    ) -> tuple[list[TrackingEvent], list[TrackingEvent]]:
         """Return the rows to insert and the already stored rows whose class changed."""
-        rows: list[dict[str, Any]] = []
-        changed: list[dict[str, Any]] = []
+        rows: list[TrackingEvent] = []
+        changed: list[TrackingEvent] = []
         for number, event in enumerate(batch, 1):
             if not number % _YIELD_EVERY:
                 # Let the request handlers run: this thread holds the GIL while it
                 # classifies, and a large batch would otherwise delay their answers.
                 time.sleep(0)
             kind = event["kind"]
-            tracked = (
-                kind in classify.KINDS
-                and event.get("campaign_id") is not None
-                and event.get("subscriber_id") is not None
-            )
-            if tracked:
+            campaign_id, subscriber_id = event.get("campaign_id"), event.get("subscriber_id")
+            # The (campaign, subscriber) of an event that was classified, else None.
+            message: tuple[int, int] | None = None
+            if kind in classify.KINDS and campaign_id is not None and subscriber_id is not None:
                 try:
-                    at = self._classify(store, event)
+                    at = self._classify(store, event, campaign_id, subscriber_id)
+                    message = (campaign_id, subscriber_id)
                 except Exception as exc:  # noqa: BLE001 - store it unclassified, never lose it
                     log.error("event writer: cannot classify an event (%s)", exc)
-                    tracked = False
             if self.privacy.truncate_ip:
                 event["ip"] = self._truncate(event.get("ip"))
             rows.append(event)
             if kind == "click" and event.get("article_id") is not None:
-                view = {**event, "kind": "view", "detail": "click"}
+                view: TrackingEvent = {**event, "kind": "view", "detail": "click"}
                 event["_view"] = view
                 rows.append(view)
-            if tracked and kind == "click":
+            if message is not None and kind == "click":
                 try:
-                    changed.extend(self._all_links(store, event, at))
+                    changed.extend(self._all_links(store, event, message, at))
                 except Exception as exc:  # noqa: BLE001
                     log.error("event writer: cannot check the message's other clicks (%s)", exc)
             if self.privacy.anonymous:
@@ -189,7 +194,7 @@ class EventWriter:
     def start(self) -> None:
         self._thread.start()
 
-    def put(self, event: dict[str, Any]) -> None:
+    def put(self, event: TrackingEvent) -> None:
         self._queue.put(event)
 
     def close(self) -> None:
@@ -219,7 +224,7 @@ class EventWriter:
             store.close()
 
     def _write(
-        self, store: Store, batch: list[dict[str, Any]], deadline: float | None = None
+        self, store: Store, batch: list[TrackingEvent], deadline: float | None = None
     ) -> None:
         rows, changed = self.recorder.prepare(store, batch)
         # A locked database (a long campaign transaction) is waited out, not dropped.

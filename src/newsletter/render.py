@@ -14,7 +14,7 @@ import datetime as dt
 import hashlib
 import re
 import unicodedata
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,6 +25,7 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 from markupsafe import Markup
 
 from newsletter.errors import TemplateError
+from newsletter.rows import Article, ArticleContext, Subscriber
 from newsletter.textify import html_to_text, wrap_lines
 
 PARTS = ("subject.txt", "body.html", "body.txt")
@@ -323,7 +324,7 @@ _SLUG_JUNK = re.compile(r"[^a-z0-9]+")
 _ARTICLE_H1 = re.compile(r"<(/?)h1\b", re.IGNORECASE)
 
 
-def article_slug(article: Mapping[str, Any]) -> str:
+def article_slug(article: Article) -> str:
     """The last part of an article's own page: its id, then its title in plain letters.
 
     The id alone finds the article; the words make the link readable and are
@@ -336,14 +337,12 @@ def article_slug(article: Mapping[str, Any]) -> str:
     return f"{article['id']}-{words}" if words else str(article["id"])
 
 
-def article_page_url(base_url: str, article: Mapping[str, Any]) -> str:
+def article_page_url(base_url: str, article: Article) -> str:
     """The public page the web server keeps for an article that has no URL of its own."""
     return f"{base_url.rstrip('/')}/articles/{article_slug(article)}"
 
 
-def article_context(
-    article: Mapping[str, Any], css: str = "", base_url: str | None = None
-) -> dict[str, Any]:
+def article_context(article: Article, css: str = "", base_url: str | None = None) -> ArticleContext:
     """Template data for one article; its body is sanitized HTML, marked safe to insert.
 
     With ``base_url``, an article with no URL of its own (a folder file, a
@@ -388,7 +387,7 @@ def _shorten(text: str, limit: int = PREHEADER_LENGTH) -> str:
     return text[: limit - 1].rsplit(" ", 1)[0].rstrip(" ,;:·-") + "…"
 
 
-def default_preheader(articles: list[Mapping[str, Any]], setting: str) -> str:
+def default_preheader(articles: Sequence[ArticleContext], setting: str) -> str:
     """The inbox preview of a campaign that sets none, by ``[templates] preheader``.
 
     "auto": the summary of a single article (or its opening words), the
@@ -429,7 +428,7 @@ def site_context(base_url: str, language: str) -> dict[str, str]:
     return {"base_url": base_url, "language": language, "direction": text_direction(language)}
 
 
-def subscriber_context(subscriber: Mapping[str, Any]) -> dict[str, Any]:
+def subscriber_context(subscriber: Subscriber) -> dict[str, Any]:
     """Template data for one subscriber; empty fields are left out.
 
     Leaving them out (rather than passing None) is what makes

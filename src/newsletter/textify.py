@@ -175,6 +175,7 @@ def wrap_lines(text: str, width: int = LINE_WIDTH) -> str:
             previous_wrapped = []
             continue
         lead = _LEAD.match(line)
+        assert lead is not None  # every part of _LEAD is optional: it matches any line
         indent, marker = lead.group(1), lead.group(2) or ""
         follow = indent + ("> " if marker.startswith(">") else " " * len(marker))
         wrapped = textwrap.wrap(

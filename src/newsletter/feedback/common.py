@@ -95,6 +95,12 @@ def mapping(value: Any, what: str) -> Mapping[str, Any]:
     return value
 
 
+def member(parent: Mapping[str, Any], name: str) -> Mapping[str, Any]:
+    """``parent[name]`` when it is a JSON object, else an empty one: the optional parts."""
+    value = parent.get(name)
+    return value if isinstance(value, Mapping) else {}
+
+
 def event(provider: str, event_id: str, kind: str, **fields: Any) -> Event:
     return {
         "provider": provider,

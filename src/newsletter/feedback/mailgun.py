@@ -9,12 +9,11 @@ key comes back in ``user-variables`` under ``delivery_key.FIELD``.
 from __future__ import annotations
 
 import hmac
-from collections.abc import Mapping
 from hashlib import sha256
 from typing import Any
 
 from newsletter import delivery_key
-from newsletter.feedback.common import Event, epoch, event, mapping, raw, text
+from newsletter.feedback.common import Event, epoch, event, mapping, member, raw, text
 
 # One event: its delivery status, message headers, flags and user variables
 # come to a few dozen objects and arrays; this is far above any real one.
@@ -49,11 +48,11 @@ def event_of(payload: Any) -> tuple[dict[str, str], Event]:
     payload = mapping(payload, "body")
     signature = mapping(payload.get("signature"), "signature")
     fields = {}
-    for name in ("timestamp", "token", "signature"):
-        value = signature.get(name)
+    for field in ("timestamp", "token", "signature"):
+        value = signature.get(field)
         if not isinstance(value, str | int) or isinstance(value, bool) or value == "":
-            raise ValueError(f"signature.{name}: missing")
-        fields[name] = str(value)
+            raise ValueError(f"signature.{field}: missing")
+        fields[field] = str(value)
     data = mapping(payload.get("event-data"), "event-data")
     name = data.get("event")
     if not isinstance(name, str):
@@ -65,11 +64,9 @@ def event_of(payload: Any) -> tuple[dict[str, str], Event]:
         # reason says which list, and that is what the person did (a complaint, an
         # unsubscribe), not a bounce.
         kind = SUPPRESSED.get(str(data.get("reason", "")).lower(), kind)
-    status = data.get("delivery-status") if isinstance(data.get("delivery-status"), Mapping) else {}
-    message = data.get("message") if isinstance(data.get("message"), Mapping) else {}
-    headers = message.get("headers") if isinstance(message.get("headers"), Mapping) else {}
-    variables = data.get("user-variables")
-    variables = variables if isinstance(variables, Mapping) else {}
+    status = member(data, "delivery-status")
+    headers = member(member(data, "message"), "headers")
+    variables = member(data, "user-variables")
     detail = (
         text(data.get("url"))
         if name == "clicked"

@@ -11,11 +11,10 @@ import base64
 import binascii
 import hashlib
 import hmac
-from collections.abc import Mapping
 from typing import Any
 
 from newsletter import delivery_key
-from newsletter.feedback.common import Event, event, iso, mapping, raw, text
+from newsletter.feedback.common import Event, event, iso, mapping, member, raw, text
 
 
 def basic_auth_ok(header: str, user: str, password: str) -> bool:
@@ -50,7 +49,9 @@ def event_of(payload: Any) -> Event:
     email = item.get("Email") or item.get("Recipient")
     detail = ""
     if record == "Bounce":
-        bounce = item.get("Type")
+        # Only a string names a bounce type; anything else (a list would not even
+        # hash for the set lookups below) is a bounce of no known type.
+        bounce = item.get("Type") if isinstance(item.get("Type"), str) else ""
         kind = (
             "bounce"
             if bounce in HARD
@@ -80,7 +81,8 @@ def event_of(payload: Any) -> Event:
         detail = text(item.get("OriginalLink"))
     elif record == "SubscriptionChange":
         reason = item.get("SuppressionReason")
-        kind = SUPPRESSION.get(reason, "other") if item.get("SuppressSending") else "other"
+        named = reason if isinstance(reason, str) else ""
+        kind = SUPPRESSION.get(named, "other") if item.get("SuppressSending") else "other"
         at, detail = item.get("ChangedAt"), text(reason)
     else:
         kind, at = "other", None
@@ -93,7 +95,7 @@ def event_of(payload: Any) -> Event:
         event_id = f"{record}:{message_id}:{at or ''}"
     else:
         event_id = f"{record}:" + hashlib.sha256(raw(item).encode()).hexdigest()
-    metadata = item.get("Metadata") if isinstance(item.get("Metadata"), Mapping) else {}
+    metadata = member(item, "Metadata")
     return event(
         "postmark",
         event_id,

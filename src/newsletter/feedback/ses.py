@@ -26,7 +26,16 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from newsletter import delivery_key
-from newsletter.feedback.common import Event, event, iso, mapping, parse_json, raw, text
+from newsletter.feedback.common import (
+    Event,
+    event,
+    iso,
+    mapping,
+    member,
+    parse_json,
+    raw,
+    text,
+)
 
 SNS_HOST = re.compile(r"^sns\.[a-z0-9-]+\.amazonaws\.com$")
 SNS_TYPES = ("Notification", "SubscriptionConfirmation", "UnsubscribeConfirmation")
@@ -152,12 +161,12 @@ def events(message: Any, sns_message_id: str) -> list[Event]:
     if not isinstance(name, str):
         raise ValueError("Message: neither eventType nor notificationType")
     mail = mapping(body.get("mail", {}), "Message.mail")
-    tags = mail.get("tags") if isinstance(mail.get("tags"), Mapping) else {}
+    tags = member(mail, "tags")
     key_tag = tags.get(delivery_key.FIELD)
     key = key_tag[0] if isinstance(key_tag, list) and key_tag else ""
-    headers = mail.get("commonHeaders") if isinstance(mail.get("commonHeaders"), Mapping) else {}
+    headers = member(mail, "commonHeaders")
     part_name = name[0].lower() + name[1:]
-    part = body.get(part_name) if isinstance(body.get(part_name), Mapping) else {}
+    part = member(body, part_name)
     kind = KINDS.get(name, "other")
     recipients: list[Any] = []
     detail = ""

@@ -233,6 +233,7 @@ def parse_article(tree: Any, url: str) -> dict[str, Any]:
     # trafilatura pulls in lxml, justext and date parsing; imported here so
     # commands that never read a page do not pay for it.
     import trafilatura
+    from trafilatura.settings import Document
 
     structured = [i for i in _structured(tree) if _types(i) & ARTICLE_TYPES]
     data = structured[0] if structured else {}
@@ -247,7 +248,8 @@ def parse_article(tree: Any, url: str) -> dict[str, Any]:
         include_comments=False,
         include_tables=True,
     )
-    if document is None or document.body is None:
+    # A Document unless as_dict is asked for, which it is not.
+    if not isinstance(document, Document) or document.body is None:
         raise SourceError(f"{url}: no article text found on the page")
     title = plain_text(str(data.get("headline") or _meta(tree, "og:title") or document.title or ""))
     if not title:

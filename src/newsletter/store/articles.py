@@ -6,9 +6,10 @@ import json
 from collections import Counter
 from collections.abc import Callable, Iterable
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 from newsletter.errors import NotFound
+from newsletter.rows import Article
 from newsletter.store.base import (
     StoreBase,
     _decode_article,
@@ -149,6 +150,7 @@ class ArticlesQueries(StoreBase):
                     cursor = self.conn.execute(
                         f"INSERT INTO articles ({names}) VALUES ({marks})", list(fields.values())
                     )
+                    assert cursor.lastrowid is not None  # an INSERT sets it
                     article_id = cursor.lastrowid
                     counts["archived" if is_archived else "new"] += 1
                 elif existing["content_hash"] != art["content_hash"] or existing[
@@ -257,7 +259,7 @@ class ArticlesQueries(StoreBase):
         )
         return [_decode_article(r) for r in rows]
 
-    def campaign_article(self, article_id: int) -> dict[str, Any] | None:
+    def campaign_article(self, article_id: int) -> Article | None:
         """An article that some campaign carries, for its public page; None for any other.
 
         Articles no campaign has taken (a draft in a folder) stay unpublished.
@@ -267,16 +269,17 @@ class ArticlesQueries(StoreBase):
             "(SELECT 1 FROM campaign_articles ca WHERE ca.article_id = a.id)",
             [article_id],
         )
-        return _decode_article(row) if row else None
+        # SELECT * gives every column Article names (and more).
+        return cast(Article, _decode_article(row)) if row else None
 
-    def articles_by_id(self, ids: list[int]) -> list[dict[str, Any]]:
+    def articles_by_id(self, ids: list[int]) -> list[Article]:
         """Return the articles with these ids, in the order given."""
-        found = {}
+        found: dict[int, Article] = {}
         for article_id in ids:
             row = self._row("SELECT * FROM articles WHERE id = ?", [article_id])
             if row is None:
                 raise NotFound(
                     f"article {article_id}: no such article; see `newsletter articles list`"
                 )
-            found[article_id] = _decode_article(row)
+            found[article_id] = cast(Article, _decode_article(row))  # every column, as above
         return [found[i] for i in ids]

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from newsletter.rows import TrackingEvent
 from newsletter.store.base import StoreBase, _iso
 
 EVENT_COLUMNS = (
@@ -28,11 +29,15 @@ TRACKING_KINDS = ("open", "click", "view", "bad_token")
 
 
 class EventsQueries(StoreBase):
+    if TYPE_CHECKING:
+        # DeliveriesQueries's, which Store joins to this class.
+        def delivery_counts(self, campaign_id: int) -> dict[str, int]: ...
+
     # -- events ---------------------------------------------------------------
 
     def insert_events(
         self,
-        events: list[dict[str, Any]],
+        events: Sequence[TrackingEvent],
         reclassified: Iterable[tuple[str, str, int]] = (),
     ) -> int | None:
         """Store a batch of events and (class, reason, id) changes in one transaction.
@@ -110,6 +115,7 @@ class EventsQueries(StoreBase):
                 "FROM events WHERE campaign_id = ? AND kind = ?",
                 [campaign_id, kind],
             )
+            assert row is not None  # an aggregate without GROUP BY gives one row
             stats[f"{kind}s_total"] = row["total"]
             stats[f"{kind}s_unique"] = row["uniq"]
         return stats

@@ -26,6 +26,7 @@ class StaffQueries(StoreBase):
             raise InputError(
                 f"{email}: already a staff account; remove it first with `newsletter users remove`"
             ) from None
+        assert cursor.lastrowid is not None  # an INSERT sets it
         return cursor.lastrowid
 
     def staff_user(self, email: str) -> dict[str, Any] | None:

@@ -295,7 +295,7 @@ class SmtpTransport:
             raise self._refuse(conn, kind(text), replies)
 
     def _refuse(
-        self, conn: smtplib.SMTP, error: Exception, replies: list[tuple[int, bytes]] = ()
+        self, conn: smtplib.SMTP, error: Exception, replies: Sequence[tuple[int, bytes]] = ()
     ) -> Exception:
         """RSET after a refusal so the connection can carry the next message.
 
