@@ -90,15 +90,26 @@ def download_headers(name: str) -> dict[str, str]:
     }
 
 
+TEMPLATES = Path(__file__).parent / "templates"
+
+
 def environment(folder: Path, **options: Any) -> jinja2.Environment:
-    """The templates of one folder, autoescaped: every page shows text that others wrote."""
-    return jinja2.Environment(
-        loader=jinja2.FileSystemLoader(str(folder)), autoescape=True, **options
+    """The templates of one folder, autoescaped: every page shows text that others wrote.
+
+    What every page's head holds (the charset, the viewport, no indexing by search
+    engines) is ``shared/``, found from any folder.
+    """
+    loader = jinja2.ChoiceLoader(
+        [
+            jinja2.FileSystemLoader(str(folder)),
+            jinja2.PrefixLoader({"shared": jinja2.FileSystemLoader(str(TEMPLATES / "shared"))}),
+        ]
     )
+    return jinja2.Environment(loader=loader, autoescape=True, **options)
 
 
 # The reader's pages: unsubscribe, subscribe, confirm, preferences, view, article.
-PUBLIC = environment(Path(__file__).parent / "templates")
+PUBLIC = environment(TEMPLATES)
 
 
 def public_page(
