@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+import sqlite3
 import statistics
 import threading
 import time
 
 import requests
 
-from conftest import signed_in
+from conftest import signed_in, subscribe_form
 from newsletter import campaigns, jobs
 
 ROWS = 300_000
@@ -102,3 +103,62 @@ def test_a_large_import_does_not_stall_the_pixel_or_healthz(dashboard) -> None:
         assert time.monotonic() < deadline, (opens(dashboard), opens_before, pixels)
         time.sleep(0.05)
     assert opens(dashboard) == opens_before + pixels
+
+
+def test_writes_that_wait_for_the_database_lock_do_not_stall_the_loop(dashboard) -> None:
+    """A one-click unsubscribe, a sign-up and a dashboard action wait for a held write lock
+    in worker threads; meanwhile the loop answers everyone else."""
+    sent_pixel(dashboard)
+    ws = dashboard.ws
+    readers = ws.store.subscribers("confirmed")
+    first, second = readers[0], readers[1]
+    urls = campaigns.Urls(ws.settings.site.base_url, ws.signer)
+    one_click = "/u/" + urls.unsubscribe(1, first["id"]).split("/u/", 1)[1]
+    session, csrf = signed_in(dashboard.url)  # signing in writes: before the lock
+    base = dashboard.server.url
+    answers: dict[str, int] = {}
+
+    def write(name: str, send) -> None:
+        answers[name] = send().status_code
+
+    writes = {
+        "one-click": lambda: requests.post(
+            base + one_click, data={"List-Unsubscribe": "One-Click"}, timeout=60
+        ),
+        "sign-up": lambda: subscribe_form(base, "new.reader@example.com"),
+        "dashboard": lambda: session.post(
+            f"{dashboard.url}/subscribers/{second['id']}/unsubscribe",
+            data={"csrf": csrf},
+            allow_redirects=False,
+            timeout=60,
+        ),
+    }
+    lock = sqlite3.connect(ws.path(ws.settings.database.path), isolation_level=None)
+    lock.execute("BEGIN IMMEDIATE")  # every writer now waits, readers do not (WAL)
+    try:
+        workers = [
+            threading.Thread(target=write, args=(name, send)) for name, send in writes.items()
+        ]
+        for worker in workers:
+            worker.start()
+        probe = requests.Session()
+        latencies = []
+        held_until = time.monotonic() + 3
+        while time.monotonic() < held_until:
+            started = time.monotonic()
+            assert probe.get(base + "/healthz", timeout=30).status_code == 200
+            latencies.append(time.monotonic() - started)
+            time.sleep(0.05)
+        # The writes were really waiting for the lock all along.
+        assert answers == {}
+    finally:
+        lock.execute("ROLLBACK")
+        lock.close()
+    for worker in workers:
+        worker.join(timeout=60)
+    assert answers == {"one-click": 200, "sign-up": 200, "dashboard": 303}
+    assert ws.store.subscriber(first["id"])["status"] == "unsubscribed"
+    assert ws.store.subscriber(second["id"])["status"] == "unsubscribed"
+    assert any(s["email"] == "new.reader@example.com" for s in ws.store.subscribers())
+    # A loop blocked by a waiting write would not answer until the lock was let go.
+    assert max(latencies) < 1.0, latencies

@@ -10,18 +10,15 @@ not the address is known: the emails go out from a worker thread.
 
 from __future__ import annotations
 
-import collections
 import datetime as dt
 import hashlib
 import logging
 import queue
 import threading
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-import jinja2
 from starlette.datastructures import FormData
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
@@ -30,61 +27,16 @@ from starlette.routing import Route
 from newsletter import consent, tracking
 from newsletter.errors import InputError, NewsletterError
 from newsletter.mime import needs_smtputf8
+from newsletter.status import SubscriberStatus
 from newsletter.store import Store
+from newsletter.web.attempts import AttemptLimiter, network
+from newsletter.web.pages import SUBSCRIBER_HEADERS, public_page
 from newsletter.web.threads import off_loop
 from newsletter.workspace import Workspace
 
 log = logging.getLogger(__name__)
 Clock = Callable[[], dt.datetime]
 FORM_MAX_AGE = dt.timedelta(hours=2)
-PAGE_HEADERS = {
-    "Cache-Control": "no-store, no-cache, must-revalidate, max-age=0",
-    "Pragma": "no-cache",
-    "Expires": "0",
-    # The pages need no script, no remote style and no frame; a token in the
-    # URL must not leak to another site through the Referer header.
-    "Content-Security-Policy": (
-        "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; "
-        "frame-ancestors 'none'; base-uri 'none'"
-    ),
-    "X-Frame-Options": "DENY",
-    "Referrer-Policy": "no-referrer",
-    "X-Content-Type-Options": "nosniff",
-}
-_pages = jinja2.Environment(
-    loader=jinja2.FileSystemLoader(str(Path(__file__).parent / "templates")),
-    autoescape=True,
-)
-
-
-class RateLimiter:
-    """At most ``limit`` events per key in a sliding ``window``; memory stays bounded."""
-
-    def __init__(self, limit: int, window: dt.timedelta, max_keys: int = 10_000):
-        self.limit, self.window, self.max_keys = limit, window, max_keys
-        self._seen: collections.OrderedDict[str, collections.deque[dt.datetime]] = (
-            collections.OrderedDict()
-        )
-        self._lock = threading.Lock()
-
-    def allow(self, key: str, now: dt.datetime) -> bool:
-        """Count one event for ``key``; False if it is over the limit."""
-        with self._lock:
-            times = self._seen.pop(key, None) or collections.deque()
-            while times and now - times[0] >= self.window:
-                times.popleft()
-            allowed = len(times) < self.limit
-            if allowed:
-                times.append(now)
-            self._seen[key] = times  # most recently used last
-            while len(self._seen) > self.max_keys:
-                self._seen.popitem(last=False)
-            return allowed
-
-
-def network(ip: str | None) -> str:
-    """The /24 or /48 an address belongs to: one key for one household or office."""
-    return tracking.truncate_ip(ip) or "unknown"
 
 
 def _network_tag(ip: str | None) -> int:
@@ -175,7 +127,7 @@ class SubscriberPages:
         self.ws, self.store, self.clock = ws, store, clock
         self.settings = ws.settings
         self.signer = ws.signer
-        self.limiter = RateLimiter(
+        self.limiter = AttemptLimiter(
             self.settings.subscribers.form_limit_per_hour, dt.timedelta(hours=1)
         )
         self.mail = MailWorker(ws, clock)
@@ -197,10 +149,9 @@ class SubscriberPages:
     # -- helpers --------------------------------------------------------------
 
     def page(self, template: str, status: int = 200, **context: Any) -> HTMLResponse:
-        body = _pages.get_template(template).render(
-            sender_name=self.settings.sender.from_name, **context
+        return public_page(
+            template, self.settings.sender.from_name, status, SUBSCRIBER_HEADERS, **context
         )
-        return HTMLResponse(body, status_code=status, headers=PAGE_HEADERS)
 
     def _ip(self, request: Request) -> str | None:
         return request.client.host if request.client else None
@@ -487,7 +438,7 @@ class SubscriberPages:
             ):
                 return f"You are on “{chosen['name']}” again."
             return "Subscribe again first; then you can choose your lists."
-        if action == "resubscribe" and subscriber["status"] != "confirmed":
+        if action == "resubscribe" and subscriber["status"] != SubscriberStatus.CONFIRMED:
             # Coming back is a new opt-in: consent recorded, confirmed by email.
             consent_id = consent.request(
                 self.store,

@@ -63,74 +63,97 @@ async def _body(request: Request, limit: int = MAX_BODY) -> bytes | None:
 # -- the routes ---------------------------------------------------------------------
 
 
-def webhook_routes(
-    settings: Settings,
-    secrets: Secrets,
-    store: Store,
-    clock: Callable[[], dt.datetime],
-    sns_fetch: ses.Fetch | None = None,
-) -> list[Route]:
-    """The four webhook endpoints, sharing the web app's database connection.
+class Webhooks:
+    """The four webhook endpoints, sharing the web app's database connections.
 
     ``sns_fetch`` GETs SNS certificate and subscription URLs (already checked
     to be https on an SNS host); tests pass one that serves their own.
-    """
-    sendgrid_key = None
-    if secrets.sendgrid_webhook_public_key:
-        try:
-            sendgrid_key = sendgrid.load_key(secrets.sendgrid_webhook_public_key)
-        except ValueError:
-            log.error(
-                "NEWSLETTER_SENDGRID_WEBHOOK_PUBLIC_KEY is not a public key; "
-                "/webhooks/sendgrid is off"
-            )
-    topics = set(settings.ses.topic_arns)
-    sns = ses.SnsVerifier(sns_fetch or ses.fetch_https, clock)
 
-    def save(provider: str, events: list[dict[str, Any]]) -> Response:
+    Each hook reads the body on the event loop (waiting for the network costs
+    the loop nothing), then hands everything else to a worker thread: checking
+    a signature, parsing up to max_webhook_bytes of JSON and reading or writing
+    the store take long enough to stall the pixel and the click redirects of
+    every reader if they ran on the loop.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        secrets: Secrets,
+        store: Store,
+        clock: Callable[[], dt.datetime],
+        sns_fetch: ses.Fetch | None = None,
+    ):
+        self.secrets, self.store, self.clock = secrets, store, clock
+        self.sendgrid_key = None
+        if secrets.sendgrid_webhook_public_key:
+            try:
+                self.sendgrid_key = sendgrid.load_key(secrets.sendgrid_webhook_public_key)
+            except ValueError:
+                log.error(
+                    "NEWSLETTER_SENDGRID_WEBHOOK_PUBLIC_KEY is not a public key; "
+                    "/webhooks/sendgrid is off"
+                )
+        self.topics = set(settings.ses.topic_arns)
+        self.sns = ses.SnsVerifier(sns_fetch or ses.fetch_https, clock)
+        self.routes = [
+            Route("/webhooks/sendgrid", self.sendgrid_hook, methods=["POST"]),
+            Route("/webhooks/mailgun", self.mailgun_hook, methods=["POST"]),
+            Route("/webhooks/postmark", self.postmark_hook, methods=["POST"]),
+            Route("/webhooks/ses", self.ses_hook, methods=["POST"]),
+        ]
+
+    def save(self, provider: str, events: list[dict[str, Any]]) -> Response:
         try:
-            counts = store.record_provider_events(events, clock())
+            counts = self.store.record_provider_events(events, self.clock())
         except sqlite3.Error as exc:
             log.error("webhook %s: cannot store %d events (%s)", provider, len(events), exc)
             return _answer(503, "cannot store the events now; try again")
         log.debug("webhook %s: %s", provider, counts)
         return _answer(200, "ok")
 
-    # Each hook reads the body on the event loop (waiting for the network costs
-    # the loop nothing), then hands everything else to a worker thread: checking
-    # a signature, parsing up to max_webhook_bytes of JSON and reading or writing
-    # the store take long enough to stall the pixel and the click redirects of
-    # every reader if they ran on the loop.
+    # -- SendGrid ---------------------------------------------------------------
 
-    def sendgrid_judge(signature: str, timestamp: str, body: bytes) -> Response:
-        if not (signature and timestamp):
-            return _answer(403, "signature headers missing")
-        if not sendgrid.signature_ok(sendgrid_key, signature, timestamp, body):
-            return _answer(403, "bad signature")
-        # The signature covers the timestamp, so a captured request replayed
-        # later fails here; SendGrid signs each delivery and retry anew.
-        if not common.fresh(timestamp, clock()):
-            return _answer(403, "stale timestamp")
-        try:
-            events = sendgrid.events(common.parse_json(body))
-        except ValueError as exc:
-            return _answer(400, f"not a SendGrid event batch: {exc}")
-        return save("sendgrid", events)
-
-    async def sendgrid_hook(request: Request) -> Response:
-        if sendgrid_key is None:
+    async def sendgrid_hook(self, request: Request) -> Response:
+        if self.sendgrid_key is None:
             return _answer(404, "the SendGrid webhook is not configured")
         body = await _body(request)
         if body is None:
             return _answer(413, "body too large")
         return await off_loop(
-            sendgrid_judge,
+            self.sendgrid_judge,
             request.headers.get(sendgrid.SIGNATURE_HEADER, ""),
             request.headers.get(sendgrid.TIMESTAMP_HEADER, ""),
             body,
         )
 
-    def mailgun_judge(signing_key: str, body: bytes) -> Response:
+    def sendgrid_judge(self, signature: str, timestamp: str, body: bytes) -> Response:
+        if not (signature and timestamp):
+            return _answer(403, "signature headers missing")
+        if not sendgrid.signature_ok(self.sendgrid_key, signature, timestamp, body):
+            return _answer(403, "bad signature")
+        # The signature covers the timestamp, so a captured request replayed
+        # later fails here; SendGrid signs each delivery and retry anew.
+        if not common.fresh(timestamp, self.clock()):
+            return _answer(403, "stale timestamp")
+        try:
+            events = sendgrid.events(common.parse_json(body))
+        except ValueError as exc:
+            return _answer(400, f"not a SendGrid event batch: {exc}")
+        return self.save("sendgrid", events)
+
+    # -- Mailgun ------------------------------------------------------------------
+
+    async def mailgun_hook(self, request: Request) -> Response:
+        signing_key = self.secrets.mailgun_webhook_signing_key
+        if not signing_key:
+            return _answer(404, "the Mailgun webhook is not configured")
+        body = await _body(request, UNSIGNED_MAX_BODY)
+        if body is None:
+            return _answer(413, "body too large")
+        return await off_loop(self.mailgun_judge, signing_key, body)
+
+    def mailgun_judge(self, signing_key: str, body: bytes) -> Response:
         try:
             fields, event = mailgun.event_of(common.parse_json(body, mailgun.MAX_CONTAINERS))
             stamp = float(fields["timestamp"])
@@ -140,35 +163,22 @@ def webhook_routes(
             signing_key, fields["timestamp"], fields["token"], fields["signature"]
         ):
             return _answer(403, "bad signature")
-        if abs(clock().timestamp() - stamp) > common.MAX_AGE:
+        if abs(self.clock().timestamp() - stamp) > common.MAX_AGE:
             return _answer(403, "stale timestamp")
-        seen = store.provider_event_raw("mailgun", fields["token"])
+        seen = self.store.provider_event_raw("mailgun", fields["token"])
         if seen is not None:
             # The signature covers only timestamp and token, so a token seen with
             # another event is a replay; the same event again is Mailgun retrying.
             if seen != event["raw"]:
                 return _answer(403, "token already used")
             return _answer(200, "ok")
-        return save("mailgun", [event])
+        return self.save("mailgun", [event])
 
-    async def mailgun_hook(request: Request) -> Response:
-        signing_key = secrets.mailgun_webhook_signing_key
-        if not signing_key:
-            return _answer(404, "the Mailgun webhook is not configured")
-        body = await _body(request, UNSIGNED_MAX_BODY)
-        if body is None:
-            return _answer(413, "body too large")
-        return await off_loop(mailgun_judge, signing_key, body)
+    # -- Postmark -----------------------------------------------------------------
 
-    def postmark_judge(body: bytes) -> Response:
-        try:
-            event = postmark.event_of(common.parse_json(body))
-        except ValueError as exc:
-            return _answer(400, f"not a Postmark webhook: {exc}")
-        return save("postmark", [event])
-
-    async def postmark_hook(request: Request) -> Response:
-        user, password = secrets.postmark_webhook_user, secrets.postmark_webhook_password
+    async def postmark_hook(self, request: Request) -> Response:
+        user = self.secrets.postmark_webhook_user
+        password = self.secrets.postmark_webhook_password
         if not (user and password):
             return _answer(404, "the Postmark webhook is not configured")
         # Before the body is read: a stranger's body is never even taken in.
@@ -177,35 +187,52 @@ def webhook_routes(
         body = await _body(request)
         if body is None:
             return _answer(413, "body too large")
-        return await off_loop(postmark_judge, body)
+        return await off_loop(self.postmark_judge, body)
 
-    def ses_judge(body: bytes) -> Response:
+    def postmark_judge(self, body: bytes) -> Response:
+        try:
+            event = postmark.event_of(common.parse_json(body))
+        except ValueError as exc:
+            return _answer(400, f"not a Postmark webhook: {exc}")
+        return self.save("postmark", [event])
+
+    # -- Amazon SES (through SNS) -------------------------------------------------
+
+    async def ses_hook(self, request: Request) -> Response:
+        # No sign-in and on by default: anyone may post here, so nothing of the
+        # body is looked at on the loop.
+        body = await _body(request, UNSIGNED_MAX_BODY)
+        if body is None:
+            return _answer(413, "body too large")
+        return await off_loop(self.ses_judge, body)
+
+    def ses_judge(self, body: bytes) -> Response:
         try:
             message = ses.sns_message(body)
         except ValueError as exc:
             return _answer(400, f"not an SNS message: {exc}")
         kind = message["Type"]
-        if message.get("TopicArn") not in topics:
+        if message.get("TopicArn") not in self.topics:
             log.warning("webhook ses: refused a message for topic %.200s", message.get("TopicArn"))
             return _answer(403, "topic not allowed; add it to ses.topic_arns")
         url = message.get("SigningCertURL")
         if not ses.sns_url_ok(url):
             return _answer(403, "signing certificate not on an https SNS host")
         try:
-            key = sns.public_key(url)
+            key = self.sns.public_key(url)
         except ValueError as exc:
             return _answer(403, f"unusable signing certificate: {exc}")
         except Exception as exc:  # noqa: BLE001 - any fetch failure: let SNS try again
             log.error("webhook ses: cannot fetch the signing certificate (%s)", type(exc).__name__)
             return _answer(503, "cannot fetch the signing certificate now")
-        if not sns.signature_ok(key, message):
+        if not self.sns.signature_ok(key, message):
             return _answer(403, "bad signature")
         if kind == "SubscriptionConfirmation":
             subscribe = message.get("SubscribeURL")
             if not ses.sns_url_ok(subscribe):
                 return _answer(403, "SubscribeURL not on an https SNS host")
             try:
-                sns.fetch(subscribe)
+                self.sns.fetch(subscribe)
             except Exception as exc:  # noqa: BLE001 - let SNS send the confirmation again
                 log.error("webhook ses: cannot confirm the subscription (%s)", type(exc).__name__)
                 return _answer(503, "cannot confirm the subscription now")
@@ -214,19 +241,4 @@ def webhook_routes(
         if kind == "UnsubscribeConfirmation":
             log.warning("webhook ses: unsubscribed from %s", message["TopicArn"])
             return _answer(200, "ok")
-        return save("ses", ses.notification_events(message))
-
-    async def ses_hook(request: Request) -> Response:
-        # No sign-in and on by default: anyone may post here, so nothing of the
-        # body is looked at on the loop.
-        body = await _body(request, UNSIGNED_MAX_BODY)
-        if body is None:
-            return _answer(413, "body too large")
-        return await off_loop(ses_judge, body)
-
-    return [
-        Route("/webhooks/sendgrid", sendgrid_hook, methods=["POST"]),
-        Route("/webhooks/mailgun", mailgun_hook, methods=["POST"]),
-        Route("/webhooks/postmark", postmark_hook, methods=["POST"]),
-        Route("/webhooks/ses", ses_hook, methods=["POST"]),
-    ]
+        return self.save("ses", ses.notification_events(message))

@@ -19,15 +19,15 @@ from typing import Any
 import jinja2
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
-from starlette.routing import Mount
+from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from newsletter import staff
 from newsletter.errors import NewsletterError, NotFound, StateError
 from newsletter.store import Store
 from newsletter.web.dashboard.auth import Auth, Handler, csrf_ok, redirect
-from newsletter.web.dashboard.headers import PAGE_HEADERS
 from newsletter.web.dashboard.sending import BackgroundSender
+from newsletter.web.pages import DASHBOARD_HEADERS, environment
 from newsletter.web.threads import ThreadStores, off_loop
 from newsletter.web.wording import words
 from newsletter.workspace import Workspace
@@ -65,11 +65,7 @@ class Dashboard:
         self.auth = Auth(self.store, clock, ws.secrets.secret_key, prefix)
         self.sender = BackgroundSender(ws, clock)
         self.flashes: dict[str, str] = {}
-        self.env = jinja2.Environment(
-            loader=jinja2.FileSystemLoader(str(HERE / "templates")),
-            autoescape=True,
-            undefined=jinja2.StrictUndefined,
-        )
+        self.env = environment(HERE / "templates", undefined=jinja2.StrictUndefined)
         self.env.globals.update(prefix=prefix, sender_name=ws.settings.sender.from_name)
         self.env.filters["pct"] = lambda v: f"{v:.1%}"
         self.env.filters["when"] = self.local_time
@@ -104,7 +100,7 @@ class Dashboard:
         body = self.env.get_template(name).render(
             request=request, staff=session, nav=nav, flash=flash, **context
         )
-        return HTMLResponse(body, status_code=status, headers=PAGE_HEADERS)
+        return HTMLResponse(body, status_code=status, headers=DASHBOARD_HEADERS)
 
     def flash(self, request: Request, message: str) -> None:
         self.flashes[request.state.staff["token_hash"]] = message
@@ -174,6 +170,17 @@ class Dashboard:
 
         return wrap
 
+    def route(
+        self,
+        path: str,
+        handler: Handler,
+        methods: list[str] | None = None,
+        need: str = "editor",
+        before_2fa: bool = False,
+    ) -> Route:
+        """The route to a page handler, guarded by ``page``."""
+        return Route(path, self.page(need, before_2fa)(handler), methods=methods)
+
     def audit(self, request: Request, action: str, target: str = "", detail: str = "") -> None:
         """Record a staff action in the audit log: who, when, from which address."""
         session = getattr(request.state, "staff", None)
@@ -203,12 +210,12 @@ class Dashboard:
         routes = [
             *signin_views.SignIn(self).routes,
             Mount("/static", StaticFiles(directory=str(HERE / "static")), name="static"),
-            *overview.routes(self),
-            *campaign_views.routes(self),
-            *results_view.routes(self),
-            *subscriber_views.routes(self),
-            *settings_views.routes(self),
-            *account_views.routes(self),
+            *overview.Overview(self).routes,
+            *campaign_views.CampaignViews(self).routes,
+            *results_view.ResultsView(self).routes,
+            *subscriber_views.SubscriberViews(self).routes,
+            *settings_views.SettingsViews(self).routes,
+            *account_views.AccountViews(self).routes,
         ]
         return [Mount(self.prefix, routes=routes)]
 

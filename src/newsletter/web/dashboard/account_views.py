@@ -13,6 +13,7 @@ from starlette.routing import Route
 
 from newsletter import twofactor
 from newsletter.subscribers import csv_cell
+from newsletter.web.pages import download_headers
 
 if TYPE_CHECKING:
     from newsletter.web.dashboard import Dashboard
@@ -21,16 +22,30 @@ AUDIT_PAGE = 100
 AUDIT_COLUMNS = ("at", "actor", "action", "target", "detail", "ip")
 
 
-def routes(d: Dashboard) -> list[Route]:
-    store = d.store
-    key = d.ws.secrets.secret_key
+class AccountViews:
+    """Your account (two-factor sign-in) and the audit log of one dashboard."""
 
-    def me(request: Request) -> dict[str, Any]:
-        return store.staff_user_by_id(request.state.staff["user_id"])
+    def __init__(self, d: Dashboard):
+        self.d, self.store = d, d.store
+        self.key = d.ws.secrets.secret_key
 
-    def account_page(request: Request, status: int = 200, **context: Any) -> Response:
-        user = me(request)
-        return d.render(
+    @property
+    def routes(self) -> list[Route]:
+        d = self.d
+        return [
+            d.route("/account", self.account, before_2fa=True),
+            d.route("/account/2fa/start", self.start, methods=["POST"], before_2fa=True),
+            d.route("/account/2fa/confirm", self.confirm, methods=["POST"], before_2fa=True),
+            d.route("/audit", self.audit_log, need="admin"),
+            d.route("/audit.csv", self.audit_csv, need="admin"),
+        ]
+
+    def me(self, request: Request) -> dict[str, Any]:
+        return self.store.staff_user_by_id(request.state.staff["user_id"])
+
+    def account_page(self, request: Request, status: int = 200, **context: Any) -> Response:
+        user = self.me(request)
+        return self.d.render(
             request,
             "account.html",
             status,
@@ -40,11 +55,13 @@ def routes(d: Dashboard) -> list[Route]:
             **{"error": "", "codes": [], "enrolling": False, **context},
         )
 
-    def enrolment(request: Request, secret: str, status: int = 200, error: str = "") -> Response:
+    def enrolment(
+        self, request: Request, secret: str, status: int = 200, error: str = ""
+    ) -> Response:
         uri = twofactor.provisioning_uri(
-            secret, request.state.staff["email"], d.ws.settings.sender.from_name
+            secret, request.state.staff["email"], self.d.ws.settings.sender.from_name
         )
-        return account_page(
+        return self.account_page(
             request,
             status,
             enrolling=True,
@@ -53,82 +70,73 @@ def routes(d: Dashboard) -> list[Route]:
             error=error,
         )
 
-    @d.page(before_2fa=True)
-    def account(request: Request) -> Response:
-        return account_page(request)
+    # -- your account -------------------------------------------------------------------
 
-    @d.page(before_2fa=True)
-    def start(request: Request) -> Response:
-        if me(request)["totp_secret"]:
-            return account_page(request)
+    def account(self, request: Request) -> Response:
+        return self.account_page(request)
+
+    def start(self, request: Request) -> Response:
+        if self.me(request)["totp_secret"]:
+            return self.account_page(request)
         # A new secret each time: one shown earlier and not confirmed is dropped.
         secret = twofactor.new_secret()
-        store.set_totp_pending(request.state.staff["user_id"], twofactor.seal(secret, key))
-        return enrolment(request, secret)
+        self.store.set_totp_pending(
+            request.state.staff["user_id"], twofactor.seal(secret, self.key)
+        )
+        return self.enrolment(request, secret)
 
-    @d.page(before_2fa=True)
-    def confirm(request: Request) -> Response:
-        user = me(request)
+    def confirm(self, request: Request) -> Response:
+        key = self.key
+        user = self.me(request)
         pending = twofactor.unseal(user["totp_pending"], key) if user["totp_pending"] else None
         if user["totp_secret"] or pending is None:
-            return account_page(request)
-        step = twofactor.code_step(pending, str(request.state.form.get("code", "")), d.clock())
+            return self.account_page(request)
+        step = twofactor.code_step(pending, str(request.state.form.get("code", "")), self.d.clock())
         if step is None:
-            return enrolment(
+            return self.enrolment(
                 request,
                 pending,
                 400,
                 "That code is not right. Check the phone's clock and enter the code shown now.",
             )
         codes = twofactor.new_recovery_codes()
-        store.enable_totp(
+        self.store.enable_totp(
             user["id"],
             twofactor.seal(pending, key),
             step,
             [twofactor.recovery_hash(c) for c in codes],
         )
-        d.audit(request, "turned on two-factor sign-in", user["email"])
+        self.d.audit(request, "turned on two-factor sign-in", user["email"])
         request.state.staff = {**request.state.staff, "has_2fa": True}
-        return account_page(request, codes=codes)
+        return self.account_page(request, codes=codes)
 
-    @d.page("admin")
-    def audit_log(request: Request) -> Response:
+    # -- the audit log ------------------------------------------------------------------
+
+    def audit_log(self, request: Request) -> Response:
         try:
             page = max(1, int(request.query_params.get("page", "1")))
         except ValueError:
             page = 1
-        total = store.audit_count()
-        return d.render(
+        total = self.store.audit_count()
+        return self.d.render(
             request,
             "audit.html",
             active="audit",
-            rows=store.audit_entries(AUDIT_PAGE, (page - 1) * AUDIT_PAGE),
+            rows=self.store.audit_entries(AUDIT_PAGE, (page - 1) * AUDIT_PAGE),
             page=page,
             pages=max(1, -(-total // AUDIT_PAGE)),
-            timezone=d.ws.settings.schedule.timezone,
+            timezone=self.d.ws.settings.schedule.timezone,
         )
 
-    @d.page("admin")
-    def audit_csv(request: Request) -> Response:
+    def audit_csv(self, request: Request) -> Response:
         out = io.StringIO()
         writer = csv.writer(out)
         writer.writerow(AUDIT_COLUMNS)
-        for row in store.audit_entries():
+        for row in self.store.audit_entries():
             # An address or a subject typed by someone else must not run as a formula.
             writer.writerow([csv_cell(row[c]) for c in AUDIT_COLUMNS])
         return Response(
             out.getvalue(),
             media_type="text/csv; charset=utf-8",
-            headers={
-                "Content-Disposition": 'attachment; filename="audit-log.csv"',
-                "Cache-Control": "no-store",
-            },
+            headers=download_headers("audit-log.csv"),
         )
-
-    return [
-        Route("/account", account),
-        Route("/account/2fa/start", start, methods=["POST"]),
-        Route("/account/2fa/confirm", confirm, methods=["POST"]),
-        Route("/audit", audit_log),
-        Route("/audit.csv", audit_csv),
-    ]

@@ -24,7 +24,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
 from newsletter import staff
-from newsletter.web.subscribers import network
+from newsletter.web.attempts import network
 
 COOKIE = "nl_staff"
 SIGNIN_COOKIE = "nl_signin"

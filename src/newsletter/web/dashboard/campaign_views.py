@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from typing import TYPE_CHECKING, Any
 
@@ -12,26 +13,24 @@ from starlette.routing import Route
 from newsletter import campaigns, jobs, reports, subscribers
 from newsletter.errors import InputError, NewsletterError, StateError
 from newsletter.render import DEFAULTS_DIR
+from newsletter.status import EDITABLE, CampaignStatus, DeliveryStatus
 from newsletter.web.dashboard.auth import redirect
+from newsletter.web.pages import PREVIEW_HEADERS
 from newsletter.web.wording import for_people, words
 
 if TYPE_CHECKING:
     from newsletter.web.dashboard import Dashboard
 
-# The previewed email may show remote images but runs nothing and reaches
-# nothing else: no script, no form, no navigation of the dashboard.
-PREVIEW_HEADERS = {
-    "Cache-Control": "no-store",
-    "Content-Security-Policy": (
-        "sandbox; default-src 'none'; img-src http: https: data:; "
-        "style-src 'unsafe-inline'; font-src http: https: data:; frame-ancestors 'self'"
-    ),
-    "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer",
-}
 # Template sets that are not campaign designs.
 NOT_CAMPAIGN_TEMPLATES = {"confirm", "welcome"}
-
+# The buttons that change a campaign's state: the core function, what the page
+# then says, and the word in the audit log.
+STATE_CHANGES = {
+    "pause": (campaigns.pause, "Paused.", "paused"),
+    "resume": (campaigns.resume, "Resumed: now {status}.", "resumed"),
+    "cancel": (campaigns.cancel, "Cancelled.", "cancelled"),
+    "unschedule": (campaigns.unschedule, "Unscheduled: back to a draft.", "unscheduled"),
+}
 
 # Failed and in-doubt deliveries listed with their reason on a campaign's page.
 FAILURES_SHOWN = 50
@@ -61,38 +60,132 @@ def _int(value: Any) -> int:
         raise InputError(f"{value!r} is not a number") from None
 
 
-def routes(d: Dashboard) -> list[Route]:
-    store = d.store
+class CampaignViews:
+    """The campaign pages of one dashboard."""
 
-    def campaign_id(request: Request) -> int:
+    def __init__(self, d: Dashboard):
+        self.d, self.store = d, d.store
+
+    @property
+    def routes(self) -> list[Route]:
+        d = self.d
+        return [
+            d.route("/campaigns", self.campaign_list),
+            d.route("/campaigns/new", self.campaign_new, methods=["GET", "POST"]),
+            d.route("/campaigns/{id:int}", self.campaign_page),
+            d.route("/campaigns/{id:int}/progress", self.progress),
+            d.route("/campaigns/{id:int}/preview", self.preview),
+            d.route("/campaigns/{id:int}/test", self.send_test, methods=["POST"]),
+            d.route("/campaigns/{id:int}/schedule", self.schedule, methods=["POST"]),
+            d.route("/campaigns/{id:int}/send", self.send_now, methods=["POST"]),
+            *(
+                d.route(
+                    f"/campaigns/{{id:int}}/{change}",
+                    functools.partial(self.change_state, change),
+                    methods=["POST"],
+                )
+                for change in STATE_CHANGES
+            ),
+            d.route("/campaigns/{id:int}/retry", self.retry, methods=["POST"]),
+        ]
+
+    # -- helpers --------------------------------------------------------------------------
+
+    def campaign_id(self, request: Request) -> int:
         return _int(request.path_params["id"])
 
-    def back(campaign: int, message: str, request: Request) -> Response:
-        d.flash(request, message)
-        return redirect(f"{d.prefix}/campaigns/{campaign}")
+    def back(self, campaign: int, message: str, request: Request) -> Response:
+        self.d.flash(request, message)
+        return redirect(f"{self.d.prefix}/campaigns/{campaign}")
 
-    @d.page()
-    def campaign_list(request: Request) -> Response:
-        rows = [
-            {"campaign": c, "report": reports.campaign_report(store, c["id"])}
-            for c in reversed(store.campaigns())
-        ]
-        return d.render(request, "campaigns.html", active="campaigns", rows=rows)
-
-    def new_form(request: Request, status: int = 200, **values: Any) -> Response:
-        return d.render(
+    def new_form(self, request: Request, status: int = 200, **values: Any) -> Response:
+        return self.d.render(
             request,
             "campaign_new.html",
             status,
             active="campaigns",
-            articles=store.articles(),
-            templates=template_names(d),
-            lists=store.lists(),
+            articles=self.store.articles(),
+            templates=template_names(self.d),
+            lists=self.store.lists(),
             values=values,
         )
 
-    @d.page()
-    def campaign_new(request: Request) -> Response:
+    def campaign_view(
+        self, request: Request, cid: int, status: int = 200, **typed: Any
+    ) -> Response:
+        """The campaign's page; after a refused form, with its error and what was typed."""
+        store = self.store
+        campaign = store.campaign(cid)
+        articles = store.articles_by_id(campaign["article_ids"])
+        sample = campaigns.sample_subscriber(store)
+        matching = None
+        if campaign["status"] in EDITABLE:
+            segment = json.loads(campaign["segment"]) if campaign["segment"] else []
+            matching = store.count_recipients(campaign["list_id"], segment)
+        return self.d.render(
+            request,
+            "campaign.html",
+            status,
+            active="campaigns",
+            typed=typed,
+            articles=articles,
+            sample=sample,
+            preview_for=request.query_params.get("subscriber", ""),
+            matching=matching,
+            failures=store.failed_deliveries(cid, FAILURES_SHOWN),
+            failure_limit=FAILURES_SHOWN,
+            timezone=self.d.ws.settings.schedule.timezone,
+            **self.progress_context(cid),
+        )
+
+    def refused(
+        self, request: Request, cid: int, form_name: str, exc: NewsletterError, **typed: Any
+    ) -> Response:
+        # Shown by the field it is about, the form filled in as it was sent.
+        said = for_people(exc)
+        status = 409 if isinstance(exc, StateError) else 400
+        return self.campaign_view(
+            request,
+            cid,
+            status,
+            form=form_name,
+            error=said.text,
+            error_field=said.field or "",
+            **typed,
+        )
+
+    def progress_context(self, cid: int) -> dict[str, Any]:
+        sender = self.d.sender
+        campaign = self.store.campaign(cid)
+        counts = self.store.delivery_counts(cid)
+        total = sum(counts.values())
+        done = (
+            total
+            - counts[DeliveryStatus.PENDING]
+            - counts[DeliveryStatus.DEFERRED]
+            - counts.get(DeliveryStatus.SENDING, 0)
+        )
+        return {
+            "campaign": campaign,
+            "counts": counts,
+            "total": total,
+            "done": done,
+            "running": sender.running(cid),
+            "error": words(sender.error(cid)) if sender.error(cid) else None,
+            "live": campaign["status"] == CampaignStatus.SENDING or sender.running(cid),
+        }
+
+    # -- the pages --------------------------------------------------------------------------
+
+    def campaign_list(self, request: Request) -> Response:
+        rows = [
+            {"campaign": c, "report": reports.campaign_report(self.store, c["id"])}
+            for c in reversed(self.store.campaigns())
+        ]
+        return self.d.render(request, "campaigns.html", active="campaigns", rows=rows)
+
+    def campaign_new(self, request: Request) -> Response:
+        d, store, new_form = self.d, self.store, self.new_form
         if request.method == "GET":
             return new_form(request, articles_mode="new", template="auto", tracking=True)
         form = request.state.form
@@ -156,172 +249,79 @@ def routes(d: Dashboard) -> list[Route]:
                 f" Without a web address of their own, these articles link to their page "
                 f"on this server: {titles}."
             )
-        return back(new_id, message, request)
+        return self.back(new_id, message, request)
 
-    def campaign_view(request: Request, cid: int, status: int = 200, **typed: Any) -> Response:
-        """The campaign's page; after a refused form, with its error and what was typed."""
-        campaign = store.campaign(cid)
-        articles = store.articles_by_id(campaign["article_ids"])
-        sample = campaigns.sample_subscriber(store)
-        matching = None
-        if campaign["status"] in ("draft", "scheduled"):
-            segment = json.loads(campaign["segment"]) if campaign["segment"] else []
-            matching = store.count_recipients(campaign["list_id"], segment)
-        return d.render(
-            request,
-            "campaign.html",
-            status,
-            active="campaigns",
-            typed=typed,
-            articles=articles,
-            sample=sample,
-            preview_for=request.query_params.get("subscriber", ""),
-            matching=matching,
-            failures=store.failed_deliveries(cid, FAILURES_SHOWN),
-            failure_limit=FAILURES_SHOWN,
-            timezone=d.ws.settings.schedule.timezone,
-            **progress_context(cid),
+    def campaign_page(self, request: Request) -> Response:
+        return self.campaign_view(request, self.campaign_id(request))
+
+    def progress(self, request: Request) -> Response:
+        return self.d.render(
+            request, "_progress.html", **self.progress_context(self.campaign_id(request))
         )
 
-    @d.page()
-    def campaign_page(request: Request) -> Response:
-        return campaign_view(request, campaign_id(request))
-
-    def refused(request: Request, cid: int, form_name: str, exc: NewsletterError, **typed: Any):
-        # Shown by the field it is about, the form filled in as it was sent.
-        said = for_people(exc)
-        status = 409 if isinstance(exc, StateError) else 400
-        return campaign_view(
-            request,
-            cid,
-            status,
-            form=form_name,
-            error=said.text,
-            error_field=said.field or "",
-            **typed,
-        )
-
-    def progress_context(cid: int) -> dict[str, Any]:
-        campaign = store.campaign(cid)
-        counts = store.delivery_counts(cid)
-        total = sum(counts.values())
-        done = total - counts["pending"] - counts["deferred"] - counts.get("sending", 0)
-        return {
-            "campaign": campaign,
-            "counts": counts,
-            "total": total,
-            "done": done,
-            "running": d.sender.running(cid),
-            "error": words(d.sender.error(cid)) if d.sender.error(cid) else None,
-            "live": campaign["status"] == "sending" or d.sender.running(cid),
-        }
-
-    @d.page()
-    def progress(request: Request) -> Response:
-        return d.render(request, "_progress.html", **progress_context(campaign_id(request)))
-
-    @d.page()
-    def preview(request: Request) -> Response:
-        cid = campaign_id(request)
-        mail = jobs.campaign_mail(d.ws, store, cid)
+    def preview(self, request: Request) -> Response:
+        cid = self.campaign_id(request)
+        mail = jobs.campaign_mail(self.d.ws, self.store, cid)
         who = request.query_params.get("subscriber") or None
-        rendered = mail.render(campaigns.sample_subscriber(store, who), tracked=False)
+        rendered = mail.render(campaigns.sample_subscriber(self.store, who), tracked=False)
         return HTMLResponse(rendered.html, headers=PREVIEW_HEADERS)
 
-    @d.page()
-    def send_test(request: Request) -> Response:
-        cid = campaign_id(request)
+    def send_test(self, request: Request) -> Response:
+        cid = self.campaign_id(request)
         to = str(request.state.form.get("to", ""))
 
         # The transport talks to the network; this runs in a worker thread already.
         try:
-            address = jobs.send_test(d.ws, store, cid, to, d.clock())
+            address = jobs.send_test(self.d.ws, self.store, cid, to, self.d.clock())
         except InputError as exc:
-            return refused(request, cid, "test", exc, to=to)
-        d.audit(request, "sent a test", f"campaign {cid}", f"to {address}")
-        return back(cid, f"Test message sent to {address}.", request)
+            return self.refused(request, cid, "test", exc, to=to)
+        self.d.audit(request, "sent a test", f"campaign {cid}", f"to {address}")
+        return self.back(cid, f"Test message sent to {address}.", request)
 
-    @d.page()
-    def schedule(request: Request) -> Response:
-        cid = campaign_id(request)
+    def schedule(self, request: Request) -> Response:
+        cid = self.campaign_id(request)
         form = request.state.form
         typed = {key: str(form.get(key, "")) for key in ("date", "time", "tz")}
-        zone = typed["tz"].strip() or d.ws.settings.schedule.timezone
+        zone = typed["tz"].strip() or self.d.ws.settings.schedule.timezone
         at = f"{typed['date']} {typed['time']}"
         try:
             when, note = campaigns.parse_local_time(at, zone)
-            campaigns.schedule(store, cid, when, d.clock())
+            campaigns.schedule(self.store, cid, when, self.d.clock())
         except (InputError, StateError) as exc:
-            return refused(request, cid, "schedule", exc, **typed)
+            return self.refused(request, cid, "schedule", exc, **typed)
         said = f"Scheduled for {at} {zone} ({when:%Y-%m-%d %H:%M} UTC)."
-        d.audit(request, "scheduled", f"campaign {cid}", said)
-        return back(cid, f"{said} {note}" if note else said, request)
+        self.d.audit(request, "scheduled", f"campaign {cid}", said)
+        return self.back(cid, f"{said} {note}" if note else said, request)
 
-    @d.page()
-    def send_now(request: Request) -> Response:
-        cid = campaign_id(request)
-        campaign = store.campaign(cid)
-        if campaign["status"] not in ("draft", "scheduled", "sending"):
+    def send_now(self, request: Request) -> Response:
+        cid = self.campaign_id(request)
+        campaign = self.store.campaign(cid)
+        if campaign["status"] not in (*EDITABLE, CampaignStatus.SENDING):
             raise InputError(f"campaign {cid}: cannot send a campaign that is {campaign['status']}")
-        started = d.sender.start(cid)
-        d.audit(request, "sent", f"campaign {cid}", "" if started else "already sending")
-        return back(cid, "Sending started." if started else "Already sending.", request)
+        started = self.d.sender.start(cid)
+        self.d.audit(request, "sent", f"campaign {cid}", "" if started else "already sending")
+        return self.back(cid, "Sending started." if started else "Already sending.", request)
 
-    def state_action(action: Any, done: str, audited: str) -> Any:
-        @d.page()
-        def handler(request: Request) -> Response:
-            cid = campaign_id(request)
-            action(store, cid, d.clock())
-            d.audit(request, audited, f"campaign {cid}")
-            if store.campaign_status(cid) == "sending":
-                d.sender.start(cid)  # a resumed send continues now, not at the next poll
-            return back(cid, done.format(status=store.campaign_status(cid)), request)
+    def change_state(self, change: str, request: Request) -> Response:
+        """Pause, resume, cancel or unschedule: one of ``STATE_CHANGES``."""
+        action, done, audited = STATE_CHANGES[change]
+        cid = self.campaign_id(request)
+        action(self.store, cid, self.d.clock())
+        self.d.audit(request, audited, f"campaign {cid}")
+        if self.store.campaign_status(cid) == CampaignStatus.SENDING:
+            self.d.sender.start(cid)  # a resumed send continues now, not at the next poll
+        return self.back(cid, done.format(status=self.store.campaign_status(cid)), request)
 
-        return handler
-
-    @d.page()
-    def retry(request: Request) -> Response:
-        cid = campaign_id(request)
+    def retry(self, request: Request) -> Response:
+        cid = self.campaign_id(request)
         in_doubt = request.state.form.get("in_doubt") == "on"
-        count = campaigns.retry(store, cid, in_doubt, d.clock())
-        d.audit(
+        count = campaigns.retry(self.store, cid, in_doubt, self.d.clock())
+        self.d.audit(
             request,
             "retried",
             f"campaign {cid}",
             f"{count} deliveries" + (" in doubt" if in_doubt else ""),
         )
         if count:
-            d.sender.start(cid)
-        return back(cid, f"{count} deliveries queued again.", request)
-
-    return [
-        Route("/campaigns", campaign_list),
-        Route("/campaigns/new", campaign_new, methods=["GET", "POST"]),
-        Route("/campaigns/{id:int}", campaign_page),
-        Route("/campaigns/{id:int}/progress", progress),
-        Route("/campaigns/{id:int}/preview", preview),
-        Route("/campaigns/{id:int}/test", send_test, methods=["POST"]),
-        Route("/campaigns/{id:int}/schedule", schedule, methods=["POST"]),
-        Route("/campaigns/{id:int}/send", send_now, methods=["POST"]),
-        Route(
-            "/campaigns/{id:int}/pause",
-            state_action(campaigns.pause, "Paused.", "paused"),
-            methods=["POST"],
-        ),
-        Route(
-            "/campaigns/{id:int}/resume",
-            state_action(campaigns.resume, "Resumed: now {status}.", "resumed"),
-            methods=["POST"],
-        ),
-        Route(
-            "/campaigns/{id:int}/cancel",
-            state_action(campaigns.cancel, "Cancelled.", "cancelled"),
-            methods=["POST"],
-        ),
-        Route(
-            "/campaigns/{id:int}/unschedule",
-            state_action(campaigns.unschedule, "Unscheduled: back to a draft.", "unscheduled"),
-            methods=["POST"],
-        ),
-        Route("/campaigns/{id:int}/retry", retry, methods=["POST"]),
-    ]
+            self.d.sender.start(cid)
+        return self.back(cid, f"{count} deliveries queued again.", request)

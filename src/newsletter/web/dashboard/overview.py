@@ -10,6 +10,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from newsletter import reports
+from newsletter.status import CampaignStatus
 
 if TYPE_CHECKING:
     from newsletter.web.dashboard import Dashboard
@@ -18,21 +19,30 @@ LAST_CAMPAIGNS = 5
 GROWTH_WEEKS = 12
 
 
-def routes(d: Dashboard) -> list[Route]:
-    @d.page()
-    def home(request: Request) -> Response:
-        store = d.store
+class Overview:
+    """The home and articles pages of one dashboard."""
+
+    def __init__(self, d: Dashboard):
+        self.d = d
+
+    @property
+    def routes(self) -> list[Route]:
+        return [self.d.route("/", self.home), self.d.route("/articles", self.articles)]
+
+    def home(self, request: Request) -> Response:
+        store = self.d.store
         rows = store.campaigns()
         scheduled = sorted(
-            (c for c in rows if c["status"] == "scheduled"), key=lambda c: c["scheduled_at"]
+            (c for c in rows if c["status"] == CampaignStatus.SCHEDULED),
+            key=lambda c: c["scheduled_at"],
         )
         started = [c for c in rows if c["started_at"]]
         last = [
             {"campaign": c, "report": reports.campaign_report(store, c["id"])}
             for c in sorted(started, key=lambda c: c["started_at"], reverse=True)[:LAST_CAMPAIGNS]
         ]
-        since = d.clock() - dt.timedelta(weeks=GROWTH_WEEKS)
-        return d.render(
+        since = self.d.clock() - dt.timedelta(weeks=GROWTH_WEEKS)
+        return self.d.render(
             request,
             "home.html",
             active="home",
@@ -43,9 +53,6 @@ def routes(d: Dashboard) -> list[Route]:
             counts=store.subscriber_counts(),
         )
 
-    @d.page()
-    def articles(request: Request) -> Response:
-        rows: list[dict[str, Any]] = d.store.articles()
-        return d.render(request, "articles.html", active="articles", articles=rows)
-
-    return [Route("/", home), Route("/articles", articles)]
+    def articles(self, request: Request) -> Response:
+        rows: list[dict[str, Any]] = self.d.store.articles()
+        return self.d.render(request, "articles.html", active="articles", articles=rows)

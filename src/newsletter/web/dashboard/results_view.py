@@ -15,6 +15,7 @@ from starlette.routing import Route
 from newsletter import reports
 from newsletter.errors import NotFound
 from newsletter.store import Store
+from newsletter.web.pages import download_headers
 
 if TYPE_CHECKING:
     from newsletter.web.dashboard import Dashboard
@@ -52,49 +53,46 @@ def context(store: Store, campaign_id: int) -> dict[str, Any]:
     }
 
 
-def _csv(body: str, name: str) -> Response:
-    return Response(
-        body,
-        media_type="text/csv; charset=utf-8",
-        headers={
-            "Content-Disposition": f'attachment; filename="{name}"',
-            "Cache-Control": "no-store",
-            "X-Content-Type-Options": "nosniff",
-        },
-    )
+class ResultsView:
+    """A campaign's results page, its numbers polled by htmx, and its CSV tables."""
 
+    def __init__(self, d: Dashboard):
+        self.d = d
 
-def routes(d: Dashboard) -> list[Route]:
-    @d.page()
-    def page(request: Request) -> Response:
-        data = context(d.store, request.path_params["id"])
-        return d.render(
+    @property
+    def routes(self) -> list[Route]:
+        d = self.d
+        return [
+            d.route("/campaigns/{id:int}/results", self.page),
+            d.route("/campaigns/{id:int}/results/numbers", self.numbers),
+            d.route("/campaigns/{id:int}/{table}.csv", self.table_csv),
+        ]
+
+    def page(self, request: Request) -> Response:
+        data = context(self.d.store, request.path_params["id"])
+        return self.d.render(
             request,
             "results.html",
             active="campaigns",
-            timezone=d.ws.settings.schedule.timezone,
+            timezone=self.d.ws.settings.schedule.timezone,
             tables=list(reports.TABLES),
             **data,
         )
 
-    @d.page()
-    def numbers(request: Request) -> Response:
-        data = context(d.store, request.path_params["id"])
-        return d.render(
-            request, "_results_numbers.html", timezone=d.ws.settings.schedule.timezone, **data
+    def numbers(self, request: Request) -> Response:
+        data = context(self.d.store, request.path_params["id"])
+        return self.d.render(
+            request, "_results_numbers.html", timezone=self.d.ws.settings.schedule.timezone, **data
         )
 
-    @d.page()
-    def table_csv(request: Request) -> Response:
+    def table_csv(self, request: Request) -> Response:
         # The same tables as `newsletter stats ID --csv --table TABLE`.
         cid, table = request.path_params["id"], request.path_params["table"]
         if table not in reports.TABLES:
             raise NotFound(f"no table {table!r}; there are {', '.join(sorted(reports.TABLES))}")
-        body = reports.table_csv(reports.reports(d.store, cid), table)
-        return _csv(body, f"campaign-{cid}-{table}.csv")
-
-    return [
-        Route("/campaigns/{id:int}/results", page),
-        Route("/campaigns/{id:int}/results/numbers", numbers),
-        Route("/campaigns/{id:int}/{table}.csv", table_csv),
-    ]
+        body = reports.table_csv(reports.reports(self.d.store, cid), table)
+        return Response(
+            body,
+            media_type="text/csv; charset=utf-8",
+            headers=download_headers(f"campaign-{cid}-{table}.csv"),
+        )

@@ -16,30 +16,41 @@ if TYPE_CHECKING:
     from newsletter.web.dashboard import Dashboard
 
 
-def routes(d: Dashboard) -> list[Route]:
-    @d.page("admin")
-    def settings(request: Request) -> Response:
+class SettingsViews:
+    """The settings and check pages of one dashboard."""
+
+    def __init__(self, d: Dashboard):
+        self.d = d
+
+    @property
+    def routes(self) -> list[Route]:
+        return [
+            self.d.route("/settings", self.settings, need="admin"),
+            self.d.route("/settings/check", self.check, methods=["GET", "POST"], need="admin"),
+        ]
+
+    def settings(self, request: Request) -> Response:
+        ws = self.d.ws
         # Settings never hold secrets (they come from the environment only);
         # for each secret the page says only whether it is set.
         secrets_set = {
-            name: bool(getattr(d.ws.secrets, name))
-            for name in type(d.ws.secrets).__dataclass_fields__
+            name: bool(getattr(ws.secrets, name)) for name in type(ws.secrets).__dataclass_fields__
         }
-        return d.render(
+        return self.d.render(
             request,
             "settings.html",
             active="settings",
-            sections=d.ws.settings.as_dict(),
+            sections=ws.settings.as_dict(),
             secrets_set=secrets_set,
             config_file=config.CONFIG_FILE,
-            users=d.store.staff_users(),
+            users=self.d.store.staff_users(),
         )
 
-    @d.page("admin")
-    def check(request: Request) -> Response:
+    def check(self, request: Request) -> Response:
+        ws = self.d.ws
         # The same as `newsletter config check`: the file and environment read
         # afresh, so an edit shows before the restart that would apply it.
-        fresh = Workspace.open(d.ws.root, strict=False)
+        fresh = Workspace.open(ws.root, strict=False)
         problems, warnings = list(fresh.problems), []
         if not problems:
             try:
@@ -50,21 +61,16 @@ def routes(d: Dashboard) -> list[Route]:
         if request.method == "POST":
             # The transport this server sends with, not the one the file now describes.
             try:
-                transport_result = jobs.check_transport(d.ws)  # in a worker thread
+                transport_result = jobs.check_transport(ws)  # in a worker thread
             except NewsletterError as exc:
                 transport_error = str(exc)
-        return d.render(
+        return self.d.render(
             request,
             "check.html",
             active="settings",
             problems=problems,
             warnings=warnings,
-            transport=d.ws.settings.delivery.transport,
+            transport=ws.settings.delivery.transport,
             transport_result=transport_result,
             transport_error=transport_error,
         )
-
-    return [
-        Route("/settings", settings),
-        Route("/settings/check", check, methods=["GET", "POST"]),
-    ]

@@ -15,6 +15,7 @@ from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
 from newsletter import staff, twofactor
+from newsletter.web.attempts import network
 from newsletter.web.dashboard.auth import (
     ACCOUNT_LIMIT,
     COOKIE,
@@ -23,8 +24,7 @@ from newsletter.web.dashboard.auth import (
     TWO_FACTOR_WINDOW,
     redirect,
 )
-from newsletter.web.dashboard.headers import PAGE_HEADERS
-from newsletter.web.subscribers import network
+from newsletter.web.pages import DASHBOARD_HEADERS
 from newsletter.web.threads import off_loop
 
 if TYPE_CHECKING:
@@ -45,7 +45,7 @@ class SignIn:
         return [
             Route("/sign-in", self.sign_in, methods=["GET", "POST"]),
             Route("/sign-in/code", self.sign_in_code, methods=["POST"]),
-            Route("/sign-out", self.d.page(before_2fa=True)(self.sign_out), methods=["POST"]),
+            self.d.route("/sign-out", self.sign_out, methods=["POST"], before_2fa=True),
         ]
 
     def _sign_in_page(
@@ -60,7 +60,7 @@ class SignIn:
         body = self.d.env.get_template(template).render(
             staff=None, nav=[], flash=None, token=self.d.auth.signin_token(nonce), **context
         )
-        response = HTMLResponse(body, status_code=status, headers=PAGE_HEADERS)
+        response = HTMLResponse(body, status_code=status, headers=DASHBOARD_HEADERS)
         self.d.auth.set_cookie(response, SIGNIN_COOKIE, nonce, secure, 3600)
         return response
 

@@ -13,6 +13,7 @@ from starlette.routing import Route
 
 from newsletter import subscribers
 from newsletter.errors import InputError, NotFound
+from newsletter.status import SubscriberStatus
 from newsletter.subscriber_csv import MAP_FIELDS
 from newsletter.web.dashboard.auth import redirect
 from newsletter.web.wording import for_people
@@ -21,7 +22,7 @@ if TYPE_CHECKING:
     from newsletter.web.dashboard import Dashboard
 
 PAGE_SIZE = 50
-STATUSES = ("unconfirmed", "confirmed", "unsubscribed", "bounced", "complained")
+STATUSES = tuple(SubscriberStatus)
 SHOWN_PROBLEMS = 50
 # Uploaded files wait in memory between the preview and the import; a few at a time.
 PENDING_IMPORTS = 8
@@ -29,19 +30,37 @@ PENDING_SECONDS = 3600
 EXPIRED = "That upload has expired; choose the file again."
 
 
-def routes(d: Dashboard) -> list[Route]:
-    store = d.store
-    pending: dict[str, dict[str, Any]] = {}
+class SubscriberViews:
+    """The subscriber pages of one dashboard, and the CSV files waiting to be imported."""
 
-    def subscriber_of(request: Request) -> dict[str, Any]:
+    def __init__(self, d: Dashboard):
+        self.d, self.store = d, d.store
+        self.pending: dict[str, dict[str, Any]] = {}
+
+    @property
+    def routes(self) -> list[Route]:
+        d = self.d
+        return [
+            d.route("/subscribers", self.subscriber_list),
+            d.route("/subscribers/import", self.import_page, methods=["GET", "POST"]),
+            d.route("/subscribers/import/columns", self.import_remap, methods=["POST"]),
+            d.route("/subscribers/import/confirm", self.import_confirm, methods=["POST"]),
+            d.route("/subscribers/{id:int}", self.subscriber_page),
+            d.route("/subscribers/{id:int}/unsubscribe", self.unsubscribe, methods=["POST"]),
+            d.route("/subscribers/{id:int}/delete", self.delete, methods=["POST"]),
+        ]
+
+    def subscriber_of(self, request: Request) -> dict[str, Any]:
         sid = request.path_params["id"]
-        found = store.subscriber(sid)
+        found = self.store.subscriber(sid)
         if found is None:
             raise NotFound(f"subscriber {sid}: no such subscriber (deleted?)")
         return found
 
-    @d.page()
-    def subscriber_list(request: Request) -> Response:
+    # -- search and one person's record -----------------------------------------------
+
+    def subscriber_list(self, request: Request) -> Response:
+        store = self.store
         q = request.query_params
         status = q.get("status") or None
         if status is not None and status not in STATUSES:
@@ -60,7 +79,7 @@ def routes(d: Dashboard) -> list[Route]:
             PAGE_SIZE,
             (page - 1) * PAGE_SIZE,
         )
-        return d.render(
+        return self.d.render(
             request,
             "subscribers.html",
             active="subscribers",
@@ -73,18 +92,17 @@ def routes(d: Dashboard) -> list[Route]:
             lists=store.lists(),
         )
 
-    @d.page()
-    def subscriber_page(request: Request) -> Response:
-        subscriber = subscriber_of(request)
-        record = store.subscriber_record(subscriber["id"])
-        return d.render(
+    def subscriber_page(self, request: Request) -> Response:
+        subscriber = self.subscriber_of(request)
+        record = self.store.subscriber_record(subscriber["id"])
+        return self.d.render(
             request, "subscriber.html", active="subscribers", s=subscriber, record=record
         )
 
-    @d.page()
-    def unsubscribe(request: Request) -> Response:
-        subscriber = subscriber_of(request)
-        done = store.unsubscribe(subscriber["id"], None, d.clock(), "staff")
+    def unsubscribe(self, request: Request) -> Response:
+        d = self.d
+        subscriber = self.subscriber_of(request)
+        done = self.store.unsubscribe(subscriber["id"], None, d.clock(), "staff")
         # By id only: the log must not keep an address its person may later have erased.
         d.audit(request, "unsubscribed", f"subscriber {subscriber['id']}")
         d.flash(
@@ -95,40 +113,41 @@ def routes(d: Dashboard) -> list[Route]:
         )
         return redirect(f"{d.prefix}/subscribers/{subscriber['id']}")
 
-    @d.page()
-    def delete(request: Request) -> Response:
-        subscriber = subscriber_of(request)
-        store.delete_subscriber(subscriber["id"], d.clock())
+    def delete(self, request: Request) -> Response:
+        d = self.d
+        subscriber = self.subscriber_of(request)
+        self.store.delete_subscriber(subscriber["id"], d.clock())
         d.audit(request, "deleted (erased)", f"subscriber {subscriber['id']}")
         d.flash(request, f"{subscriber['email']}: deleted; the address stays suppressed as a hash.")
         return redirect(f"{d.prefix}/subscribers")
 
-    def import_form(request: Request, status: int = 200, **context: Any) -> Response:
+    # -- CSV import: upload, preview, columns, confirm --------------------------------
+
+    def import_form(self, request: Request, status: int = 200, **context: Any) -> Response:
         if context.get("error"):
             # Said by the field it is about: the file chosen, or the columns.
             said = for_people(context["error"])
             context.update(error=said.text, error_field=said.field or "")
-        return d.render(
+        return self.d.render(
             request,
             "subscribers_import.html",
             status,
             active="subscribers",
-            lists=store.lists(),
+            lists=self.store.lists(),
             **context,
         )
 
-    @d.page()
-    def import_page(request: Request) -> Response:
+    def import_page(self, request: Request) -> Response:
         if request.method == "GET":
-            return import_form(request)
+            return self.import_form(request)
         form = request.state.form
         upload = form.get("file")
         if not isinstance(upload, UploadFile) or not upload.filename:
-            return import_form(request, 400, error="Choose a CSV file to import.")
-        limit = d.ws.settings.web.max_upload_bytes
+            return self.import_form(request, 400, error="Choose a CSV file to import.")
+        limit = self.d.ws.settings.web.max_upload_bytes
         data = upload.file.read(limit + 1)  # a worker thread: the file is read as it is
         if len(data) > limit:
-            return import_form(
+            return self.import_form(
                 request,
                 413,
                 error=f"{upload.filename}: larger than {limit:,} bytes, the most an upload "
@@ -138,7 +157,8 @@ def routes(d: Dashboard) -> list[Route]:
         confirmed = form.get("confirmed") == "on"
         list_name = str(form.get("list", "")).strip() or None
         if list_name:
-            store.list_id(list_name)
+            self.store.list_id(list_name)
+        pending = self.pending
         now = time.monotonic()
         for token in [t for t, p in pending.items() if now - p["at"] > PENDING_SECONDS]:
             del pending[token]
@@ -155,10 +175,10 @@ def routes(d: Dashboard) -> list[Route]:
         }
         token = secrets.token_urlsafe(16)
         pending[token] = job
-        return preview(request, token, job)
+        return self.preview(request, token, job)
 
     def preview(
-        request: Request, token: str, job: dict[str, Any], error: str | None = None
+        self, request: Request, token: str, job: dict[str, Any], error: str | None = None
     ) -> Response:
         try:
             parsed = subscribers.parse_csv(
@@ -166,13 +186,13 @@ def routes(d: Dashboard) -> list[Route]:
                 job["name"],
                 job["confirmed"],
                 job["mapping"],
-                eai_refusal=d.ws.eai_refusal,
+                eai_refusal=self.d.ws.eai_refusal,
             )
         except InputError as exc:
-            pending.pop(token, None)
-            return import_form(request, 400, error=str(exc))
+            self.pending.pop(token, None)
+            return self.import_form(request, 400, error=str(exc))
         extra = {"error": error} if error else {}
-        return import_form(
+        return self.import_form(
             request,
             400 if error else 200,
             **extra,
@@ -186,18 +206,17 @@ def routes(d: Dashboard) -> list[Route]:
             fields=MAP_FIELDS,
         )
 
-    def pending_job(request: Request) -> tuple[str, dict[str, Any] | None]:
+    def pending_job(self, request: Request) -> tuple[str, dict[str, Any] | None]:
         token = str(request.state.form.get("token", ""))
-        job = pending.get(token)
+        job = self.pending.get(token)
         if job is None or job["owner"] != request.state.staff["user_id"]:
             return token, None
         return token, job
 
-    @d.page()
-    def import_remap(request: Request) -> Response:
-        token, job = pending_job(request)
+    def import_remap(self, request: Request) -> Response:
+        token, job = self.pending_job(request)
         if job is None:
-            return import_form(request, 400, error=EXPIRED)
+            return self.import_form(request, 400, error=EXPIRED)
         # The same COLUMN=FIELD pairs as `subscribers import --map`.
         pairs = [str(v) for v in request.state.form.getlist("map") if v]
         before = job["mapping"]
@@ -206,38 +225,27 @@ def routes(d: Dashboard) -> list[Route]:
             subscribers.parse_csv(job["data"], job["name"], job["confirmed"], job["mapping"])
         except InputError as exc:
             job["mapping"] = before
-            return preview(request, token, job, error=str(exc))
-        return preview(request, token, job)
+            return self.preview(request, token, job, error=str(exc))
+        return self.preview(request, token, job)
 
-    @d.page()
-    def import_confirm(request: Request) -> Response:
-        token, job = pending_job(request)
+    def import_confirm(self, request: Request) -> Response:
+        token, job = self.pending_job(request)
         if job is None:
-            return import_form(request, 400, error=EXPIRED)
-        del pending[token]
+            return self.import_form(request, 400, error=EXPIRED)
+        del self.pending[token]
         # The same import as the command line's and the folder's: rows read as
         # they are stored, mailboxes deduplicated in any capitals.
         report = subscribers.import_data(
-            store,
+            self.store,
             job["data"],
             job["name"],
-            d.clock(),
+            self.d.clock(),
             job["list"],
             job["confirmed"],
             job["mapping"],
-            eai_refusal=d.ws.eai_refusal,
+            eai_refusal=self.d.ws.eai_refusal,
         )
-        d.audit(request, "imported", job["name"], report.line())
-        return import_form(
+        self.d.audit(request, "imported", job["name"], report.line())
+        return self.import_form(
             request, report=report, problems=report.problems[:SHOWN_PROBLEMS], imported=True
         )
-
-    return [
-        Route("/subscribers", subscriber_list),
-        Route("/subscribers/import", import_page, methods=["GET", "POST"]),
-        Route("/subscribers/import/columns", import_remap, methods=["POST"]),
-        Route("/subscribers/import/confirm", import_confirm, methods=["POST"]),
-        Route("/subscribers/{id:int}", subscriber_page),
-        Route("/subscribers/{id:int}/unsubscribe", unsubscribe, methods=["POST"]),
-        Route("/subscribers/{id:int}/delete", delete, methods=["POST"]),
-    ]
