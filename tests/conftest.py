@@ -6,6 +6,7 @@ import datetime
 import os
 import re
 import socket
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -90,6 +91,37 @@ class Cli:
 @pytest.fixture
 def cli(ws_dir: Path, env: dict[str, str]) -> Cli:
     return Cli(ws_dir, env)
+
+
+def dump(db: Path) -> list[str]:
+    """The database file as SQL, to compare before and after a command (none yet: [])."""
+    if not db.exists():
+        return []
+    conn = sqlite3.connect(db)
+    try:
+        return list(conn.iterdump())
+    finally:
+        conn.close()
+
+
+def one_line_error(
+    result: subprocess.CompletedProcess[str], *needles: str, exit_code: int | None = None
+) -> str:
+    """Check that a command failed with one `Error:` line naming each needle, and return it.
+
+    ``exit_code``: the code the command must exit with; None takes any failing code.
+    """
+    if exit_code is None:
+        assert result.returncode != 0
+    else:
+        assert result.returncode == exit_code
+    assert "Traceback" not in result.stderr + result.stdout
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("Error: ")
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+    return lines[0]
 
 
 def wait_for_http(url: str, timeout: float = 30.0, proc: subprocess.Popen | None = None) -> None:
