@@ -21,6 +21,7 @@ import requests
 from newsletter.sources.http import Fetcher
 from newsletter.sources.policy import FetchPolicy
 from newsletter.store import Store
+from newsletter.store.base import MIGRATIONS
 from newsletter.web.app import create_app
 from newsletter.web.server import listen, make_server
 from newsletter.workspace import Workspace, init_workspace
@@ -170,6 +171,25 @@ def signed_in(url: str) -> tuple[requests.Session, str]:
     return session, re.search(r'name="csrf-token" content="([^"]+)"', page).group(1)
 
 
+def import_in_dashboard(
+    session: requests.Session, url: str, csrf: str, name: str, data: bytes, timeout: float
+) -> requests.Response:
+    """Upload ``data`` as file ``name`` on the dashboard at ``url``, confirm the preview as an
+    admin would, and return the page that answers the confirmation."""
+    preview = session.post(
+        url + "/subscribers/import",
+        data={"csrf": csrf, "list": ""},
+        files={"file": (name, data, "text/csv")},
+        timeout=timeout,
+    )
+    token = re.search(r'name="token" value="([^"]+)"', preview.text).group(1)
+    return session.post(
+        url + "/subscribers/import/confirm",
+        data={"csrf": csrf, "token": token},
+        timeout=timeout,
+    )
+
+
 def subscribe_form(url: str, address: str) -> requests.Response:
     """Send the public subscribe form at ``url`` as a person would, consent ticked."""
     session = requests.Session()
@@ -231,6 +251,22 @@ def store(tmp_path: Path) -> Iterator[Store]:
     store.close()
 
 
+def database_before(path: Path, migration: str) -> Store:
+    """A database at ``path`` migrated as an older version left it: up to, not with, the
+    migration whose name starts with ``migration`` (say "m009")."""
+    store = Store(path)
+    with store.transaction():
+        store.conn.execute("CREATE TABLE _migrations (name TEXT PRIMARY KEY, applied_at TEXT)")
+        for step in MIGRATIONS:
+            if step.__name__.startswith(migration):
+                break
+            step(store.conn)
+            store.conn.execute(
+                "INSERT INTO _migrations VALUES (?, datetime('now'))", [step.__name__]
+            )
+    return store
+
+
 @pytest.fixture
 def fetcher() -> Iterator[Fetcher]:
     """The article sources' HTTP client, allowed to reach the loopback test servers."""
@@ -284,10 +320,17 @@ class Dashboard:
             page.screenshot(path=path, full_page=True)
 
 
+def add_staff(ws: Workspace, now: datetime.datetime) -> None:
+    """Two staff accounts on STAFF_PASSWORD: admin@example.com (admin), editor@example.com."""
+    from newsletter import staff
+
+    staff.add_user(ws.store, "admin@example.com", "admin", STAFF_PASSWORD, now)
+    staff.add_user(ws.store, "editor@example.com", "editor", STAFF_PASSWORD, now)
+
+
 @pytest.fixture
 def dashboard(ws_dir: Path) -> Iterator[Dashboard]:
     """The web app with an admin and an editor account, mail going to an SMTP sink."""
-    from newsletter import staff
     from smtp_sink import SmtpSink, smtp_env
 
     port = free_port()
@@ -295,9 +338,7 @@ def dashboard(ws_dir: Path) -> Iterator[Dashboard]:
         ws = Workspace.open(
             ws_dir, env=smtp_env(sink, NEWSLETTER_SITE__BASE_URL=f"http://127.0.0.1:{port}")
         )
-        now = datetime.datetime.now(datetime.UTC)
-        staff.add_user(ws.store, "admin@example.com", "admin", STAFF_PASSWORD, now)
-        staff.add_user(ws.store, "editor@example.com", "editor", STAFF_PASSWORD, now)
+        add_staff(ws, datetime.datetime.now(datetime.UTC))
         server = LiveServer(ws, port)
         server.start()
         try:

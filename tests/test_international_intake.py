@@ -9,10 +9,9 @@ with the same reason, before anything is stored.
 from __future__ import annotations
 
 import html
-import re
 from pathlib import Path
 
-from conftest import LiveServer, signed_in, subscribe_form
+from conftest import LiveServer, import_in_dashboard, signed_in, subscribe_form
 from newsletter import clock, jobs
 from newsletter.workspace import Workspace
 from smtp_sink import SmtpSink, smtp_env
@@ -126,18 +125,7 @@ def test_without_smtputf8_the_folder_the_strict_import_and_the_dashboard_refuse_
 
     session, csrf = signed_in(dashboard.url)
     upload = f"email\nbo@example.org\n{EAI}\nBO@EXAMPLE.ORG\n".encode()
-    preview = session.post(
-        dashboard.url + "/subscribers/import",
-        data={"csrf": csrf, "list": ""},
-        files={"file": ("more.csv", upload, "text/csv")},
-        timeout=30,
-    )
-    token = re.search(r'name="token" value="([^"]+)"', preview.text).group(1)
-    done = session.post(
-        dashboard.url + "/subscribers/import/confirm",
-        data={"csrf": csrf, "token": token},
-        timeout=30,
-    )
+    done = import_in_dashboard(session, dashboard.url, csrf, "more.csv", upload, timeout=30)
     assert done.status_code == 200
     assert f"more.csv:3: {html.escape(reason)}" in done.text
     assert "1 added" in done.text and "1 duplicate rows" in done.text
