@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import os
 import re
@@ -224,6 +225,19 @@ class LiveServer:
         self.server.should_exit = True
         self.thread.join(timeout=30)
         self.sock.close()
+
+
+@contextlib.contextmanager
+def serving(ws_dir: Path, env: dict[str, str], **options: Any) -> Iterator[LiveServer]:
+    """The workspace in ``ws_dir``, opened on ``env``, served on loopback for the block."""
+    ws = Workspace.open(ws_dir, env=env)
+    server = LiveServer(ws, **options)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+        ws.close()
 
 
 @pytest.fixture

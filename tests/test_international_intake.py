@@ -11,9 +11,8 @@ from __future__ import annotations
 import html
 from pathlib import Path
 
-from conftest import LiveServer, import_in_dashboard, signed_in, subscribe_form
+from conftest import import_in_dashboard, serving, signed_in, subscribe_form
 from newsletter import clock, jobs
-from newsletter.workspace import Workspace
 from smtp_sink import SmtpSink, smtp_env
 
 EAI = "jürgen@example.com"
@@ -38,15 +37,9 @@ def test_without_smtputf8_every_way_in_refuses_it_with_the_same_reason(cli, ws_d
         assert added.returncode == 1
         assert added.stderr.strip().splitlines() == [f"Error: {reason}"]
 
-        ws = Workspace.open(ws_dir, env={**cli.env})
-        server = LiveServer(ws)
-        server.start()
-        try:
+        with serving(ws_dir, {**cli.env}) as server:
             answer = subscribe_form(server.url, EAI)
             server.app.state.subscriber_pages.mail.flush()
-        finally:
-            server.stop()
-            ws.close()
         assert answer.status_code == 400
         assert "cannot deliver to an address with non-ASCII characters" in answer.text
         assert "check your inbox" not in answer.text.lower()
@@ -65,16 +58,10 @@ def test_with_smtputf8_every_way_in_takes_it_and_the_mail_arrives(cli, ws_dir: P
         added = cli("subscribers", "add", other)
         assert "confirmation email sent" in added.stdout
 
-        ws = Workspace.open(ws_dir, env={**cli.env})
-        server = LiveServer(ws)
-        server.start()
-        try:
+        with serving(ws_dir, {**cli.env}) as server:
             third = "renée@example.com"
             answer = subscribe_form(server.url, third)
             server.app.state.subscriber_pages.mail.flush()
-        finally:
-            server.stop()
-            ws.close()
         assert answer.status_code == 200
         assert sorted(sink.recipients()) == sorted([other, third])
         listed = cli("subscribers", "list").stdout

@@ -14,7 +14,7 @@ import pytest
 import requests
 
 from clocks import REAL_NOW as NOW
-from conftest import LiveServer, stop_process, wait_for_http
+from conftest import LiveServer, serving, stop_process, wait_for_http
 from newsletter import campaigns
 from newsletter.workspace import Workspace
 from workspaces import campaign_urls, sent_campaign
@@ -177,16 +177,10 @@ def test_each_route_has_its_own_cap(served, port, ws_dir):
 
 
 def test_the_webhook_cap_is_a_setting(ws_dir: Path):
-    ws = Workspace.open(ws_dir, env={"NEWSLETTER_WEB__MAX_WEBHOOK_BYTES": "2048"})
-    server = LiveServer(ws)
-    server.start()
-    try:
+    with serving(ws_dir, {"NEWSLETTER_WEB__MAX_WEBHOOK_BYTES": "2048"}) as server:
         answer, _ = stream_chunked(server.port, "/webhooks/ses", MB)
         assert answer.startswith(b"HTTP/1.1 413"), answer[:200]
         assert b"at most 2 KB here" in answer
-    finally:
-        server.stop()
-        ws.close()
 
 
 # -- 7: security headers on every response -----------------------------------------------
