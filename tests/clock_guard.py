@@ -5,10 +5,12 @@ while the code under test reads the real clock passes until the real date moves 
 some threshold, then fails for everyone. This plugin fails such a test at once, whatever
 today's date, with a message that says which fixed time met which real clock read.
 
-- A test "uses a fixed time" when its body, a fixture or a helper of its own module
-  (followed through calls, nested functions and lambdas) names a module-level datetime.
-- A fixed time is a module-level name assigned a datetime built from constants; one ahead
-  of today is the same trap as one behind it, with a later day.
+- A test "uses a fixed time" when its body, a fixture or a helper of the suite's own (of
+  its module, or of a helper module beside this one such as clocks.py or workspaces.py;
+  followed through calls, nested functions and lambdas) names a module-level datetime.
+- A fixed time is a module-level name assigned a datetime built from constants, or one
+  imported by name from a helper module beside this one that assigns it so (`from clocks
+  import NOW`); one ahead of today is the same trap as one behind it, with a later day.
 - "The code read the real clock" when `newsletter.clock.WallClock` was called during the
   test's setup or call: in this process (the web server, jobs and core functions on their
   default clock), or in a Python process the test started (the CLI, `newsletter run`),
@@ -25,6 +27,7 @@ import datetime as dt
 import functools
 import inspect
 import os
+import sys
 import tempfile
 import threading
 import types
@@ -39,6 +42,7 @@ _reads: list[str] | None = None
 _lock = threading.Lock()
 _real_call = clock.WallClock.__call__
 _PROBE = Path(__file__).with_name("clock_probe")
+_HERE = Path(__file__).resolve().parent
 _LOG_VAR = "CLOCK_GUARD_LOG"
 
 
@@ -63,12 +67,19 @@ def _child_reads() -> list[str]:
     return list(dict.fromkeys(Path(log).read_text(encoding="utf-8").splitlines()))
 
 
+def _beside_the_guard(module: types.ModuleType) -> bool:
+    """A module of the suite's own folder: conftest and the shared helpers (clocks, ...)."""
+    path = getattr(module, "__file__", None)
+    return path is not None and Path(path).resolve().parent == _HERE
+
+
 @functools.cache
 def _literal_times(module: types.ModuleType) -> frozenset[str]:
     """Module-level names assigned a datetime built from constants: the fixed times.
 
     `NOW = dt.datetime(2026, 11, 27, ...)` is fixed; `NOW = dt.datetime.now(dt.UTC)` is
-    dated from the real clock, and so is not.
+    dated from the real clock, and so is not. `from clocks import NOW as T0` makes T0 a
+    fixed time where clocks assigns NOW so.
     """
     try:
         tree = ast.parse(inspect.getsource(module))
@@ -76,7 +87,12 @@ def _literal_times(module: types.ModuleType) -> frozenset[str]:
         return frozenset()
     names = set()
     for node in tree.body:
-        if isinstance(node, ast.Assign | ast.AnnAssign) and isinstance(node.value, ast.Call):
+        if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            source = sys.modules.get(node.module)
+            if source is not None and source is not module and _beside_the_guard(source):
+                fixed = _literal_times(source)
+                names.update(a.asname or a.name for a in node.names if a.name in fixed)
+        elif isinstance(node, ast.Assign | ast.AnnAssign) and isinstance(node.value, ast.Call):
             call = node.value
             args = [*call.args, *(k.value for k in call.keywords if k.arg != "tzinfo")]
             # dt.datetime(2026, 11, 27) is fixed; dt.datetime.now().replace(microsecond=0),
@@ -91,45 +107,53 @@ def _literal_times(module: types.ModuleType) -> frozenset[str]:
 def _fixed_times(item: pytest.Function) -> dict[str, dt.datetime]:
     """The module-level datetimes that the test, its fixtures and its helpers name."""
     module = item.module
-    fixed_names = _literal_times(module)
     found: dict[str, dt.datetime] = {}
     seen: set[types.CodeType] = set()
 
-    def visit(code: types.CodeType) -> None:
+    def ours(value: Any) -> types.ModuleType | None:
+        """The module of a function or class of the suite's own, else None."""
+        if value.__module__ == module.__name__:
+            return module
+        owner = sys.modules.get(value.__module__)
+        return owner if owner is not None and _beside_the_guard(owner) else None
+
+    def visit(code: types.CodeType, where: types.ModuleType) -> None:
         if code in seen:
             return
         seen.add(code)
+        fixed_names = _literal_times(where)
         for name in code.co_names:
-            value: Any = module.__dict__.get(name)
+            value: Any = where.__dict__.get(name)
             if isinstance(value, dt.datetime):
                 if name in fixed_names:
                     found[name] = value
-            elif inspect.isfunction(value) and value.__module__ == module.__name__:
-                visit_function(value)
-            elif inspect.isclass(value) and value.__module__ == module.__name__:
+            elif inspect.isfunction(value) and (owner := ours(value)):
+                visit_function(value, owner)
+            elif inspect.isclass(value) and (owner := ours(value)):
                 for member in vars(value).values():
                     if inspect.isfunction(member):
-                        visit_function(member)
+                        visit_function(member, owner)
         for const in code.co_consts:
             if isinstance(const, types.CodeType):
-                visit(const)
+                visit(const, where)
 
-    def visit_function(func: types.FunctionType) -> None:
+    def visit_function(func: types.FunctionType, where: types.ModuleType) -> None:
         # A default argument is evaluated once, so it names no global at call time.
+        fixed_names = _literal_times(where)
         defaults = [*(func.__defaults__ or ()), *(func.__kwdefaults__ or {}).values()]
         for value in defaults:
             if isinstance(value, dt.datetime):
-                for name, candidate in module.__dict__.items():
+                for name, candidate in where.__dict__.items():
                     if candidate is value and name in fixed_names:
                         found[name] = value
-        visit(func.__code__)
+        visit(func.__code__, where)
 
-    visit_function(item.function)
+    visit_function(item.function, module)
     for name in item.fixturenames:
         for fixturedef in item._fixtureinfo.name2fixturedefs.get(name, ()):
             func = inspect.unwrap(fixturedef.func)
-            if inspect.isfunction(func) and func.__module__ == module.__name__:
-                visit_function(func)
+            if inspect.isfunction(func) and (owner := ours(func)):
+                visit_function(func, owner)
     return found
 
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import os
 import re
 import socket
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -20,6 +22,7 @@ import requests
 from newsletter.sources.http import Fetcher
 from newsletter.sources.policy import FetchPolicy
 from newsletter.store import Store
+from newsletter.store.base import MIGRATIONS
 from newsletter.web.app import create_app
 from newsletter.web.server import listen, make_server
 from newsletter.workspace import Workspace, init_workspace
@@ -92,6 +95,37 @@ def cli(ws_dir: Path, env: dict[str, str]) -> Cli:
     return Cli(ws_dir, env)
 
 
+def dump(db: Path) -> list[str]:
+    """The database file as SQL, to compare before and after a command (none yet: [])."""
+    if not db.exists():
+        return []
+    conn = sqlite3.connect(db)
+    try:
+        return list(conn.iterdump())
+    finally:
+        conn.close()
+
+
+def one_line_error(
+    result: subprocess.CompletedProcess[str], *needles: str, exit_code: int | None = None
+) -> str:
+    """Check that a command failed with one `Error:` line naming each needle, and return it.
+
+    ``exit_code``: the code the command must exit with; None takes any failing code.
+    """
+    if exit_code is None:
+        assert result.returncode != 0
+    else:
+        assert result.returncode == exit_code
+    assert "Traceback" not in result.stderr + result.stdout
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("Error: ")
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+    return lines[0]
+
+
 def wait_for_http(url: str, timeout: float = 30.0, proc: subprocess.Popen | None = None) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -138,6 +172,25 @@ def signed_in(url: str) -> tuple[requests.Session, str]:
     return session, re.search(r'name="csrf-token" content="([^"]+)"', page).group(1)
 
 
+def import_in_dashboard(
+    session: requests.Session, url: str, csrf: str, name: str, data: bytes, timeout: float
+) -> requests.Response:
+    """Upload ``data`` as file ``name`` on the dashboard at ``url``, confirm the preview as an
+    admin would, and return the page that answers the confirmation."""
+    preview = session.post(
+        url + "/subscribers/import",
+        data={"csrf": csrf, "list": ""},
+        files={"file": (name, data, "text/csv")},
+        timeout=timeout,
+    )
+    token = re.search(r'name="token" value="([^"]+)"', preview.text).group(1)
+    return session.post(
+        url + "/subscribers/import/confirm",
+        data={"csrf": csrf, "token": token},
+        timeout=timeout,
+    )
+
+
 def subscribe_form(url: str, address: str) -> requests.Response:
     """Send the public subscribe form at ``url`` as a person would, consent ticked."""
     session = requests.Session()
@@ -174,6 +227,19 @@ class LiveServer:
         self.sock.close()
 
 
+@contextlib.contextmanager
+def serving(ws_dir: Path, env: dict[str, str], **options: Any) -> Iterator[LiveServer]:
+    """The workspace in ``ws_dir``, opened on ``env``, served on loopback for the block."""
+    ws = Workspace.open(ws_dir, env=env)
+    server = LiveServer(ws, **options)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+        ws.close()
+
+
 @pytest.fixture
 def live_server(workspace: Workspace) -> Iterator[LiveServer]:
     server = LiveServer(workspace)
@@ -197,6 +263,22 @@ def store(tmp_path: Path) -> Iterator[Store]:
     store.migrate()
     yield store
     store.close()
+
+
+def database_before(path: Path, migration: str) -> Store:
+    """A database at ``path`` migrated as an older version left it: up to, not with, the
+    migration whose name starts with ``migration`` (say "m009")."""
+    store = Store(path)
+    with store.transaction():
+        store.conn.execute("CREATE TABLE _migrations (name TEXT PRIMARY KEY, applied_at TEXT)")
+        for step in MIGRATIONS:
+            if step.__name__.startswith(migration):
+                break
+            step(store.conn)
+            store.conn.execute(
+                "INSERT INTO _migrations VALUES (?, datetime('now'))", [step.__name__]
+            )
+    return store
 
 
 @pytest.fixture
@@ -252,10 +334,17 @@ class Dashboard:
             page.screenshot(path=path, full_page=True)
 
 
+def add_staff(ws: Workspace, now: datetime.datetime) -> None:
+    """Two staff accounts on STAFF_PASSWORD: admin@example.com (admin), editor@example.com."""
+    from newsletter import staff
+
+    staff.add_user(ws.store, "admin@example.com", "admin", STAFF_PASSWORD, now)
+    staff.add_user(ws.store, "editor@example.com", "editor", STAFF_PASSWORD, now)
+
+
 @pytest.fixture
 def dashboard(ws_dir: Path) -> Iterator[Dashboard]:
     """The web app with an admin and an editor account, mail going to an SMTP sink."""
-    from newsletter import staff
     from smtp_sink import SmtpSink, smtp_env
 
     port = free_port()
@@ -263,9 +352,7 @@ def dashboard(ws_dir: Path) -> Iterator[Dashboard]:
         ws = Workspace.open(
             ws_dir, env=smtp_env(sink, NEWSLETTER_SITE__BASE_URL=f"http://127.0.0.1:{port}")
         )
-        now = datetime.datetime.now(datetime.UTC)
-        staff.add_user(ws.store, "admin@example.com", "admin", STAFF_PASSWORD, now)
-        staff.add_user(ws.store, "editor@example.com", "editor", STAFF_PASSWORD, now)
+        add_staff(ws, datetime.datetime.now(datetime.UTC))
         server = LiveServer(ws, port)
         server.start()
         try:

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from newsletter import campaigns, consent, jobs
 from newsletter.workspace import Workspace
+from workspaces import workspace_with_articles_and_subscribers
 
 DATA = Path(__file__).parent / "data"
 # An article in the shape of a clinic blog page: headings, a list, a quote, links.
@@ -49,6 +50,17 @@ def _new_files(outbox: Path, before: set[Path]) -> list[Path]:
     return sorted(set(outbox.glob("*.eml")) - before)
 
 
+def every_email_of(
+    folder: Path, now: dt.datetime, preheader: str | None = "", env: dict[str, str] | None = None
+) -> dict[str, EmailMessage]:
+    """`every_email` of the workspace in ``folder``, opened on ``env`` and closed again."""
+    ws = Workspace.open(folder, env=env or {})
+    try:
+        return every_email(ws, now, preheader)
+    finally:
+        ws.close()
+
+
 def every_email(
     ws: Workspace, now: dt.datetime, preheader: str | None = ""
 ) -> dict[str, EmailMessage]:
@@ -58,8 +70,7 @@ def every_email(
     """
     store = ws.store
     (ws.root / "articles" / "long-drives.txt").write_text((DATA / "long-drives.txt").read_text())
-    jobs.fetch_sources(ws, store, now)
-    jobs.import_subscriber_folder(ws, store, now)
+    workspace_with_articles_and_subscribers(ws, now)
     source = store.source_id("folder", "blog", now)
     store.save_articles(source, [BLOG_SHAPED], now)
     ids = {a["key"]: a["id"] for a in store.articles()}

@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import re
 from email import message_from_bytes, policy
 from pathlib import Path
 
 import requests
 
+from clocks import REAL_NOW as NOW
 from conftest import LiveServer
 from newsletter import campaigns, jobs
 from newsletter.render import article_page_url, article_slug
 from newsletter.workspace import Workspace
+from workspaces import sent_campaign
 
-NOW = dt.datetime.now(dt.UTC).replace(microsecond=0)
 # A blog post saved from the browser as text: no URL of its own.
 SAVED_PAGE = Path(__file__).parent / "data" / "long-drives.txt"
 
@@ -25,12 +25,7 @@ def _add_saved_page(folder: Path) -> None:
 
 def _sent(workspace: Workspace) -> int:
     _add_saved_page(workspace.root)
-    store = workspace.store
-    jobs.fetch_sources(workspace, store, NOW)
-    jobs.import_subscriber_folder(workspace, store, NOW)
-    campaign_id = campaigns.create(store, workspace.settings, "Hi", "new", None, None, NOW)
-    jobs.send_campaign(workspace, store, campaign_id, lambda: NOW)
-    return campaign_id
+    return sent_campaign(workspace, NOW)
 
 
 def _outbox(workspace: Workspace) -> list:

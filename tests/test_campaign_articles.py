@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import re
 
+from clocks import REAL_NOW as NOW
 from newsletter import campaigns, jobs
 from newsletter.render import choose_template
 from newsletter.workspace import Workspace
-
-NOW = dt.datetime.now(dt.UTC).replace(microsecond=0)
 
 
 def _titles_in_order(html: str, titles: list[str]) -> list[str]:

@@ -6,10 +6,10 @@ import datetime as dt
 
 import pytest
 
+from clocks import NOW as SENT
 from newsletter import classify
 from newsletter.classify import MACHINE, UNKNOWN, Hit, Verdict
 
-SENT = dt.datetime(2026, 11, 27, 9, 0, tzinfo=dt.UTC)
 LATER = SENT + dt.timedelta(hours=2)
 BROWSER = (
     "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/605.1.15 "

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import socket
-import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -11,26 +10,8 @@ from pathlib import Path
 import click
 import pytest
 
-from conftest import Cli, free_port
+from conftest import Cli, dump, free_port, one_line_error
 from newsletter.cli import cli as cli_group
-
-
-def _dump(db: Path) -> list[str]:
-    conn = sqlite3.connect(db)
-    try:
-        return list(conn.iterdump())
-    finally:
-        conn.close()
-
-
-def _one_line_error(result: subprocess.CompletedProcess[str], *needles: str) -> None:
-    assert result.returncode != 0
-    assert "Traceback" not in result.stderr + result.stdout
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("Error: ")
-    for needle in needles:
-        assert needle in lines[0], lines[0]
 
 
 def _commands(group: click.Group, prefix: tuple[str, ...] = ()):
@@ -86,20 +67,20 @@ BAD_INPUT = [
 def test_bad_input_is_one_line_and_changes_nothing(
     ready: Cli, ws_dir: Path, args: tuple[str, ...], needles: tuple[str, ...]
 ) -> None:
-    before = _dump(ws_dir / "newsletter.db")
-    _one_line_error(ready(*args, check=False), *needles)
-    assert _dump(ws_dir / "newsletter.db") == before
+    before = dump(ws_dir / "newsletter.db")
+    one_line_error(ready(*args, check=False), *needles)
+    assert dump(ws_dir / "newsletter.db") == before
 
 
 def test_unreadable_csv_files(ready: Cli, ws_dir: Path) -> None:
     (ws_dir / "junk.csv").write_bytes(b"\x00\x01\x02binary\xff" * 50)
     (ws_dir / "noemail.csv").write_text("name,city\nAnn,Oslo\n")
-    before = _dump(ws_dir / "newsletter.db")
-    _one_line_error(ready("subscribers", "import", "junk.csv", check=False), "junk.csv", "binary")
-    _one_line_error(
+    before = dump(ws_dir / "newsletter.db")
+    one_line_error(ready("subscribers", "import", "junk.csv", check=False), "junk.csv", "binary")
+    one_line_error(
         ready("subscribers", "import", "noemail.csv", check=False), "noemail.csv:1", "email"
     )
-    assert _dump(ws_dir / "newsletter.db") == before
+    assert dump(ws_dir / "newsletter.db") == before
 
 
 def test_bad_rows_are_reported_with_line_numbers_and_good_rows_kept(ready: Cli, ws_dir) -> None:
@@ -114,19 +95,19 @@ def test_bad_rows_are_reported_with_line_numbers_and_good_rows_kept(ready: Cli, 
 
 def test_missing_workspace_says_to_run_init(tmp_path: Path, env: dict[str, str]) -> None:
     result = Cli(tmp_path, env)("fetch", check=False)
-    _one_line_error(result, "newsletter.toml", "newsletter init")
+    one_line_error(result, "newsletter.toml", "newsletter init")
     assert not (tmp_path / "newsletter.db").exists()
 
 
 def test_missing_config_key_is_named(cli: Cli, ws_dir: Path) -> None:
     config = ws_dir / "newsletter.toml"
     config.write_text(config.read_text().replace("postal_address =", "# postal_address ="))
-    _one_line_error(cli("campaign", "list", check=False), "sender.postal_address")
+    one_line_error(cli("campaign", "list", check=False), "sender.postal_address")
 
 
 def test_bad_environment_value_is_named(cli: Cli, env: dict[str, str]) -> None:
     env["NEWSLETTER_WEB__PORT"] = "eighty"
-    _one_line_error(cli("campaign", "list", check=False), "NEWSLETTER_WEB__PORT")
+    one_line_error(cli("campaign", "list", check=False), "NEWSLETTER_WEB__PORT")
 
 
 def test_config_check_lists_every_problem(cli: Cli, ws_dir: Path, env) -> None:
@@ -156,21 +137,21 @@ def test_secret_in_the_file_is_refused(cli: Cli, ws_dir: Path) -> None:
 
 def test_unknown_transport_is_a_config_error(ready: Cli, env: dict[str, str]) -> None:
     env["NEWSLETTER_DELIVERY__TRANSPORT"] = "pigeon"
-    _one_line_error(ready("campaign", "send", "1", check=False), "delivery.transport", "pigeon")
+    one_line_error(ready("campaign", "send", "1", check=False), "delivery.transport", "pigeon")
 
 
 def test_unwritable_workspace(tmp_path: Path, env: dict[str, str]) -> None:
     blocker = tmp_path / "a-file"
     blocker.write_text("")
     result = Cli(tmp_path, env)("init", str(blocker / "ws"), check=False)
-    _one_line_error(result, str(blocker / "ws"), "cannot write")
+    one_line_error(result, str(blocker / "ws"), "cannot write")
 
 
 def test_port_in_use_is_one_line(ready: Cli, port: int) -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", port))
         taken.listen()
-        _one_line_error(ready("serve", check=False), "web.port", str(port))
+        one_line_error(ready("serve", check=False), "web.port", str(port))
 
 
 def test_init_twice_changes_nothing(cli: Cli, ws_dir: Path) -> None:
@@ -239,13 +220,13 @@ def test_output_to_a_full_disk_is_one_line_naming_it(ready: Cli, ws_dir: Path) -
             timeout=120,
         )
     result.stdout = ""
-    _one_line_error(result, "/dev/full: the disk is full (the disk mounted at /dev)")
+    one_line_error(result, "/dev/full: the disk is full (the disk mounted at /dev)")
     assert "free some space" in result.stderr
 
 
 def test_a_preview_written_to_a_full_disk_names_the_file(ready: Cli) -> None:
     result = ready("campaign", "preview", "1", "--out", "/dev/full", check=False)
-    _one_line_error(result, "--out /dev/full: cannot write: the disk is full", "/dev")
+    one_line_error(result, "--out /dev/full: cannot write: the disk is full", "/dev")
 
 
 def test_a_real_enospc_is_translated_into_one_line_naming_the_disk(tmp_path: Path) -> None:

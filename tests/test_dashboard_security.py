@@ -20,8 +20,8 @@ import pyotp
 import requests
 from playwright.sync_api import expect
 
-from conftest import STAFF_PASSWORD, Cli, LiveServer, free_port
-from newsletter import jobs, staff
+from conftest import STAFF_PASSWORD, Cli, LiveServer, add_staff, free_port
+from newsletter import jobs
 from newsletter.workspace import Workspace
 
 ATTACKER = "203.0.113.66"
@@ -43,9 +43,7 @@ def staff_server(
         },
     )
     if add_users:
-        now = dt.datetime.now(dt.UTC)
-        staff.add_user(ws.store, "admin@example.com", "admin", STAFF_PASSWORD, now)
-        staff.add_user(ws.store, "editor@example.com", "editor", STAFF_PASSWORD, now)
+        add_staff(ws, dt.datetime.now(dt.UTC))
     server = LiveServer(ws, port)
     server.start()
     try:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import random
 import re
 from pathlib import Path
@@ -11,14 +10,15 @@ import dkim as dkimpy
 import pytest
 from dkim.canonicalization import CanonicalizationPolicy
 
-from newsletter import campaigns, jobs
+from clocks import NOW
+from newsletter import jobs
 from newsletter.dkim import DkimSigner, generate_key, relaxed_body, sign_all, split_message
 from newsletter.errors import ConfigError
 from newsletter.mime import compose
 from newsletter.workspace import Workspace
 from smtp_sink import SmtpSink, smtp_env
+from workspaces import new_campaign, sent_campaign
 
-NOW = dt.datetime(2026, 11, 27, 9, 0, tzinfo=dt.UTC)
 GOLDEN = Path(__file__).parent / "golden"
 
 
@@ -95,9 +95,7 @@ def test_smtp_messages_are_signed_when_dkim_is_configured(ws_dir: Path, tmp_path
                 NEWSLETTER_DKIM__PRIVATE_KEY_FILE=str(key_file),
             ),
         )
-        jobs.fetch_sources(ws, ws.store, NOW)
-        jobs.import_subscriber_folder(ws, ws.store, NOW)
-        campaign_id = campaigns.create(ws.store, ws.settings, "Signed", "new", None, None, NOW)
+        campaign_id = new_campaign(ws, NOW, "Signed")
         progress = jobs.send_campaign(ws, ws.store, campaign_id, lambda: NOW)
         ws.close()
     assert progress.sent == len(sink.messages) > 0
@@ -253,10 +251,7 @@ def test_outbox_messages_verify_with_dkimpy_and_mail_dkim(
 ) -> None:
     env, records = _keys(tmp_path, algorithms)
     ws = Workspace.open(ws_dir, env=env)
-    jobs.fetch_sources(ws, ws.store, NOW)
-    jobs.import_subscriber_folder(ws, ws.store, NOW)
-    campaign_id = campaigns.create(ws.store, ws.settings, "Signed", "new", None, None, NOW)
-    jobs.send_campaign(ws, ws.store, campaign_id, lambda: NOW)
+    sent_campaign(ws, NOW, "Signed")
     ws.close()
     messages = sorted((ws_dir / "outbox").glob("*.eml"))
     assert messages

@@ -10,16 +10,13 @@ WCAG 2 minimum: 4.5 : 1, or 3 : 1 for text of 24 px and more.
 
 from __future__ import annotations
 
-import datetime as dt
 from pathlib import Path
 
 import pytest
 
+from clocks import REAL_NOW as NOW
 from conftest import ARTIFACTS
-from emails import every_email
-from newsletter.workspace import Workspace
-
-NOW = dt.datetime.now(dt.UTC).replace(microsecond=0)
+from emails import every_email_of
 
 # Runs in the page: one entry per visible text node that is below the minimum.
 CONTRAST = r"""
@@ -98,11 +95,7 @@ def emails(tmp_path_factory) -> dict[str, str]:
 
     root = tmp_path_factory.mktemp("contrast") / "ws"
     init_workspace(root)
-    ws = Workspace.open(root, env={})
-    try:
-        found = every_email(ws, NOW, preheader="Five minutes a day for a calmer back")
-    finally:
-        ws.close()
+    found = every_email_of(root, NOW, preheader="Five minutes a day for a calmer back")
     return {name: m.get_body(("html",)).get_content() for name, m in found.items()}
 
 

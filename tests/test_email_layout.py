@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import re
 from html.parser import HTMLParser
 from pathlib import Path
 
-from emails import every_email
-from newsletter.workspace import Workspace
-
-NOW = dt.datetime.now(dt.UTC).replace(microsecond=0)
+from clocks import REAL_NOW as NOW
+from emails import every_email_of
 
 
 class _Buttons(HTMLParser):
@@ -34,11 +31,7 @@ def _html(message) -> str:
 
 
 def test_buttons_keep_their_padding_in_outlook(ws_dir: Path) -> None:
-    ws = Workspace.open(ws_dir, env={})
-    try:
-        found = every_email(ws, NOW, preheader=None)
-    finally:
-        ws.close()
+    found = every_email_of(ws_dir, NOW, preheader=None)
     counted = 0
     for name, message in found.items():
         parser = _Buttons()
@@ -52,11 +45,9 @@ def test_buttons_keep_their_padding_in_outlook(ws_dir: Path) -> None:
 
 
 def test_language_and_direction_come_from_the_settings(ws_dir: Path) -> None:
-    ws = Workspace.open(ws_dir, env={"NEWSLETTER_TEMPLATES__LANGUAGE": "ar"})
-    try:
-        found = every_email(ws, NOW, preheader=None)
-    finally:
-        ws.close()
+    found = every_email_of(
+        ws_dir, NOW, preheader=None, env={"NEWSLETTER_TEMPLATES__LANGUAGE": "ar"}
+    )
     for name, message in found.items():
         assert re.search(r'<html lang="ar" dir="rtl"', _html(message)), name
 

@@ -9,12 +9,10 @@ with the same reason, before anything is stored.
 from __future__ import annotations
 
 import html
-import re
 from pathlib import Path
 
-from conftest import LiveServer, signed_in, subscribe_form
+from conftest import import_in_dashboard, serving, signed_in, subscribe_form
 from newsletter import clock, jobs
-from newsletter.workspace import Workspace
 from smtp_sink import SmtpSink, smtp_env
 
 EAI = "jürgen@example.com"
@@ -39,15 +37,9 @@ def test_without_smtputf8_every_way_in_refuses_it_with_the_same_reason(cli, ws_d
         assert added.returncode == 1
         assert added.stderr.strip().splitlines() == [f"Error: {reason}"]
 
-        ws = Workspace.open(ws_dir, env={**cli.env})
-        server = LiveServer(ws)
-        server.start()
-        try:
+        with serving(ws_dir, {**cli.env}) as server:
             answer = subscribe_form(server.url, EAI)
             server.app.state.subscriber_pages.mail.flush()
-        finally:
-            server.stop()
-            ws.close()
         assert answer.status_code == 400
         assert "cannot deliver to an address with non-ASCII characters" in answer.text
         assert "check your inbox" not in answer.text.lower()
@@ -66,16 +58,10 @@ def test_with_smtputf8_every_way_in_takes_it_and_the_mail_arrives(cli, ws_dir: P
         added = cli("subscribers", "add", other)
         assert "confirmation email sent" in added.stdout
 
-        ws = Workspace.open(ws_dir, env={**cli.env})
-        server = LiveServer(ws)
-        server.start()
-        try:
+        with serving(ws_dir, {**cli.env}) as server:
             third = "renée@example.com"
             answer = subscribe_form(server.url, third)
             server.app.state.subscriber_pages.mail.flush()
-        finally:
-            server.stop()
-            ws.close()
         assert answer.status_code == 200
         assert sorted(sink.recipients()) == sorted([other, third])
         listed = cli("subscribers", "list").stdout
@@ -126,18 +112,7 @@ def test_without_smtputf8_the_folder_the_strict_import_and_the_dashboard_refuse_
 
     session, csrf = signed_in(dashboard.url)
     upload = f"email\nbo@example.org\n{EAI}\nBO@EXAMPLE.ORG\n".encode()
-    preview = session.post(
-        dashboard.url + "/subscribers/import",
-        data={"csrf": csrf, "list": ""},
-        files={"file": ("more.csv", upload, "text/csv")},
-        timeout=30,
-    )
-    token = re.search(r'name="token" value="([^"]+)"', preview.text).group(1)
-    done = session.post(
-        dashboard.url + "/subscribers/import/confirm",
-        data={"csrf": csrf, "token": token},
-        timeout=30,
-    )
+    done = import_in_dashboard(session, dashboard.url, csrf, "more.csv", upload, timeout=30)
     assert done.status_code == 200
     assert f"more.csv:3: {html.escape(reason)}" in done.text
     assert "1 added" in done.text and "1 duplicate rows" in done.text

@@ -9,27 +9,17 @@ list, for an erased person, and in a database an older version filled.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
-from conftest import LiveServer, subscribe_form
+from clocks import REAL_NOW as NOW
+from conftest import LiveServer, database_before, subscribe_form
 from newsletter.store import Store, erased_key, mailbox_key
-from newsletter.store.base import MIGRATIONS
 from newsletter.subscribers import import_file
 from newsletter.workspace import Workspace
 from smtp_sink import SmtpSink, smtp_env
-
-NOW = datetime.now(UTC).replace(microsecond=0)
-
-
-@pytest.fixture
-def store(tmp_path: Path):
-    store = Store(tmp_path / "db.sqlite")
-    store.migrate()
-    yield store
-    store.close()
 
 
 def emails(store: Store) -> list[str]:
@@ -104,17 +94,8 @@ def test_the_form_and_subscribers_add_find_the_same_person(cli, ws_dir: Path) ->
 
 
 def before_m011(path: Path) -> Store:
-    store = Store(path)
-    with store.transaction():
-        store.conn.execute("CREATE TABLE _migrations (name TEXT PRIMARY KEY, applied_at TEXT)")
-        for migration in MIGRATIONS:
-            if migration.__name__.startswith("m011"):
-                break
-            migration(store.conn)
-            store.conn.execute(
-                "INSERT INTO _migrations VALUES (?, datetime('now'))", [migration.__name__]
-            )
-    return store
+    """A database as a version before m011 left it."""
+    return database_before(path, "m011")
 
 
 def test_m011_merges_mailboxes_that_differ_in_unicode_capitals_or_domain_form(tmp_path) -> None:

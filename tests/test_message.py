@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import email
 import email.policy
 import html
@@ -17,14 +16,15 @@ import jinja2
 import pytest
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
+from clocks import NOW
 from emails import every_email
 from newsletter import campaigns, jobs
 from newsletter.errors import TemplateError
 from newsletter.render import TemplateSet, inline_css
 from newsletter.store import Store
 from newsletter.workspace import Workspace
+from workspaces import workspace_with_articles_and_subscribers
 
-NOW = dt.datetime(2026, 11, 27, 9, 0, tzinfo=dt.UTC)
 GOLDEN = Path(__file__).parent / "golden"
 # An article in the shape of a clinic blog page: headings, a numbered list, a link.
 SEED_SHAPED = {
@@ -55,8 +55,7 @@ def _campaign(
     ws: Workspace, articles: str = "new", template: str | None = None, tracking_on: bool = True
 ) -> int:
     store = ws.store
-    jobs.fetch_sources(ws, store, NOW)
-    jobs.import_subscriber_folder(ws, store, NOW)
+    workspace_with_articles_and_subscribers(ws, NOW)
     source = store.source_id("folder", "seed", NOW)
     store.save_articles(source, [SEED_SHAPED], NOW)
     return campaigns.create(

@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import re
 from pathlib import Path
 
 import pytest
 
+from clocks import REAL_NOW as NOW
 from newsletter import campaigns, jobs
 from newsletter.render import default_preheader
 from newsletter.workspace import Workspace
-
-NOW = dt.datetime.now(dt.UTC).replace(microsecond=0)
 
 
 def _preheader(html: str) -> str | None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import threading
 from collections import Counter
@@ -13,18 +12,15 @@ import requests
 from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
+from clocks import NOW, clock
 from conftest import LiveServer
 from mail_api import SilentServer
 from newsletter import campaigns, jobs
 from newsletter.workspace import Workspace
+from workspaces import new_campaign
 
-NOW = dt.datetime(2026, 11, 27, 9, 0, tzinfo=dt.UTC)
 TOKEN = "server-token-e2e"
 HOOK_AUTH = ("postmark-hook", "webhook-password")
-
-
-def clock() -> dt.datetime:
-    return NOW
 
 
 class FakePostmark:
@@ -77,9 +73,7 @@ def test_a_campaign_through_postmark_reaches_everyone_once_and_bounces_come_back
 ) -> None:
     ws, fake = postmark_ws
     store = ws.store
-    jobs.fetch_sources(ws, store, NOW)
-    jobs.import_subscriber_folder(ws, store, NOW)
-    campaign_id = campaigns.create(store, ws.settings, "Hello", "new", None, None, NOW)
+    campaign_id = new_campaign(ws, NOW, "Hello")
 
     progress = jobs.send_campaign(ws, store, campaign_id, clock)
 
@@ -150,9 +144,7 @@ def test_a_request_left_unanswered_is_in_doubt_never_resent_blindly(
     with SilentServer() as silent:
         ws = open_ws(silent.url)
         store = ws.store
-        jobs.fetch_sources(ws, store, NOW)
-        jobs.import_subscriber_folder(ws, store, NOW)
-        campaign_id = campaigns.create(store, ws.settings, "Hello", "new", None, None, NOW)
+        campaign_id = new_campaign(ws, NOW, "Hello")
         progress = jobs.send_campaign(ws, store, campaign_id, clock)
         ws.close()
     # The request went out and no answer came: the campaign pauses, the row is in doubt.

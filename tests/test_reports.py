@@ -9,11 +9,11 @@ import json
 
 import pytest
 
+from clocks import NOW
 from newsletter import campaigns, jobs, reports
 from newsletter.errors import NotFound
 from newsletter.workspace import Workspace
-
-NOW = dt.datetime(2026, 11, 27, 9, 0, tzinfo=dt.UTC)
+from workspaces import new_campaign
 
 
 def at(**delta: float) -> str:
@@ -28,9 +28,7 @@ def sent(workspace: Workspace) -> dict:
         "r8@example.com,confirmed\n"
     )
     store = workspace.store
-    jobs.fetch_sources(workspace, store, NOW)
-    jobs.import_subscriber_folder(workspace, store, NOW)
-    campaign_id = campaigns.create(store, workspace.settings, "Hi", "new", None, None, NOW)
+    campaign_id = new_campaign(workspace, NOW)
     article_id = store.campaign(campaign_id)["article_ids"][0]
     store.record_stats([(article_id, 100, None, None)], NOW - dt.timedelta(days=1))
     store.record_stats([(article_id, 120, None, None)], NOW - dt.timedelta(minutes=5))

@@ -12,6 +12,7 @@ from newsletter import campaigns, jobs
 from newsletter.render import DEFAULTS_DIR
 from newsletter.workspace import Workspace
 from smtp_sink import SmtpSink, smtp_env
+from workspaces import workspace_with_articles_and_subscribers
 
 
 def _now() -> dt.datetime:
@@ -26,8 +27,7 @@ def test_the_due_job_pauses_a_campaign_it_cannot_start_instead_of_retrying_it(
         ws = Workspace.open(ws_dir, env=smtp_env(sink))
         try:
             store = ws.store
-            jobs.fetch_sources(ws, store, _now())
-            jobs.import_subscriber_folder(ws, store, _now())
+            workspace_with_articles_and_subscribers(ws, _now())
             cid = campaigns.create(store, ws.settings, "Hello", "new", "mine", None, _now())
             campaigns.start(store, cid, _now())
             # The template set is deleted while the campaign is sending (a crash, a deploy).

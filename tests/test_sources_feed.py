@@ -11,13 +11,12 @@ from pathlib import Path
 import pytest
 from werkzeug import Response
 
+from clocks import FETCH_NOW as NOW
 from newsletter.config import SourceSpec
 from newsletter.errors import SourceError
 from newsletter.sources import feed, intake
 from newsletter.sources.http import Fetcher
 from newsletter.store import Store
-
-NOW = dt.datetime(2026, 11, 27, 10, 0, tzinfo=dt.UTC)
 
 
 class Intake:

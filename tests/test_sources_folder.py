@@ -6,6 +6,7 @@ from html.parser import HTMLParser
 
 import pytest
 
+from clocks import IMPORT_NOW as NOW
 from newsletter.config import SourceSpec
 from newsletter.errors import SourceError
 from newsletter.sources import (
@@ -16,8 +17,6 @@ from newsletter.sources import (
     sanitize_html,
     summarize,
 )
-
-NOW = dt.datetime(2026, 11, 2, 9, 30, tzinfo=dt.UTC)
 
 FULL = """\
 ---

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from werkzeug import Request, Response
 
+from clocks import FETCH_NOW as NOW
 from newsletter import clock, jobs
 from newsletter.config import SourceSpec
 from newsletter.errors import SourceError
@@ -20,7 +21,6 @@ from newsletter.sources.policy import FetchPolicy
 from newsletter.store import Store
 from newsletter.workspace import Workspace
 
-NOW = dt.datetime(2026, 11, 27, 10, 0, tzinfo=dt.UTC)
 DAY = dt.timedelta(days=1)
 
 

@@ -9,11 +9,10 @@ import lxml.html
 import pytest
 from werkzeug import Response
 
+from clocks import FETCH_NOW as NOW
 from newsletter.config import SourceSpec
 from newsletter.errors import SourceError
 from newsletter.sources import intake, page
-
-NOW = dt.datetime(2026, 11, 27, 10, 0, tzinfo=dt.UTC)
 
 ARTICLE = """<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">
 <title>Shoulder Pain and Sleep | Riverbend Blog</title>

@@ -8,11 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from clocks import FETCH_NOW as NOW
 from newsletter.config import SourceSpec
 from newsletter.errors import SourceError
 from newsletter.sources import folder, intake, textpage
-
-NOW = dt.datetime(2026, 11, 27, 10, 0, tzinfo=dt.UTC)
 
 SAVED_PAGE = """top of page
 

@@ -7,10 +7,10 @@ import json
 
 from werkzeug import Response
 
+from clocks import FETCH_NOW as NOW
 from newsletter.config import SourceSpec
 from newsletter.sources import intake, wix
 
-NOW = dt.datetime(2026, 11, 27, 10, 0, tzinfo=dt.UTC)
 SITE_ID = "1f2e3d4c-5b6a-4978-8695-a4b3c2d1e0f9"
 API_KEY = "IST.test-key-not-a-real-one"
 POST_IDS = {

@@ -1,23 +1,15 @@
 """One subscriber per mailbox: capitals never make a second person (import, opt-in, migration)."""
 
 import json
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import pytest
 
+from clocks import REAL_NOW as NOW
+from conftest import database_before
 from newsletter.store import Store
-from newsletter.store.base import IMPORT_BATCH, MIGRATIONS
+from newsletter.store.base import IMPORT_BATCH
 from newsletter.subscribers import import_data, import_file, parse_csv, save
-
-NOW = datetime.now(UTC).replace(microsecond=0)
-
-
-@pytest.fixture
-def store(tmp_path):
-    store = Store(tmp_path / "db.sqlite")
-    store.migrate()
-    yield store
-    store.close()
 
 
 def emails(store):
@@ -102,17 +94,7 @@ def test_the_database_refuses_a_second_spelling(store, tmp_path):
 
 def old_database(path):
     """A database migrated up to m008, before one row per mailbox was enforced."""
-    store = Store(path)
-    with store.transaction():
-        store.conn.execute("CREATE TABLE _migrations (name TEXT PRIMARY KEY, applied_at TEXT)")
-        for migration in MIGRATIONS:
-            if migration.__name__.startswith("m009"):
-                break
-            migration(store.conn)
-            store.conn.execute(
-                "INSERT INTO _migrations VALUES (?, datetime('now'))", [migration.__name__]
-            )
-    return store
+    return database_before(path, "m009")
 
 
 def add(store, sid, email, status, created, **extra):

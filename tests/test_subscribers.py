@@ -3,29 +3,19 @@
 import csv
 import io
 import json
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import pytest
 
+from clocks import IMPORT_NOW as NOW
 from newsletter.errors import InputError
-from newsletter.store import Store
 from newsletter.subscribers import csv_cell, export_csv, import_file, parse_csv
-
-NOW = datetime(2026, 11, 2, 9, 30, tzinfo=UTC)
 
 MAILCHIMP_HEADER = (
     '"Email Address","First Name","Last Name",MEMBER_RATING,OPTIN_TIME,OPTIN_IP,'
     "CONFIRM_TIME,CONFIRM_IP,LATITUDE,LONGITUDE,GMTOFF,DSTOFF,TIMEZONE,CC,REGION,"
     "LAST_CHANGED,LEID,EUID,NOTES,TAGS"
 )
-
-
-@pytest.fixture
-def store(tmp_path):
-    store = Store(tmp_path / "db.sqlite")
-    store.migrate()
-    yield store
-    store.close()
 
 
 def write_csv(path, text, encoding="utf-8"):

@@ -5,11 +5,11 @@ from __future__ import annotations
 import email
 import email.policy
 import re
-from datetime import UTC, datetime, timedelta
-from pathlib import Path
+from datetime import datetime, timedelta
 
 import pytest
 
+from clocks import IMPORT_NOW as NOW
 from newsletter import consent
 from newsletter.config import Settings
 from newsletter.errors import InputError
@@ -19,16 +19,7 @@ from newsletter.subscribers import parse_segment
 from newsletter.tracking import Signer
 from newsletter.transports.outbox import OutboxTransport
 
-NOW = datetime(2026, 11, 2, 9, 30, tzinfo=UTC)
 SETTINGS = Settings()
-
-
-@pytest.fixture
-def store(tmp_path: Path):
-    store = Store(tmp_path / "db.sqlite")
-    store.migrate()
-    yield store
-    store.close()
 
 
 def add(store: Store, address: str, status: str = "confirmed", **fields) -> int:

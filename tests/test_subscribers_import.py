@@ -10,12 +10,13 @@ from __future__ import annotations
 import random
 import sqlite3
 import string
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 from email_validator import EmailNotValidError, validate_email
 
+from clocks import IMPORT_NOW as NOW
 from newsletter.errors import InputError
 from newsletter.store import Store, erased_key
 from newsletter.subscribers import (
@@ -27,15 +28,6 @@ from newsletter.subscribers import (
 )
 
 DATA = Path(__file__).parent / "data" / "subscribers"
-NOW = datetime(2026, 11, 2, 9, 30, tzinfo=UTC)
-
-
-@pytest.fixture
-def store(tmp_path: Path):
-    store = Store(tmp_path / "db.sqlite")
-    store.migrate()
-    yield store
-    store.close()
 
 
 def by_email(store: Store) -> dict[str, dict]:

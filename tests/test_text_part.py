@@ -2,22 +2,15 @@
 
 from __future__ import annotations
 
-import datetime as dt
 from pathlib import Path
 
-from emails import every_email
+from clocks import REAL_NOW as NOW
+from emails import every_email_of
 from newsletter.textify import wrap_lines
-from newsletter.workspace import Workspace
-
-NOW = dt.datetime.now(dt.UTC).replace(microsecond=0)
 
 
 def test_every_line_of_every_email_fits(ws_dir: Path) -> None:
-    ws = Workspace.open(ws_dir, env={})
-    try:
-        found = every_email(ws, NOW, preheader=None)
-    finally:
-        ws.close()
+    found = every_email_of(ws_dir, NOW, preheader=None)
     assert len(found) == 5
     for name, message in found.items():
         text = message.get_body(("plain",)).get_content()

@@ -6,10 +6,9 @@ import datetime as dt
 
 import pytest
 
+from clocks import NOW
 from newsletter import staff
 from newsletter.errors import InputError
-
-NOW = dt.datetime(2026, 11, 27, 9, 0, tzinfo=dt.UTC)
 
 
 def test_users_add_list_remove(cli) -> None:

@@ -10,9 +10,10 @@ import pytest
 import requests
 
 from conftest import LiveServer
-from newsletter import campaigns, clock, jobs
+from newsletter import clock
 from newsletter.tracking import PIXEL_GIF
 from newsletter.workspace import Workspace
+from workspaces import campaign_urls, sent_campaign
 
 
 @pytest.fixture
@@ -24,17 +25,14 @@ def sent(workspace: Workspace) -> dict:
     """
     store = workspace.store
     now = clock.utcnow() - dt.timedelta(minutes=1)
-    jobs.fetch_sources(workspace, store, now)
-    jobs.import_subscriber_folder(workspace, store, now)
-    campaign_id = campaigns.create(store, workspace.settings, "Hi", "new", None, None, now)
-    jobs.send_campaign(workspace, store, campaign_id, lambda: now)
+    campaign_id = sent_campaign(workspace, now)
     subscriber = store.subscribers("confirmed")[0]
     links = store.links(campaign_id)
     return {
         "campaign_id": campaign_id,
         "subscriber": subscriber,
         "links": links,
-        "urls": campaigns.Urls(workspace.settings.site.base_url, workspace.signer),
+        "urls": campaign_urls(workspace),
     }
 
 

@@ -7,16 +7,15 @@ otherwise store the erased id with an address and a user agent again.
 
 from __future__ import annotations
 
-import datetime as dt
 from urllib.parse import urlsplit
 
 import requests
 
+from clocks import REAL_NOW as NOW
 from conftest import LiveServer
-from newsletter import campaigns, jobs
 from newsletter.workspace import Workspace
+from workspaces import campaign_urls, sent_campaign
 
-NOW = dt.datetime.now(dt.UTC).replace(microsecond=0)
 AGENT = "Mozilla/5.0 (X11; Linux x86_64) Firefox/133.0 ErasedPersonsLaptop"
 WEBHOOK = ("postmark-hook", "a long webhook password")
 
@@ -29,13 +28,10 @@ def test_old_tokens_of_an_erased_person_store_nothing_that_names_them(ws_dir) ->
     }
     ws = Workspace.open(ws_dir, env=env)
     store = ws.store
-    jobs.fetch_sources(ws, store, NOW)
-    jobs.import_subscriber_folder(ws, store, NOW)
-    campaign_id = campaigns.create(store, ws.settings, "Hi", "new", None, None, NOW)
-    jobs.send_campaign(ws, store, campaign_id, lambda: NOW)
+    campaign_id = sent_campaign(ws, NOW)
     erased, kept = store.subscribers("confirmed")[:2]
     address = erased["email"]
-    urls = campaigns.Urls(ws.settings.site.base_url, ws.signer)
+    urls = campaign_urls(ws)
     link = next(iter(store.links(campaign_id).values()))
     store.delete_subscriber(erased["id"], NOW)
 

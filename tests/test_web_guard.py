@@ -5,7 +5,6 @@ Each test is the attack, made over real sockets against the real server.
 
 from __future__ import annotations
 
-import datetime as dt
 import select
 import socket
 from pathlib import Path
@@ -14,9 +13,11 @@ from urllib.parse import urlsplit
 import pytest
 import requests
 
-from conftest import LiveServer, stop_process, wait_for_http
-from newsletter import campaigns, jobs
+from clocks import REAL_NOW as NOW
+from conftest import LiveServer, serving, stop_process, wait_for_http
+from newsletter import campaigns
 from newsletter.workspace import Workspace
+from workspaces import campaign_urls, sent_campaign
 
 MB = 1_000_000
 
@@ -176,32 +177,19 @@ def test_each_route_has_its_own_cap(served, port, ws_dir):
 
 
 def test_the_webhook_cap_is_a_setting(ws_dir: Path):
-    ws = Workspace.open(ws_dir, env={"NEWSLETTER_WEB__MAX_WEBHOOK_BYTES": "2048"})
-    server = LiveServer(ws)
-    server.start()
-    try:
+    with serving(ws_dir, {"NEWSLETTER_WEB__MAX_WEBHOOK_BYTES": "2048"}) as server:
         answer, _ = stream_chunked(server.port, "/webhooks/ses", MB)
         assert answer.startswith(b"HTTP/1.1 413"), answer[:200]
         assert b"at most 2 KB here" in answer
-    finally:
-        server.stop()
-        ws.close()
 
 
 # -- 7: security headers on every response -----------------------------------------------
 
 
-NOW = dt.datetime.now(dt.UTC).replace(microsecond=0)
-
-
 def _sent_campaign(ws: Workspace) -> tuple[int, int, campaigns.Urls]:
-    store = ws.store
-    jobs.fetch_sources(ws, store, NOW)
-    jobs.import_subscriber_folder(ws, store, NOW)
-    campaign_id = campaigns.create(store, ws.settings, "Hi", "new", None, None, NOW)
-    jobs.send_campaign(ws, store, campaign_id, lambda: NOW)
-    reader = store.subscribers("confirmed")[0]["id"]
-    return campaign_id, reader, campaigns.Urls(ws.settings.site.base_url, ws.signer)
+    campaign_id = sent_campaign(ws, NOW)
+    reader = ws.store.subscribers("confirmed")[0]["id"]
+    return campaign_id, reader, campaign_urls(ws)
 
 
 def test_every_response_forbids_framing_and_sniffing(workspace: Workspace, live_server):

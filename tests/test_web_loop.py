@@ -8,7 +8,6 @@ must keep answering at once, not after the import.
 from __future__ import annotations
 
 import datetime as dt
-import re
 import sqlite3
 import statistics
 import threading
@@ -16,8 +15,9 @@ import time
 
 import requests
 
-from conftest import signed_in, subscribe_form
-from newsletter import campaigns, jobs
+from conftest import import_in_dashboard, signed_in, subscribe_form
+from newsletter import campaigns
+from workspaces import campaign_urls, sent_campaign
 
 ROWS = 300_000
 
@@ -34,12 +34,9 @@ def big_csv() -> bytes:
 def sent_pixel(dashboard) -> str:
     """The open pixel of a real campaign's email to its first reader, on the live server."""
     ws, now = dashboard.ws, dt.datetime.now(dt.UTC)
-    jobs.fetch_sources(ws, ws.store, now)
-    jobs.import_subscriber_folder(ws, ws.store, now)
-    campaign_id = campaigns.create(ws.store, ws.settings, "Hello", "new", None, None, now)
-    jobs.send_campaign(ws, ws.store, campaign_id, lambda: dt.datetime.now(dt.UTC))
+    campaign_id = sent_campaign(ws, now, "Hello", clock=lambda: dt.datetime.now(dt.UTC))
     reader = ws.store.subscribers("confirmed")[0]
-    url = campaigns.Urls(ws.settings.site.base_url, ws.signer).open(campaign_id, reader["id"])
+    url = campaign_urls(ws).open(campaign_id, reader["id"])
     return "/o/" + url.split("/o/", 1)[1]
 
 
@@ -56,18 +53,7 @@ def test_a_large_import_does_not_stall_the_pixel_or_healthz(dashboard) -> None:
 
     def run_import() -> None:
         started = time.monotonic()
-        preview = session.post(
-            dashboard.url + "/subscribers/import",
-            data={"csrf": csrf, "list": ""},
-            files={"file": ("big.csv", data, "text/csv")},
-            timeout=300,
-        )
-        token = re.search(r'name="token" value="([^"]+)"', preview.text).group(1)
-        done = session.post(
-            dashboard.url + "/subscribers/import/confirm",
-            data={"csrf": csrf, "token": token},
-            timeout=300,
-        )
+        done = import_in_dashboard(session, dashboard.url, csrf, "big.csv", data, timeout=300)
         outcome["seconds"] = time.monotonic() - started
         outcome["page"] = done.text
 

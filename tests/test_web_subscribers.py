@@ -21,20 +21,12 @@ from urllib.parse import urlsplit
 import pytest
 import requests
 
+from clocks import NOW as T0
+from clocks import Clock
 from conftest import wait_for_http
 from newsletter.web.app import create_app
 from newsletter.web.server import listen, make_server
 from newsletter.workspace import Workspace
-
-T0 = dt.datetime(2026, 11, 27, 9, 0, tzinfo=dt.UTC)
-
-
-class Clock:
-    def __init__(self, now: dt.datetime):
-        self.now = now
-
-    def __call__(self) -> dt.datetime:
-        return self.now
 
 
 class Site:

@@ -11,12 +11,13 @@ from urllib.parse import urlsplit
 import pytest
 import requests
 
+from clocks import NOW, Clock
 from conftest import LiveServer
-from newsletter import campaigns, jobs, reports
+from newsletter import reports
 from newsletter.tracking import PIXEL_GIF
 from newsletter.workspace import Workspace
+from workspaces import campaign_urls, sent_campaign
 
-NOW = dt.datetime(2026, 11, 27, 9, 0, tzinfo=dt.UTC)
 BROWSER = (
     "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
     "Chrome/131.0.0.0 Safari/537.36"
@@ -24,30 +25,17 @@ BROWSER = (
 GMAIL = "Mozilla/5.0 (Windows NT 5.1; rv:11.0) Gecko Firefox/11.0 (via ggpht.com GoogleImageProxy)"
 
 
-class Clock:
-    """The server's clock, set by the test."""
-
-    def __init__(self, now: dt.datetime):
-        self.now = now
-
-    def __call__(self) -> dt.datetime:
-        return self.now
-
-
 @pytest.fixture
 def sent(workspace: Workspace) -> dict:
     """A campaign sent at NOW to the example subscribers through the outbox."""
     store = workspace.store
-    jobs.fetch_sources(workspace, store, NOW)
-    jobs.import_subscriber_folder(workspace, store, NOW)
-    campaign_id = campaigns.create(store, workspace.settings, "Hi", "new", None, None, NOW)
-    jobs.send_campaign(workspace, store, campaign_id, lambda: NOW)
+    campaign_id = sent_campaign(workspace, NOW)
     readers = store.subscribers("confirmed")
     return {
         "campaign_id": campaign_id,
         "readers": [r["id"] for r in readers],
         "links": store.links(campaign_id),
-        "urls": campaigns.Urls(workspace.settings.site.base_url, workspace.signer),
+        "urls": campaign_urls(workspace),
     }
 
 

@@ -27,22 +27,18 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.x509.oid import NameOID
 from pytest_httpserver import HTTPServer
 
+from clocks import NOW, clock
 from conftest import wait_for_http
-from newsletter import campaigns, jobs
 from newsletter.store import IN_DOUBT
 from newsletter.web.app import create_app
 from newsletter.web.server import listen, make_server
 from newsletter.workspace import Workspace
+from workspaces import campaign_urls, sent_campaign
 
-NOW = dt.datetime(2026, 11, 27, 9, 0, tzinfo=dt.UTC)
 TOPIC = "arn:aws:sns:eu-west-1:123456789012:newsletter-events"
 CERT_URL = "https://sns.eu-west-1.amazonaws.com/SimpleNotificationService-0123456789.pem"
 MAILGUN_KEY = "mailgun-signing-key-0123"
 POSTMARK_AUTH = ("postmark-hook", "a long webhook password")
-
-
-def clock() -> dt.datetime:
-    return NOW
 
 
 class Keys:
@@ -83,12 +79,8 @@ class Hooks:
     def __init__(self, ws: Workspace, keys: Keys, cert_server: HTTPServer):
         self.ws, self.keys, self.cert_server = ws, keys, cert_server
         self.fetched: list[str] = []
-        store = ws.store
-        jobs.fetch_sources(ws, store, NOW)
-        jobs.import_subscriber_folder(ws, store, NOW)
-        self.campaign_id = campaigns.create(store, ws.settings, "Hello", "new", None, None, NOW)
-        jobs.send_campaign(ws, store, self.campaign_id, clock)
-        self.subscribers = store.subscribers("confirmed")
+        self.campaign_id = sent_campaign(ws, NOW, "Hello", clock)
+        self.subscribers = ws.store.subscribers("confirmed")
         app = create_app(ws, clock=clock, sns_fetch=self.fetch)
         self.sock = listen("127.0.0.1", 0)
         self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
@@ -605,7 +597,7 @@ def test_large_ses_bodies_do_not_stall_the_pixel_or_healthz(hooks) -> None:
     # the JSON parser seconds, during which no other request would be answered.
     huge, largest = nested_arrays(7_000_000), nested_arrays(990_000)
     assert len(huge) > 7_000_000 and len(largest) < 1_000_000
-    urls = campaigns.Urls(hooks.ws.settings.site.base_url, hooks.ws.signer)
+    urls = campaign_urls(hooks.ws)
     pixel = hooks.url + urlsplit(urls.open(hooks.campaign_id, hooks.subscribers[0]["id"])).path
     opens_before = len(pixel_opens(hooks))
     posts: list[tuple[int, int, float]] = []
