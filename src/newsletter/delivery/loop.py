@@ -1,4 +1,4 @@
-"""The delivery ledger and the send loop.
+"""The send loop: a reader feeds rendered messages to worker threads that claim, send, record.
 
 Record intent, send, record outcome: each row is committed as ``sending``
 before the provider call and as ``sent``, ``failed`` or ``deferred`` after
@@ -12,81 +12,48 @@ message and hands it to ``concurrency`` worker threads through a small
 queue; each worker claims, sends and records its own batch over the shared
 transport, which pools its connections.
 
-A large campaign is split across processes (``[delivery] processes``): each
-child takes the rows whose id falls in its shard and runs the same loop with
-its share of the connections, while the parent holds the lease, settles
-what was in flight, and adds up their progress. Children die with their
-parent, so a killed sender leaves no orphan sending on its own.
+Invariants:
+- At most one batch per worker is in flight; its outcome is recorded before
+  (in the same transaction as) the worker's next claim.
+- The workers check the campaign's status before every claim, so a pause or
+  cancel from anywhere takes effect before the next message.
+- One subscriber's failure (a message that cannot be built, a bounce) fails
+  that row alone; failures in a row that point beyond one address pause the
+  campaign with the reason.
 """
 
 from __future__ import annotations
 
-import ctypes
 import datetime as dt
 import logging
-import os
-import pickle
 import queue
-import random
-import signal
-import socket
-import sqlite3
-import subprocess
 import sys
 import threading
 import time
-import uuid
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
-from multiprocessing.connection import Connection, wait
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
 
 from newsletter import delivery_key
 from newsletter.campaigns import CampaignMail
-from newsletter.config import Settings
-from newsletter.errors import (
-    InDoubtError,
-    NewsletterError,
-    PermanentError,
-    StateError,
-    TransientError,
-)
+from newsletter.clock import Clock
+from newsletter.delivery.ledger import Item, Policy, Progress, backoff
+from newsletter.errors import InDoubtError, NewsletterError, PermanentError, TransientError
 from newsletter.store import DEFERRED, FAILED, IN_DOUBT, PENDING, SENT, SKIPPED, Store
-from newsletter.store.deliveries import lease_held
 from newsletter.transports import IN_DOUBT as IN_DOUBT_OUTCOME
 from newsletter.transports import (
     PERMANENT,
     REJECTED,
     TRANSIENT,
     UNUSABLE,
-    Envelope,
     Outcome,
     Transport,
 )
 from newsletter.transports import SENT as SENT_OUTCOME
 
 log = logging.getLogger(__name__)
-Clock = Callable[[], dt.datetime]
 BATCH = 500  # rows read from the database at a time
-# Below this many due rows, starting processes costs more time than it saves.
-SHARD_MIN_ROWS = 1000
-
-
-@dataclass(frozen=True)
-class Policy:
-    """How hard to push and when to give up; from [delivery] settings."""
-
-    concurrency: int = 1
-    rate_per_second: float = 0.0  # 0: no limit
-    # Like an MTA's queue: first retry after about 5 minutes, doubling to at most
-    # about an hour between tries, for roughly a day before giving up.
-    max_attempts: int = 25  # tries per row before a transient failure counts as failed
-    backoff_seconds: float = 300.0
-    max_backoff_seconds: float = 4000.0
-    pause_after: int = 10  # consecutive transient failures that pause the campaign
-    processes: int = 1  # sending processes for a large campaign; 0: one per CPU core
 
 
 @dataclass(frozen=True)
@@ -95,49 +62,6 @@ class Shard:
 
     index: int
     count: int
-
-
-# Builds, inside a child process, what it needs to send: (store, mail, transport)
-# for the given number of connections. Must be picklable (a module-level function).
-PartsFactory = Callable[[int], tuple[Store, CampaignMail, Transport]]
-
-
-@dataclass
-class Progress:
-    sent: int = 0
-    failed: int = 0
-    deferred: int = 0
-    skipped: int = 0
-    settled: dict[str, int] = field(default_factory=dict)
-    finished: bool = False
-    stopped: bool = False
-    paused_reason: str | None = None
-
-    @property
-    def done(self) -> int:
-        return self.sent + self.failed + self.deferred + self.skipped
-
-    def add(self, other: Progress) -> None:
-        self.sent += other.sent
-        self.failed += other.failed
-        self.deferred += other.deferred
-        self.skipped += other.skipped
-        self.stopped = self.stopped or other.stopped
-        if other.paused_reason and not self.paused_reason:
-            self.paused_reason = other.paused_reason
-
-
-def policy_for(settings: Settings) -> Policy:
-    d = settings.delivery
-    return Policy(
-        concurrency=d.concurrency,
-        rate_per_second=d.rate_per_second,
-        max_attempts=d.max_attempts,
-        backoff_seconds=d.retry_backoff,
-        max_backoff_seconds=d.max_retry_backoff,
-        pause_after=d.pause_after_failures,
-        processes=d.processes,
-    )
 
 
 class RateLimiter:
@@ -177,114 +101,6 @@ class RateLimiter:
                 self.window.append(now)
 
 
-# Tells this process apart from an earlier one that had the same pid on this
-# host: in a container restarted after a kill, `newsletter run` is PID 1 again,
-# and the dead run's lease must not look like its own live one.
-_INCARNATION = uuid.uuid4().hex[:12]
-
-
-def process_alive(host: str, pid: int, owner: str = "") -> bool:
-    """Whether a lease holder still runs; a holder on another host is taken to be alive."""
-    if host != socket.gethostname():
-        return True
-    if pid == os.getpid():
-        return owner.startswith(f"{host}:{pid}:{_INCARNATION}:")
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def active_sender(
-    store: Store, campaign_id: int, wall: Callable[[], float] = time.time
-) -> dict[str, Any] | None:
-    """The sender holding a campaign's lease that still runs, if any (a look, not a claim).
-
-    A lease left by a killed process on this host is no one's, though it has
-    not expired: the next sender takes it over at once.
-    """
-    holder = store.send_lease(campaign_id)
-    if holder is None or not lease_held(holder, socket.gethostname(), wall(), process_alive):
-        return None
-    return holder
-
-
-class Lease:
-    """The right to send one campaign, held by one process at a time.
-
-    Without it, a second sender (the scheduler and a `campaign send` at once)
-    could take another's in-flight rows for crash leftovers and send them
-    again. A heartbeat thread renews it; if it is ever lost, the run halts
-    before claiming another row.
-    """
-
-    SECONDS = 60.0
-
-    def __init__(self, db_path: Path, campaign_id: int, wall: Callable[[], float] = time.time):
-        self.db_path, self.campaign_id, self.wall = db_path, campaign_id, wall
-        self.owner = f"{socket.gethostname()}:{os.getpid()}:{_INCARNATION}:{uuid.uuid4().hex[:8]}"
-        self.lost = threading.Event()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-
-    def acquire(self, store: Store) -> None:
-        holder = store.take_lease(
-            self.campaign_id,
-            self.owner,
-            socket.gethostname(),
-            os.getpid(),
-            self.wall(),
-            self.SECONDS,
-            process_alive,
-        )
-        if holder is not None:
-            raise StateError(
-                f"campaign {self.campaign_id}: another sender is sending it (pid "
-                f"{holder['pid']} on {holder['host']}); wait for it to finish or stop it"
-            )
-        self._thread = threading.Thread(target=self._heartbeat, name="lease", daemon=True)
-        self._thread.start()
-
-    def _heartbeat(self) -> None:
-        store = Store(self.db_path)
-        try:
-            while not self._stop.wait(self.SECONDS / 6):
-                try:
-                    renewed = store.renew_lease(
-                        self.campaign_id, self.owner, self.wall(), self.SECONDS
-                    )
-                except sqlite3.Error as exc:
-                    # Busy for a moment: the lease lasts six beats, so try on the next.
-                    log.warning("campaign %s: lease not renewed (%s)", self.campaign_id, exc)
-                    continue
-                if not renewed:
-                    self.lost.set()
-                    return
-        finally:
-            store.close()
-
-    def release(self, store: Store) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join()
-        store.release_lease(self.campaign_id, self.owner)
-
-
-def backoff(
-    attempts: int,
-    policy: Policy,
-    retry_after: float | None,
-    rand: Callable[[], float] = random.random,
-) -> float:
-    """Seconds to wait before the next try: exponential with jitter, or what the provider said."""
-    base = min(policy.max_backoff_seconds, policy.backoff_seconds * 2 ** max(attempts - 1, 0))
-    delay = base * (0.5 + rand())  # jitter spreads retries of many rows apart
-    return max(delay, retry_after or 0.0)
-
-
 def settle_in_flight(
     store: Store, transport: Transport, campaign_id: int, now: dt.datetime
 ) -> dict[str, int]:
@@ -309,15 +125,6 @@ def settle_in_flight(
             )
             counts[IN_DOUBT] += 1
     return counts
-
-
-@dataclass
-class _Item:
-    delivery_id: int
-    subscriber_id: int
-    attempts: int
-    message_id: str
-    envelope: Envelope
 
 
 class _Run:
@@ -353,7 +160,7 @@ class _Run:
                 self.progress.paused_reason = reason
         self.halt.set()
 
-    def outcome_rows(self, items: list[_Item], outcomes: list[Outcome]) -> list[dict[str, Any]]:
+    def outcome_rows(self, items: list[Item], outcomes: list[Outcome]) -> list[dict[str, Any]]:
         """The ledger rows for what the transport said about a batch."""
         now = self.clock()
         stamp = now.isoformat(timespec="seconds")  # when it went, not when it is written
@@ -415,7 +222,7 @@ class _Run:
         if in_a_row >= self.policy.pause_after:
             self.pause(f"paused after {in_a_row} failures in a row; last: {self.last_error}")
 
-    def worker(self, work: queue.Queue[_Item | None]) -> None:
+    def worker(self, work: queue.Queue[Item | None]) -> None:
         store = Store(self.db_path)
         # The outcome of this worker's last batch, when the next item was already
         # waiting: it is recorded in the same transaction as the next claim.
@@ -450,8 +257,8 @@ class _Run:
     def _send(
         self,
         store: Store,
-        work: queue.Queue[_Item | None],
-        item: _Item,
+        work: queue.Queue[Item | None],
+        item: Item,
         done: list[tuple[list[dict[str, Any]], list[Outcome]]],
     ) -> None:
         """Claim, send and record one batch: at most one batch per worker is in flight.
@@ -539,250 +346,12 @@ class _Run:
             self._flush(store, done)
 
 
-def send_campaign(
-    store: Store,
-    transport: Transport,
-    mail: CampaignMail,
-    clock: Clock,
-    should_stop: Callable[[], bool] = lambda: False,
-    on_progress: Callable[[Progress], None] | None = None,
-    policy: Policy | None = None,
-    parts: PartsFactory | None = None,
-) -> Progress:
-    """Send the due rows of a campaign that is in the sending state.
-
-    Stops between two messages when ``should_stop()`` is true, when the
-    campaign is paused or cancelled by anyone, or when too many failures
-    come in a row (the campaign is then paused with the reason). Call again
-    to continue.
-    """
-    policy = policy or policy_for(mail.settings)
-    campaign_id = mail.campaign["id"]
-    if store.campaign_status(campaign_id) != "sending":
-        raise StateError(f"campaign {campaign_id}: not in the sending state")
-    lease = Lease(store.path, campaign_id)
-    lease.acquire(store)
-    run = _Run(store, transport, campaign_id, clock, policy, on_progress, lease.lost)
-    try:
-        run.progress.settled = settle_in_flight(store, transport, campaign_id, clock())
-        shards = _shard_count(store, campaign_id, policy, clock()) if parts is not None else 1
-        if shards > 1 and parts is not None:
-            _send_sharded(store, run, parts, shards, should_stop)
-        else:
-            _read_and_send(store, mail, run, should_stop)
-    except Exception as exc:  # noqa: BLE001 - whatever it was, the campaign must not stay sending
-        # A send that cannot go on (threads or processes that cannot start, a bug)
-        # pauses with the reason; left "sending", every scheduler tick would retry it.
-        log.exception("campaign %s: the send stopped on an error", campaign_id)
-        run.pause(f"paused: the send stopped on an error ({_describe(exc)}); resume to continue")
-    finally:
-        lease.release(store)
-    progress = run.progress
-    if progress.paused_reason:
-        store.set_campaign_status(
-            campaign_id, "paused", ("sending",), clock(), note=progress.paused_reason
-        )
-        progress.stopped = True
-        log.warning("campaign %s: %s", campaign_id, progress.paused_reason)
-        return progress
-    counts = store.delivery_counts(campaign_id)
-    if counts[PENDING] == counts[DEFERRED] == counts["sending"] == 0 and not progress.stopped:
-        store.set_campaign_status(campaign_id, "sent", ("sending",), clock())
-        progress.finished = True
-    return progress
-
-
 def _describe(exc: BaseException) -> str:
     """An exception as one line: its own message, or its kind when it has none."""
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
     if isinstance(exc, NewsletterError):
         return text
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
-
-
-def _cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))  # the cores this process may use (containers)
-    except AttributeError:
-        return os.cpu_count() or 1
-
-
-def _shard_count(store: Store, campaign_id: int, policy: Policy, now: dt.datetime) -> int:
-    """How many processes to send with: never more than connections (or whole messages
-    per second, so each keeps a one-second window), and one for small sends."""
-    wanted = min(policy.processes or _cores(), max(1, policy.concurrency))
-    if policy.rate_per_second > 0:
-        wanted = min(wanted, max(1, int(policy.rate_per_second)))
-    if wanted <= 1:
-        return 1
-    return wanted if store.due_count(campaign_id, now) >= SHARD_MIN_ROWS else 1
-
-
-def _send_sharded(
-    store: Store, run: _Run, parts: PartsFactory, count: int, should_stop: Callable[[], bool]
-) -> None:
-    """Run one child per shard and add up what they report; stop them all on a stop."""
-    policy = run.policy
-    # Children keep the caller's notion of now (tests inject a clock) as an offset.
-    offset = run.clock() - dt.datetime.now(dt.UTC)
-    children: list[tuple[subprocess.Popen[bytes], Connection]] = []
-    rate = policy.rate_per_second
-    latest: list[Progress] = []
-    stopping = False
-    log.info("campaign %s: sending with %d processes", run.campaign_id, count)
-    try:
-        for index in range(count):
-            # Whole shares: each child's limiter keeps an exact one-second window.
-            share = replace(
-                policy,
-                concurrency=policy.concurrency // count + (index < policy.concurrency % count),
-                rate_per_second=(int(rate) // count + (index < int(rate) % count)) if rate else 0,
-            )
-            children.append(_start_child((parts, Shard(index, count), share, offset, os.getpid())))
-            latest.append(Progress())
-        open_pipes: dict[Connection, int] = {
-            receiver: n for n, (_, receiver) in enumerate(children)
-        }
-        while open_pipes:
-            for receiver in wait(list(open_pipes), timeout=0.2):
-                n = open_pipes[receiver]
-                try:
-                    kind, payload = receiver.recv()
-                except EOFError:
-                    # The child ended without its last word: stop the others too, unless
-                    # it was our SIGTERM that came before the child could handle it.
-                    del open_pipes[receiver]
-                    code = children[n][0].wait()
-                    if not (stopping and code == -signal.SIGTERM):
-                        latest[n].paused_reason = latest[n].paused_reason or _died(code)
-                    continue
-                if kind == "error":
-                    latest[n].paused_reason = f"paused: {payload}"
-                    del open_pipes[receiver]
-                    continue
-                latest[n] = payload
-                if kind == "done":
-                    del open_pipes[receiver]
-            total = Progress(settled=run.progress.settled)
-            for progress in latest:
-                total.add(progress)
-            run.progress = total
-            if run.on_progress:
-                run.on_progress(total)
-            if not stopping and (should_stop() or run.lost.is_set() or total.paused_reason):
-                stopping = True
-                if run.lost.is_set():
-                    run.pause("paused: this sender lost its lease on the campaign")
-                for child, _ in children:
-                    child.terminate()  # SIGTERM: each stops after its message in flight
-    except BaseException:
-        for child, _ in children:
-            child.terminate()
-        raise
-    finally:
-        for child, receiver in children:
-            child.wait()
-            receiver.close()
-    if stopping:
-        run.progress.stopped = True
-    if run.lost.is_set() and not run.progress.paused_reason:
-        run.progress.paused_reason = "paused: this sender lost its lease on the campaign"
-    # A child stopped by our SIGTERM before it could install its handler has claimed nothing.
-    clean = (0, -signal.SIGTERM) if stopping else (0,)
-    died = [child.returncode for child, _ in children if child.returncode not in clean]
-    if died:
-        # Rows a dead child had in flight are settled now, like a crashed sender's.
-        settled = settle_in_flight(store, run.transport, run.campaign_id, run.clock())
-        for key, value in settled.items():
-            run.progress.settled[key] = run.progress.settled.get(key, 0) + value
-        if not run.progress.paused_reason:
-            run.progress.paused_reason = _died(died[0])
-
-
-def _died(code: int) -> str:
-    return f"paused: a sending process stopped unexpectedly (exit code {code}); resume to continue"
-
-
-def _die_with_parent(parent_pid: int) -> None:
-    """Have the kernel kill this child when its parent dies, so no orphan sends on alone."""
-    if sys.platform.startswith("linux"):
-        try:
-            libc = ctypes.CDLL(None, use_errno=True)
-            libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-        except (OSError, AttributeError):
-            pass  # without it, the loop below still checks the parent between messages
-    if os.getppid() != parent_pid:
-        os._exit(1)  # the parent died before the line above took effect
-
-
-def _start_child(args: tuple[Any, ...]) -> tuple[subprocess.Popen[bytes], Connection]:
-    """Start one sending process; its arguments go down stdin, its reports come up a pipe.
-
-    A fresh interpreter (not fork: this process has threads; not multiprocessing's
-    spawn, which would re-run the caller's main script) runs ``newsletter.sender``.
-    """
-    read_fd, write_fd = os.pipe()
-    try:
-        child = subprocess.Popen(
-            [sys.executable, "-m", "newsletter.sender", str(write_fd)],
-            stdin=subprocess.PIPE,
-            pass_fds=(write_fd,),
-        )
-    except BaseException:
-        os.close(read_fd)
-        raise
-    finally:
-        os.close(write_fd)
-    assert child.stdin is not None
-    try:
-        child.stdin.write(pickle.dumps(args))
-        child.stdin.close()
-    except BaseException:
-        child.kill()
-        child.wait()
-        os.close(read_fd)
-        raise
-    return child, Connection(read_fd, writable=False)
-
-
-def shard_main(report_fd: int, stopped_early: list[bool]) -> None:
-    """The body of a sending process (``python -m newsletter.sender FD``).
-
-    ``stopped_early`` is non-empty when a SIGTERM came while the process was
-    still importing: it then reports at once without claiming anything.
-    """
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    if stopped_early:
-        stop.set()
-    pipe = Connection(report_fd, readable=False)
-    parts, shard, policy, offset, parent_pid = pickle.loads(sys.stdin.buffer.read())
-    _die_with_parent(parent_pid)
-
-    def clock() -> dt.datetime:
-        return dt.datetime.now(dt.UTC) + offset
-
-    last = 0.0
-
-    def report(progress: Progress) -> None:
-        nonlocal last  # called under the run's lock, so one thread at a time
-        if time.monotonic() - last >= 0.1:
-            last = time.monotonic()
-            pipe.send(("progress", progress))
-
-    try:
-        store, mail, transport = parts(policy.concurrency)
-    except NewsletterError as exc:
-        pipe.send(("error", str(exc)))
-        return
-    try:
-        run = _Run(store, transport, mail.campaign["id"], clock, policy, report, threading.Event())
-        _read_and_send(store, mail, run, lambda: stop.is_set() or os.getppid() != parent_pid, shard)
-        pipe.send(("done", run.progress))
-    finally:
-        transport.close()
-        store.close()
-        pipe.close()
 
 
 def _read_and_send(
@@ -794,7 +363,7 @@ def _read_and_send(
 ) -> None:
     """Read due rows in batches, render each message, and feed the workers."""
     campaign_id, clock, policy = run.campaign_id, run.clock, run.policy
-    work: queue.Queue[_Item | None] = queue.Queue(
+    work: queue.Queue[Item | None] = queue.Queue(
         maxsize=max(1, policy.concurrency) * max(1, run.transport.batch_size) * 2
     )
     workers: list[threading.Thread] = []
@@ -861,7 +430,7 @@ def _read_and_send(
                             )
                     continue
                 unbuilt = 0
-                work.put(_Item(row["id"], subscriber["id"], row["attempts"], msg_id, envelope))
+                work.put(Item(row["id"], subscriber["id"], row["attempts"], msg_id, envelope))
     finally:
         if sys.exc_info()[0] is not None:
             run.halt.set()  # Ctrl-C or a crash of the reader: send nothing more
