@@ -15,12 +15,17 @@ Invariants:
 
 from __future__ import annotations
 
+import datetime as dt
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from newsletter.config import Settings
-from newsletter.transports import Envelope
+from newsletter.store import DEFERRED, FAILED, IN_DOUBT, PENDING, SENT
+from newsletter.transports import IN_DOUBT as IN_DOUBT_OUTCOME
+from newsletter.transports import PERMANENT, REJECTED, TRANSIENT, UNUSABLE, Envelope, Outcome
+from newsletter.transports import SENT as SENT_OUTCOME
 
 
 @dataclass(frozen=True)
@@ -97,3 +102,108 @@ def backoff(
     base = min(policy.max_backoff_seconds, policy.backoff_seconds * 2 ** max(attempts - 1, 0))
     delay = base * (0.5 + rand())  # jitter spreads retries of many rows apart
     return max(delay, retry_after or 0.0)
+
+
+@dataclass(frozen=True)
+class Batch:
+    """What the transport's answer for a batch means: the ledger rows to write, and
+    how they count (in doubt counts as failed)."""
+
+    rows: list[dict[str, Any]]
+    outcomes: list[Outcome]
+    sent: int = 0
+    failed: int = 0
+    deferred: int = 0
+
+
+def outcome_rows(
+    items: Sequence[Item],
+    outcomes: Sequence[Outcome],
+    policy: Policy,
+    now: dt.datetime,
+    rand: Callable[[], float] = random.random,
+) -> Batch:
+    """The ledger rows for what the transport said about a batch, and their counts."""
+    stamp = now.isoformat(timespec="seconds")  # when it went, not when it is written
+    rows = []
+    counts = {SENT: 0, DEFERRED: 0, FAILED: 0}
+    for item, outcome in zip(items, outcomes, strict=True):
+        row: dict[str, Any] = {
+            "id": item.delivery_id,
+            "provider_id": outcome.provider_id,
+            "done_at": stamp,
+        }
+        if outcome.status == PERMANENT:
+            row.update(status=FAILED, error=outcome.error, bounce=item.subscriber_id)
+        elif outcome.status in (REJECTED, UNUSABLE):
+            row.update(status=FAILED, error=outcome.error)
+        elif outcome.status == IN_DOUBT_OUTCOME:
+            row.update(status=IN_DOUBT, error=outcome.error)
+        elif outcome.status == TRANSIENT:
+            attempts = item.attempts + 1
+            if attempts >= policy.max_attempts:
+                row.update(status=FAILED, error=f"gave up after {attempts} tries: {outcome.error}")
+            else:
+                wait = backoff(attempts, policy, outcome.retry_after, rand)
+                row.update(
+                    status=DEFERRED,
+                    error=outcome.error,
+                    next_attempt_at=(now + dt.timedelta(seconds=wait)).isoformat(
+                        timespec="seconds"
+                    ),
+                )
+        else:
+            row.update(status=SENT)
+        rows.append(row)
+        counts[row["status"] if row["status"] in (SENT, DEFERRED) else FAILED] += 1
+    return Batch(
+        rows, list(outcomes), sent=counts[SENT], failed=counts[FAILED], deferred=counts[DEFERRED]
+    )
+
+
+def unsent_rows(items: Sequence[Item], status: str, error: str) -> list[dict[str, Any]]:
+    """Rows for a batch the transport refused as a whole: ``pending`` when nothing can
+    have gone (sent again after the fix), ``in_doubt`` when it may have."""
+    return [{"id": i.delivery_id, "status": status, "error": error} for i in items]
+
+
+@dataclass(frozen=True)
+class Streak:
+    """Failures in a row that point beyond one address, and the last one's error."""
+
+    count: int = 0
+    last_error: str = ""
+
+    def after(self, outcomes: Sequence[Outcome]) -> Streak:
+        """The streak once these outcomes are counted, in order."""
+        count, last_error = self.count, self.last_error
+        for outcome in outcomes:
+            # Temporary failures, refused messages and unanswered sends in a row
+            # mean something is wrong beyond one address: stop and say why.
+            # A bounce, or an address this transport cannot carry, is about one
+            # address, so it neither counts nor resets.
+            if outcome.status in (TRANSIENT, REJECTED, IN_DOUBT_OUTCOME):
+                count += 1
+                last_error = outcome.error
+            elif outcome.status == SENT_OUTCOME:
+                count = 0
+        return Streak(count, last_error)
+
+    def pause_reason(self, policy: Policy) -> str | None:
+        """Why the campaign pauses now, or None while it goes on."""
+        if self.count >= policy.pause_after:
+            return f"paused after {self.count} failures in a row; last: {self.last_error}"
+        return None
+
+
+def settled_row(verdict: bool | None) -> tuple[str, str | None]:
+    """The status (and error) of a row left ``sending`` by a stopped sender, from what
+    the transport says: sent, never taken (safe to send again), or cannot tell."""
+    if verdict is True:
+        return SENT, None
+    if verdict is False:
+        # The transport knows it never took the message: safe to send again.
+        return PENDING, None
+    return IN_DOUBT, (
+        "in flight when the sender stopped; the transport cannot tell whether it was accepted"
+    )

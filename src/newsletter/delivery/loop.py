@@ -33,24 +33,29 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 from newsletter import delivery_key
 from newsletter.campaigns import CampaignMail
 from newsletter.clock import Clock
-from newsletter.delivery.ledger import Item, Policy, Progress, backoff
+from newsletter.delivery.ledger import (
+    Batch,
+    Item,
+    Policy,
+    Progress,
+    Streak,
+    outcome_rows,
+    settled_row,
+    unsent_rows,
+)
 from newsletter.errors import InDoubtError, NewsletterError, PermanentError, TransientError
-from newsletter.store import DEFERRED, FAILED, IN_DOUBT, PENDING, SENT, SKIPPED, Store
+from newsletter.store import FAILED, IN_DOUBT, PENDING, SENT, SKIPPED, Store
 from newsletter.transports import IN_DOUBT as IN_DOUBT_OUTCOME
+from newsletter.transports import SENT as SENT_OUTCOME
 from newsletter.transports import (
-    PERMANENT,
-    REJECTED,
     TRANSIENT,
-    UNUSABLE,
     Outcome,
     Transport,
 )
-from newsletter.transports import SENT as SENT_OUTCOME
 
 log = logging.getLogger(__name__)
 BATCH = 500  # rows read from the database at a time
@@ -108,22 +113,9 @@ def settle_in_flight(
     counts = {SENT: 0, PENDING: 0, IN_DOUBT: 0}
     for row in store.in_flight(campaign_id):
         verdict = transport.was_sent(delivery_key.build(campaign_id, row["id"]))
-        if verdict is True:
-            store.finish_delivery(row["id"], SENT, now)
-            counts[SENT] += 1
-        elif verdict is False:
-            # The transport knows it never took the message: safe to send again.
-            store.finish_delivery(row["id"], PENDING, now)
-            counts[PENDING] += 1
-        else:
-            store.finish_delivery(
-                row["id"],
-                IN_DOUBT,
-                now,
-                error="in flight when the sender stopped; the transport "
-                "cannot tell whether it was accepted",
-            )
-            counts[IN_DOUBT] += 1
+        status, error = settled_row(verdict)
+        store.finish_delivery(row["id"], status, now, error=error)
+        counts[status] += 1
     return counts
 
 
@@ -151,8 +143,7 @@ class _Run:
         self.progress = Progress()
         self.lock = threading.Lock()
         self.halt = threading.Event()  # set when the campaign must stop (pause, errors)
-        self.failures_in_a_row = 0
-        self.last_error = ""
+        self.streak = Streak()  # failures in a row, across all workers
 
     def pause(self, reason: str) -> None:
         with self.lock:
@@ -160,73 +151,24 @@ class _Run:
                 self.progress.paused_reason = reason
         self.halt.set()
 
-    def outcome_rows(self, items: list[Item], outcomes: list[Outcome]) -> list[dict[str, Any]]:
-        """The ledger rows for what the transport said about a batch."""
-        now = self.clock()
-        stamp = now.isoformat(timespec="seconds")  # when it went, not when it is written
-        rows = []
-        for item, outcome in zip(items, outcomes, strict=True):
-            row: dict[str, Any] = {
-                "id": item.delivery_id,
-                "provider_id": outcome.provider_id,
-                "done_at": stamp,
-            }
-            if outcome.status == PERMANENT:
-                row.update(status=FAILED, error=outcome.error, bounce=item.subscriber_id)
-            elif outcome.status in (REJECTED, UNUSABLE):
-                row.update(status=FAILED, error=outcome.error)
-            elif outcome.status == IN_DOUBT_OUTCOME:
-                row.update(status=IN_DOUBT, error=outcome.error)
-            elif outcome.status == TRANSIENT:
-                attempts = item.attempts + 1
-                if attempts >= self.policy.max_attempts:
-                    row.update(
-                        status=FAILED, error=f"gave up after {attempts} tries: {outcome.error}"
-                    )
-                else:
-                    wait = backoff(attempts, self.policy, outcome.retry_after)
-                    row.update(
-                        status=DEFERRED,
-                        error=outcome.error,
-                        next_attempt_at=(now + dt.timedelta(seconds=wait)).isoformat(
-                            timespec="seconds"
-                        ),
-                    )
-            else:
-                row.update(status=SENT)
-            rows.append(row)
-        return rows
-
-    def account(self, rows: list[dict[str, Any]], outcomes: list[Outcome]) -> None:
+    def account(self, batch: Batch) -> None:
         """Count a recorded batch; pause after too many failures in a row."""
         with self.lock:
-            for row, outcome in zip(rows, outcomes, strict=True):
-                if row["status"] == SENT:
-                    self.progress.sent += 1
-                elif row["status"] == DEFERRED:
-                    self.progress.deferred += 1
-                else:
-                    self.progress.failed += 1
-                # Temporary failures, refused messages and unanswered sends in a row
-                # mean something is wrong beyond one address: stop and say why.
-                # A bounce, or an address this transport cannot carry, is about one
-                # address, so it neither counts nor resets.
-                if outcome.status in (TRANSIENT, REJECTED, IN_DOUBT_OUTCOME):
-                    self.failures_in_a_row += 1
-                    self.last_error = outcome.error
-                elif outcome.status == SENT:
-                    self.failures_in_a_row = 0
-            in_a_row = self.failures_in_a_row
+            self.progress.sent += batch.sent
+            self.progress.deferred += batch.deferred
+            self.progress.failed += batch.failed
+            self.streak = streak = self.streak.after(batch.outcomes)
             if self.on_progress:
                 self.on_progress(self.progress)
-        if in_a_row >= self.policy.pause_after:
-            self.pause(f"paused after {in_a_row} failures in a row; last: {self.last_error}")
+        reason = streak.pause_reason(self.policy)
+        if reason:
+            self.pause(reason)
 
     def worker(self, work: queue.Queue[Item | None]) -> None:
         store = Store(self.db_path)
         # The outcome of this worker's last batch, when the next item was already
         # waiting: it is recorded in the same transaction as the next claim.
-        done: list[tuple[list[dict[str, Any]], list[Outcome]]] = []
+        done: list[Batch] = []
         try:
             while True:
                 try:
@@ -247,19 +189,17 @@ class _Run:
             finally:
                 store.close()
 
-    def _flush(self, store: Store, done: list[tuple[list[dict[str, Any]], list[Outcome]]]) -> None:
+    def _flush(self, store: Store, done: list[Batch]) -> None:
         while done:
-            rows, outcomes = done[0]
-            store.record_outcomes(rows, self.clock())
-            done.pop(0)
-            self.account(rows, outcomes)
+            store.record_outcomes(done[0].rows, self.clock())
+            self.account(done.pop(0))
 
     def _send(
         self,
         store: Store,
         work: queue.Queue[Item | None],
         item: Item,
-        done: list[tuple[list[dict[str, Any]], list[Outcome]]],
+        done: list[Batch],
     ) -> None:
         """Claim, send and record one batch: at most one batch per worker is in flight.
 
@@ -285,13 +225,13 @@ class _Run:
             self.pause("paused: this sender lost its lease on the campaign")
             return
         self.limiter.acquire(len(items))
-        previous = done[0] if done else ([], [])
         claimed, skipped = store.claim_deliveries(
-            [(i.delivery_id, i.message_id) for i in items], self.clock(), previous[0]
+            [(i.delivery_id, i.message_id) for i in items],
+            self.clock(),
+            done[0].rows if done else [],
         )
         if done:
-            done.pop(0)
-            self.account(*previous)
+            self.account(done.pop(0))
         if skipped:
             # Unsubscribed since the row was read (or taken off a list): not sent.
             with self.lock:
@@ -313,19 +253,13 @@ class _Run:
         except PermanentError as exc:
             # Nothing can go (a refused login, a bad API key): pause the campaign and put
             # the rows back as they were, so resuming after the fix sends them.
-            store.record_outcomes(
-                [{"id": i.delivery_id, "status": PENDING, "error": str(exc)} for i in items],
-                self.clock(),
-            )
+            store.record_outcomes(unsent_rows(items, PENDING, str(exc)), self.clock())
             self.pause(f"paused: {exc}")
             return
         except InDoubtError as exc:
             # The request went out and no answer came back: the provider may have the
             # messages. Never resend them blindly; show them as in doubt and pause.
-            store.record_outcomes(
-                [{"id": i.delivery_id, "status": IN_DOUBT, "error": str(exc)} for i in items],
-                self.clock(),
-            )
+            store.record_outcomes(unsent_rows(items, IN_DOUBT, str(exc)), self.clock())
             self.pause(f"paused: {exc}")
             return
         except TransientError as exc:
@@ -339,7 +273,7 @@ class _Run:
             error = f"the transport failed unexpectedly ({_describe(exc)}); it may have sent it"
             log.exception("campaign %s: %s", self.campaign_id, error)
             outcomes = [Outcome(i.envelope.key, IN_DOUBT_OUTCOME, error=error) for i in items]
-        done.append((self.outcome_rows(items, outcomes), outcomes))
+        done.append(outcome_rows(items, outcomes, self.policy, self.clock()))
         if any(o.status != SENT_OUTCOME for o in outcomes):
             # A failure may bounce an address or pause the campaign: act on it now,
             # not with the next claim.
