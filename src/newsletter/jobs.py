@@ -469,7 +469,15 @@ def send_prepared(
     """Send a campaign that prepare_send started, sharing it across processes when large."""
     parts = functools.partial(shard_parts, ws.root, ws.settings, ws.secrets, mail.campaign["id"])
     return delivery.send_campaign(
-        store, transport, mail, clock, should_stop, on_progress, parts=parts
+        store,
+        transport,
+        mail,
+        clock,
+        should_stop,
+        on_progress,
+        policy=delivery.policy_for(ws.settings),
+        sender=delivery.sender_for(ws.settings),
+        parts=parts,
     )
 
 

@@ -30,7 +30,7 @@ from collections.abc import Callable
 from newsletter.campaigns import CampaignMail
 from newsletter.clock import Clock
 from newsletter.delivery.lease import Lease, active_sender, process_alive
-from newsletter.delivery.ledger import Policy, Progress, backoff, policy_for
+from newsletter.delivery.ledger import Policy, Progress, Sender, backoff, policy_for, sender_for
 from newsletter.delivery.loop import (
     BATCH,
     RateLimiter,
@@ -60,12 +60,14 @@ __all__ = [
     "Policy",
     "Progress",
     "RateLimiter",
+    "Sender",
     "Shard",
     "active_sender",
     "backoff",
     "policy_for",
     "process_alive",
     "send_campaign",
+    "sender_for",
     "settle_in_flight",
     "shard_main",
 ]
@@ -80,7 +82,9 @@ def send_campaign(
     clock: Clock,
     should_stop: Callable[[], bool] = lambda: False,
     on_progress: Callable[[Progress], None] | None = None,
-    policy: Policy | None = None,
+    *,
+    policy: Policy,
+    sender: Sender,
     parts: PartsFactory | None = None,
 ) -> Progress:
     """Send the due rows of a campaign that is in the sending state.
@@ -88,15 +92,16 @@ def send_campaign(
     Stops between two messages when ``should_stop()`` is true, when the
     campaign is paused or cancelled by anyone, or when too many failures
     come in a row (the campaign is then paused with the reason). Call again
-    to continue.
+    to continue. ``policy`` and ``sender`` come from the settings
+    (``policy_for``, ``sender_for``); ``parts`` lets a large campaign be shared
+    by sending processes.
     """
-    policy = policy or policy_for(mail.settings)
     campaign_id = mail.campaign["id"]
     if store.campaign_status(campaign_id) != "sending":
         raise StateError(f"campaign {campaign_id}: not in the sending state")
     lease = Lease(store.path, campaign_id)
     lease.acquire(store)
-    run = _Run(store, transport, campaign_id, clock, policy, on_progress, lease.lost)
+    run = _Run(store, transport, campaign_id, clock, policy, sender, on_progress, lease.lost)
     try:
         run.progress.settled = settle_in_flight(store, transport, campaign_id, clock())
         shards = _shard_count(store, campaign_id, policy, clock()) if parts is not None else 1

@@ -1,5 +1,9 @@
 """The delivery ledger's rules: how hard to push, when to retry, when to give up.
 
+The settings a send needs (``Policy``, ``Sender``) are made from the
+configuration by the caller (``policy_for``, ``sender_for``) and passed in:
+nothing below the caller reads the settings.
+
 Data in, data out: no threads, no store, no transport. The send loop asks
 this module what a transport's answer means for each row and writes what it
 is told.
@@ -54,6 +58,19 @@ def policy_for(settings: Settings) -> Policy:
         pause_after=d.pause_after_failures,
         processes=d.processes,
     )
+
+
+@dataclass(frozen=True)
+class Sender:
+    """Who a send goes out as, from [sender] settings: the envelope sender (SMTP
+    MAIL FROM, the API's sender), where bounces come back to. The From and
+    Reply-To headers are part of the message, built with the campaign's mail."""
+
+    envelope_from: str
+
+
+def sender_for(settings: Settings) -> Sender:
+    return Sender(envelope_from=settings.sender.from_address)
 
 
 @dataclass

@@ -42,6 +42,7 @@ from newsletter.delivery.ledger import (
     Item,
     Policy,
     Progress,
+    Sender,
     Streak,
     outcome_rows,
     settled_row,
@@ -129,6 +130,7 @@ class _Run:
         campaign_id: int,
         clock: Clock,
         policy: Policy,
+        sender: Sender,
         on_progress: Callable[[Progress], None] | None,
         lost: threading.Event,
     ):
@@ -137,6 +139,7 @@ class _Run:
         self.campaign_id = campaign_id
         self.clock = clock
         self.policy = policy
+        self.sender = sender
         self.on_progress = on_progress
         self.lost = lost  # set when the lease on the campaign is lost
         self.limiter = RateLimiter(policy.rate_per_second)
@@ -301,7 +304,7 @@ def _read_and_send(
         maxsize=max(1, policy.concurrency) * max(1, run.transport.batch_size) * 2
     )
     workers: list[threading.Thread] = []
-    sender = mail.settings.sender.from_address
+    sender = run.sender.envelope_from
     # Transports that send MIME bytes only need no Content fields built per message.
     fields = getattr(run.transport, "needs_fields", True)
     after, checked = 0, 0.0

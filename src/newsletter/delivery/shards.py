@@ -85,7 +85,9 @@ def _send_sharded(
                 concurrency=policy.concurrency // count + (index < policy.concurrency % count),
                 rate_per_second=(int(rate) // count + (index < int(rate) % count)) if rate else 0,
             )
-            children.append(_start_child((parts, Shard(index, count), share, offset, os.getpid())))
+            children.append(
+                _start_child((parts, Shard(index, count), share, run.sender, offset, os.getpid()))
+            )
             latest.append(Progress())
         open_pipes: dict[Connection, int] = {
             receiver: n for n, (_, receiver) in enumerate(children)
@@ -203,7 +205,7 @@ def shard_main(report_fd: int, stopped_early: list[bool]) -> None:
     if stopped_early:
         stop.set()
     pipe = Connection(report_fd, readable=False)
-    parts, shard, policy, offset, parent_pid = pickle.loads(sys.stdin.buffer.read())
+    parts, shard, policy, sender, offset, parent_pid = pickle.loads(sys.stdin.buffer.read())
     _die_with_parent(parent_pid)
 
     def clock() -> dt.datetime:
@@ -223,7 +225,9 @@ def shard_main(report_fd: int, stopped_early: list[bool]) -> None:
         pipe.send(("error", str(exc)))
         return
     try:
-        run = _Run(store, transport, mail.campaign["id"], clock, policy, report, threading.Event())
+        run = _Run(
+            store, transport, mail.campaign["id"], clock, policy, sender, report, threading.Event()
+        )
         _read_and_send(store, mail, run, lambda: stop.is_set() or os.getppid() != parent_pid, shard)
         pipe.send(("done", run.progress))
     finally:
