@@ -26,7 +26,7 @@ from typing import Any
 
 from newsletter.errors import StateError
 from newsletter.store import Store
-from newsletter.store.deliveries import lease_held
+from newsletter.store.leases import lease_held
 
 log = logging.getLogger(__name__)
 
