@@ -128,18 +128,18 @@ def test_a_batch_with_an_answer_missing_is_an_error() -> None:
 
 def test_retry_delay_doubles_up_to_the_cap_with_jitter_around_it() -> None:
     policy = Policy(backoff_seconds=300, max_backoff_seconds=4000)
-    assert [ledger.backoff(n, policy, None, rand=middle) for n in (1, 2, 3, 4, 5)] == [
+    assert [ledger.retry_delay(n, policy, None, rand=middle) for n in (1, 2, 3, 4, 5)] == [
         300,
         600,
         1200,
         2400,
         4000,
     ]
-    assert ledger.backoff(0, policy, None, rand=middle) == 300  # a first try waits the base
+    assert ledger.retry_delay(0, policy, None, rand=middle) == 300  # a first try waits the base
     # Jitter: from half to one and a half times the base, never outside.
-    assert ledger.backoff(2, policy, None, rand=lambda: 0.0) == 300
-    assert ledger.backoff(2, policy, None, rand=lambda: 0.999) == pytest.approx(899.4)
-    assert ledger.backoff(2, policy, 10_000, rand=lambda: 0.999) == 10_000
+    assert ledger.retry_delay(2, policy, None, rand=lambda: 0.0) == 300
+    assert ledger.retry_delay(2, policy, None, rand=lambda: 0.999) == pytest.approx(899.4)
+    assert ledger.retry_delay(2, policy, 10_000, rand=lambda: 0.999) == 10_000
 
 
 def test_failures_in_a_row_pause_and_one_success_resets_them() -> None:

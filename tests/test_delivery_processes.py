@@ -53,9 +53,9 @@ def _workspace(ws_dir: Path, sink: SmtpSink, **extra: str) -> tuple[Workspace, i
 
 def _send_in_background(
     ws: Workspace, campaign_id: int, sink: SmtpSink
-) -> tuple[threading.Thread, dict[str, delivery.Progress]]:
+) -> tuple[threading.Thread, dict[str, delivery.SendProgress]]:
     """Start sending in a thread; return once 100 messages have arrived."""
-    result: dict[str, delivery.Progress] = {}
+    result: dict[str, delivery.SendProgress] = {}
     sender = threading.Thread(
         target=lambda: result.update(p=jobs.send_campaign(ws, ws.open_store(), campaign_id, clock))
     )

@@ -30,14 +30,21 @@ from collections.abc import Callable
 from newsletter.campaigns import CampaignMail
 from newsletter.clock import Clock
 from newsletter.delivery.lease import Lease, active_sender, process_alive
-from newsletter.delivery.ledger import Policy, Progress, Sender, backoff, policy_for, sender_for
+from newsletter.delivery.ledger import (
+    Policy,
+    Sender,
+    SendProgress,
+    policy_for,
+    retry_delay,
+    sender_for,
+)
 from newsletter.delivery.loop import (
     BATCH,
-    RateLimiter,
+    SendRate,
     Shard,
     _describe,
     _read_and_send,
-    _Run,
+    _SendRun,
     settle_in_flight,
 )
 from newsletter.delivery.shards import (
@@ -58,12 +65,12 @@ __all__ = [
     "Lease",
     "PartsFactory",
     "Policy",
-    "Progress",
-    "RateLimiter",
+    "SendProgress",
+    "SendRate",
     "Sender",
     "Shard",
     "active_sender",
-    "backoff",
+    "retry_delay",
     "policy_for",
     "process_alive",
     "send_campaign",
@@ -81,12 +88,12 @@ def send_campaign(
     mail: CampaignMail,
     clock: Clock,
     should_stop: Callable[[], bool] = lambda: False,
-    on_progress: Callable[[Progress], None] | None = None,
+    on_progress: Callable[[SendProgress], None] | None = None,
     *,
     policy: Policy,
     sender: Sender,
     parts: PartsFactory | None = None,
-) -> Progress:
+) -> SendProgress:
     """Send the due rows of a campaign that is in the sending state.
 
     Stops between two messages when ``should_stop()`` is true, when the
@@ -101,7 +108,7 @@ def send_campaign(
         raise StateError(f"campaign {campaign_id}: not in the sending state")
     lease = Lease(store.path, campaign_id)
     lease.acquire(store)
-    run = _Run(store, transport, campaign_id, clock, policy, sender, on_progress, lease.lost)
+    run = _SendRun(store, transport, campaign_id, clock, policy, sender, on_progress, lease.lost)
     try:
         run.progress.settled = settle_in_flight(store, transport, campaign_id, clock())
         shards = _shard_count(store, campaign_id, policy, clock()) if parts is not None else 1

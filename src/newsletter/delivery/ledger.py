@@ -74,7 +74,9 @@ def sender_for(settings: Settings) -> Sender:
 
 
 @dataclass
-class Progress:
+class SendProgress:
+    """What one send has done so far, as reported while it runs and when it ends."""
+
     sent: int = 0
     failed: int = 0
     deferred: int = 0
@@ -88,7 +90,7 @@ class Progress:
     def done(self) -> int:
         return self.sent + self.failed + self.deferred + self.skipped
 
-    def add(self, other: Progress) -> None:
+    def add(self, other: SendProgress) -> None:
         self.sent += other.sent
         self.failed += other.failed
         self.deferred += other.deferred
@@ -109,7 +111,7 @@ class Item:
     envelope: Envelope
 
 
-def backoff(
+def retry_delay(
     attempts: int,
     policy: Policy,
     retry_after: float | None,
@@ -161,7 +163,7 @@ def outcome_rows(
             if attempts >= policy.max_attempts:
                 row.update(status=FAILED, error=f"gave up after {attempts} tries: {outcome.error}")
             else:
-                wait = backoff(attempts, policy, outcome.retry_after, rand)
+                wait = retry_delay(attempts, policy, outcome.retry_after, rand)
                 row.update(
                     status=DEFERRED,
                     error=outcome.error,

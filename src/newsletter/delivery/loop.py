@@ -41,8 +41,8 @@ from newsletter.delivery.ledger import (
     Batch,
     Item,
     Policy,
-    Progress,
     Sender,
+    SendProgress,
     Streak,
     outcome_rows,
     settled_row,
@@ -70,8 +70,8 @@ class Shard:
     count: int
 
 
-class RateLimiter:
-    """At most ``rate`` acquisitions in any one-second window.
+class SendRate:
+    """The sending rate limit: at most ``rate`` messages start in any one-second window.
 
     A sliding window of the last ``rate`` start times: a caller waits only
     as long as it takes the oldest of them to leave the window, so a burst
@@ -120,7 +120,7 @@ def settle_in_flight(
     return counts
 
 
-class _Run:
+class _SendRun:
     """State shared by the reader and the workers of one send."""
 
     def __init__(
@@ -131,7 +131,7 @@ class _Run:
         clock: Clock,
         policy: Policy,
         sender: Sender,
-        on_progress: Callable[[Progress], None] | None,
+        on_progress: Callable[[SendProgress], None] | None,
         lost: threading.Event,
     ):
         self.db_path = store.path
@@ -142,8 +142,8 @@ class _Run:
         self.sender = sender
         self.on_progress = on_progress
         self.lost = lost  # set when the lease on the campaign is lost
-        self.limiter = RateLimiter(policy.rate_per_second)
-        self.progress = Progress()
+        self.limiter = SendRate(policy.rate_per_second)
+        self.progress = SendProgress()
         self.lock = threading.Lock()
         self.halt = threading.Event()  # set when the campaign must stop (pause, errors)
         self.streak = Streak()  # failures in a row, across all workers
@@ -294,7 +294,7 @@ def _describe(exc: BaseException) -> str:
 def _read_and_send(
     store: Store,
     mail: CampaignMail,
-    run: _Run,
+    run: _SendRun,
     should_stop: Callable[[], bool],
     shard: Shard | None = None,
 ) -> None:

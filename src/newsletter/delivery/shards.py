@@ -32,8 +32,8 @@ from multiprocessing.connection import Connection, wait
 from typing import Any
 
 from newsletter.campaigns import CampaignMail
-from newsletter.delivery.ledger import Policy, Progress
-from newsletter.delivery.loop import Shard, _read_and_send, _Run, settle_in_flight
+from newsletter.delivery.ledger import Policy, SendProgress
+from newsletter.delivery.loop import Shard, _read_and_send, _SendRun, settle_in_flight
 from newsletter.errors import NewsletterError
 from newsletter.store import Store
 from newsletter.transports import Transport
@@ -66,7 +66,7 @@ def _shard_count(store: Store, campaign_id: int, policy: Policy, now: dt.datetim
 
 
 def _send_sharded(
-    store: Store, run: _Run, parts: PartsFactory, count: int, should_stop: Callable[[], bool]
+    store: Store, run: _SendRun, parts: PartsFactory, count: int, should_stop: Callable[[], bool]
 ) -> None:
     """Run one child per shard and add up what they report; stop them all on a stop."""
     policy = run.policy
@@ -74,7 +74,7 @@ def _send_sharded(
     offset = run.clock() - dt.datetime.now(dt.UTC)
     children: list[tuple[subprocess.Popen[bytes], Connection]] = []
     rate = policy.rate_per_second
-    latest: list[Progress] = []
+    latest: list[SendProgress] = []
     stopping = False
     log.info("campaign %s: sending with %d processes", run.campaign_id, count)
     try:
@@ -88,7 +88,7 @@ def _send_sharded(
             children.append(
                 _start_child((parts, Shard(index, count), share, run.sender, offset, os.getpid()))
             )
-            latest.append(Progress())
+            latest.append(SendProgress())
         open_pipes: dict[Connection, int] = {
             receiver: n for n, (_, receiver) in enumerate(children)
         }
@@ -112,7 +112,7 @@ def _send_sharded(
                 latest[n] = payload
                 if kind == "done":
                     del open_pipes[receiver]
-            total = Progress(settled=run.progress.settled)
+            total = SendProgress(settled=run.progress.settled)
             for progress in latest:
                 total.add(progress)
             run.progress = total
@@ -213,7 +213,7 @@ def shard_main(report_fd: int, stopped_early: list[bool]) -> None:
 
     last = 0.0
 
-    def report(progress: Progress) -> None:
+    def report(progress: SendProgress) -> None:
         nonlocal last  # called under the run's lock, so one thread at a time
         if time.monotonic() - last >= 0.1:
             last = time.monotonic()
@@ -225,7 +225,7 @@ def shard_main(report_fd: int, stopped_early: list[bool]) -> None:
         pipe.send(("error", str(exc)))
         return
     try:
-        run = _Run(
+        run = _SendRun(
             store, transport, mail.campaign["id"], clock, policy, sender, report, threading.Event()
         )
         _read_and_send(store, mail, run, lambda: stop.is_set() or os.getppid() != parent_pid, shard)
