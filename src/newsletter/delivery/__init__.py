@@ -55,7 +55,8 @@ from newsletter.delivery.shards import (
     shard_main,
 )
 from newsletter.errors import StateError
-from newsletter.store import DEFERRED, PENDING, Store
+from newsletter.status import CampaignStatus, DeliveryStatus
+from newsletter.store import Store
 from newsletter.transports import Transport
 
 __all__ = [
@@ -104,7 +105,7 @@ def send_campaign(
     by sending processes.
     """
     campaign_id = mail.campaign["id"]
-    if store.campaign_status(campaign_id) != "sending":
+    if store.campaign_status(campaign_id) != CampaignStatus.SENDING:
         raise StateError(f"campaign {campaign_id}: not in the sending state")
     lease = Lease(store.path, campaign_id)
     lease.acquire(store)
@@ -126,13 +127,20 @@ def send_campaign(
     progress = run.progress
     if progress.paused_reason:
         store.set_campaign_status(
-            campaign_id, "paused", ("sending",), clock(), note=progress.paused_reason
+            campaign_id,
+            CampaignStatus.PAUSED,
+            (CampaignStatus.SENDING,),
+            clock(),
+            note=progress.paused_reason,
         )
         progress.stopped = True
         log.warning("campaign %s: %s", campaign_id, progress.paused_reason)
         return progress
     counts = store.delivery_counts(campaign_id)
-    if counts[PENDING] == counts[DEFERRED] == counts["sending"] == 0 and not progress.stopped:
-        store.set_campaign_status(campaign_id, "sent", ("sending",), clock())
+    unfinished = (DeliveryStatus.PENDING, DeliveryStatus.DEFERRED, DeliveryStatus.SENDING)
+    if not any(counts[status] for status in unfinished) and not progress.stopped:
+        store.set_campaign_status(
+            campaign_id, CampaignStatus.SENT, (CampaignStatus.SENDING,), clock()
+        )
         progress.finished = True
     return progress

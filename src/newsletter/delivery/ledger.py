@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from newsletter.config import Settings
-from newsletter.store import DEFERRED, FAILED, IN_DOUBT, PENDING, SENT
+from newsletter.status import DeliveryStatus
 from newsletter.transports import IN_DOUBT as IN_DOUBT_OUTCOME
 from newsletter.transports import PERMANENT, REJECTED, TRANSIENT, UNUSABLE, Envelope, Outcome
 from newsletter.transports import SENT as SENT_OUTCOME
@@ -145,7 +145,7 @@ def outcome_rows(
     """The ledger rows for what the transport said about a batch, and their counts."""
     stamp = now.isoformat(timespec="seconds")  # when it went, not when it is written
     rows = []
-    counts = {SENT: 0, DEFERRED: 0, FAILED: 0}
+    counts = {DeliveryStatus.SENT: 0, DeliveryStatus.DEFERRED: 0, DeliveryStatus.FAILED: 0}
     for item, outcome in zip(items, outcomes, strict=True):
         row: dict[str, Any] = {
             "id": item.delivery_id,
@@ -153,34 +153,42 @@ def outcome_rows(
             "done_at": stamp,
         }
         if outcome.status == PERMANENT:
-            row.update(status=FAILED, error=outcome.error, bounce=item.subscriber_id)
+            row.update(status=DeliveryStatus.FAILED, error=outcome.error, bounce=item.subscriber_id)
         elif outcome.status in (REJECTED, UNUSABLE):
-            row.update(status=FAILED, error=outcome.error)
+            row.update(status=DeliveryStatus.FAILED, error=outcome.error)
         elif outcome.status == IN_DOUBT_OUTCOME:
-            row.update(status=IN_DOUBT, error=outcome.error)
+            row.update(status=DeliveryStatus.IN_DOUBT, error=outcome.error)
         elif outcome.status == TRANSIENT:
             attempts = item.attempts + 1
             if attempts >= policy.max_attempts:
-                row.update(status=FAILED, error=f"gave up after {attempts} tries: {outcome.error}")
+                row.update(
+                    status=DeliveryStatus.FAILED,
+                    error=f"gave up after {attempts} tries: {outcome.error}",
+                )
             else:
                 wait = retry_delay(attempts, policy, outcome.retry_after, rand)
                 row.update(
-                    status=DEFERRED,
+                    status=DeliveryStatus.DEFERRED,
                     error=outcome.error,
                     next_attempt_at=(now + dt.timedelta(seconds=wait)).isoformat(
                         timespec="seconds"
                     ),
                 )
         else:
-            row.update(status=SENT)
+            row.update(status=DeliveryStatus.SENT)
         rows.append(row)
-        counts[row["status"] if row["status"] in (SENT, DEFERRED) else FAILED] += 1
+        # In doubt counts as failed: it was not seen to go.
+        counts[row["status"] if row["status"] in counts else DeliveryStatus.FAILED] += 1
     return Batch(
-        rows, list(outcomes), sent=counts[SENT], failed=counts[FAILED], deferred=counts[DEFERRED]
+        rows,
+        list(outcomes),
+        sent=counts[DeliveryStatus.SENT],
+        failed=counts[DeliveryStatus.FAILED],
+        deferred=counts[DeliveryStatus.DEFERRED],
     )
 
 
-def unsent_rows(items: Sequence[Item], status: str, error: str) -> list[dict[str, Any]]:
+def unsent_rows(items: Sequence[Item], status: DeliveryStatus, error: str) -> list[dict[str, Any]]:
     """Rows for a batch the transport refused as a whole: ``pending`` when nothing can
     have gone (sent again after the fix), ``in_doubt`` when it may have."""
     return [{"id": i.delivery_id, "status": status, "error": error} for i in items]
@@ -215,14 +223,14 @@ class Streak:
         return None
 
 
-def settled_row(verdict: bool | None) -> tuple[str, str | None]:
+def settled_row(verdict: bool | None) -> tuple[DeliveryStatus, str | None]:
     """The status (and error) of a row left ``sending`` by a stopped sender, from what
     the transport says: sent, never taken (safe to send again), or cannot tell."""
     if verdict is True:
-        return SENT, None
+        return DeliveryStatus.SENT, None
     if verdict is False:
         # The transport knows it never took the message: safe to send again.
-        return PENDING, None
-    return IN_DOUBT, (
+        return DeliveryStatus.PENDING, None
+    return DeliveryStatus.IN_DOUBT, (
         "in flight when the sender stopped; the transport cannot tell whether it was accepted"
     )

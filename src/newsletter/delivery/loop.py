@@ -49,7 +49,8 @@ from newsletter.delivery.ledger import (
     unsent_rows,
 )
 from newsletter.errors import InDoubtError, NewsletterError, PermanentError, TransientError
-from newsletter.store import FAILED, IN_DOUBT, PENDING, SENT, SKIPPED, Store
+from newsletter.status import CampaignStatus, DeliveryStatus, SubscriberStatus
+from newsletter.store import Store
 from newsletter.transports import IN_DOUBT as IN_DOUBT_OUTCOME
 from newsletter.transports import SENT as SENT_OUTCOME
 from newsletter.transports import (
@@ -111,7 +112,7 @@ def settle_in_flight(
     store: Store, transport: Transport, campaign_id: int, now: dt.datetime
 ) -> dict[str, int]:
     """Resolve rows left 'sending' by a sender that stopped mid-call."""
-    counts = {SENT: 0, PENDING: 0, IN_DOUBT: 0}
+    counts = {DeliveryStatus.SENT: 0, DeliveryStatus.PENDING: 0, DeliveryStatus.IN_DOUBT: 0}
     for row in store.in_flight(campaign_id):
         verdict = transport.was_sent(delivery_key.build(campaign_id, row["id"]))
         status, error = settled_row(verdict)
@@ -241,7 +242,7 @@ class _SendRun:
                 self.progress.skipped += len(skipped)
         if (
             len(claimed) + len(skipped) < len(items)
-            and store.campaign_status(self.campaign_id) != "sending"
+            and store.campaign_status(self.campaign_id) != CampaignStatus.SENDING
         ):
             # Paused or cancelled from anywhere (the claim reads the status in its own
             # transaction): drain the queue, claim nothing more.
@@ -256,13 +257,17 @@ class _SendRun:
         except PermanentError as exc:
             # Nothing can go (a refused login, a bad API key): pause the campaign and put
             # the rows back as they were, so resuming after the fix sends them.
-            store.record_outcomes(unsent_rows(items, PENDING, str(exc)), self.clock())
+            store.record_outcomes(
+                unsent_rows(items, DeliveryStatus.PENDING, str(exc)), self.clock()
+            )
             self.pause(f"paused: {exc}")
             return
         except InDoubtError as exc:
             # The request went out and no answer came back: the provider may have the
             # messages. Never resend them blindly; show them as in doubt and pause.
-            store.record_outcomes(unsent_rows(items, IN_DOUBT, str(exc)), self.clock())
+            store.record_outcomes(
+                unsent_rows(items, DeliveryStatus.IN_DOUBT, str(exc)), self.clock()
+            )
             self.pause(f"paused: {exc}")
             return
         except TransientError as exc:
@@ -327,21 +332,27 @@ def _read_and_send(
                 # look every 0.2 s stops the reading early.
                 if time.monotonic() - checked > 0.2:
                     checked = time.monotonic()
-                    if store.campaign_status(campaign_id) != "sending":
+                    if store.campaign_status(campaign_id) != CampaignStatus.SENDING:
                         run.halt.set()
                 if should_stop():
                     run.halt.set()
                 if run.halt.is_set():
                     run.progress.stopped = True
                     break
-                if row["subscriber_status"] != "confirmed":
+                if row["subscriber_status"] != SubscriberStatus.CONFIRMED:
                     # Unsubscribed (or erased) since the campaign was planned: nothing goes
                     # out. (A later unsubscribe is caught when the row is claimed.)
-                    store.finish_delivery(row["id"], SKIPPED, clock(), error="no longer subscribed")
+                    store.finish_delivery(
+                        row["id"], DeliveryStatus.SKIPPED, clock(), error="no longer subscribed"
+                    )
                     with run.lock:
                         run.progress.skipped += 1
                     continue
-                subscriber = {**row, "id": row["subscriber_id"], "status": "confirmed"}
+                subscriber = {
+                    **row,
+                    "id": row["subscriber_id"],
+                    "status": SubscriberStatus.CONFIRMED,
+                }
                 key = delivery_key.build(campaign_id, row["id"])
                 try:
                     msg_id, envelope = mail.envelope(
@@ -352,7 +363,7 @@ def _read_and_send(
                     # a line break in the name): fail that row, say why, go on with the
                     # others. Nothing was sent, so `campaign retry` can try it again.
                     reason = _describe(exc)
-                    store.finish_delivery(row["id"], FAILED, clock(), error=reason)
+                    store.finish_delivery(row["id"], DeliveryStatus.FAILED, clock(), error=reason)
                     with run.lock:
                         run.progress.failed += 1
                     log.error("campaign %s: delivery %s failed: %s", campaign_id, row["id"], reason)
