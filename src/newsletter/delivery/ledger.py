@@ -1,20 +1,23 @@
 """The delivery ledger's rules: how hard to push, when to retry, when to give up.
 
-The settings a send needs (``Policy``, ``Sender``) are made from the
-configuration by the caller (``policy_for``, ``sender_for``) and passed in:
-nothing below the caller reads the settings.
-
-Data in, data out: no threads, no store, no transport. The send loop asks
-this module what a transport's answer means for each row and writes what it
-is told.
+Data in, data out: no threads, no store, no transport, no clock (``now`` and
+the jitter are passed in). The send loop asks this module what a
+transport's answer means for each row, writes what it is told, and counts
+failures in a row with ``Streak``. The settings a send needs (``Policy``,
+``Sender``) are made from the configuration by the caller (``policy_for``,
+``sender_for``) and passed down: nothing below the caller reads the settings.
 
 Invariants:
 - A transient failure is retried later (``deferred``, with its next try
   time) until the row has had ``max_attempts`` tries; then it is ``failed``.
-- A row that may have gone (``in_doubt``) is never retried blindly.
+- A row that may have gone (``in_doubt``) is never retried blindly; it
+  counts as failed until staff decide.
 - A permanent failure fails the row and bounces the address; a message the
   provider refused, or an address this transport cannot carry, fails that
   message alone.
+- Temporary failures, refused messages and unanswered sends in a row pause
+  the campaign after ``pause_after``; a bounce or an unusable address is
+  about one address, so it neither counts nor resets the streak.
 """
 
 from __future__ import annotations
