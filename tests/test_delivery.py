@@ -179,7 +179,7 @@ def test_unsubscribe_during_sending_stops_further_mail(workspace: Workspace) -> 
     # Another process (the web server) records the unsubscribe while the campaign sends.
     other = Store(store.path)
 
-    def on_progress(progress: delivery.Progress) -> None:
+    def on_progress(progress: delivery.SendProgress) -> None:
         if progress.sent == 1:
             other.unsubscribe(other.subscriber_by_email(leaver)["id"], campaign_id, NOW, "page")
 
@@ -195,7 +195,7 @@ def test_pause_stops_between_messages_and_resume_continues(workspace: Workspace)
     campaign_id = _prepare(workspace)
     other = Store(store.path)
 
-    def pause_after_two(progress: delivery.Progress) -> None:
+    def pause_after_two(progress: delivery.SendProgress) -> None:
         if progress.sent == 2:
             campaigns.pause(other, campaign_id, NOW)
 
@@ -233,7 +233,7 @@ def test_rate_limiter_keeps_every_one_second_window_under_the_rate() -> None:
     def sleep(seconds: float) -> None:
         now[0] += seconds
 
-    limiter = delivery.RateLimiter(10, monotonic=lambda: now[0], sleep=sleep)
+    limiter = delivery.SendRate(10, monotonic=lambda: now[0], sleep=sleep)
     for _ in range(35):
         limiter.acquire()
         starts.append(now[0])
@@ -248,18 +248,18 @@ def test_no_rate_limit_never_sleeps() -> None:
     def sleep(seconds: float) -> None:
         raise AssertionError("slept without a limit")
 
-    limiter = delivery.RateLimiter(0, sleep=sleep)
+    limiter = delivery.SendRate(0, sleep=sleep)
     for _ in range(1000):
         limiter.acquire()
 
 
 def test_backoff_doubles_with_jitter_and_honours_retry_after() -> None:
     policy = delivery.Policy(backoff_seconds=60, max_backoff_seconds=3600)
-    assert delivery.backoff(1, policy, None, rand=lambda: 0.5) == 60
-    assert delivery.backoff(3, policy, None, rand=lambda: 0.5) == 240
-    assert delivery.backoff(1, policy, None, rand=lambda: 0.0) == 30
-    assert delivery.backoff(20, policy, None, rand=lambda: 0.5) == 3600
-    assert delivery.backoff(1, policy, 900, rand=lambda: 0.5) == 900
+    assert delivery.retry_delay(1, policy, None, rand=lambda: 0.5) == 60
+    assert delivery.retry_delay(3, policy, None, rand=lambda: 0.5) == 240
+    assert delivery.retry_delay(1, policy, None, rand=lambda: 0.0) == 30
+    assert delivery.retry_delay(20, policy, None, rand=lambda: 0.5) == 3600
+    assert delivery.retry_delay(1, policy, 900, rand=lambda: 0.5) == 900
 
 
 def test_many_failures_in_a_row_pause_the_campaign_with_the_reason(
@@ -493,7 +493,7 @@ def test_rate_limit_counts_every_message_of_a_batch() -> None:
     def sleep(seconds: float) -> None:
         now[0] += seconds
 
-    limiter = delivery.RateLimiter(10, monotonic=lambda: now[0], sleep=sleep)
+    limiter = delivery.SendRate(10, monotonic=lambda: now[0], sleep=sleep)
     limiter.acquire(25)
     assert 1.0 <= now[0] <= 2.1  # 25 messages at 10 a second: two full windows waited
 

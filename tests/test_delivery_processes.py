@@ -53,9 +53,9 @@ def _workspace(ws_dir: Path, sink: SmtpSink, **extra: str) -> tuple[Workspace, i
 
 def _send_in_background(
     ws: Workspace, campaign_id: int, sink: SmtpSink
-) -> tuple[threading.Thread, dict[str, delivery.Progress]]:
+) -> tuple[threading.Thread, dict[str, delivery.SendProgress]]:
     """Start sending in a thread; return once 100 messages have arrived."""
-    result: dict[str, delivery.Progress] = {}
+    result: dict[str, delivery.SendProgress] = {}
     sender = threading.Thread(
         target=lambda: result.update(p=jobs.send_campaign(ws, ws.open_store(), campaign_id, clock))
     )
@@ -244,3 +244,14 @@ def test_the_rate_limit_holds_across_processes(ws_dir, sink) -> None:
     # bunch by at most the messages in flight (one per connection).
     assert busiest <= 500 + 4
     assert arrivals[-1] - arrivals[0] >= (PEOPLE - 504) / 500
+
+
+def test_every_process_sends_as_the_configured_envelope_sender(ws_dir, sink) -> None:
+    ws, campaign_id, addresses = _workspace(
+        ws_dir, sink, NEWSLETTER_SENDER__FROM_ADDRESS="bounces@news.example.org"
+    )
+    progress = jobs.send_campaign(ws, ws.store, campaign_id, clock)
+    assert progress.finished and len(sink.handler.sessions) >= 2
+    assert Counter(sink.recipients()) == Counter(addresses)
+    assert {m.sender for m in sink.messages} == {"bounces@news.example.org"}
+    ws.close()

@@ -447,8 +447,8 @@ def send_campaign(
     campaign_id: int,
     clock: Clock = utc_now,
     should_stop: Callable[[], bool] = lambda: False,
-    on_progress: Callable[[delivery.Progress], None] | None = None,
-) -> delivery.Progress:
+    on_progress: Callable[[delivery.SendProgress], None] | None = None,
+) -> delivery.SendProgress:
     """Start (if needed) and send one campaign through the configured transport."""
     mail, transport = prepare_send(ws, store, campaign_id, clock())
     try:
@@ -464,12 +464,20 @@ def send_prepared(
     transport: Transport,
     clock: Clock = utc_now,
     should_stop: Callable[[], bool] = lambda: False,
-    on_progress: Callable[[delivery.Progress], None] | None = None,
-) -> delivery.Progress:
+    on_progress: Callable[[delivery.SendProgress], None] | None = None,
+) -> delivery.SendProgress:
     """Send a campaign that prepare_send started, sharing it across processes when large."""
     parts = functools.partial(shard_parts, ws.root, ws.settings, ws.secrets, mail.campaign["id"])
     return delivery.send_campaign(
-        store, transport, mail, clock, should_stop, on_progress, parts=parts
+        store,
+        transport,
+        mail,
+        clock,
+        should_stop,
+        on_progress,
+        policy=delivery.policy_for(ws.settings),
+        sender=delivery.sender_for(ws.settings),
+        parts=parts,
     )
 
 
@@ -575,7 +583,7 @@ def pause_stuck(store: Store, campaign_id: int, reason: str, now: dt.datetime) -
 
 
 def _log_progress(
-    ws: Workspace, store: Store, campaign_id: int, progress: delivery.Progress
+    ws: Workspace, store: Store, campaign_id: int, progress: delivery.SendProgress
 ) -> None:
     where = ""
     if ws.settings.delivery.transport == "outbox":

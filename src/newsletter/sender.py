@@ -1,4 +1,4 @@
-"""A sending process for one shard of a large campaign; started by the delivery module."""
+"""A sending process for one shard of a large campaign; started by newsletter.delivery.shards."""
 
 import signal
 import sys

@@ -255,16 +255,16 @@ class ProgressLine:
         self.campaign_id, self.todo, self.out = campaign_id, todo, out
         self.tty = out.isatty()
         self.start = self.shown = time.monotonic()
-        self.last: delivery.Progress | None = None
+        self.last: delivery.SendProgress | None = None
 
-    def update(self, progress: delivery.Progress) -> None:
+    def update(self, progress: delivery.SendProgress) -> None:
         self.last = progress
         now = time.monotonic()
         if now - self.shown >= (0.2 if self.tty else 5.0):
             self.shown = now
             self._show(progress, now)
 
-    def _show(self, p: delivery.Progress, now: float) -> None:
+    def _show(self, p: delivery.SendProgress, now: float) -> None:
         elapsed = max(now - self.start, 1e-6)
         rate = p.done / elapsed
         left = max(self.todo - p.done, 0)

@@ -1,8 +1,8 @@
 """Every SQL statement newsletter runs, behind named methods, one module per area.
 
 base.py holds the connection, the migrations and shared helpers; articles,
-subscribers, campaigns, deliveries, events, provider_events and schedule each add the
-queries of their area to ``Store``.
+subscribers, campaigns, deliveries, leases, events, provider_events and automations each add
+the queries of their area to ``Store``.
 
 The schema changes only through numbered migrations appended to
 ``MIGRATIONS``; an applied migration is never edited. Times are stored as
@@ -32,6 +32,7 @@ from newsletter.store.base import (  # noqa: F401 - names the rest of the packag
 from newsletter.store.campaigns import CampaignsQueries
 from newsletter.store.deliveries import DeliveriesQueries
 from newsletter.store.events import EventsQueries
+from newsletter.store.leases import LeasesQueries
 from newsletter.store.provider_events import ProviderEventsQueries
 from newsletter.store.staff import StaffQueries
 from newsletter.store.subscribers import SubscribersQueries
@@ -42,6 +43,7 @@ class Store(
     SubscribersQueries,
     CampaignsQueries,
     DeliveriesQueries,
+    LeasesQueries,
     EventsQueries,
     ProviderEventsQueries,
     StaffQueries,

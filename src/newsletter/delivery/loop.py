@@ -1,0 +1,388 @@
+"""The send loop: a reader feeds rendered messages to worker threads that claim, send, record.
+
+Record intent, send, record outcome: each row is committed as ``sending``
+before the provider call and as ``sent``, ``failed`` or ``deferred`` after
+it, so a crash can leave at most one batch per connection in flight. A row
+still ``sending`` when a sender starts was in flight at a crash; it is
+settled by asking the transport (``was_sent``) and, where the transport
+cannot tell, marked ``in_doubt`` — shown to staff, never resent blindly.
+
+The main thread reads due rows in batches (flat memory), renders each
+message and hands it to ``concurrency`` worker threads through a small
+queue; each worker claims, sends and records its own batch over the shared
+transport, which pools its connections.
+
+Invariants:
+- At most one batch per worker is in flight; its outcome is recorded before
+  (in the same transaction as) the worker's next claim.
+- The workers check the campaign's status before every claim, so a pause or
+  cancel from anywhere takes effect before the next message.
+- One subscriber's failure (a message that cannot be built, a bounce) fails
+  that row alone; failures in a row that point beyond one address pause the
+  campaign with the reason.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import queue
+import sys
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from newsletter import delivery_key
+from newsletter.campaigns import CampaignMail
+from newsletter.clock import Clock
+from newsletter.delivery.ledger import (
+    Batch,
+    Item,
+    Policy,
+    Sender,
+    SendProgress,
+    Streak,
+    outcome_rows,
+    settled_row,
+    unsent_rows,
+)
+from newsletter.errors import InDoubtError, NewsletterError, PermanentError, TransientError
+from newsletter.status import CampaignStatus, DeliveryStatus, SubscriberStatus
+from newsletter.store import Store
+from newsletter.transports import IN_DOUBT as IN_DOUBT_OUTCOME
+from newsletter.transports import SENT as SENT_OUTCOME
+from newsletter.transports import (
+    TRANSIENT,
+    Outcome,
+    Transport,
+)
+
+log = logging.getLogger(__name__)
+BATCH = 500  # rows read from the database at a time
+
+
+@dataclass(frozen=True)
+class Shard:
+    """The rows one sending process takes: those whose id % count == index."""
+
+    index: int
+    count: int
+
+
+class SendRate:
+    """The sending rate limit: at most ``rate`` messages start in any one-second window.
+
+    A sliding window of the last ``rate`` start times: a caller waits only
+    as long as it takes the oldest of them to leave the window, so a burst
+    is smoothed without ever stalling the whole second.
+    """
+
+    def __init__(
+        self,
+        rate: float,
+        monotonic: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ):
+        self.rate = rate
+        self.window: deque[float] = deque()
+        self.monotonic, self.sleep = monotonic, sleep
+        self.lock = threading.Lock()
+
+    def acquire(self, count: int = 1) -> None:
+        """Wait until ``count`` more messages may start."""
+        if self.rate <= 0:
+            return
+        size = max(1, int(self.rate))
+        period = size / self.rate  # one second for whole rates; longer below 1/s
+        with self.lock:
+            for _ in range(count):
+                now = self.monotonic()
+                if len(self.window) >= size:
+                    wait = self.window[0] + period - now
+                    if wait > 0:
+                        self.sleep(wait)
+                        now = self.monotonic()
+                    self.window.popleft()
+                self.window.append(now)
+
+
+def settle_in_flight(
+    store: Store, transport: Transport, campaign_id: int, now: dt.datetime
+) -> dict[str, int]:
+    """Resolve rows left 'sending' by a sender that stopped mid-call."""
+    counts = {DeliveryStatus.SENT: 0, DeliveryStatus.PENDING: 0, DeliveryStatus.IN_DOUBT: 0}
+    for row in store.in_flight(campaign_id):
+        verdict = transport.was_sent(delivery_key.build(campaign_id, row["id"]))
+        status, error = settled_row(verdict)
+        store.finish_delivery(row["id"], status, now, error=error)
+        counts[status] += 1
+    return counts
+
+
+class _SendRun:
+    """State shared by the reader and the workers of one send."""
+
+    def __init__(
+        self,
+        store: Store,
+        transport: Transport,
+        campaign_id: int,
+        clock: Clock,
+        policy: Policy,
+        sender: Sender,
+        on_progress: Callable[[SendProgress], None] | None,
+        lost: threading.Event,
+    ):
+        self.db_path = store.path
+        self.transport = transport
+        self.campaign_id = campaign_id
+        self.clock = clock
+        self.policy = policy
+        self.sender = sender
+        self.on_progress = on_progress
+        self.lost = lost  # set when the lease on the campaign is lost
+        self.limiter = SendRate(policy.rate_per_second)
+        self.progress = SendProgress()
+        self.lock = threading.Lock()
+        self.halt = threading.Event()  # set when the campaign must stop (pause, errors)
+        self.streak = Streak()  # failures in a row, across all workers
+
+    def pause(self, reason: str) -> None:
+        with self.lock:
+            if self.progress.paused_reason is None:
+                self.progress.paused_reason = reason
+        self.halt.set()
+
+    def account(self, batch: Batch) -> None:
+        """Count a recorded batch; pause after too many failures in a row."""
+        with self.lock:
+            self.progress.sent += batch.sent
+            self.progress.deferred += batch.deferred
+            self.progress.failed += batch.failed
+            self.streak = streak = self.streak.after(batch.outcomes)
+            if self.on_progress:
+                self.on_progress(self.progress)
+        reason = streak.pause_reason(self.policy)
+        if reason:
+            self.pause(reason)
+
+    def worker(self, work: queue.Queue[Item | None]) -> None:
+        store = Store(self.db_path)
+        # The outcome of this worker's last batch, when the next item was already
+        # waiting: it is recorded in the same transaction as the next claim.
+        done: list[Batch] = []
+        try:
+            while True:
+                try:
+                    item = work.get_nowait()
+                except queue.Empty:
+                    self._flush(store, done)  # nothing to share a commit with
+                    item = work.get()
+                if item is None:
+                    return
+                try:
+                    self._send(store, work, item, done)
+                except Exception as exc:  # noqa: BLE001 - stop the campaign, keep draining
+                    log.exception("campaign %s: sender failed", self.campaign_id)
+                    self.pause(f"paused: the sender failed ({exc})")
+        finally:
+            try:
+                self._flush(store, done)
+            finally:
+                store.close()
+
+    def _flush(self, store: Store, done: list[Batch]) -> None:
+        while done:
+            store.record_outcomes(done[0].rows, self.clock())
+            self.account(done.pop(0))
+
+    def _send(
+        self,
+        store: Store,
+        work: queue.Queue[Item | None],
+        item: Item,
+        done: list[Batch],
+    ) -> None:
+        """Claim, send and record one batch: at most one batch per worker is in flight.
+
+        ``done`` holds the previous batch's outcome, not yet recorded: the claim
+        records it in its own transaction (before this batch goes out, as the
+        ledger requires), and this batch's outcome is left there in its place.
+        """
+        items = [item]
+        while len(items) < max(1, self.transport.batch_size):
+            try:
+                more = work.get_nowait()
+            except queue.Empty:
+                break
+            if more is None:
+                work.put(None)  # leave the sentinel for this worker's next turn
+                break
+            items.append(more)
+        if self.halt.is_set():
+            self._flush(store, done)
+            return  # drain: a halted campaign sends nothing more
+        if self.lost.is_set():
+            self._flush(store, done)
+            self.pause("paused: this sender lost its lease on the campaign")
+            return
+        self.limiter.acquire(len(items))
+        claimed, skipped = store.claim_deliveries(
+            [(i.delivery_id, i.message_id) for i in items],
+            self.clock(),
+            done[0].rows if done else [],
+        )
+        if done:
+            self.account(done.pop(0))
+        if skipped:
+            # Unsubscribed since the row was read (or taken off a list): not sent.
+            with self.lock:
+                self.progress.skipped += len(skipped)
+        if (
+            len(claimed) + len(skipped) < len(items)
+            and store.campaign_status(self.campaign_id) != CampaignStatus.SENDING
+        ):
+            # Paused or cancelled from anywhere (the claim reads the status in its own
+            # transaction): drain the queue, claim nothing more.
+            with self.lock:
+                self.progress.stopped = True
+            self.halt.set()
+        items = [i for i in items if i.delivery_id in claimed]
+        if not items:
+            return
+        try:
+            outcomes = self.transport.send_batch([i.envelope for i in items])
+        except PermanentError as exc:
+            # Nothing can go (a refused login, a bad API key): pause the campaign and put
+            # the rows back as they were, so resuming after the fix sends them.
+            store.record_outcomes(
+                unsent_rows(items, DeliveryStatus.PENDING, str(exc)), self.clock()
+            )
+            self.pause(f"paused: {exc}")
+            return
+        except InDoubtError as exc:
+            # The request went out and no answer came back: the provider may have the
+            # messages. Never resend them blindly; show them as in doubt and pause.
+            store.record_outcomes(
+                unsent_rows(items, DeliveryStatus.IN_DOUBT, str(exc)), self.clock()
+            )
+            self.pause(f"paused: {exc}")
+            return
+        except TransientError as exc:
+            outcomes = [
+                Outcome(i.envelope.key, TRANSIENT, error=str(exc), retry_after=exc.retry_after)
+                for i in items
+            ]
+        except Exception as exc:  # noqa: BLE001 - a transport bug fails these rows, not all
+            # Nobody can tell how far the call got, so never resend them blindly: they
+            # are in doubt, and enough of them in a row pause the campaign.
+            error = f"the transport failed unexpectedly ({_describe(exc)}); it may have sent it"
+            log.exception("campaign %s: %s", self.campaign_id, error)
+            outcomes = [Outcome(i.envelope.key, IN_DOUBT_OUTCOME, error=error) for i in items]
+        done.append(outcome_rows(items, outcomes, self.policy, self.clock()))
+        if any(o.status != SENT_OUTCOME for o in outcomes):
+            # A failure may bounce an address or pause the campaign: act on it now,
+            # not with the next claim.
+            self._flush(store, done)
+
+
+def _describe(exc: BaseException) -> str:
+    """An exception as one line: its own message, or its kind when it has none."""
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    if isinstance(exc, NewsletterError):
+        return text
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def _read_and_send(
+    store: Store,
+    mail: CampaignMail,
+    run: _SendRun,
+    should_stop: Callable[[], bool],
+    shard: Shard | None = None,
+) -> None:
+    """Read due rows in batches, render each message, and feed the workers."""
+    campaign_id, clock, policy = run.campaign_id, run.clock, run.policy
+    work: queue.Queue[Item | None] = queue.Queue(
+        maxsize=max(1, policy.concurrency) * max(1, run.transport.batch_size) * 2
+    )
+    workers: list[threading.Thread] = []
+    sender = run.sender.envelope_from
+    # Transports that send MIME bytes only need no Content fields built per message.
+    fields = getattr(run.transport, "needs_fields", True)
+    after, checked = 0, 0.0
+    unbuilt = 0  # messages in a row that could not be built for an unforeseen reason
+    try:
+        for n in range(max(1, policy.concurrency)):
+            thread = threading.Thread(
+                target=run.worker, args=(work,), name=f"sender-{n}", daemon=True
+            )
+            thread.start()  # "can't start new thread" goes up, and the campaign pauses
+            workers.append(thread)
+        while not run.halt.is_set():
+            rows = store.next_pending(campaign_id, after, BATCH, clock(), shard)
+            if not rows:
+                break
+            for row in rows:
+                after = row["id"]
+                # The workers check the campaign's status before every claim, so a pause
+                # or cancel from anywhere takes effect before the next message; here a
+                # look every 0.2 s stops the reading early.
+                if time.monotonic() - checked > 0.2:
+                    checked = time.monotonic()
+                    if store.campaign_status(campaign_id) != CampaignStatus.SENDING:
+                        run.halt.set()
+                if should_stop():
+                    run.halt.set()
+                if run.halt.is_set():
+                    run.progress.stopped = True
+                    break
+                if row["subscriber_status"] != SubscriberStatus.CONFIRMED:
+                    # Unsubscribed (or erased) since the campaign was planned: nothing goes
+                    # out. (A later unsubscribe is caught when the row is claimed.)
+                    store.finish_delivery(
+                        row["id"], DeliveryStatus.SKIPPED, clock(), error="no longer subscribed"
+                    )
+                    with run.lock:
+                        run.progress.skipped += 1
+                    continue
+                subscriber = {
+                    **row,
+                    "id": row["subscriber_id"],
+                    "status": SubscriberStatus.CONFIRMED,
+                }
+                key = delivery_key.build(campaign_id, row["id"])
+                try:
+                    msg_id, envelope = mail.envelope(
+                        subscriber, key, clock(), sender, fields=fields
+                    )
+                except Exception as exc:  # noqa: BLE001 - one subscriber's failure is theirs
+                    # One subscriber's data cannot make a message (it breaks the template,
+                    # a line break in the name): fail that row, say why, go on with the
+                    # others. Nothing was sent, so `campaign retry` can try it again.
+                    reason = _describe(exc)
+                    store.finish_delivery(row["id"], DeliveryStatus.FAILED, clock(), error=reason)
+                    with run.lock:
+                        run.progress.failed += 1
+                    log.error("campaign %s: delivery %s failed: %s", campaign_id, row["id"], reason)
+                    if not isinstance(exc, NewsletterError):
+                        # A failure nobody foresaw, again and again, is not about one
+                        # subscriber: stop before it fails the whole list.
+                        unbuilt += 1
+                        if unbuilt >= policy.pause_after:
+                            run.pause(
+                                f"paused after {unbuilt} messages in a row could not be "
+                                f"built; last: {reason}"
+                            )
+                    continue
+                unbuilt = 0
+                work.put(Item(row["id"], subscriber["id"], row["attempts"], msg_id, envelope))
+    finally:
+        if sys.exc_info()[0] is not None:
+            run.halt.set()  # Ctrl-C or a crash of the reader: send nothing more
+        for _ in workers:  # only the started ones: nobody else would take a sentinel
+            work.put(None)
+        for thread in workers:
+            thread.join()
