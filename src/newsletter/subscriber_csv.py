@@ -21,9 +21,9 @@ from typing import Any
 from email_validator import EmailNotValidError, validate_email
 from email_validator.rfc_constants import CASE_INSENSITIVE_MAILBOX_NAMES
 
+from newsletter.addresses import mailbox_key
 from newsletter.errors import InputError
 from newsletter.mime import needs_smtputf8, unreachable
-from newsletter.store.base import mailbox_key
 
 # Header names seen in the exports of common tools, lower-cased, with runs of
 # spaces, dashes and underscores written as one space.
@@ -147,7 +147,9 @@ def clean_name(value: str | None, limit: int = NAME_LIMIT) -> str:
 def normalize_email(address: str) -> str:
     """Validate syntax only (no DNS) and return the normalised address.
 
-    Raises ``EmailNotValidError`` naming what is wrong.
+    The result is the spelling stored and sent to; whether two addresses are
+    one mailbox is ``addresses.mailbox_key``'s to say. Raises
+    ``EmailNotValidError`` naming what is wrong.
     """
     address = address.strip()
     match = _FAST_ADDRESS.fullmatch(address)

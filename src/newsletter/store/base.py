@@ -2,24 +2,22 @@
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
 import os
 import sqlite3
 import threading
 import time
-import unicodedata
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import idna
 import sqlite_utils
 
 from newsletter import clock
+from newsletter.addresses import mailbox_key
 
 try:
     import fcntl
@@ -760,6 +758,38 @@ def m012_scheduler_module(conn: sqlite3.Connection) -> None:
         )
 
 
+def m013_staff_mailbox_key(conn: sqlite3.Connection) -> None:
+    """One mailbox, one staff account: the identity rule subscribers have had since m011.
+
+    ``staff_users.email`` is unique with NOCASE, which folds A-Z only, so
+    ``JÜRGEN@example.com`` and ``jürgen@example.com`` (or ``bücher.example``
+    and ``xn--bcher-kva.example``) could be two accounts of one mailbox, each
+    with its own password and role. ``staff_users.email_key`` holds
+    ``mailbox_key`` of the address, kept by the store code, and is unique;
+    sign-in and the ``users`` commands look accounts up by it. Accounts that
+    turn out to be one mailbox become one: the one with the most rights is
+    kept (whoever reads that mailbox already had them), then the one signed
+    in last (its password is the one in use), then the one created first. The
+    others end with their sessions. The audit log names actors by address and
+    stays as it was.
+    """
+    conn.execute("ALTER TABLE staff_users ADD COLUMN email_key TEXT")
+    accounts = conn.execute(
+        "SELECT id, email FROM staff_users ORDER BY role = 'admin' DESC, "
+        "signed_in_at IS NULL, signed_in_at DESC, created_at, id"
+    ).fetchall()
+    kept: set[str] = set()
+    for user_id, email in accounts:
+        key = mailbox_key(email)
+        if key in kept:
+            conn.execute("DELETE FROM staff_sessions WHERE user_id = ?", [user_id])
+            conn.execute("DELETE FROM staff_users WHERE id = ?", [user_id])
+            continue
+        kept.add(key)
+        conn.execute("UPDATE staff_users SET email_key = ? WHERE id = ?", [key, user_id])
+    conn.execute("CREATE UNIQUE INDEX staff_users_email_key ON staff_users(email_key)")
+
+
 MIGRATIONS = [
     m001_initial,
     m002_article_intake,
@@ -773,6 +803,7 @@ MIGRATIONS = [
     m010_staff_security,
     m011_mailbox_key,
     m012_scheduler_module,
+    m013_staff_mailbox_key,
 ]
 
 
@@ -958,35 +989,6 @@ def _json(value: Any) -> str:
         return "[" + ",".join([_ESCAPE(v) for v in value]) + "]"
     except TypeError:  # a number, a nested object: the full encoder
         return _JSON_ENCODE(value)
-
-
-def mailbox_key(email: str) -> str:
-    """The identity of a mailbox: one rule for every place that asks who is who.
-
-    The subscribers' ``email_key`` column (unique), the suppression list, the
-    erased-address hash, imports, the form, ``subscribers add`` and every
-    lookup all use it, so no two of them can disagree. The local part is
-    lower-cased with Unicode's rules (``JÜRGEN`` is ``jürgen``), not
-    case-folded: case-folding also joins different strings (``straße`` and
-    ``strasse``), which a mail server may deliver to two different people,
-    and merging two people is worse than keeping one twice. The domain is in
-    lower-case A-label (IDNA) form, so ``bücher.example`` and
-    ``xn--bcher-kva.example`` are one. The spelling first given is kept apart
-    for sending; this key is only compared.
-    """
-    local, at, domain = unicodedata.normalize("NFC", email).rpartition("@")
-    if not at:
-        return local.lower() if local else domain.lower()
-    return f"{local.lower()}@{_domain_key(domain)}"
-
-
-@functools.lru_cache(maxsize=4096)
-def _domain_key(domain: str) -> str:
-    """A domain's lower-case A-label form (a domain literal or a bad name: lower-cased)."""
-    try:
-        return idna.encode(domain, uts46=True).decode("ascii").lower()
-    except (idna.IDNAError, UnicodeError, ValueError):
-        return domain.lower()
 
 
 def erased_key(email: str) -> str:

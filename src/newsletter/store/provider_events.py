@@ -6,13 +6,13 @@ from datetime import datetime
 from typing import Any
 
 from newsletter import delivery_key
+from newsletter.addresses import mailbox_key
 from newsletter.store.base import (
     IN_DOUBT,
     PROVIDER_STATUS_RANK,
     SENT,
     StoreBase,
     _iso,
-    mailbox_key,
     suppression_keys,
 )
 

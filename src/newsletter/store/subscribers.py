@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterable
 from datetime import datetime
 from typing import Any
 
+from newsletter.addresses import mailbox_key
 from newsletter.errors import NotFound
 from newsletter.store.base import (
     ERASED_PREFIX,
@@ -19,7 +20,6 @@ from newsletter.store.base import (
     _iso,
     _json,
     erased_key,
-    mailbox_key,
     suppression_keys,
 )
 
