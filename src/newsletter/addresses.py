@@ -10,6 +10,7 @@ address comes in (``subscriber_csv.normalize_email``, ``staff.clean_address``).
 from __future__ import annotations
 
 import functools
+import hashlib
 import unicodedata
 
 import idna
@@ -42,3 +43,24 @@ def _domain_key(domain: str) -> str:
         return idna.encode(domain, uts46=True).decode("ascii").lower()
     except (idna.IDNAError, UnicodeError, ValueError):
         return domain.lower()
+
+
+# An erased person's suppression entry: the hash of the address, never the address.
+ERASED_PREFIX = "sha256:"
+
+
+def erased_key(email: str) -> str:
+    """The suppression key that stands for an address after its person was erased."""
+    return ERASED_PREFIX + hashlib.sha256(mailbox_key(email).encode("utf-8")).hexdigest()
+
+
+def suppression_keys(email: str) -> list[str]:
+    """The suppression ``email_key`` values that stand for ``email``: its own, its erased hash.
+
+    Before m011 the hash was of ``email.lower()``, which differs for an
+    international domain: that one is looked for too, so a person erased
+    earlier stays suppressed.
+    """
+    keys = [mailbox_key(email), erased_key(email)]
+    legacy = ERASED_PREFIX + hashlib.sha256(email.lower().encode("utf-8")).hexdigest()
+    return keys if legacy in keys else [*keys, legacy]

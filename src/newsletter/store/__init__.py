@@ -1,11 +1,11 @@
 """Every SQL statement newsletter runs, behind named methods, one module per area.
 
-base.py holds the connection, the migrations and shared helpers; articles,
+base.py holds the connection and shared helpers, migrations.py the schema; articles,
 subscribers, campaigns, deliveries, events, provider_events and schedule each add the
 queries of their area to ``Store``.
 
 The schema changes only through numbered migrations appended to
-``MIGRATIONS``; an applied migration is never edited. Times are stored as
+``MIGRATIONS`` in migrations.py; an applied migration is never edited. Times are stored as
 ISO 8601 text in UTC. Each method that writes commits its own transaction,
 so a crash never leaves half of a change behind.
 """
