@@ -1,7 +1,7 @@
 """Every SQL statement newsletter runs, behind named methods, one module per area.
 
 base.py holds the connection and shared helpers, migrations.py the schema; articles,
-subscribers, campaigns, deliveries, events, provider_events and schedule each add the
+subscribers, consent, campaigns, deliveries, events, provider_events and schedule each add the
 queries of their area to ``Store``.
 
 The schema changes only through numbered migrations appended to
@@ -30,6 +30,7 @@ from newsletter.store.base import (  # noqa: F401 - names the rest of the packag
     m001_initial,
 )
 from newsletter.store.campaigns import CampaignsQueries
+from newsletter.store.consent import ConsentQueries
 from newsletter.store.deliveries import DeliveriesQueries
 from newsletter.store.events import EventsQueries
 from newsletter.store.provider_events import ProviderEventsQueries
@@ -40,6 +41,7 @@ from newsletter.store.subscribers import SubscribersQueries
 class Store(
     ArticlesQueries,
     SubscribersQueries,
+    ConsentQueries,
     CampaignsQueries,
     DeliveriesQueries,
     EventsQueries,

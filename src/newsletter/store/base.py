@@ -61,6 +61,11 @@ def _iso(when: datetime) -> str:
     return when.isoformat(timespec="seconds")
 
 
+def _marks(values: list[str]) -> str:
+    """The ``?, ?, ?`` of an IN (...) over ``values``."""
+    return ", ".join("?" * len(values))
+
+
 def _set_wal(conn: sqlite3.Connection) -> None:
     """Switch to WAL; SQLite answers "locked" without waiting while another opener does it."""
     for attempt in range(200):
