@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from newsletter.addresses import mailbox_key
+from newsletter.status import SubscriberStatus
 from newsletter.store.base import (
     StoreBase,
     _decode_consent,
@@ -72,7 +73,11 @@ class ConsentQueries(StoreBase):
                 "SELECT email, status FROM subscribers WHERE id = ?", [subscriber_id]
             )
             name = self._value("SELECT name FROM lists WHERE id = ?", [list_id])
-            if subscriber is None or name is None or subscriber["status"] != "confirmed":
+            if (
+                subscriber is None
+                or name is None
+                or subscriber["status"] != SubscriberStatus.CONFIRMED
+            ):
                 return False
             self.conn.execute(
                 "INSERT INTO memberships (list_id, subscriber_id, added_at) VALUES (?, ?, ?) "
@@ -134,7 +139,7 @@ class ConsentQueries(StoreBase):
                     [
                         email,
                         key,
-                        "unsubscribed" if blocked else "unconfirmed",
+                        SubscriberStatus.UNSUBSCRIBED if blocked else SubscriberStatus.UNCONFIRMED,
                         source,
                         stamp,
                         stamp,

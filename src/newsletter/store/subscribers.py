@@ -12,6 +12,7 @@ from typing import Any
 
 from newsletter.addresses import mailbox_key
 from newsletter.errors import NotFound
+from newsletter.status import SubscriberStatus
 from newsletter.store.base import (
     ERASED_PREFIX,
     IMPORT_BATCH,
@@ -166,7 +167,7 @@ class SubscribersQueries(StoreBase):
                         continue
                     seen[key] = email
                     status = row["status"]
-                    confirmed_at = stamp if status == "confirmed" else None
+                    confirmed_at = stamp if status == SubscriberStatus.CONFIRMED else None
                     tags = row.get("tags")
                     attributes = row.get("attributes")
                     evidence = row.get("consent")
@@ -184,7 +185,7 @@ class SubscribersQueries(StoreBase):
                             stamp,
                             stamp,
                             confirmed_at,
-                            stamp if status == "unsubscribed" else None,
+                            stamp if status == SubscriberStatus.UNSUBSCRIBED else None,
                         )
                     )
                     consents.append(
