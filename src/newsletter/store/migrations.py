@@ -1,9 +1,11 @@
 """The schema of the store's database, as numbered migrations applied in order.
 
 Declarative and append-only: a new change is a new function at the end of
-``MIGRATIONS``; an applied migration is never edited, so its SQL keeps the
-words (statuses, columns) of its own time. ``StoreBase.migrate`` runs each
-in one transaction with its record in ``_migrations``.
+``MIGRATIONS``; an applied migration is never edited. Each keeps the words of
+its own time, in its Python as in its SQL (plain status strings, not the names
+of ``newsletter.status``, whose values may change in a later version).
+``StoreBase.migrate`` runs each in one transaction with its record in
+``_migrations``.
 """
 
 from __future__ import annotations
