@@ -16,8 +16,9 @@ from typing import Any
 
 from newsletter import clock
 from newsletter.addresses import ERASED_PREFIX, mailbox_key
-from newsletter.status import SUPPRESSED
 
+# The statuses that put an address on the suppression list, as m003's triggers name them.
+_SUPPRESSED = ("unsubscribed", "bounced", "complained")
 # The store's JSON of tags and attributes (compact, non-ASCII kept), for merged rows.
 _json = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
@@ -460,13 +461,13 @@ def _merge_subscribers(
         conn.row_factory = None
     kept = rows[0]
     status = min((r["status"] for r in rows), key=lambda s: _merge_rank(_MERGE_STATUS_ORDER, s))
-    if status not in SUPPRESSED:
+    if status not in _SUPPRESSED:
         # The suppression list is the last word on a mailbox, whatever its rows say.
         reason = conn.execute(
             "SELECT reason FROM suppressions WHERE email = ?", [kept["email"]]
         ).fetchone()
         if reason is not None:
-            status = reason[0] if reason[0] in SUPPRESSED else "unsubscribed"
+            status = reason[0] if reason[0] in _SUPPRESSED else "unsubscribed"
     tags: list[str] = []
     attributes: dict[str, Any] = {}
     for row in rows:
@@ -513,7 +514,7 @@ def _merge_subscribers(
         # the group's rows or the list knew), not the upgrade's: the suppression list is
         # the record of an opt-out, and a later re-subscription is judged against it.
         left_at = stamp
-        if status in SUPPRESSED:
+        if status in _SUPPRESSED:
             emails = [r["email"] for r in rows]
             marks = ", ".join("?" * len(emails))
             listed = conn.execute(
