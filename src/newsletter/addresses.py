@@ -5,6 +5,7 @@ accounts by ``mailbox_key``; imports and forms compare with it, so no two of
 them can disagree about whether two spellings are one mailbox. Cleaning an
 address up for storage or display is a different question, answered where the
 address comes in (``subscriber_csv.normalize_email``, ``staff.clean_address``).
+``erased_key`` is what stands for an address once its person is erased.
 """
 
 from __future__ import annotations
