@@ -116,7 +116,7 @@ def test_the_graph_sees_module_level_function_level_and_relative_imports() -> No
     # Module level, "from package import module":
     assert "newsletter.delivery_key" in graph["newsletter.delivery.loop"]
     # Inside a function (config reads the SendGrid key only when one is set):
-    assert "newsletter.feedback.sendgrid" in graph["newsletter.config"]
+    assert "newsletter.feedback.sendgrid" in graph["newsletter.config.checks"]
     # "from x import Name" is an edge to x, and an entry point reaches web/:
     assert "newsletter.web.app" in graph["newsletter.cli.ops"]
     assert "newsletter.feedback.common" in graph["newsletter.feedback.ses"]

@@ -196,3 +196,112 @@ def test_erasing_a_person_unnames_provider_reports_in_non_ascii_capitals(store, 
     store.delete_subscriber(jurgen["id"], NOW)
     (event,) = store._rows("SELECT recipient, raw, detail FROM events WHERE provider = 'mailgun'")
     assert event == {"recipient": None, "raw": None, "detail": None}
+
+
+# -- staff accounts: the same rule -------------------------------------------------------------
+
+
+def test_a_staff_account_is_one_mailbox_however_it_is_spelled(store) -> None:
+    from newsletter import staff
+    from newsletter.errors import InputError
+
+    passphrase = "a long passphrase"
+    user_id = staff.add_user(store, "jürgen@bücher.example", "admin", passphrase, NOW)
+    for spelling in ("JÜRGEN@bücher.example", "Jürgen@XN--BCHER-KVA.example"):
+        with pytest.raises(InputError, match="already a staff account"):
+            staff.add_user(store, spelling, "editor", passphrase, NOW)
+        # Sign-in finds the account under every spelling of its mailbox.
+        assert staff.authenticate(store, spelling, passphrase)["id"] == user_id
+    assert [u["email"] for u in store.staff_users()] == ["jürgen@bücher.example"]
+    store.reset_totp("JÜRGEN@xn--bcher-kva.example")
+    store.remove_staff_user("JÜRGEN@xn--bcher-kva.example")
+    assert store.staff_users() == []
+
+
+def test_the_dashboard_signs_in_another_spelling_of_a_staff_address(dashboard) -> None:
+    import re
+
+    import requests
+
+    from newsletter import staff
+
+    staff.add_user(dashboard.ws.store, "renée@bücher.example", "editor", "a long passphrase", NOW)
+    session = requests.Session()
+    form = session.get(dashboard.url + "/sign-in", timeout=10).text
+    token = re.search(r'name="token" value="([^"]+)"', form).group(1)
+    answer = session.post(
+        dashboard.url + "/sign-in",
+        data={
+            "email": "RENÉE@xn--bcher-kva.example",
+            "password": "a long passphrase",
+            "token": token,
+        },
+        allow_redirects=False,
+        timeout=30,
+    )
+    assert answer.status_code == 303, answer.text
+    account = session.get(dashboard.url + "/account", timeout=10).text
+    assert "renée@bücher.example, editor." in account
+
+
+def test_m013_makes_staff_accounts_of_one_mailbox_one(tmp_path) -> None:
+    store = Store(tmp_path / "old.db")
+    with store.transaction():
+        store.conn.execute("CREATE TABLE _migrations (name TEXT PRIMARY KEY, applied_at TEXT)")
+        for migration in MIGRATIONS:
+            if migration.__name__.startswith("m013"):
+                break
+            migration(store.conn)
+            store.conn.execute(
+                "INSERT INTO _migrations VALUES (?, datetime('now'))", [migration.__name__]
+            )
+    accounts = [
+        # id, address, role, created, last sign-in
+        (1, "jürgen@example.com", "editor", "2026-01-01", "2026-05-01"),
+        (2, "JÜRGEN@example.com", "admin", "2026-02-01", None),
+        (3, "renée@bücher.example", "editor", "2026-01-01", "2026-03-01"),
+        (4, "Renée@xn--bcher-kva.example", "editor", "2026-02-01", "2026-04-01"),
+        (5, "ann@example.com", "editor", "2026-01-01", None),
+    ]
+    with store.transaction():
+        for uid, email, role, created, signed_in in accounts:
+            store.conn.execute(
+                "INSERT INTO staff_users (id, email, role, password_hash, created_at, "
+                "signed_in_at) VALUES (?, ?, ?, 'hash', ?, ?)",
+                [uid, email, role, created, signed_in],
+            )
+        for uid in (1, 3, 4):
+            store.conn.execute(
+                "INSERT INTO staff_sessions VALUES (?, ?, 'csrf', 'x', '2999-01-01')",
+                [f"token{uid}", uid],
+            )
+    store.migrate()
+    kept = store._rows("SELECT id, email, email_key, role FROM staff_users ORDER BY id")
+    # The admin account of Jürgen's mailbox stays (whoever reads it had those rights);
+    # of Renée's two editor accounts, the one signed in last.
+    assert kept == [
+        {
+            "id": 2,
+            "email": "JÜRGEN@example.com",
+            "email_key": "jürgen@example.com",
+            "role": "admin",
+        },
+        {
+            "id": 4,
+            "email": "Renée@xn--bcher-kva.example",
+            "email_key": "renée@xn--bcher-kva.example",
+            "role": "editor",
+        },
+        {"id": 5, "email": "ann@example.com", "email_key": "ann@example.com", "role": "editor"},
+    ]
+    # The removed accounts' sessions ended with them.
+    sessions = store._rows("SELECT token_hash FROM staff_sessions")
+    assert sessions == [{"token_hash": "token4"}]
+    # The database itself now refuses a second spelling of a staff mailbox.
+    with pytest.raises(Exception, match="UNIQUE"):
+        store.conn.execute(
+            "INSERT INTO staff_users (email, email_key, role, password_hash, created_at) "
+            "VALUES ('ANN@EXAMPLE.COM', ?, 'editor', 'hash', 'x')",
+            [mailbox_key("ANN@example.com")],
+        )
+    store.close()

@@ -307,8 +307,8 @@ def test_a_failure_is_reported_keeps_what_was_stored_and_backs_off(httpserver_ip
 
 
 def test_backoff_doubles_up_to_six_hours():
-    assert [intake.backoff(n).total_seconds() / 60 for n in (1, 2, 3, 4)] == [1, 2, 4, 8]
-    assert intake.backoff(30) == dt.timedelta(hours=6)
+    assert [intake.source_backoff(n).total_seconds() / 60 for n in (1, 2, 3, 4)] == [1, 2, 4, 8]
+    assert intake.source_backoff(30) == dt.timedelta(hours=6)
 
 
 def _workspace(ws_dir: Path, feeds: list[str]) -> Workspace:

@@ -30,6 +30,7 @@ from newsletter.errors import (
 from newsletter.mime import compose, needs_smtputf8, unreachable
 from newsletter.render import TemplateSet, site_context, subscriber_context
 from newsletter.rows import Subscriber
+from newsletter.status import SubscriberStatus
 from newsletter.store import Store
 from newsletter.subscribers import normalize_email
 from newsletter.transports import (
@@ -130,11 +131,11 @@ def request(
     known = store.subscriber_by_email(address)
     # An address that bounced or complained gets at most one confirmation a day: the
     # public form must not become a way to mail it again and again.
-    quiet = (
-        BOUNCED_QUIET
-        if known is not None and known["status"] in ("bounced", "complained")
-        else RESEND_QUIET
+    bounced = known is not None and known["status"] in (
+        SubscriberStatus.BOUNCED,
+        SubscriberStatus.COMPLAINED,
     )
+    quiet = BOUNCED_QUIET if bounced else RESEND_QUIET
     consent_id, _ = store.request_opt_in(
         address,
         lists=list(lists or []),
@@ -268,7 +269,7 @@ def send_welcome(
 ) -> None:
     """Send the welcome email to a subscriber who has just confirmed."""
     subscriber = store.subscriber(subscriber_id)
-    if subscriber is None or subscriber["status"] != "confirmed":
+    if subscriber is None or subscriber["status"] != SubscriberStatus.CONFIRMED:
         return
     base = settings.site.base_url.rstrip("/")
     unsubscribe = f"{base}/u/{signer.make('unsubscribe', 0, subscriber_id)}"

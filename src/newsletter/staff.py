@@ -51,7 +51,12 @@ def check_password(password: str) -> str:
     return password
 
 
-def normalize_email(email: str) -> str:
+def clean_address(email: str) -> str:
+    """The address as a staff account stores and shows it: trimmed, the domain lower-cased.
+
+    Only a syntax check and a tidy-up: whether two spellings are one account
+    is decided by ``addresses.mailbox_key`` in the store.
+    """
     address = email.strip()
     local, at, domain = address.rpartition("@")
     if not at or not local or "." not in domain or any(c.isspace() for c in address):
@@ -61,7 +66,7 @@ def normalize_email(email: str) -> str:
 
 def add_user(store: Store, email: str, role: str, password: str, now: dt.datetime) -> int:
     """Create a staff account; the password is stored only as an argon2id hash."""
-    address = normalize_email(email)
+    address = clean_address(email)
     check_role(role)
     check_password(password)
     return store.add_staff_user(address, role, _hasher.hash(password), now)

@@ -40,7 +40,7 @@ def users_add(ctx: click.Context, email: str, role: str) -> None:
         "Password", hide_input=True, confirmation_prompt=True, err=True
     )
     staff.add_user(ws.store, email, role, password, utcnow())
-    address = staff.normalize_email(email)
+    address = staff.clean_address(email)
     audit(ws, "added staff account", address, role)
     click.echo(f"{address}: staff account added ({role})")
 

@@ -103,8 +103,8 @@ def make_fetcher(sources: Sources) -> Fetcher:
     )
 
 
-def backoff(failures: int) -> dt.timedelta:
-    """How long to wait after ``failures`` failures in a row: 1, 2, 4 … minutes, at most 6 h."""
+def source_backoff(failures: int) -> dt.timedelta:
+    """How long a source rests after ``failures`` failures in a row: 1, 2, 4 … min, at most 6 h."""
     return min(BACKOFF_FIRST * 2 ** max(failures - 1, 0), BACKOFF_MAX)
 
 
@@ -114,7 +114,7 @@ def _time(value: str) -> dt.datetime:
 
 
 @dataclass
-class _Run:
+class _SourceRun:
     """Everything one source run needs, so the steps below take one argument."""
 
     spec: SourceSpec
@@ -179,7 +179,7 @@ def run_source(
             f"{state.get('last_error', 'unknown')}); next try after {next_try}"
         )
         return result
-    run = _Run(
+    run = _SourceRun(
         spec=spec,
         store=store,
         fetcher=fetcher,
@@ -229,7 +229,7 @@ def _record_failure(store: Store, source_id: int, now: dt.datetime, message: str
         failures=failures,
         last_error=message,
         failed_at=iso_utc(now),
-        next_try_at=iso_utc(now + backoff(failures)),
+        next_try_at=iso_utc(now + source_backoff(failures)),
     )
     store.save_source_state(source_id, state)
 
@@ -237,7 +237,7 @@ def _record_failure(store: Store, source_id: int, now: dt.datetime, message: str
 # -- the three kinds ------------------------------------------------------------------
 
 
-def _folder(run: _Run) -> dict[str, Any]:
+def _folder(run: _SourceRun) -> dict[str, Any]:
     location = run.spec.location.rstrip("/")
     path = Path(run.spec.location)
     files, problems = folder.fetch(path if path.is_absolute() else run.root / path)
@@ -261,7 +261,7 @@ def _validators(answer: Any, body_hash: str) -> dict[str, Any]:
     return found
 
 
-def _conditional_get(run: _Run, accept: str) -> tuple[Any, str | None]:
+def _conditional_get(run: _SourceRun, accept: str) -> tuple[Any, str | None]:
     """GET with the stored validators; None as the hash when nothing changed."""
     answer = run.fetcher.get(
         run.spec.location,
@@ -282,7 +282,7 @@ def _conditional_get(run: _Run, accept: str) -> tuple[Any, str | None]:
     return answer, digest
 
 
-def _feed(run: _Run) -> dict[str, Any]:
+def _feed(run: _SourceRun) -> dict[str, Any]:
     answer, digest = _conditional_get(run, FEED_ACCEPT)
     if digest is None:
         return _validators(answer, run.state.get("body_sha256", ""))
@@ -301,7 +301,7 @@ def _feed(run: _Run) -> dict[str, Any]:
 
 
 def _with_full_text(
-    run: _Run, items: list[dict[str, Any]], known: dict[str, str | None], to_archive: set[str]
+    run: _SourceRun, items: list[dict[str, Any]], known: dict[str, str | None], to_archive: set[str]
 ) -> tuple[list[dict[str, Any]], bool]:
     """Fetch the article page of each new or changed item for its full body.
 
@@ -357,7 +357,7 @@ def _merge(item: dict[str, Any], article: dict[str, Any]) -> dict[str, Any]:
     return merged
 
 
-def _page(run: _Run) -> dict[str, Any]:
+def _page(run: _SourceRun) -> dict[str, Any]:
     """An article page, or a blog index page whose linked articles are read a batch a poll.
 
     Links not yet read are kept in the state (``index_pending``), so they are
@@ -423,7 +423,7 @@ def _page(run: _Run) -> dict[str, Any]:
     return _validators(answer, state.get("body_sha256", "") if digest is None else digest)
 
 
-def _first_fetch_archive(run: _Run, unseen: list[dict[str, Any]]) -> set[str]:
+def _first_fetch_archive(run: _SourceRun, unseen: list[dict[str, Any]]) -> set[str]:
     """Which articles of a first fetch, read over several polls, are recorded without announcing.
 
     ``backfill`` counts over the whole first fetch: what the batches before
@@ -441,7 +441,7 @@ def _first_fetch_archive(run: _Run, unseen: list[dict[str, Any]]) -> set[str]:
     return archived
 
 
-def _wix_metrics(run: _Run, api_key: str, force: bool) -> None:
+def _wix_metrics(run: _SourceRun, api_key: str, force: bool) -> None:
     last = run.state.get("wix_metrics_at")
     if last and not force and run.now - _time(last) < METRICS_EVERY:
         return

@@ -1,17 +1,18 @@
 """Every SQL statement newsletter runs, behind named methods, one module per area.
 
-base.py holds the connection, the migrations and shared helpers; articles,
-subscribers, campaigns, deliveries, leases, events, provider_events and automations each add
-the queries of their area to ``Store``.
+base.py holds the connection and shared helpers, migrations.py the schema; articles,
+subscribers, consent, campaigns, deliveries, leases, events, provider_events, automations,
+staff and audit each add the queries of their area to ``Store``.
 
 The schema changes only through numbered migrations appended to
-``MIGRATIONS``; an applied migration is never edited. Times are stored as
+``MIGRATIONS`` in migrations.py; an applied migration is never edited. Times are stored as
 ISO 8601 text in UTC. Each method that writes commits its own transaction,
 so a crash never leaves half of a change behind.
 """
 
 from __future__ import annotations
 
+from newsletter.addresses import mailbox_key  # noqa: F401 - by the store's name for it
 from newsletter.store.articles import ArticlesQueries
 from newsletter.store.audit import AuditQueries
 from newsletter.store.automations import AutomationQueries
@@ -27,9 +28,9 @@ from newsletter.store.base import (  # noqa: F401 - names the rest of the packag
     SUPPRESSED,
     erased_key,
     m001_initial,
-    mailbox_key,
 )
 from newsletter.store.campaigns import CampaignsQueries
+from newsletter.store.consent import ConsentQueries
 from newsletter.store.deliveries import DeliveriesQueries
 from newsletter.store.events import EventsQueries
 from newsletter.store.leases import LeasesQueries
@@ -41,6 +42,7 @@ from newsletter.store.subscribers import SubscribersQueries
 class Store(
     ArticlesQueries,
     SubscribersQueries,
+    ConsentQueries,
     CampaignsQueries,
     DeliveriesQueries,
     LeasesQueries,

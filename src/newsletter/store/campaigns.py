@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from newsletter.errors import NotFound
+from newsletter.status import FINISHED
 from newsletter.store.base import (
     StoreBase,
     _iso,
@@ -93,7 +94,7 @@ class CampaignsQueries(StoreBase):
         allowed = list(allowed_from)
         assignments = ", ".join(["status = ?"] + [f"{k} = ?" for k in extra])
         values = [status, *extra.values()]
-        if status in ("sent", "cancelled"):
+        if status in FINISHED:
             assignments += ", finished_at = ?"
             values.append(_iso(now))
         marks = ", ".join("?" for _ in allowed)

@@ -6,13 +6,14 @@ from datetime import datetime
 from typing import Any
 
 from newsletter import delivery_key
+from newsletter.addresses import mailbox_key
+from newsletter.status import SubscriberStatus
 from newsletter.store.base import (
     IN_DOUBT,
     PROVIDER_STATUS_RANK,
     SENT,
     StoreBase,
     _iso,
-    mailbox_key,
     suppression_keys,
 )
 
@@ -141,7 +142,7 @@ class ProviderEventsQueries(StoreBase):
                 [stamp, subscriber_id],
             )
         elif kind in ("bounce", "unsubscribe"):
-            status = "bounced" if kind == "bounce" else "unsubscribed"
+            status = SubscriberStatus.BOUNCED if kind == "bounce" else SubscriberStatus.UNSUBSCRIBED
             cursor = self.conn.execute(
                 "UPDATE subscribers SET status = ?, updated_at = ?, "
                 "unsubscribed_at = CASE WHEN ? = 'unsubscribed' THEN ? ELSE unsubscribed_at END "

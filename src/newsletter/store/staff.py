@@ -7,6 +7,7 @@ import sqlite3
 from datetime import datetime
 from typing import Any
 
+from newsletter.addresses import mailbox_key
 from newsletter.errors import InputError, NotFound
 from newsletter.store.base import StoreBase, _iso
 
@@ -18,9 +19,9 @@ class StaffQueries(StoreBase):
         try:
             with self.transaction():
                 cursor = self.conn.execute(
-                    "INSERT INTO staff_users (email, role, password_hash, created_at) "
-                    "VALUES (?, ?, ?, ?)",
-                    [email, role, password_hash, _iso(now)],
+                    "INSERT INTO staff_users (email, email_key, role, password_hash, created_at) "
+                    "VALUES (?, ?, ?, ?, ?)",
+                    [email, mailbox_key(email), role, password_hash, _iso(now)],
                 )
         except sqlite3.IntegrityError:
             raise InputError(
@@ -30,7 +31,8 @@ class StaffQueries(StoreBase):
         return cursor.lastrowid
 
     def staff_user(self, email: str) -> dict[str, Any] | None:
-        return self._row("SELECT * FROM staff_users WHERE email = ?", [email])
+        """The account of ``email``'s mailbox, however the address is spelled."""
+        return self._row("SELECT * FROM staff_users WHERE email_key = ?", [mailbox_key(email)])
 
     def staff_users(self) -> list[dict[str, Any]]:
         return self._rows(
@@ -41,7 +43,9 @@ class StaffQueries(StoreBase):
     def remove_staff_user(self, email: str) -> None:
         """Delete the account; its sessions go with it (ON DELETE CASCADE)."""
         with self.transaction():
-            cursor = self.conn.execute("DELETE FROM staff_users WHERE email = ?", [email])
+            cursor = self.conn.execute(
+                "DELETE FROM staff_users WHERE email_key = ?", [mailbox_key(email)]
+            )
         if cursor.rowcount != 1:
             raise NotFound(f"{email}: no such staff account; see `newsletter users list`")
 
@@ -101,15 +105,15 @@ class StaffQueries(StoreBase):
         with self.transaction():
             cursor = self.conn.execute(
                 "UPDATE staff_users SET totp_secret = NULL, totp_pending = NULL, "
-                "totp_last_step = NULL, recovery_codes = '[]' WHERE email = ?",
-                [email],
+                "totp_last_step = NULL, recovery_codes = '[]' WHERE email_key = ?",
+                [mailbox_key(email)],
             )
             if cursor.rowcount != 1:
                 raise NotFound(f"{email}: no such staff account; see `newsletter users list`")
             self.conn.execute(
                 "DELETE FROM staff_sessions WHERE user_id = "
-                "(SELECT id FROM staff_users WHERE email = ?)",
-                [email],
+                "(SELECT id FROM staff_users WHERE email_key = ?)",
+                [mailbox_key(email)],
             )
 
     def use_totp_step(self, user_id: int, step: int) -> bool:

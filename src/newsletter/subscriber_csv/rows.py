@@ -1,0 +1,407 @@
+"""A subscriber file's rows: the header read into roles, each row checked and shaped. Pure.
+
+Every bad row becomes a problem that names its file and line; a file that
+cannot be a subscriber list at all raises InputError in one line.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from email_validator import EmailNotValidError
+
+from newsletter.addresses import mailbox_key
+from newsletter.errors import InputError
+from newsletter.mime import needs_smtputf8, unreachable
+from newsletter.subscriber_csv.cells import (
+    FAST_ADDRESS,
+    NAME_LIMIT,
+    NAMED_ADDRESS,
+    clean_name,
+    normalize_email,
+    split_tags,
+)
+from newsletter.subscriber_csv.shapes import (
+    CLEAN_TIME,
+    CONFIRM_TIME,
+    EVIDENCE,
+    MAX_COLUMNS,
+    UNSUB_TIME,
+    column_roles,
+    detect_format,
+    header_key,
+    status_of,
+)
+from newsletter.subscriber_csv.text import decode, sniff_delimiter
+
+
+@dataclass
+class ParsedFile:
+    name: str = ""
+    format: str = "csv"
+    # A list, or rows read one at a time as the import goes (``subscribers.stream_file``).
+    rows: list[dict[str, Any]] | Iterator[dict[str, Any]] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+    duplicates: int = 0
+    lines: int = 0  # lines in the file, for progress
+    # Every bad row, counted even where only the first ``problems`` are kept.
+    bad_rows: int = 0
+    # (header, what it is read as) per column, for showing before an import.
+    columns: list[tuple[str, str]] = field(default_factory=list)
+
+
+Progress = Callable[[str, int, int], None]
+
+
+def _printable(text: str, limit: int = 40) -> str:
+    """A header or cell as it may be shown in one line of an error message."""
+    clean = "".join(ch if ch.isprintable() else "?" for ch in text.strip())
+    return clean if len(clean) <= limit else clean[: limit - 1] + "…"
+
+
+def parse_csv(
+    data: bytes,
+    name: str,
+    confirmed: bool,
+    mapping: dict[str, str] | None = None,
+    on_progress: Progress | None = None,
+    *,
+    eai_refusal: Callable[[], str | None] | None = None,
+) -> ParsedFile:
+    """Parse a subscriber CSV; every bad row becomes a problem naming its line. Pure.
+
+    ``eai_refusal``: asked (once, lazily) when an internationalised mailbox turns
+    up; a reason refuses such rows, as the subscribe form and `subscribers add` do.
+    """
+    text = decode(data, name)
+    parsed = ParsedFile(name)
+    if not text.strip():
+        return parsed
+    rows = read_rows(
+        parsed,
+        io.StringIO(text, newline=""),
+        text[:65536],
+        confirmed,
+        mapping,
+        on_progress,
+        total_lines=text.count("\n") + 1,
+        eai_refusal=eai_refusal,
+    )
+    parsed.rows = list(rows)
+    return parsed
+
+
+def read_rows(
+    parsed: ParsedFile,
+    stream: Iterable[str],
+    sample: str,
+    confirmed: bool,
+    mapping: dict[str, str] | None = None,
+    on_progress: Progress | None = None,
+    *,
+    total_lines: int = 0,
+    dedupe: bool = True,
+    max_problems: int | None = None,
+    eai_refusal: Callable[[], str | None] | None = None,
+) -> Iterator[dict[str, Any]]:
+    """Read the header now and return the rows as they are read, one at a time.
+
+    ``stream`` yields the text line by line (a file opened with
+    ``newline=""``), ``sample`` is its first 64 KiB for guessing the
+    delimiter. A file that cannot be a subscriber list raises InputError
+    here, before any row is read; bad rows become ``parsed.problems`` as the
+    iterator reaches them. Repeats are the same mailbox in any capitals
+    (``mailbox_key``); with ``dedupe=False`` they are left for the caller to
+    count, and with ``max_problems`` only the first bad rows' lines are kept
+    (all are counted in ``bad_rows``), so memory does not grow with the file.
+    ``eai_refusal`` is as for ``parse_csv``.
+    """
+    mapping = mapping or {}
+    name = parsed.name
+    delimiter, sep_line = sniff_delimiter(sample)
+    reader = csv.reader(stream, delimiter=delimiter, strict=True)
+    try:
+        if sep_line:
+            next(reader)
+        first = next(reader)
+    except csv.Error as exc:
+        if "field larger than field limit" in str(exc):
+            raise InputError(
+                f"{name}:1: the header line has a field larger than the limit of "
+                f"{csv.field_size_limit():,} characters; check that this is a CSV file"
+            ) from None
+        raise InputError(f"{name}:1: cannot read the header line ({exc})") from None
+    except StopIteration:
+        return iter(())
+    header_line = reader.line_num
+    if len(first) > MAX_COLUMNS:
+        raise InputError(
+            f"{name}:{header_line}: {len(first):,} columns; a subscriber list has at most "
+            f"{MAX_COLUMNS:,} — check that this is the right file, or remove the unused columns"
+        )
+    keys = [header_key(h) for h in first]
+    for column in mapping:
+        if column not in keys:
+            shown = ", ".join(_printable(h) for h in first[:12])
+            raise InputError(f"--map: {name} has no column {column!r}; its columns: {shown}")
+    roles = column_roles(keys, mapping)
+    pending: list[tuple[int, list[str]]] = []
+    if "email" in roles:
+        headers = [h.strip() for h in first]
+        parsed.format = detect_format(keys)
+    elif len(first) == 1 and "@" in first[0]:
+        # A bare list of addresses without a header line.
+        headers, keys, roles = ["email"], ["email"], {"email": 0}
+        pending = [(header_line, first)]
+        parsed.format = "plain"
+    elif any("@" in cell for cell in first):
+        raise InputError(
+            f"{name}:{header_line}: this line holds an address, not column names; add a header "
+            f"line such as email,first_name,last_name"
+        )
+    else:
+        shown = ", ".join(_printable(h) for h in first[:8]) + (", …" if len(first) > 8 else "")
+        hint = ""
+        if len(first) == 1 and "mail" in keys[0]:
+            hint = " (its columns seem not to be separated by a comma, semicolon, tab or |)"
+        raise InputError(
+            f"{name}:{header_line}: no email column found in the header ({shown}){hint}; "
+            f"name one of: email, Email Address, or use --map COLUMN=email"
+        )
+
+    evidence_cols = [(i, EVIDENCE[k]) for i, k in enumerate(keys) if k in EVIDENCE]
+    # Every other column is kept as an attribute under its header (or the
+    # name --map gave it); recognised and ignored columns are not, and opt-in
+    # evidence (times, IP addresses) goes to the consent record instead.
+    used = set(roles.values()) | {i for i, _ in evidence_cols}
+    attribute_cols = []
+    for i, header in enumerate(headers):
+        target = mapping.get(keys[i], "")
+        if target == "ignore":
+            continue
+        if target.startswith("attribute:"):
+            attribute_cols.append((i, target[10:].strip()))
+        elif i not in used and header:
+            attribute_cols.append((i, header))
+    role_of = {i: role for role, i in roles.items()}
+    role_of.update({i: "consent evidence" for i, _ in evidence_cols})
+    role_of.update({i: f"attribute:{name}" for i, name in attribute_cols})
+    parsed.columns = [(h, role_of.get(i, "ignored")) for i, h in enumerate(headers)]
+    return _rows(
+        parsed,
+        reader,
+        pending,
+        delimiter,
+        headers,
+        keys,
+        roles,
+        mapping,
+        attribute_cols,
+        evidence_cols,
+        confirmed,
+        on_progress,
+        total_lines,
+        dedupe,
+        max_problems,
+        eai_refusal,
+    )
+
+
+def _rows(
+    parsed: ParsedFile,
+    reader: Any,
+    pending: list[tuple[int, list[str]]],
+    delimiter: str,
+    headers: list[str],
+    keys: list[str],
+    roles: dict[str, int],
+    mapping: dict[str, str],
+    attribute_cols: list[tuple[int, str]],
+    evidence_cols: list[tuple[int, str]],
+    confirmed: bool,
+    on_progress: Progress | None,
+    total_lines: int,
+    dedupe: bool,
+    max_problems: int | None = None,
+    eai_refusal: Callable[[], str | None] | None = None,
+) -> Iterator[dict[str, Any]]:
+    """The rows of a file whose header ``read_rows`` has read (a generator)."""
+    name = parsed.name
+    email_col = roles["email"]
+    first_col, last_col = roles.get("first_name"), roles.get("last_name")
+    name_col, status_col, tag_col = roles.get("name"), roles.get("status"), roles.get("tags")
+    json_col = roles.get("attributes")
+    opt_in_col, opt_out_col = roles.get("subscribed"), roles.get("unsubscribed")
+    unsub_col = keys.index(UNSUB_TIME) if UNSUB_TIME in keys else None
+    clean_col = keys.index(CLEAN_TIME) if CLEAN_TIME in keys else None
+    confirm_col = keys.index(CONFIRM_TIME) if CONFIRM_TIME in keys else None
+    seen: set[str] = set()  # mailbox keys: ALICE@ is alice@
+    problems = _Problems(parsed, max_problems)
+    report_every = 5000
+
+    # Status and tags repeat across rows: each distinct cell is worked out once
+    # (rows share the tag lists: read-only).
+    statuses: dict[tuple[Any, ...], str] = {}
+    tag_lists: dict[str, list[str]] = {}
+    no_tags: list[str] = []
+    status_cols = (status_col, clean_col, unsub_col, opt_in_col, opt_out_col, confirm_col)
+    # An absent column reads as the empty cell added at the end of every row.
+    pad = len(headers)
+    s0, s1, s2, s3, s4, s5 = (pad if c is None else c for c in status_cols)
+    first_idx = pad if first_col is None else first_col
+    last_idx = pad if last_col is None else last_col
+    normalize = normalize_email
+
+    while True:
+        if pending:
+            start, row = pending.pop()
+        else:
+            start = reader.line_num + 1
+            try:
+                row = next(reader)
+            except StopIteration:
+                break
+            except csv.Error as exc:
+                end = reader.line_num
+                span = f"line {start}" if end <= start else f"lines {start}-{end}"
+                if "field larger than field limit" in str(exc):
+                    # A cell past the csv module's limit: a huge note or a pasted
+                    # file, or a quote never closed that swallowed what follows.
+                    problems.append(
+                        f"{name}:{start}: a field larger than the limit of "
+                        f"{csv.field_size_limit():,} characters; {span} not imported; "
+                        f"shorten that cell (or close its quote) and import again"
+                    )
+                else:
+                    problems.append(
+                        f"{name}:{start}: broken quotes ({exc}); {span} not imported; "
+                        f"fix the quotes and import again"
+                    )
+                continue
+            if reader.line_num > start and _swallowed_rows(row, email_col, delimiter):
+                problems.append(
+                    f"{name}:{start}: a quoted cell runs on to line {reader.line_num} and holds "
+                    f"what look like other rows; lines {start}-{reader.line_num} not imported; "
+                    f"fix the quotes and import again"
+                )
+                continue
+            if on_progress is not None and start % report_every == 0:
+                on_progress("reading", start, total_lines)
+        line = start
+        if len(row) <= email_col:
+            if any(cell.strip() for cell in row):
+                problems.append(f"{name}:{line}: missing email column")
+            continue
+        raw = row[email_col].strip()
+        if not raw and not any(cell.strip() for cell in row):
+            continue
+        display = ""
+        if "<" in raw or ":" in raw:
+            named = NAMED_ADDRESS.match(raw)
+            if named:
+                display, raw = named.group(1).strip().strip('"'), named.group(2).strip()
+            if raw[:7].lower() == "mailto:":
+                raw = raw[7:]
+        try:
+            email = normalize(raw)
+        except EmailNotValidError as exc:
+            problems.append(f"{name}:{line}: invalid address {_printable(raw, 80)!r} ({exc})")
+            continue
+        if eai_refusal is not None and needs_smtputf8(email):
+            refusal = eai_refusal()
+            if refusal:
+                problems.append(f"{name}:{line}: {unreachable(_printable(email, 80), refusal)}")
+                continue
+        if dedupe and mailbox_key(email) in seen:
+            parsed.duplicates += 1
+            continue
+        if len(row) != pad:
+            row = (row + [""] * pad)[:pad]
+        row.append("")
+        attributes: dict[str, Any] = {h: row[i] for i, h in attribute_cols if row[i]}
+        if json_col is not None and row[json_col].strip():
+            try:
+                decoded = json.loads(row[json_col])
+            except ValueError as exc:
+                problems.append(f"{name}:{line}: the attributes column is not valid JSON ({exc})")
+                continue
+            if not isinstance(decoded, dict):
+                problems.append(f"{name}:{line}: the attributes column is not a JSON object")
+                continue
+            attributes = {**decoded, **attributes}
+        if dedupe:
+            seen.add(mailbox_key(email))
+        first_name = clean_name(row[first_idx])
+        last_name = clean_name(row[last_idx])
+        if not first_name and not last_name:
+            full = clean_name(row[name_col] if name_col is not None else display, 2 * NAME_LIMIT)
+            first_name, _, last_name = full.partition(" ")
+            first_name, last_name = first_name[:NAME_LIMIT], last_name[:NAME_LIMIT].rstrip()
+        # Of Mailchimp's time columns only whether they are filled matters.
+        key = (
+            row[s0],
+            row[s1].strip() != "",
+            row[s2].strip() != "",
+            row[s3],
+            row[s4],
+            row[s5].strip() != "",
+        )
+        status = statuses.get(key)
+        if status is None:
+            status = statuses[key] = status_of(key, confirmed)
+        if tag_col is None:
+            tags = no_tags
+        else:
+            cell = row[tag_col]
+            tags = tag_lists.get(cell)
+            if tags is None:
+                tags = tag_lists[cell] = split_tags(cell)
+        evidence = None
+        if evidence_cols:
+            evidence = {k: row[i].strip() for i, k in evidence_cols if row[i]}
+        yield {
+            "email": email,
+            "first_name": first_name or None,
+            "last_name": last_name or None,
+            "status": status,
+            "tags": tags,
+            "attributes": attributes,
+            "consent": evidence or None,
+        }
+    if on_progress is not None:
+        on_progress("reading", total_lines, total_lines)
+
+
+class _Problems:
+    """Where the row reader puts a bad row's line: counted always, kept up to a cap."""
+
+    def __init__(self, parsed: ParsedFile, cap: int | None):
+        self.parsed, self.cap = parsed, cap
+
+    def append(self, line: str) -> None:
+        self.parsed.bad_rows += 1
+        if self.cap is None or len(self.parsed.problems) < self.cap:
+            self.parsed.problems.append(line)
+
+
+def _swallowed_rows(row: list[str], email_col: int, delimiter: str) -> bool:
+    """True if a multi-line cell holds lines that look like rows of their own.
+
+    A quote opened and closed in the wrong places makes the csv module read
+    several rows as one cell without any error; notes with line breaks are
+    fine, lines with an address and a delimiter are not.
+    """
+    for index, cell in enumerate(row):
+        if index == email_col or "\n" not in cell and "\r" not in cell:
+            continue
+        for part in cell.splitlines()[1:]:
+            if delimiter in part and any(
+                FAST_ADDRESS.fullmatch(piece.strip().strip('"')) for piece in part.split(delimiter)
+            ):
+                return True
+    return False
