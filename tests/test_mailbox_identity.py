@@ -245,16 +245,7 @@ def test_the_dashboard_signs_in_another_spelling_of_a_staff_address(dashboard) -
 
 
 def test_m013_makes_staff_accounts_of_one_mailbox_one(tmp_path) -> None:
-    store = Store(tmp_path / "old.db")
-    with store.transaction():
-        store.conn.execute("CREATE TABLE _migrations (name TEXT PRIMARY KEY, applied_at TEXT)")
-        for migration in MIGRATIONS:
-            if migration.__name__.startswith("m013"):
-                break
-            migration(store.conn)
-            store.conn.execute(
-                "INSERT INTO _migrations VALUES (?, datetime('now'))", [migration.__name__]
-            )
+    store = database_before(tmp_path / "old.db", "m013")
     accounts = [
         # id, address, role, created, last sign-in
         (1, "jürgen@example.com", "editor", "2026-01-01", "2026-05-01"),
