@@ -22,6 +22,7 @@ the database every 15 s, so a campaign scheduled from the CLI is picked up.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import logging
 import threading
 from collections.abc import Callable
@@ -174,6 +175,10 @@ def _ensure(
     )
 
 
+def _runs_at(when: dt.datetime, job: Job) -> bool:
+    return bool(job.trigger.run_date == when)
+
+
 def sync_jobs(
     scheduler: BackgroundScheduler, ws: Workspace, now: dt.datetime, startup: bool = False
 ) -> None:
@@ -243,7 +248,7 @@ def sync_jobs(
             campaign_job,
             DateTrigger(run_date=when, timezone=dt.UTC),
             [root, campaign_id],
-            lambda job, when=when: job.trigger.run_date == when,
+            functools.partial(_runs_at, when),
         )
 
 

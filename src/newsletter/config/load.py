@@ -97,8 +97,9 @@ def collect(
     for name in raw:
         if name not in known:
             problems.append(f"{origin}: unknown section [{name}]")
-    for section_name, section_field in known.items():
-        section_cls = section_field.default_factory  # type: ignore[misc]
+    defaults = Settings()
+    for section_name in known:
+        section_cls: type[Any] = type(getattr(defaults, section_name))
         raw_section = raw.get(section_name, {})
         if not isinstance(raw_section, dict):
             problems.append(f"{origin}: [{section_name}] must be a table")

@@ -112,7 +112,11 @@ def settle_in_flight(
     store: Store, transport: Transport, campaign_id: int, now: dt.datetime
 ) -> dict[str, int]:
     """Resolve rows left 'sending' by a sender that stopped mid-call."""
-    counts = {DeliveryStatus.SENT: 0, DeliveryStatus.PENDING: 0, DeliveryStatus.IN_DOUBT: 0}
+    counts: dict[str, int] = {
+        DeliveryStatus.SENT: 0,
+        DeliveryStatus.PENDING: 0,
+        DeliveryStatus.IN_DOUBT: 0,
+    }
     for row in store.in_flight(campaign_id):
         verdict = transport.was_sent(delivery_key.build(campaign_id, row["id"]))
         status, error = settled_row(verdict)

@@ -29,7 +29,7 @@ import time
 from collections.abc import Callable
 from dataclasses import replace
 from multiprocessing.connection import Connection, wait
-from typing import Any
+from typing import Any, cast
 
 from newsletter.campaigns import CampaignMail
 from newsletter.delivery.ledger import Policy, SendProgress
@@ -93,7 +93,9 @@ def _send_sharded(
             receiver: n for n, (_, receiver) in enumerate(children)
         }
         while open_pipes:
-            for receiver in wait(list(open_pipes), timeout=0.2):
+            for ready in wait(list(open_pipes), timeout=0.2):
+                # wait() hands back the very objects it was given: our pipe ends.
+                receiver = cast(Connection, ready)
                 n = open_pipes[receiver]
                 try:
                     kind, payload = receiver.recv()

@@ -16,7 +16,7 @@ import json
 import re
 import threading
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, TypeGuard
 from urllib.parse import urlsplit
 
 import requests
@@ -42,7 +42,7 @@ SNS_TYPES = ("Notification", "SubscriptionConfirmation", "UnsubscribeConfirmatio
 Fetch = Callable[[str], bytes]
 
 
-def sns_url_ok(url: Any) -> bool:
+def sns_url_ok(url: Any) -> TypeGuard[str]:
     """True for an https URL on an ``sns.<region>.amazonaws.com`` host, nothing else."""
     if not isinstance(url, str):
         return False

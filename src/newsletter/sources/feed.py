@@ -125,7 +125,7 @@ def parse(
         # feedparser puts an XML declaration on its own line in front of a
         # document that has none; the line numbers count it.
         declared = _prolog(body).lstrip(b"\xef\xbb\xbf").startswith(b"<?xml")
-        line = error.getLineNumber() - (0 if declared else 1)
+        line = (error.getLineNumber() or 1) - (0 if declared else 1)
         raise SourceError(
             f"{url}: malformed XML at line {line}, column "
             f"{error.getColumnNumber()}: {error.getMessage()}; nothing was read from it"
@@ -274,10 +274,10 @@ def _newest(keys: Sequence[float | None], count: int) -> set[int]:
     By date when every item has one; otherwise the first ones listed, as
     feeds list their newest posts first.
     """
-    positions = range(len(keys))
+    positions = list(range(len(keys)))
     if all(key is not None for key in keys):
-        positions = sorted(positions, key=lambda i: (-(keys[i] or 0.0), i))
-    return set(list(positions)[:count])
+        positions.sort(key=lambda i: (-(keys[i] or 0.0), i))
+    return set(positions[:count])
 
 
 def _without(body: bytes, cuts: list[tuple[int, int]]) -> bytes:

@@ -45,6 +45,7 @@ class CampaignsQueries(StoreBase):
                 ],
             )
             campaign_id = cursor.lastrowid
+            assert campaign_id is not None  # an INSERT sets it
             self.conn.executemany(
                 "INSERT INTO campaign_articles VALUES (?, ?, ?)",
                 [(campaign_id, article_id, pos) for pos, article_id in enumerate(article_ids)],

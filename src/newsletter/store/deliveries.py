@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from newsletter.store.base import (
     DEFERRED,
@@ -22,6 +22,10 @@ from newsletter.store.base import (
 
 class DeliveriesQueries(StoreBase):
     # -- the delivery ledger -----------------------------------------------
+
+    if TYPE_CHECKING:
+        # AutomationQueries's, which Store joins to this class.
+        def _plan_received(self, campaign_id: int, now: datetime) -> None: ...
 
     def start_campaign(self, campaign_id: int, list_id: int | None, now: datetime) -> bool:
         """Move a draft or scheduled campaign to sending and plan its deliveries, atomically.
@@ -45,6 +49,7 @@ class DeliveriesQueries(StoreBase):
             c = self._row(
                 "SELECT segment, kind, subscriber_id FROM campaigns WHERE id = ?", [campaign_id]
             )
+            assert c is not None  # the UPDATE above just found it
             segment = c["segment"]
             where, params = _recipient_filter(list_id, json.loads(segment) if segment else [])
             if c["subscriber_id"] is not None:  # a new subscriber's own email
@@ -233,7 +238,9 @@ class DeliveriesQueries(StoreBase):
         return cursor.rowcount
 
     def delivery_counts(self, campaign_id: int) -> dict[str, int]:
-        counts = dict.fromkeys((PENDING, SENDING, SENT, FAILED, DEFERRED, IN_DOUBT, SKIPPED), 0)
+        counts: dict[str, int] = dict.fromkeys(
+            (PENDING, SENDING, SENT, FAILED, DEFERRED, IN_DOUBT, SKIPPED), 0
+        )
         for row in self._rows(
             "SELECT status, COUNT(*) AS n FROM deliveries WHERE campaign_id = ? GROUP BY status",
             [campaign_id],

@@ -95,7 +95,7 @@ class SubscribersQueries(StoreBase):
             # Known addresses: all of them in one scan when the table is not much
             # bigger than the import, else looked up a batch at a time.
             streamed = not isinstance(rows, list)
-            scan = not streamed and next_id - 1 <= 4 * len(rows)
+            scan = isinstance(rows, list) and next_id - 1 <= 4 * len(rows)
             if streamed:
                 # Mailboxes this import has had, by mailbox_key: the first row's
                 # spelling is the one stored, later rows in any capitals repeat it.

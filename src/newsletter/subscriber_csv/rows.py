@@ -358,9 +358,10 @@ def _rows(
             tags = no_tags
         else:
             cell = row[tag_col]
-            tags = tag_lists.get(cell)
-            if tags is None:
-                tags = tag_lists[cell] = split_tags(cell)
+            known_tags = tag_lists.get(cell)
+            if known_tags is None:
+                known_tags = tag_lists[cell] = split_tags(cell)
+            tags = known_tags
         evidence = None
         if evidence_cols:
             evidence = {k: row[i].strip() for i, k in evidence_cols if row[i]}

@@ -144,12 +144,12 @@ def column_roles(keys: list[str], mapping: dict[str, str]) -> dict[str, int]:
     for role, names in vocab:
         if role in roles:
             continue
-        index = next(
+        found = next(
             (i for i, k in enumerate(keys) if k in names and k not in mapped),
             None,
         )
-        if index is not None:
-            roles[role] = index
+        if found is not None:
+            roles[role] = found
     return roles
 
 

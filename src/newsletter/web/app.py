@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -18,6 +18,7 @@ from starlette.routing import Route
 from newsletter import campaigns, clock, render, tracking
 from newsletter.errors import NewsletterError
 from newsletter.events import EventWriter, Privacy
+from newsletter.rows import TrackingEvent
 from newsletter.web.dashboard import Dashboard
 from newsletter.web.guard import BodyLimits, Guard
 from newsletter.web.pages import ARTICLE_HEADERS, NO_STORE, VIEW_HEADERS, public_page
@@ -80,19 +81,31 @@ class ReaderPages:
         return public_page(name, self.sender_name, status, NO_STORE, **context)
 
     def event(
-        self, request: Request, kind: str, data: tracking.TokenData | None, **extra: Any
-    ) -> dict[str, Any]:
+        self,
+        request: Request,
+        kind: str,
+        data: tracking.TokenData | None,
+        *,
+        detail: str | None = None,
+        link_id: int | None = None,
+        article_id: int | None = None,
+    ) -> TrackingEvent:
         # The full address: the writer classifies by it, then truncates it.
-        return {
-            "at": self.clock().isoformat(timespec="seconds"),
-            "kind": kind,
-            "campaign_id": data.campaign_id if data else None,
-            "subscriber_id": data.subscriber_id if data else None,
-            "method": request.method,
-            "user_agent": request.headers.get("user-agent", "")[:500],
-            "ip": request.client.host if request.client else None,
-            **extra,
-        }
+        event = TrackingEvent(
+            at=self.clock().isoformat(timespec="seconds"),
+            kind=kind,
+            campaign_id=data.campaign_id if data else None,
+            subscriber_id=data.subscriber_id if data else None,
+            method=request.method,
+            user_agent=request.headers.get("user-agent", "")[:500],
+            ip=request.client.host if request.client else None,
+        )
+        # Only what the event has: a key left out is stored as NULL, an empty one as "".
+        if detail is not None:
+            event["detail"] = detail
+        if link_id is not None or article_id is not None:
+            event["link_id"], event["article_id"] = link_id, article_id
+        return event
 
     def _subscriber_for(self, data: tracking.TokenData | None) -> dict[str, Any] | None:
         return self.store.subscriber(data.subscriber_id) if data else None
@@ -236,7 +249,7 @@ def create_app(
     dashboard = Dashboard(ws, clock)
 
     @asynccontextmanager
-    async def lifespan(app: Starlette):  # type: ignore[no-untyped-def]
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
         writer.start()
         subscriber_pages.start()
         try:

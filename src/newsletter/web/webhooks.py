@@ -128,6 +128,7 @@ class Webhooks:
         )
 
     def sendgrid_judge(self, signature: str, timestamp: str, body: bytes) -> Response:
+        assert self.sendgrid_key is not None  # sendgrid_hook answered 404 without one
         if not (signature and timestamp):
             return _answer(403, "signature headers missing")
         if not sendgrid.signature_ok(self.sendgrid_key, signature, timestamp, body):

@@ -14,7 +14,7 @@ import inspect
 import logging
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import jinja2
 from starlette.requests import Request
@@ -159,7 +159,7 @@ class Dashboard:
                         return await handler(request)
                     # Database work, reports, CSV parsing: in a worker thread, so the
                     # pixel and the links of everyone's email never wait for a page.
-                    return await off_loop(handler, request)
+                    return await off_loop(cast(Callable[[Request], Response], handler), request)
                 except NewsletterError as exc:
                     return self.error(request, exc)
                 finally:

@@ -12,6 +12,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from newsletter import twofactor
+from newsletter.errors import StateError
 from newsletter.subscribers import csv_cell
 from newsletter.web.pages import download_headers
 
@@ -41,7 +42,10 @@ class AccountViews:
         ]
 
     def me(self, request: Request) -> dict[str, Any]:
-        return self.store.staff_user_by_id(request.state.staff["user_id"])
+        user = self.store.staff_user_by_id(request.state.staff["user_id"])
+        if user is None:  # removed since this request's session was checked
+            raise StateError("This account has just been removed.")
+        return user
 
     def account_page(self, request: Request, status: int = 200, **context: Any) -> Response:
         user = self.me(request)

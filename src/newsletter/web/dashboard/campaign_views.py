@@ -38,7 +38,7 @@ FAILURES_SHOWN = 50
 
 def template_names(d: Dashboard) -> list[str]:
     """ "auto" and every campaign design, built in or in the workspace's templates folder."""
-    names = set()
+    names: set[str] = set()
     for folder in (DEFAULTS_DIR / "templates", d.ws.root / "templates"):
         if folder.is_dir():
             names.update(

@@ -192,6 +192,7 @@ class SubscriberViews:
             self.pending.pop(token, None)
             return self.import_form(request, 400, error=str(exc))
         extra = {"error": error} if error else {}
+        assert isinstance(parsed.rows, list)  # parse_csv reads every row, unlike import_file
         return self.import_form(
             request,
             400 if error else 200,
