@@ -11,6 +11,7 @@ import requests
 
 from conftest import LiveServer
 from newsletter import campaigns, jobs
+from newsletter.mail import load_mail
 from newsletter.render import article_page_url, article_slug
 from newsletter.workspace import Workspace
 
@@ -62,7 +63,7 @@ def test_no_empty_link_in_any_message(workspace: Workspace) -> None:
     lone = campaigns.create(
         store, workspace.settings, "Hi", str(without_url[0]["id"]), None, None, NOW
     )
-    mail = campaigns.load_mail(
+    mail = load_mail(
         store, lone, workspace.templates("announcement"), workspace.settings, workspace.signer
     )
     rendered = mail.render(campaigns.SAMPLE_SUBSCRIBER, tracked=False)

@@ -5,7 +5,8 @@ from __future__ import annotations
 import datetime as dt
 import re
 
-from newsletter import campaigns, jobs
+from newsletter import automations, campaigns, jobs
+from newsletter.mail import load_mail
 from newsletter.render import choose_template
 from newsletter.workspace import Workspace
 
@@ -21,7 +22,7 @@ def _titles_in_order(html: str, titles: list[str]) -> list[str]:
 def _rendered(workspace: Workspace, campaign_id: int) -> str:
     store = workspace.store
     campaign = store.campaign(campaign_id)
-    mail = campaigns.load_mail(
+    mail = load_mail(
         store,
         campaign_id,
         workspace.templates(campaign["template"]),
@@ -51,7 +52,7 @@ def test_new_articles_newest_first(workspace: Workspace) -> None:
 def test_automatic_campaign_newest_first(workspace: Workspace) -> None:
     store = workspace.store
     jobs.fetch_sources(workspace, store, NOW)
-    campaign_id = jobs.create_instant_campaign(workspace, store, NOW)
+    campaign_id = automations.create_instant_campaign(workspace, store, NOW)
     assert store.campaign(campaign_id)["article_ids"] == [a["id"] for a in store.articles()]
 
 

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from newsletter import campaigns, jobs
+from newsletter import automations, campaigns, jobs
+from newsletter.mail import load_mail
 from newsletter.render import default_preheader
 from newsletter.workspace import Workspace
 
@@ -21,7 +22,7 @@ def _preheader(html: str) -> str | None:
 
 
 def _html(ws: Workspace, campaign_id: int) -> str:
-    mail = campaigns.load_mail(
+    mail = load_mail(
         ws.store,
         campaign_id,
         ws.templates(ws.store.campaign(campaign_id)["template"]),
@@ -57,7 +58,7 @@ def test_several_articles_preview_their_titles_newest_first(ws_dir: Path) -> Non
 
 def test_automatic_campaigns_get_one_too(ws_dir: Path) -> None:
     ws = _open(ws_dir)
-    campaign_id = jobs.create_instant_campaign(ws, ws.store, NOW)
+    campaign_id = automations.create_instant_campaign(ws, ws.store, NOW)
     assert _preheader(_html(ws, campaign_id)).startswith(
         ws.store.articles()[0]["title"].replace("'", "&#39;")
     )

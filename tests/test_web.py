@@ -11,6 +11,7 @@ import requests
 
 from conftest import LiveServer
 from newsletter import campaigns, clock, jobs
+from newsletter.mail import Urls
 from newsletter.tracking import PIXEL_GIF
 from newsletter.workspace import Workspace
 
@@ -34,7 +35,7 @@ def sent(workspace: Workspace) -> dict:
         "campaign_id": campaign_id,
         "subscriber": subscriber,
         "links": links,
-        "urls": campaigns.Urls(workspace.settings.site.base_url, workspace.signer),
+        "urls": Urls(workspace.settings.site.base_url, workspace.signer),
     }
 
 

@@ -14,6 +14,7 @@ import requests
 
 from conftest import LiveServer
 from newsletter import campaigns, jobs
+from newsletter.mail import Urls
 from newsletter.workspace import Workspace
 
 NOW = dt.datetime.now(dt.UTC).replace(microsecond=0)
@@ -35,7 +36,7 @@ def test_old_tokens_of_an_erased_person_store_nothing_that_names_them(ws_dir) ->
     jobs.send_campaign(ws, store, campaign_id, lambda: NOW)
     erased, kept = store.subscribers("confirmed")[:2]
     address = erased["email"]
-    urls = campaigns.Urls(ws.settings.site.base_url, ws.signer)
+    urls = Urls(ws.settings.site.base_url, ws.signer)
     link = next(iter(store.links(campaign_id).values()))
     store.delete_subscriber(erased["id"], NOW)
 

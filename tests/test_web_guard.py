@@ -16,6 +16,7 @@ import requests
 
 from conftest import LiveServer, stop_process, wait_for_http
 from newsletter import campaigns, jobs
+from newsletter.mail import Urls
 from newsletter.workspace import Workspace
 
 MB = 1_000_000
@@ -194,14 +195,14 @@ def test_the_webhook_cap_is_a_setting(ws_dir: Path):
 NOW = dt.datetime.now(dt.UTC).replace(microsecond=0)
 
 
-def _sent_campaign(ws: Workspace) -> tuple[int, int, campaigns.Urls]:
+def _sent_campaign(ws: Workspace) -> tuple[int, int, Urls]:
     store = ws.store
     jobs.fetch_sources(ws, store, NOW)
     jobs.import_subscriber_folder(ws, store, NOW)
     campaign_id = campaigns.create(store, ws.settings, "Hi", "new", None, None, NOW)
     jobs.send_campaign(ws, store, campaign_id, lambda: NOW)
     reader = store.subscribers("confirmed")[0]["id"]
-    return campaign_id, reader, campaigns.Urls(ws.settings.site.base_url, ws.signer)
+    return campaign_id, reader, Urls(ws.settings.site.base_url, ws.signer)
 
 
 def test_every_response_forbids_framing_and_sniffing(workspace: Workspace, live_server):

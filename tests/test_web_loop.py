@@ -17,6 +17,7 @@ import requests
 
 from conftest import signed_in
 from newsletter import campaigns, jobs
+from newsletter.mail import Urls
 
 ROWS = 300_000
 
@@ -38,7 +39,7 @@ def sent_pixel(dashboard) -> str:
     campaign_id = campaigns.create(ws.store, ws.settings, "Hello", "new", None, None, now)
     jobs.send_campaign(ws, ws.store, campaign_id, lambda: dt.datetime.now(dt.UTC))
     reader = ws.store.subscribers("confirmed")[0]
-    url = campaigns.Urls(ws.settings.site.base_url, ws.signer).open(campaign_id, reader["id"])
+    url = Urls(ws.settings.site.base_url, ws.signer).open(campaign_id, reader["id"])
     return "/o/" + url.split("/o/", 1)[1]
 
 

@@ -13,6 +13,7 @@ import requests
 
 from conftest import LiveServer
 from newsletter import campaigns, jobs, reports
+from newsletter.mail import Urls
 from newsletter.tracking import PIXEL_GIF
 from newsletter.workspace import Workspace
 
@@ -47,7 +48,7 @@ def sent(workspace: Workspace) -> dict:
         "campaign_id": campaign_id,
         "readers": [r["id"] for r in readers],
         "links": store.links(campaign_id),
-        "urls": campaigns.Urls(workspace.settings.site.base_url, workspace.signer),
+        "urls": Urls(workspace.settings.site.base_url, workspace.signer),
     }
 
 

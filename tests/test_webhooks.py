@@ -29,6 +29,7 @@ from pytest_httpserver import HTTPServer
 
 from conftest import wait_for_http
 from newsletter import campaigns, jobs
+from newsletter.mail import Urls
 from newsletter.store import IN_DOUBT
 from newsletter.web.app import create_app
 from newsletter.web.server import listen, make_server
@@ -605,7 +606,7 @@ def test_large_ses_bodies_do_not_stall_the_pixel_or_healthz(hooks) -> None:
     # the JSON parser seconds, during which no other request would be answered.
     huge, largest = nested_arrays(7_000_000), nested_arrays(990_000)
     assert len(huge) > 7_000_000 and len(largest) < 1_000_000
-    urls = campaigns.Urls(hooks.ws.settings.site.base_url, hooks.ws.signer)
+    urls = Urls(hooks.ws.settings.site.base_url, hooks.ws.signer)
     pixel = hooks.url + urlsplit(urls.open(hooks.campaign_id, hooks.subscribers[0]["id"])).path
     opens_before = len(pixel_opens(hooks))
     posts: list[tuple[int, int, float]] = []
