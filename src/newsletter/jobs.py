@@ -1,7 +1,10 @@
 """The pipeline's jobs: what the scheduler runs and the CLI calls, the same functions for both.
 
-Each job opens its own database connection, so jobs can run in the
-scheduler's threads beside the web server without sharing one.
+Polling sources and subscriber files, test sends, preparing and sending due
+campaigns (across processes when large), missed campaigns and event retention.
+The automatic campaigns these jobs make (instant, digest, welcome steps) are
+``automations.py``'s. Each job opens its own database connection, so jobs can
+run in the scheduler's threads beside the web server without sharing one.
 """
 
 from __future__ import annotations
