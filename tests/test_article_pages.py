@@ -11,6 +11,7 @@ import requests
 from clocks import REAL_NOW as NOW
 from conftest import LiveServer
 from newsletter import campaigns, jobs
+from newsletter.mail import SAMPLE_SUBSCRIBER, load_mail
 from newsletter.render import article_page_url, article_slug
 from newsletter.workspace import Workspace
 from workspaces import sent_campaign
@@ -57,10 +58,10 @@ def test_no_empty_link_in_any_message(workspace: Workspace) -> None:
     lone = campaigns.create(
         store, workspace.settings, "Hi", str(without_url[0]["id"]), None, None, NOW
     )
-    mail = campaigns.load_mail(
+    mail = load_mail(
         store, lone, workspace.templates("announcement"), workspace.settings, workspace.signer
     )
-    rendered = mail.render(campaigns.SAMPLE_SUBSCRIBER, tracked=False)
+    rendered = mail.render(SAMPLE_SUBSCRIBER, tracked=False)
     assert "Read it online" in rendered.html and "on the blog" not in rendered.html
     page = article_page_url(workspace.settings.site.base_url, without_url[0])
     # (The text part may wrap the line before the URL.)

@@ -5,7 +5,8 @@ from __future__ import annotations
 import re
 
 from clocks import REAL_NOW as NOW
-from newsletter import campaigns, jobs
+from newsletter import automations, campaigns, jobs
+from newsletter.mail import SAMPLE_SUBSCRIBER, load_mail
 from newsletter.render import choose_template
 from newsletter.workspace import Workspace
 
@@ -19,14 +20,14 @@ def _titles_in_order(html: str, titles: list[str]) -> list[str]:
 def _rendered(workspace: Workspace, campaign_id: int) -> str:
     store = workspace.store
     campaign = store.campaign(campaign_id)
-    mail = campaigns.load_mail(
+    mail = load_mail(
         store,
         campaign_id,
         workspace.templates(campaign["template"]),
         workspace.settings,
         workspace.signer,
     )
-    return mail.render(campaigns.SAMPLE_SUBSCRIBER, tracked=False).html
+    return mail.render(SAMPLE_SUBSCRIBER, tracked=False).html
 
 
 def _escaped(title: str) -> str:
@@ -49,7 +50,7 @@ def test_new_articles_newest_first(workspace: Workspace) -> None:
 def test_automatic_campaign_newest_first(workspace: Workspace) -> None:
     store = workspace.store
     jobs.fetch_sources(workspace, store, NOW)
-    campaign_id = jobs.create_instant_campaign(workspace, store, NOW)
+    campaign_id = automations.create_instant_campaign(workspace, store, NOW)
     assert store.campaign(campaign_id)["article_ids"] == [a["id"] for a in store.articles()]
 
 
@@ -96,6 +97,6 @@ def test_a_stored_announcement_of_several_articles_renders_them_all(workspace: W
     campaign_id = campaigns.create(store, workspace.settings, "Hi", "new", "digest", None, NOW)
     store.conn.execute("UPDATE campaigns SET template = 'announcement' WHERE id = ?", [campaign_id])
     mail = jobs.campaign_mail(workspace, store, campaign_id)
-    html = mail.render(campaigns.SAMPLE_SUBSCRIBER, tracked=False).html
+    html = mail.render(SAMPLE_SUBSCRIBER, tracked=False).html
     for article in store.articles():
         assert _escaped(article["title"]) in html

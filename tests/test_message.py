@@ -20,6 +20,7 @@ from clocks import NOW
 from emails import every_email
 from newsletter import campaigns, jobs
 from newsletter.errors import TemplateError
+from newsletter.mail import CampaignMail
 from newsletter.render import TemplateSet, inline_css
 from newsletter.store import Store
 from newsletter.workspace import Workspace
@@ -70,7 +71,7 @@ def _campaign(
     )
 
 
-def _mail(ws: Workspace, campaign_id: int) -> campaigns.CampaignMail:
+def _mail(ws: Workspace, campaign_id: int) -> CampaignMail:
     mail, transport = jobs.prepare_send(ws, ws.store, campaign_id, NOW)
     transport.close()
     return mail

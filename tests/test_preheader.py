@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from clocks import REAL_NOW as NOW
-from newsletter import campaigns, jobs
+from newsletter import automations, campaigns, jobs
+from newsletter.mail import SAMPLE_SUBSCRIBER, load_mail
 from newsletter.render import default_preheader
 from newsletter.workspace import Workspace
 
@@ -19,14 +20,14 @@ def _preheader(html: str) -> str | None:
 
 
 def _html(ws: Workspace, campaign_id: int) -> str:
-    mail = campaigns.load_mail(
+    mail = load_mail(
         ws.store,
         campaign_id,
         ws.templates(ws.store.campaign(campaign_id)["template"]),
         ws.settings,
         ws.signer,
     )
-    return mail.render(campaigns.SAMPLE_SUBSCRIBER, tracked=False).html
+    return mail.render(SAMPLE_SUBSCRIBER, tracked=False).html
 
 
 def _open(ws_dir: Path, **env: str) -> Workspace:
@@ -55,7 +56,7 @@ def test_several_articles_preview_their_titles_newest_first(ws_dir: Path) -> Non
 
 def test_automatic_campaigns_get_one_too(ws_dir: Path) -> None:
     ws = _open(ws_dir)
-    campaign_id = jobs.create_instant_campaign(ws, ws.store, NOW)
+    campaign_id = automations.create_instant_campaign(ws, ws.store, NOW)
     assert _preheader(_html(ws, campaign_id)).startswith(
         ws.store.articles()[0]["title"].replace("'", "&#39;")
     )

@@ -15,7 +15,7 @@ import requests
 
 from clocks import REAL_NOW as NOW
 from conftest import LiveServer, serving, stop_process, wait_for_http
-from newsletter import campaigns
+from newsletter.mail import Urls
 from newsletter.workspace import Workspace
 from workspaces import campaign_urls, sent_campaign
 
@@ -186,7 +186,7 @@ def test_the_webhook_cap_is_a_setting(ws_dir: Path):
 # -- 7: security headers on every response -----------------------------------------------
 
 
-def _sent_campaign(ws: Workspace) -> tuple[int, int, campaigns.Urls]:
+def _sent_campaign(ws: Workspace) -> tuple[int, int, Urls]:
     campaign_id = sent_campaign(ws, NOW)
     reader = ws.store.subscribers("confirmed")[0]["id"]
     return campaign_id, reader, campaign_urls(ws)

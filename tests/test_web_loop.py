@@ -16,7 +16,6 @@ import time
 import requests
 
 from conftest import import_in_dashboard, signed_in, subscribe_form
-from newsletter import campaigns
 from workspaces import campaign_urls, sent_campaign
 
 ROWS = 300_000
@@ -98,7 +97,7 @@ def test_writes_that_wait_for_the_database_lock_do_not_stall_the_loop(dashboard)
     ws = dashboard.ws
     readers = ws.store.subscribers("confirmed")
     first, second = readers[0], readers[1]
-    urls = campaigns.Urls(ws.settings.site.base_url, ws.signer)
+    urls = campaign_urls(ws)
     one_click = "/u/" + urls.unsubscribe(1, first["id"]).split("/u/", 1)[1]
     session, csrf = signed_in(dashboard.url)  # signing in writes: before the lock
     base = dashboard.server.url

@@ -14,6 +14,7 @@ import datetime as dt
 from collections.abc import Callable
 
 from newsletter import campaigns, jobs
+from newsletter.mail import Urls
 from newsletter.workspace import Workspace
 
 
@@ -45,6 +46,6 @@ def sent_campaign(
     return campaign_id
 
 
-def campaign_urls(ws: Workspace) -> campaigns.Urls:
+def campaign_urls(ws: Workspace) -> Urls:
     """The signed links the workspace puts in its emails: pixel, clicks, view, unsubscribe."""
-    return campaigns.Urls(ws.settings.site.base_url, ws.signer)
+    return Urls(ws.settings.site.base_url, ws.signer)

@@ -1,7 +1,10 @@
 """The pipeline's jobs: what the scheduler runs and the CLI calls, the same functions for both.
 
-Each job opens its own database connection, so jobs can run in the
-scheduler's threads beside the web server without sharing one.
+Polling sources and subscriber files, test sends, preparing and sending due
+campaigns (across processes when large), missed campaigns and event retention.
+The automatic campaigns these jobs make (instant, digest, welcome steps) are
+``automations.py``'s. Each job opens its own database connection, so jobs can
+run in the scheduler's threads beside the web server without sharing one.
 """
 
 from __future__ import annotations
@@ -14,23 +17,29 @@ import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from newsletter import (
     campaigns,
     clock,
     config,
-    consent,
     delivery,
     delivery_key,
     subscribers,
     timerules,
 )
+from newsletter.automations import (
+    create_instant_campaign,
+    grace,
+    local_time,
+    make_digest,
+    run_automations,
+)
 from newsletter.config import Secrets
 from newsletter.errors import InputError, NewsletterError, StateError
-from newsletter.render import article_context, choose_template
+from newsletter.mail import CampaignMail, design, load_mail
 from newsletter.sources import intake
 from newsletter.sources.http import Fetcher
+from newsletter.status import CampaignStatus
 from newsletter.store import Store
 from newsletter.transports import Envelope, Transport
 from newsletter.workspace import Workspace
@@ -137,182 +146,6 @@ def import_subscriber_folder(
     return reports
 
 
-def _auto_subject(ws: Workspace) -> Callable[[list[dict[str, Any]]], tuple[str, str]]:
-    """(subject, template) of an automatic campaign from its articles, rendered once."""
-
-    base_url = ws.settings.site.base_url
-
-    def make(articles: list[dict[str, Any]]) -> tuple[str, str]:
-        templates = ws.templates(choose_template(ws.settings.templates.default, len(articles)))
-        sender = ws.settings.sender
-        subject = templates.subject(
-            {
-                "articles": [article_context(a, base_url=base_url) for a in articles],
-                "sender": {"name": sender.from_name, "address": sender.from_address},
-                "campaign": {"subject": "", "preheader": ""},
-            }
-        )
-        return subject, templates.name
-
-    return make
-
-
-def grace(ws: Workspace) -> dt.timedelta:
-    return dt.timedelta(seconds=ws.settings.schedule.misfire_grace_time)
-
-
-def _local(ws: Workspace, when: dt.datetime) -> str:
-    return when.astimezone(timerules.zone(ws.settings.schedule.timezone)).strftime(
-        "%Y-%m-%d %H:%M %Z"
-    )
-
-
-def create_instant_campaign(ws: Workspace, store: Store, now: dt.datetime) -> int | None:
-    """In instant mode, make a campaign of the new articles, due at once (or a draft).
-
-    With ``quiet_period``, only once no new article has come for that long,
-    so a burst of posts makes one campaign.
-    """
-    s = ws.settings.schedule
-    quiet = dt.timedelta(seconds=s.quiet_period)
-    _, campaign_id = store.create_auto_campaign(
-        "instant",
-        now,
-        _auto_subject(ws),
-        tracking=ws.settings.tracking.enabled,
-        hold=s.hold_as_draft,
-        settled_before=now - quiet if s.quiet_period else None,
-    )
-    return campaign_id
-
-
-def make_digest(ws: Workspace, store: Store, now: dt.datetime) -> int | None:
-    """In digest mode, make the digest whose cron time has come; return its campaign.
-
-    Every article new since the last digest goes in; no new articles, no
-    campaign. Each cron time is handled once (recorded in ``job_runs``), by
-    one scheduler, however often this runs. A cron time missed by more than
-    the grace window is reported, not sent: its articles wait for the next.
-    """
-    s = ws.settings.schedule
-    if s.mode != "digest":
-        return None
-    trigger = timerules.cron_trigger(s.digest_cron, s.timezone)
-    fire = timerules.last_fire(trigger, store.last_run("digest", now), now)
-    if fire is None:
-        return None
-    if timerules.verdict(fire, now, grace(ws)) == timerules.MISSED:
-        detail = (
-            f"digest due {_local(ws, fire)} missed by {timerules.late(fire, now)}; "
-            f"its articles go in the next digest"
-        )
-        if store.record_run("digest", fire, "missed", now, detail):
-            log.warning("%s", detail)
-        return None
-    outcome, campaign_id = store.create_auto_campaign(
-        "digest",
-        now,
-        _auto_subject(ws),
-        tracking=ws.settings.tracking.enabled,
-        hold=s.hold_as_draft,
-        run=("digest", fire),
-    )
-    if outcome == "empty":
-        log.info("digest due %s: no new articles, no email", _local(ws, fire))
-    elif campaign_id is not None:
-        log.info(
-            "digest due %s: campaign %d%s",
-            _local(ws, fire),
-            campaign_id,
-            " held as a draft for approval" if s.hold_as_draft else "",
-        )
-    return campaign_id
-
-
-def run_automations(ws: Workspace, store: Store, now: dt.datetime) -> list[int]:
-    """Send the welcome steps that are due; return the latest-articles campaigns made.
-
-    A step is planned for each opt-in confirmed since the automation was
-    first enabled, due ``welcome_delay`` after the confirmation; each is
-    taken by one process, once. A step missed by more than the grace window
-    is recorded as missed, not sent.
-    """
-    a = ws.settings.automation
-    plan = [
-        (kind, float(a.welcome_delay))
-        for kind, on in (
-            ("welcome", bool(a.welcome_template)),
-            ("latest", a.latest_articles > 0),
-        )
-        if on
-    ]
-    if not plan:
-        return []
-    store.queue_steps(store.last_run("automation", now), plan)
-    made: list[int] = []
-    transport: Transport | None = None
-    try:
-        for step in store.pending_steps(until=now):
-            due = dt.datetime.fromisoformat(step["due_at"])
-            if timerules.verdict(due, now, grace(ws)) == timerules.MISSED:
-                detail = f"due {_local(ws, due)}, missed by {timerules.late(due, now)}; not sent"
-                store.finish_step(step["id"], "missed", now, detail)
-                log.warning(
-                    "%s email to subscriber %d %s", step["kind"], step["subscriber_id"], detail
-                )
-                continue
-            if not store.claim_step(step["id"], now):
-                continue  # another scheduler took it
-            subscriber = store.subscriber(step["subscriber_id"])
-            if subscriber is None or subscriber["status"] != "confirmed":
-                store.finish_step(step["id"], "skipped", now, "no longer subscribed")
-                continue
-            try:
-                if step["kind"] == "welcome":
-                    transport = transport or ws.transport()
-                    consent.send_welcome(
-                        store,
-                        transport,
-                        ws.settings,
-                        ws.signer,
-                        ws.templates(a.welcome_template),
-                        step["subscriber_id"],
-                        now,
-                    )
-                    store.finish_step(step["id"], "done", now)
-                    continue
-                _, campaign_id = store.create_auto_campaign(
-                    "latest",
-                    now,
-                    _auto_subject(ws),
-                    tracking=ws.settings.tracking.enabled,
-                    latest=a.latest_articles,
-                    subscriber_id=step["subscriber_id"],
-                )
-                store.finish_step(
-                    step["id"],
-                    "done" if campaign_id else "empty",
-                    now,
-                    f"campaign {campaign_id}" if campaign_id else "no articles",
-                )
-                if campaign_id:
-                    made.append(campaign_id)
-            except NewsletterError as exc:
-                store.finish_step(step["id"], "failed", now, str(exc))
-                log.error("%s email to subscriber %d: %s", step["kind"], step["subscriber_id"], exc)
-            except Exception as exc:  # one step's bug must not stop the other steps
-                detail = f"unexpected error ({type(exc).__name__}: {exc}); not sent"
-                log.debug("traceback of the %s step %d", step["kind"], step["id"], exc_info=True)
-                store.finish_step(step["id"], "failed", now, detail)
-                log.error(
-                    "%s email to subscriber %d: %s", step["kind"], step["subscriber_id"], detail
-                )
-    finally:
-        if transport is not None:
-            transport.close()
-    return made
-
-
 def poll(ws: Workspace, clock: Clock = utc_now) -> None:
     """The poll job: fetch articles, import subscriber files, start an instant campaign."""
     store = ws.open_store()
@@ -347,18 +180,18 @@ def poll(ws: Workspace, clock: Clock = utc_now) -> None:
                     campaign_id,
                     campaign["subject"],
                     len(campaign["article_ids"]),
-                    " and held as a draft for approval" if campaign["status"] == "draft" else "",
+                    " and held as a draft for approval"
+                    if campaign["status"] == CampaignStatus.DRAFT
+                    else "",
                 )
     finally:
         store.close()
 
 
-def campaign_mail(ws: Workspace, store: Store, campaign_id: int) -> campaigns.CampaignMail:
+def campaign_mail(ws: Workspace, store: Store, campaign_id: int) -> CampaignMail:
     """The campaign's renderer with the workspace's templates, settings and signer."""
     campaign = store.campaign(campaign_id)
-    return campaigns.load_mail(
-        store, campaign_id, ws.templates(campaigns.design(campaign)), ws.settings, ws.signer
-    )
+    return load_mail(store, campaign_id, ws.templates(design(campaign)), ws.settings, ws.signer)
 
 
 def send_test(
@@ -416,25 +249,25 @@ def check_transport(ws: Workspace) -> str:
 
 def prepare_send(
     ws: Workspace, store: Store, campaign_id: int, now: dt.datetime
-) -> tuple[campaigns.CampaignMail, Transport]:
+) -> tuple[CampaignMail, Transport]:
     """Check everything a send needs, then start the campaign; return its renderer and transport.
 
     The transport is opened and the template rendered before the campaign
     changes state, so a bad setting or a broken template stops the send with
     the database as it was.
     """
-    campaign = store.campaign(campaign_id)
-    templates = ws.templates(campaigns.design(campaign))
+    templates = ws.templates(design(store.campaign(campaign_id)))
     transport = ws.transport()
     try:
-        mail = campaigns.load_mail(store, campaign_id, templates, ws.settings, ws.signer)
-        links = mail.trackable_links() if mail.tracked else []
+        # Loaded before the campaign starts, to find the links to register.
+        before = load_mail(store, campaign_id, templates, ws.settings, ws.signer)
+        links = before.trackable_links() if before.tracked else []
         campaigns.start(store, campaign_id, now)
-        if campaign["kind"] != "manual":
-            # Who gets which articles is settled when the deliveries are planned.
-            mail.set_personal(store.personal_articles(campaign_id))
         if links:
-            mail.link_ids = store.register_links(campaign_id, links)
+            store.register_links(campaign_id, links)
+        # Loaded again, complete: with its links and (automatic campaigns) who gets
+        # which articles, settled when the deliveries were planned.
+        mail = load_mail(store, campaign_id, templates, ws.settings, ws.signer)
     except BaseException:
         transport.close()
         raise
@@ -460,7 +293,7 @@ def send_campaign(
 def send_prepared(
     ws: Workspace,
     store: Store,
-    mail: campaigns.CampaignMail,
+    mail: CampaignMail,
     transport: Transport,
     clock: Clock = utc_now,
     should_stop: Callable[[], bool] = lambda: False,
@@ -483,21 +316,16 @@ def send_prepared(
 
 def shard_parts(
     root: Path, settings: config.Settings, secrets: Secrets, campaign_id: int, connections: int
-) -> tuple[Store, campaigns.CampaignMail, Transport]:
+) -> tuple[Store, CampaignMail, Transport]:
     """What a sending child process needs, built anew in that process from picklable parts."""
     settings = dataclasses.replace(
         settings, delivery=dataclasses.replace(settings.delivery, concurrency=connections)
     )
     ws = Workspace(root, settings, secrets, [])
     store = ws.open_store()
-    campaign = store.campaign(campaign_id)
-    mail = campaigns.load_mail(
-        store, campaign_id, ws.templates(campaigns.design(campaign)), settings, ws.signer
-    )
-    if campaign["kind"] != "manual":
-        mail.set_personal(store.personal_articles(campaign_id))
-    if mail.tracked:
-        mail.link_ids = store.links(campaign_id)  # registered by the parent before it began
+    # The links were registered by the parent before it began.
+    templates = ws.templates(design(store.campaign(campaign_id)))
+    mail = load_mail(store, campaign_id, templates, settings, ws.signer)
     return store, mail, ws.transport()
 
 
@@ -511,7 +339,7 @@ def report_missed(ws: Workspace, store: Store, now: dt.datetime) -> list[int]:
     for c in store.overdue_campaigns(now - grace(ws)):
         due = dt.datetime.fromisoformat(c["scheduled_at"])
         note = (
-            f"missed: due {_local(ws, due)}, not started within the grace window "
+            f"missed: due {local_time(ws, due)}, not started within the grace window "
             f"({timerules.late(due, now)} late); reschedule, send or cancel it"
         )
         if store.mark_missed(c["id"], now, note):
@@ -576,7 +404,13 @@ def pause_stuck(store: Store, campaign_id: int, reason: str, now: dt.datetime) -
     """Pause a due campaign that could not be sent, with the reason, so the due job
     does not try it again every 15 seconds forever; a person resumes it after the fix."""
     note = f"paused: the send could not start ({reason}); fix it and resume"
-    if store.set_campaign_status(campaign_id, "paused", ("sending", "scheduled"), now, note=note):
+    if store.set_campaign_status(
+        campaign_id,
+        CampaignStatus.PAUSED,
+        (CampaignStatus.SENDING, CampaignStatus.SCHEDULED),
+        now,
+        note=note,
+    ):
         log.error("campaign %d: %s", campaign_id, note)
     else:
         log.error("campaign %d: %s", campaign_id, reason)

@@ -77,3 +77,4 @@ class StepStatus(StrEnum):
     EMPTY = "empty"
     SKIPPED = "skipped"
     FAILED = "failed"
+    MISSED = "missed"  # due longer ago than the grace window: recorded, never run

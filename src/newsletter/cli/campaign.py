@@ -11,9 +11,10 @@ from zoneinfo import ZoneInfo
 
 import click
 
-from newsletter import campaigns, delivery, jobs, subscribers
+from newsletter import campaigns, delivery, jobs
 from newsletter.cli.base import Group, audit, cli, utcnow, ws_of
 from newsletter.errors import InputError, os_error_line
+from newsletter.status import CampaignStatus
 
 # -- campaigns ---------------------------------------------------------------------------
 
@@ -71,36 +72,28 @@ def campaign_create(
         newsletter campaign create --subject "For your back" --segment tag:back-pain
     """
     ws = ws_of(ctx)
-    rules = [subscribers.parse_segment(text) for text in segments]
-    if template and template != "auto":
-        ws.templates(template)  # a missing or broken template fails here, not at send time
-    campaign_id = campaigns.create(
-        ws.store,
-        ws.settings,
-        subject,
-        article_spec,
-        template,
-        list_name,
-        utcnow(),
-        preheader,
-        not no_tracking,
-        segment=rules,
+    new = campaigns.NewCampaign(
+        subject=subject,
+        articles=article_spec,
+        template=template,
+        list_name=list_name,
+        segment=segments,
+        preheader=preheader,
+        tracking=not no_tracking,
     )
+    created = campaigns.create_draft(ws.store, ws.settings, ws.templates, new, utcnow())
+    campaign_id = created.campaign_id
     audit(ws, "created a campaign", f"campaign {campaign_id}", subject)
-    if rules:
-        campaign = ws.store.campaign(campaign_id)
-        matching = ws.store.count_recipients(campaign["list_id"], rules)
-        click.echo(f"campaign {campaign_id}: {matching} subscribers match now", err=True)
-    campaign = ws.store.campaign(campaign_id)
-    if (template or ws.settings.templates.default) == "announcement" and (
-        campaign["template"] != "announcement"
-    ):
+    if created.matching is not None:
+        click.echo(f"campaign {campaign_id}: {created.matching} subscribers match now", err=True)
+    if created.announcement_became:
         click.echo(
             f"campaign {campaign_id}: the announcement design shows one article; these "
-            f"{len(campaign['article_ids'])} articles go out in the {campaign['template']} design",
+            f"{created.article_count} articles go out in the {created.announcement_became} "
+            f"design",
             err=True,
         )
-    for title, url in campaigns.article_pages(ws.store, ws.settings, campaign_id):
+    for title, url in created.article_pages:
         click.echo(f"article {title!r} has no URL of its own: it links to its page {url}", err=True)
     click.echo(campaign_id)
 
@@ -127,13 +120,15 @@ def campaign_list(ctx: click.Context) -> None:
         when = c["finished_at"] or c["started_at"] or c["scheduled_at"] or c["created_at"]
         local = dt.datetime.fromisoformat(when).astimezone(zone).strftime("%Y-%m-%d %H:%M %Z")
         doubt = f", {c['in_doubt']} in doubt" if c["in_doubt"] else ""
-        status = "missed" if c["status"] == "scheduled" and c["missed_at"] else c["status"]
+        # A scheduled campaign past its grace window shows as missed (not a stored status).
+        missed = c["status"] == CampaignStatus.SCHEDULED and c["missed_at"]
+        status = "missed" if missed else c["status"]
         kind = "" if c["kind"] == "manual" else f"[{c['kind']}] "
         click.echo(
             f"{c['id']:>4}  {status:<9}  {local}  {c['sent']}/{c['recipients']} sent, "
             f"{c['failed']} failed{doubt}  {kind}{c['subject']}"
         )
-        if c["note"] and (status in ("paused", "missed") or not c["recipients"]):
+        if c["note"] and (status in (CampaignStatus.PAUSED, "missed") or not c["recipients"]):
             click.echo(f"      {c['note']}")
 
 

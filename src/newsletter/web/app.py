@@ -15,9 +15,10 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from newsletter import campaigns, clock, render, tracking
+from newsletter import clock, render, tracking
 from newsletter.errors import NewsletterError
 from newsletter.events import EventWriter, Privacy
+from newsletter.mail import design, load_mail
 from newsletter.rows import TrackingEvent
 from newsletter.web.dashboard import Dashboard
 from newsletter.web.guard import BodyLimits, Guard
@@ -184,8 +185,8 @@ class ReaderPages:
 
         def render_page() -> str:
             campaign = store.campaign(data.campaign_id)
-            templates = ws.templates(campaigns.design(campaign))
-            mail = campaigns.load_mail(store, data.campaign_id, templates, ws.settings, signer)
+            templates = ws.templates(design(campaign))
+            mail = load_mail(store, data.campaign_id, templates, ws.settings, signer)
             # No pixel: the page itself is counted as a view, not as an open.
             return mail.render(subscriber, pixel=False).html
 

@@ -10,7 +10,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
-from newsletter import campaigns, jobs, reports, subscribers
+from newsletter import campaigns, jobs, reports
 from newsletter.errors import InputError, NewsletterError, StateError
 from newsletter.render import DEFAULTS_DIR
 from newsletter.status import EDITABLE, CampaignStatus, DeliveryStatus
@@ -199,52 +199,33 @@ class CampaignViews:
             "segment": str(form.get("segment", "")),
             "tracking": form.get("tracking") == "on",
         }
+        # The same call as `newsletter campaign create`: one rule a line, the ticked ids.
+        new = campaigns.NewCampaign(
+            subject=values["subject"],
+            articles="new" if values["articles_mode"] == "new" else ",".join(values["chosen"]),
+            template=values["template"] or None,
+            list_name=values["list_name"] or None,
+            segment=[line.strip() for line in values["segment"].splitlines() if line.strip()],
+            preheader=values["preheader"],
+            tracking=values["tracking"],
+        )
         try:
-            # The same checks and the same call as `newsletter campaign create`.
-            rules = [
-                subscribers.parse_segment(line.strip())
-                for line in values["segment"].splitlines()
-                if line.strip()
-            ]
-            if values["template"] and values["template"] != "auto":
-                d.ws.templates(values["template"])
-            if values["articles_mode"] == "new":
-                spec = "new"
-            else:
-                spec = ",".join(values["chosen"])
-                if not spec:
-                    raise InputError("articles: tick at least one article, or choose new ones")
-            new_id = campaigns.create(
-                store,
-                d.ws.settings,
-                values["subject"],
-                spec,
-                values["template"] or None,
-                values["list_name"] or None,
-                d.clock(),
-                values["preheader"],
-                values["tracking"],
-                segment=rules,
-            )
+            created = campaigns.create_draft(store, d.ws.settings, d.ws.templates, new, d.clock())
         except NewsletterError as exc:
             said = for_people(exc)
             return new_form(request, 400, error=said.text, error_field=said.field, **values)
+        new_id = created.campaign_id
         d.audit(request, "created a campaign", f"campaign {new_id}", values["subject"])
         message = f"Campaign {new_id} created as a draft."
-        created = store.campaign(new_id)
-        asked = values["template"] if values["template"] not in ("", "auto") else None
-        if (asked or d.ws.settings.templates.default) == "announcement" and (
-            created["template"] != "announcement"
-        ):
+        if created.announcement_became:
             # As the command line says it: the announcement design shows one article.
             message += (
                 f" The announcement design shows one article, so these "
-                f"{len(created['article_ids'])} articles go out together as a "
-                f"{created['template']}."
+                f"{created.article_count} articles go out together as a "
+                f"{created.announcement_became}."
             )
-        pages = campaigns.article_pages(store, d.ws.settings, new_id)
-        if pages:
-            titles = ", ".join(f"“{title}”" for title, _ in pages)
+        if created.article_pages:
+            titles = ", ".join(f"“{title}”" for title, _ in created.article_pages)
             message += (
                 f" Without a web address of their own, these articles link to their page "
                 f"on this server: {titles}."

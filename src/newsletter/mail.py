@@ -1,0 +1,356 @@
+"""A campaign's mail: everything needed to render it for any subscriber, built in one place.
+
+``load_mail`` is the only way to make a ``CampaignMail``: it reads the campaign,
+its articles, the links registered for it and (automatic campaigns) who gets
+which articles, so the mail is complete when built and never changed after.
+Anything that changes one of those (starting the campaign, registering its
+links) loads the mail again. The lifecycle (create, schedule, pause ...) is
+``campaigns.py``'s.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Any
+
+from newsletter import tracking
+from newsletter.config import Settings
+from newsletter.mime import MessageFactory, list_unsubscribe
+from newsletter.render import (
+    Rendered,
+    TemplateSet,
+    article_context,
+    choose_template,
+    default_preheader,
+    message_id,
+    site_context,
+    subscriber_context,
+)
+from newsletter.store import Store
+from newsletter.textify import wrap_lines
+from newsletter.transports import Content, Envelope
+
+# The reader a preview, a test or the search for trackable links is rendered for
+# when no subscriber is named.
+SAMPLE_SUBSCRIBER = {
+    "email": "reader@example.com",
+    "first_name": "Sample",
+    "last_name": "Reader",
+    "attributes": {},
+    "id": 0,
+}
+
+
+def design(campaign: Mapping[str, Any]) -> str:
+    """The template set a campaign renders with: its own, by the one rule for articles.
+
+    A campaign stored as an announcement of several articles (made before the
+    rule) renders as a digest, so every article it counts as sent is shown.
+    """
+    return choose_template(campaign["template"], len(campaign["article_ids"]))
+
+
+@dataclass
+class Urls:
+    """The public URLs of the web server, all built on ``[site] base_url``."""
+
+    base_url: str
+    signer: tracking.Signer
+
+    def _url(self, prefix: str, token: str, suffix: str = "") -> str:
+        return f"{self.base_url.rstrip('/')}/{prefix}/{token}{suffix}"
+
+    def open(self, campaign_id: int, subscriber_id: int) -> str:
+        return self._url("o", self.signer.make("open", campaign_id, subscriber_id), ".gif")
+
+    def click(self, campaign_id: int, subscriber_id: int, link_id: int) -> str:
+        return self._url("c", self.signer.make("click", campaign_id, subscriber_id, link_id))
+
+    def unsubscribe(self, campaign_id: int, subscriber_id: int) -> str:
+        return self._url("u", self.signer.make("unsubscribe", campaign_id, subscriber_id))
+
+    def preferences(self, campaign_id: int, subscriber_id: int) -> str:
+        return self._url("p", self.signer.make("preferences", campaign_id, subscriber_id))
+
+    def view(self, campaign_id: int, subscriber_id: int) -> str:
+        return self._url("v", self.signer.make("view", campaign_id, subscriber_id))
+
+
+class CampaignMail:
+    """Everything needed to render one campaign for any subscriber.
+
+    Made by ``load_mail`` only, complete: the articles' context, the compiled
+    templates, the registered link ids and who gets only some of the articles.
+    Per subscriber only the personal parts change; what is cached on the way
+    (personal subjects) follows from what it was built with.
+    """
+
+    def __init__(
+        self,
+        *,
+        campaign: Mapping[str, Any],
+        articles: list[dict[str, Any]],
+        templates: TemplateSet,
+        settings: Settings,
+        urls: Urls,
+        link_ids: Mapping[str, int],
+        personal: Mapping[int, list[int]],
+    ):
+        self.campaign = campaign
+        self.templates = templates
+        self.settings = settings
+        self.urls = urls
+        self._rewriter = tracking.LinkRewriter(link_ids)
+        # Automatic campaigns: the recipients who get only some of the articles (the
+        # rest they had before), by subscriber id; everyone else gets them all.
+        self._personal = {sid: tuple(ids) for sid, ids in personal.items()}
+        self._personal_parts: dict[tuple[int, ...], tuple[list[dict], MessageFactory]] = {}
+        css = templates.stylesheet
+        self.articles = [article_context(a, css, settings.site.base_url) for a in articles]
+        self._article_by_url = {a["url"]: a["id"] for a in self.articles if a["url"]}
+        sender = settings.sender
+        self.sender = {
+            "name": sender.from_name,
+            "address": sender.from_address,
+            "postal_address": sender.postal_address,
+            "reply_to": sender.reply_to or None,
+        }
+        self.domain = sender.from_address.rpartition("@")[2] or "localhost"
+        self.campaign_context = self._campaign_context(self.articles)
+        self._personal_campaign: dict[tuple[int, ...], dict[str, Any]] = {}
+        self.site = site_context(settings.site.base_url, settings.templates.language)
+        # The subject is the campaign's, or the template's rendered without any
+        # subscriber: one subject per campaign, encoded once.
+        self.subject = campaign["subject"] or templates.subject(
+            {"campaign": self.campaign_context, "articles": self.articles, "sender": self.sender}
+        )
+        self.factory = self._factory(self.subject)
+
+    def _campaign_context(self, articles: list[dict[str, Any]]) -> dict[str, Any]:
+        """The campaign's template data; its preheader follows the articles when it set none."""
+        return {
+            "id": self.campaign["id"],
+            "subject": self.campaign["subject"],
+            "preheader": self.campaign.get("preheader")
+            or default_preheader(articles, self.settings.templates.preheader),
+        }
+
+    def _factory(self, subject: str) -> MessageFactory:
+        return MessageFactory(
+            from_name=self.sender["name"],
+            from_address=self.sender["address"],
+            subject=subject,
+            reply_to=self.settings.sender.reply_to,
+            list_id=f"{self.sender['name']} <newsletter.{self.domain}>",
+            feedback_id=f"c{self.campaign['id']}:newsletter:{self.domain}",
+        )
+
+    @property
+    def link_ids(self) -> Mapping[str, int]:
+        """The campaign's tracked links by URL, as registered when it was loaded."""
+        return MappingProxyType(self._rewriter.link_ids)
+
+    @property
+    def tracked(self) -> bool:
+        return bool(self.campaign["tracking"]) and self.settings.tracking.enabled
+
+    def _parts(self, subscriber_id: int) -> tuple[list[dict[str, Any]], MessageFactory]:
+        """The articles and message factory (subject) for one subscriber."""
+        ids = self._personal.get(subscriber_id)
+        if ids is None:
+            return self.articles, self.factory
+        parts = self._personal_parts.get(ids)
+        if parts is None:
+            articles = [a for a in self.articles if a["id"] in ids]
+            factory = self.factory
+            # An automatic campaign's subject is its template's, so it follows the articles.
+            if self.campaign.get("kind", "manual") != "manual":
+                factory = self._factory(
+                    self.templates.subject(
+                        {
+                            "campaign": self.campaign_context,
+                            "articles": articles,
+                            "sender": self.sender,
+                        }
+                    )
+                )
+            parts = self._personal_parts[ids] = (articles, factory)
+        return parts
+
+    def context(self, subscriber: Mapping[str, Any]) -> dict[str, Any]:
+        """The template data for one subscriber: plain dicts, lists and strings."""
+        cid, sid = self.campaign["id"], subscriber["id"]
+        articles = self._parts(sid)[0]
+        campaign = self.campaign_context
+        if articles is not self.articles:
+            key = tuple(a["id"] for a in articles)
+            if key not in self._personal_campaign:
+                self._personal_campaign[key] = self._campaign_context(articles)
+            campaign = self._personal_campaign[key]
+        return {
+            "campaign": campaign,
+            "articles": articles,
+            "subscriber": subscriber_context(subscriber),
+            "sender": self.sender,
+            "site": self.site,
+            "links": {
+                "unsubscribe": self.urls.unsubscribe(cid, sid),
+                "preferences": self.urls.preferences(cid, sid),
+                "view_in_browser": self.urls.view(cid, sid),
+            },
+        }
+
+    def _render(
+        self, subscriber: Mapping[str, Any], context: Mapping[str, Any] | None = None
+    ) -> Rendered:
+        rendered = self.templates.render(context or self.context(subscriber))
+        return Rendered(self.subject, rendered.html, rendered.text)
+
+    def trackable_links(self) -> list[tuple[str, int | None]]:
+        """The links of the campaign that click tracking may redirect to, with their article.
+
+        Links to our own web server (unsubscribe, preferences, view) are
+        personal and never tracked; the public page of an article without a
+        URL of its own is the article's link, and tracked like any other.
+        """
+        rendered = self._render(SAMPLE_SUBSCRIBER)
+        own = self.settings.site.base_url.rstrip("/") + "/"
+        return [
+            (url, self._article_by_url.get(url))
+            for url in tracking.html_links(rendered.html)
+            if not url.startswith(own) or url in self._article_by_url
+        ]
+
+    def render(
+        self,
+        subscriber: Mapping[str, Any],
+        tracked: bool | None = None,
+        pixel: bool = True,
+        context: Mapping[str, Any] | None = None,
+    ) -> Rendered:
+        """Render for one subscriber, with click links and the open pixel when tracking is on."""
+        rendered = self._render(subscriber, context)
+        if not (self.tracked if tracked is None else tracked):
+            return rendered
+        cid, sid = self.campaign["id"], subscriber["id"]
+
+        def click(link_id: int) -> str:
+            return self.urls.click(cid, sid, link_id)
+
+        html = self._rewriter.rewrite_html(rendered.html, click)
+        if pixel:
+            html = tracking.add_pixel(html, self.urls.open(cid, sid))
+        # A tracked link is longer than the one it replaces: wrap again.
+        text = wrap_lines(self._rewriter.rewrite_text(rendered.text, click))
+        return Rendered(rendered.subject, html, text)
+
+    def message(
+        self,
+        subscriber: Mapping[str, Any],
+        key: str,
+        now: dt.datetime,
+        tracked: bool | None = None,
+        to_address: str | None = None,
+        factory: MessageFactory | None = None,
+    ) -> tuple[str, bytes]:
+        """Return (Message-ID, wire bytes) of the campaign for one subscriber."""
+        msg_id, envelope = self.envelope(
+            subscriber,
+            key,
+            now,
+            self.sender["address"],
+            tracked,
+            to_address,
+            factory,
+            fields=False,
+        )
+        return msg_id, envelope.data
+
+    def envelope(
+        self,
+        subscriber: Mapping[str, Any],
+        key: str,
+        now: dt.datetime,
+        sender: str,
+        tracked: bool | None = None,
+        to_address: str | None = None,
+        factory: MessageFactory | None = None,
+        fields: bool = True,
+    ) -> tuple[str, Envelope]:
+        """The message for one subscriber as wire bytes and, with ``fields``, as fields
+        for email APIs."""
+        factory = factory or self._parts(subscriber["id"])[1]
+        context = self.context(subscriber)
+        rendered = self.render(subscriber, tracked, context=context)
+        msg_id = message_id(self.campaign["id"], key, self.domain)
+        unsubscribe = context["links"]["unsubscribe"]
+        mailto = self.settings.sender.unsubscribe_mailto or None
+        recipient = to_address or subscriber["email"]
+        to_name = "" if to_address else context["subscriber"]["name"]
+        data = factory.build(
+            to_address=recipient,
+            to_name=to_name,
+            msg_id=msg_id,
+            date=now,
+            text=rendered.text,
+            html=rendered.html,
+            unsubscribe_url=unsubscribe,
+            unsubscribe_mailto=mailto,
+        )
+        if not fields:
+            return msg_id, Envelope(sender, recipient, data, key)
+        headers = {
+            "Message-ID": msg_id,
+            "List-Unsubscribe": list_unsubscribe(unsubscribe, mailto),
+            "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
+            "List-Id": factory.list_id or "",
+            "Feedback-ID": factory.feedback_id or "",
+        }
+        if self.settings.sender.reply_to:
+            headers["Reply-To"] = self.settings.sender.reply_to
+        content = Content(
+            subject=factory.subject,
+            from_name=self.sender["name"],
+            from_address=self.sender["address"],
+            to_name=to_name,
+            to_address=recipient,
+            html=rendered.html,
+            text=rendered.text,
+            headers=headers,
+        )
+        return msg_id, Envelope(sender, recipient, data, key, content)
+
+    def test_message(
+        self, sample: Mapping[str, Any], to_address: str, key: str, now: dt.datetime
+    ) -> bytes:
+        """A one-off copy for staff: [TEST] in the subject, no tracking, not counted."""
+        factory = self._factory("[TEST] " + self.subject)
+        return self.message(sample, key, now, False, to_address, factory)[1]
+
+
+def load_mail(
+    store: Store,
+    campaign_id: int,
+    templates: TemplateSet,
+    settings: Settings,
+    signer: tracking.Signer,
+) -> CampaignMail:
+    """Build the campaign's mail, the only way to: with everything stored for it now.
+
+    That is its articles, the links registered for it so far and, for an
+    automatic campaign, who gets only some of the articles (settled when its
+    deliveries are planned). Load it again after either changes.
+    """
+    campaign = store.campaign(campaign_id)
+    return CampaignMail(
+        campaign=campaign,
+        articles=store.articles_by_id(campaign["article_ids"]),
+        templates=templates,
+        settings=settings,
+        urls=Urls(settings.site.base_url, signer),
+        link_ids=store.links(campaign_id),
+        personal=store.personal_articles(campaign_id) if campaign["kind"] != "manual" else {},
+    )
