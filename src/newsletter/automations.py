@@ -11,11 +11,12 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 from newsletter import consent, timerules
 from newsletter.errors import NewsletterError
 from newsletter.render import article_context, choose_template
+from newsletter.rows import Article
 from newsletter.status import StepStatus, SubscriberStatus
 from newsletter.store import Store
 from newsletter.transports import Transport
@@ -34,7 +35,9 @@ def _auto_subject(ws: Workspace) -> Callable[[list[dict[str, Any]]], tuple[str, 
         sender = ws.settings.sender
         subject = templates.subject(
             {
-                "articles": [article_context(a, base_url=base_url) for a in articles],
+                "articles": [
+                    article_context(cast(Article, a), base_url=base_url) for a in articles
+                ],
                 "sender": {"name": sender.from_name, "address": sender.from_address},
                 "campaign": {"subject": "", "preheader": ""},
             }

@@ -14,7 +14,6 @@ from newsletter import subscribers, timerules
 from newsletter.config import Settings
 from newsletter.errors import InputError, NotFound, StateError
 from newsletter.mail import SAMPLE_SUBSCRIBER
-from newsletter.mail import CampaignMail as CampaignMail  # delivery imports it from here
 from newsletter.mime import header_value
 from newsletter.render import TemplateSet, article_page_url, choose_template
 from newsletter.status import EDITABLE, CampaignStatus, SubscriberStatus

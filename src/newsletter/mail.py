@@ -11,10 +11,10 @@ links) loads the mail again. The lifecycle (create, schedule, pause ...) is
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Any
+from typing import Any, cast
 
 from newsletter import tracking
 from newsletter.config import Settings
@@ -29,6 +29,7 @@ from newsletter.render import (
     site_context,
     subscriber_context,
 )
+from newsletter.rows import Article, ArticleContext, Subscriber
 from newsletter.store import Store
 from newsletter.textify import wrap_lines
 from newsletter.transports import Content, Envelope
@@ -79,6 +80,10 @@ class Urls:
         return self._url("v", self.signer.make("view", campaign_id, subscriber_id))
 
 
+# One subscriber's articles and the message factory of their subject.
+_Parts = tuple[list[ArticleContext], MessageFactory]
+
+
 class CampaignMail:
     """Everything needed to render one campaign for any subscriber.
 
@@ -92,7 +97,7 @@ class CampaignMail:
         self,
         *,
         campaign: Mapping[str, Any],
-        articles: list[dict[str, Any]],
+        articles: list[Article],
         templates: TemplateSet,
         settings: Settings,
         urls: Urls,
@@ -107,7 +112,9 @@ class CampaignMail:
         # Automatic campaigns: the recipients who get only some of the articles (the
         # rest they had before), by subscriber id; everyone else gets them all.
         self._personal = {sid: tuple(ids) for sid, ids in personal.items()}
-        self._personal_parts: dict[tuple[int, ...], tuple[list[dict], MessageFactory]] = {}
+        self._personal_parts: dict[
+            tuple[int, ...], tuple[list[ArticleContext], MessageFactory]
+        ] = {}
         css = templates.stylesheet
         self.articles = [article_context(a, css, settings.site.base_url) for a in articles]
         self._article_by_url = {a["url"]: a["id"] for a in self.articles if a["url"]}
@@ -129,7 +136,7 @@ class CampaignMail:
         )
         self.factory = self._factory(self.subject)
 
-    def _campaign_context(self, articles: list[dict[str, Any]]) -> dict[str, Any]:
+    def _campaign_context(self, articles: Sequence[ArticleContext]) -> dict[str, Any]:
         """The campaign's template data; its preheader follows the articles when it set none."""
         return {
             "id": self.campaign["id"],
@@ -140,8 +147,8 @@ class CampaignMail:
 
     def _factory(self, subject: str) -> MessageFactory:
         return MessageFactory(
-            from_name=self.sender["name"],
-            from_address=self.sender["address"],
+            from_name=self.settings.sender.from_name,
+            from_address=self.settings.sender.from_address,
             subject=subject,
             reply_to=self.settings.sender.reply_to,
             list_id=f"{self.sender['name']} <newsletter.{self.domain}>",
@@ -157,7 +164,7 @@ class CampaignMail:
     def tracked(self) -> bool:
         return bool(self.campaign["tracking"]) and self.settings.tracking.enabled
 
-    def _parts(self, subscriber_id: int) -> tuple[list[dict[str, Any]], MessageFactory]:
+    def _parts(self, subscriber_id: int) -> _Parts:
         """The articles and message factory (subject) for one subscriber."""
         ids = self._personal.get(subscriber_id)
         if ids is None:
@@ -193,7 +200,7 @@ class CampaignMail:
         return {
             "campaign": campaign,
             "articles": articles,
-            "subscriber": subscriber_context(subscriber),
+            "subscriber": subscriber_context(cast(Subscriber, subscriber)),
             "sender": self.sender,
             "site": self.site,
             "links": {
@@ -261,7 +268,7 @@ class CampaignMail:
             subscriber,
             key,
             now,
-            self.sender["address"],
+            self.settings.sender.from_address,
             tracked,
             to_address,
             factory,
@@ -313,8 +320,8 @@ class CampaignMail:
             headers["Reply-To"] = self.settings.sender.reply_to
         content = Content(
             subject=factory.subject,
-            from_name=self.sender["name"],
-            from_address=self.sender["address"],
+            from_name=self.settings.sender.from_name,
+            from_address=self.settings.sender.from_address,
             to_name=to_name,
             to_address=recipient,
             html=rendered.html,

@@ -27,7 +27,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
-from newsletter.campaigns import CampaignMail
 from newsletter.clock import Clock
 from newsletter.delivery.lease import Lease, active_sender, process_alive
 from newsletter.delivery.ledger import (
@@ -55,6 +54,7 @@ from newsletter.delivery.shards import (
     shard_main,
 )
 from newsletter.errors import StateError
+from newsletter.mail import CampaignMail
 from newsletter.status import CampaignStatus, DeliveryStatus
 from newsletter.store import Store
 from newsletter.transports import Transport

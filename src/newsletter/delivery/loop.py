@@ -35,7 +35,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from newsletter import delivery_key
-from newsletter.campaigns import CampaignMail
 from newsletter.clock import Clock
 from newsletter.delivery.ledger import (
     Batch,
@@ -49,6 +48,7 @@ from newsletter.delivery.ledger import (
     unsent_rows,
 )
 from newsletter.errors import InDoubtError, NewsletterError, PermanentError, TransientError
+from newsletter.mail import CampaignMail
 from newsletter.status import CampaignStatus, DeliveryStatus, SubscriberStatus
 from newsletter.store import Store
 from newsletter.transports import IN_DOUBT as IN_DOUBT_OUTCOME

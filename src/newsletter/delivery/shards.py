@@ -31,10 +31,10 @@ from dataclasses import replace
 from multiprocessing.connection import Connection, wait
 from typing import Any, cast
 
-from newsletter.campaigns import CampaignMail
 from newsletter.delivery.ledger import Policy, SendProgress
 from newsletter.delivery.loop import Shard, _read_and_send, _SendRun, settle_in_flight
 from newsletter.errors import NewsletterError
+from newsletter.mail import CampaignMail
 from newsletter.store import Store
 from newsletter.transports import Transport
 
