@@ -96,6 +96,24 @@ def test_an_attacker_cannot_lock_the_owner_out(ws_dir: Path, caplog) -> None:
     )
 
 
+def test_other_spellings_of_an_address_share_its_failed_sign_ins(ws_dir: Path) -> None:
+    """Guesses under the IDNA form of the domain, or other capitals, count for one account."""
+    from newsletter import staff
+
+    with staff_server(ws_dir) as (ws, url):
+        staff.add_user(
+            ws.store, "renée@bücher.example", "editor", STAFF_PASSWORD, dt.datetime.now(dt.UTC)
+        )
+        spellings = ["renée@bücher.example", "renée@xn--bcher-kva.example", "RENÉE@BÜCHER.example"]
+        statuses = [
+            try_sign_in(url, f"guess {n}", ATTACKER, spellings[n % 3]).status_code
+            for n in range(9)
+        ]
+        assert statuses == [401] * 8 + [429]
+        assert try_sign_in(url, STAFF_PASSWORD, ATTACKER, spellings[1]).status_code == 429
+        assert try_sign_in(url, STAFF_PASSWORD, OWNER, spellings[0]).status_code == 303
+
+
 def test_many_accounts_from_one_network_are_still_limited(ws_dir: Path) -> None:
     with staff_server(ws_dir) as (ws, url):
         statuses = [

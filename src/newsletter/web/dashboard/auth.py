@@ -24,6 +24,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
 from newsletter import staff
+from newsletter.addresses import mailbox_key
 from newsletter.web.attempts import network
 
 COOKIE = "nl_staff"
@@ -128,14 +129,14 @@ class Auth:
         return network(request.client.host if request.client else None)
 
     def locked(self, request: Request, email: str) -> bool:
-        return self.failures.locked(email.strip().lower(), self.source(request), self.clock())
+        return self.failures.locked(mailbox_key(email.strip()), self.source(request), self.clock())
 
     def failed(self, request: Request, email: str) -> bool:
         """Count a failed sign-in; True if it just locked the account for that network."""
-        return self.failures.fail(email.strip().lower(), self.source(request), self.clock())
+        return self.failures.fail(mailbox_key(email.strip()), self.source(request), self.clock())
 
     def succeeded(self, request: Request, email: str) -> None:
-        self.failures.succeed(email.strip().lower(), self.source(request))
+        self.failures.succeed(mailbox_key(email.strip()), self.source(request))
 
     # -- the step between password and code --------------------------------------------
 
