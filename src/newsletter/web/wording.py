@@ -35,11 +35,6 @@ WORDS: list[tuple[str, str | None, str]] = [
         "articles to send, or wait for new ones (the sources are read on every poll).",
     ),
     (
-        r"^articles: tick at least one article.*",
-        "articles",
-        "Tick the articles to send, or choose the new ones.",
-    ),
-    (
         r"^--articles: .*",
         "articles",
         "Tick the articles to send, or choose the new ones.",
