@@ -106,3 +106,32 @@ def test_a_time_computed_from_the_real_clock_is_not_a_fixed_time(run_inner) -> N
         "    assert clock.utcnow() >= TODAY\n"
     )
     result.assert_outcomes(passed=2)
+
+
+def test_a_fixed_time_from_the_shared_clocks_counts_as_fixed(run_inner) -> None:
+    """`from clocks import NOW` (or an alias, or clocks.clock()) is the fixed time it names."""
+    result = run_inner(
+        "import datetime as dt\n"
+        "from clocks import NOW, REAL_NOW, FETCH_NOW as T0, clock as fixed_clock\n"
+        "from newsletter import clock\n"
+        "def older(when):\n"
+        "    return clock.utcnow() - when > dt.timedelta(days=1)\n"
+        "def test_imported():\n"
+        "    assert older(NOW - dt.timedelta(days=2))\n"
+        "def test_imported_under_another_name():\n"
+        "    assert older(T0 - dt.timedelta(days=2))\n"
+        "def test_through_the_shared_clock():\n"
+        "    assert older(fixed_clock() - dt.timedelta(days=2))\n"
+        "def test_dated_from_the_real_now():\n"
+        "    assert older(REAL_NOW - dt.timedelta(days=2))\n"
+        "def test_injected():\n"
+        "    assert NOW - (NOW - dt.timedelta(days=2)) > dt.timedelta(days=1)\n"
+    )
+    result.assert_outcomes(passed=2, failed=3)
+    result.stdout.fnmatch_lines(
+        [
+            "*test_imported builds on the fixed time NOW = 2026-11-27 09:00 UTC*",
+            "*test_imported_under_another_name builds on the fixed time T0 = *",
+            "*test_through_the_shared_clock builds on the fixed time NOW = *",
+        ]
+    )
