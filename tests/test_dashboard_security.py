@@ -106,8 +106,7 @@ def test_other_spellings_of_an_address_share_its_failed_sign_ins(ws_dir: Path) -
         )
         spellings = ["renée@bücher.example", "renée@xn--bcher-kva.example", "RENÉE@BÜCHER.example"]
         statuses = [
-            try_sign_in(url, f"guess {n}", ATTACKER, spellings[n % 3]).status_code
-            for n in range(9)
+            try_sign_in(url, f"guess {n}", ATTACKER, spellings[n % 3]).status_code for n in range(9)
         ]
         assert statuses == [401] * 8 + [429]
         assert try_sign_in(url, STAFF_PASSWORD, ATTACKER, spellings[1]).status_code == 429

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from clocks import NOW, clock
 from newsletter import campaigns, delivery, delivery_key, jobs
 from newsletter.errors import StateError
 from newsletter.store import Store
@@ -22,20 +23,12 @@ from newsletter.subscribers import import_file
 from newsletter.transports import Envelope
 from newsletter.workspace import Workspace
 from smtp_sink import SmtpSink, smtp_env
-
-NOW = dt.datetime(2026, 11, 27, 9, 0, tzinfo=dt.UTC)
-
-
-def clock() -> dt.datetime:
-    return NOW
+from workspaces import new_campaign, workspace_with_articles_and_subscribers
 
 
 def _prepare(ws: Workspace) -> int:
     """Fetch the sample articles, import the example subscribers, create a campaign."""
-    store = ws.store
-    jobs.fetch_sources(ws, store, NOW)
-    jobs.import_subscriber_folder(ws, store, NOW)
-    return campaigns.create(store, ws.settings, "Hello", "new", None, None, NOW)
+    return new_campaign(ws, NOW, "Hello")
 
 
 def _confirmed(store: Store) -> list[str]:
@@ -213,9 +206,7 @@ def test_pause_stops_between_messages_and_resume_continues(workspace: Workspace)
 
 
 def test_campaign_for_a_list_reaches_only_its_members(workspace: Workspace, tmp_path) -> None:
-    store = workspace.store
-    jobs.fetch_sources(workspace, store, NOW)
-    jobs.import_subscriber_folder(workspace, store, NOW)
+    store = workspace_with_articles_and_subscribers(workspace, NOW).store
     members = tmp_path / "members.csv"
     members.write_text("email\nzoe.brennan@example.org\nnew.person@example.com\n")
     import_file(store, members, NOW, list_name="runners", confirmed=True)
@@ -441,9 +432,7 @@ def test_a_subscriber_whose_data_breaks_the_template_fails_alone(ws_dir: Path) -
         '{% if subscriber.email.startswith("jose") %}{{ 1 / 0 }}{% endif %}Hello\n'
     )
     ws = Workspace.open(ws_dir, env={})
-    store = ws.store
-    jobs.fetch_sources(ws, store, NOW)
-    jobs.import_subscriber_folder(ws, store, NOW)
+    store = workspace_with_articles_and_subscribers(ws, NOW).store
     campaign_id = campaigns.create(store, ws.settings, "Hi", "new", "digest", None, NOW)
     progress = jobs.send_campaign(ws, store, campaign_id, clock)
     jose = store.subscriber_by_email("jose.garcia@example.net")

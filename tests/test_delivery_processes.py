@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import bisect
-import datetime as dt
 import logging
 import os
 import signal
@@ -14,18 +13,14 @@ from pathlib import Path
 
 import pytest
 
+from clocks import NOW, clock
 from conftest import Cli
 from newsletter import campaigns, delivery, jobs
 from newsletter.subscribers import import_file
 from newsletter.workspace import Workspace
 from smtp_sink import SmtpSink, smtp_env
 
-NOW = dt.datetime(2026, 11, 27, 9, 0, tzinfo=dt.UTC)
 PEOPLE = delivery.SHARD_MIN_ROWS + 200  # enough for the send to be split
-
-
-def clock() -> dt.datetime:
-    return NOW
 
 
 @pytest.fixture

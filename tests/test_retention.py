@@ -8,10 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from clocks import NOW
 from newsletter import job_scheduler, jobs
 from newsletter.workspace import Workspace
-
-NOW = dt.datetime(2026, 11, 27, 9, 0, tzinfo=dt.UTC)
 
 
 def _days_ago(days: float, now: dt.datetime) -> str:

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+from clocks import Clock
 from newsletter import campaigns, consent, job_scheduler, jobs, timerules
 from newsletter.config import collect
 from newsletter.errors import InputError, StateError
@@ -28,16 +29,6 @@ from smtp_sink import SmtpSink, smtp_env
 
 UTC = dt.UTC
 SUBSCRIBERS = ["ann@example.com", "ben@example.com", "cy@example.com"]
-
-
-class Clock:
-    """A clock the test moves by hand."""
-
-    def __init__(self, now: dt.datetime):
-        self.now = now
-
-    def __call__(self) -> dt.datetime:
-        return self.now
 
 
 def at(*parts: int) -> dt.datetime:
