@@ -110,3 +110,18 @@ def test_the_readme_opens_with_the_two_commands():
     assert len(readme.splitlines()) < 250, "the README is the front door; move reference to docs/"
     for page in ("configuration.md", "cli.md", "operations.md", "development.md"):
         assert f"docs/{page}" in readme, f"the README does not lead to docs/{page}"
+
+
+def test_the_module_map_names_every_module_and_only_modules_that_exist():
+    """The map in docs/development.md: each module or package of src/newsletter, and no
+    name that no longer is one."""
+    text = (DOCS / "development.md").read_text(encoding="utf-8")
+    block = text.split("src/newsletter/\n", 1)[1].split("```", 1)[0]
+    named = set(re.findall(r"^  ([a-z_]+(?:\.py|/))", block, flags=re.M))
+    package = ROOT / "src" / "newsletter"
+    present = {p.name for p in package.glob("*.py") if p.name not in ("__init__.py", "__main__.py")}
+    present |= {
+        p.name + "/" for p in package.iterdir() if p.is_dir() and (p / "__init__.py").exists()
+    }
+    assert sorted(present - named) == [], "modules missing from the map"
+    assert sorted(named - present) == [], "the map names modules that do not exist"
