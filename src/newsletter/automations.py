@@ -109,7 +109,7 @@ def make_digest(ws: Workspace, store: Store, now: dt.datetime) -> int | None:
         hold=s.hold_as_draft,
         run=("digest", fire),
     )
-    if outcome == "empty":
+    if outcome == StepStatus.EMPTY:
         log.info("digest due %s: no new articles, no email", local_time(ws, fire))
     elif campaign_id is not None:
         log.info(

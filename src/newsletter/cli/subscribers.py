@@ -12,6 +12,7 @@ import click
 from newsletter import consent, subscribers
 from newsletter.cli.base import Group, audit, cli, subscriber_by_email, utcnow, ws_of
 from newsletter.errors import InputError, NewsletterError, StateError
+from newsletter.status import SubscriberStatus
 
 # -- subscribers -------------------------------------------------------------------------
 
@@ -207,7 +208,7 @@ def subscribers_add(ctx: click.Context, email: str, name: str, list_names: tuple
 @subscribers_group.command("list")
 @click.option(
     "--status",
-    type=click.Choice(["unconfirmed", "confirmed", "unsubscribed", "bounced", "complained"]),
+    type=click.Choice([status.value for status in SubscriberStatus]),
 )
 @click.option("--list", "list_name", help="Only the current members of this list.")
 @click.pass_context

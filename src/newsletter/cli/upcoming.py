@@ -8,6 +8,7 @@ import click
 
 from newsletter import timerules
 from newsletter.cli.base import Group, cli, utcnow, ws_of
+from newsletter.status import CampaignStatus, StepStatus
 
 # How the stored jobs of `newsletter run` read in the list.
 JOB_NAMES = {
@@ -92,13 +93,13 @@ def schedule_list(ctx: click.Context, limit: int) -> None:
 
     missed: list[tuple[dt.datetime, str]] = []
     for c in store.campaigns():
-        if c["status"] == "scheduled" and c["missed_at"]:
+        if c["status"] == CampaignStatus.SCHEDULED and c["missed_at"]:
             missed.append(
                 (dt.datetime.fromisoformat(c["scheduled_at"]), f"campaign {c['id']}: {c['note']}")
             )
-    for run in store.job_runs("missed", limit):
+    for run in store.job_runs(StepStatus.MISSED, limit):
         missed.append((dt.datetime.fromisoformat(run["due_at"]), run["detail"] or run["job"]))
-    for step in store.steps("missed", limit):
+    for step in store.steps(StepStatus.MISSED, limit):
         missed.append(
             (
                 dt.datetime.fromisoformat(step["due_at"]),

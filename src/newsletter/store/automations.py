@@ -6,6 +6,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
+from newsletter.status import CampaignStatus, StepStatus
 from newsletter.store.articles import IS_NEW
 from newsletter.store.base import StoreBase, _decode_article, _iso
 
@@ -71,8 +72,8 @@ class AutomationQueries(StoreBase):
                     return "waiting", None
             if not rows:
                 if run is not None:
-                    self._finish_run(run, "empty", None, "no new articles")
-                return "empty", None
+                    self._finish_run(run, StepStatus.EMPTY, None, "no new articles")
+                return StepStatus.EMPTY, None
             subject, template = make([_decode_article(r) for r in rows])
             cursor = self.conn.execute(
                 "INSERT INTO campaigns (subject, preheader, template, status, tracking, "
@@ -81,7 +82,7 @@ class AutomationQueries(StoreBase):
                 [
                     subject,
                     template,
-                    "draft" if hold else "scheduled",
+                    CampaignStatus.DRAFT if hold else CampaignStatus.SCHEDULED,
                     int(tracking),
                     _iso(now),
                     None if hold else _iso(now),
@@ -95,7 +96,7 @@ class AutomationQueries(StoreBase):
                 [(campaign_id, r["id"], pos) for pos, r in enumerate(rows)],
             )
             if run is not None:
-                self._finish_run(run, "done", campaign_id, None)
+                self._finish_run(run, StepStatus.DONE, campaign_id, None)
         return "created", campaign_id
 
     def _plan_received(self, campaign_id: int, now: datetime) -> None:
