@@ -70,8 +70,8 @@ class _ImportProgress:
     multiple=True,
     metavar="COLUMN=FIELD",
     help="Read a column as a field: email, first_name, last_name, name, status, tags, "
-    "attributes (a JSON object), subscribed, unsubscribed, ignore, or attribute:NAME. "
-    "Repeatable.",
+    "attributes (a JSON object), subscribed, unsubscribed (filled in or yes: opted out), "
+    "unsubscribed_at (when they left), ignore, or attribute:NAME. Repeatable.",
 )
 @click.pass_context
 def subscribers_import(
@@ -82,12 +82,16 @@ def subscribers_import(
     strict: bool,
     mappings: tuple[str, ...],
 ) -> None:
-    """Import subscribers from CSV exports (Mailchimp, listmonk, Ghost, Substack, Keila, lists).
+    """Import subscribers from CSV exports (Mailchimp, beehiiv, Kit, Buttondown, MailerLite,
+    Brevo, Sendy, EmailOctopus, listmonk, Ghost, Substack, Keila, plain lists).
 
     Columns, delimiter and encoding are recognised; every file is read and
     checked before anything is stored, then each goes in as one transaction.
     Addresses already known keep their status: an unsubscribed, bounced,
-    complained or erased address is never turned back on by an import.
+    complained or erased address is never turned back on by an import. A
+    column that says who opted out (unsubscribed, bounced, cancelled ...) and
+    is not recognised stops the import until --map says how to read it; the
+    time an export gives for an unsubscribe is kept as its time.
 
     \b
     Example:
@@ -100,12 +104,15 @@ def subscribers_import(
         raise InputError("--list: give the list a name")
     # Every file's header and encoding (and with --strict every row) is checked
     # before anything is stored; then each is read again as it is stored, a row
-    # at a time, so a file of millions of rows is never held in memory.
+    # at a time, so a file of millions of rows is never held in memory. With
+    # several files every row is read first too: a cell saying "unsubscribed"
+    # in a column nothing reads stops the import before any file is stored.
+    every_row = strict or len(files) > 1
     for path in files:
         progress = _ImportProgress(path.name)
         try:
             checked = subscribers.check_file(
-                path, confirmed, mapping, progress, every_row=strict, eai_refusal=ws.eai_refusal
+                path, confirmed, mapping, progress, every_row=every_row, eai_refusal=ws.eai_refusal
             )
             if strict:
                 subscribers.check_strict(checked)

@@ -69,7 +69,9 @@ class SubscribersQueries(StoreBase):
         status, and never turns a suppressed address (unsubscribed, bounced,
         complained, erased) back on; those rows are counted as suppressed. A
         new row that arrives opted out is stored as such and put on the
-        suppression list (``opted_out``). Each new row gets a consent record
+        suppression list (``opted_out``), dated by the row's ``unsubscribed_at``
+        (when the export says the person left) if it has one, else by ``now``.
+        Each new row gets a consent record
         naming the import. Rows go in with executemany, a batch at a time.
 
         ``rows`` may be an iterator (a file read as it is stored): then a
@@ -152,11 +154,18 @@ class SubscribersQueries(StoreBase):
                     if current is not None and row["status"] in SUPPRESSED:
                         # A newer export says this known address opted out: moving
                         # towards suppression is always safe (never the other way).
+                        gone = _left_at(row, stamp)
                         self.conn.execute(
                             "UPDATE subscribers SET status = ?, updated_at = ?, "
                             "unsubscribed_at = COALESCE(unsubscribed_at, ?) WHERE id = ?",
-                            [row["status"], stamp, stamp, current[0]],
+                            [row["status"], stamp, gone, current[0]],
                         )
+                        if gone != stamp:
+                            # The trigger dates the suppression by updated_at: the
+                            # export knows when the person really left.
+                            self.conn.execute(
+                                "UPDATE suppressions SET at = ? WHERE email_key = ?", [gone, key]
+                            )
                         counts["opted_out"] += 1
                         continue
                     if current is not None or key in seen:
@@ -168,6 +177,7 @@ class SubscribersQueries(StoreBase):
                     seen[key] = email
                     status = row["status"]
                     confirmed_at = stamp if status == SubscriberStatus.CONFIRMED else None
+                    left = _left_at(row, stamp) if status in SUPPRESSED else None
                     tags = row.get("tags")
                     attributes = row.get("attributes")
                     evidence = row.get("consent")
@@ -185,7 +195,7 @@ class SubscribersQueries(StoreBase):
                             stamp,
                             stamp,
                             confirmed_at,
-                            stamp if status == SubscriberStatus.UNSUBSCRIBED else None,
+                            left if status == SubscriberStatus.UNSUBSCRIBED else None,
                         )
                     )
                     consents.append(
@@ -199,7 +209,7 @@ class SubscribersQueries(StoreBase):
                     if status in SUPPRESSED:
                         # Later rows of this import with the same address must see it.
                         suppressed.add(key)
-                        opted_out.append((email, key, status, stamp))
+                        opted_out.append((email, key, status, left))
                     elif list_id is not None:
                         members.append((list_id, next_id, stamp))
                     next_id += 1
@@ -408,6 +418,16 @@ class SubscribersQueries(StoreBase):
             [*params, limit, offset],
         )
         return [_decode_subscriber(r) for r in rows], total
+
+
+def _left_at(row: dict[str, Any], stamp: str) -> str:
+    """When an imported person left: the export's time if it gave one, else the import's.
+
+    Never later than the import (a time in the future is a wrong clock, not a
+    later unsubscribe).
+    """
+    left = row.get("unsubscribed_at")
+    return min(left, stamp) if left else stamp
 
 
 def _subscriber_filter(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from datetime import UTC, datetime
 
 from email_validator import validate_email
 from email_validator.rfc_constants import CASE_INSENSITIVE_MAILBOX_NAMES
@@ -82,3 +83,34 @@ def split_tags(cell: str) -> list[str]:
         if tag:
             tags.setdefault(tag, None)
     return list(tags)
+
+
+# "+00" at the end of a time, as PostgreSQL writes it; fromisoformat wants "+00:00".
+_SHORT_OFFSET = re.compile(r"([+-]\d\d)$")
+
+
+def export_time(cell: str) -> str | None:
+    """A time written in an export, as stored (ISO 8601 in UTC), or None if it is not one.
+
+    The tools write ISO 8601 with or without a zone ("2024-02-01 12:00:00",
+    "2023-08-27T15:06:27.713Z", "2024-01-10 10:00:00+00"), beehiiv adds
+    " UTC", some write seconds since 1970. A time without a zone is taken as
+    UTC, as the tools that write them mean it.
+    """
+    text = cell.strip()
+    if not text or len(text) > 40:
+        return None
+    if text[-4:].upper() in (" UTC", " GMT"):
+        text = text[:-4].rstrip()
+    try:
+        if text.isdigit() and len(text) in (10, 13):
+            when = datetime.fromtimestamp(int(text[:10]), UTC)
+        else:
+            if ":" in text[10:]:
+                text = _SHORT_OFFSET.sub(r"\1:00", text)
+            when = datetime.fromisoformat(text)
+    except (ValueError, OverflowError, OSError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return when.astimezone(UTC).isoformat(timespec="seconds")

@@ -18,23 +18,27 @@ from email_validator import EmailNotValidError
 from newsletter.addresses import mailbox_key
 from newsletter.errors import InputError
 from newsletter.mime import needs_smtputf8, unreachable
+from newsletter.status import SUPPRESSED
 from newsletter.subscriber_csv.cells import (
     FAST_ADDRESS,
     NAME_LIMIT,
     NAMED_ADDRESS,
     clean_name,
+    export_time,
     normalize_email,
     split_tags,
 )
 from newsletter.subscriber_csv.shapes import (
-    CLEAN_TIME,
     CONFIRM_TIME,
     EVIDENCE,
     MAX_COLUMNS,
-    UNSUB_TIME,
+    OptOutColumn,
     column_roles,
     detect_format,
     header_key,
+    is_opt_out_value,
+    opt_out_column,
+    shape_of,
     status_of,
 )
 from newsletter.subscriber_csv.text import decode, sniff_delimiter
@@ -72,11 +76,14 @@ def parse_csv(
     on_progress: Progress | None = None,
     *,
     eai_refusal: Callable[[], str | None] | None = None,
+    guard: bool = True,
 ) -> ParsedFile:
     """Parse a subscriber CSV; every bad row becomes a problem naming its line. Pure.
 
     ``eai_refusal``: asked (once, lazily) when an internationalised mailbox turns
     up; a reason refuses such rows, as the subscribe form and `subscribers add` do.
+    ``guard``: refuse a file with an opt-out column that nothing reads
+    (``OptOutColumn``); off only to show such a file's columns for mapping.
     """
     text = decode(data, name)
     parsed = ParsedFile(name)
@@ -91,6 +98,7 @@ def parse_csv(
         on_progress,
         total_lines=text.count("\n") + 1,
         eai_refusal=eai_refusal,
+        guard=guard,
     )
     parsed.rows = list(rows)
     return parsed
@@ -108,6 +116,7 @@ def read_rows(
     dedupe: bool = True,
     max_problems: int | None = None,
     eai_refusal: Callable[[], str | None] | None = None,
+    guard: bool = True,
 ) -> Iterator[dict[str, Any]]:
     """Read the header now and return the rows as they are read, one at a time.
 
@@ -119,7 +128,13 @@ def read_rows(
     (``mailbox_key``); with ``dedupe=False`` they are left for the caller to
     count, and with ``max_problems`` only the first bad rows' lines are kept
     (all are counted in ``bad_rows``), so memory does not grow with the file.
-    ``eai_refusal`` is as for ``parse_csv``.
+    ``eai_refusal`` and ``guard`` are as for ``parse_csv``.
+
+    A column that says who opted out (its name, or a cell such as
+    "unsubscribed") must be read as a status, an opt-out flag or a time:
+    otherwise the file is refused (``OptOutColumn``, before any row is
+    stored: the import is one transaction), never imported with those people
+    sendable.
     """
     mapping = mapping or {}
     name = parsed.name
@@ -149,11 +164,12 @@ def read_rows(
         if column not in keys:
             shown = ", ".join(_printable(h) for h in first[:12])
             raise InputError(f"--map: {name} has no column {column!r}; its columns: {shown}")
-    roles = column_roles(keys, mapping)
+    fmt = detect_format(keys)
+    roles = column_roles(keys, mapping, fmt)
     pending: list[tuple[int, list[str]]] = []
     if "email" in roles:
         headers = [h.strip() for h in first]
-        parsed.format = detect_format(keys)
+        parsed.format = fmt
     elif len(first) == 1 and "@" in first[0]:
         # A bare list of addresses without a header line.
         headers, keys, roles = ["email"], ["email"], {"email": 0}
@@ -188,6 +204,17 @@ def read_rows(
             attribute_cols.append((i, target[10:].strip()))
         elif i not in used and header:
             attribute_cols.append((i, header))
+    if guard:
+        out_col = opt_out_column(keys, headers, used, parsed.format)
+        if out_col is not None:
+            header = _printable(headers[out_col])
+            raise OptOutColumn(
+                f"{name}:{header_line}: column {header!r} says who opted out, and nothing "
+                f"reads it; nothing was imported; read it with --map '{header}=unsubscribed' "
+                f"(filled in or yes: opted out), '{header}=unsubscribed_at' (when they left) "
+                f"or '{header}=status' (words such as unsubscribed), and import again",
+                headers[out_col],
+            )
     role_of = {i: role for role, i in roles.items()}
     role_of.update({i: "consent evidence" for i, _ in evidence_cols})
     role_of.update({i: f"attribute:{name}" for i, name in attribute_cols})
@@ -209,6 +236,7 @@ def read_rows(
         dedupe,
         max_problems,
         eai_refusal,
+        guard,
     )
 
 
@@ -229,6 +257,7 @@ def _rows(
     dedupe: bool,
     max_problems: int | None = None,
     eai_refusal: Callable[[], str | None] | None = None,
+    guard: bool = True,
 ) -> Iterator[dict[str, Any]]:
     """The rows of a file whose header ``read_rows`` has read (a generator)."""
     name = parsed.name
@@ -237,8 +266,15 @@ def _rows(
     name_col, status_col, tag_col = roles.get("name"), roles.get("status"), roles.get("tags")
     json_col = roles.get("attributes")
     opt_in_col, opt_out_col = roles.get("subscribed"), roles.get("unsubscribed")
-    unsub_col = keys.index(UNSUB_TIME) if UNSUB_TIME in keys else None
-    clean_col = keys.index(CLEAN_TIME) if CLEAN_TIME in keys else None
+    unsub_col, clean_col = roles.get("unsubscribed_at"), roles.get("bounced_at")
+    shape = shape_of(parsed.format)
+    words = shape.words
+    # Columns kept as attributes whose cells could say "unsubscribed" on
+    # their own: such a cell stops the import (see ``read_rows``).
+    scanned = [(i, h) for i, h in attribute_cols if keys[i] not in shape.companions]
+    if not guard:
+        scanned = []
+    verdicts: dict[str, bool] = {}
     confirm_col = keys.index(CONFIRM_TIME) if CONFIRM_TIME in keys else None
     seen: set[str] = set()  # mailbox keys: ALICE@ is alice@
     problems = _Problems(parsed, max_problems)
@@ -323,6 +359,23 @@ def _rows(
         if len(row) != pad:
             row = (row + [""] * pad)[:pad]
         row.append("")
+        for i, _header in scanned:
+            cell = row[i]
+            if not cell:
+                continue
+            said = verdicts.get(cell)
+            if said is None:
+                said = is_opt_out_value(cell)
+                if len(verdicts) < 4096:
+                    verdicts[cell] = said
+            if said:
+                header = _printable(headers[i])
+                raise OptOutColumn(
+                    f"{name}:{line}: column {header!r} holds {_printable(cell)!r}, which says "
+                    f"someone opted out, and nothing reads it; nothing was imported; read it "
+                    f"with --map '{header}=status' (or '{header}=unsubscribed') and import again",
+                    headers[i],
+                )
         attributes: dict[str, Any] = {h: row[i] for i, h in attribute_cols if row[i]}
         if json_col is not None and row[json_col].strip():
             try:
@@ -342,7 +395,7 @@ def _rows(
             full = clean_name(row[name_col] if name_col is not None else display, 2 * NAME_LIMIT)
             first_name, _, last_name = full.partition(" ")
             first_name, last_name = first_name[:NAME_LIMIT], last_name[:NAME_LIMIT].rstrip()
-        # Of Mailchimp's time columns only whether they are filled matters.
+        # Of the time columns only whether they are filled matters here.
         key = (
             row[s0],
             row[s1].strip() != "",
@@ -353,7 +406,16 @@ def _rows(
         )
         status = statuses.get(key)
         if status is None:
-            status = statuses[key] = status_of(key, confirmed)
+            status = statuses[key] = status_of(key, confirmed, words)
+        left = None
+        if status in SUPPRESSED:
+            # When the person left, as the export says: kept as the time of
+            # the unsubscribe and of the suppression, not the import's.
+            for col in (s2, s1, s4):
+                if row[col].strip():
+                    left = export_time(row[col])
+                    if left:
+                        break
         if tag_col is None:
             tags = no_tags
         else:
@@ -373,6 +435,7 @@ def _rows(
             "tags": tags,
             "attributes": attributes,
             "consent": evidence or None,
+            "unsubscribed_at": left,
         }
     if on_progress is not None:
         on_progress("reading", total_lines, total_lines)

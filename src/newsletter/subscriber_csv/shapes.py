@@ -1,14 +1,17 @@
 """The export shapes of common tools: which header is which column, what a status word means.
 
-Mailchimp, listmonk, Ghost, Substack and Keila name their columns and statuses
-differently; this module holds their vocabularies and reads a header line into
-column roles. Pure.
+Mailchimp, listmonk, Ghost, Substack, Keila, beehiiv, Kit, Buttondown,
+MailerLite, Brevo, Sendy and EmailOctopus name their columns and statuses
+differently; this module holds their vocabularies, reads a header line into
+column roles, and knows which columns say that someone opted out, so that no
+such column is ever dropped without a word. Pure.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from newsletter.errors import InputError
@@ -28,17 +31,43 @@ EMAIL_HEADERS = {
 FIRST_HEADERS = {"first name", "firstname", "fname", "given name"}
 LAST_HEADERS = {"last name", "lastname", "lname", "surname", "family name"}
 NAME_HEADERS = {"name", "full name"}
-STATUS_HEADERS = {"status", "subscription status", "member status"}
+STATUS_HEADERS = {"status", "subscription status", "member status", "subscriber status"}
 TAG_HEADERS = {"tags", "labels", "tag"}
 # listmonk's "attributes" and Keila's "Data": a JSON object of custom fields.
 JSON_HEADERS = {"attributes", "data", "attribs"}
 # Ghost's yes/no "receives newsletters": no means the member opted out.
 OPT_IN_HEADERS = {"subscribed to emails", "subscribed"}
-# Substack's "email_disabled": yes means the reader turned emails off.
-OPT_OUT_HEADERS = {"email disabled"}
-# Mailchimp puts each status in its own export; these columns tell them apart,
-# and its consent evidence (opt-in and confirmation time and IP) is kept.
-UNSUB_TIME, CLEAN_TIME, CONFIRM_TIME = "unsub time", "clean time", "confirm time"
+# Yes (or a time) means the person opted out: Substack's "email_disabled",
+# Brevo's email blacklist flag, and the plain names people give such a column.
+OPT_OUT_HEADERS = {
+    "email disabled",
+    "email blacklisted",
+    "emailblacklisted",
+    "blacklisted",
+    "blocklisted",
+    "unsubscribed",
+    "opted out",
+}
+# When someone left: filled in means unsubscribed, at that time. Mailchimp's
+# UNSUB_TIME, beehiiv's and MailerLite's unsubscribed_at, Kit's canceled_at.
+UNSUB_TIME_HEADERS = {
+    "unsub time",
+    "unsubscribed at",
+    "unsubscribed on",
+    "unsubscribe date",
+    "unsubscribed date",
+    "unsubscription date",
+    "opted out at",
+    "opt out date",
+    "optout date",
+    "canceled at",
+    "cancelled at",
+}
+# When an address bounced: Mailchimp's CLEAN_TIME ("cleaned" is its hard bounce).
+BOUNCE_TIME_HEADERS = {"clean time", "bounced at", "bounce date"}
+# Mailchimp's confirmation time: a filled one is a confirmed double opt-in.
+CONFIRM_TIME = "confirm time"
+# Mailchimp's consent evidence (opt-in and confirmation time and IP) is kept.
 EVIDENCE = {
     "optin time": "optin_time",
     "optin ip": "optin_ip",
@@ -48,9 +77,50 @@ EVIDENCE = {
 FALSE_WORDS = {"false", "0", "no", "n", "off"}
 TRUE_WORDS = {"true", "1", "yes", "y", "on"}
 CONFIRMED_WORDS = {"confirmed", "subscribed", "active", "enabled", "yes", "true", "opted in"}
-UNSUBSCRIBED_WORDS = {"unsubscribed", "blocklisted", "blacklisted", "blocked", "opted out"}
-BOUNCED_WORDS = {"bounced", "cleaned", "hard bounce", "hardbounce", "unreachable", "invalid"}
-COMPLAINED_WORDS = {"complained", "complaint", "spam", "abuse", "spam complaint"}
+UNSUBSCRIBED_WORDS = {
+    "unsubscribed",
+    "unsubscribe",
+    "blocklisted",
+    "blacklisted",
+    "blocked",
+    "opted out",
+    "opt out",
+    "optout",
+    "cancelled",
+    "canceled",
+    "suppressed",
+    # Never confirmed or no longer wanted: either way not to be sent to.
+    "inactive",
+}
+BOUNCED_WORDS = {
+    "bounced",
+    "cleaned",
+    "hard bounce",
+    "hardbounce",
+    "hard bounced",
+    "unreachable",
+    "undeliverable",
+    "invalid",
+}
+COMPLAINED_WORDS = {
+    "complained",
+    "complaint",
+    "spam",
+    "abuse",
+    "spam complaint",
+    "marked as spam",
+    "junk",
+}
+# A column named like this says who opted out: it is read as a status, an
+# opt-out flag or a time, never dropped or kept as a plain attribute.
+OPT_OUT_NAME = re.compile(
+    r"unsub|opt ?out|bounce|complain|suppress|cancel|block|blacklist|inactive"
+)
+# A cell that says on its own that the person is not to be sent to; seen in a
+# column that is not read as a status, it stops the import.
+OPT_OUT_VALUES = (
+    (UNSUBSCRIBED_WORDS | BOUNCED_WORDS | COMPLAINED_WORDS) - {"invalid", "spam", "abuse"}
+) | {"soft bounced", "soft bounce"}
 # A subscriber export has tens of columns; thousands mean the wrong file.
 MAX_COLUMNS = 1000
 # --map targets; "attribute:NAME" keeps a column under another name.
@@ -64,18 +134,195 @@ MAP_FIELDS = (
     "attributes",
     "subscribed",
     "unsubscribed",
+    "unsubscribed_at",
     "ignore",
 )
+# What an opt-out column may be read as.
+OPT_OUT_FIELDS = ("status", "unsubscribed", "unsubscribed_at", "subscribed")
+
+_CONFIRMED = SubscriberStatus.CONFIRMED
+_UNCONFIRMED = SubscriberStatus.UNCONFIRMED
+_UNSUBSCRIBED = SubscriberStatus.UNSUBSCRIBED
+_BOUNCED = SubscriberStatus.BOUNCED
+_COMPLAINED = SubscriberStatus.COMPLAINED
+
+
+@dataclass(frozen=True)
+class Shape:
+    """One tool's export: its name in reports, and what is its own in it.
+
+    ``roles``: header names that play a part only in this tool's files (Kit's
+    "state" is a status; elsewhere it is a place). ``words``: status words
+    that mean something else here than elsewhere (beehiiv's "inactive" is an
+    unsubscribe, Kit's an unconfirmed address). ``companions``: columns that
+    go with a recognised opt-out column (why, after which campaign) and are
+    kept as attributes.
+    """
+
+    label: str
+    roles: Mapping[str, str] = field(default_factory=dict)
+    words: Mapping[str, SubscriberStatus] = field(default_factory=dict)
+    companions: frozenset[str] = frozenset()
+
+
+SHAPES: dict[str, Shape] = {
+    # Mailchimp: one export per status (subscribed, unsubscribed, cleaned);
+    # UNSUB_TIME and CLEAN_TIME tell them apart, and hold when the person
+    # left. Headers as in the Mailchimp exports of Ghost's migration tool's
+    # tests (github.com/TryGhost/migrate, packages/mg-mailchimp-members/src/
+    # test/fixtures/{subscribed,unsubscribed,cleaned}.csv).
+    "mailchimp": Shape(
+        "Mailchimp export",
+        companions=frozenset(
+            {
+                "unsub campaign title",
+                "unsub campaign id",
+                "unsub reason",
+                "unsub reason other",
+                "clean campaign title",
+                "clean campaign id",
+            }
+        ),
+    ),
+    # listmonk: status enabled / disabled / blocklisted.
+    "listmonk": Shape("listmonk export"),
+    # Ghost: subscribed_to_emails true/false.
+    "ghost": Shape("Ghost members export"),
+    # Substack: email_disabled true/false.
+    "substack": Shape("Substack export"),
+    "keila": Shape("Keila export"),
+    # beehiiv: email,First Name,Last Name,status,tier,created_at,
+    # stripe_customer_id,Free Tier,Premium Tier,unsubscribed_at,...; status
+    # active / inactive / pending. Header from the beehiiv export in Ghost's
+    # migration tool's tests (github.com/TryGhost/migrate,
+    # packages/mg-beehiiv-members/src/test/fixtures/members.csv); "Subscribers
+    # that you unsubscribe but do not delete will be marked as Inactive"
+    # (beehiiv.com/support/article/12428610562327). A filled unsubscribed_at
+    # is an unsubscribe whatever the status says.
+    "beehiiv": Shape(
+        "beehiiv export",
+        words={"active": _CONFIRMED, "pending": _UNCONFIRMED, "inactive": _UNSUBSCRIBED},
+    ),
+    # Kit (ConvertKit): a subscriber's first_name, email_address, state,
+    # created_at, canceled_at; state active / inactive / cancelled / bounced /
+    # complained (Kit API v4's subscriber object, as described in
+    # github.com/api-evangelist/convertkit, json-schema/get_a_subscriber_
+    # response.json; states as
+    # in help.convertkit.com/article/12-convertkit-subscribers: Confirmed,
+    # Unconfirmed, Cancelled, Cold, Bounced, Complained). Kit's "inactive" is
+    # an address that never confirmed; "cold" still receives email.
+    "kit": Shape(
+        "Kit (ConvertKit) export",
+        roles={"state": "status", "subscriber state": "status"},
+        words={
+            "active": _CONFIRMED,
+            "inactive": _UNCONFIRMED,
+            "cold": _CONFIRMED,
+            "cancelled": _UNSUBSCRIBED,
+            "canceled": _UNSUBSCRIBED,
+        },
+    ),
+    # Buttondown: email_address, creation_date, notes, metadata (JSON), tags,
+    # referrer_url, secondary_id, type (tap-buttondown's subscriber schema,
+    # pypi.org/project/tap-buttondown; older exports call it subscriber_type).
+    # Types from Buttondown's API (github.com/buttondown/openapi, enums.json,
+    # SubscriberType): regular, premium, trialed, unpaid, gifted, churning and
+    # paused still receive email; unactivated never confirmed; unsubscribed,
+    # spammy and removed do not.
+    "buttondown": Shape(
+        "Buttondown export",
+        roles={"type": "status", "subscriber type": "status", "metadata": "attributes"},
+        words={
+            **dict.fromkeys(
+                (
+                    "regular",
+                    "premium",
+                    "trialed",
+                    "unpaid",
+                    "gifted",
+                    "churning",
+                    "churned",
+                    "paused",
+                    "past due",
+                ),
+                _CONFIRMED,
+            ),
+            "unactivated": _UNCONFIRMED,
+            "unsubscribed": _UNSUBSCRIBED,
+            "spammy": _UNSUBSCRIBED,
+            "removed": _UNSUBSCRIBED,
+            "blocked": _UNSUBSCRIBED,
+            "undeliverable": _BOUNCED,
+            "complained": _COMPLAINED,
+        },
+    ),
+    # MailerLite: email, name, last_name, status, subscribed_at,
+    # unsubscribed_at; status active / unsubscribed / unconfirmed / bounced /
+    # junk (developers.mailerlite.com/docs/subscribers.html);
+    # "junk" is a spam complaint.
+    "mailerlite": Shape(
+        "MailerLite export",
+        words={
+            "active": _CONFIRMED,
+            "unconfirmed": _UNCONFIRMED,
+            "unsubscribed": _UNSUBSCRIBED,
+            "bounced": _BOUNCED,
+            "junk": _COMPLAINED,
+        },
+    ),
+    # Brevo (Sendinblue): attributes EMAIL, FIRSTNAME, LASTNAME, SMS
+    # (help.brevo.com/hc/en-us/articles/208729849), with ADDED_TIME and
+    # MODIFIED_TIME in every export (developers.brevo.com/reference/
+    # request-contact-export) and the email blacklist flag (the API's
+    # emailBlacklisted). Brevo blacklists whoever unsubscribed, complained or
+    # hard-bounced (help.sendinblue.com/hc/en-us/articles/208773869).
+    "brevo": Shape("Brevo (Sendinblue) export"),
+    # Sendy: Name, Email, Status; its status words are those of its API's
+    # subscription-status call (sendy.co/api): Subscribed, Unsubscribed,
+    # Unconfirmed, Bounced, Soft bounced, Complained; the app shows "Marked
+    # as spam" (sendy.co/forum/discussion/15461). A soft bounce is not proof
+    # of a dead address, nor of a live one: it comes in unconfirmed.
+    "sendy": Shape(
+        "Sendy export",
+        words={
+            "soft bounced": _UNCONFIRMED,
+            "soft bounce": _UNCONFIRMED,
+            "marked as spam": _COMPLAINED,
+        },
+    ),
+    # EmailOctopus: a contact's email_address, status, created_at
+    # (emailoctopus.com/api-documentation, contacts, as replicated by
+    # github.com/webhookdb/docs, _integrations/email_octopus_contact_v1.md),
+    # its default fields FirstName and LastName, tags; status SUBSCRIBED /
+    # UNSUBSCRIBED / PENDING.
+    "emailoctopus": Shape(
+        "EmailOctopus export",
+        words={
+            "subscribed": _CONFIRMED,
+            "pending": _UNCONFIRMED,
+            "unsubscribed": _UNSUBSCRIBED,
+            "bounced": _BOUNCED,
+        },
+    ),
+}
 FORMATS = {
-    "mailchimp": "Mailchimp export",
-    "listmonk": "listmonk export",
-    "ghost": "Ghost members export",
-    "substack": "Substack export",
-    "keila": "Keila export",
+    **{name: shape.label for name, shape in SHAPES.items()},
     "plain": "plain list of addresses",
     "csv": "CSV",
 }
+_NO_SHAPE = Shape("CSV")
 _SEPARATORS = re.compile(r"[\s_\-]+")
+
+
+class OptOutColumn(InputError):
+    """A column says who opted out and nothing reads it as such: the file is not imported.
+
+    ``column``: its header, for the dashboard to show the column mapper at it.
+    """
+
+    def __init__(self, message: str, column: str):
+        super().__init__(message)
+        self.column = column
 
 
 def header_key(header: str) -> str:
@@ -105,7 +352,7 @@ def parse_mapping(pairs: Iterable[str]) -> dict[str, str]:
 
 
 def detect_format(keys: list[str]) -> str:
-    """Name the tool that wrote a header, for the import report."""
+    """Name the tool that wrote a header, for the import report and its own vocabulary."""
     found = set(keys)
     if "email address" in found and found & {"member rating", "optin time", "leid", "euid"}:
         return "mailchimp"
@@ -117,18 +364,43 @@ def detect_format(keys: list[str]) -> str:
         return "substack"
     if {"data", "first name", "last name"} <= found:
         return "keila"
+    if "status" in found and found & {"free tier", "premium tier", "subscription date (substack)"}:
+        return "beehiiv"
+    if {"status", "tier", "unsubscribed at"} <= found:
+        return "beehiiv"
+    if "state" in found and found & {"email address", "email"} and "first name" in found:
+        return "kit"
+    if "subscriber type" in found or {"secondary id", "type"} <= found:
+        return "buttondown"
+    if {"status", "subscribed at"} <= found and found & {"unsubscribed at", "last name"}:
+        return "mailerlite"
+    if "email" in found and found & {"email blacklisted", "emailblacklisted", "added time"}:
+        return "brevo"
+    if found & {"last updated at"} or {"email address", "firstname", "status"} <= found:
+        return "emailoctopus"
+    if {"name", "email", "status", "joined"} <= found:
+        return "sendy"
     if len(keys) == 1:
         return "plain"
     return "csv"
 
 
-def column_roles(keys: list[str], mapping: dict[str, str]) -> dict[str, int]:
-    """Which column plays which part: --map first, then the known header names."""
+def shape_of(fmt: str) -> Shape:
+    return SHAPES.get(fmt, _NO_SHAPE)
+
+
+def column_roles(keys: list[str], mapping: dict[str, str], fmt: str = "csv") -> dict[str, int]:
+    """Which column plays which part: --map first, then the tool's own names, then common ones."""
     roles: dict[str, int] = {}
     for index, key in enumerate(keys):
         target = mapping.get(key, "")
         if target and target != "ignore" and not target.startswith("attribute:"):
             roles.setdefault(target, index)
+    mapped = set(mapping)
+    for index, key in enumerate(keys):
+        role = shape_of(fmt).roles.get(key)
+        if role and key not in mapped:
+            roles.setdefault(role, index)
     vocab = (
         ("email", EMAIL_HEADERS),
         ("first_name", FIRST_HEADERS),
@@ -139,8 +411,9 @@ def column_roles(keys: list[str], mapping: dict[str, str]) -> dict[str, int]:
         ("attributes", JSON_HEADERS),
         ("subscribed", OPT_IN_HEADERS),
         ("unsubscribed", OPT_OUT_HEADERS),
+        ("unsubscribed_at", UNSUB_TIME_HEADERS),
+        ("bounced_at", BOUNCE_TIME_HEADERS),
     )
-    mapped = set(mapping)
     for role, names in vocab:
         if role in roles:
             continue
@@ -153,29 +426,66 @@ def column_roles(keys: list[str], mapping: dict[str, str]) -> dict[str, int]:
     return roles
 
 
-def status_of(key: tuple[Any, ...], confirmed: bool) -> SubscriberStatus:
+def opt_out_column(keys: list[str], headers: list[str], used: set[int], fmt: str) -> int | None:
+    """The first column named like an opt-out that nothing reads as one, or None.
+
+    Such a column (unsubscribed, bounced, complained, suppressed, cancelled,
+    blocked, inactive ...) must be read as a status, an opt-out flag or a
+    time: kept as a plain attribute, the people it marks would come in
+    sendable. A tool's known companions of its opt-out columns are fine.
+    """
+    companions = shape_of(fmt).companions
+    for index, key in enumerate(keys):
+        if index in used or not headers[index] or key in companions:
+            continue
+        if OPT_OUT_NAME.search(key):
+            return index
+    return None
+
+
+def is_opt_out_value(cell: str) -> bool:
+    """True if a cell says by itself that the person is not to be sent to."""
+    return len(cell) <= 24 and header_key(cell) in OPT_OUT_VALUES
+
+
+def opted_out(cell: str) -> bool:
+    """An opt-out flag's cell: empty or no means still in; yes, a time or anything else, out."""
+    value = cell.strip().lower()
+    return bool(value) and value not in FALSE_WORDS
+
+
+def status_of(
+    key: tuple[Any, ...], confirmed: bool, words: Mapping[str, SubscriberStatus] | None = None
+) -> SubscriberStatus:
     """A row's status from its status cells, as the tool that wrote the file meant it.
 
-    ``key``: the status word, whether Mailchimp's clean and unsubscribe times
-    are filled, Ghost's opt-in and Substack's opt-out cells, whether a confirm
-    time is filled. ``confirmed``: rows without a status word count as confirmed.
+    ``key``: the status word, whether a bounce time (Mailchimp's CLEAN_TIME)
+    and an unsubscribe time are filled, the opt-in (Ghost) and opt-out
+    (Substack, Brevo) cells, whether a confirm time is filled. ``confirmed``:
+    rows without a status word count as confirmed. ``words``: the tool's own
+    status words, read before the common ones.
     """
     word, clean, unsub, opt_in, opt_out, confirm = key
     word = header_key(word)
     if clean:
-        return SubscriberStatus.BOUNCED
+        return _BOUNCED
     if unsub:
-        return SubscriberStatus.UNSUBSCRIBED
-    if word in BOUNCED_WORDS:
-        return SubscriberStatus.BOUNCED
-    if word in COMPLAINED_WORDS:
-        return SubscriberStatus.COMPLAINED
+        return _UNSUBSCRIBED
+    own = words.get(word) if words else None
+    if own is not None and own != _CONFIRMED and own != _UNCONFIRMED:
+        return own
+    if own is None and word in BOUNCED_WORDS:
+        return _BOUNCED
+    if own is None and word in COMPLAINED_WORDS:
+        return _COMPLAINED
     if (
-        word in UNSUBSCRIBED_WORDS
+        (own is None and word in UNSUBSCRIBED_WORDS)
         or opt_in.strip().lower() in FALSE_WORDS
-        or opt_out.strip().lower() in TRUE_WORDS
+        or opted_out(opt_out)
     ):
-        return SubscriberStatus.UNSUBSCRIBED
+        return _UNSUBSCRIBED
+    if own is not None:
+        return own
     if word in CONFIRMED_WORDS or confirm or (confirmed and not word):
-        return SubscriberStatus.CONFIRMED
-    return SubscriberStatus.UNCONFIRMED
+        return _CONFIRMED
+    return _UNCONFIRMED

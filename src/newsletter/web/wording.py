@@ -97,6 +97,22 @@ WORDS: list[tuple[str, str | None, str]] = [
     ),
     (r"^--map (?P<pair>.+?): write .*", "map", r"Choose what each column is read as."),
     (
+        r"^(?P<where>.+?): column (?P<col>'.*?'|\".*?\") says who opted out, .*",
+        "map",
+        r"Column \g<col> says who opted out, and nothing reads it yet, so nothing was "
+        r"imported. Read it below as unsubscribed (filled in or yes means opted out), "
+        r"unsubscribed_at (when they left) or status (words such as unsubscribed), then "
+        r"check again.",
+    ),
+    (
+        r"^(?P<where>.+?):(?P<line>\d+): column (?P<col>'.*?'|\".*?\") holds (?P<cell>.+?), "
+        r"which says someone opted out.*",
+        "map",
+        r"Line \g<line>: column \g<col> holds \g<cell>, which says someone opted out, and "
+        r"nothing reads it yet, so nothing was imported. Read it below as status (or "
+        r"unsubscribed), then check again.",
+    ),
+    (
         r"^--map: (?P<file>.+?) has no column (?P<column>.+?); its columns: (?P<cols>.*)",
         "map",
         r"\g<file> has no column \g<column>; its columns are \g<cols>.",

@@ -14,7 +14,7 @@ from starlette.routing import Route
 from newsletter import subscribers
 from newsletter.errors import InputError, NotFound
 from newsletter.status import SubscriberStatus
-from newsletter.subscriber_csv import MAP_FIELDS
+from newsletter.subscriber_csv import MAP_FIELDS, OptOutColumn
 from newsletter.web.dashboard.auth import redirect
 from newsletter.web.wording import for_people
 
@@ -180,6 +180,7 @@ class SubscriberViews:
     def preview(
         self, request: Request, token: str, job: dict[str, Any], error: str | None = None
     ) -> Response:
+        blocked = False
         try:
             parsed = subscribers.parse_csv(
                 job["data"],
@@ -188,6 +189,19 @@ class SubscriberViews:
                 job["mapping"],
                 eai_refusal=self.d.ws.eai_refusal,
             )
+        except OptOutColumn as exc:
+            # A column says who opted out and nothing reads it: the columns are
+            # shown so that it can be read as a status, and nothing is imported
+            # until it is.
+            parsed = subscribers.parse_csv(
+                job["data"],
+                job["name"],
+                job["confirmed"],
+                job["mapping"],
+                eai_refusal=self.d.ws.eai_refusal,
+                guard=False,
+            )
+            error, blocked = str(exc), True
         except InputError as exc:
             self.pending.pop(token, None)
             return self.import_form(request, 400, error=str(exc))
@@ -205,6 +219,7 @@ class SubscriberViews:
             list_name=job["list"],
             confirmed=job["confirmed"],
             fields=MAP_FIELDS,
+            blocked=blocked,
         )
 
     def pending_job(self, request: Request) -> tuple[str, dict[str, Any] | None]:
@@ -224,6 +239,9 @@ class SubscriberViews:
         try:
             job["mapping"] = subscribers.parse_mapping(pairs)
             subscribers.parse_csv(job["data"], job["name"], job["confirmed"], job["mapping"])
+        except OptOutColumn:
+            # The new columns stand; the preview says which one is still to be read.
+            return self.preview(request, token, job)
         except InputError as exc:
             job["mapping"] = before
             return self.preview(request, token, job, error=str(exc))
@@ -236,16 +254,20 @@ class SubscriberViews:
         del self.pending[token]
         # The same import as the command line's and the folder's: rows read as
         # they are stored, mailboxes deduplicated in any capitals.
-        report = subscribers.import_data(
-            self.store,
-            job["data"],
-            job["name"],
-            self.d.clock(),
-            job["list"],
-            job["confirmed"],
-            job["mapping"],
-            eai_refusal=self.d.ws.eai_refusal,
-        )
+        try:
+            report = subscribers.import_data(
+                self.store,
+                job["data"],
+                job["name"],
+                self.d.clock(),
+                job["list"],
+                job["confirmed"],
+                job["mapping"],
+                eai_refusal=self.d.ws.eai_refusal,
+            )
+        except InputError as exc:
+            # One transaction: nothing of the file was stored.
+            return self.import_form(request, 400, error=str(exc))
         self.d.audit(request, "imported", job["name"], report.line())
         return self.import_form(
             request, report=report, problems=report.problems[:SHOWN_PROBLEMS], imported=True
