@@ -423,6 +423,9 @@ def column_roles(keys: list[str], mapping: dict[str, str], fmt: str = "csv") -> 
         )
         if found is not None:
             roles[role] = found
+    if "name" in roles and "last_name" in roles and "first_name" not in roles:
+        # MailerLite's "name" beside "last_name" is the first name.
+        roles["first_name"] = roles.pop("name")
     return roles
 
 
