@@ -296,6 +296,31 @@ def test_a_cell_saying_unsubscribed_in_an_unread_column_stops_the_import(
     assert statuses == {"ann@example.com": "confirmed", "bob@example.com": "unsubscribed"}
 
 
+def test_an_unsubscribe_link_is_not_a_sign_that_someone_left(store: Store, tmp_path: Path) -> None:
+    path = tmp_path / "links.csv"
+    path.write_text("email,unsubscribe_url\nann@example.com,https://example.org/u/1\n")
+
+    import_file(store, path, NOW, confirmed=True)
+
+    ann = store.subscriber_by_email("ann@example.com")
+    assert (ann["status"], ann["attributes"]) == (
+        "confirmed",
+        {"unsubscribe_url": "https://example.org/u/1"},
+    )
+
+
+@pytest.mark.parametrize("cell", ["Hard_Bounce", " blocklisted ", "MARKED AS SPAM", "opted-out"])
+def test_opt_out_cells_in_any_spelling_stop_the_import(
+    store: Store, tmp_path: Path, cell: str
+) -> None:
+    path = tmp_path / "list.csv"
+    path.write_text(f"email,note\nann@example.com,{cell}\n")
+
+    with pytest.raises(OptOutColumn, match="list.csv:2: column 'note' holds"):
+        import_file(store, path, NOW, confirmed=True)
+    assert store.subscribers() == []
+
+
 def test_a_state_column_outside_kit_is_a_place(store: Store, tmp_path: Path) -> None:
     path = tmp_path / "clinic.csv"
     path.write_text("email,name,state\nann@example.com,Ann,CA\n")

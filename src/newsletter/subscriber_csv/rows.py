@@ -274,7 +274,6 @@ def _rows(
     scanned = [(i, h) for i, h in attribute_cols if keys[i] not in shape.companions]
     if not guard:
         scanned = []
-    verdicts: dict[str, bool] = {}
     confirm_col = keys.index(CONFIRM_TIME) if CONFIRM_TIME in keys else None
     seen: set[str] = set()  # mailbox keys: ALICE@ is alice@
     problems = _Problems(parsed, max_problems)
@@ -363,12 +362,7 @@ def _rows(
             cell = row[i]
             if not cell:
                 continue
-            said = verdicts.get(cell)
-            if said is None:
-                said = is_opt_out_value(cell)
-                if len(verdicts) < 4096:
-                    verdicts[cell] = said
-            if said:
+            if is_opt_out_value(cell):
                 header = _printable(headers[i])
                 raise OptOutColumn(
                     f"{name}:{line}: column {header!r} holds {_printable(cell)!r}, which says "

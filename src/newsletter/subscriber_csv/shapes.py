@@ -121,6 +121,13 @@ OPT_OUT_NAME = re.compile(
 OPT_OUT_VALUES = (
     (UNSUBSCRIBED_WORDS | BOUNCED_WORDS | COMPLAINED_WORDS) - {"invalid", "spam", "abuse"}
 ) | {"soft bounced", "soft bounce"}
+# The same words as a cell may spell them (lower-cased by the reader): one set
+# lookup per cell, cheap enough for every cell of a million-row file.
+_OPT_OUT_CELLS = frozenset(
+    spelt
+    for word in OPT_OUT_VALUES
+    for spelt in (word, word.replace(" ", "_"), word.replace(" ", "-"), word.replace(" ", ""))
+)
 # A subscriber export has tens of columns; thousands mean the wrong file.
 MAX_COLUMNS = 1000
 # --map targets; "attribute:NAME" keeps a column under another name.
@@ -368,7 +375,11 @@ def detect_format(keys: list[str]) -> str:
         return "beehiiv"
     if {"status", "tier", "unsubscribed at"} <= found:
         return "beehiiv"
-    if "state" in found and found & {"email address", "email"} and "first name" in found:
+    if (
+        "state" in found
+        and found & {"email address", "email"}
+        and found & {"first name", "canceled at", "cancelled at"}
+    ):
         return "kit"
     if "subscriber type" in found or {"secondary id", "type"} <= found:
         return "buttondown"
@@ -441,14 +452,15 @@ def opt_out_column(keys: list[str], headers: list[str], used: set[int], fmt: str
     for index, key in enumerate(keys):
         if index in used or not headers[index] or key in companions:
             continue
-        if OPT_OUT_NAME.search(key):
+        # An unsubscribe link or page is a place, not a sign that someone left.
+        if OPT_OUT_NAME.search(key) and not {"url", "link", "page"} & set(key.split()):
             return index
     return None
 
 
 def is_opt_out_value(cell: str) -> bool:
     """True if a cell says by itself that the person is not to be sent to."""
-    return len(cell) <= 24 and header_key(cell) in OPT_OUT_VALUES
+    return len(cell) <= 24 and cell.strip().lower() in _OPT_OUT_CELLS
 
 
 def opted_out(cell: str) -> bool:
