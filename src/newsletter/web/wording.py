@@ -99,7 +99,7 @@ WORDS: list[tuple[str, str | None, str]] = [
     (
         r"^(?P<where>.+?): column (?P<col>'.*?'|\".*?\") says who opted out, .*",
         "map",
-        r"Column \g<col> says who opted out, and nothing reads it yet, so nothing was "
+        r"Column \g<col> says who opted out, and nothing reads it yet, so nothing can be "
         r"imported. Read it below as unsubscribed (filled in or yes means opted out), "
         r"unsubscribed_at (when they left) or status (words such as unsubscribed), then "
         r"check again.",
@@ -109,7 +109,7 @@ WORDS: list[tuple[str, str | None, str]] = [
         r"which says someone opted out.*",
         "map",
         r"Line \g<line>: column \g<col> holds \g<cell>, which says someone opted out, and "
-        r"nothing reads it yet, so nothing was imported. Read it below as status (or "
+        r"nothing reads it yet, so nothing can be imported. Read it below as status (or "
         r"unsubscribed), then check again.",
     ),
     (
