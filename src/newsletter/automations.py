@@ -52,7 +52,7 @@ def grace(ws: Workspace) -> dt.timedelta:
     return dt.timedelta(seconds=ws.settings.schedule.misfire_grace_time)
 
 
-def local_time(ws: Workspace, when: dt.datetime) -> str:
+def zone_time_text(ws: Workspace, when: dt.datetime) -> str:
     """A time as the workspace's zone shows it, for log lines and notes."""
     return when.astimezone(timerules.zone(ws.settings.schedule.timezone)).strftime(
         "%Y-%m-%d %H:%M %Z"
@@ -95,7 +95,7 @@ def make_digest(ws: Workspace, store: Store, now: dt.datetime) -> int | None:
         return None
     if timerules.verdict(fire, now, grace(ws)) == timerules.MISSED:
         detail = (
-            f"digest due {local_time(ws, fire)} missed by {timerules.late(fire, now)}; "
+            f"digest due {zone_time_text(ws, fire)} missed by {timerules.late(fire, now)}; "
             f"its articles go in the next digest"
         )
         if store.record_run("digest", fire, StepStatus.MISSED, now, detail):
@@ -110,11 +110,11 @@ def make_digest(ws: Workspace, store: Store, now: dt.datetime) -> int | None:
         run=("digest", fire),
     )
     if outcome == StepStatus.EMPTY:
-        log.info("digest due %s: no new articles, no email", local_time(ws, fire))
+        log.info("digest due %s: no new articles, no email", zone_time_text(ws, fire))
     elif campaign_id is not None:
         log.info(
             "digest due %s: campaign %d%s",
-            local_time(ws, fire),
+            zone_time_text(ws, fire),
             campaign_id,
             " held as a draft for approval" if s.hold_as_draft else "",
         )
@@ -148,7 +148,7 @@ def run_automations(ws: Workspace, store: Store, now: dt.datetime) -> list[int]:
             due = dt.datetime.fromisoformat(step["due_at"])
             if timerules.verdict(due, now, grace(ws)) == timerules.MISSED:
                 late = timerules.late(due, now)
-                detail = f"due {local_time(ws, due)}, missed by {late}; not sent"
+                detail = f"due {zone_time_text(ws, due)}, missed by {late}; not sent"
                 store.finish_step(step["id"], StepStatus.MISSED, now, detail)
                 log.warning(
                     "%s email to subscriber %d %s", step["kind"], step["subscriber_id"], detail

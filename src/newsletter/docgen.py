@@ -2,8 +2,9 @@
 
 docs/configuration.md and docs/cli.md embed these with cog (PyPI ``cogapp``): ``make docs``
 rewrites them, ``make lint`` and tests/test_docs.py fail when they are stale. The settings
-table reads the dataclasses of config.py (keys and defaults), ``config.KEY_DOCS`` (what each
-means) and ``config.BOUNDS`` (ranges); the CLI reference is click's own ``--help`` text.
+table reads the dataclasses of config/settings.py (keys and defaults), ``config.KEY_DOCS``
+(what each means) and ``config.BOUNDS`` (ranges); the CLI reference is click's own
+``--help`` text.
 """
 
 from __future__ import annotations

@@ -30,9 +30,9 @@ from newsletter import (
 from newsletter.automations import (
     create_instant_campaign,
     grace,
-    local_time,
     make_digest,
     run_automations,
+    zone_time_text,
 )
 from newsletter.config import Secrets
 from newsletter.errors import InputError, NewsletterError, StateError
@@ -309,7 +309,7 @@ def send_prepared(
         should_stop,
         on_progress,
         policy=delivery.policy_for(ws.settings),
-        sender=delivery.sender_for(ws.settings),
+        sender=delivery.envelope_sender_for(ws.settings),
         parts=parts,
     )
 
@@ -339,7 +339,7 @@ def report_missed(ws: Workspace, store: Store, now: dt.datetime) -> list[int]:
     for c in store.overdue_campaigns(now - grace(ws)):
         due = dt.datetime.fromisoformat(c["scheduled_at"])
         note = (
-            f"missed: due {local_time(ws, due)}, not started within the grace window "
+            f"missed: due {zone_time_text(ws, due)}, not started within the grace window "
             f"({timerules.late(due, now)} late); reschedule, send or cancel it"
         )
         if store.mark_missed(c["id"], now, note):

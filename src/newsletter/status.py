@@ -45,10 +45,6 @@ class DeliveryStatus(StrEnum):
     SKIPPED = "skipped"
 
 
-# Rows still to be handed to the transport, and rows on their way.
-UNSENT = (DeliveryStatus.PENDING, DeliveryStatus.DEFERRED)
-
-
 class SubscriberStatus(StrEnum):
     """A subscriber: ``subscribers.status``; the last three suppress the address."""
 

@@ -28,19 +28,17 @@ import logging
 from collections.abc import Callable
 
 from newsletter.clock import Clock
-from newsletter.delivery.lease import Lease, active_sender, process_alive
+from newsletter.delivery.lease import Lease, active_sender
 from newsletter.delivery.ledger import (
+    EnvelopeSender,
     Policy,
-    Sender,
     SendProgress,
+    envelope_sender_for,
     policy_for,
     retry_delay,
-    sender_for,
 )
 from newsletter.delivery.loop import (
-    BATCH,
     SendRate,
-    Shard,
     _describe,
     _read_and_send,
     _SendRun,
@@ -60,23 +58,17 @@ from newsletter.store import Store
 from newsletter.transports import Transport
 
 __all__ = [
-    "BATCH",
     "SHARD_MIN_ROWS",
     "active_sender",
-    "Clock",
     "Lease",
-    "PartsFactory",
     "Policy",
     "policy_for",
-    "process_alive",
     "retry_delay",
     "send_campaign",
-    "Sender",
-    "sender_for",
+    "EnvelopeSender",
+    "envelope_sender_for",
     "SendProgress",
     "SendRate",
-    "settle_in_flight",
-    "Shard",
     "shard_main",
 ]
 
@@ -92,7 +84,7 @@ def send_campaign(
     on_progress: Callable[[SendProgress], None] | None = None,
     *,
     policy: Policy,
-    sender: Sender,
+    sender: EnvelopeSender,
     parts: PartsFactory | None = None,
 ) -> SendProgress:
     """Send the due rows of a campaign that is in the sending state.
@@ -101,7 +93,7 @@ def send_campaign(
     campaign is paused or cancelled by anyone, or when too many failures
     come in a row (the campaign is then paused with the reason). Call again
     to continue. ``policy`` and ``sender`` come from the settings
-    (``policy_for``, ``sender_for``); ``parts`` lets a large campaign be shared
+    (``policy_for``, ``envelope_sender_for``); ``parts`` lets a large campaign be shared
     by sending processes.
     """
     campaign_id = mail.campaign["id"]

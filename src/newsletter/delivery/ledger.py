@@ -4,8 +4,8 @@ Data in, data out: no threads, no store, no transport, no clock (``now`` and
 the jitter are passed in). The send loop asks this module what a
 transport's answer means for each row, writes what it is told, and counts
 failures in a row with ``Streak``. The settings a send needs (``Policy``,
-``Sender``) are made from the configuration by the caller (``policy_for``,
-``sender_for``) and passed down: nothing below the caller reads the settings.
+``EnvelopeSender``) are made from the configuration by the caller (``policy_for``,
+``envelope_sender_for``) and passed down: nothing below the caller reads the settings.
 
 Invariants:
 - A transient failure is retried later (``deferred``, with its next try
@@ -64,7 +64,7 @@ def policy_for(settings: Settings) -> Policy:
 
 
 @dataclass(frozen=True)
-class Sender:
+class EnvelopeSender:
     """Who a send goes out as, from [sender] settings: the envelope sender (SMTP
     MAIL FROM, the API's sender), where bounces come back to. The From and
     Reply-To headers are part of the message, built with the campaign's mail."""
@@ -72,8 +72,8 @@ class Sender:
     envelope_from: str
 
 
-def sender_for(settings: Settings) -> Sender:
-    return Sender(envelope_from=settings.sender.from_address)
+def envelope_sender_for(settings: Settings) -> EnvelopeSender:
+    return EnvelopeSender(envelope_from=settings.sender.from_address)
 
 
 @dataclass
@@ -121,7 +121,7 @@ def retry_delay(
     rand: Callable[[], float] = random.random,
 ) -> float:
     """Seconds to wait before the next try: exponential with jitter, or what the provider said."""
-    base = min(policy.max_backoff_seconds, policy.backoff_seconds * 2 ** max(attempts - 1, 0))
+    base = min(policy.max_backoff_seconds, policy.backoff_seconds * 2.0 ** max(attempts - 1, 0))
     delay = base * (0.5 + rand())  # jitter spreads retries of many rows apart
     return max(delay, retry_after or 0.0)
 

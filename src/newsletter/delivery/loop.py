@@ -38,9 +38,9 @@ from newsletter import delivery_key
 from newsletter.clock import Clock
 from newsletter.delivery.ledger import (
     Batch,
+    EnvelopeSender,
     Item,
     Policy,
-    Sender,
     SendProgress,
     Streak,
     outcome_rows,
@@ -135,7 +135,7 @@ class _SendRun:
         campaign_id: int,
         clock: Clock,
         policy: Policy,
-        sender: Sender,
+        sender: EnvelopeSender,
         on_progress: Callable[[SendProgress], None] | None,
         lost: threading.Event,
     ):

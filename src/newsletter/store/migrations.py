@@ -3,7 +3,11 @@
 Declarative and append-only: a new change is a new function at the end of
 ``MIGRATIONS``; an applied migration is never edited. Each keeps the words of
 its own time, in its Python as in its SQL (plain status strings, not the names
-of ``newsletter.status``, whose values may change in a later version).
+of ``newsletter.status``, whose values may change in a later version). Three
+call code of today: m009, m011 and m013 key mailboxes with
+``addresses.mailbox_key`` (the rule the rest of the store compares by, which
+they must agree with), and m009 reads the clock through ``newsletter.clock``;
+a change to that rule is itself a new migration that re-keys the rows.
 ``StoreBase.migrate`` runs each in one transaction with its record in
 ``_migrations``.
 """

@@ -15,7 +15,6 @@ import hashlib
 import logging
 import queue
 import threading
-from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -25,6 +24,7 @@ from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
 from newsletter import consent, tracking
+from newsletter.clock import Clock
 from newsletter.errors import InputError, NewsletterError
 from newsletter.mime import needs_smtputf8
 from newsletter.status import SubscriberStatus
@@ -35,7 +35,6 @@ from newsletter.web.threads import off_loop
 from newsletter.workspace import Workspace
 
 log = logging.getLogger(__name__)
-Clock = Callable[[], dt.datetime]
 FORM_MAX_AGE = dt.timedelta(hours=2)
 
 
