@@ -132,14 +132,32 @@ def test_hostile_html_inside_markdown_is_removed():
     assert "click me" in body and "styled" in body
 
 
-def test_html_file_title_from_title_element():
+def test_html_page_is_extracted_and_its_title_loses_the_site_suffix():
+    # A whole page (it has <html>/<body>) is read like a page address, not taken whole.
     text = (
-        "<html><head><title>Desk &amp; Neck</title></head>"
-        "<body><h1>Other heading</h1><p>Body text.</p></body></html>"
+        "<html><head><title>Desk &amp; Neck | Riverbend Clinic</title></head><body>"
+        "<nav><a href='/'>Home</a> <a href='/blog'>Blog</a></nav>"
+        "<article><h1>Desk &amp; Neck</h1>"
+        + "<p>Body text about the desk and the neck, long enough to be an article of its own. "
+        "A screen at eye height keeps the head over the shoulders for the whole day.</p>"
+        * 4
+        + "</article>"
+        "<div id='cookie-notice'>We use cookies. Accept all cookies?</div></body></html>"
     )
     article = folder.parse("neck.html", text)
     assert article["title"] == "Desk & Neck"
-    assert article["body_html"] == "<h1>Other heading</h1><p>Body text.</p>"
+    assert article["body_html"].startswith("<p>Body text about the desk")
+    for outside in ("Home", "cookies", "<h1>"):
+        assert outside not in article["body_html"]
+    assert article["key"] == "neck.html" and article["url"] is None
+
+
+def test_html_fragment_is_taken_whole():
+    # No <html>, no <body>: written by hand for the newsletter, so nothing is cut.
+    text = "<h1>Desk &amp; Neck</h1><p>Body text.</p><p>Book a visit.</p>"
+    article = folder.parse("neck.html", text)
+    assert article["title"] == "Desk & Neck"
+    assert article["body_html"] == text
     assert article["key"] == "neck.html"
 
 

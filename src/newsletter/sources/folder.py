@@ -1,4 +1,14 @@
-"""A folder of articles: Markdown with YAML front matter, HTML files, plain text."""
+"""A folder of articles: Markdown with YAML front matter, HTML files, plain text.
+
+An HTML file that is a whole page (it has ``<html>`` or ``<body>``), such as
+a page saved from a browser, is read like a page address: its article is
+extracted from the menus, sign-up boxes and cookie notices around it, with
+its title, date, author, lead image and counters, and the address the page
+names for itself (``<link rel=canonical>``, ``og:url``, or the "saved from"
+mark browsers write) is the article's URL and the base of its relative links.
+An HTML fragment (no ``<html>``, no ``<body>``) is content its author wrote by
+hand for the newsletter, so it is taken whole.
+"""
 
 from __future__ import annotations
 
@@ -15,6 +25,7 @@ from newsletter.errors import SourceError
 from newsletter.sources import (
     canonical_url,
     content_hash,
+    page,
     plain_text,
     sanitize_html,
     summarize,
@@ -31,6 +42,9 @@ SUFFIXES = {
 _FRONT_MATTER = re.compile(r"\A---\s*\n(.*?)\n---\s*(?:\n|\Z)", re.DOTALL)
 _HTML_TITLE = re.compile(r"<title[^>]*>(.*?)</title>|<h1[^>]*>(.*?)</h1>", re.I | re.DOTALL)
 _HTML_BODY = re.compile(r"<body[^>]*>(.*)</body>", re.I | re.DOTALL)
+_WHOLE_PAGE = re.compile(r"<(html|body)[\s>]", re.I)
+# What Internet Explorer, Chrome and Edge write at the top of a page they save.
+_SAVED_FROM = re.compile(r"<!--\s*saved from url=\(\d+\)(\S+?)\s*-->", re.I)
 _markdown = MarkdownIt("commonmark", {"html": True}).enable("table")
 
 
@@ -116,6 +130,8 @@ def parse(name: str, text: str, modified: dt.datetime | None = None) -> dict[str
     against it, and so is ``image``.
     """
     kind = SUFFIXES[Path(name).suffix.lower()]
+    if kind == "html" and _WHOLE_PAGE.search(text):
+        return _saved_page(name, text)
     meta: dict[str, Any] = {}
     body = text
     if kind == "markdown":
@@ -182,5 +198,19 @@ def parse(name: str, text: str, modified: dt.datetime | None = None) -> dict[str
         "comments": meta.get("comments"),
         "likes": meta.get("likes"),
     }
+    article["content_hash"] = content_hash(article)
+    return article
+
+
+def _saved_page(name: str, text: str) -> dict[str, Any]:
+    """A whole HTML page in the folder, read as the page at its own address would be."""
+    tree = page.load(text, name)
+    saved_from = _SAVED_FROM.search(text[:2048])
+    url = page.page_address(tree) or canonical_url(saved_from.group(1) if saved_from else None)
+    article = page.parse_article(tree, url, html=text, where=name)
+    if article["url"] is None:
+        article["body_html"] = page.drop_relative_links(article["body_html"])
+    # Identity: the page's own address, else the file's path.
+    article["key"] = article["url"] or name
     article["content_hash"] = content_hash(article)
     return article

@@ -5,10 +5,15 @@ image); structured data the page carries (JSON-LD, Open Graph) is preferred
 where it is more exact, and view, comment and like counters are read where the
 page shows them. Everything here is pure: a page is parsed once (``load``)
 and the tree is handed to each step, which only reads it.
+
+When trafilatura finds no article in the tree, it is given the page's HTML
+text to parse its own way, and then readability (readability-lxml) has a go,
+before the page is refused: real pages trip one extractor and not another.
 """
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 import json
 import re
@@ -38,10 +43,17 @@ _POST_PATH = re.compile(r"/(post|posts|p|blog|article|articles)/[^/]+/?$|/\d{4}/
 _COMBINED_COUNTERS = re.compile(
     r"(\d[\d,.]*\s*[KkMm]?)\s*views?\s*(\d[\d,.]*\s*[KkMm]?)\s*comments?\b", re.I
 )
+_LEADING_H1 = re.compile(r"\s*<h1>(.*?)</h1>", re.I | re.DOTALL)
 _HEADINGS = {"h1", "h2", "h3", "h4", "h5", "h6"}
 _INLINE = {"#b": "strong", "#i": "em", "#u": "u", "#sub": "sub", "#sup": "sup", "#t": "code"}
 # Text in these is never shown on the page.
 _VISIBLE_TEXT = "//text()[not(ancestor::script or ancestor::style or ancestor::noscript)]"
+
+
+# Characters XML cannot hold. One in a page's text makes trafilatura drop the
+# whole extraction (its output tree is XML), so they are removed on parsing.
+_XML_DECLARATION = re.compile(r"^\s*<\?xml[^>]*\?>")
+_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
 
 
 def load(page: str, url: str) -> Any:
@@ -50,6 +62,9 @@ def load(page: str, url: str) -> Any:
     Comments and processing instructions are dropped, as trafilatura's own
     parser does, so its extraction from this tree matches one from the text.
     """
+    # lxml refuses text that starts with an XML declaration naming an encoding
+    # (XHTML pages do); the text is decoded already, so the declaration goes.
+    page = _XML_DECLARATION.sub("", _NOT_XML.sub("", page), count=1)
     parser = lxml.html.HTMLParser(remove_comments=True, remove_pis=True, collect_ids=False)
     try:
         return lxml.html.document_fromstring(page, parser=parser)
@@ -155,6 +170,50 @@ def _image_url(value: Any) -> str | None:
     return value if isinstance(value, str) else None
 
 
+# How blog platforms word their counters, each as the whole text of one element
+# (a heading, a link, a button), so a sentence that mentions comments is not one.
+_N = r"(\d[\d,.]*\s*[KkMm]?)"
+_CMS_COUNTERS = [
+    # Squarespace: "Show 6 comments" (the link that opens the comment thread).
+    (re.compile(rf"^show\s+{_N}\s+comments?$", re.I), "comments"),
+    # WordPress themes: "2 comments", "2 responses", '2 comments on "Title"',
+    # '12 thoughts on "Title"', "3 replies to "Title""; Blogger: "5 comments:";
+    # Ghost: "4 comments"; Medium: "12 responses".
+    (
+        re.compile(
+            rf"^{_N}\s+(comments?|responses?|thoughts?|replies|reply)(\s+(on|to)\s+.+)?\s*:?$",
+            re.I,
+        ),
+        "comments",
+    ),
+    # Blogger and WordPress with none yet: "No comments:", "No responses yet".
+    (re.compile(r"^(no)\s+(comments|responses|replies)(\s+yet)?\s*[:.]?$", re.I), "comments"),
+    # Medium: "193 claps" (its likes).
+    (re.compile(rf"^{_N}\s+claps?$", re.I), "likes"),
+]
+# Elements short enough to be a counter and holding a digit or "No".
+_COUNTER_ELEMENTS = (
+    "//body//*[not(self::script or self::style or self::noscript)]"
+    "[string-length(normalize-space(.)) <= 200]"
+    "[contains(translate(., '0123456789', '##########'), '#') or contains(., 'No') "
+    "or contains(., 'no')]"
+)
+
+
+def _cms_counters(tree: Any) -> dict[str, int]:
+    """Comment and like counters as Squarespace, WordPress, Blogger, Ghost and Medium word them."""
+    found: dict[str, int] = {}
+    for element in tree.xpath(_COUNTER_ELEMENTS):
+        text = " ".join(element.text_content().split())
+        for pattern, name in _CMS_COUNTERS:
+            match = pattern.match(text)
+            if match and name not in found:
+                count = 0 if match.group(1).lower() == "no" else parse_count(match.group(1))
+                if count is not None:
+                    found[name] = count
+    return found
+
+
 def counters(tree: Any, structured: list[dict[str, Any]] | None = None) -> dict[str, int]:
     """Views, comments and likes the page shows, from structured data or its text."""
     found: dict[str, int] = {}
@@ -179,6 +238,8 @@ def counters(tree: Any, structured: list[dict[str, Any]] | None = None) -> dict[
                 found.setdefault(name, count)
     texts = [t.strip() for t in tree.xpath(_VISIBLE_TEXT) if t.strip()]
     for name, value in counters_from_lines(texts).items():
+        found.setdefault(name, value)
+    for name, value in _cms_counters(tree).items():
         found.setdefault(name, value)
     if "views" not in found:
         match = _COMBINED_COUNTERS.search(" ".join(texts))
@@ -228,38 +289,128 @@ def _body_html(body: Any) -> str:
     return inner
 
 
-def parse_article(tree: Any, url: str) -> dict[str, Any]:
-    """Extract the article of an article page. Pure; raises SourceError naming the URL."""
+_EXTRACT_OPTIONS: dict[str, Any] = {
+    "with_metadata": True,
+    "include_images": True,
+    "include_links": True,
+    "include_formatting": True,
+    "include_comments": False,
+    "include_tables": True,
+}
+
+
+def _trafilatura(source: Any, url: str | None) -> Any:
+    """trafilatura's Document for a tree or an HTML text, or None when it finds no article."""
     # trafilatura pulls in lxml, justext and date parsing; imported here so
     # commands that never read a page do not pay for it.
     import trafilatura
     from trafilatura.settings import Document
 
-    structured = [i for i in _structured(tree) if _types(i) & ARTICLE_TYPES]
-    data = structured[0] if structured else {}
-    # trafilatura works on its own copy of the tree.
-    document = trafilatura.bare_extraction(
-        tree,
-        url=url,
-        with_metadata=True,
-        include_images=True,
-        include_links=True,
-        include_formatting=True,
-        include_comments=False,
-        include_tables=True,
-    )
+    # trafilatura works on its own copy of a tree.
+    document = trafilatura.bare_extraction(source, url=url, **_EXTRACT_OPTIONS)
     # A Document unless as_dict is asked for, which it is not.
     if not isinstance(document, Document) or document.body is None:
-        raise SourceError(f"{url}: no article text found on the page")
+        return None
+    return document
+
+
+def _readability(html: str, url: str | None) -> str | None:
+    """The main content as readability (Arc90's algorithm, readability-lxml) finds it."""
+    from readability import Document as Readable
+    from readability.readability import Unparseable
+
+    try:
+        found = str(Readable(html, url=url).summary(html_partial=True))
+    except Unparseable:
+        return None
+    # readability wraps what it keeps in a <body> of its own.
+    found = re.sub(r"^\s*<body[^>]*>|</body>\s*$", "", found)
+    return found if plain_text(found) else None
+
+
+def page_address(tree: Any, base: str | None = None) -> str | None:
+    """The address a page gives for itself: ``<link rel=canonical>``, else ``og:url``.
+
+    A page saved from a browser keeps these, so they are where its relative
+    links point and what the article's own URL is. Relative ones are taken
+    against ``base``; None when the page names no http(s) address.
+    """
+    for value in (
+        *tree.xpath('//link[@rel="canonical"]/@href'),
+        _meta(tree, "og:url"),
+        *tree.xpath("//base/@href"),
+    ):
+        url = canonical_url(value, base)
+        if url:
+            return url
+    return None
+
+
+def drop_relative_links(fragment: str) -> str:
+    """Unwrap links and drop images with a relative address: without a base they lead nowhere.
+
+    For the body of a page saved without its address (no canonical link, no
+    ``og:url``): in an email a relative link or image is dead.
+    """
+    if not fragment.strip():
+        return fragment
+    holder = lxml.html.fragment_fromstring(fragment, create_parent="div")
+    for element in list(holder.iter("a", "img")):
+        attribute = "href" if element.tag == "a" else "src"
+        value = (element.get(attribute) or "").strip()
+        if urlsplit(value).scheme or value.startswith("#") and element.tag == "a":
+            continue
+        if element.tag == "a":
+            element.drop_tag()
+        else:
+            element.drop_tree()
+    inner = holder.text or ""
+    return inner + "".join(etree.tostring(child, encoding="unicode") for child in holder)
+
+
+def parse_article(
+    tree: Any, url: str | None, html: str | None = None, where: str | None = None
+) -> dict[str, Any]:
+    """Extract the article of an article page. Pure; raises SourceError naming the page.
+
+    ``url`` is where the page was read (None for a saved file, whose own
+    address is then the one it names); ``html`` its text, when the caller has
+    it (else the tree is written out for the fallbacks); ``where`` names the
+    page in errors (the URL by default).
+    """
+    where = where or url or "the page"
+    structured = [i for i in _structured(tree) if _types(i) & ARTICLE_TYPES]
+    data = structured[0] if structured else {}
+    link = page_address(tree, url) if url is None else None
+    link = link or canonical_url((tree.xpath('//link[@rel="canonical"]/@href') or [None])[0], url)
+    link = link or canonical_url(url)
+    document = _trafilatura(tree, url or link)
+    body: str | None = None
+    if document is None:
+        # The same page as text: trafilatura then decodes, repairs and parses
+        # it its own way, which rescues pages our tree does not give it.
+        text = html if html is not None else lxml.html.tostring(tree, encoding="unicode")
+        document = _trafilatura(text, url or link)
+        if document is None:
+            body = _readability(text, url or link)
+            if body is None:
+                raise SourceError(f"{where}: no article text found on the page")
+            # The page's title, date and author, without its body.
+            from trafilatura import extract_metadata
+
+            document = extract_metadata(copy.deepcopy(tree), url or link)
     title = plain_text(str(data.get("headline") or _meta(tree, "og:title") or document.title or ""))
     if not title:
-        raise SourceError(f"{url}: the page has no title")
-    link = canonical_url(
-        (tree.xpath('//link[@rel="canonical"]/@href') or [None])[0], url
-    ) or canonical_url(url)
-    body = _body_html(document.body)
+        raise SourceError(f"{where}: the page has no title")
+    if body is None:
+        body = _body_html(document.body)
+    elif not plain_text(body).replace(title, "").strip():
+        # readability falls back to the page's title when it finds no text.
+        raise SourceError(f"{where}: no article text found on the page")
     # The extracted body often starts with the page's own <h1> title.
-    body = re.sub(rf"^\s*<h1>\s*{re.escape(title)}\s*</h1>", "", body, count=1, flags=re.I)
+    lead = _LEADING_H1.match(body)
+    if lead and plain_text(lead.group(1)).lower() == title.lower():
+        body = body[lead.end() :]
     body = sanitize_html(body, link)
     published = (
         _date(data.get("datePublished"))
