@@ -466,3 +466,55 @@ def test_summarize_cuts_at_a_word_boundary():
     assert len(cut) <= 50
     assert words.startswith(cut + " ")
     assert summarize("short text", limit=50) == "short text"
+
+
+def _saved_page(head: str, top: str = "") -> str:
+    paragraphs = "".join(
+        f"<p>Sitting for hours {what}; a screen at eye height keeps the head over the "
+        f"shoulders. <a href='/book'>Book a visit</a> or <a href='#tips'>see the tips</a>.</p>"
+        for what in ("tightens the neck", "rounds the back", "stiffens the hips")
+    )
+    return (
+        f"{top}<!DOCTYPE html><html><head><title>Desk &amp; Neck | Riverbend Clinic</title>"
+        f'<meta property="og:site_name" content="Riverbend Clinic">{head}'
+        '<meta property="article:published_time" content="2026-10-20T08:00:00Z">'
+        '<meta name="author" content="Dana Whitfield"></head><body>'
+        "<nav><a href='/'>Home</a> <a href='/blog'>Blog</a></nav>"
+        f"<article><h1>Desk &amp; Neck</h1>{paragraphs}<img src='/media/desk.jpg' alt='A desk'>"
+        "</article><form><input name='email'> Sign up for our newsletter</form>"
+        "<div class='cookie-banner'>We use cookies.</div></body></html>"
+    )
+
+
+@pytest.mark.parametrize(
+    ("head", "top"),
+    [
+        ('<link rel="canonical" href="https://clinic.example.com/post/desk-neck">', ""),
+        ('<meta property="og:url" content="https://clinic.example.com/post/desk-neck">', ""),
+        # The mark Chrome, Edge and Internet Explorer write at the top of a saved page.
+        ("", "<!-- saved from url=(0042)https://clinic.example.com/post/desk-neck -->\n"),
+    ],
+    ids=["canonical", "og:url", "saved-from"],
+)
+def test_a_saved_page_is_the_article_at_the_address_it_names(head, top):
+    article = folder.parse("desk-neck.html", _saved_page(head, top))
+    url = "https://clinic.example.com/post/desk-neck"
+    assert article["url"] == article["key"] == url
+    assert article["title"] == "Desk & Neck"
+    assert article["published"] == "2026-10-20T08:00:00+00:00"
+    assert article["author"] == "Dana Whitfield"
+    body = article["body_html"]
+    assert '<a href="https://clinic.example.com/book" rel="noopener">Book a visit</a>' in body
+    assert '<img src="https://clinic.example.com/media/desk.jpg" alt="A desk">' in body
+    text = plain_text(body)
+    for outside in ("Home", "Sign up", "cookies", "Riverbend Clinic"):
+        assert outside not in text
+
+
+def test_a_saved_page_without_an_address_keeps_no_dead_link():
+    article = folder.parse("desk-neck.html", _saved_page(""))
+    assert article["url"] is None and article["key"] == "desk-neck.html"
+    body = article["body_html"]
+    # A relative link or image would lead nowhere from an email: the words stay.
+    assert "href=" not in body.replace('href="#tips"', "") and "<img" not in body
+    assert "Book a visit" in body and body.count("Sitting for hours") == 3

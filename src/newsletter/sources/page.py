@@ -43,7 +43,9 @@ _POST_PATH = re.compile(r"/(post|posts|p|blog|article|articles)/[^/]+/?$|/\d{4}/
 _COMBINED_COUNTERS = re.compile(
     r"(\d[\d,.]*\s*[KkMm]?)\s*views?\s*(\d[\d,.]*\s*[KkMm]?)\s*comments?\b", re.I
 )
-_LEADING_H1 = re.compile(r"\s*<h1>(.*?)</h1>", re.I | re.DOTALL)
+_LEADING_HEADING = re.compile(r"\s*<(h[1-3])>(.*?)</\1>", re.I | re.DOTALL)
+# What separates a page's title from its site's name: "Title | Site", "Title – Site".
+_TITLE_SEPARATORS = (" | ", " – ", " — ", " - ", " :: ", " · ", " « ", " » ")
 _HEADINGS = {"h1", "h2", "h3", "h4", "h5", "h6"}
 _INLINE = {"#b": "strong", "#i": "em", "#u": "u", "#sub": "sub", "#sup": "sup", "#t": "code"}
 # Text in these is never shown on the page.
@@ -72,12 +74,17 @@ def load(page: str, url: str) -> Any:
         raise SourceError(f"{url}: not an HTML page ({exc})") from None
 
 
+_CDATA = re.compile(r"^\s*(//\s*)?<!\[CDATA\[|(//\s*)?\]\]>\s*$")
+
+
 def _structured(tree: Any) -> list[dict[str, Any]]:
     """Every JSON-LD object on the page, @graph entries included."""
     found: list[dict[str, Any]] = []
     for script in tree.xpath('//script[@type="application/ld+json"]'):
+        # Some sites (Medium) wrap the JSON in CDATA markers, as if it were XHTML.
+        text = _CDATA.sub("", script.text_content() or "")
         try:
-            data = json.loads(script.text_content() or "")
+            data = json.loads(text)
         except ValueError:
             continue
         stack = data if isinstance(data, list) else [data]
@@ -328,6 +335,24 @@ def _readability(html: str, url: str | None) -> str | None:
     return found if plain_text(found) else None
 
 
+def _without_names(title: str, *names: str | None) -> str:
+    """The title without the site's (or author's) name that pages add before or after it.
+
+    "These Weeks in Firefox: Issue 85 – Firefox Nightly News" is the article
+    "These Weeks in Firefox: Issue 85"; Medium adds " - Author" as well.
+    """
+    for name in names:
+        name = plain_text(name or "")
+        if not name or title == name:
+            continue
+        for separator in _TITLE_SEPARATORS:
+            if title.endswith(separator + name):
+                title = title[: -len(separator + name)].strip()
+            elif title.startswith(name + separator):
+                title = title[len(name + separator) :].strip()
+    return title
+
+
 def page_address(tree: Any, base: str | None = None) -> str | None:
     """The address a page gives for itself: ``<link rel=canonical>``, else ``og:url``.
 
@@ -335,11 +360,7 @@ def page_address(tree: Any, base: str | None = None) -> str | None:
     links point and what the article's own URL is. Relative ones are taken
     against ``base``; None when the page names no http(s) address.
     """
-    for value in (
-        *tree.xpath('//link[@rel="canonical"]/@href'),
-        _meta(tree, "og:url"),
-        *tree.xpath("//base/@href"),
-    ):
+    for value in (*tree.xpath('//link[@rel="canonical"]/@href'), _meta(tree, "og:url")):
         url = canonical_url(value, base)
         if url:
             return url
@@ -400,6 +421,8 @@ def parse_article(
 
             document = extract_metadata(copy.deepcopy(tree), url or link)
     title = plain_text(str(data.get("headline") or _meta(tree, "og:title") or document.title or ""))
+    author = _person(data.get("author")) or document.author or None
+    title = _without_names(title, _meta(tree, "og:site_name"), author)
     if not title:
         raise SourceError(f"{where}: the page has no title")
     if body is None:
@@ -408,10 +431,12 @@ def parse_article(
         # readability falls back to the page's title when it finds no text.
         raise SourceError(f"{where}: no article text found on the page")
     # The extracted body often starts with the page's own <h1> title.
-    lead = _LEADING_H1.match(body)
-    if lead and plain_text(lead.group(1)).lower() == title.lower():
+    lead = _LEADING_HEADING.match(body)
+    if lead and plain_text(lead.group(2)).lower() == title.lower():
         body = body[lead.end() :]
-    body = sanitize_html(body, link)
+    # A <base href> is where the page's relative links point; else its own address.
+    base = canonical_url((tree.xpath("//base/@href") or [None])[0], url or link) or link
+    body = sanitize_html(body, base)
     published = (
         _date(data.get("datePublished"))
         or _date(_meta(tree, "article:published_time"))
@@ -428,7 +453,7 @@ def parse_article(
         "guid": None,
         "url": link,
         "title": title,
-        "author": _person(data.get("author")) or document.author or None,
+        "author": author,
         "published": published,
         "updated": updated if updated != published else None,
         "summary": summarize(summary or plain_text(body)),
