@@ -8,12 +8,12 @@ and the tree is handed to each step, which only reads it.
 
 When trafilatura finds no article in the tree, it is given the page's HTML
 text to parse its own way, and then readability (readability-lxml) has a go,
-before the page is refused: real pages trip one extractor and not another.
+before the page is refused: real pages trip one extractor and not another
+(see ``extract``).
 """
 
 from __future__ import annotations
 
-import copy
 import datetime as dt
 import json
 import re
@@ -29,6 +29,7 @@ from newsletter.sources import (
     content_hash,
     content_kind,
     counters_from_lines,
+    extract,
     iso_utc,
     parse_count,
     plain_text,
@@ -46,8 +47,6 @@ _COMBINED_COUNTERS = re.compile(
 _LEADING_HEADING = re.compile(r"\s*<(h[1-3])>(.*?)</\1>", re.I | re.DOTALL)
 # What separates a page's title from its site's name: "Title | Site", "Title – Site".
 _TITLE_SEPARATORS = (" | ", " – ", " — ", " - ", " :: ", " · ", " « ", " » ")
-_HEADINGS = {"h1", "h2", "h3", "h4", "h5", "h6"}
-_INLINE = {"#b": "strong", "#i": "em", "#u": "u", "#sub": "sub", "#sup": "sup", "#t": "code"}
 # Text in these is never shown on the page.
 _VISIBLE_TEXT = "//text()[not(ancestor::script or ancestor::style or ancestor::noscript)]"
 
@@ -259,82 +258,6 @@ def counters(tree: Any, structured: list[dict[str, Any]] | None = None) -> dict[
     return found
 
 
-def _body_html(body: Any) -> str:
-    """trafilatura's extracted tree (TEI-like) as plain HTML, keeping numbered lists numbered."""
-    for element in body.iter():
-        tag = element.tag
-        rend = element.get("rend", "")
-        if tag == "list":
-            element.tag = "ol" if rend == "ol" else "ul"
-        elif tag == "item":
-            element.tag = "li"
-        elif tag == "head":
-            element.tag = rend if rend in _HEADINGS else "h3"
-        elif tag == "hi":
-            element.tag = _INLINE.get(rend, "em")
-        elif tag == "ref":
-            element.tag = "a"
-            element.set("href", element.get("target", ""))
-        elif tag == "graphic":
-            element.tag = "img"
-        elif tag == "lb":
-            element.tag = "br"
-        elif tag == "quote":
-            element.tag = "blockquote"
-        elif tag == "code":
-            element.tag = "pre"
-        elif tag == "row":
-            element.tag = "tr"
-        elif tag == "cell":
-            element.tag = "th" if element.get("role") == "head" else "td"
-        keep = {"href"} if element.tag == "a" else {"src", "alt"} if element.tag == "img" else set()
-        for name in list(element.attrib):
-            if name not in keep:
-                del element.attrib[name]
-    inner = body.text or ""
-    inner += "".join(etree.tostring(child, encoding="unicode") for child in body)
-    return inner
-
-
-_EXTRACT_OPTIONS: dict[str, Any] = {
-    "with_metadata": True,
-    "include_images": True,
-    "include_links": True,
-    "include_formatting": True,
-    "include_comments": False,
-    "include_tables": True,
-}
-
-
-def _trafilatura(source: Any, url: str | None) -> Any:
-    """trafilatura's Document for a tree or an HTML text, or None when it finds no article."""
-    # trafilatura pulls in lxml, justext and date parsing; imported here so
-    # commands that never read a page do not pay for it.
-    import trafilatura
-    from trafilatura.settings import Document
-
-    # trafilatura works on its own copy of a tree.
-    document = trafilatura.bare_extraction(source, url=url, **_EXTRACT_OPTIONS)
-    # A Document unless as_dict is asked for, which it is not.
-    if not isinstance(document, Document) or document.body is None:
-        return None
-    return document
-
-
-def _readability(html: str, url: str | None) -> str | None:
-    """The main content as readability (Arc90's algorithm, readability-lxml) finds it."""
-    from readability import Document as Readable
-    from readability.readability import Unparseable
-
-    try:
-        found = str(Readable(html, url=url).summary(html_partial=True))
-    except Unparseable:
-        return None
-    # readability wraps what it keeps in a <body> of its own.
-    found = re.sub(r"^\s*<body[^>]*>|</body>\s*$", "", found)
-    return found if plain_text(found) else None
-
-
 def _without_names(title: str, *names: str | None) -> str:
     """The title without the site's (or author's) name that pages add before or after it.
 
@@ -405,29 +328,17 @@ def parse_article(
     link = page_address(tree, url) if url is None else None
     link = link or canonical_url((tree.xpath('//link[@rel="canonical"]/@href') or [None])[0], url)
     link = link or canonical_url(url)
-    document = _trafilatura(tree, url or link)
-    body: str | None = None
-    if document is None:
-        # The same page as text: trafilatura then decodes, repairs and parses
-        # it its own way, which rescues pages our tree does not give it.
-        text = html if html is not None else lxml.html.tostring(tree, encoding="unicode")
-        document = _trafilatura(text, url or link)
-        if document is None:
-            body = _readability(text, url or link)
-            if body is None:
-                raise SourceError(f"{where}: no article text found on the page")
-            # The page's title, date and author, without its body.
-            from trafilatura import extract_metadata
-
-            document = extract_metadata(copy.deepcopy(tree), url or link)
+    found_body = extract.article_body(tree, url or link, html)
+    if found_body is None:
+        raise SourceError(f"{where}: no article text found on the page")
+    document = found_body.metadata
     title = plain_text(str(data.get("headline") or _meta(tree, "og:title") or document.title or ""))
     author = _person(data.get("author")) or document.author or None
     title = _without_names(title, _meta(tree, "og:site_name"), author)
     if not title:
         raise SourceError(f"{where}: the page has no title")
-    if body is None:
-        body = _body_html(document.body)
-    elif not plain_text(body).replace(title, "").strip():
+    body = found_body.html
+    if found_body.by == "readability" and not plain_text(body).replace(title, "").strip():
         # readability falls back to the page's title when it finds no text.
         raise SourceError(f"{where}: no article text found on the page")
     # The extracted body often starts with the page's own <h1> title.
