@@ -518,3 +518,18 @@ def test_a_saved_page_without_an_address_keeps_no_dead_link():
     # A relative link or image would lead nowhere from an email: the words stay.
     assert "href=" not in body.replace('href="#tips"', "") and "<img" not in body
     assert "Book a visit" in body and body.count("Sitting for hours") == 3
+
+
+def test_a_page_saved_in_its_own_charset_is_read_by_it(tmp_path):
+    root = tmp_path / "articles"
+    root.mkdir()
+    saved = _saved_page('<meta charset="windows-1252">').replace("Desk &amp; Neck", "Café Desk")
+    (root / "cafe.html").write_bytes(saved.encode("windows-1252"))
+    # A text file is still UTF-8 or an error, whatever it says.
+    (root / "latin.txt").write_bytes("Café\n".encode("latin-1"))
+
+    files, problems = folder.fetch(root)
+
+    assert [f.name for f in files] == ["cafe.html"]
+    assert problems[0].startswith("latin.txt: cannot read article: not UTF-8 text")
+    assert folder.parse(files[0].name, files[0].text)["title"] == "Café Desk"

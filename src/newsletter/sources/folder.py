@@ -63,8 +63,9 @@ class FolderFile:
 def fetch(folder: Path) -> tuple[list[FolderFile], list[str]]:
     """Read every article file in the folder; return the files and one line per unreadable one.
 
-    A file that cannot be read (permissions, not UTF-8) is reported by its
-    relative name and the others are still read.
+    A file that cannot be read (permissions, not UTF-8 nor the charset a
+    saved page declares) is reported by its relative name and the others are
+    still read.
     """
     if not folder.is_dir():
         raise SourceError(
@@ -79,7 +80,7 @@ def fetch(folder: Path) -> tuple[list[FolderFile], list[str]]:
         name = relative.as_posix()
         try:
             modified = dt.datetime.fromtimestamp(path.stat().st_mtime, dt.UTC)
-            text = path.read_text(encoding="utf-8-sig")
+            text = _decode(path.read_bytes(), SUFFIXES[path.suffix.lower()])
         except UnicodeDecodeError as exc:
             problems.append(
                 f"{name}: cannot read article: not UTF-8 text (byte 0x{exc.object[exc.start]:02x} "
@@ -91,6 +92,25 @@ def fetch(folder: Path) -> tuple[list[FolderFile], list[str]]:
             continue
         files.append(FolderFile(name, text, modified))
     return files, problems
+
+
+def _decode(data: bytes, kind: str) -> str:
+    """A file's text: UTF-8, or for a saved page the charset its own ``<meta>`` names.
+
+    Browsers save a page in the encoding it was served in (windows-1252,
+    Shift_JIS, ...) and the page says which; any other file must be UTF-8.
+    Raises UnicodeDecodeError (of the UTF-8 reading) when neither fits.
+    """
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        charset = page.declared_charset(data) if kind == "html" else None
+        if charset:
+            try:
+                return data.decode(charset)
+            except (LookupError, UnicodeDecodeError):
+                pass
+        raise
 
 
 def _date(value: Any, where: str) -> str | None:

@@ -384,6 +384,12 @@ def parse_article(
 _META_CHARSET = re.compile(rb"""<meta[^>]+charset=["']?([\w.:-]+)""", re.I)
 
 
+def declared_charset(body: bytes) -> str | None:
+    """The charset a page's own ``<meta>`` names in its first 4 KiB, or None."""
+    meta = _META_CHARSET.search(body[:4096])
+    return meta.group(1).decode("ascii", "ignore") if meta else None
+
+
 def decode(body: bytes, content_type: str = "", url: str = "") -> str:
     """HTML bytes as text: the charset the server names, else the page's own, else UTF-8.
 
@@ -400,9 +406,9 @@ def decode(body: bytes, content_type: str = "", url: str = "") -> str:
     match = re.search(r"charset=([\w.:-]+)", content_type, re.I)
     if match:
         names.append(match.group(1))
-    meta = _META_CHARSET.search(body[:4096])
-    if meta:
-        names.append(meta.group(1).decode("ascii", "ignore"))
+    declared = declared_charset(body)
+    if declared:
+        names.append(declared)
     for name in [*names, "utf-8"]:
         try:
             return body.decode(name)
