@@ -174,7 +174,8 @@ CORPUS = [
         "https://miro.medium.com/max/1200/1*kbPh7V97eyRodSOw2-ALDw.png",
         {"comments": 13, "likes": 193},
         "How to get shanked doing what people say they want",
-        ("Open in app", "Become a member"),
+        # The byline above the article: the author's picture, "Oct 15, 2015 · 18 min read".
+        ("Open in app", "Become a member", "18 min read"),
     ),
     Page(
         "medium-open-journalism.html",
@@ -334,3 +335,13 @@ def test_a_saved_page_without_article_text_is_that_file_s_error(case, store, fet
 def test_every_fixture_page_is_in_the_table():
     listed = {page.file for page in CORPUS} | set(REFUSED)
     assert {path.name for path in PAGES.glob("*.html")} == listed
+
+
+def test_the_byline_above_an_article_is_not_its_text(httpserver_ipv4, store, fetcher, tmp_path):
+    _read_as_page("medium-samantha.html", httpserver_ipv4, store, fetcher, tmp_path)
+    [article] = store.articles()
+    # Medium starts the article with the author's picture and the reading time.
+    assert article["body_html"].startswith(
+        "<p>How to get shanked doing what people say they want</p>"
+    )
+    assert 'alt="John C. Welch"' not in article["body_html"]

@@ -17,6 +17,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
+from html import escape
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -258,6 +259,30 @@ def counters(tree: Any, structured: list[dict[str, Any]] | None = None) -> dict[
     return found
 
 
+_LEADING_IMAGE = re.compile(r"\s*<img\b[^>]*>", re.I)
+_LEADING_PARAGRAPH = re.compile(r"\s*<p>(.*?)</p>", re.I | re.DOTALL)
+# Medium's "Oct 15, 2015 · 18 min read", or a reading time alone.
+_READING_TIME = re.compile(r"(^|·)\s*\d+\s*min(ute)?s?\s+read$", re.I)
+
+
+def _without_byline(body: str, author: str | None) -> str:
+    """The body without the byline some pages start their article with.
+
+    The author's picture (an image whose alt text is their name) and a
+    "date · N min read" line are the page's furniture, not the article.
+    """
+    while True:
+        image = _LEADING_IMAGE.match(body)
+        if image and author and f'alt="{escape(author)}"' in image.group(0):
+            body = body[image.end() :]
+            continue
+        paragraph = _LEADING_PARAGRAPH.match(body)
+        if paragraph and _READING_TIME.search(plain_text(paragraph.group(1))):
+            body = body[paragraph.end() :]
+            continue
+        return body
+
+
 def _without_names(title: str, *names: str | None) -> str:
     """The title without the site's (or author's) name that pages add before or after it.
 
@@ -345,6 +370,7 @@ def parse_article(
     lead = _LEADING_HEADING.match(body)
     if lead and plain_text(lead.group(2)).lower() == title.lower():
         body = body[lead.end() :]
+    body = _without_byline(body, author)
     # A <base href> is where the page's relative links point; else its own address.
     base = canonical_url((tree.xpath("//base/@href") or [None])[0], url or link) or link
     body = sanitize_html(body, base)
