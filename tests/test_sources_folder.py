@@ -533,3 +533,19 @@ def test_a_page_saved_in_its_own_charset_is_read_by_it(tmp_path):
     assert [f.name for f in files] == ["cafe.html"]
     assert problems[0].startswith("latin.txt: cannot read article: not UTF-8 text")
     assert folder.parse(files[0].name, files[0].text)["title"] == "Café Desk"
+
+
+def test_a_page_saved_complete_keeps_no_image_from_its_files_folder():
+    # Browsers save "Webpage, complete" with its images in "<title>_files/" beside
+    # it; those are on the disk only, so the email must not point at them.
+    saved = _saved_page(
+        '<link rel="canonical" href="https://clinic.example.com/post/desk-neck">'
+    ).replace(
+        "<img src='/media/desk.jpg' alt='A desk'>",
+        "<img src='./Desk%20%26%20Neck_files/desk.jpg' alt='A desk'>"
+        "<p><a href='Desk%20%26%20Neck_files/chart.png'>The chart</a></p>",
+    )
+    body = folder.parse("desk-neck.html", saved)["body_html"]
+    assert "_files" not in body and "<img" not in body
+    assert "The chart" in body
+    assert '<a href="https://clinic.example.com/book" rel="noopener">Book a visit</a>' in body

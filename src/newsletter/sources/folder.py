@@ -222,12 +222,33 @@ def parse(name: str, text: str, modified: dt.datetime | None = None) -> dict[str
     return article
 
 
+# "Save page, complete" keeps a page's images in a folder beside it
+# ("Title_files/photo.jpg"): on disk only, so no reader could load them.
+_LOCAL_FILE = re.compile(r"^(\./)?[^/:?#]*_files/", re.I)
+
+
+def _drop_local_files(tree: Any) -> int:
+    """Remove images and unwrap links that point into a saved page's own files folder."""
+    found = 0
+    for element in list(tree.iter("img", "a")):
+        attribute = "src" if element.tag == "img" else "href"
+        if _LOCAL_FILE.match((element.get(attribute) or "").strip()):
+            found += 1
+            if element.tag == "img":
+                element.drop_tree()
+            else:
+                element.drop_tag()
+    return found
+
+
 def _saved_page(name: str, text: str) -> dict[str, Any]:
     """A whole HTML page in the folder, read as the page at its own address would be."""
     tree = page.load(text, name)
     saved_from = _SAVED_FROM.search(text[:2048])
     url = page.page_address(tree) or canonical_url(saved_from.group(1) if saved_from else None)
-    article = page.parse_article(tree, url, html=text, where=name)
+    local = _drop_local_files(tree)
+    # With local files gone from the tree, the fallbacks read the tree, not the text.
+    article = page.parse_article(tree, url, html=None if local else text, where=name)
     if article["url"] is None:
         article["body_html"] = page.drop_relative_links(article["body_html"])
     # Identity: the page's own address, else the file's path.
