@@ -411,3 +411,14 @@ def test_comment_counters_in_each_platform_s_words():
     assert count("<button>193<span>&#160;claps</span></button>") == {"likes": 193}  # Medium
     # A sentence is not a counter.
     assert count("<p>We read 6 comments from patients every week.</p>") == {}
+
+
+def test_relative_links_are_unwrapped_and_relative_images_dropped():
+    fragment = (
+        'Fish &amp; chips <a href="/menu">menu</a>, <a href="https://x.example/">site</a>,'
+        ' <a href="#top">top</a><p><img src="a.png" alt="A">after<br></p>'
+    )
+    assert page.drop_relative_links(fragment) == (
+        'Fish &amp; chips menu, <a href="https://x.example/">site</a>,'
+        ' <a href="#top">top</a><p>after<br></p>'
+    )

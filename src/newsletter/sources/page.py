@@ -52,9 +52,9 @@ _TITLE_SEPARATORS = (" | ", " – ", " — ", " - ", " :: ", " · ", " « ", " �
 _VISIBLE_TEXT = "//text()[not(ancestor::script or ancestor::style or ancestor::noscript)]"
 
 
+_XML_DECLARATION = re.compile(r"^\s*<\?xml[^>]*\?>")
 # Characters XML cannot hold. One in a page's text makes trafilatura drop the
 # whole extraction (its output tree is XML), so they are removed on parsing.
-_XML_DECLARATION = re.compile(r"^\s*<\?xml[^>]*\?>")
 _NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
 
 
@@ -327,14 +327,14 @@ def drop_relative_links(fragment: str) -> str:
     for element in list(holder.iter("a", "img")):
         attribute = "href" if element.tag == "a" else "src"
         value = (element.get(attribute) or "").strip()
-        if urlsplit(value).scheme or value.startswith("#") and element.tag == "a":
+        if urlsplit(value).scheme or (value.startswith("#") and element.tag == "a"):
             continue
         if element.tag == "a":
             element.drop_tag()
         else:
             element.drop_tree()
-    inner = holder.text or ""
-    return inner + "".join(etree.tostring(child, encoding="unicode") for child in holder)
+    inner = escape(holder.text or "", quote=False)
+    return inner + "".join(lxml.html.tostring(child, encoding="unicode") for child in holder)
 
 
 def parse_article(
