@@ -132,14 +132,32 @@ def test_hostile_html_inside_markdown_is_removed():
     assert "click me" in body and "styled" in body
 
 
-def test_html_file_title_from_title_element():
+def test_html_page_is_extracted_and_its_title_loses_the_site_suffix():
+    # A whole page (it has <html>/<body>) is read like a page address, not taken whole.
     text = (
-        "<html><head><title>Desk &amp; Neck</title></head>"
-        "<body><h1>Other heading</h1><p>Body text.</p></body></html>"
+        "<html><head><title>Desk &amp; Neck | Riverbend Clinic</title></head><body>"
+        "<nav><a href='/'>Home</a> <a href='/blog'>Blog</a></nav>"
+        "<article><h1>Desk &amp; Neck</h1>"
+        + "<p>Body text about the desk and the neck, long enough to be an article of its own. "
+        "A screen at eye height keeps the head over the shoulders for the whole day.</p>"
+        * 4
+        + "</article>"
+        "<div id='cookie-notice'>We use cookies. Accept all cookies?</div></body></html>"
     )
     article = folder.parse("neck.html", text)
     assert article["title"] == "Desk & Neck"
-    assert article["body_html"] == "<h1>Other heading</h1><p>Body text.</p>"
+    assert article["body_html"].startswith("<p>Body text about the desk")
+    for outside in ("Home", "cookies", "<h1>"):
+        assert outside not in article["body_html"]
+    assert article["key"] == "neck.html" and article["url"] is None
+
+
+def test_html_fragment_is_taken_whole():
+    # No <html>, no <body>: written by hand for the newsletter, so nothing is cut.
+    text = "<h1>Desk &amp; Neck</h1><p>Body text.</p><p>Book a visit.</p>"
+    article = folder.parse("neck.html", text)
+    assert article["title"] == "Desk & Neck"
+    assert article["body_html"] == text
     assert article["key"] == "neck.html"
 
 
@@ -448,3 +466,86 @@ def test_summarize_cuts_at_a_word_boundary():
     assert len(cut) <= 50
     assert words.startswith(cut + " ")
     assert summarize("short text", limit=50) == "short text"
+
+
+def _saved_page(head: str, top: str = "") -> str:
+    paragraphs = "".join(
+        f"<p>Sitting for hours {what}; a screen at eye height keeps the head over the "
+        f"shoulders. <a href='/book'>Book a visit</a> or <a href='#tips'>see the tips</a>.</p>"
+        for what in ("tightens the neck", "rounds the back", "stiffens the hips")
+    )
+    return (
+        f"{top}<!DOCTYPE html><html><head><title>Desk &amp; Neck | Riverbend Clinic</title>"
+        f'<meta property="og:site_name" content="Riverbend Clinic">{head}'
+        '<meta property="article:published_time" content="2026-10-20T08:00:00Z">'
+        '<meta name="author" content="Dana Whitfield"></head><body>'
+        "<nav><a href='/'>Home</a> <a href='/blog'>Blog</a></nav>"
+        f"<article><h1>Desk &amp; Neck</h1>{paragraphs}<img src='/media/desk.jpg' alt='A desk'>"
+        "</article><form><input name='email'> Sign up for our newsletter</form>"
+        "<div class='cookie-banner'>We use cookies.</div></body></html>"
+    )
+
+
+@pytest.mark.parametrize(
+    ("head", "top"),
+    [
+        ('<link rel="canonical" href="https://clinic.example.com/post/desk-neck">', ""),
+        ('<meta property="og:url" content="https://clinic.example.com/post/desk-neck">', ""),
+        # The mark Chrome, Edge and Internet Explorer write at the top of a saved page.
+        ("", "<!-- saved from url=(0042)https://clinic.example.com/post/desk-neck -->\n"),
+    ],
+    ids=["canonical", "og:url", "saved-from"],
+)
+def test_a_saved_page_is_the_article_at_the_address_it_names(head, top):
+    article = folder.parse("desk-neck.html", _saved_page(head, top))
+    url = "https://clinic.example.com/post/desk-neck"
+    assert article["url"] == article["key"] == url
+    assert article["title"] == "Desk & Neck"
+    assert article["published"] == "2026-10-20T08:00:00+00:00"
+    assert article["author"] == "Dana Whitfield"
+    body = article["body_html"]
+    assert '<a href="https://clinic.example.com/book" rel="noopener">Book a visit</a>' in body
+    assert '<img src="https://clinic.example.com/media/desk.jpg" alt="A desk">' in body
+    text = plain_text(body)
+    for outside in ("Home", "Sign up", "cookies", "Riverbend Clinic"):
+        assert outside not in text
+
+
+def test_a_saved_page_without_an_address_keeps_no_dead_link():
+    article = folder.parse("desk-neck.html", _saved_page(""))
+    assert article["url"] is None and article["key"] == "desk-neck.html"
+    body = article["body_html"]
+    # A relative link or image would lead nowhere from an email: the words stay.
+    assert "href=" not in body.replace('href="#tips"', "") and "<img" not in body
+    assert "Book a visit" in body and body.count("Sitting for hours") == 3
+
+
+def test_a_page_saved_in_its_own_charset_is_read_by_it(tmp_path):
+    root = tmp_path / "articles"
+    root.mkdir()
+    saved = _saved_page('<meta charset="windows-1252">').replace("Desk &amp; Neck", "Café Desk")
+    (root / "cafe.html").write_bytes(saved.encode("windows-1252"))
+    # A text file is still UTF-8 or an error, whatever it says.
+    (root / "latin.txt").write_bytes("Café\n".encode("latin-1"))
+
+    files, problems = folder.fetch(root)
+
+    assert [f.name for f in files] == ["cafe.html"]
+    assert problems[0].startswith("latin.txt: cannot read article: not UTF-8 text")
+    assert folder.parse(files[0].name, files[0].text)["title"] == "Café Desk"
+
+
+def test_a_page_saved_complete_keeps_no_image_from_its_files_folder():
+    # Browsers save "Webpage, complete" with its images in "<title>_files/" beside
+    # it; those are on the disk only, so the email must not point at them.
+    saved = _saved_page(
+        '<link rel="canonical" href="https://clinic.example.com/post/desk-neck">'
+    ).replace(
+        "<img src='/media/desk.jpg' alt='A desk'>",
+        "<img src='./Desk%20%26%20Neck_files/desk.jpg' alt='A desk'>"
+        "<p><a href='Desk%20%26%20Neck_files/chart.png'>The chart</a></p>",
+    )
+    body = folder.parse("desk-neck.html", saved)["body_html"]
+    assert "_files" not in body and "<img" not in body
+    assert "The chart" in body
+    assert '<a href="https://clinic.example.com/book" rel="noopener">Book a visit</a>' in body

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from pathlib import Path
 
 import lxml.html
 import pytest
@@ -12,7 +13,7 @@ from werkzeug import Response
 from clocks import FETCH_NOW as NOW
 from newsletter.config import SourceSpec
 from newsletter.errors import SourceError
-from newsletter.sources import intake, page
+from newsletter.sources import intake, page, plain_text
 
 ARTICLE = """<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">
 <title>Shoulder Pain and Sleep | Riverbend Blog</title>
@@ -336,3 +337,88 @@ def test_plain_html_and_text_are_not_mistaken_for_other_content():
     assert content_kind(b"<!doctype html><p>{hi}</p>", "text/html") is None
     assert content_kind(b"[not json", "text/html") is None
     assert content_kind(b"<rss/>", "application/rss+xml") is None
+
+
+FIXTURES = Path(__file__).parent / "fixtures" / "pages"
+
+
+def test_a_page_with_a_control_character_in_its_text_is_read():
+    # A real WordPress.com post whose text holds a U+001D: trafilatura's output
+    # is XML, so one such character made it drop the whole article.
+    url = "https://buchperlen.wordpress.com/2013/10/20/leandra-lou/"
+    text = (FIXTURES / "wordpress-com-buchperlen.html").read_text(encoding="utf-8")
+    assert "\x1d" in text
+    article = page.parse_article(page.load(text, url), url)
+    assert article["title"].startswith("Leandra Lou – Der etwas andere Modeblog")
+    assert 3000 < len(plain_text(article["body_html"])) < 4500
+    assert "\x1d" not in article["body_html"]
+
+
+def test_a_tree_trafilatura_finds_nothing_in_falls_back_to_the_page_text():
+    # The same page parsed as it comes (character kept): trafilatura finds no
+    # article in that tree, and then reads the page's text its own way.
+    url = "https://buchperlen.wordpress.com/2013/10/20/leandra-lou/"
+    text = (FIXTURES / "wordpress-com-buchperlen.html").read_text(encoding="utf-8")
+    tree = lxml.html.document_fromstring(text)
+    for given in (text, None):  # None: the tree itself is written out as text
+        article = page.parse_article(tree, url, html=given)
+        assert "Lesen Sie Modeblogs?" in plain_text(article["body_html"])
+
+
+def test_readability_reads_a_page_trafilatura_refuses_both_ways():
+    # A control character written as a character reference survives both of
+    # trafilatura's parses; readability still finds the article.
+    paragraphs = "".join(
+        f"<p>The kneecap glides in a groove of the thigh bone&#29; when it tracks badly, "
+        f"the front of the knee aches {where}.</p>"
+        for where in ("on stairs", "after sitting", "when squatting", "on long walks")
+    )
+    text = (
+        "<html><head><title>Kneecaps | Riverbend Clinic</title>"
+        '<meta property="og:site_name" content="Riverbend Clinic">'
+        '<meta property="article:published_time" content="2026-10-01T09:00:00Z"></head>'
+        "<body><nav><a href='/'>Home</a> <a href='/blog'>Blog</a></nav>"
+        f"<article><h1>Kneecaps</h1>{paragraphs}<a href='/book'>Book a visit</a></article>"
+        "</body></html>"
+    )
+    url = "https://clinic.example.com/post/kneecaps"
+    article = page.parse_article(page.load(text, url), url)
+    assert article["title"] == "Kneecaps"
+    assert article["published"] == "2026-10-01T09:00:00+00:00"
+    body = article["body_html"]
+    assert body.count("The kneecap glides") == 4 and "\x1d" not in body
+    assert '<a href="https://clinic.example.com/book" rel="noopener">Book a visit</a>' in body
+    assert "Home" not in plain_text(body) and "<h1>" not in body
+
+
+def test_a_page_without_text_is_refused_after_every_extractor():
+    text = "<html><head><title>Loading</title></head><body><div id='app'></div></body></html>"
+    with pytest.raises(SourceError) as excinfo:
+        parse_article(text, "https://app.example.com/post/1")
+    assert str(excinfo.value) == "https://app.example.com/post/1: no article text found on the page"
+
+
+def test_comment_counters_in_each_platform_s_words():
+    def count(html: str) -> dict[str, int]:
+        return counters(f"<html><body><article><p>Text.</p></article>{html}</body></html>")
+
+    assert count("<a href='#comments'>Show 6 comments</a>") == {"comments": 6}  # Squarespace
+    assert count("<h2>2 comments on “These Weeks in Firefox”</h2>") == {"comments": 2}
+    assert count("<h3>12 thoughts on &ldquo;Knees&rdquo;</h3>") == {"comments": 12}
+    assert count("<span>2 responses</span>") == {"comments": 2}
+    assert count("<h4>5 comments:</h4>") == {"comments": 5}  # Blogger
+    assert count("<h4>No comments:</h4>") == {"comments": 0}
+    assert count("<button>193<span>&#160;claps</span></button>") == {"likes": 193}  # Medium
+    # A sentence is not a counter.
+    assert count("<p>We read 6 comments from patients every week.</p>") == {}
+
+
+def test_relative_links_are_unwrapped_and_relative_images_dropped():
+    fragment = (
+        'Fish &amp; chips <a href="/menu">menu</a>, <a href="https://x.example/">site</a>,'
+        ' <a href="#top">top</a><p><img src="a.png" alt="A">after<br></p>'
+    )
+    assert page.drop_relative_links(fragment) == (
+        'Fish &amp; chips menu, <a href="https://x.example/">site</a>,'
+        ' <a href="#top">top</a><p>after<br></p>'
+    )

@@ -1,4 +1,14 @@
-"""A folder of articles: Markdown with YAML front matter, HTML files, plain text."""
+"""A folder of articles: Markdown with YAML front matter, HTML files, plain text.
+
+An HTML file that is a whole page (it has ``<html>`` or ``<body>``), such as
+a page saved from a browser, is read like a page address: its article is
+extracted from the menus, sign-up boxes and cookie notices around it, with
+its title, date, author, lead image and counters, and the address the page
+names for itself (``<link rel=canonical>``, ``og:url``, or the "saved from"
+mark browsers write) is the article's URL and the base of its relative links.
+An HTML fragment (no ``<html>``, no ``<body>``) is content its author wrote by
+hand for the newsletter, so it is taken whole.
+"""
 
 from __future__ import annotations
 
@@ -15,6 +25,7 @@ from newsletter.errors import SourceError
 from newsletter.sources import (
     canonical_url,
     content_hash,
+    page,
     plain_text,
     sanitize_html,
     summarize,
@@ -31,6 +42,9 @@ SUFFIXES = {
 _FRONT_MATTER = re.compile(r"\A---\s*\n(.*?)\n---\s*(?:\n|\Z)", re.DOTALL)
 _HTML_TITLE = re.compile(r"<title[^>]*>(.*?)</title>|<h1[^>]*>(.*?)</h1>", re.I | re.DOTALL)
 _HTML_BODY = re.compile(r"<body[^>]*>(.*)</body>", re.I | re.DOTALL)
+_WHOLE_PAGE = re.compile(r"<(html|body)[\s>]", re.I)
+# What Internet Explorer, Chrome and Edge write at the top of a page they save.
+_SAVED_FROM = re.compile(r"<!--\s*saved from url=\(\d+\)(\S+?)\s*-->", re.I)
 _markdown = MarkdownIt("commonmark", {"html": True}).enable("table")
 
 
@@ -49,8 +63,9 @@ class FolderFile:
 def fetch(folder: Path) -> tuple[list[FolderFile], list[str]]:
     """Read every article file in the folder; return the files and one line per unreadable one.
 
-    A file that cannot be read (permissions, not UTF-8) is reported by its
-    relative name and the others are still read.
+    A file that cannot be read (permissions, not UTF-8 nor the charset a
+    saved page declares) is reported by its relative name and the others are
+    still read.
     """
     if not folder.is_dir():
         raise SourceError(
@@ -65,7 +80,7 @@ def fetch(folder: Path) -> tuple[list[FolderFile], list[str]]:
         name = relative.as_posix()
         try:
             modified = dt.datetime.fromtimestamp(path.stat().st_mtime, dt.UTC)
-            text = path.read_text(encoding="utf-8-sig")
+            text = _decode(path.read_bytes(), SUFFIXES[path.suffix.lower()])
         except UnicodeDecodeError as exc:
             problems.append(
                 f"{name}: cannot read article: not UTF-8 text (byte 0x{exc.object[exc.start]:02x} "
@@ -77,6 +92,25 @@ def fetch(folder: Path) -> tuple[list[FolderFile], list[str]]:
             continue
         files.append(FolderFile(name, text, modified))
     return files, problems
+
+
+def _decode(data: bytes, kind: str) -> str:
+    """A file's text: UTF-8, or for a saved page the charset its own ``<meta>`` names.
+
+    Browsers save a page in the encoding it was served in (windows-1252,
+    Shift_JIS, ...) and the page says which; any other file must be UTF-8.
+    Raises UnicodeDecodeError (of the UTF-8 reading) when neither fits.
+    """
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        charset = page.declared_charset(data) if kind == "html" else None
+        if charset:
+            try:
+                return data.decode(charset)
+            except (LookupError, UnicodeDecodeError):
+                pass
+        raise
 
 
 def _date(value: Any, where: str) -> str | None:
@@ -116,6 +150,8 @@ def parse(name: str, text: str, modified: dt.datetime | None = None) -> dict[str
     against it, and so is ``image``.
     """
     kind = SUFFIXES[Path(name).suffix.lower()]
+    if kind == "html" and _WHOLE_PAGE.search(text):
+        return _saved_page(name, text)
     meta: dict[str, Any] = {}
     body = text
     if kind == "markdown":
@@ -182,5 +218,40 @@ def parse(name: str, text: str, modified: dt.datetime | None = None) -> dict[str
         "comments": meta.get("comments"),
         "likes": meta.get("likes"),
     }
+    article["content_hash"] = content_hash(article)
+    return article
+
+
+# "Save page, complete" keeps a page's images in a folder beside it
+# ("Title_files/photo.jpg"): on disk only, so no reader could load them.
+_LOCAL_FILE = re.compile(r"^(\./)?[^/:?#]*_files/", re.I)
+
+
+def _drop_local_files(tree: Any) -> int:
+    """Remove images and unwrap links that point into a saved page's own files folder."""
+    found = 0
+    for element in list(tree.iter("img", "a")):
+        attribute = "src" if element.tag == "img" else "href"
+        if _LOCAL_FILE.match((element.get(attribute) or "").strip()):
+            found += 1
+            if element.tag == "img":
+                element.drop_tree()
+            else:
+                element.drop_tag()
+    return found
+
+
+def _saved_page(name: str, text: str) -> dict[str, Any]:
+    """A whole HTML page in the folder, read as the page at its own address would be."""
+    tree = page.load(text, name)
+    saved_from = _SAVED_FROM.search(text[:2048])
+    url = page.page_address(tree) or canonical_url(saved_from.group(1) if saved_from else None)
+    local = _drop_local_files(tree)
+    # With local files gone from the tree, the fallbacks read the tree, not the text.
+    article = page.parse_article(tree, url, html=None if local else text, where=name)
+    if article["url"] is None:
+        article["body_html"] = page.drop_relative_links(article["body_html"])
+    # Identity: the page's own address, else the file's path.
+    article["key"] = article["url"] or name
     article["content_hash"] = content_hash(article)
     return article
