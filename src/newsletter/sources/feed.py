@@ -7,10 +7,7 @@ a file would be opened as one, so the body goes in as a stream).
 
 from __future__ import annotations
 
-import calendar
 import codecs
-import datetime as dt
-import email.utils
 import io
 import re
 import xml.sax
@@ -31,7 +28,7 @@ from newsletter.sources import (
     content_kind,
     plain_text,
 )
-from newsletter.sources.feed_entry import entry_article
+from newsletter.sources.feed_entry import entry_article, parse_date
 
 # Declarations of this form only name a character or a short literal, so they
 # can never expand into more than a few bytes; anything else in a DTD (nested
@@ -152,7 +149,9 @@ def parse(
         )
     items = []
     for position, entry in enumerate(entries, start=1):
-        item = entry_article(entry, url)
+        unread: list[str] = []
+        item = entry_article(entry, url, unread)
+        result.problems.extend(f"{url}: {problem}" for problem in unread)
         if item is None:
             result.problems.append(f"{url}: item {position} has no title, text or link; skipped")
             continue
@@ -249,23 +248,13 @@ def _plainly_malformed(body: bytes, exc: expat.ExpatError) -> bool:
 
 
 def _date_key(text: str) -> float | None:
-    """Seconds since the epoch of an RFC 822 or ISO 8601 date, or None."""
-    text = text.strip()
-    if not text:
-        return None
-    try:
-        when = email.utils.parsedate_to_datetime(text)
-    except (TypeError, ValueError, IndexError):
-        try:
-            when = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
-        except ValueError:
-            return None
-    return (when if when.tzinfo else when.replace(tzinfo=dt.UTC)).timestamp()
+    """Seconds since the epoch of a feed's date, or None if it has none that can be read."""
+    when = parse_date(text) if text.strip() else None
+    return when.timestamp() if when else None
 
 
 def _entry_date_key(entry: Any) -> float | None:
-    parsed = entry.get("published_parsed") or dict.get(entry, "updated_parsed")
-    return float(calendar.timegm(parsed)) if parsed else None
+    return _date_key(entry.get("published") or dict.get(entry, "updated") or "")
 
 
 def _newest(keys: Sequence[float | None], count: int) -> set[int]:
