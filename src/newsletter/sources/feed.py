@@ -80,6 +80,7 @@ def parse(
     ``max_items`` items are read; a problem line says how many were left out.
     """
     check_entities(body, url)
+    body = _without_leading_space(body)
     head = body[:1024].removeprefix(codecs.BOM_UTF8).lstrip()
     utf16 = body.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)) or head[:2] == b"\x00<"
     if not head.startswith(b"<") and not utf16:
@@ -161,6 +162,21 @@ def parse(
     for article in result.articles:
         article["content_hash"] = content_hash(article)
     return result
+
+
+def _without_leading_space(body: bytes) -> bytes:
+    """The body without blank lines before its XML declaration.
+
+    A stray newline ahead of ``<?xml`` (a WordPress theme or plugin file
+    ending in one) makes the document malformed to the letter; every feed
+    reader reads it anyway.
+    """
+    bom = codecs.BOM_UTF8 if body.startswith(codecs.BOM_UTF8) else b""
+    rest = body[len(bom) :]
+    stripped = rest.lstrip(b" \t\r\n")
+    if stripped is not rest and len(stripped) != len(rest) and stripped.startswith(b"<?xml"):
+        return bom + stripped
+    return body
 
 
 def _item_spans(body: bytes) -> list[tuple[int, int, str]] | None:

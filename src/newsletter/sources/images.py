@@ -22,6 +22,7 @@ _TRACKING_PLACES = (
     ("feeds.wordpress.com", "/1.0/"),  # WordPress.com's "comments" buttons, counted per view
     ("feeds.feedburner.com", "/~r/"),
     ("feeds.feedburner.com", "/~ff/"),
+    ("feeds.feedburner.com", "/~f/"),  # FeedFlare buttons
     ("feedproxy.google.com", "/~r/"),
     ("feeds.feedblitz.com", "/~/i/"),
     ("blogger.googleusercontent.com", "/tracker/"),
