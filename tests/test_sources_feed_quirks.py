@@ -276,3 +276,33 @@ def test_an_upgrade_does_not_announce_items_once_merged_into_one(
     store.save_source_state(source_id, {"fetched_at": "2026-11-27T10:00:00+00:00"})
     again, _ = run(body, backfill=None)
     assert again.counts == {"new": 0, "updated": 0, "unchanged": 3, "archived": 0}
+
+
+EXCERPT_FEED = """<?xml version="1.0"?><rss version="2.0"><channel><title>Excerpts</title>
+<link>{base}/</link><description>d</description>
+<item><title>Knee Strength</title><link>{base}/post/knee-strength</link><guid>ks-1</guid>
+<pubDate>Wed, 25 Nov 2026 15:30:00 GMT</pubDate>
+<description><![CDATA[<img src="{base}/media/avatar-48.png" alt="Dana"> Two exercises.]]>\
+</description></item>
+</channel></rss>"""
+
+EXCERPT_PAGE = """<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">
+<title>Knee Strength</title><link rel="canonical" href="{base}/post/knee-strength">
+<meta property="og:type" content="article"><meta property="og:title" content="Knee Strength">
+<meta property="og:image" content="{base}/media/knee-hero.jpg">
+</head><body><main><article><h1>Knee Strength</h1>
+<p>Strong thighs carry the knee. Two exercises do most of the work, and neither needs a gym:
+a slow sit-to-stand from a chair, and a step-up onto the bottom stair, ten of each a day.</p>
+<p>Start with what you can do without pain and add one repetition a week; in a month the
+stairs feel different. Stop and ask us if the knee swells the next morning.</p>
+</article></main></body></html>"""
+
+
+def test_a_full_text_page_s_own_picture_beats_the_first_image_of_the_excerpt(httpserver_ipv4, run):
+    httpserver_ipv4.expect_request("/post/knee-strength").respond_with_data(
+        EXCERPT_PAGE.replace("{base}", run.base), content_type="text/html; charset=utf-8"
+    )
+    result, articles = run(EXCERPT_FEED, full_text=True)
+    assert result.errors == [] and result.warnings == []
+    assert articles["Knee Strength"]["image"] == f"{run.base}/media/knee-hero.jpg"
+    assert "Strong thighs carry the knee" in articles["Knee Strength"]["body_html"]

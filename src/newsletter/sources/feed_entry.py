@@ -45,7 +45,7 @@ def entry_article(
         if not text and not link:
             return None
         title = summarize(text, 80) if text else link or ""
-    image, image_alt = _image(entry, body, base)
+    image, image_alt, image_in_body = _image(entry, body, base)
     # From the feed's own text, not feedparser's reading of it: feedparser
     # reads "2020/1/10 14:33:00" as the 1st of December and "3:00 PM CDT" as
     # 3 AM today. dict.get: feedparser's own get() maps a missing "updated" to
@@ -74,6 +74,9 @@ def entry_article(
         "body_html": body,
         "image": image,
         "image_alt": image_alt,
+        # Taken from the text, not chosen as the item's picture: a full-text
+        # page's own og:image is a better lead (see intake._merge).
+        "image_in_body": image_in_body,
         "tags": _tags(entry),
         "comments": _comment_count(entry),
     }
@@ -253,8 +256,10 @@ def _comment_count(entry: Any) -> int | None:
     return None
 
 
-def _image(entry: Any, body: str, base: str) -> tuple[str | None, str | None]:
-    """The lead image: enclosure, then Media RSS, then the first real image in the body.
+def _image(entry: Any, body: str, base: str) -> tuple[str | None, str | None, bool]:
+    """The lead image, its alt text, and whether it was the body's first image.
+
+    Enclosure, then Media RSS, then the first real image in the body.
 
     An enclosure counts when its type or its file name says image: Wix labels
     every enclosure image/png whatever the file is, and some feeds give no type.
@@ -265,23 +270,23 @@ def _image(entry: Any, body: str, base: str) -> tuple[str | None, str | None]:
         kind = (link.get("type") or "").lower()
         if href and (kind.startswith("image/") or _looks_like_image(href)):
             if not is_tracking_image(href):
-                return canonical_url(href, base), None
+                return canonical_url(href, base), None, False
     for media in entry.get("media_content", []) or []:
         href = media.get("url")
         kind = (media.get("type") or "").lower()
         if href and (media.get("medium") == "image" or kind.startswith("image/")):
             if not is_tracking_image(href, media.get("width"), media.get("height")):
-                return canonical_url(href, base), None
+                return canonical_url(href, base), None, False
     for media in entry.get("media_thumbnail", []) or []:
         href = media.get("url")
         if href and not is_tracking_image(href, media.get("width"), media.get("height")):
-            return canonical_url(href, base), None
+            return canonical_url(href, base), None, False
     for match in re.finditer(r"<img\b[^>]*>", body):
         found = image_attributes(match.group(0))
         src = canonical_url(found.get("src"), base)
         if src and not is_tracking_image(src, found.get("width"), found.get("height")):
-            return src, found.get("alt") or None
-    return None, None
+            return src, found.get("alt") or None, True
+    return None, None, False
 
 
 def _looks_like_image(href: str) -> bool:
