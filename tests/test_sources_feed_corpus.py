@@ -82,7 +82,7 @@ CORPUS = [
     Row('rss-parser-narro.rss', 1, 'FAQ for Narro', '2015-02-20T09:51:15+00:00', None, None),
     Row('rss-parser-reddit.rss', 24, 'The water is too deep, so he improvises', '2015-11-12T21:16:39+00:00', None, 'https://b.thumbs.redditmedia.com/z4zzFBqZ54WT-rFfKXVor4EraZtJVw7AodDvOZ7kitQ.jpg'),
     Row('rss-parser-rss-1.rss', 69, 'Food for fungi', '2017-06-15T17:29:47+00:00', 'Hines, P. J.', None),
-    Row('rss-parser-uolNoticias.rss', 15, 'Ibope: Bolsonaro perde de Haddad, Ciro e Alckmin em simulaçõ', None, None, 'https://conteudo.imguol.com.br/c/noticias/5f/2018/09/17/presidenciaveis-1537211917356_142x100.jpg', undated=15),
+    Row('rss-parser-uolNoticias.rss', 15, 'Ibope: Bolsonaro perde de Haddad, Ciro e Alckmin em simulaçõ', '2018-09-24T22:42:40+00:00', None, 'https://conteudo.imguol.com.br/c/noticias/5f/2018/09/17/presidenciaveis-1537211917356_142x100.jpg'),
 
 ]
 # fmt: on

@@ -194,6 +194,10 @@ def parse_date(text: str) -> dt.datetime | None:
             when = dt.datetime.fromisoformat(re.sub(r"[zZ]$", "+00:00", text))
         except ValueError:
             when = None
+    if when is None:
+        # A weekday before the day ("Seg, 24 Set 2018") says nothing the date
+        # does not, and some languages' weekdays spell a month in others.
+        text = _LEADING_WEEKDAY.sub("", text)
     if when is None and _ZONE_SIGN.search(text):
         # "GMT+3": dateutil reads it the POSIX way round (three hours behind).
         return None
@@ -215,6 +219,7 @@ def parse_date(text: str) -> dt.datetime | None:
                             dayfirst=dayfirst,
                             yearfirst=not dayfirst,
                             tzinfos=_zone,
+                            parserinfo=_NAMES,
                         )
                         for default in (_DEFAULT, _OTHER_DEFAULT)
                     )
@@ -232,6 +237,43 @@ def parse_date(text: str) -> dt.datetime | None:
         return None
 
 
+class _DateNames(dateparser.parserinfo):
+    """English month names, and those of the languages feeds are often written in.
+
+    Portuguese, Spanish, French, German, Italian and Dutch: no name means
+    one month in one of them and another month in another.
+    """
+
+    MONTHS = [
+        (*english, *others)
+        for english, others in zip(
+            dateparser.parserinfo.MONTHS,
+            [
+                ("janeiro", "enero", "ene", "janvier", "janv", "januar", "jänner", "gennaio",
+                 "gen", "januari"),
+                ("fevereiro", "fev", "febrero", "février", "févr", "fevr", "februar",
+                 "febbraio", "februari"),
+                ("março", "marzo", "mars", "märz", "mär", "mrz", "maart", "mrt"),
+                ("abril", "abr", "avril", "avr", "aprile"),
+                ("maio", "mai", "mayo", "maggio", "mag", "mei"),
+                ("junho", "junio", "juin", "juni", "giugno", "giu"),
+                ("julho", "julio", "juillet", "juil", "juli", "luglio", "lug"),
+                ("agosto", "ago", "août", "aout", "augustus"),
+                ("setembro", "set", "septiembre", "setiembre", "septembre", "settembre"),
+                ("outubro", "out", "octubre", "octobre", "oktober", "okt", "ottobre", "ott"),
+                ("novembro", "noviembre", "novembre"),
+                ("dezembro", "dez", "diciembre", "dic", "décembre", "déc", "dezember",
+                 "dicembre"),
+            ],
+            strict=True,
+        )
+    ]  # fmt: skip
+    # "24 de setembro de 2018", "24 de septiembre de 2018".
+    JUMP = [*dateparser.parserinfo.JUMP, "de", "del"]
+
+
+_NAMES = _DateNames()
+_LEADING_WEEKDAY = re.compile(r"^[^\W\d_]{2,12}\.?,\s*(?=\d)")
 _ZONE_SIGN = re.compile(r"\b(?:GMT|UTC|UT)\s*[+-]\s*\d", re.I)
 _YEAR_FIRST = re.compile(r"^\d{4}[/.-]\d{1,2}[/.-]\d{1,2}\b")
 _DEFAULT = dt.datetime(2000, 1, 1)
