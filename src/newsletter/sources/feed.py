@@ -28,7 +28,7 @@ from newsletter.sources import (
     content_kind,
     plain_text,
 )
-from newsletter.sources.feed_entry import entry_article, parse_date
+from newsletter.sources.feed_entry import byline, entry_article, parse_date
 
 # Declarations of this form only name a character or a short literal, so they
 # can never expand into more than a few bytes; anything else in a DTD (nested
@@ -148,6 +148,9 @@ def parse(
             f"{url}: the feed lists {listed:,} items; only the newest {max_items:,} were read "
             f"([sources] max_items_per_feed)"
         )
+    # Atom: the feed's <author> is the author of every entry that names none.
+    is_atom = str(parsed.get("version") or "").startswith("atom")
+    feed_author = byline(channel.get("author", "") or "") if is_atom else None
     items = []
     for position, entry in enumerate(entries, start=1):
         unread: list[str] = []
@@ -156,6 +159,8 @@ def parse(
         if item is None:
             result.problems.append(f"{url}: item {position} has no title, text or link; skipped")
             continue
+        if not item["author"]:
+            item["author"] = feed_author
         items.append(item)
     result.articles, duplicates = assign_keys(items)
     result.problems.extend(f"{url}: {p}" for p in duplicates)

@@ -117,7 +117,12 @@ def _author(entry: Any) -> str | None:
     """The byline: a name, never an address (Blogger gives noreply@blogger.com to every author)."""
     # RSS <author> is "email (Name)"; feedparser's own split of it cuts the
     # wrong characters, so the name is taken from the parentheses here.
-    name = plain_text(entry.get("author", "") or "")
+    return byline(entry.get("author", "") or "")
+
+
+def byline(author: str) -> str | None:
+    """A name from an author field: ``Name``, ``Name (address)`` or ``address (Name)``."""
+    name = plain_text(author)
     match = _EMAIL_AND_NAME.match(name) or _NAME_AND_EMAIL.match(name)
     if match:
         name = match.group(1).strip()
