@@ -12,7 +12,7 @@ from clocks import FETCH_NOW as NOW
 from newsletter.config import SourceSpec
 from newsletter.sources import assign_keys, feed, intake
 from newsletter.sources.feed_entry import parse_date
-from newsletter.sources.images import drop_tracking_images, is_tracking_image
+from newsletter.sources.images import drop_tracking_images, is_decoration, is_tracking_image
 from test_sources_feed import Elements, Intake
 
 
@@ -96,6 +96,39 @@ def test_tracking_pixels_leave_the_body_and_are_never_the_lead_image(run):
 )
 def test_which_images_are_tracking_pixels(src, width, height, tracking):
     assert is_tracking_image(src, width, height) is tracking
+
+
+EMOJI_FEED = """<?xml version="1.0"?><rss version="2.0"><channel><title>WP</title>
+<link>{base}/</link><description>d</description>
+<item><title>Emoji First</title><link>{base}/emoji-first</link><guid>e-1</guid>
+<description><![CDATA[<p>Shipped <img \
+src="https://s.w.org/images/core/emoji/14.0.0/72x72/1f680.png" \
+alt="🚀" class="wp-smiley"> today. <img src="https://secure.gravatar.com/avatar/ab12?s=48" \
+alt="Dana"> <img src="{base}/icons/pdf.png" width="32" height="32" alt="PDF">
+<img src="{base}/uploads/launch.jpg" alt="The launch"></p>]]></description></item>
+</channel></rss>"""
+
+
+def test_emoji_avatars_and_icons_stay_in_the_text_but_are_not_the_lead_image(run):
+    _, articles = run(EMOJI_FEED)
+    post = articles["Emoji First"]
+    assert post["image"] == f"{run.base}/uploads/launch.jpg"
+    assert post["image_alt"] == "The launch"
+    assert len(images(post["body_html"])) == 4
+
+
+@pytest.mark.parametrize(
+    ("src", "width", "height", "decoration"),
+    [
+        ("https://s.w.org/images/core/emoji/2.2.1/72x72/1f483.png", None, None, True),
+        ("https://0.gravatar.com/avatar/abc?s=96", None, None, True),
+        ("https://example.com/logo.png", "40", "40", True),
+        ("https://example.com/strip.png", "503", "88", False),
+        ("https://example.com/photo.jpg", None, None, False),
+    ],
+)
+def test_which_images_are_decoration(src, width, height, decoration):
+    assert is_decoration(src, width, height) is decoration
 
 
 def test_a_real_image_and_a_plain_empty_body_are_left_as_they_are():

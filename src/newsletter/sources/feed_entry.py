@@ -17,7 +17,7 @@ from dateutil import parser as dateparser
 from dateutil import tz
 
 from newsletter.sources import canonical_url, iso_utc, plain_text, sanitize_html, summarize
-from newsletter.sources.images import image_attributes, is_tracking_image
+from newsletter.sources.images import image_attributes, is_decoration, is_tracking_image
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".gif", ".webp", ".avif")
 
@@ -306,7 +306,8 @@ def _comment_count(entry: Any) -> int | None:
 def _image(entry: Any, body: str, base: str) -> tuple[str | None, str | None, bool]:
     """The lead image, its alt text, and whether it was the body's first image.
 
-    Enclosure, then Media RSS, then the first real image in the body.
+    Enclosure, then Media RSS, then the first real image in the body: not an
+    emoji, an avatar or an icon (see images.is_decoration).
 
     An enclosure counts when its type or its file name says image: Wix labels
     every enclosure image/png whatever the file is, and some feeds give no type.
@@ -331,7 +332,8 @@ def _image(entry: Any, body: str, base: str) -> tuple[str | None, str | None, bo
     for match in re.finditer(r"<img\b[^>]*>", body):
         found = image_attributes(match.group(0))
         src = canonical_url(found.get("src"), base)
-        if src and not is_tracking_image(src, found.get("width"), found.get("height")):
+        size = found.get("width"), found.get("height")
+        if src and not is_tracking_image(src, *size) and not is_decoration(src, *size):
             return src, found.get("alt") or None, True
     return None, None, False
 

@@ -105,3 +105,36 @@ def drop_tracking_images(fragment: str) -> str:
 
     cleaned = _IMG.sub(keep, fragment)
     return _EMPTY_LINK.sub("", cleaned) if dropped else cleaned
+
+
+# Pictures that belong in the text but are no article's picture: emoji drawn as
+# images (WordPress, Twitter's), avatars.
+_DECORATION_PLACES = (
+    ("s.w.org", "/images/core/emoji/"),
+    ("twemoji.maxcdn.com", "/"),
+    ("cdn.jsdelivr.net", "/gh/twitter/twemoji"),
+    ("gravatar.com", "/avatar/"),
+)
+# An image smaller than this each way (in pixels, as the tag says) is an icon, not a lead.
+LEAD_MIN_PIXELS = 100
+
+
+def _pixels(value: str | None) -> int | None:
+    number = (value or "").strip().lower().removesuffix("px").strip()
+    return int(number) if number.isdigit() else None
+
+
+def is_decoration(src: str | None, width: str | None = None, height: str | None = None) -> bool:
+    """True for an emoji, an avatar or an icon: kept in the text, never the lead image."""
+    sizes = [n for n in (_pixels(width), _pixels(height)) if n is not None]
+    if sizes and max(sizes) < LEAD_MIN_PIXELS:
+        return True
+    try:
+        parts = urlsplit((src or "").strip())
+    except ValueError:
+        return False
+    host = (parts.hostname or "").lower()
+    return any(
+        (host == place or host.endswith("." + place)) and parts.path.startswith(prefix)
+        for place, prefix in _DECORATION_PLACES
+    )
