@@ -229,6 +229,7 @@ def test_dates_are_read_right_or_not_at_all_and_each_unread_one_is_named(run):
     ],
 )
 def test_reading_a_feed_date(text, expected):
+    """Each spelling read right, or not at all."""
     when = parse_date(text)
     assert (when.astimezone(dt.UTC).isoformat() if when else None) == expected
 
@@ -344,3 +345,10 @@ def test_a_full_text_page_s_own_picture_beats_the_first_image_of_the_excerpt(htt
     assert result.errors == [] and result.warnings == []
     assert articles["Knee Strength"]["image"] == f"{run.base}/media/knee-hero.jpg"
     assert "Strong thighs carry the knee" in articles["Knee Strength"]["body_html"]
+
+
+def test_a_date_past_what_a_datetime_holds_in_utc_is_unread_not_a_crash():
+    body = ODD_DATES.replace("2020/1/10 14:33:00", "9999-12-31T23:59:59-14:00")
+    parsed = feed.parse(body.replace("{base}", "http://blog.example").encode(), "http://f.example/")
+    assert next(a for a in parsed.articles if a["title"] == "Slashes")["published"] is None
+    assert any("'9999-12-31T23:59:59-14:00'" in p for p in parsed.problems)

@@ -150,10 +150,14 @@ def _when(text: str | None, unread: list[str]) -> str | None:
     if not text or not text.strip():
         return None
     when = parse_date(text)
-    if when is None:
+    try:
+        found = iso_utc(when) if when else None
+    except (OverflowError, ValueError):
+        # Year 9999 a few hours behind UTC is past what a datetime holds.
+        found = None
+    if found is None:
         unread.append(" ".join(text.split()))
-        return None
-    return iso_utc(when)
+    return found
 
 
 class _UnknownZone(ValueError):
@@ -228,7 +232,8 @@ def parse_date(text: str) -> dt.datetime | None:
                         )
                         for default in (_DEFAULT, _OTHER_DEFAULT)
                     )
-            except (ValueError, OverflowError, Warning):
+            except (ValueError, OverflowError, TypeError, IndexError, Warning):
+                # dateutil on text nobody checked: any of these means "not a date".
                 return None
             if first.date() != second.date():
                 return None
