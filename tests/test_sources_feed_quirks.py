@@ -10,7 +10,7 @@ import pytest
 
 from clocks import FETCH_NOW as NOW
 from newsletter.config import SourceSpec
-from newsletter.sources import assign_keys, feed, intake
+from newsletter.sources import assign_keys, feed, intake, sanitize_html
 from newsletter.sources.feed_entry import parse_date
 from newsletter.sources.images import drop_tracking_images, is_decoration, is_tracking_image
 from test_sources_feed import Elements, Intake
@@ -352,3 +352,14 @@ def test_a_date_past_what_a_datetime_holds_in_utc_is_unread_not_a_crash():
     parsed = feed.parse(body.replace("{base}", "http://blog.example").encode(), "http://f.example/")
     assert next(a for a in parsed.articles if a["title"] == "Slashes")["published"] is None
     assert any("'9999-12-31T23:59:59-14:00'" in p for p in parsed.problems)
+
+
+def test_every_source_s_sanitiser_drops_tracking_pixels():
+    """Pages and folders share the sanitiser with feeds: a pixel goes whatever brought it."""
+    body = sanitize_html(
+        '<p>Hi</p><img src="/_/stat?event=post.clientViewed&amp;postId=1" width="1" height="1">'
+        '<a href="https://feeds.feedburner.com/~ff/X?a=1"><img src="https://feeds.feedburner.com'
+        '/~ff/X?d=2"></a><img src="/photo.jpg" alt="p">',
+        "https://medium.com/@dana/post",
+    )
+    assert body == '<p>Hi</p><img src="https://medium.com/photo.jpg" alt="p">'
