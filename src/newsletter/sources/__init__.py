@@ -22,6 +22,8 @@ from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit, urlunsplit
 
 import nh3
 
+from newsletter.sources.images import drop_tracking_images
+
 _TAG = re.compile(r"<[^>]+>")
 _SPACE = re.compile(r"\s+")
 SUMMARY_CHARS = 280
@@ -44,7 +46,7 @@ _TRACKING_PARAMS = re.compile(r"^(utm_[a-z]+|fbclid|gclid|mc_cid|mc_eid)$", re.I
 
 
 def sanitize_html(fragment: str, base_url: str | None = None) -> str:
-    """Strip scripts, styles, event handlers and any URL scheme but http(s) and mailto.
+    """Strip scripts, styles, event handlers, tracking pixels and any URL scheme but http(s)/mailto.
 
     Every URL-bearing attribute (``URL_ATTRIBUTES``) is checked here, not only
     the ones nh3 checks itself. With ``base_url``, relative URLs are made
@@ -66,9 +68,11 @@ def sanitize_html(fragment: str, base_url: str | None = None) -> str:
         allowed = scheme in URL_SCHEMES or (not scheme and base_url is None)
         return url if allowed else None
 
-    return nh3.clean(
+    cleaned = nh3.clean(
         fragment, url_schemes=URL_SCHEMES, link_rel="noopener", attribute_filter=checked
     )
+    # After nh3, whose output spells every tag one way: tracking pixels go.
+    return drop_tracking_images(cleaned)
 
 
 def iso_utc(when: dt.datetime) -> str:
@@ -150,7 +154,9 @@ def assign_keys(items: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list
     for item in items:
         guid = item.get("guid")
         trusted = guid and len(links_by_guid[guid]) == 1
-        item = dict(item, key=guid if trusted else item.get("url") or hash_key(item))
+        # url_key: the link with its #fragment, where the source keeps one.
+        fallback = item.get("url_key") or item.get("url") or hash_key(item)
+        item = dict(item, key=guid if trusted else fallback)
         keyed.append(item)
     counts = Counter(item["key"] for item in keyed)
     seen: set[str] = set()

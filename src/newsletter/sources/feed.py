@@ -7,10 +7,7 @@ a file would be opened as one, so the body goes in as a stream).
 
 from __future__ import annotations
 
-import calendar
 import codecs
-import datetime as dt
-import email.utils
 import io
 import re
 import xml.sax
@@ -31,7 +28,7 @@ from newsletter.sources import (
     content_kind,
     plain_text,
 )
-from newsletter.sources.feed_entry import entry_article
+from newsletter.sources.feed_entry import byline, entry_article, parse_date
 
 # Declarations of this form only name a character or a short literal, so they
 # can never expand into more than a few bytes; anything else in a DTD (nested
@@ -83,6 +80,7 @@ def parse(
     ``max_items`` items are read; a problem line says how many were left out.
     """
     check_entities(body, url)
+    body = _without_leading_space(body)
     head = body[:1024].removeprefix(codecs.BOM_UTF8).lstrip()
     utf16 = body.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)) or head[:2] == b"\x00<"
     if not head.startswith(b"<") and not utf16:
@@ -150,18 +148,40 @@ def parse(
             f"{url}: the feed lists {listed:,} items; only the newest {max_items:,} were read "
             f"([sources] max_items_per_feed)"
         )
+    # Atom: the feed's <author> is the author of every entry that names none.
+    is_atom = str(parsed.get("version") or "").startswith("atom")
+    feed_author = byline(channel.get("author", "") or "") if is_atom else None
     items = []
     for position, entry in enumerate(entries, start=1):
-        item = entry_article(entry, url)
+        unread: list[str] = []
+        item = entry_article(entry, url, unread)
+        result.problems.extend(f"{url}: {problem}" for problem in unread)
         if item is None:
             result.problems.append(f"{url}: item {position} has no title, text or link; skipped")
             continue
+        if not item["author"]:
+            item["author"] = feed_author
         items.append(item)
     result.articles, duplicates = assign_keys(items)
     result.problems.extend(f"{url}: {p}" for p in duplicates)
     for article in result.articles:
         article["content_hash"] = content_hash(article)
     return result
+
+
+def _without_leading_space(body: bytes) -> bytes:
+    """The body without blank lines before its XML declaration.
+
+    A stray newline ahead of ``<?xml`` (a WordPress theme or plugin file
+    ending in one) makes the document malformed to the letter; every feed
+    reader reads it anyway.
+    """
+    bom = codecs.BOM_UTF8 if body.startswith(codecs.BOM_UTF8) else b""
+    rest = body[len(bom) :]
+    stripped = rest.lstrip(b" \t\r\n")
+    if stripped is not rest and len(stripped) != len(rest) and stripped.startswith(b"<?xml"):
+        return bom + stripped
+    return body
 
 
 def _item_spans(body: bytes) -> list[tuple[int, int, str]] | None:
@@ -249,23 +269,13 @@ def _plainly_malformed(body: bytes, exc: expat.ExpatError) -> bool:
 
 
 def _date_key(text: str) -> float | None:
-    """Seconds since the epoch of an RFC 822 or ISO 8601 date, or None."""
-    text = text.strip()
-    if not text:
-        return None
-    try:
-        when = email.utils.parsedate_to_datetime(text)
-    except (TypeError, ValueError, IndexError):
-        try:
-            when = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
-        except ValueError:
-            return None
-    return (when if when.tzinfo else when.replace(tzinfo=dt.UTC)).timestamp()
+    """Seconds since the epoch of a feed's date, or None if it has none that can be read."""
+    when = parse_date(text) if text.strip() else None
+    return when.timestamp() if when else None
 
 
 def _entry_date_key(entry: Any) -> float | None:
-    parsed = entry.get("published_parsed") or dict.get(entry, "updated_parsed")
-    return float(calendar.timegm(parsed)) if parsed else None
+    return _date_key(entry.get("published") or dict.get(entry, "updated") or "")
 
 
 def _newest(keys: Sequence[float | None], count: int) -> set[int]:

@@ -35,6 +35,7 @@ from newsletter.sources import (
     wix,
 )
 from newsletter.sources.http import FEED_ACCEPT, PAGE_ACCEPT, Fetcher
+from newsletter.sources.images import is_tracking_image
 from newsletter.sources.policy import FetchPolicy, parse_networks
 from newsletter.store import Store
 
@@ -346,6 +347,11 @@ def _merge(item: dict[str, Any], article: dict[str, Any]) -> dict[str, Any]:
     """The feed's item with the page's body and counters; the feed's own fields win."""
     merged = dict(item)
     merged["body_html"] = article["body_html"] or item["body_html"]
+    page_image = article.get("image")
+    if item.get("image_in_body") and page_image and not is_tracking_image(page_image):
+        # The page's chosen picture (og:image, JSON-LD) over the first image of
+        # the feed's text; an enclosure or Media RSS image still wins.
+        merged["image"], merged["image_alt"] = article["image"], article.get("image_alt")
     for name in ("author", "image", "image_alt", "published", "updated"):
         if not merged.get(name) and article.get(name):
             merged[name] = article[name]

@@ -91,6 +91,41 @@ class ArticlesQueries(StoreBase):
         ]
         return candidates[0] if len(candidates) == 1 else None
 
+    def _find_by_fragmentless_key(
+        self, source_id: int, batch: list[dict[str, Any]], found: dict[str, Any]
+    ) -> set[str]:
+        """Match items keyed by ``link#fragment`` to an article stored under the bare link.
+
+        Items without a guid were once keyed by their link without its
+        fragment, so items that differ only by it were stored as one article
+        (the first in the feed). That article is found again by the first
+        such item (``found`` is filled in); the others were in the feed all
+        along, so their keys are returned to be recorded without being
+        announced, as old items.
+        """
+        batch_keys = {a["key"] for a in batch}
+        claimed: set[str] = set()
+        merged_before: set[str] = set()
+        for art in batch:
+            key = art["key"]
+            if found[key] is not None or "#" not in key or not key.startswith("http"):
+                continue
+            bare = key.partition("#")[0]
+            if bare in batch_keys:
+                continue
+            if bare in claimed:
+                merged_before.add(key)
+                continue
+            row = self._row(
+                "SELECT id, key, content_hash, updated, item_hash FROM articles "
+                "WHERE source_id = ? AND key = ?",
+                [source_id, bare],
+            )
+            if row is not None:
+                claimed.add(bare)
+                found[key] = row
+        return merged_before
+
     def save_articles(
         self,
         source_id: int,
@@ -118,8 +153,10 @@ class ArticlesQueries(StoreBase):
                 a["key"]: self._find_article(source_id, a, batch_keys, urls[a.get("url")] == 1)
                 for a in batch
             }
+            merged_before = self._find_by_fragmentless_key(source_id, batch, found)
             unseen = [a for a in batch if found[a["key"]] is None]
             archived = archive(unseen) if archive and unseen else set()
+            archived |= merged_before
             for art in batch:
                 existing = found[art["key"]]
                 fields = {
