@@ -325,7 +325,7 @@ def _with_full_text(
             try:
                 answer = run.fetcher.get(item["url"], accept=PAGE_ACCEPT)
                 text = page.decode(answer.body, answer.content_type, answer.url)
-                article = page.parse_article(page.load(text, answer.url), answer.url)
+                article = page.parse_article(page.load(text, answer.url), answer.url, html=text)
             except SourceError as exc:
                 failed = True
                 if item["key"] in known:
@@ -383,7 +383,7 @@ def _page(run: _SourceRun) -> dict[str, Any]:
         text = page.decode(answer.body, answer.content_type, answer.url)
         tree = page.load(text, answer.url)
         if page.is_article_page(tree, answer.url):
-            run.save([page.parse_article(tree, answer.url)], run.archive)
+            run.save([page.parse_article(tree, answer.url, html=text)], run.archive)
             for name in INDEX_STATE:
                 state.pop(name, None)
             return _validators(answer, digest)
@@ -402,7 +402,7 @@ def _page(run: _SourceRun) -> dict[str, Any]:
         try:
             linked = run.fetcher.get(link, accept=PAGE_ACCEPT)
             text = page.decode(linked.body, linked.content_type, linked.url)
-            article = page.parse_article(page.load(text, linked.url), linked.url)
+            article = page.parse_article(page.load(text, linked.url), linked.url, html=text)
         except SourceError as exc:
             run.result.warnings.append(f"{exc}; the next poll tries it again")
             rest.append(link)
