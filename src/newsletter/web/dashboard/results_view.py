@@ -14,11 +14,14 @@ from starlette.routing import Route
 
 from newsletter import reports
 from newsletter.errors import NotFound
+from newsletter.status import CampaignStatus
 from newsletter.store import Store
 from newsletter.web.pages import download_headers
 
 if TYPE_CHECKING:
     from newsletter.web.dashboard import Dashboard
+
+STOP_POLLING = 286  # htmx's status for "swap this, then stop polling"
 
 
 def chart(report: dict[str, Any]) -> dict[str, Any]:
@@ -40,11 +43,27 @@ def chart(report: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def context(store: Store, campaign_id: int) -> dict[str, Any]:
-    """The report with what the page needs beside it: the chart and the hours with events."""
-    report = reports.campaign_report(store, campaign_id)
+def context(
+    store: Store,
+    campaign_id: int,
+    cache: reports.ReportCache | None = None,
+    now: dt.datetime | None = None,
+) -> dict[str, Any]:
+    """The report with what the page needs beside it: the chart and the hours with events.
+
+    ``live``: whether the page asks for new numbers every few seconds: while the
+    campaign is sending, and in the hours of the chart after its first message,
+    when most people read. Later the numbers change rarely and a reload shows them.
+    """
+    report = reports.campaign_report(store, campaign_id, cache)
+    live = report["status"] == CampaignStatus.SENDING
+    start = report["first_sent_at"]
+    if not live and start is not None and now is not None:
+        first = dt.datetime.fromisoformat(start)
+        live = now < first + dt.timedelta(hours=reports.SERIES_HOURS)
     return {
         "r": report,
+        "live": live,
         "chart": chart(report),
         "busy_hours": reports.busy_hours(report),
         "series_names": reports.SERIES_COUNTS,
@@ -69,7 +88,7 @@ class ResultsView:
         ]
 
     def page(self, request: Request) -> Response:
-        data = context(self.d.store, request.path_params["id"])
+        data = context(self.d.store, request.path_params["id"], self.d.report_cache, self.d.clock())
         return self.d.render(
             request,
             "results.html",
@@ -80,9 +99,14 @@ class ResultsView:
         )
 
     def numbers(self, request: Request) -> Response:
-        data = context(self.d.store, request.path_params["id"])
+        data = context(self.d.store, request.path_params["id"], self.d.report_cache, self.d.clock())
+        # 286 tells htmx to stop asking once the numbers no longer move (the page stays).
         return self.d.render(
-            request, "_results_numbers.html", timezone=self.d.ws.settings.schedule.timezone, **data
+            request,
+            "_results_numbers.html",
+            200 if data["live"] else STOP_POLLING,
+            timezone=self.d.ws.settings.schedule.timezone,
+            **data,
         )
 
     def table_csv(self, request: Request) -> Response:
@@ -90,7 +114,7 @@ class ResultsView:
         cid, table = request.path_params["id"], request.path_params["table"]
         if table not in reports.TABLES:
             raise NotFound(f"no table {table!r}; there are {', '.join(sorted(reports.TABLES))}")
-        body = reports.table_csv(reports.reports(self.d.store, cid), table)
+        body = reports.table_csv(reports.reports(self.d.store, cid, self.d.report_cache), table)
         return Response(
             body,
             media_type="text/csv; charset=utf-8",
