@@ -180,7 +180,7 @@ def varied(workspace: Workspace) -> list[int]:
 
 def test_sql_counts_equal_the_former_python_count(workspace: Workspace, varied: list[int]) -> None:
     store = workspace.store
-    cache = reports.ReportCache()
+    cache = reports.KeptReports(store)
     listed = {row["campaign"]["id"]: row["report"] for row in reports.summaries(store)}
     for campaign_id in varied:
         expected = python_report(store, campaign_id)
@@ -202,7 +202,7 @@ def test_a_kept_report_follows_new_events_erasure_and_purge(
     workspace: Workspace, varied: list[int]
 ) -> None:
     store = workspace.store
-    cache = reports.ReportCache()
+    cache = reports.KeptReports(store)
     campaign_id = varied[0]
 
     def both() -> tuple[dict[str, Any], dict[str, Any]]:
@@ -241,3 +241,48 @@ def test_a_kept_report_follows_new_events_erasure_and_purge(
     after_purge, expected = both()
     assert after_purge["opens_total"] < after_erasure["opens_total"]
     assert {k: sql_numbers(after_purge)[k] for k in expected} == expected
+
+
+def test_a_finished_campaigns_numbers_are_kept_and_used_until_an_event_arrives(
+    workspace: Workspace, varied: list[int]
+) -> None:
+    store = workspace.store
+    kept = reports.KeptReports(store)
+    campaign_id = varied[0]
+    counted = reports.campaign_report(store, campaign_id, kept)
+    reports.summaries(store, kept)
+    # The whole report of the one shown, the list's numbers of the others.
+    parts = store.conn.execute("SELECT campaign_id, part FROM kept_reports").fetchall()
+    assert sorted(parts) == [(campaign_id, "report")] + [(c, "summary") for c in varied[1:]]
+    # What is kept is what the page shows: marked here so the page can be seen reading it.
+    store.conn.execute(
+        "UPDATE kept_reports SET numbers = json_set(numbers, '$.summary.opens_total', 999) "
+        "WHERE campaign_id = ? AND part = 'report'",
+        [campaign_id],
+    )
+    assert reports.campaign_report(store, campaign_id, kept)["opens_total"] == 999
+    # A new event: counted again, from the events.
+    origin = store.first_sent_at(campaign_id)
+    store.insert_events(
+        [{"at": origin, "kind": "open", "campaign_id": campaign_id, "classification": MACHINE}]
+    )
+    again = reports.campaign_report(store, campaign_id, kept)
+    assert again["opens_total"] == counted["opens_total"] + 1
+    assert again["anonymous_events"] == counted["anonymous_events"] + 1
+
+
+def test_keeping_numbers_never_waits_for_another_writer(
+    workspace: Workspace, varied: list[int]
+) -> None:
+    store = workspace.store
+    other = Store(store.path)
+    try:
+        other.conn.execute("BEGIN IMMEDIATE")
+        assert store.keep_report(varied[0], "report", "[]", "{}") is False
+        other.conn.execute("ROLLBACK")
+        assert store.keep_report(varied[0], "report", "[]", "{}") is True
+        assert store.kept_report(varied[0], "report", "[]") == "{}"
+        # The connection waits for the lock again as it did before.
+        assert store.conn.execute("PRAGMA busy_timeout").fetchone()[0] == 30000
+    finally:
+        other.close()

@@ -21,8 +21,7 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import io
-import threading
-from collections.abc import Hashable
+import json
 from typing import Any
 
 from newsletter.classify import HUMAN, MACHINE, UNKNOWN
@@ -31,6 +30,7 @@ from newsletter.store import Store
 from newsletter.subscribers import csv_cell
 
 SERIES_HOURS = 48
+KEPT_VERSION = 1  # of the numbers KeptReports keeps; see _mark
 
 SUMMARY_FIELDS = [
     "campaign_id",
@@ -188,41 +188,41 @@ def _series(
     return rows
 
 
-class ReportCache:
-    """The counted part of finished campaigns' reports, kept while their events stay the same.
+class KeptReports:
+    """The counted part of finished campaigns' reports, kept in the database while their
+    events stay the same.
 
     A sent or cancelled campaign's deliveries no longer change (a retry makes it
-    sending again), so its report changes only with its events: kept under the
-    campaign's status and ``Store.event_marks``, it is counted again only when
-    an event arrives, is purged or loses its person. The blog's view counters
-    are read fresh each time. Shared by the threads of one web server.
+    sending again), so its numbers change only with its events: kept under the
+    campaign's status and ``Store.event_marks``, they are counted again only when
+    an event arrives, is purged or loses its person. The blog's view counters are
+    read fresh each time. Kept in the database, so `newsletter stats` and a web
+    server that just started find them too.
     """
 
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._kept: dict[tuple[str, int], tuple[Hashable, dict[str, Any]]] = {}
+    def __init__(self, store: Store):
+        self.store = store
 
-    def get(self, part: str, campaign_id: int, mark: Hashable | None) -> dict[str, Any] | None:
+    def get(self, part: str, campaign_id: int, mark: str | None) -> dict[str, Any] | None:
         if mark is None:
             return None
-        with self._lock:
-            kept = self._kept.get((part, campaign_id))
-        return kept[1] if kept is not None and kept[0] == mark else None
+        kept = self.store.kept_report(campaign_id, part, mark)
+        return json.loads(kept) if kept is not None else None
 
-    def put(
-        self, part: str, campaign_id: int, mark: Hashable | None, value: dict[str, Any]
-    ) -> None:
-        if mark is None:
-            return
-        with self._lock:
-            self._kept[(part, campaign_id)] = (mark, value)
+    def put(self, part: str, campaign_id: int, mark: str | None, value: dict[str, Any]) -> None:
+        if mark is not None:
+            self.store.keep_report(campaign_id, part, mark, json.dumps(value))
 
 
-def _mark(campaign: dict[str, Any], events: tuple[int, int, int] | None) -> Hashable | None:
-    """What a finished campaign's kept numbers are valid for; None: do not keep them."""
+def _mark(campaign: dict[str, Any], events: tuple[int, int, int] | None) -> str | None:
+    """What a finished campaign's kept numbers are valid for; None: do not keep them.
+
+    The version counts changes to what is kept or how it is counted: a new one
+    makes every kept report count again.
+    """
     if campaign["status"] not in FINISHED:
         return None
-    return (campaign["status"], campaign["finished_at"], events)
+    return json.dumps([KEPT_VERSION, campaign["status"], campaign["finished_at"], events])
 
 
 def _fresh(campaign: dict[str, Any], numbers: dict[str, Any]) -> dict[str, Any]:
@@ -248,9 +248,10 @@ def _counted(store: Store, campaign: dict[str, Any]) -> dict[str, Any]:
             store.event_summaries(campaign_id).get(campaign_id, {}),
         ),
         "first_sent_at": first_sent_at,
-        "machine_reasons": store.machine_reasons(campaign_id),
-        "link_clicks": store.click_summaries(campaign_id, "link_id"),
-        "article_clicks": store.click_summaries(campaign_id, "article_id"),
+        # Pairs, not mappings: kept as JSON, whose keys are strings only.
+        "machine_reasons": list(store.machine_reasons(campaign_id).items()),
+        "link_clicks": list(store.click_summaries(campaign_id, "link_id").items()),
+        "article_clicks": list(store.click_summaries(campaign_id, "article_id").items()),
         "hourly": _series(
             store.hourly_counts(campaign_id, sent_from, SERIES_HOURS) if sent_from else [],
             sent_from,
@@ -260,7 +261,7 @@ def _counted(store: Store, campaign: dict[str, Any]) -> dict[str, Any]:
 
 
 def campaign_report(
-    store: Store, campaign_id: int, cache: ReportCache | None = None
+    store: Store, campaign_id: int, cache: KeptReports | None = None
 ) -> dict[str, Any]:
     """Everything known about how one campaign did; NotFound if there is no such campaign."""
     campaign = store.campaign(campaign_id)
@@ -284,13 +285,14 @@ def campaign_report(
     report["machine_reasons"] = dict(counted["machine_reasons"])
     report.update((name, numbers[name]) for name in rates)
     no_clicks = dict.fromkeys(_CLICK_COUNTS, 0)
+    link_clicks, article_clicks = dict(counted["link_clicks"]), dict(counted["article_clicks"])
     report["links"] = [
         {
             "campaign_id": campaign_id,
             "link_id": link["id"],
             "url": link["url"],
             "article_id": link["article_id"],
-            **counted["link_clicks"].get(link["id"], no_clicks),
+            **link_clicks.get(link["id"], no_clicks),
         }
         for link in store.campaign_links(campaign_id)
     ]
@@ -300,7 +302,7 @@ def campaign_report(
             "article_id": article["id"],
             "title": article["title"],
             "url": article["url"],
-            **counted["article_clicks"].get(article["id"], no_clicks),
+            **article_clicks.get(article["id"], no_clicks),
             **_blog_views(store.article_stats(article["id"]), sent_from),
         }
         for article in store.articles_by_id(campaign["article_ids"])
@@ -310,7 +312,7 @@ def campaign_report(
 
 
 def reports(
-    store: Store, campaign_id: int | None = None, cache: ReportCache | None = None
+    store: Store, campaign_id: int | None = None, cache: KeptReports | None = None
 ) -> list[dict[str, Any]]:
     """One campaign's report, or every campaign's, oldest first."""
     if campaign_id is not None:
@@ -318,7 +320,7 @@ def reports(
     return [campaign_report(store, c["id"], cache) for c in store.report_campaigns()]
 
 
-def summaries(store: Store, cache: ReportCache | None = None) -> list[dict[str, Any]]:
+def summaries(store: Store, cache: KeptReports | None = None) -> list[dict[str, Any]]:
     """Every campaign, oldest first, as {"campaign": row, "report": its numbers}.
 
     The numbers of the campaigns list and home: those of ``summary``, counted
@@ -328,7 +330,7 @@ def summaries(store: Store, cache: ReportCache | None = None) -> list[dict[str, 
     campaigns = store.report_campaigns()
     marks = store.event_marks() if cache is not None else {}
     found: dict[int, dict[str, Any]] = {}
-    wanted: dict[int, Hashable | None] = {}
+    wanted: dict[int, str | None] = {}
     for c in campaigns:
         if cache is None:
             continue
@@ -339,14 +341,20 @@ def summaries(store: Store, cache: ReportCache | None = None) -> list[dict[str, 
             kept = report["summary"] if report is not None else None
         if kept is not None:
             found[c["id"]] = _fresh(c, kept)
-    if len(found) < len(campaigns):
-        deliveries = store.delivery_summaries()
-        events = store.event_summaries()
-        for c in campaigns:
-            if c["id"] not in found:
-                found[c["id"]] = summary(c, deliveries.get(c["id"], {}), events.get(c["id"], {}))
-                if cache is not None:
-                    cache.put("summary", c["id"], wanted[c["id"]], found[c["id"]])
+    missing = [c for c in campaigns if c["id"] not in found]
+    if len(missing) * 2 > len(campaigns):
+        # Most need counting: one pass over all deliveries and one over all events.
+        deliveries, events = store.delivery_summaries(), store.event_summaries()
+    else:
+        # A few (the campaign sending now, one that just had a reader): those alone.
+        deliveries, events = {}, {}
+        for c in missing:
+            deliveries.update(store.delivery_summaries(c["id"]))
+            events.update(store.event_summaries(c["id"]))
+    for c in missing:
+        found[c["id"]] = summary(c, deliveries.get(c["id"], {}), events.get(c["id"], {}))
+        if cache is not None:
+            cache.put("summary", c["id"], wanted[c["id"]], found[c["id"]])
     return [{"campaign": c, "report": found[c["id"]]} for c in campaigns]
 
 

@@ -102,7 +102,7 @@ def stats(
         newsletter stats 1 --csv --table hourly
     """
     ws = ws_of(ctx)
-    rows = reports.reports(ws.store, campaign_id)
+    rows = reports.reports(ws.store, campaign_id, reports.KeptReports(ws.store))
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return

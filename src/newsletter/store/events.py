@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -274,6 +275,30 @@ class EventsQueries(StoreBase):
                 [start, campaign_id, hours * 3600],
             )
         ]
+
+    def kept_report(self, campaign_id: int, part: str, mark: str) -> str | None:
+        """The numbers kept for a campaign under ``mark``, as stored; None if none are."""
+        return self._value(
+            "SELECT numbers FROM kept_reports WHERE campaign_id = ? AND part = ? AND mark = ?",
+            [campaign_id, part, mark],
+        )
+
+    def keep_report(self, campaign_id: int, part: str, mark: str, numbers: str) -> bool:
+        """Keep a finished campaign's numbers; False, and nothing kept, when another writer
+        holds the database or it is read-only: keeping them is never worth a wait."""
+        waits = int(self._value("PRAGMA busy_timeout"))
+        self.conn.execute("PRAGMA busy_timeout = 0")
+        try:
+            self.conn.execute(
+                "INSERT OR REPLACE INTO kept_reports (campaign_id, part, mark, numbers) "
+                "VALUES (?, ?, ?, ?)",
+                [campaign_id, part, mark, numbers],
+            )
+        except sqlite3.OperationalError:
+            return False
+        finally:
+            self.conn.execute(f"PRAGMA busy_timeout = {waits}")
+        return True
 
     def campaign_links(self, campaign_id: int) -> list[dict[str, Any]]:
         return self._rows(

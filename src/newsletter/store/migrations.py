@@ -760,7 +760,8 @@ def m013_staff_mailbox_key(conn: sqlite3.Connection) -> None:
 
 
 def m015_report_indexes(conn: sqlite3.Connection) -> None:
-    """Indexes for reports and a person's history at a large list's size.
+    """Indexes for reports and a person's history at a large list's size, and the
+    numbers of finished campaigns' reports kept between counts (reports.KeptReports).
 
     A campaign's events by subscriber, kind and class: the report's counts read
     the index alone. The first send of a campaign found without reading its
@@ -775,6 +776,13 @@ def m015_report_indexes(conn: sqlite3.Connection) -> None:
         CREATE INDEX deliveries_campaign_status_done ON deliveries(campaign_id, status, done_at);
         DROP INDEX deliveries_campaign_status;
         CREATE INDEX deliveries_subscriber ON deliveries(subscriber_id);
+        CREATE TABLE kept_reports (
+            campaign_id INTEGER NOT NULL REFERENCES campaigns(id) ON DELETE CASCADE,
+            part TEXT NOT NULL,
+            mark TEXT NOT NULL,
+            numbers TEXT NOT NULL,
+            PRIMARY KEY (campaign_id, part)
+        );
         """,
     )
 

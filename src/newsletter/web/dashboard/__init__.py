@@ -65,7 +65,7 @@ class Dashboard:
         self.auth = Auth(self.store, clock, ws.secrets.secret_key, prefix)
         self.sender = BackgroundSender(ws, clock)
         # Finished campaigns' numbers, counted again only when their events change.
-        self.report_cache = reports.ReportCache()
+        self.report_cache = reports.KeptReports(self.store)
         self.flashes: dict[str, str] = {}
         self.env = environment(HERE / "templates", undefined=jinja2.StrictUndefined)
         self.env.globals.update(prefix=prefix, sender_name=ws.settings.sender.from_name)

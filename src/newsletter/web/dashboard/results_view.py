@@ -46,7 +46,7 @@ def chart(report: dict[str, Any]) -> dict[str, Any]:
 def context(
     store: Store,
     campaign_id: int,
-    cache: reports.ReportCache | None = None,
+    cache: reports.KeptReports | None = None,
     now: dt.datetime | None = None,
 ) -> dict[str, Any]:
     """The report with what the page needs beside it: the chart and the hours with events.
