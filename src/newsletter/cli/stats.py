@@ -21,6 +21,12 @@ def _print(report: dict[str, Any]) -> None:
     r = report
     tracking = "" if r["tracking"] else " (tracking off)"
     click.echo(f"campaign {r['campaign_id']}: {r['subject']} [{r['status']}]{tracking}")
+    # The headline first: people, not machines, out of those the email reached.
+    click.echo(
+        f"  {r['opens_human_unique']} of {r['delivered']} people opened "
+        f"({_pct(r['human_open_rate'])}), {r['clicks_human_unique']} clicked a link "
+        f"({_pct(r['human_click_rate'])}); machines left out"
+    )
     doubt = f", {r['in_doubt']} in doubt" if r["in_doubt"] else ""
     pending = f", {r['pending']} to go" if r["pending"] else ""
     click.echo(

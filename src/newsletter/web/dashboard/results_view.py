@@ -6,6 +6,7 @@ Every number comes from ``reports.campaign_report``; this module only lays it ou
 from __future__ import annotations
 
 import datetime as dt
+import re
 from typing import TYPE_CHECKING, Any
 
 from starlette.requests import Request
@@ -43,6 +44,37 @@ def chart(report: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def plain_reason(reason: str | None) -> str:
+    """Why an event counted as a machine's, in words for people who do not know the rules."""
+    text = reason or ""
+    if text == "HEAD request":
+        return "The link was checked without being opened, as link checkers do"
+    if text.startswith("user agent: "):
+        return f"Fetched by {text.removeprefix('user agent: ')}, recognised by its name"
+    if text.startswith("network: "):
+        return f"Came from the network of {text.removeprefix('network: ')}"
+    if re.fullmatch(r"open \d+ s after delivery", text):
+        return "Opened seconds after delivery, before anyone could read it (images fetched ahead)"
+    if re.fullmatch(r"click \d+ s after delivery", text):
+        return "Clicked seconds after delivery, before anyone could read it (a link scanner)"
+    if text.startswith("every link clicked within"):
+        return "Every link of the email clicked at once (a link scanner)"
+    return text or "Counted as a machine's before reasons were recorded"
+
+
+def plain_reasons(report: dict[str, Any]) -> list[tuple[str, int]]:
+    """The machine events of a report by reason in plain words, most first."""
+    counts: dict[str, int] = {}
+    for reason, count in report["machine_reasons"].items():
+        words = plain_reason(reason)
+        counts[words] = counts.get(words, 0) + count
+    return sorted(counts.items(), key=lambda item: -item[1])
+
+
+def people(count: int) -> str:
+    return f"{count} person" if count == 1 else f"{count} people"
+
+
 def context(
     store: Store,
     campaign_id: int,
@@ -69,6 +101,13 @@ def context(
         "series_names": reports.SERIES_COUNTS,
         "series_hours": reports.SERIES_HOURS,
         "titles": {a["article_id"]: a["title"] for a in report["articles"]},
+        "reasons": plain_reasons(report),
+        "people": people,
+        # The blog's own view counts, when its source publishes them.
+        "blog_views": any(
+            a["blog_views_before"] is not None or a["blog_views_after"] is not None
+            for a in report["articles"]
+        ),
     }
 
 
