@@ -10,7 +10,8 @@ through the event writer that classifies them as the web server does. Then
 
 Printed: each dashboard page's time (median of five loads after one to warm
 up) beside /healthz's, `newsletter stats --json` for every campaign beside
-`newsletter --version`, and the open pixel's p99 latency (100 requests a second
+`newsletter --version` (the first run counts, the second finds the numbers
+kept), and the open pixel's p99 latency (100 requests a second
 for 10 s) alone and while a staff member loads pages one after another.
 
 Usage: python bench/dashboard.py [--quick]   (--quick: 5,000 subscribers, 6 campaigns)
@@ -26,6 +27,7 @@ import re
 import shutil
 import signal
 import socket
+import sqlite3
 import statistics
 import subprocess
 import sys
@@ -248,16 +250,28 @@ def main() -> None:
     pixel = Urls(base, ws.signer).open(newest, reader)
     ws.close()
 
-    begin = time.perf_counter()
-    done = subprocess.run([*python, "stats", "--json"], env=env, capture_output=True, check=True)
-    stats_s = time.perf_counter() - begin
+    # The first run counts every campaign and keeps the numbers; the second reads them.
+    took = []
+    for _ in range(2):
+        begin = time.perf_counter()
+        done = subprocess.run(
+            [*python, "stats", "--json"], env=env, capture_output=True, check=True
+        )
+        took.append(time.perf_counter() - begin)
     begin = time.perf_counter()
     subprocess.run([*python, "--version"], env=env, capture_output=True, check=True)
     start_s = time.perf_counter() - begin
     print(
-        f"newsletter stats --json, all campaigns: {stats_s:.2f} s "
-        f"({len(done.stdout) // 1024} KiB); newsletter --version: {start_s:.2f} s"
+        f"newsletter stats --json, all campaigns ({len(done.stdout) // 1024} KiB): "
+        f"{took[0]:.2f} s counting, {took[1]:.2f} s with the numbers kept; "
+        f"newsletter --version: {start_s:.2f} s"
     )
+    db = sqlite3.connect(root / "newsletter.db")
+    if db.execute("SELECT 1 FROM sqlite_master WHERE name = 'kept_reports'").fetchone():
+        # The server starts as after an upgrade: nothing kept, every page counts first.
+        db.execute("DELETE FROM kept_reports")
+        db.commit()
+    db.close()
 
     server = subprocess.Popen(
         [*python, "serve"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
