@@ -3,10 +3,13 @@ and stay still (without asking the server every few seconds) once it is old."""
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
+import io
+import re
 
-from conftest import signed_in
-from newsletter import campaigns, jobs
+from conftest import one_line_error, signed_in
+from newsletter import campaigns, jobs, reports
 
 WEEK = dt.timedelta(days=7)
 
@@ -99,3 +102,76 @@ def test_results_lead_with_people_who_opened_and_clicked_and_say_why_machines(
     assert "Article views" not in main
     assert "Blog views before the send" not in main and "unknown</td>" not in main
     assert "the source of these articles does not publish them" in main
+
+
+def test_staff_download_who_opened_or_clicked_from_the_page_and_the_command(dashboard, cli) -> None:
+    ws = dashboard.ws
+    sent_at = dt.datetime.now(dt.UTC).replace(microsecond=0) - dt.timedelta(hours=3)
+    campaign_id = _send(ws, sent_at, "Who read it")
+    store = ws.store
+    people = [
+        row[0]
+        for row in store.conn.execute(
+            "SELECT subscriber_id FROM deliveries WHERE campaign_id = ? ORDER BY id",
+            [campaign_id],
+        )
+    ]
+    # A name a spreadsheet would run as a formula.
+    store.conn.execute(
+        "UPDATE subscribers SET first_name = '=HYPERLINK(\"http://x\")' WHERE id = ?",
+        [people[1]],
+    )
+    link = store.campaign_links(campaign_id)[0]
+    later = (sent_at + dt.timedelta(minutes=30)).isoformat(timespec="seconds")
+    base = {"at": later, "campaign_id": campaign_id}
+    store.insert_events(
+        [
+            {**base, "kind": "open", "subscriber_id": people[0], "classification": "human"},
+            {**base, "kind": "open", "subscriber_id": people[1], "classification": "unknown"},
+            {
+                **base,
+                "kind": "click",
+                "subscriber_id": people[1],
+                "classification": "human",
+                "link_id": link["id"],
+                "article_id": link["article_id"],
+            },
+            {**base, "kind": "open", "subscriber_id": people[2], "classification": "machine"},
+            {**base, "kind": "open", "subscriber_id": None, "classification": "human"},
+        ]
+    )
+    emails = {s["id"]: s["email"] for s in store.subscribers()}
+    report = reports.campaign_report(store, campaign_id)
+    session, _ = signed_in(dashboard.url)
+    page = session.get(f"{dashboard.url}/campaigns/{campaign_id}/results", timeout=30).text
+    hrefs = dict(re.findall(r'href="([^"]+)" data-export="(\w+)"', page))
+    by_kind = {kind: href for href, kind in hrefs.items()}
+
+    def rows(text: str) -> list[dict[str, str]]:
+        return list(csv.DictReader(io.StringIO(text)))
+
+    answer = session.get(dashboard.server.url + by_kind["people"], timeout=30)
+    assert answer.headers["content-type"].startswith("text/csv")
+    assert "attachment" in answer.headers["content-disposition"]
+    human = rows(answer.text)
+    # The people of the headline, no more: the machine's open and the nameless one are not.
+    assert [r["email"] for r in human] == sorted([emails[people[0]], emails[people[1]]])
+    assert len([r for r in human if r["opened_human"] == "1"]) == report["opens_human_unique"]
+    assert len([r for r in human if r["clicked_human"] == "1"]) == report["clicks_human_unique"]
+    clicker = next(r for r in human if r["email"] == emails[people[1]])
+    assert clicker["first_name"] == '\'=HYPERLINK("http://x")'
+    assert (clicker["opened"], clicker["clicked"], clicker["first_clicked_at"]) == ("1", "1", later)
+
+    everyone = rows(session.get(dashboard.server.url + by_kind["all"], timeout=30).text)
+    assert {r["email"] for r in everyone} == {emails[p] for p in people[:3]}
+    machine = next(r for r in everyone if r["email"] == emails[people[2]])
+    assert (machine["opened"], machine["opened_human"], machine["machine_opens"]) == ("1", "0", "1")
+
+    # The same files from the command line.
+    assert rows(cli("stats", str(campaign_id), "--csv", "--table", "recipients").stdout) == human
+    assert (
+        rows(cli("stats", str(campaign_id), "--csv", "--table", "recipients", "--machines").stdout)
+        == everyone
+    )
+    refused = cli("stats", "--csv", "--table", "recipients", check=False)
+    one_line_error(refused, "people of one campaign", "stats ID --csv", exit_code=1)

@@ -73,6 +73,10 @@ SERIES_FIELDS = ["campaign_id", "hour", "start"] + [
 ]
 # The counting columns of the hourly series: opens and clicks, per class.
 SERIES_COUNTS = SERIES_FIELDS[3:]
+# Who opened or clicked one campaign: a row per person (see ``recipients``).
+RECIPIENT_FIELDS = ["campaign_id", "subscriber_id", "email", "first_name", "last_name"]
+RECIPIENT_FIELDS += ["opened", "opened_human", "clicked", "clicked_human", "opens", "clicks"]
+RECIPIENT_FIELDS += ["machine_opens", "machine_clicks", "first_opened_at", "first_clicked_at"]
 # The tables a report exports: one row per campaign, or the rows of its lists.
 TABLES = {
     "campaigns": SUMMARY_FIELDS,
@@ -80,6 +84,8 @@ TABLES = {
     "articles": ARTICLE_FIELDS,
     "hourly": SERIES_FIELDS,
 }
+# The tables of one campaign's people rather than of its report.
+PEOPLE_TABLES = {"recipients": RECIPIENT_FIELDS}
 
 
 def _rate(part: int, whole: int) -> float:
@@ -363,10 +369,33 @@ def busy_hours(report: dict[str, Any]) -> list[dict[str, Any]]:
     return [h for h in report["hourly"] if any(h[name] for name in SERIES_COUNTS)]
 
 
+def recipients(store: Store, campaign_id: int, machines: bool = False) -> list[dict[str, Any]]:
+    """Who opened or clicked a campaign, one row each, by address; NotFound for no campaign.
+
+    By default the people of the headline: those counted in the human-unique opens
+    or clicks. ``machines``: also those whose every open and click was a machine's
+    or unknown. 1 and 0 say which they did; people erased since are not listed.
+    """
+    store.campaign(campaign_id)
+    rows = []
+    for person in store.campaign_people(campaign_id):
+        if machines or person["opened_human"] or person["clicked_human"]:
+            rows.append({"campaign_id": campaign_id, **person})
+    return rows
+
+
+def people_csv(rows: list[dict[str, Any]]) -> str:
+    """``recipients`` as CSV, cells a spreadsheet would run as formulas defused."""
+    return _csv(rows, RECIPIENT_FIELDS)
+
+
 def table_csv(rows: list[dict[str, Any]], table: str) -> str:
     """One table of these reports as CSV; cells a spreadsheet would run as formulas are defused."""
-    fields = TABLES[table]
     lines = rows if table == "campaigns" else [x for r in rows for x in r[table]]
+    return _csv(lines, TABLES[table])
+
+
+def _csv(lines: list[dict[str, Any]], fields: list[str]) -> str:
     out = io.StringIO()
     writer = csv.writer(out)
     writer.writerow(fields)

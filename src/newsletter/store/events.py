@@ -276,6 +276,40 @@ class EventsQueries(StoreBase):
             )
         ]
 
+    def campaign_people(self, campaign_id: int) -> list[dict[str, Any]]:
+        """Everyone with an open or a click of a campaign, by address, with their counts.
+
+        ``opened_human`` and ``clicked_human`` follow the report's human-unique rules:
+        an open and a human open or click; a human click. Erased people are not here.
+        """
+        return self._rows(
+            """
+            WITH per AS (
+              SELECT subscriber_id,
+                SUM(kind = 'open') AS opens,
+                SUM(kind = 'open' AND classification = 'human') AS human_opens,
+                SUM(kind = 'open' AND classification = 'machine') AS machine_opens,
+                SUM(kind = 'click') AS clicks,
+                SUM(kind = 'click' AND classification = 'human') AS human_clicks,
+                SUM(kind = 'click' AND classification = 'machine') AS machine_clicks,
+                MIN(CASE WHEN kind = 'open' THEN at END) AS first_opened_at,
+                MIN(CASE WHEN kind = 'click' THEN at END) AS first_clicked_at
+              FROM events
+              WHERE campaign_id = ? AND kind IN ('open', 'click') AND subscriber_id IS NOT NULL
+              GROUP BY subscriber_id
+            )
+            SELECT per.subscriber_id, s.email, s.first_name, s.last_name,
+              opens > 0 AS opened,
+              opens > 0 AND (human_opens > 0 OR human_clicks > 0) AS opened_human,
+              clicks > 0 AS clicked,
+              human_clicks > 0 AS clicked_human,
+              opens, clicks, machine_opens, machine_clicks, first_opened_at, first_clicked_at
+            FROM per JOIN subscribers s ON s.id = per.subscriber_id
+            ORDER BY s.email COLLATE NOCASE, s.id
+            """,
+            [campaign_id],
+        )
+
     def kept_report(self, campaign_id: int, part: str, mark: str) -> str | None:
         """The numbers kept for a campaign under ``mark``, as stored; None if none are."""
         return self._value(

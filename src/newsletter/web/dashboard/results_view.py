@@ -151,6 +151,15 @@ class ResultsView:
     def table_csv(self, request: Request) -> Response:
         # The same tables as `newsletter stats ID --csv --table TABLE`.
         cid, table = request.path_params["id"], request.path_params["table"]
+        if table in reports.PEOPLE_TABLES:
+            # Who opened or clicked: the people of the headline, or everyone (?who=all).
+            machines = request.query_params.get("who") == "all"
+            people = reports.people_csv(reports.recipients(self.d.store, cid, machines))
+            who = "everyone" if machines else "people"
+            name = f"campaign-{cid}-{who}-who-opened-or-clicked.csv"
+            return Response(
+                people, media_type="text/csv; charset=utf-8", headers=download_headers(name)
+            )
         if table not in reports.TABLES:
             raise NotFound(f"no table {table!r}; there are {', '.join(sorted(reports.TABLES))}")
         body = reports.table_csv(reports.reports(self.d.store, cid, self.d.report_cache), table)
