@@ -92,7 +92,8 @@ def _rate(part: int, whole: int) -> float:
     return round(part / whole, 4) if whole else 0.0
 
 
-_EVENT_COUNTS = [
+# The counts of Store.event_summaries a report shows as they are.
+_SHOWN_COUNTS = [
     "opens_total",
     "opens_unique",
     "opens_human_unique",
@@ -104,10 +105,9 @@ _EVENT_COUNTS = [
     "clicks_machine",
     "views_total",
     "anonymous_events",
-    "unsubscribes_unique",
-    "bounces_unique",
-    "complaints_unique",
 ]
+# ... and those it shows under other names.
+_EVENT_COUNTS = [*_SHOWN_COUNTS, "unsubscribes_unique", "bounces_unique", "complaints_unique"]
 _CLICK_COUNTS = ["clicks_total", "clicks_unique", "clicks_human_unique", "clicks_machine"]
 
 
@@ -136,7 +136,7 @@ def summary(
         "bounced": bounced,
         "complaints": got["complaints_unique"],
         "unsubscribes": got["unsubscribes_unique"],
-        **{name: got[name] for name in _EVENT_COUNTS[:11]},
+        **{name: got[name] for name in _SHOWN_COUNTS},
     }
     report["open_rate"] = _rate(report["opens_unique"], delivered)
     report["human_open_rate"] = _rate(report["opens_human_unique"], delivered)
