@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from clocks import NOW
+from conftest import database_before
 from newsletter import campaigns, jobs, reports
 from newsletter.classify import HUMAN, MACHINE, UNKNOWN
 from newsletter.store import Store
@@ -286,3 +287,18 @@ def test_keeping_numbers_never_waits_for_another_writer(
         assert store.conn.execute("PRAGMA busy_timeout").fetchone()[0] == 30000
     finally:
         other.close()
+
+
+def test_m015_adds_the_report_indexes_and_keeps_what_was_stored(tmp_path) -> None:
+    store = database_before(tmp_path / "old.db", "m015")
+    store.conn.execute(
+        "INSERT INTO events (at, kind, campaign_id, subscriber_id, classification) "
+        "VALUES ('2026-11-01T09:00:00+00:00', 'open', 1, 1, 'human')"
+    )
+    store.conn.commit()
+    assert "m015_report_indexes" in store.migrate()
+    indexes = {r[0] for r in store.conn.execute("SELECT name FROM sqlite_master")}
+    assert {"events_campaign_subscriber", "deliveries_subscriber", "kept_reports"} <= indexes
+    assert "deliveries_campaign_status" not in indexes  # the new index's prefix does its work
+    assert store.event_summaries()[1]["opens_human_unique"] == 1
+    store.close()
