@@ -237,3 +237,10 @@ def test_stats_csv_is_spreadsheet_safe(cli, workspace, sent):
     articles = csv.DictReader(io.StringIO(cli("stats", "--csv", "--table", "articles").stdout))
     by_id = {r["article_id"]: r for r in articles}
     assert by_id[str(sent["article_id"])]["title"] == "'@SUM(A1:A9) tips"
+
+
+def test_stats_text_leads_with_the_people_who_opened_and_clicked(cli, report, sent, workspace):
+    workspace.close()
+    lines = cli("stats", str(sent["campaign_id"])).stdout.splitlines()
+    # Right under the campaign's name, before the delivery counts and the totals.
+    assert lines[1] == "  2 of 7 people opened (28.6%), 3 clicked a link (42.9%); machines left out"

@@ -321,8 +321,8 @@ def sample_subscriber(store: Store, email: str | None = None) -> dict[str, Any]:
         if found is None:
             raise NotFound(f"{email}: no such subscriber; see `newsletter subscribers list`")
         return found
-    confirmed = store.subscribers(SubscriberStatus.CONFIRMED)
-    return confirmed[0] if confirmed else dict(SAMPLE_SUBSCRIBER)
+    first = store.first_subscriber(SubscriberStatus.CONFIRMED)
+    return first if first is not None else dict(SAMPLE_SUBSCRIBER)
 
 
 def _refuse(store: Store, campaign_id: int, action: str) -> None:

@@ -21,6 +21,12 @@ def _print(report: dict[str, Any]) -> None:
     r = report
     tracking = "" if r["tracking"] else " (tracking off)"
     click.echo(f"campaign {r['campaign_id']}: {r['subject']} [{r['status']}]{tracking}")
+    # The headline first: people, not machines, out of those the email reached.
+    click.echo(
+        f"  {r['opens_human_unique']} of {r['delivered']} people opened "
+        f"({_pct(r['human_open_rate'])}), {r['clicks_human_unique']} clicked a link "
+        f"({_pct(r['human_click_rate'])}); machines left out"
+    )
     doubt = f", {r['in_doubt']} in doubt" if r["in_doubt"] else ""
     pending = f", {r['pending']} to go" if r["pending"] else ""
     click.echo(
@@ -81,28 +87,51 @@ def _print(report: dict[str, Any]) -> None:
 @click.option("--json", "as_json", is_flag=True, help="JSON: everything, per campaign.")
 @click.option(
     "--table",
-    type=click.Choice(sorted(reports.TABLES)),
+    type=click.Choice(sorted([*reports.TABLES, *reports.PEOPLE_TABLES])),
     default="campaigns",
     show_default=True,
-    help="With --csv: one row per campaign, link, article, or hour of the first 48.",
+    help="With --csv: one row per campaign, link, article, hour of the first 48, or "
+    "person who opened or clicked (recipients, of one campaign).",
+)
+@click.option(
+    "--machines",
+    is_flag=True,
+    help="With --table recipients: also people whose opens and clicks were all machines'.",
 )
 @click.pass_context
 def stats(
-    ctx: click.Context, campaign_id: int | None, as_csv: bool, as_json: bool, table: str
+    ctx: click.Context,
+    campaign_id: int | None,
+    as_csv: bool,
+    as_json: bool,
+    table: str,
+    machines: bool,
 ) -> None:
     """Sends, opens, clicks (human and machine apart), per link, per article, per hour.
 
     Unique means distinct subscribers; human-unique opens need a human open or
-    a human click. Rates are over delivered (sent minus bounced).
+    a human click. Rates are over delivered (sent minus bounced). The recipients
+    table lists who opened or clicked: the human-unique people, or with
+    --machines everyone with an open or a click.
 
     \b
     Example:
         newsletter stats 1
         newsletter stats --csv > campaigns.csv
         newsletter stats 1 --csv --table hourly
+        newsletter stats 1 --csv --table recipients > who-read-it.csv
     """
     ws = ws_of(ctx)
-    rows = reports.reports(ws.store, campaign_id)
+    if table in reports.PEOPLE_TABLES:
+        if campaign_id is None or not as_csv:
+            raise click.ClickException(
+                f"--table {table} lists the people of one campaign: "
+                f"newsletter stats ID --csv --table {table}"
+            )
+        people = reports.recipients(ws.store, campaign_id, machines)
+        click.echo(reports.people_csv(people), nl=False)
+        return
+    rows = reports.reports(ws.store, campaign_id, reports.KeptReports(ws.store))
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return

@@ -763,6 +763,34 @@ def m013_staff_mailbox_key(conn: sqlite3.Connection) -> None:
     conn.execute("CREATE UNIQUE INDEX staff_users_email_key ON staff_users(email_key)")
 
 
+def m015_report_indexes(conn: sqlite3.Connection) -> None:
+    """Indexes for reports and a person's history at a large list's size, and the
+    numbers of finished campaigns' reports kept between counts (reports.KeptReports).
+
+    A campaign's events by subscriber, kind and class: the report's counts read
+    the index alone. The first send of a campaign found without reading its
+    deliveries (the old index on campaign and status is the new one's prefix).
+    A person's deliveries without reading every campaign's.
+    """
+    _script(
+        conn,
+        """
+        CREATE INDEX events_campaign_subscriber
+          ON events(campaign_id, subscriber_id, kind, classification);
+        CREATE INDEX deliveries_campaign_status_done ON deliveries(campaign_id, status, done_at);
+        DROP INDEX deliveries_campaign_status;
+        CREATE INDEX deliveries_subscriber ON deliveries(subscriber_id);
+        CREATE TABLE kept_reports (
+            campaign_id INTEGER NOT NULL REFERENCES campaigns(id) ON DELETE CASCADE,
+            part TEXT NOT NULL,
+            mark TEXT NOT NULL,
+            numbers TEXT NOT NULL,
+            PRIMARY KEY (campaign_id, part)
+        );
+        """,
+    )
+
+
 MIGRATIONS = [
     m001_initial,
     m002_article_intake,
@@ -777,4 +805,5 @@ MIGRATIONS = [
     m011_mailbox_key,
     m012_scheduler_module,
     m013_staff_mailbox_key,
+    m015_report_indexes,
 ]

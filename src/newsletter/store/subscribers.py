@@ -47,6 +47,11 @@ class SubscribersQueries(StoreBase):
         rows = self._rows(f"SELECT s.* FROM subscribers s {clause} ORDER BY s.id", params)
         return [_decode_subscriber(r) for r in rows]
 
+    def first_subscriber(self, status: str) -> dict[str, Any] | None:
+        """The subscriber with the lowest id in ``status``, without reading the others."""
+        row = self._row("SELECT * FROM subscribers WHERE status = ? ORDER BY id LIMIT 1", [status])
+        return _decode_subscriber(row) if row else None
+
     def _suppression_keys(self) -> set[str]:
         return {r[0] for r in self.conn.execute("SELECT email_key FROM suppressions")}
 

@@ -22,7 +22,7 @@ from starlette.responses import HTMLResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from newsletter import staff
+from newsletter import reports, staff
 from newsletter.errors import NewsletterError, NotFound, StateError
 from newsletter.store import Store
 from newsletter.web.dashboard.auth import Auth, Handler, csrf_ok, redirect
@@ -64,6 +64,8 @@ class Dashboard:
         self.store: Store = ThreadStores(ws.path(ws.settings.database.path))  # type: ignore[assignment]
         self.auth = Auth(self.store, clock, ws.secrets.secret_key, prefix)
         self.sender = BackgroundSender(ws, clock)
+        # Finished campaigns' numbers, counted again only when their events change.
+        self.report_cache = reports.KeptReports(self.store)
         self.flashes: dict[str, str] = {}
         self.env = environment(HERE / "templates", undefined=jinja2.StrictUndefined)
         self.env.globals.update(prefix=prefix, sender_name=ws.settings.sender.from_name)

@@ -178,10 +178,7 @@ class CampaignViews:
     # -- the pages --------------------------------------------------------------------------
 
     def campaign_list(self, request: Request) -> Response:
-        rows = [
-            {"campaign": c, "report": reports.campaign_report(self.store, c["id"])}
-            for c in reversed(self.store.campaigns())
-        ]
+        rows = reports.summaries(self.store, self.d.report_cache)[::-1]
         return self.d.render(request, "campaigns.html", active="campaigns", rows=rows)
 
     def campaign_new(self, request: Request) -> Response:

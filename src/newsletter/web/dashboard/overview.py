@@ -31,16 +31,15 @@ class Overview:
 
     def home(self, request: Request) -> Response:
         store = self.d.store
-        rows = store.campaigns()
+        rows = store.report_campaigns()
         scheduled = sorted(
             (c for c in rows if c["status"] == CampaignStatus.SCHEDULED),
             key=lambda c: c["scheduled_at"],
         )
-        started = [c for c in rows if c["started_at"]]
-        last = [
-            {"campaign": c, "report": reports.campaign_report(store, c["id"])}
-            for c in sorted(started, key=lambda c: c["started_at"], reverse=True)[:LAST_CAMPAIGNS]
-        ]
+        summaries = reports.summaries(store, self.d.report_cache)
+        started = [row for row in summaries if row["campaign"]["started_at"]]
+        last = sorted(started, key=lambda row: row["campaign"]["started_at"], reverse=True)
+        last = last[:LAST_CAMPAIGNS]
         since = self.d.clock() - dt.timedelta(weeks=GROWTH_WEEKS)
         return self.d.render(
             request,

@@ -6,6 +6,7 @@ Every number comes from ``reports.campaign_report``; this module only lays it ou
 from __future__ import annotations
 
 import datetime as dt
+import re
 from typing import TYPE_CHECKING, Any
 
 from starlette.requests import Request
@@ -14,11 +15,14 @@ from starlette.routing import Route
 
 from newsletter import reports
 from newsletter.errors import NotFound
+from newsletter.status import CampaignStatus
 from newsletter.store import Store
 from newsletter.web.pages import download_headers
 
 if TYPE_CHECKING:
     from newsletter.web.dashboard import Dashboard
+
+STOP_POLLING = 286  # htmx's status for "swap this, then stop polling"
 
 
 def chart(report: dict[str, Any]) -> dict[str, Any]:
@@ -40,16 +44,70 @@ def chart(report: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def context(store: Store, campaign_id: int) -> dict[str, Any]:
-    """The report with what the page needs beside it: the chart and the hours with events."""
-    report = reports.campaign_report(store, campaign_id)
+def plain_reason(reason: str | None) -> str:
+    """Why an event counted as a machine's, in words for people who do not know the rules."""
+    text = reason or ""
+    if text == "HEAD request":
+        return "The link was checked without being opened, as link checkers do"
+    if text.startswith("user agent: "):
+        return f"Fetched by {text.removeprefix('user agent: ')}, recognised by its name"
+    if text.startswith("network: "):
+        return f"Came from the network of {text.removeprefix('network: ')}"
+    if re.fullmatch(r"open \d+ s after delivery", text):
+        return "Opened seconds after delivery, before anyone could read it (images fetched ahead)"
+    if re.fullmatch(r"click \d+ s after delivery", text):
+        return "Clicked seconds after delivery, before anyone could read it (a link scanner)"
+    if text.startswith("every link clicked within"):
+        return "Every link of the email clicked at once (a link scanner)"
+    return text or "Counted as a machine's before reasons were recorded"
+
+
+def plain_reasons(report: dict[str, Any]) -> list[tuple[str, int]]:
+    """The machine events of a report by reason in plain words, most first."""
+    counts: dict[str, int] = {}
+    for reason, count in report["machine_reasons"].items():
+        words = plain_reason(reason)
+        counts[words] = counts.get(words, 0) + count
+    return sorted(counts.items(), key=lambda item: -item[1])
+
+
+def people(count: int) -> str:
+    return f"{count} person" if count == 1 else f"{count} people"
+
+
+def context(
+    store: Store,
+    campaign_id: int,
+    cache: reports.KeptReports | None = None,
+    now: dt.datetime | None = None,
+) -> dict[str, Any]:
+    """The report with what the page needs beside it: the chart and the hours with events.
+
+    ``live``: whether the page asks for new numbers every few seconds: while the
+    campaign is sending, and in the hours of the chart after its first message,
+    when most people read. Later the numbers change rarely and a reload shows them.
+    """
+    report = reports.campaign_report(store, campaign_id, cache)
+    live = report["status"] == CampaignStatus.SENDING
+    start = report["first_sent_at"]
+    if not live and start is not None and now is not None:
+        first = dt.datetime.fromisoformat(start)
+        live = now < first + dt.timedelta(hours=reports.SERIES_HOURS)
     return {
         "r": report,
+        "live": live,
         "chart": chart(report),
         "busy_hours": reports.busy_hours(report),
         "series_names": reports.SERIES_COUNTS,
         "series_hours": reports.SERIES_HOURS,
         "titles": {a["article_id"]: a["title"] for a in report["articles"]},
+        "reasons": plain_reasons(report),
+        "people": people,
+        # The blog's own view counts, when its source publishes them.
+        "blog_views": any(
+            a["blog_views_before"] is not None or a["blog_views_after"] is not None
+            for a in report["articles"]
+        ),
     }
 
 
@@ -69,7 +127,7 @@ class ResultsView:
         ]
 
     def page(self, request: Request) -> Response:
-        data = context(self.d.store, request.path_params["id"])
+        data = context(self.d.store, request.path_params["id"], self.d.report_cache, self.d.clock())
         return self.d.render(
             request,
             "results.html",
@@ -80,17 +138,31 @@ class ResultsView:
         )
 
     def numbers(self, request: Request) -> Response:
-        data = context(self.d.store, request.path_params["id"])
+        data = context(self.d.store, request.path_params["id"], self.d.report_cache, self.d.clock())
+        # 286 tells htmx to stop asking once the numbers no longer move (the page stays).
         return self.d.render(
-            request, "_results_numbers.html", timezone=self.d.ws.settings.schedule.timezone, **data
+            request,
+            "_results_numbers.html",
+            200 if data["live"] else STOP_POLLING,
+            timezone=self.d.ws.settings.schedule.timezone,
+            **data,
         )
 
     def table_csv(self, request: Request) -> Response:
         # The same tables as `newsletter stats ID --csv --table TABLE`.
         cid, table = request.path_params["id"], request.path_params["table"]
+        if table in reports.PEOPLE_TABLES:
+            # Who opened or clicked: the people of the headline, or everyone (?who=all).
+            machines = request.query_params.get("who") == "all"
+            people = reports.people_csv(reports.recipients(self.d.store, cid, machines))
+            who = "everyone" if machines else "people"
+            name = f"campaign-{cid}-{who}-who-opened-or-clicked.csv"
+            return Response(
+                people, media_type="text/csv; charset=utf-8", headers=download_headers(name)
+            )
         if table not in reports.TABLES:
             raise NotFound(f"no table {table!r}; there are {', '.join(sorted(reports.TABLES))}")
-        body = reports.table_csv(reports.reports(self.d.store, cid), table)
+        body = reports.table_csv(reports.reports(self.d.store, cid, self.d.report_cache), table)
         return Response(
             body,
             media_type="text/csv; charset=utf-8",
