@@ -25,7 +25,7 @@ import json
 from typing import Any
 
 from newsletter.classify import HUMAN, MACHINE, UNKNOWN
-from newsletter.status import FINISHED, UNSENT, DeliveryStatus
+from newsletter.status import FINISHED, DeliveryStatus
 from newsletter.store import Store
 from newsletter.subscribers import csv_cell
 
@@ -131,7 +131,10 @@ def summary(
         "sent": status[DeliveryStatus.SENT],
         "failed": status[DeliveryStatus.FAILED],
         "in_doubt": status[DeliveryStatus.IN_DOUBT],
-        "pending": sum(status[s] for s in (*UNSENT, DeliveryStatus.SENDING)),
+        "pending": sum(
+            status[s]
+            for s in (DeliveryStatus.PENDING, DeliveryStatus.DEFERRED, DeliveryStatus.SENDING)
+        ),
         "delivered": delivered,
         "bounced": bounced,
         "complaints": got["complaints_unique"],
