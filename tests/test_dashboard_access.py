@@ -159,3 +159,156 @@ def test_every_page_fits_a_phone(browser, dashboard, site) -> None:
         assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
     finally:
         context.close()
+
+
+def serious_violations(page) -> list[str]:
+    """What axe-core finds serious or critical on the page, one line a rule and element."""
+    if not page.evaluate("typeof axe !== 'undefined'"):
+        page.evaluate(AXE.read_text(encoding="utf-8"))
+    found = page.evaluate(
+        """async () => {
+            const result = await axe.run(document, { resultTypes: ["violations"] });
+            return result.violations
+                .filter((v) => v.impact === "serious" || v.impact === "critical")
+                .flatMap((v) => v.nodes.map((n) => `${v.id} (${v.impact}): ${n.target.join(" ")}`
+                    + ` - ${n.failureSummary.replace(/\\s+/g, " ")}`));
+        }"""
+    )
+    return [f"{page.url}: {line}" for line in found]
+
+
+def test_no_page_has_a_serious_accessibility_failure(
+    admin_page, dashboard, site, tmp_path: Path
+) -> None:
+    page = admin_page
+    failures = []
+    for url in site["admin"] + site["public"]:
+        answer = page.goto(url)
+        assert answer is not None and answer.status == 200, url
+        failures += serious_violations(page)
+    # Pages that only an action shows: a form sent back with its errors by the fields,
+    # a page that is not there, a file being checked before it is imported.
+    page.goto(dashboard.url + "/campaigns/new")
+    page.get_by_label("Subject", exact=True).fill("   ")
+    page.get_by_role("button", name="Create draft").click()
+    expect(page.locator("[aria-invalid=true]").first).to_be_visible()
+    failures += serious_violations(page)
+    assert page.goto(dashboard.url + "/campaigns/999999").status == 404
+    failures += serious_violations(page)
+    csv = tmp_path / "members.csv"
+    csv.write_text("email,name\nnew.one@example.com,Nia\nnot an address,Bo\n", encoding="utf-8")
+    page.goto(dashboard.url + "/subscribers/import")
+    page.get_by_label("CSV file").set_input_files(str(csv))
+    page.get_by_role("button", name="Check the file").click()
+    expect(page.get_by_text("new.one@example.com").first).to_be_visible()
+    failures += serious_violations(page)
+    # On a phone, with the menu open.
+    page.set_viewport_size(PHONE)
+    page.goto(dashboard.url + "/")
+    page.get_by_role("button", name="Menu").click()
+    failures += serious_violations(page)
+    # The reader's pages in the reader's dark mode, and the answer to subscribing.
+    page.emulate_media(color_scheme="dark")
+    for url in site["public"]:
+        page.goto(url)
+        failures += serious_violations(page)
+    page.goto(dashboard.server.url + "/subscribe")
+    page.get_by_label("Email address").fill("one.more@example.org")
+    page.get_by_role("checkbox").first.check()
+    page.get_by_role("button").first.click()
+    expect(page.get_by_role("heading").first).to_be_visible()
+    failures += serious_violations(page)
+    assert not failures, "\n".join(failures)
+
+
+# Where the focused element's ring is drawn, and what is under it there: the ring lies
+# outside the element (outline-offset; inside it when the offset is negative), so it is
+# seen against whatever the page shows just beyond the element's edge (elementsFromPoint).
+RING = """() => {
+    const el = document.activeElement;
+    if (!el || el === document.body || el.tagName === "IFRAME") return null;
+    const style = getComputedStyle(el);
+    const rect = el.getBoundingClientRect();
+    const width = parseFloat(style.outlineWidth) || 0;
+    const away = (parseFloat(style.outlineOffset) || 0) + width / 2;
+    const points = [
+        [rect.left - away, rect.top + rect.height / 2],
+        [rect.right + away, rect.top + rect.height / 2],
+        [rect.left + rect.width / 2, rect.top - away],
+        [rect.left + rect.width / 2, rect.bottom + away],
+    ].filter(([x, y]) => x >= 0 && y >= 0 && x < innerWidth && y < innerHeight);
+    const under = points.map(([x, y]) => {
+        // A ring drawn inside the element (a negative offset) lies on the element itself.
+        let node = away < 0 ? el
+            : document.elementsFromPoint(x, y).find((n) => n !== el && !el.contains(n));
+        for (; node; node = node.parentElement) {
+            const bg = getComputedStyle(node).backgroundColor;
+            if (!/^rgba\\(.*, 0\\)$/.test(bg) && bg !== "transparent") return bg;
+        }
+        return "rgb(255, 255, 255)";
+    });
+    const name = el.tagName.toLowerCase() + (el.id ? "#" + el.id : "")
+        + (el.className && typeof el.className === "string" ? "." + el.className : "")
+        + " " + (el.innerText || el.value || "").trim().slice(0, 30);
+    return { name, style: style.outlineStyle, width, colour: style.outlineColor, under };
+}"""
+
+
+def _rgb(css: str) -> tuple[float, ...]:
+    return tuple(float(v) for v in re.findall(r"[\d.]+", css)[:3])
+
+
+def contrast(one: str, other: str) -> float:
+    """WCAG's contrast ratio of two CSS rgb() colours."""
+
+    def luminance(css: str) -> float:
+        linear = [
+            c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4
+            for c in (v / 255 for v in _rgb(css))
+        ]
+        return 0.2126 * linear[0] + 0.7152 * linear[1] + 0.0722 * linear[2]
+
+    high, low = sorted((luminance(one), luminance(other)), reverse=True)
+    return (high + 0.05) / (low + 0.05)
+
+
+def weak_focus_rings(page, most: int = 120) -> tuple[int, list[str]]:
+    """Tab through the page; how many stops, and each whose ring is missing or under 3:1."""
+    page.locator("body").focus()
+    page.evaluate("document.activeElement && document.activeElement.blur()")
+    seen, weak, stops = set(), [], 0
+    for _ in range(most):
+        page.keyboard.press("Tab")
+        ring = page.evaluate(RING)
+        if ring is None:
+            continue
+        if ring["name"] in seen:
+            break  # round the page and back
+        seen.add(ring["name"])
+        stops += 1
+        if ring["style"] == "none" or ring["width"] < 2:
+            weak.append(f"{page.url}: {ring['name']}: no focus ring")
+            continue
+        for under in ring["under"]:
+            ratio = contrast(ring["colour"], under)
+            if ratio < 3:
+                weak.append(
+                    f"{page.url}: {ring['name']}: ring {ring['colour']} on {under} is {ratio:.1f}:1"
+                )
+    return stops, weak
+
+
+def test_the_focus_ring_stands_out_from_what_it_sits_on(browser, admin_page, dashboard, site):
+    page, weak = admin_page, []
+    for url in site["admin"] + site["public"]:
+        page.goto(url)
+        stops, found = weak_focus_rings(page)
+        assert stops > 0, url
+        weak += found
+    # The reader's pages follow the reader's dark mode: the ring must show there too.
+    page.emulate_media(color_scheme="dark")
+    for url in site["public"]:
+        page.goto(url)
+        weak += weak_focus_rings(page)[1]
+    assert not weak, "\n".join(weak)
+    assert contrast("rgb(0, 0, 0)", "rgb(255, 255, 255)") == 21
