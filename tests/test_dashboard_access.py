@@ -21,6 +21,7 @@ from playwright.sync_api import expect
 from starlette.routing import Mount, Route
 
 from conftest import subscribe_form
+from newsletter import campaigns
 from newsletter.status import SubscriberStatus
 from workspaces import campaign_urls, sent_campaign
 
@@ -116,6 +117,10 @@ def site(dashboard) -> dict[str, list[str]]:
     for must in MUST_SEE:
         path = must.format(campaign=campaign_id, subscriber=reader)
         assert path in admin_paths, f"the routes no longer hold {path}"
+    # A draft too: its page holds the forms and the preview frames a sent one no longer has.
+    article = str(ws.store.articles()[0]["id"])
+    draft = campaigns.create(ws.store, ws.settings, "Winter hours", article, None, None, now)
+    admin_paths.append(f"/campaigns/{draft}")
     return {
         "admin": [dashboard.url + p for p in admin_paths],
         "public": [dashboard.server.url + p for p in public_paths(dashboard, campaign_id, reader)],
@@ -145,7 +150,7 @@ def phone(browser, dashboard):
     return context, page
 
 
-def test_every_page_fits_a_phone(browser, dashboard, site) -> None:
+def test_every_page_fits_a_phone(browser, dashboard, site, tmp_path: Path) -> None:
     context, page = phone(browser, dashboard)
     try:
         wide = {}
@@ -159,6 +164,22 @@ def test_every_page_fits_a_phone(browser, dashboard, site) -> None:
             if width > PHONE["width"]:
                 wide[url] = width
         assert not wide, f"wider than a phone's {PHONE['width']} px: {wide}"
+
+        # A file being checked before it is imported: its table of rows scrolls in its box.
+        members = tmp_path / "members.csv"
+        members.write_text(
+            "Email Address,First Name,Last Name,Company,City,Country,Tags,Opt-in time\n"
+            "maria.lopez.de.la.fuente@clinic-partners.example.com,María José,López de la "
+            "Fuente,Clínica Fisioterapia del Norte,Santiago de Compostela,Spain,"
+            '"back-pain,knee,running",2026-11-02 09:30:00\n',
+            encoding="utf-8",
+        )
+        page.goto(dashboard.url + "/subscribers/import")
+        page.get_by_label("CSV file").set_input_files(str(members))
+        page.get_by_role("button", name="Check the file").click()
+        expect(page.get_by_text("maria.lopez.de.la.fuente").first).to_be_attached()
+        dashboard.screenshot(page, "phone-import-preview")
+        assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
 
         # The header spans the screen; its links wait behind one Menu button.
         page.goto(dashboard.url + "/")
