@@ -21,6 +21,29 @@ from test_dashboard_words import no_browser_checks, speaks_to_people
 from workspaces import new_campaign
 
 
+def send_form(page, action: str, fields: dict[str, str]) -> None:
+    """Send a form to ``action`` from the page, as a page left open in another tab would."""
+    with page.expect_navigation():
+        page.evaluate(
+            """([action, fields]) => {
+                const form = document.createElement("form");
+                form.method = "post";
+                form.action = action;
+                const csrf = document.querySelector('meta[name="csrf-token"]').content;
+                for (const [name, value] of Object.entries({ csrf, ...fields })) {
+                    const input = document.createElement("input");
+                    input.type = "hidden";
+                    input.name = name;
+                    input.value = value;
+                    form.append(input);
+                }
+                document.body.append(form);
+                form.submit();
+            }""",
+            [action, fields],
+        )
+
+
 def test_the_other_forms_with_bad_input_answer_in_peoples_words(
     browser, admin_page, dashboard, tmp_path: Path
 ) -> None:
@@ -63,6 +86,19 @@ def test_the_other_forms_with_bad_input_answer_in_peoples_words(
     expect(page.get_by_role("alert")).to_contain_text("cancelled")
     speaks_to_people(page)
 
+    # Every button of a campaign, sent from a page older than the campaign (it is sent now).
+    for action in ("pause", "resume", "cancel", "unschedule", "retry"):
+        send_form(page, f"{url}/campaigns/{campaign_id}/{action}", {})
+        expect(page.locator("[role=alert], [role=status]").first).to_be_visible()
+        speaks_to_people(page)
+    for action in ("schedule", "test"):  # the page of a sent campaign has no such form
+        send_form(page, f"{url}/campaigns/{campaign_id}/{action}", {})
+        speaks_to_people(page)
+
+    # A search with values no form offers (an edited address bar).
+    page.goto(url + "/subscribers?status=asleep&tag=%00&list=nowhere&q=%27%22%3C")
+    speaks_to_people(page)
+
     # Things that are not there: a campaign's results, a subscriber, an old page number.
     for path in ("/campaigns/424242/results", "/subscribers/424242", "/audit?page=zwei"):
         page.goto(url + path)
@@ -76,6 +112,9 @@ def test_the_other_forms_with_bad_input_answer_in_peoples_words(
     expect(page.get_by_role("alert")).to_have_text(
         f"There is no subscriber {person['id']}: erased, or never there."
     )
+    speaks_to_people(page)
+    send_form(page, f"{url}/subscribers/{person['id']}/delete", {})
+    expect(page.get_by_role("alert")).to_contain_text("There is no subscriber")
     speaks_to_people(page)
 
     # An import confirmed twice (the back button, a second tab).
