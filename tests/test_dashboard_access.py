@@ -196,6 +196,9 @@ def test_every_page_fits_a_phone(browser, dashboard, site, tmp_path: Path) -> No
         expect(page.get_by_role("button", name="Sign out")).to_be_hidden()
         page.get_by_role("button", name="Menu").click()
         expect(page.get_by_role("button", name="Sign out")).to_be_visible()
+        page.keyboard.press("Escape")
+        expect(page.get_by_role("button", name="Sign out")).to_be_hidden()
+        expect(page.get_by_role("button", name="Menu")).to_be_focused()
         assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
     finally:
         context.close()

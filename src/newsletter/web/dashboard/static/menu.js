@@ -7,8 +7,17 @@ document.documentElement.classList.add("js");
 document.addEventListener("DOMContentLoaded", () => {
   const button = document.querySelector("header.top .menu-button");
   if (!button) return;
-  button.addEventListener("click", () => {
-    const open = button.closest("header").classList.toggle("open");
+  const header = button.closest("header");
+  const show = (open) => {
+    header.classList.toggle("open", open);
     button.setAttribute("aria-expanded", String(open));
+  };
+  button.addEventListener("click", () => show(!header.classList.contains("open")));
+  // Escape closes an open menu and gives the focus back to its button.
+  header.addEventListener("keydown", (event) => {
+    if (event.key === "Escape" && header.classList.contains("open")) {
+      show(false);
+      button.focus();
+    }
   });
 });
