@@ -99,6 +99,17 @@ def _serve(ws: Workspace, with_scheduler: bool) -> None:
     if ws.settings.delivery.transport == "outbox":
         log.info("outbox transport: messages are written to %s", jobs.outbox_path(ws))
     server = make_server(create_app(ws))  # migrates the database before any job runs
+    # The address to type on this machine: a server listening on every interface is
+    # reached here through loopback.
+    local = {"0.0.0.0": "127.0.0.1", "::": "[::1]"}.get(host, shown)
+    dashboard = f"http://{local}:{port}/admin/"
+    log.info("dashboard on %s", dashboard)
+    if not ws.store.staff_users():
+        log.info(
+            "no dashboard account yet: open %s in a browser on this machine to create the "
+            "first admin (or run `newsletter users add`)",
+            dashboard,
+        )
     stop = threading.Event()
     started: list[Any] = []
 

@@ -80,7 +80,18 @@ WORDS: list[tuple[str, str | None, str]] = [
         "to",
         r"\g<address> is not a valid email address \g<why>.",
     ),
+    (
+        r"^campaign (?P<id>\d+): cannot (?P<action>\w+) a campaign that is (?P<status>[\w ]+)$",
+        None,
+        r"Campaign \g<id>: you cannot \g<action> a campaign that is \g<status>. This page may "
+        r"be older than the campaign: open the campaign again to see what you can do.",
+    ),
     (r"^campaign (?P<id>\d+): no such campaign.*", None, r"There is no campaign \g<id>."),
+    (
+        r"^subscriber (?P<id>\d+): no such subscriber.*",
+        None,
+        r"There is no subscriber \g<id>: erased, or never there.",
+    ),
     (r"^(?P<email>.+?): no such subscriber.*", None, r"There is no subscriber \g<email>."),
     # -- importing subscribers ------------------------------------------------------
     (

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from newsletter import config, jobs
+from newsletter.config.checks import _local_host
 from newsletter.errors import NewsletterError
 from newsletter.workspace import Workspace
 
@@ -57,6 +59,7 @@ class SettingsViews:
                 warnings = jobs.config_warnings(fresh)  # a worker thread already
             except NewsletterError as exc:  # a DKIM key that cannot be read
                 problems.append(str(exc))
+        warnings += self._port_warnings(request, warnings)
         transport_result, transport_error = "", ""
         if request.method == "POST":
             # The transport this server sends with, not the one the file now describes.
@@ -74,3 +77,26 @@ class SettingsViews:
             transport_result=transport_result,
             transport_error=transport_error,
         )
+
+    def _port_warnings(self, request: Request, said: list[str]) -> list[str]:
+        """The links this server puts in its emails, against the port it really answers on.
+
+        The configuration file is compared with its own [web] port by the checks above;
+        this server may have been started on another (an environment variable, a
+        restart pending), and then its links lead nowhere.
+        """
+        server = request.scope.get("server")
+        base_url = self.d.ws.settings.site.base_url
+        url = urlsplit(base_url)
+        if not server or not _local_host(url.hostname):
+            return []  # a public address: a proxy in front may well use another port
+        try:
+            port = url.port or (443 if url.scheme == "https" else 80)
+        except ValueError:
+            return []
+        if port == server[1] or any(f"uses port {port}," in w for w in said):
+            return []
+        return [
+            f"site.base_url: {base_url} uses port {port}, but this server answers on port "
+            f"{server[1]}: links in the emails it sends would not reach it; make the two agree"
+        ]

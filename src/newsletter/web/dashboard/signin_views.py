@@ -7,7 +7,9 @@ sign-in succeeds, so a known password buys no extra guesses at the code.
 
 from __future__ import annotations
 
+import ipaddress
 import logging
+import threading
 from typing import TYPE_CHECKING, Any
 
 from starlette.requests import Request
@@ -15,6 +17,7 @@ from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
 from newsletter import staff, twofactor
+from newsletter.errors import InputError
 from newsletter.web.attempts import network
 from newsletter.web.dashboard.auth import (
     ACCOUNT_LIMIT,
@@ -32,6 +35,34 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 LOCKED = "Too many failed attempts from your network. Wait a quarter of an hour."
+# Headers a proxy adds: a request that carries one came from elsewhere, whatever its socket says.
+FORWARDED = ("forwarded", "x-forwarded-for", "x-real-ip", "x-forwarded-host")
+LOCAL_NAMES = ("localhost", "localhost.")
+
+
+def from_this_machine(request: Request) -> bool:
+    """Whether a person at the server's own keyboard sent this: a loopback client, a
+    loopback host name, and no sign of a proxy in between.
+
+    A reverse proxy on the same machine connects from loopback too; the headers it adds
+    (or the public name it passes on as Host) give it away. A proxy that adds neither
+    cannot be told apart, which is why the first admin can be made only until one exists.
+    """
+    client = request.client.host if request.client else ""
+    try:
+        if not ipaddress.ip_address(client).is_loopback:
+            return False
+    except ValueError:
+        return False
+    if any(name in request.headers for name in FORWARDED):
+        return False
+    host = (request.url.hostname or "").lower()
+    if host in LOCAL_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 class SignIn:
@@ -39,12 +70,15 @@ class SignIn:
 
     def __init__(self, d: Dashboard):
         self.d = d
+        # Two first admins sent at once: only one finds the dashboard without accounts.
+        self._first = threading.Lock()
 
     @property
     def routes(self) -> list[Route]:
         return [
             Route("/sign-in", self.sign_in, methods=["GET", "POST"]),
             Route("/sign-in/code", self.sign_in_code, methods=["POST"]),
+            Route("/first-admin", self.first_admin, methods=["GET", "POST"]),
             self.d.route("/sign-out", self.sign_out, methods=["POST"], before_2fa=True),
         ]
 
@@ -65,6 +99,8 @@ class SignIn:
         return response
 
     async def sign_in(self, request: Request) -> Response:
+        if not await off_loop(self.d.store.staff_users):
+            return redirect(self.d.prefix + "/first-admin")  # nobody could sign in
         next_url = self.d.auth.safe_next(request.query_params.get("next"))
         secure = self.d.auth.secure(request, self.d.ws.settings.site.base_url)
         message, email, status = "", "", 200
@@ -151,6 +187,72 @@ class SignIn:
                 message="That code is not right, or it was used already. Try the next one.",
             )
         return await off_loop(self._signed_in, request, user, next_url, secure, how)
+
+    async def first_admin(self, request: Request) -> Response:
+        """With no account yet, the first administrator is made here, from this machine only.
+
+        Like a first start of listmonk: whoever sits at the server makes the account that
+        makes the others. From anywhere else the page only says whom to ask.
+        """
+        if await off_loop(self.d.store.staff_users):
+            return redirect(self.d.prefix + "/sign-in")
+        secure = self.d.auth.secure(request, self.d.ws.settings.site.base_url)
+        local = from_this_machine(request)
+        nonce = request.cookies.get(SIGNIN_COOKIE, "") or self.d.auth.new_nonce()
+        context: dict[str, Any] = {"local": local, "message": "", "field": "", "email": ""}
+        status = 200 if local else 403
+        if request.method == "POST" and local:
+            form = await request.form()
+            email = str(form.get("email", ""))[:320]
+            password = str(form.get("password", ""))[:1024]
+            context["email"] = email
+            if not self.d.auth.signin_token_ok(request, str(form.get("token", ""))):
+                context["message"], status = "The form had expired. Please try again.", 403
+                nonce = self.d.auth.new_nonce()
+            elif password != str(form.get("again", ""))[:1024]:
+                context.update(message="The two passwords are not the same.", field="again")
+                status = 400
+            else:
+                done = await off_loop(self._create_first_admin, request, email, password, secure)
+                if isinstance(done, Response):
+                    return done
+                context.update(message=done[0], field=done[1])
+                status = 400
+        return self._sign_in_page(
+            request,
+            "first_admin.html",
+            status,
+            nonce,
+            secure,
+            min_password=staff.MIN_PASSWORD,
+            **context,
+        )
+
+    def _create_first_admin(
+        self, request: Request, email: str, password: str, secure: bool
+    ) -> Response | tuple[str, str]:
+        """Make the account and sign it in; or what was wrong, and in which field."""
+        with self._first:
+            if self.d.store.staff_users():
+                return redirect(self.d.prefix + "/sign-in")
+            try:
+                # The rules of `users add`: an address, a password of MIN_PASSWORD or more.
+                user_id = staff.add_user(self.d.store, email, "admin", password, self.d.clock())
+            except InputError as exc:
+                field = "password" if str(exc).startswith("password") else "email"
+                if field == "password":
+                    return (
+                        f"The password needs at least {staff.MIN_PASSWORD} characters "
+                        "(a passphrase of a few words).",
+                        field,
+                    )
+                return f"{email.strip()} is not an email address.", field
+        user = self.d.store.staff_user_by_id(user_id)
+        assert user is not None  # made a moment ago, under the lock
+        request.state.staff = {"email": user["email"]}
+        self.d.audit(request, "created the first admin", user["email"], "from this machine")
+        log.info("dashboard: first admin %s created from this machine", user["email"])
+        return self._signed_in(request, user, self.d.prefix + "/", secure, "")
 
     def _check_code(self, user: dict[str, Any], code: str) -> str | None:
         """How the second factor was given ("an authenticator code" ...), or None if it was not."""
