@@ -3,8 +3,15 @@ changed or deleted until then, from the core and from the command line."""
 
 from __future__ import annotations
 
+import dataclasses
+import datetime as dt
+import json
+
+import pytest
+
 from clocks import REAL_NOW as NOW
 from newsletter import automations, campaigns, jobs
+from newsletter.errors import NewsletterError, NotFound, StateError
 from newsletter.status import CampaignStatus, DeliveryStatus, SubscriberStatus
 from newsletter.workspace import Workspace
 from workspaces import workspace_with_articles_and_subscribers
@@ -95,3 +102,104 @@ def test_the_command_line_leaves_the_articles_of_a_cancelled_draft_new(cli) -> N
     assert len(cli("articles", "list", "--new").stdout.splitlines()) == 3
     second = cli("campaign", "create", "--subject", "Second idea").stdout.strip()
     assert second != first
+
+
+def test_a_draft_is_changed_with_the_same_checks_as_a_new_one(workspace: Workspace) -> None:
+    ws = workspace_with_articles_and_subscribers(workspace, NOW)
+    store = ws.store
+    made = campaigns.create_draft(
+        store, ws.settings, ws.templates, campaigns.NewCampaign(subject="First"), NOW
+    )
+    cid = made.campaign_id
+    before = store.campaign(cid)
+    oldest, middle, newest = before["article_ids"][::-1]
+    typed = campaigns.as_typed(store, cid)
+    wanted = dataclasses.replace(
+        typed,
+        subject="Back care in winter",
+        preheader="Three short reads",
+        articles=f"{oldest},{newest}",
+        template="digest",
+        segment=("tag:back-pain", "!attribute:city=Oslo"),
+        tracking=False,
+    )
+    changed = campaigns.update_draft(store, ws.settings, ws.templates, cid, wanted)
+    after = store.campaign(cid)
+    assert (after["subject"], after["preheader"], after["template"]) == (
+        "Back care in winter",
+        "Three short reads",
+        "digest",
+    )
+    assert after["article_ids"] == [oldest, newest] and after["tracking"] is False
+    assert campaigns.as_typed(store, cid).segment == ["tag:back-pain", "!attribute:city=Oslo"]
+    assert changed.matching == store.count_recipients(None, json.loads(after["segment"]))
+
+    # Refused for the same reasons as a new campaign, and nothing of it is stored.
+    for bad, field in (
+        (dataclasses.replace(wanted, subject="  "), "--subject"),
+        (dataclasses.replace(wanted, articles="999"), "article 999"),
+        (dataclasses.replace(wanted, segment=("back-pain",)), "--segment"),
+        (dataclasses.replace(wanted, template="no-such-design"), "no-such-design"),
+        (dataclasses.replace(wanted, list_name="nobody"), "list 'nobody'"),
+    ):
+        with pytest.raises(NewsletterError) as refused:
+            campaigns.update_draft(store, ws.settings, ws.templates, cid, bad)
+        assert field in str(refused.value)
+        with pytest.raises(NewsletterError) as created:
+            campaigns.create_draft(store, ws.settings, ws.templates, bad, NOW)
+        assert str(created.value) == str(refused.value)
+        assert store.campaign(cid) == after
+
+    # Once sending has started the campaign is what went out: no change, no delete.
+    jobs.send_campaign(ws, store, cid, lambda: NOW)
+    with pytest.raises(StateError, match="cannot change a campaign that is sent"):
+        campaigns.update_draft(store, ws.settings, ws.templates, cid, typed)
+    with pytest.raises(StateError, match="cannot delete a campaign that is sent"):
+        campaigns.delete_draft(store, cid)
+
+
+def test_deleting_a_draft_removes_it_and_leaves_its_articles_new(workspace: Workspace) -> None:
+    ws = workspace_with_articles_and_subscribers(workspace, NOW)
+    store = ws.store
+    cid = campaigns.create(store, ws.settings, "Oops", "new", None, None, NOW)
+    scheduled = campaigns.create(store, ws.settings, "Later", "new", None, None, NOW)
+    campaigns.schedule(store, scheduled, NOW + dt.timedelta(days=1), NOW)
+    assert campaigns.delete_draft(store, cid) == "Oops"
+    assert [c["id"] for c in store.campaigns()] == [scheduled] and len(_new_ids(ws)) == 3
+    with pytest.raises(NotFound):
+        store.campaign(cid)
+    # A scheduled campaign is unscheduled first, so nobody deletes one by mistake.
+    with pytest.raises(StateError, match="cannot delete a campaign that is scheduled"):
+        campaigns.delete_draft(store, scheduled)
+
+
+def test_the_command_line_edits_and_deletes_a_draft(cli) -> None:
+    cli("fetch")
+    cid = cli("campaign", "create", "--subject", "First idea").stdout.strip()
+    ids = [line.split()[0] for line in cli("articles", "list").stdout.splitlines()]
+    result = cli(
+        "campaign",
+        "edit",
+        cid,
+        "--subject",
+        "Back care",
+        "--articles",
+        f"{ids[2]},{ids[0]}",
+        "--segment",
+        "tag:back-pain",
+        "--no-tracking",
+    )
+    assert (
+        result.stdout.strip() == f"campaign {cid}: changed (articles, segment, subject, tracking)"
+    )
+    assert "subscribers match now" in result.stderr
+    preview = cli("campaign", "preview", cid, "--out", "p.html").stdout
+    assert preview.startswith("Subject: Back care")
+    bad = cli("campaign", "edit", cid, "--subject", " ", check=False)
+    assert bad.returncode == 1 and bad.stderr.strip().endswith("the subject must not be empty")
+    nothing = cli("campaign", "edit", cid, check=False)
+    assert nothing.returncode == 1 and "nothing to change" in nothing.stderr
+    assert cli("campaign", "delete", cid).stdout.strip() == f"campaign {cid}: deleted"
+    assert "no campaigns" in cli("campaign", "list").stdout
+    gone = cli("campaign", "delete", cid, check=False)
+    assert gone.returncode == 1 and "no such campaign" in gone.stderr
