@@ -101,6 +101,25 @@ class CampaignsQueries(StoreBase):
             )
         return cursor.rowcount == 1
 
+    def segment_choices(self) -> dict[str, list[str]]:
+        """The tags and attribute names subscribers have, for a segment built from choices."""
+        return {
+            "tags": [
+                r["value"]
+                for r in self._rows(
+                    "SELECT DISTINCT j.value FROM subscribers s, json_each(s.tags) j "
+                    "WHERE s.status = 'confirmed' ORDER BY j.value"
+                )
+            ],
+            "attributes": [
+                r["key"]
+                for r in self._rows(
+                    "SELECT DISTINCT j.key FROM subscribers s, json_each(s.attributes) j "
+                    "WHERE s.status = 'confirmed' ORDER BY j.key"
+                )
+            ],
+        }
+
     def campaign(self, campaign_id: int) -> dict[str, Any]:
         row = self._row("SELECT * FROM campaigns WHERE id = ?", [campaign_id])
         if row is None:
