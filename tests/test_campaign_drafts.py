@@ -6,10 +6,13 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import json
+from pathlib import Path
 
 import pytest
 
+from clocks import NOW as T0
 from clocks import REAL_NOW as NOW
+from conftest import database_before
 from newsletter import automations, campaigns, jobs
 from newsletter.errors import NewsletterError, NotFound, StateError
 from newsletter.status import CampaignStatus, DeliveryStatus, SubscriberStatus
@@ -203,3 +206,29 @@ def test_the_command_line_edits_and_deletes_a_draft(cli) -> None:
     assert "no campaigns" in cli("campaign", "list").stdout
     gone = cli("campaign", "delete", cid, check=False)
     assert gone.returncode == 1 and "no such campaign" in gone.stderr
+
+
+def test_a_database_of_the_previous_version_keeps_its_scheduled_campaigns(
+    tmp_path: Path,
+) -> None:
+    """m014 adds the zone a campaign was scheduled in; older ones show in the workspace's."""
+    store = database_before(tmp_path / "old.db", "m014")
+    store.conn.execute(
+        "INSERT INTO campaigns (subject, template, status, created_at, scheduled_at) "
+        "VALUES ('Old', 'digest', 'scheduled', '2026-11-01T08:00:00+00:00', "
+        "'2026-12-07T08:30:00+00:00')"
+    )
+    store.migrate()
+    old = store.campaign(1)
+    assert old["scheduled_tz"] is None
+    local = campaigns.scheduled_local(old, "Europe/Berlin")
+    assert local is not None and f"{local:%A %H:%M %Z}" == "Monday 09:30 CET"
+    when, _ = campaigns.parse_local_time("2026-12-08 09:00", "America/New_York")
+    campaigns.reschedule(store, 1, when, T0, zone="America/New_York")
+    again = store.campaign(1)
+    local = campaigns.scheduled_local(again, "Europe/Berlin")
+    assert again["scheduled_tz"] == "America/New_York"
+    assert local is not None and f"{local:%A %Y-%m-%d %H:%M %Z}" == "Tuesday 2026-12-08 09:00 EST"
+    campaigns.unschedule(store, 1, T0)
+    assert store.campaign(1)["scheduled_tz"] is None
+    store.close()

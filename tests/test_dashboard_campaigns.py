@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+import zoneinfo
 
 from playwright.sync_api import expect
 
@@ -196,3 +197,38 @@ def test_send_now_asks_with_the_count_and_shows_sending_at_once(admin_page, dash
     page.evaluate("() => document.querySelector('form[data-sending]').submit()")
     expect(page.locator("[data-status]")).to_have_text("sent", timeout=30_000)
     assert len(dashboard.sink.messages) == _confirmed(dashboard)
+
+
+def test_a_time_zone_is_picked_from_the_list_and_the_time_shown_in_it_with_its_weekday(
+    admin_page, dashboard
+) -> None:
+    page, url = admin_page, dashboard.url
+    _filled(dashboard)
+    page.goto(url + "/campaigns/new")
+    page.get_by_label("Subject", exact=True).fill("Later")
+    page.get_by_role("button", name="Create draft").click()
+    page.wait_for_url(re.compile(r".*/campaigns/\d+$"))
+    # Every IANA zone is offered; the workspace's zone is there to start with.
+    zones = page.locator("#zones option")
+    expect(zones).to_have_count(len(zoneinfo.available_timezones() - {"localtime"}))
+    assert "Europe/Berlin" in zones.evaluate_all("options => options.map(o => o.value)")
+    expect(page.get_by_label("Time zone")).to_have_value(dashboard.ws.settings.schedule.timezone)
+
+    day = dt.date.today() + dt.timedelta(days=60)
+    page.get_by_label("Date", exact=True).fill(day.isoformat())
+    page.get_by_label("Time", exact=True).fill("09:30")
+    page.get_by_label("Time zone").fill("Europe/Berlin")
+    page.get_by_role("button", name="Schedule", exact=True).click()
+    expect(page.locator("[data-status]")).to_have_text("scheduled")
+    local = dt.datetime.combine(day, dt.time(9, 30), zoneinfo.ZoneInfo("Europe/Berlin"))
+    shown = f"{local:%A} {local.day} {local:%B %Y, 09:30 %Z} (Europe/Berlin)"
+    expect(page.locator("#progress")).to_contain_text(f"Scheduled for {shown}")
+    expect(page.get_by_role("status")).to_contain_text(f"{local:%A} {day.isoformat()} 09:30")
+
+    # Rescheduling starts from the time as it is.
+    expect(page.get_by_label("Date", exact=True)).to_have_value(day.isoformat())
+    expect(page.get_by_label("Time", exact=True)).to_have_value("09:30")
+    expect(page.get_by_label("Time zone")).to_have_value("Europe/Berlin")
+    page.get_by_label("Time", exact=True).fill("10:15")
+    page.get_by_role("button", name="Reschedule", exact=True).click()
+    expect(page.locator("#progress")).to_contain_text(f"{local:%B %Y}, 10:15")

@@ -320,8 +320,12 @@ def schedule(
     when_utc: dt.datetime,
     now: dt.datetime,
     allowed_from: tuple[str, ...] = (*EDITABLE, CampaignStatus.PAUSED),
+    zone: str | None = None,
 ) -> None:
-    """Schedule (or reschedule) a campaign for a time in UTC; a missed one gets a new time."""
+    """Schedule (or reschedule) a campaign for a time in UTC; a missed one gets a new time.
+
+    ``zone``: the IANA zone the time was chosen in, kept to show it that way.
+    """
     campaign = store.campaign(campaign_id)
     if campaign["status"] == CampaignStatus.PAUSED and campaign.get("started_at"):
         # Its deliveries are planned already; starting it again would plan them twice.
@@ -340,14 +344,31 @@ def schedule(
         allowed_from,
         now,
         scheduled_at=when_utc.isoformat(timespec="seconds"),
+        scheduled_tz=zone,
         missed_at=None,
         note=None,
     ):
         _refuse(store, campaign_id, "schedule")
 
 
-def reschedule(store: Store, campaign_id: int, when_utc: dt.datetime, now: dt.datetime) -> None:
-    schedule(store, campaign_id, when_utc, now, allowed_from=(CampaignStatus.SCHEDULED,))
+def reschedule(
+    store: Store,
+    campaign_id: int,
+    when_utc: dt.datetime,
+    now: dt.datetime,
+    zone: str | None = None,
+) -> None:
+    schedule(store, campaign_id, when_utc, now, allowed_from=(CampaignStatus.SCHEDULED,), zone=zone)
+
+
+def scheduled_local(campaign: dict[str, Any], default_zone: str) -> dt.datetime | None:
+    """A campaign's scheduled time in the zone it was scheduled in (else ``default_zone``)."""
+    if not campaign.get("scheduled_at"):
+        return None
+    when = dt.datetime.fromisoformat(campaign["scheduled_at"])
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=dt.UTC)
+    return when.astimezone(timerules.zone(campaign.get("scheduled_tz") or default_zone))
 
 
 def unschedule(store: Store, campaign_id: int, now: dt.datetime) -> None:
@@ -358,6 +379,7 @@ def unschedule(store: Store, campaign_id: int, now: dt.datetime) -> None:
         (CampaignStatus.SCHEDULED,),
         now,
         scheduled_at=None,
+        scheduled_tz=None,
         missed_at=None,
         note=None,
     ):

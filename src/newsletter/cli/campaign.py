@@ -300,7 +300,7 @@ def _schedule_command(name: str, action: Any, summary: str, example: str, audite
         ws = ws_of(ctx)
         zone = tz or ws.settings.schedule.timezone
         when, note = campaigns.parse_local_time(at, zone)
-        action(ws.store, campaign_id, when, utcnow())
+        action(ws.store, campaign_id, when, utcnow(), zone=zone)
         if note:
             click.echo(f"note: {note}", err=True)
         local = when.astimezone(ZoneInfo(zone))

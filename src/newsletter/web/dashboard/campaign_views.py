@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import functools
 import json
+import zoneinfo
 from typing import TYPE_CHECKING, Any
 
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
-from newsletter import campaigns, jobs, reports
+from newsletter import campaigns, jobs, reports, timerules
 from newsletter.errors import InputError, NewsletterError, StateError
 from newsletter.render import DEFAULTS_DIR
 from newsletter.status import EDITABLE, CampaignStatus, DeliveryStatus
@@ -32,6 +33,8 @@ STATE_CHANGES = {
     "unschedule": (campaigns.unschedule, "Unscheduled: back to a draft.", "unscheduled"),
 }
 
+# Every IANA zone, for the schedule form's searchable list (typing "Berlin" finds it).
+ZONES = sorted(zoneinfo.available_timezones() - {"localtime"})
 # Failed and in-doubt deliveries listed with their reason on a campaign's page.
 FAILURES_SHOWN = 50
 
@@ -258,6 +261,8 @@ class CampaignViews:
             failures=store.failed_deliveries(cid, FAILURES_SHOWN),
             failure_limit=FAILURES_SHOWN,
             timezone=self.d.ws.settings.schedule.timezone,
+            zones=ZONES,
+            scheduled=campaigns.scheduled_local(campaign, self.d.ws.settings.schedule.timezone),
             **self.progress_context(cid),
         )
 
@@ -293,8 +298,14 @@ class CampaignViews:
             # Whom Send now would reach at this moment: the number its confirmation names.
             segment = json.loads(campaign["segment"]) if campaign["segment"] else []
             matching = self.store.count_recipients(campaign["list_id"], segment)
+        local = campaigns.scheduled_local(campaign, self.d.ws.settings.schedule.timezone)
         return {
             "campaign": campaign,
+            # "Monday 7 December 2026, 09:30 CET (Europe/Berlin)": the weekday and the zone
+            # it was chosen in, so nobody misreads the day.
+            "scheduled_local": (
+                f"{local:%A} {local.day} {local:%B %Y, %H:%M %Z} ({local.tzinfo})" if local else ""
+            ),
             "matching": matching,
             "counts": counts,
             "total": total,
@@ -423,10 +434,11 @@ class CampaignViews:
         at = f"{typed['date']} {typed['time']}"
         try:
             when, note = campaigns.parse_local_time(at, zone)
-            campaigns.schedule(self.store, cid, when, self.d.clock())
+            campaigns.schedule(self.store, cid, when, self.d.clock(), zone=zone)
         except (InputError, StateError) as exc:
             return self.refused(request, cid, "schedule", exc, **typed)
-        said = f"Scheduled for {at} {zone} ({when:%Y-%m-%d %H:%M} UTC)."
+        local = when.astimezone(timerules.zone(zone))
+        said = f"Scheduled for {local:%A} {at} {zone} ({when:%Y-%m-%d %H:%M} UTC)."
         self.d.audit(request, "scheduled", f"campaign {cid}", said)
         return self.back(cid, f"{said} {note}" if note else said, request)
 
