@@ -11,6 +11,7 @@ import zoneinfo
 from playwright.sync_api import expect
 
 from conftest import signed_in
+from newsletter import campaigns
 from newsletter.status import CampaignStatus, SubscriberStatus
 from workspaces import workspace_with_articles_and_subscribers
 
@@ -232,3 +233,26 @@ def test_a_time_zone_is_picked_from_the_list_and_the_time_shown_in_it_with_its_w
     page.get_by_label("Time", exact=True).fill("10:15")
     page.get_by_role("button", name="Reschedule", exact=True).click()
     expect(page.locator("#progress")).to_contain_text(f"{local:%B %Y}, 10:15")
+
+
+def test_only_a_draft_is_deleted_and_a_started_campaign_is_not_changed(dashboard) -> None:
+    """What a stale page (or a forged form) asks is refused in words, by the page."""
+    _filled(dashboard)
+    ws = dashboard.ws
+    session, csrf = signed_in(dashboard.url)
+    made = session.post(
+        dashboard.url + "/campaigns/new",
+        data={"csrf": csrf, "subject": "Out", "articles_mode": "new", "template": "auto"},
+        timeout=30,
+    )
+    cid = ws.store.campaigns()[-1]["id"]
+    assert made.ok
+    campaigns.start(ws.store, cid, dt.datetime.now(dt.UTC))
+    refused = session.post(f"{dashboard.url}/campaigns/{cid}/delete", data={"csrf": csrf})
+    assert refused.status_code == 409
+    assert re.search(
+        r'id="delete-error">[^<]*cannot delete a campaign that is sending', refused.text
+    )
+    edit = session.get(f"{dashboard.url}/campaigns/{cid}/edit", timeout=10)
+    assert "it can no longer be changed" in edit.text and "Save changes" not in edit.text
+    assert ws.store.campaign(cid)["status"] == CampaignStatus.SENDING
