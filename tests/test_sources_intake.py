@@ -169,7 +169,11 @@ def test_a_deleted_item_in_an_undated_feed_does_not_make_an_old_one_look_new(
 
 
 def _campaign(store: Store, article_ids: list[int], now: dt.datetime) -> int:
-    return store.create_campaign("Hello", "", "digest", article_ids, None, True, now)
+    """A campaign of these articles that has started sending: it uses them up (a draft
+    would leave them new)."""
+    campaign_id = store.create_campaign("Hello", "", "digest", article_ids, None, True, now)
+    assert store.start_campaign(campaign_id, None, now)
+    return campaign_id
 
 
 def test_an_edited_article_is_updated_in_place_and_not_announced_again(

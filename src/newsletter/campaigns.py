@@ -6,6 +6,7 @@ Its mail (rendering it for each subscriber) is ``mail.py``'s.
 from __future__ import annotations
 
 import datetime as dt
+import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -76,38 +77,84 @@ class Created:
     article_pages: list[tuple[str, str]] = field(default_factory=list)
 
 
-def create_draft(
+@dataclass(frozen=True)
+class _Checked:
+    """A campaign as typed, read and checked: what the store is given."""
+
+    subject: str
+    preheader: str
+    template: str
+    article_ids: list[int]
+    list_id: int | None
+    tracking: bool
+    rules: list[dict[str, Any]]
+
+
+def _check(
     store: Store,
     settings: Settings,
-    templates: Callable[[str], TemplateSet],
+    templates: Callable[[str], TemplateSet] | None,
     new: NewCampaign,
-    now: dt.datetime,
-) -> Created:
-    """Check a campaign as a person asked for it and create it as a draft.
+) -> _Checked:
+    """Every check a campaign as typed must pass before anything of it is stored.
 
-    The one way the CLI and the dashboard create a campaign: the segment rules
-    are read and the template set loaded (``templates``, the workspace's
-    loader) before anything is stored, so a bad rule or a missing or broken
-    template fails here, not at send time; then ``create`` checks the subject,
-    the articles and the list. Nothing is stored unless every check passes.
+    The segment rules are read and the template set loaded (``templates``, the
+    workspace's loader; None skips loading) so a bad rule or a missing or broken
+    template fails here, not at send time; then the subject, the articles and the
+    list are checked.
     """
     rules = [subscribers.parse_segment(text) for text in new.segment]
-    if new.template and new.template != "auto":
+    if templates is not None and new.template and new.template != "auto":
         templates(new.template)
-    campaign_id = create(
-        store,
-        settings,
-        new.subject,
-        new.articles,
-        new.template,
-        new.list_name,
-        now,
-        new.preheader,
-        new.tracking,
-        segment=rules,
+    subject = new.subject.strip()
+    if not subject:
+        raise InputError("--subject: the subject must not be empty")
+    # Refused here, once, rather than failing every message of the campaign later.
+    header_value(subject, "subject")
+    article_ids = _article_ids(store, new.articles)
+    list_id = store.list_id(new.list_name) if new.list_name else None
+    return _Checked(
+        subject=subject,
+        preheader=new.preheader,
+        template=choose_template(new.template or settings.templates.default, len(article_ids)),
+        article_ids=article_ids,
+        list_id=list_id,
+        tracking=new.tracking and settings.tracking.enabled,
+        rules=rules,
     )
+
+
+def _article_ids(store: Store, articles: str) -> list[int]:
+    """The ids "new" or "3,4" stands for, in the email's order; each one must exist."""
+    if articles == "new":
+        # Newest first, as a blog lists them: the latest article leads the email.
+        article_ids = [a["id"] for a in store.articles(only_new=True)]
+        if not article_ids:
+            raise InputError(
+                "--articles new: there are no new articles; run `newsletter fetch` "
+                "or name articles with --articles ID,ID"
+            )
+        return article_ids
+    try:
+        article_ids = [int(part) for part in articles.split(",") if part.strip()]
+    except ValueError:
+        raise InputError(
+            f"--articles: {articles!r} is not 'new' or a list of ids such as 3,4"
+        ) from None
+    if not article_ids:
+        raise InputError(
+            f"--articles: {articles!r} names no article; give ids such as 3,4 or 'new'"
+        )
+    # One article once: the email shows each article once, in the first place it is named.
+    article_ids = list(dict.fromkeys(article_ids))
+    store.articles_by_id(article_ids)  # raises NotFound naming the bad id
+    return article_ids
+
+
+def _told(
+    store: Store, settings: Settings, campaign_id: int, asked: str, rules: list[dict[str, Any]]
+) -> Created:
     campaign = store.campaign(campaign_id)
-    asked = new.template or settings.templates.default
     return Created(
         campaign_id=campaign_id,
         design=campaign["template"],
@@ -119,6 +166,98 @@ def create_draft(
             else None
         ),
         article_pages=article_pages(store, settings, campaign_id),
+    )
+
+
+def create_draft(
+    store: Store,
+    settings: Settings,
+    templates: Callable[[str], TemplateSet],
+    new: NewCampaign,
+    now: dt.datetime,
+) -> Created:
+    """Check a campaign as a person asked for it and create it as a draft.
+
+    The one way the CLI and the dashboard create a campaign (``_check`` says
+    what is checked). Nothing is stored unless every check passes. A draft
+    uses up no article: they stay new until a campaign starts sending them.
+    """
+    checked = _check(store, settings, templates, new)
+    campaign_id = store.create_campaign(
+        checked.subject,
+        checked.preheader,
+        checked.template,
+        checked.article_ids,
+        checked.list_id,
+        checked.tracking,
+        now,
+        segment=checked.rules,
+    )
+    return _told(
+        store, settings, campaign_id, new.template or settings.templates.default, checked.rules
+    )
+
+
+def update_draft(
+    store: Store,
+    settings: Settings,
+    templates: Callable[[str], TemplateSet],
+    campaign_id: int,
+    new: NewCampaign,
+) -> Created:
+    """Replace what a campaign that has not started sending says and whom it is for.
+
+    The same checks as ``create_draft``; subject, preheader, articles (and their
+    order), design, list, segment and tracking all take the values in ``new``.
+    A scheduled campaign keeps its time. Refused once sending has started.
+    """
+    checked = _check(store, settings, templates, new)
+    if not store.update_draft(
+        campaign_id,
+        checked.subject,
+        checked.preheader,
+        checked.template,
+        checked.article_ids,
+        checked.list_id,
+        checked.tracking,
+        segment=checked.rules,
+    ):
+        _refuse(store, campaign_id, "change")
+    return _told(
+        store, settings, campaign_id, new.template or settings.templates.default, checked.rules
+    )
+
+
+def delete_draft(store: Store, campaign_id: int) -> str:
+    """Delete a draft (never a campaign that was scheduled or sent); return its subject."""
+    subject = store.campaign(campaign_id)["subject"]
+    if not store.delete_draft(campaign_id):
+        _refuse(store, campaign_id, "delete")
+    return str(subject)
+
+
+def segment_text(rule: dict[str, Any]) -> str:
+    """A stored segment rule as it is typed (``subscribers.parse_segment`` reads it back)."""
+    bang = "!" if rule.get("negate") else ""
+    if rule["kind"] == "tag":
+        return f"{bang}tag:{rule['value']}"
+    value = "" if rule.get("value") is None else f"={rule['value']}"
+    return f"{bang}attribute:{rule['key']}{value}"
+
+
+def as_typed(store: Store, campaign_id: int) -> NewCampaign:
+    """A stored campaign as a person would type it, to change some of it and save it back."""
+    campaign = store.campaign(campaign_id)
+    lists = {row["id"]: row["name"] for row in store.lists()}
+    rules = json.loads(campaign["segment"]) if campaign["segment"] else []
+    return NewCampaign(
+        subject=campaign["subject"],
+        articles=",".join(str(i) for i in campaign["article_ids"]),
+        template=campaign["template"],
+        list_name=lists.get(campaign["list_id"]) if campaign["list_id"] else None,
+        segment=[segment_text(rule) for rule in rules],
+        preheader=campaign["preheader"] or "",
+        tracking=bool(campaign["tracking"]),
     )
 
 
@@ -140,38 +279,22 @@ def create(
     must match. What people type comes through ``create_draft``, which reads
     the rules and checks the template first.
     """
-    if not subject.strip():
-        raise InputError("--subject: the subject must not be empty")
-    # Refused here, once, rather than failing every message of the campaign later.
-    header_value(subject.strip(), "subject")
-    if articles == "new":
-        # Newest first, as a blog lists them: the latest article leads the email.
-        article_ids = [a["id"] for a in store.articles(only_new=True)]
-        if not article_ids:
-            raise InputError(
-                "--articles new: there are no new articles; run `newsletter fetch` "
-                "or name articles with --articles ID,ID"
-            )
-    else:
-        try:
-            article_ids = [int(part) for part in articles.split(",") if part.strip()]
-        except ValueError:
-            raise InputError(
-                f"--articles: {articles!r} is not 'new' or a list of ids such as 3,4"
-            ) from None
-        if not article_ids:
-            raise InputError(
-                f"--articles: {articles!r} names no article; give ids such as 3,4 or 'new'"
-            )
-        store.articles_by_id(article_ids)  # raises NotFound naming the bad id
-    list_id = store.list_id(list_name) if list_name else None
+    new = NewCampaign(
+        subject=subject,
+        articles=articles,
+        template=template,
+        list_name=list_name,
+        preheader=preheader,
+        tracking=tracking_on,
+    )
+    checked = _check(store, settings, None, new)
     return store.create_campaign(
-        subject.strip(),
-        preheader,
-        choose_template(template or settings.templates.default, len(article_ids)),
-        article_ids,
-        list_id,
-        tracking_on and settings.tracking.enabled,
+        checked.subject,
+        checked.preheader,
+        checked.template,
+        checked.article_ids,
+        checked.list_id,
+        checked.tracking,
         now,
         segment=segment,
     )
@@ -197,8 +320,12 @@ def schedule(
     when_utc: dt.datetime,
     now: dt.datetime,
     allowed_from: tuple[str, ...] = (*EDITABLE, CampaignStatus.PAUSED),
+    zone: str | None = None,
 ) -> None:
-    """Schedule (or reschedule) a campaign for a time in UTC; a missed one gets a new time."""
+    """Schedule (or reschedule) a campaign for a time in UTC; a missed one gets a new time.
+
+    ``zone``: the IANA zone the time was chosen in, kept to show it that way.
+    """
     campaign = store.campaign(campaign_id)
     if campaign["status"] == CampaignStatus.PAUSED and campaign.get("started_at"):
         # Its deliveries are planned already; starting it again would plan them twice.
@@ -217,14 +344,31 @@ def schedule(
         allowed_from,
         now,
         scheduled_at=when_utc.isoformat(timespec="seconds"),
+        scheduled_tz=zone,
         missed_at=None,
         note=None,
     ):
         _refuse(store, campaign_id, "schedule")
 
 
-def reschedule(store: Store, campaign_id: int, when_utc: dt.datetime, now: dt.datetime) -> None:
-    schedule(store, campaign_id, when_utc, now, allowed_from=(CampaignStatus.SCHEDULED,))
+def reschedule(
+    store: Store,
+    campaign_id: int,
+    when_utc: dt.datetime,
+    now: dt.datetime,
+    zone: str | None = None,
+) -> None:
+    schedule(store, campaign_id, when_utc, now, allowed_from=(CampaignStatus.SCHEDULED,), zone=zone)
+
+
+def scheduled_local(campaign: dict[str, Any], default_zone: str) -> dt.datetime | None:
+    """A campaign's scheduled time in the zone it was scheduled in (else ``default_zone``)."""
+    if not campaign.get("scheduled_at"):
+        return None
+    when = dt.datetime.fromisoformat(campaign["scheduled_at"])
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=dt.UTC)
+    return when.astimezone(timerules.zone(campaign.get("scheduled_tz") or default_zone))
 
 
 def unschedule(store: Store, campaign_id: int, now: dt.datetime) -> None:
@@ -235,6 +379,7 @@ def unschedule(store: Store, campaign_id: int, now: dt.datetime) -> None:
         (CampaignStatus.SCHEDULED,),
         now,
         scheduled_at=None,
+        scheduled_tz=None,
         missed_at=None,
         note=None,
     ):

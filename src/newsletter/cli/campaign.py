@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import sys
 import time
@@ -96,6 +97,106 @@ def campaign_create(
     for title, url in created.article_pages:
         click.echo(f"article {title!r} has no URL of its own: it links to its page {url}", err=True)
     click.echo(campaign_id)
+
+
+@campaign.command("edit")
+@click.argument("campaign_id", type=int)
+@click.option("--subject", help="A new subject line.")
+@click.option("--preheader", help='A new preview text ("" for the default).')
+@click.option(
+    "--articles",
+    "article_spec",
+    help="'new' or ids such as 3,4, in the order the email shows them.",
+)
+@click.option("--template", help="Another template set, or 'auto'.")
+@click.option("--list", "list_name", help="Send only to this list.")
+@click.option("--everyone", is_flag=True, help="Send to everyone confirmed, on no list.")
+@click.option(
+    "--segment",
+    "segments",
+    multiple=True,
+    help="Replace the segment: tag:NAME, attribute:KEY=VALUE or attribute:KEY "
+    "(! in front excludes them). Repeatable; all must match.",
+)
+@click.option("--no-segment", is_flag=True, help="Drop the segment.")
+@click.option("--tracking/--no-tracking", default=None, help="Track opens and clicks, or not.")
+@click.pass_context
+def campaign_edit(
+    ctx: click.Context,
+    campaign_id: int,
+    subject: str | None,
+    preheader: str | None,
+    article_spec: str | None,
+    template: str | None,
+    list_name: str | None,
+    everyone: bool,
+    segments: tuple[str, ...],
+    no_segment: bool,
+    tracking: bool | None,
+) -> None:
+    """Change a campaign that has not started sending; what is not given stays.
+
+    The same checks as `campaign create`; a scheduled campaign keeps its time.
+
+    \b
+    Example:
+        newsletter campaign edit 1 --subject "Back care in winter" --articles 4,2
+        newsletter campaign edit 1 --segment tag:back-pain --no-tracking
+    """
+    if list_name and everyone:
+        raise InputError("--everyone: give either --list NAME or --everyone, not both")
+    if segments and no_segment:
+        raise InputError("--no-segment: give either --segment RULE or --no-segment, not both")
+    ws = ws_of(ctx)
+    current = campaigns.as_typed(ws.store, campaign_id)
+    changes: dict[str, Any] = {
+        "subject": subject,
+        "preheader": preheader,
+        "articles": article_spec,
+        "template": template,
+        "list_name": None if everyone else list_name,
+        "segment": () if no_segment else (segments or None),
+        "tracking": tracking,
+    }
+    changed = {
+        key: value
+        for key, value in changes.items()
+        if value is not None or (key == "list_name" and everyone)
+    }
+    if not changed:
+        raise InputError(
+            f"campaign {campaign_id}: nothing to change; see `newsletter campaign edit --help`"
+        )
+    updated = campaigns.update_draft(
+        ws.store, ws.settings, ws.templates, campaign_id, dataclasses.replace(current, **changed)
+    )
+    audit(ws, "changed a campaign", f"campaign {campaign_id}", ", ".join(sorted(changed)))
+    if updated.matching is not None:
+        click.echo(f"campaign {campaign_id}: {updated.matching} subscribers match now", err=True)
+    if updated.announcement_became:
+        click.echo(
+            f"campaign {campaign_id}: the announcement design shows one article; these "
+            f"{updated.article_count} articles go out in the {updated.announcement_became} "
+            f"design",
+            err=True,
+        )
+    click.echo(f"campaign {campaign_id}: changed ({', '.join(sorted(changed))})")
+
+
+@campaign.command("delete")
+@click.argument("campaign_id", type=int)
+@click.pass_context
+def campaign_delete(ctx: click.Context, campaign_id: int) -> None:
+    """Delete a draft (unschedule a scheduled one first); its articles stay new.
+
+    \b
+    Example:
+        newsletter campaign delete 1
+    """
+    ws = ws_of(ctx)
+    subject = campaigns.delete_draft(ws.store, campaign_id)
+    audit(ws, "deleted a draft", f"campaign {campaign_id}", subject)
+    click.echo(f"campaign {campaign_id}: deleted")
 
 
 @campaign.command("list")
@@ -199,7 +300,7 @@ def _schedule_command(name: str, action: Any, summary: str, example: str, audite
         ws = ws_of(ctx)
         zone = tz or ws.settings.schedule.timezone
         when, note = campaigns.parse_local_time(at, zone)
-        action(ws.store, campaign_id, when, utcnow())
+        action(ws.store, campaign_id, when, utcnow(), zone=zone)
         if note:
             click.echo(f"note: {note}", err=True)
         local = when.astimezone(ZoneInfo(zone))

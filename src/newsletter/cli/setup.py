@@ -110,12 +110,13 @@ def articles() -> None:
 
 
 @articles.command("list")
-@click.option("--new", "only_new", is_flag=True, help="Only articles no campaign has included.")
+@click.option("--new", "only_new", is_flag=True, help="Only articles no campaign has sent yet.")
 @click.pass_context
 def articles_list(ctx: click.Context, only_new: bool) -> None:
     """List articles, newest first, with blog views and whether they were sent.
 
-    Status is "new" (the next newsletter takes it), "sent DATE", or "archived"
+    Status is "new" (the next newsletter takes it; a draft or a cancelled campaign
+    leaves it new), "sent DATE", or "archived"
     (recorded from a source's back catalogue, never announced on its own).
 
     \b

@@ -16,12 +16,30 @@ from newsletter.store.base import (
     _iso,
 )
 
-# An article ``a`` is new until a campaign after its last announced change carries it.
-# A new subscriber's "latest articles" email is for one person and leaves it new.
+# Whether campaign ``c`` has used up the articles it carries: its sending started and
+# it was not cancelled. A draft or a scheduled campaign only proposes them (another
+# draft may take the same ones), and a cancelled one leaves them new even when it went
+# to some people: the rest should still get them, and the ledger keeps who did, so an
+# automatic campaign gives them only to the others (``store/automations.py``). A new
+# subscriber's "latest articles" email is for one person and uses up nothing.
+USED = "(c.started_at IS NOT NULL AND c.status != 'cancelled' AND c.kind != 'latest')"
+
+# An article ``a`` is new until a campaign after its last announced change has used it.
 IS_NEW = (
     "(a.new_after_campaign IS NOT NULL AND NOT EXISTS (SELECT 1 FROM campaign_articles "
     "ca JOIN campaigns c ON c.id = ca.campaign_id WHERE ca.article_id = a.id "
-    "AND ca.campaign_id > a.new_after_campaign AND c.kind != 'latest'))"
+    f"AND ca.campaign_id > a.new_after_campaign AND {USED}))"
+)
+
+# Whether a new article ``a`` waits in an automatic campaign that has not started (a
+# digest held as a draft for approval, an instant campaign due now): the next automatic
+# campaign leaves it out, so the automation never proposes the same article twice.
+# Drafts made by staff hold nothing back.
+HELD_BY_AUTOMATION = (
+    "EXISTS (SELECT 1 FROM campaign_articles ca JOIN campaigns c ON c.id = ca.campaign_id "
+    "WHERE ca.article_id = a.id AND ca.campaign_id > a.new_after_campaign "
+    "AND c.kind NOT IN ('manual', 'latest') AND c.started_at IS NULL "
+    "AND c.status != 'cancelled')"
 )
 
 
@@ -207,7 +225,8 @@ class ArticlesQueries(StoreBase):
                         # post does not announce it for the first time.
                         self.conn.execute(
                             "UPDATE articles SET new_after_campaign = COALESCE((SELECT "
-                            "MAX(campaign_id) FROM campaign_articles WHERE article_id = ?), 0) "
+                            "MAX(ca.campaign_id) FROM campaign_articles ca JOIN campaigns c "
+                            f"ON c.id = ca.campaign_id WHERE ca.article_id = ? AND {USED}), 0) "
                             "WHERE id = ? AND new_after_campaign IS NOT NULL",
                             [article_id, article_id],
                         )
@@ -273,8 +292,9 @@ class ArticlesQueries(StoreBase):
     def articles(self, only_new: bool = False) -> list[dict[str, Any]]:
         """List articles, newest first, with their latest blog view counts.
 
-        An article is new until a campaign includes it (after its last
-        announced update); an archived article is never new on its own.
+        An article is new until a campaign that carries it starts sending (after
+        its last announced update; see ``USED``); an archived article is never
+        new on its own. ``sent_at`` is when the first such campaign started.
         """
         is_new = IS_NEW
         where = f"WHERE {is_new}" if only_new else ""
@@ -288,7 +308,7 @@ class ArticlesQueries(StoreBase):
                  ORDER BY st.id DESC LIMIT 1) AS comments,
               (SELECT MIN(c.started_at) FROM campaign_articles ca
                  JOIN campaigns c ON c.id = ca.campaign_id
-                 WHERE ca.article_id = a.id) AS sent_at
+                 WHERE ca.article_id = a.id AND {USED}) AS sent_at
             FROM articles a JOIN sources s ON s.id = a.source_id
             {where}
             ORDER BY COALESCE(a.published, a.first_seen_at) DESC, a.id DESC

@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from newsletter.status import CampaignStatus, StepStatus
-from newsletter.store.articles import IS_NEW
+from newsletter.store.articles import HELD_BY_AUTOMATION, IS_NEW
 from newsletter.store.base import StoreBase, _decode_article, _iso
 
 # Whether an earlier delivery ``d2`` of campaign ``c2`` gave (or will give) its articles:
@@ -64,7 +64,7 @@ class AutomationQueries(StoreBase):
             else:
                 # Newest first, as in a campaign made by hand.
                 rows = self._rows(
-                    f"SELECT a.* FROM articles a WHERE {IS_NEW} "
+                    f"SELECT a.* FROM articles a WHERE {IS_NEW} AND NOT {HELD_BY_AUTOMATION} "
                     "ORDER BY COALESCE(a.published, a.first_seen_at) DESC, a.id DESC"
                 )
             if settled_before is not None and rows:
@@ -120,7 +120,9 @@ class AutomationQueries(StoreBase):
             "JOIN deliveries d2 ON d2.campaign_id = ca2.campaign_id "
             "AND d2.subscriber_id = d.subscriber_id "
             "WHERE ca2.article_id = ca.article_id AND ca2.campaign_id != d.campaign_id "
-            f"AND c2.kind != 'manual' AND {_GIVEN} "
+            # A cancelled campaign made by hand counts too: its articles stay new for
+            # the people it did not reach (store/articles.py, USED).
+            f"AND (c2.kind != 'manual' OR c2.status = 'cancelled') AND {_GIVEN} "
             "AND (NOT EXISTS (SELECT 1 FROM personal_articles p WHERE p.campaign_id = c2.id "
             "AND p.subscriber_id = d.subscriber_id) OR EXISTS (SELECT 1 FROM personal_articles "
             "p WHERE p.campaign_id = c2.id AND p.subscriber_id = d.subscriber_id "

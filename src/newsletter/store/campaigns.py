@@ -52,6 +52,74 @@ class CampaignsQueries(StoreBase):
             )
         return campaign_id
 
+    def update_draft(
+        self,
+        campaign_id: int,
+        subject: str,
+        preheader: str,
+        template: str,
+        article_ids: list[int],
+        list_id: int | None,
+        tracking: bool,
+        segment: list[dict[str, Any]] | None = None,
+    ) -> bool:
+        """Replace a campaign's content and audience while it has not started; False if it has.
+
+        The status is checked in the same transaction as the writes, so a send
+        that starts at this instant either sees the change whole or refuses it.
+        """
+        with self.transaction():
+            cursor = self.conn.execute(
+                "UPDATE campaigns SET subject = ?, preheader = ?, template = ?, list_id = ?, "
+                "tracking = ?, segment = ? "
+                "WHERE id = ? AND status IN ('draft', 'scheduled') AND started_at IS NULL",
+                [
+                    subject,
+                    preheader,
+                    template,
+                    list_id,
+                    int(tracking),
+                    json.dumps(segment) if segment else None,
+                    campaign_id,
+                ],
+            )
+            if cursor.rowcount != 1:
+                return False
+            self.conn.execute("DELETE FROM campaign_articles WHERE campaign_id = ?", [campaign_id])
+            self.conn.executemany(
+                "INSERT INTO campaign_articles VALUES (?, ?, ?)",
+                [(campaign_id, article_id, pos) for pos, article_id in enumerate(article_ids)],
+            )
+        return True
+
+    def delete_draft(self, campaign_id: int) -> bool:
+        """Delete a draft that never started, with its article list; False for any other."""
+        with self.transaction():
+            cursor = self.conn.execute(
+                "DELETE FROM campaigns WHERE id = ? AND status = 'draft' AND started_at IS NULL",
+                [campaign_id],
+            )
+        return cursor.rowcount == 1
+
+    def segment_choices(self) -> dict[str, list[str]]:
+        """The tags and attribute names subscribers have, for a segment built from choices."""
+        return {
+            "tags": [
+                r["value"]
+                for r in self._rows(
+                    "SELECT DISTINCT j.value FROM subscribers s, json_each(s.tags) j "
+                    "WHERE s.status = 'confirmed' ORDER BY j.value"
+                )
+            ],
+            "attributes": [
+                r["key"]
+                for r in self._rows(
+                    "SELECT DISTINCT j.key FROM subscribers s, json_each(s.attributes) j "
+                    "WHERE s.status = 'confirmed' ORDER BY j.key"
+                )
+            ],
+        }
+
     def campaign(self, campaign_id: int) -> dict[str, Any]:
         row = self._row("SELECT * FROM campaigns WHERE id = ?", [campaign_id])
         if row is None:

@@ -763,6 +763,16 @@ def m013_staff_mailbox_key(conn: sqlite3.Connection) -> None:
     conn.execute("CREATE UNIQUE INDEX staff_users_email_key ON staff_users(email_key)")
 
 
+def m014_schedule_zone(conn: sqlite3.Connection) -> None:
+    """Remember the time zone a campaign was scheduled in, to show its time as it was chosen.
+
+    ``scheduled_at`` stays in UTC; ``scheduled_tz`` is the IANA zone the person
+    picked. Campaigns scheduled before have none and are shown in the
+    workspace's zone, as before.
+    """
+    conn.execute("ALTER TABLE campaigns ADD COLUMN scheduled_tz TEXT")
+
+
 def m015_report_indexes(conn: sqlite3.Connection) -> None:
     """Indexes for reports and a person's history at a large list's size, and the
     numbers of finished campaigns' reports kept between counts (reports.KeptReports).
@@ -805,5 +815,6 @@ MIGRATIONS = [
     m011_mailbox_key,
     m012_scheduler_module,
     m013_staff_mailbox_key,
+    m014_schedule_zone,
     m015_report_indexes,
 ]

@@ -35,6 +35,11 @@ WORDS: list[tuple[str, str | None, str]] = [
         "articles to send, or wait for new ones (the sources are read on every poll).",
     ),
     (
+        r"^--articles: '' names no article.*",
+        "articles",
+        "Tick the articles to send: at least one.",
+    ),
+    (
         r"^--articles: .*",
         "articles",
         "Tick the articles to send, or choose the new ones.",

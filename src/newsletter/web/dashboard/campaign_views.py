@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import functools
 import json
+import zoneinfo
 from typing import TYPE_CHECKING, Any
 
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
-from newsletter import campaigns, jobs, reports
+from newsletter import campaigns, jobs, reports, timerules
 from newsletter.errors import InputError, NewsletterError, StateError
 from newsletter.render import DEFAULTS_DIR
 from newsletter.status import EDITABLE, CampaignStatus, DeliveryStatus
@@ -32,6 +33,8 @@ STATE_CHANGES = {
     "unschedule": (campaigns.unschedule, "Unscheduled: back to a draft.", "unscheduled"),
 }
 
+# Every IANA zone, for the schedule form's searchable list (typing "Berlin" finds it).
+ZONES = sorted(zoneinfo.available_timezones() - {"localtime"})
 # Failed and in-doubt deliveries listed with their reason on a campaign's page.
 FAILURES_SHOWN = 50
 
@@ -60,6 +63,110 @@ def _int(value: Any) -> int:
         raise InputError(f"{value!r} is not a number") from None
 
 
+def _ids(values: list[Any]) -> list[int]:
+    """The article ids of a form, in its order; anything else is left out."""
+    return [int(v) for v in values if str(v).isdigit()]
+
+
+def typed_campaign(form: Any) -> dict[str, Any]:
+    """The campaign form as it was sent, with an up or down press applied to its order."""
+    order = _ids(form.getlist("order"))
+    chosen = _ids(form.getlist("article"))
+    move = str(form.get("move", ""))
+    direction, _, moved = move.partition(":")
+    if moved.isdigit() and int(moved) in order:
+        # Without the page's script, the up and down buttons come here.
+        at = order.index(int(moved))
+        to = at - 1 if direction == "up" else at + 1
+        if 0 <= to < len(order):
+            order[at], order[to] = order[to], order[at]
+    return {
+        "subject": str(form.get("subject", "")),
+        "preheader": str(form.get("preheader", "")),
+        "chosen": chosen,
+        "order": order,
+        "move": move,
+        # "new" (every new article, newest first) for a form posted by a script; the
+        # page itself always sends its ticked articles.
+        "articles_mode": str(form.get("articles_mode", "chosen")),
+        "template": str(form.get("template", "auto")),
+        "list_name": str(form.get("list", "")),
+        "seg_tag": str(form.get("seg_tag", "")).strip(),
+        "seg_not_tag": str(form.get("seg_not_tag", "")).strip(),
+        "seg_attr_key": str(form.get("seg_attr_key", "")).strip(),
+        "seg_attr_value": str(form.get("seg_attr_value", "")).strip(),
+        "segment": str(form.get("segment", "")),
+        "tracking": form.get("tracking") == "on",
+    }
+
+
+def segment_rules(values: dict[str, Any]) -> list[str]:
+    """The segment as rules: the choices made in the form, then the typed lines."""
+    rules = []
+    if values["seg_tag"]:
+        rules.append(f"tag:{values['seg_tag']}")
+    if values["seg_not_tag"]:
+        rules.append(f"!tag:{values['seg_not_tag']}")
+    if values["seg_attr_key"]:
+        wanted = values["seg_attr_value"]
+        rules.append(f"attribute:{values['seg_attr_key']}" + (f"={wanted}" if wanted else ""))
+    typed = [line.strip() for line in values["segment"].splitlines() if line.strip()]
+    return rules + typed
+
+
+def as_new_campaign(values: dict[str, Any]) -> campaigns.NewCampaign:
+    """The form as the core reads it: the same call as the command line makes."""
+    order = values["order"] or values["chosen"]
+    chosen = set(values["chosen"])
+    articles = ",".join(str(i) for i in order if i in chosen)
+    if values.get("articles_mode") == "new" and not chosen:
+        articles = "new"
+    return campaigns.NewCampaign(
+        subject=values["subject"],
+        # The ticked articles in the order shown; none ticked names none (never "all new").
+        articles=articles,
+        template=values["template"] or None,
+        list_name=values["list_name"] or None,
+        segment=segment_rules(values),
+        preheader=values["preheader"],
+        tracking=values["tracking"],
+    )
+
+
+def form_values(new: campaigns.NewCampaign) -> dict[str, Any]:
+    """A stored campaign (``campaigns.as_typed``) as the form shows it.
+
+    The first rule of each kind the choices can say goes to its choice; any
+    other rule stays typed.
+    """
+    values: dict[str, Any] = {
+        "subject": new.subject,
+        "preheader": new.preheader,
+        "chosen": _ids(new.articles.split(",")),
+        "order": _ids(new.articles.split(",")),
+        "template": new.template or "auto",
+        "list_name": new.list_name or "",
+        "seg_tag": "",
+        "seg_not_tag": "",
+        "seg_attr_key": "",
+        "seg_attr_value": "",
+        "tracking": new.tracking,
+    }
+    typed = []
+    for rule in new.segment:
+        if rule.startswith("tag:") and not values["seg_tag"]:
+            values["seg_tag"] = rule[4:]
+        elif rule.startswith("!tag:") and not values["seg_not_tag"]:
+            values["seg_not_tag"] = rule[5:]
+        elif rule.startswith("attribute:") and not values["seg_attr_key"]:
+            key, _, wanted = rule[10:].partition("=")
+            values["seg_attr_key"], values["seg_attr_value"] = key, wanted
+        else:
+            typed.append(rule)
+    values["segment"] = "\n".join(typed)
+    return values
+
+
 class CampaignViews:
     """The campaign pages of one dashboard."""
 
@@ -73,6 +180,8 @@ class CampaignViews:
             d.route("/campaigns", self.campaign_list),
             d.route("/campaigns/new", self.campaign_new, methods=["GET", "POST"]),
             d.route("/campaigns/{id:int}", self.campaign_page),
+            d.route("/campaigns/{id:int}/edit", self.campaign_edit, methods=["GET", "POST"]),
+            d.route("/campaigns/{id:int}/delete", self.delete, methods=["POST"]),
             d.route("/campaigns/{id:int}/progress", self.progress),
             d.route("/campaigns/{id:int}/preview", self.preview),
             d.route("/campaigns/{id:int}/test", self.send_test, methods=["POST"]),
@@ -98,15 +207,37 @@ class CampaignViews:
         self.d.flash(request, message)
         return redirect(f"{self.d.prefix}/campaigns/{campaign}")
 
-    def new_form(self, request: Request, status: int = 200, **values: Any) -> Response:
+    def new_form(
+        self, request: Request, status: int = 200, editing: int | None = None, **values: Any
+    ) -> Response:
+        """The form of a new campaign, or of a draft being changed (``editing``: its id)."""
+        articles = self.store.articles()
+        by_id = {a["id"]: a for a in articles}
+        # The order staff chose, then every other article, newest first.
+        order = [i for i in values.get("order", []) if i in by_id]
+        order += [a["id"] for a in articles if a["id"] not in order]
+        ticked = set(values.get("chosen", []))
+        action = f"/campaigns/{editing}/edit" if editing else "/campaigns/new"
+        choices = self.store.segment_choices()
+        # What the campaign has chosen stays a choice, even when nobody has it now.
+        for name, field in (
+            ("tags", "seg_tag"),
+            ("tags", "seg_not_tag"),
+            ("attributes", "seg_attr_key"),
+        ):
+            if values.get(field) and values[field] not in choices[name]:
+                choices[name] = sorted([*choices[name], values[field]])
         return self.d.render(
             request,
             "campaign_new.html",
             status,
             active="campaigns",
-            articles=self.store.articles(),
+            article_rows=[(by_id[i], i in ticked) for i in order],
             templates=template_names(self.d),
             lists=self.store.lists(),
+            choices=choices,
+            editing=editing,
+            action=self.d.prefix + action,
             values=values,
         )
 
@@ -118,10 +249,6 @@ class CampaignViews:
         campaign = store.campaign(cid)
         articles = store.articles_by_id(campaign["article_ids"])
         sample = campaigns.sample_subscriber(store)
-        matching = None
-        if campaign["status"] in EDITABLE:
-            segment = json.loads(campaign["segment"]) if campaign["segment"] else []
-            matching = store.count_recipients(campaign["list_id"], segment)
         return self.d.render(
             request,
             "campaign.html",
@@ -131,10 +258,11 @@ class CampaignViews:
             articles=articles,
             sample=sample,
             preview_for=request.query_params.get("subscriber", ""),
-            matching=matching,
             failures=store.failed_deliveries(cid, FAILURES_SHOWN),
             failure_limit=FAILURES_SHOWN,
             timezone=self.d.ws.settings.schedule.timezone,
+            zones=ZONES,
+            scheduled=campaigns.scheduled_local(campaign, self.d.ws.settings.schedule.timezone),
             **self.progress_context(cid),
         )
 
@@ -165,8 +293,20 @@ class CampaignViews:
             - counts[DeliveryStatus.DEFERRED]
             - counts.get(DeliveryStatus.SENDING, 0)
         )
+        matching = None
+        if campaign["status"] in EDITABLE:
+            # Whom Send now would reach at this moment: the number its confirmation names.
+            segment = json.loads(campaign["segment"]) if campaign["segment"] else []
+            matching = self.store.count_recipients(campaign["list_id"], segment)
+        local = campaigns.scheduled_local(campaign, self.d.ws.settings.schedule.timezone)
         return {
             "campaign": campaign,
+            # "Monday 7 December 2026, 09:30 CET (Europe/Berlin)": the weekday and the zone
+            # it was chosen in, so nobody misreads the day.
+            "scheduled_local": (
+                f"{local:%A} {local.day} {local:%B %Y, %H:%M %Z} ({local.tzinfo})" if local else ""
+            ),
+            "matching": matching,
             "counts": counts,
             "total": total,
             "done": done,
@@ -184,36 +324,63 @@ class CampaignViews:
     def campaign_new(self, request: Request) -> Response:
         d, store, new_form = self.d, self.store, self.new_form
         if request.method == "GET":
-            return new_form(request, articles_mode="new", template="auto", tracking=True)
-        form = request.state.form
-        values = {
-            "subject": str(form.get("subject", "")),
-            "preheader": str(form.get("preheader", "")),
-            "articles_mode": str(form.get("articles_mode", "new")),
-            "chosen": [str(v) for v in form.getlist("article")],
-            "template": str(form.get("template", "auto")),
-            "list_name": str(form.get("list", "")),
-            "segment": str(form.get("segment", "")),
-            "tracking": form.get("tracking") == "on",
-        }
-        # The same call as `newsletter campaign create`: one rule a line, the ticked ids.
-        new = campaigns.NewCampaign(
-            subject=values["subject"],
-            articles="new" if values["articles_mode"] == "new" else ",".join(values["chosen"]),
-            template=values["template"] or None,
-            list_name=values["list_name"] or None,
-            segment=[line.strip() for line in values["segment"].splitlines() if line.strip()],
-            preheader=values["preheader"],
-            tracking=values["tracking"],
-        )
+            new = [a["id"] for a in store.articles(only_new=True)]
+            return new_form(request, chosen=new, order=new, template="auto", tracking=True)
+        values = typed_campaign(request.state.form)
+        if values["move"]:
+            return new_form(request, **values)
         try:
-            created = campaigns.create_draft(store, d.ws.settings, d.ws.templates, new, d.clock())
+            created = campaigns.create_draft(
+                store, d.ws.settings, d.ws.templates, as_new_campaign(values), d.clock()
+            )
         except NewsletterError as exc:
             said = for_people(exc)
             return new_form(request, 400, error=said.text, error_field=said.field, **values)
         new_id = created.campaign_id
         d.audit(request, "created a campaign", f"campaign {new_id}", values["subject"])
-        message = f"Campaign {new_id} created as a draft."
+        return self.back(new_id, self.created_message(created, "created as a draft"), request)
+
+    def campaign_edit(self, request: Request) -> Response:
+        d, store, cid = self.d, self.store, self.campaign_id(request)
+        campaign = store.campaign(cid)
+        if campaign["status"] not in EDITABLE or campaign["started_at"]:
+            return self.back(
+                cid,
+                f"Campaign {cid} is {campaign['status']}: it can no longer be changed.",
+                request,
+            )
+        if request.method == "GET":
+            return self.new_form(
+                request, editing=cid, **form_values(campaigns.as_typed(store, cid))
+            )
+        values = typed_campaign(request.state.form)
+        if values["move"]:
+            return self.new_form(request, editing=cid, **values)
+        try:
+            changed = campaigns.update_draft(
+                store, d.ws.settings, d.ws.templates, cid, as_new_campaign(values)
+            )
+        except NewsletterError as exc:
+            said = for_people(exc)
+            return self.new_form(
+                request, 400, editing=cid, error=said.text, error_field=said.field, **values
+            )
+        d.audit(request, "changed a campaign", f"campaign {cid}", values["subject"])
+        return self.back(cid, self.created_message(changed, "saved"), request)
+
+    def delete(self, request: Request) -> Response:
+        cid = self.campaign_id(request)
+        try:
+            subject = campaigns.delete_draft(self.store, cid)
+        except StateError as exc:
+            return self.refused(request, cid, "delete", exc)
+        self.d.audit(request, "deleted a draft", f"campaign {cid}", subject)
+        self.d.flash(request, f"Draft {cid} “{subject}” deleted; its articles stay new.")
+        return redirect(f"{self.d.prefix}/campaigns")
+
+    @staticmethod
+    def created_message(created: campaigns.Created, done: str) -> str:
+        message = f"Campaign {created.campaign_id} {done}."
         if created.announcement_became:
             # As the command line says it: the announcement design shows one article.
             message += (
@@ -227,7 +394,7 @@ class CampaignViews:
                 f" Without a web address of their own, these articles link to their page "
                 f"on this server: {titles}."
             )
-        return self.back(new_id, message, request)
+        return message
 
     def campaign_page(self, request: Request) -> Response:
         return self.campaign_view(request, self.campaign_id(request))
@@ -264,10 +431,11 @@ class CampaignViews:
         at = f"{typed['date']} {typed['time']}"
         try:
             when, note = campaigns.parse_local_time(at, zone)
-            campaigns.schedule(self.store, cid, when, self.d.clock())
+            campaigns.schedule(self.store, cid, when, self.d.clock(), zone=zone)
         except (InputError, StateError) as exc:
             return self.refused(request, cid, "schedule", exc, **typed)
-        said = f"Scheduled for {at} {zone} ({when:%Y-%m-%d %H:%M} UTC)."
+        local = when.astimezone(timerules.zone(zone))
+        said = f"Scheduled for {local:%A} {at} {zone} ({when:%Y-%m-%d %H:%M} UTC)."
         self.d.audit(request, "scheduled", f"campaign {cid}", said)
         return self.back(cid, f"{said} {note}" if note else said, request)
 
