@@ -135,8 +135,9 @@ class ReaderPages:
             return self.page("notfound.html", 404)
         key = (data.campaign_id, data.link_id)
         if key not in self.link_cache:
-            # A read: in WAL mode it never waits for a writer, so it may run on the loop.
-            self.link_cache[key] = self.store.link(data.link_id, data.campaign_id)
+            # Even a read can wait for SQLite's locks (a writer resetting the WAL, busy
+            # read marks): in a worker thread, so the loop keeps serving everyone.
+            self.link_cache[key] = await off_loop(self.store.link, data.link_id, data.campaign_id)
         link = self.link_cache[key]
         if link is None:
             self.record(self.event(request, "bad_token", None, detail="click: unknown link"))
@@ -152,7 +153,7 @@ class ReaderPages:
         if data is None:
             self.writer.put(self.event(request, "bad_token", None, detail="unsubscribe"))
             return self.page("notfound.html", 404)
-        subscriber = self._subscriber_for(data)
+        subscriber = await off_loop(self._subscriber_for, data)
         if request.method != "POST":
             # GET and HEAD never unsubscribe: mail scanners fetch every link they see.
             return self.page(
@@ -178,7 +179,7 @@ class ReaderPages:
 
     async def view(self, request: Request) -> Response:
         data = self.signer.read(request.path_params["token"], "view")
-        subscriber = self._subscriber_for(data)
+        subscriber = await off_loop(self._subscriber_for, data)
         if data is None or subscriber is None:
             return self.page("notfound.html", 404)
         ws, store, signer = self.ws, self.store, self.signer
@@ -206,7 +207,7 @@ class ReaderPages:
         # ASCII digits only ("²".isdigit() is true) and no more than an SQLite
         # integer holds: anything else names no article.
         is_id = head.isascii() and head.isdigit() and len(head) <= 18
-        article = self.store.campaign_article(int(head)) if is_id else None
+        article = await off_loop(self.store.campaign_article, int(head)) if is_id else None
         if article is None:
             return self.page("notfound.html", 404)
         if article.get("url"):

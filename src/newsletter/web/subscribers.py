@@ -191,10 +191,13 @@ class SubscriberPages:
     # -- the subscribe form ---------------------------------------------------
 
     async def subscribe(self, request: Request) -> Response:
+        # The form reads the lists: in a worker thread, as every database access here.
         if request.method != "POST":  # GET and HEAD (link scanners) change nothing
-            return self._form(request)
+            return await off_loop(self._form, request)
         if self._foreign_origin(request):
-            return self._form(request, 403, error="This form can only be sent from our own page.")
+            return await off_loop(
+                self._form, request, 403, error="This form can only be sent from our own page."
+            )
         form = await request.form()
         # Recording the consent writes to the database: a worker thread, not the loop.
         return await off_loop(self._subscribe, request, form)

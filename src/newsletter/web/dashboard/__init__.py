@@ -121,7 +121,8 @@ class Dashboard:
         def wrap(handler: Handler) -> Handler:
             @functools.wraps(handler)
             async def endpoint(request: Request) -> Response:
-                session = self.auth.session(request)
+                # Database reads can wait for SQLite's locks too: never on the loop.
+                session = await off_loop(self.auth.session, request)
                 if session is None:
                     if request.headers.get("hx-request"):
                         # A polled fragment: send the whole page to sign-in, not the fragment.
