@@ -189,7 +189,7 @@ def wrap_lines(text: str, width: int = LINE_WIDTH) -> str:
     out: list[str] = []
     previous_wrapped: tuple[str, ...] = ()
     for line in text.split("\n"):
-        if len(line) <= width and not (_RULE.fullmatch(line) and previous_wrapped):
+        if len(line) <= width and not (previous_wrapped and _RULE.fullmatch(line)):
             out.append(line)
             previous_wrapped = ()
             continue
