@@ -113,6 +113,14 @@ class _SpliceSandbox(ImmutableSandboxedEnvironment):
 
     def _parse(self, source: str, name: str | None, filename: str | None) -> nodes.Template:
         tree = super()._parse(source, name, filename)
+        for imported in tree.find_all((nodes.Import, nodes.FromImport)):
+            if isinstance(imported, nodes.Import):
+                names = [imported.target]
+            else:
+                assert isinstance(imported, nodes.FromImport)
+                names = [n if isinstance(n, str) else n[1] for n in imported.names]
+            if set(names) & set(PERSONAL):
+                raise NotSpliceable("an import takes the name of a personal value")
         escaped = bool(self.autoescape(name) if callable(self.autoescape) else self.autoescape)
         replaced: set[int] = set()
         for output in tree.find_all(nodes.Output):
