@@ -107,6 +107,7 @@ def test_every_built_in_design_splices_byte_for_byte(design: str) -> None:
         ("{% for c in subscriber.email %}{{ c }}{% endfor %}", "decides what the template does"),
         ('{% include "part-" ~ site.language ~ ".txt" %}', "whose name varies"),
         ('{% include "_partials/who.txt" %}', "decides what the template does"),
+        ('{% filter trim %}{% include "_partials/name.txt" %}{% endfilter %}', "holds an include"),
         ('{% import "macros.txt" as links %}{{ links.unsubscribe }}', "an import takes"),
         ('{% from "macros.txt" import unsubscribe as links %}{{ links() }}', "an import takes"),
     ],
@@ -121,6 +122,9 @@ def test_a_set_that_uses_personal_data_otherwise_renders_in_full(
         "{% if subscriber.email %}{{ subscriber.email }}{% endif %}", encoding="utf-8"
     )
     (templates / "part-en.txt").write_text("en", encoding="utf-8")
+    (templates / "_partials" / "name.txt").write_text(
+        "{{ subscriber.first_name }}", encoding="utf-8"
+    )
     (templates / "macros.txt").write_text(
         "{% macro unsubscribe() %}no{% endmacro %}", encoding="utf-8"
     )

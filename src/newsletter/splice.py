@@ -138,6 +138,11 @@ class _SpliceSandbox(ImmutableSandboxedEnvironment):
             for block in tree.find_all(kind):
                 if any(id(c) in replaced for c in block.find_all(nodes.Const)):
                     raise NotSpliceable(f"a personal value is inside a {type(block).__name__}")
+                # What another template, block or macro writes in here could hold one.
+                if any(True for _ in block.find_all((nodes.Include, nodes.Call, nodes.Block))):
+                    raise NotSpliceable(
+                        f"a {type(block).__name__} holds an include, a block or a call"
+                    )
         if any(n.name in PERSONAL for n in tree.find_all(nodes.Name)):
             raise NotSpliceable("a personal value decides what the template does")
         return tree
