@@ -183,4 +183,5 @@ def test_a_campaign_sends_the_same_bytes_spliced_as_rendered_in_full(
         progress = jobs.send_campaign(ws, ws.store, campaign_id, lambda: NOW)
     assert progress.finished
     assert f"campaign {campaign_id}: rendering once and splicing per subscriber" in caplog.text
+    assert "splicing stopped" not in caplog.text
     ws.close()

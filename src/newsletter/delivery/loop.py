@@ -321,7 +321,8 @@ def _read_and_send(
     # One campaign context serves every subscriber: render it once and splice each
     # subscriber's values in, where the templates allow it (each compiled form is
     # checked against the full render on its first message).
-    if mail.templates.splice():
+    spliced = mail.templates.splice()
+    if spliced:
         log.info("campaign %s: rendering once and splicing per subscriber", campaign_id)
     else:
         log.info(
@@ -401,3 +402,9 @@ def _read_and_send(
             work.put(None)
         for thread in workers:
             thread.join()
+        if spliced and mail.templates.splice_reason:
+            log.warning(
+                "campaign %s: splicing stopped (%s); rendered in full from then on",
+                campaign_id,
+                mail.templates.splice_reason,
+            )
