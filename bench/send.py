@@ -67,6 +67,7 @@ class Row:
     rate: float
     first: float | None = None  # seconds from launch to the first message at the sink
     memory: float | None = None  # MB, the largest process of the command
+    cpu: float | None = None  # microseconds of CPU (user + system, all processes) a message
 
 
 def postfix_program(name: str) -> str:
@@ -248,7 +249,8 @@ def campaign_send(
     if process.returncode != 0 or f"{count} sent, 0 failed" not in said:
         raise BenchError(f"{what}: `newsletter campaign send` said: {said.strip()}")
     sink.expect(before, count, what)
-    return Row(what, count / (now - start), first, usage.ru_maxrss / 1024)
+    cpu = (usage.ru_utime + usage.ru_stime) / count * 1e6
+    return Row(what, count / (now - start), first, usage.ru_maxrss / 1024, cpu)
 
 
 def runs(work: Path, env: dict[str, str]) -> list[tuple[str, dict[str, str]]]:
@@ -282,7 +284,7 @@ def runs(work: Path, env: dict[str, str]) -> list[tuple[str, dict[str, str]]]:
 
 
 def table(rows: list[Row], ceiling_rate: float) -> str:
-    head = ("", "messages/s", "x ceiling", "first message", "peak memory")
+    head = ("", "messages/s", "x ceiling", "first message", "peak memory", "CPU/message")
     lines = [head]
     for row in rows:
         lines.append(
@@ -292,6 +294,7 @@ def table(rows: list[Row], ceiling_rate: float) -> str:
                 f"{row.rate / ceiling_rate:.2f}",
                 "" if row.first is None else f"{row.first:.2f} s",
                 "" if row.memory is None else f"{row.memory:.0f} MB",
+                "" if row.cpu is None else f"{row.cpu:.0f} µs",
             )
         )
     widths = [max(len(line[i]) for line in lines) for i in range(len(head))]
@@ -366,6 +369,10 @@ def main() -> None:
     print("messages/s of a campaign: the whole `newsletter campaign send`, launch to exit.")
     print("first message: from launch until the sink has it (start-up and planning).")
     print("peak memory: the command's largest process (itself or one sending process).")
+    print(
+        "CPU/message: user + system time of the command and its sending processes, start-up "
+        "included, a message; a busy machine changes it less than messages/s."
+    )
     print(
         f"the ceiling and the sink's capacity: best of {REPEATS}; "
         "each campaign: one run; every message counted at the sink."

@@ -6,7 +6,10 @@ import datetime as dt
 import re
 from pathlib import Path
 
+import pytest
+
 from newsletter import campaigns, jobs
+from newsletter.mime import canonical_crlf
 from newsletter.subscribers import import_file
 from newsletter.transports import Envelope
 from newsletter.transports.smtp import SmtpTransport
@@ -57,6 +60,31 @@ def test_a_bare_lf_dot_crlf_in_a_message_cannot_end_it_early() -> None:
     _clean_wire(sink)
     # The dot-lines arrived stuffed, inside the one message.
     assert b"\r\n..\r\n" + SMUGGLED in sink.messages[0]
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"a\nb\r\n",  # a bare LF
+        b"a\rb\r\n",  # a bare CR
+        b"a\r\r\nb",  # a CR before a CRLF
+        b"a\n\rb",  # LF then CR: as many of each as CRLF pairs would have
+        b"\n.\r\n",  # the smuggling shape
+        b"a\r\nb\r",  # a CR at the very end
+        b"\na\r\n",  # an LF at the very start
+    ],
+)
+def test_every_bare_line_end_becomes_crlf(data: bytes) -> None:
+    # The fast path (data already canonical, returned as it is) must not let any
+    # of these through: each is one the counts could be fooled by if done wrong.
+    fixed = canonical_crlf(data)
+    assert not BARE_LF.search(fixed) and not BARE_CR.search(fixed)
+    assert fixed.replace(b"\r\n", b"\n") == re.sub(rb"\r\n|\r|\n", b"\n", data)
+
+
+def test_a_canonical_message_is_passed_through_unchanged() -> None:
+    data = b"Subject: hello\r\n\r\nline one\r\n.dot\r\n"
+    assert canonical_crlf(data) is data
 
 
 def test_a_campaign_whose_article_and_names_carry_injections_sends_clean_bytes(

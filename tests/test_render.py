@@ -228,6 +228,26 @@ def test_sandbox_does_not_reveal_python_objects(tmp_path):
     assert "function" not in rendered.subject and "method" not in rendered.subject
 
 
+def test_jinja_globals_work_in_every_template_and_render_after_render(tmp_path):
+    # Each template's globals are one flat dict made when the set is loaded (not a
+    # ChainMap copied per render): Jinja's own names still work, in a template and
+    # in what it includes, and a render leaves nothing behind for the next.
+    (tmp_path / "templates" / "_partials").mkdir(parents=True)
+    (tmp_path / "templates" / "_partials" / "count.txt").write_text(
+        "{% for i in range(3) %}{{ i }}{% endfor %}", encoding="utf-8"
+    )
+    body = (
+        "{% set ns = namespace(n=0) %}{% for a in articles %}{% set ns.n = ns.n + 1 %}"
+        '{% endfor %}{{ ns.n }}/{% include "_partials/count.txt" %}/'
+        "{% set c = cycler('a', 'b') %}{{ c.next() }}{{ c.next() }}/{{ subscriber.email }}"
+    )
+    templates = custom_set(tmp_path, body_txt=body)
+    template_set = TemplateSet("custom", templates)
+    first = template_set.render(context())
+    assert first.text == f"1/012/ab/{context()['subscriber']['email']}\n"
+    assert template_set.render(context()) == first
+
+
 def test_html_is_autoescaped_and_text_is_not():
     hostile = {
         **ARTICLE,

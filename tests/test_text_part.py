@@ -46,3 +46,21 @@ def test_wrapping_keeps_lists_quotes_urls_and_underlines() -> None:
         url,  # a URL is never cut; it stands alone
         "short line",
     ]
+
+
+def test_a_line_wrapped_before_wraps_the_same_in_another_text() -> None:
+    # Long lines are wrapped once and remembered (a campaign's paragraphs repeat in
+    # every message); what comes around them must still decide the rest.
+    title = "A title long enough to need two lines when it is shown in a plain-text email part"
+    under_title = wrap_lines(f"{title}\n{'=' * 82}")
+    assert under_title.splitlines()[-1] == "=" * max(map(len, under_title.splitlines()[:-1]))
+    alone = wrap_lines(f"{'=' * 82}\n{title}")
+    # Here the rule comes first (nothing wrapped above it): cut to the width only.
+    assert alone.splitlines()[0] == "=" * 78
+    assert alone.splitlines()[1:] == under_title.splitlines()[:-1]
+    again = wrap_lines(f"{title}\n{'=' * 82}")
+    assert again == under_title
+    # A caller changing what it got back cannot change the next text's lines.
+    lines = under_title.splitlines()
+    lines[0] = "changed"
+    assert wrap_lines(f"{title}\n{'=' * 82}") == under_title

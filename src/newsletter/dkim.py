@@ -47,6 +47,9 @@ _POLICY = CanonicalizationPolicy.from_c_value(b"relaxed/relaxed")
 # Runs of whitespace that relaxed canonicalisation turns into one space (a lone
 # space already is one, so leaving it alone saves most of the substitutions).
 _WSP_RUN = re.compile(rb"\t[\t ]*| [\t ]+")
+# Without tabs (our messages have none) the runs are of spaces only, and a pattern
+# that starts with a literal is found four times as fast.
+_SPACE_RUN = re.compile(rb"  +")
 _FIELD_NAME = re.compile(rb"[\x21-\x39\x3b-\x7e]+")
 
 
@@ -75,7 +78,8 @@ def split_message(message: bytes) -> tuple[list[list[bytes]], bytes]:
 def relaxed_body(body: bytes) -> bytes:
     """RFC 6376 3.4.4 for a CRLF body: one space for each run of whitespace, none at
     line ends, no empty lines at the end, and an empty body stays empty."""
-    body = _WSP_RUN.sub(b" ", body).replace(b" \r\n", b"\r\n")
+    runs = _WSP_RUN if b"\t" in body else _SPACE_RUN
+    body = runs.sub(b" ", body).replace(b" \r\n", b"\r\n")
     end = len(body)
     while body.endswith(b"\r\n", 0, end):
         end -= 2

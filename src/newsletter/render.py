@@ -14,7 +14,7 @@ import datetime as dt
 import hashlib
 import re
 import unicodedata
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping, MutableMapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,6 +26,7 @@ from markupsafe import Markup
 
 from newsletter.errors import TemplateError
 from newsletter.rows import Article, ArticleContext, Subscriber
+from newsletter.splice import PERSONAL, NotSpliceable, Splicer
 from newsletter.textify import html_to_text, wrap_lines
 
 PARTS = ("subject.txt", "body.html", "body.txt")
@@ -163,16 +164,25 @@ class _Sandbox(ImmutableSandboxedEnvironment):
                 pass
         return super().getattr(obj, attribute)
 
+    def make_globals(self, d: MutableMapping[str, Any] | None) -> MutableMapping[str, Any]:
+        # Jinja gives each template a ChainMap over the environment's globals, copied
+        # into a new dict for every render and include (seven times a message, a tenth
+        # of its rendering). Nothing changes these globals once a set is loaded, so
+        # one flat dict per template holds the same names and values.
+        return {**self.globals, **(d or {})}
+
+
+_OPTIONS: dict[str, Any] = {
+    "autoescape": jinja2.select_autoescape(enabled_extensions=("html",), default_for_string=False),
+    "keep_trailing_newline": False,
+    # A TemplateSet lives for one send or one page; checking the files' times
+    # on every include would cost a stat() (and a GIL hand-off) per message.
+    "auto_reload": False,
+}
+
 
 def _environment(loader: jinja2.BaseLoader) -> ImmutableSandboxedEnvironment:
-    return _Sandbox(
-        loader=loader,
-        autoescape=jinja2.select_autoescape(enabled_extensions=("html",), default_for_string=False),
-        keep_trailing_newline=False,
-        # A TemplateSet lives for one send or one page; checking the files' times
-        # on every include would cost a stat() (and a GIL hand-off) per message.
-        auto_reload=False,
-    )
+    return _Sandbox(loader=loader, **_OPTIONS)
 
 
 @dataclass(frozen=True)
@@ -192,6 +202,8 @@ class TemplateSet:
         self.name = name
         self.search = search
         self.env = _environment(_InliningLoader(search))
+        self._splicer: Splicer | None = None
+        self.splice_reason = "not asked for (one-off renders)"
         self.templates = {}
         for part in PARTS:
             path = f"{name}/{part}"
@@ -236,8 +248,59 @@ class TemplateSet:
         except Exception as exc:  # noqa: BLE001 - any failure of a staff template is theirs to fix
             raise TemplateError(f"template {self.name}/subject.txt: {_reason(exc)}") from None
 
+    def splice(self) -> bool:
+        """Render by splicing from now on where the set allows it (see ``splice.py``):
+        for a send, where one campaign context serves many subscribers. Says whether
+        it does; ``splice_reason`` says why not."""
+        try:
+            self._splicer = Splicer(self.env, _OPTIONS, [f"{self.name}/{p}" for p in PARTS])
+        except NotSpliceable as exc:
+            self.splice_reason = str(exc)
+        except Exception as exc:  # noqa: BLE001 - the full render reports template errors
+            self.splice_reason = f"the templates do not compile for splicing ({exc})"
+        else:
+            self.splice_reason = ""
+        return self._splicer is not None
+
     def render(self, context: Mapping[str, Any]) -> Rendered:
         """Render all three parts; a failure names the template file and line."""
+        out = self._spliced(context) if self._splicer is not None else None
+        if out is None:
+            out = self._render_parts(context)
+        subject = " ".join(out["subject.txt"].split())
+        text = wrap_lines(out["body.txt"].strip()) + "\n"
+        return Rendered(subject=subject, html=out["body.html"], text=text)
+
+    def _spliced(self, context: Mapping[str, Any]) -> dict[str, str] | None:
+        """The three parts by splicing, or None where the full render must do it."""
+        splicer = self._splicer
+        if splicer is None or not all(name in context for name in PERSONAL):
+            return None
+        try:
+            pieces, new = splicer.plan(context)
+            out = {part: splicer.render(pieces[f"{self.name}/{part}"], context) for part in PARTS}
+        except NotSpliceable as exc:
+            self._splicer, self.splice_reason = None, str(exc)
+            return None
+        except Exception:  # noqa: BLE001 - the full render says what is wrong, with the line
+            splicer.forget(context)
+            return None
+        if not new:
+            return out
+        try:
+            full = self._render_parts(context)
+        except Exception:
+            splicer.forget(context)  # not proven yet: the next message tries again
+            raise
+        if out != full:
+            # The proof on the first message of each campaign context: a set whose
+            # spliced render ever differs from the full one is never spliced again.
+            self._splicer = None
+            self.splice_reason = "a spliced message differed from the full render"
+            return None
+        return out
+
+    def _render_parts(self, context: Mapping[str, Any]) -> dict[str, str]:
         out = {}
         for part, template in self.templates.items():
             try:
@@ -245,9 +308,7 @@ class TemplateSet:
             except Exception as exc:  # noqa: BLE001 - 1/0 in a staff template is a template error
                 line = self._source_line(part, context) or _error_line(exc, template)
                 raise TemplateError(f"template {self.name}/{part}:{line}: {_reason(exc)}") from None
-        subject = " ".join(out["subject.txt"].split())
-        text = wrap_lines(out["body.txt"].strip()) + "\n"
-        return Rendered(subject=subject, html=out["body.html"], text=text)
+        return out
 
 
 # The built-in design that shows one article in full, and the one that shows several.

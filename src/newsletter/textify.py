@@ -7,6 +7,7 @@ text, so sentences stay readable and long tracking URLs do not break them.
 
 from __future__ import annotations
 
+import functools
 import re
 import textwrap
 from html.parser import HTMLParser
@@ -154,6 +155,29 @@ _LEAD = re.compile(r"(\s*)((?:\d+\.|[-*•]|>+|\[\d+\])\s+)?")
 _RULE = re.compile(r"(=+|-+)")
 
 
+@functools.lru_cache(maxsize=4096)
+def _wrap_line(line: str, width: int) -> tuple[str, ...]:
+    """One long line wrapped, its list marker or quote continued under its own text.
+
+    Cached: a campaign's long lines (its articles' paragraphs) are the same in
+    every subscriber's message, and textwrap is the slowest step of the text
+    part. A tuple, so no caller can change what the cache holds.
+    """
+    lead = _LEAD.match(line)
+    assert lead is not None  # every part of _LEAD is optional: it matches any line
+    indent, marker = lead.group(1), lead.group(2) or ""
+    follow = indent + ("> " if marker.startswith(">") else " " * len(marker))
+    wrapped = textwrap.wrap(
+        line[len(indent) + len(marker) :],
+        width,
+        initial_indent=indent + marker,
+        subsequent_indent=follow,
+        break_long_words=False,
+        break_on_hyphens=False,
+    )
+    return tuple(wrapped) or (line,)
+
+
 def wrap_lines(text: str, width: int = LINE_WIDTH) -> str:
     """Wrap every line of a plain-text email at ``width`` characters, at spaces only.
 
@@ -163,29 +187,18 @@ def wrap_lines(text: str, width: int = LINE_WIDTH) -> str:
     as long as the title's longest line.
     """
     out: list[str] = []
-    previous_wrapped: list[str] = []
+    previous_wrapped: tuple[str, ...] = ()
     for line in text.split("\n"):
-        if len(line) <= width and not (_RULE.fullmatch(line) and previous_wrapped):
+        if len(line) <= width and not (previous_wrapped and _RULE.fullmatch(line)):
             out.append(line)
-            previous_wrapped = []
+            previous_wrapped = ()
             continue
         if _RULE.fullmatch(line):
             longest = max(len(w) for w in previous_wrapped) if previous_wrapped else width
             out.append(line[0] * min(longest, width))
-            previous_wrapped = []
+            previous_wrapped = ()
             continue
-        lead = _LEAD.match(line)
-        assert lead is not None  # every part of _LEAD is optional: it matches any line
-        indent, marker = lead.group(1), lead.group(2) or ""
-        follow = indent + ("> " if marker.startswith(">") else " " * len(marker))
-        wrapped = textwrap.wrap(
-            line[len(indent) + len(marker) :],
-            width,
-            initial_indent=indent + marker,
-            subsequent_indent=follow,
-            break_long_words=False,
-            break_on_hyphens=False,
-        ) or [line]
+        wrapped = _wrap_line(line, width)
         out.extend(wrapped)
-        previous_wrapped = wrapped if len(wrapped) > 1 else []
+        previous_wrapped = wrapped if len(wrapped) > 1 else ()
     return "\n".join(out)

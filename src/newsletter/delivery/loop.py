@@ -318,6 +318,18 @@ def _read_and_send(
     fields = getattr(run.transport, "needs_fields", True)
     after, checked = 0, 0.0
     unbuilt = 0  # messages in a row that could not be built for an unforeseen reason
+    # One campaign context serves every subscriber: render it once and splice each
+    # subscriber's values in, where the templates allow it (each compiled form is
+    # checked against the full render on its first message).
+    spliced = mail.templates.splice()
+    if spliced:
+        log.info("campaign %s: rendering once and splicing per subscriber", campaign_id)
+    else:
+        log.info(
+            "campaign %s: rendering in full per subscriber (%s)",
+            campaign_id,
+            mail.templates.splice_reason,
+        )
     try:
         for n in range(max(1, policy.concurrency)):
             thread = threading.Thread(
@@ -390,3 +402,9 @@ def _read_and_send(
             work.put(None)
         for thread in workers:
             thread.join()
+        if spliced and mail.templates.splice_reason:
+            log.warning(
+                "campaign %s: splicing stopped (%s); rendered in full from then on",
+                campaign_id,
+                mail.templates.splice_reason,
+            )

@@ -243,7 +243,7 @@ class SmtpTransport:
             except _Refused as refused:
                 raise refused.error from None
         self._check_envelope(conn, sender, recipient, replies)
-        body = _dot_stuff(data)
+        body = _dot_stuff(data, canonical=True)
         try:
             conn.send(body)
         except (smtplib.SMTPServerDisconnected, OSError) as exc:
@@ -333,13 +333,15 @@ class SmtpTransport:
             self._discard(conn)
 
 
-def _dot_stuff(data: bytes) -> bytes:
+def _dot_stuff(data: bytes, canonical: bool = False) -> bytes:
     """The DATA body: lines starting with a dot get another, then the final dot.
 
-    The data is canonical CRLF already (``send`` makes it so before signing);
-    doing it again here costs little and keeps this function safe on its own.
+    ``canonical``: the caller made every line end CRLF already (``send`` does,
+    before signing), so the check is not made twice; otherwise it is made here,
+    which keeps this function safe on its own.
     """
-    body = canonical_crlf(data).replace(b"\r\n.", b"\r\n..")
+    body = data if canonical else canonical_crlf(data)
+    body = body.replace(b"\r\n.", b"\r\n..")
     if body.startswith(b"."):
         body = b"." + body
     if not body.endswith(b"\r\n"):
