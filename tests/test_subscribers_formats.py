@@ -110,10 +110,17 @@ CASES: list[tuple[Path, str, dict[str, Row]]] = [
         FIXTURES / "sendy.csv",
         "sendy",
         {
-            "wes@example.com": ("confirmed", None, {"first_name": "Wes", "last_name": "Wu"}),
+            "wes@example.com": (
+                "confirmed",  # "Active"
+                None,
+                {
+                    "first_name": "Wes",
+                    "last_name": "Wu",
+                    "attributes": {"Opt-in method": "Double opt-in", "Country code": "DE"},
+                },
+            ),
             "xan@example.com": ("unsubscribed", AT_IMPORT, {}),
             "yul@example.com": ("bounced", AT_IMPORT, {}),
-            "zoe@example.com": ("unconfirmed", None, {}),  # soft bounced
             "abe@example.com": ("complained", AT_IMPORT, {}),  # marked as spam
             "bea@example.com": ("unconfirmed", None, {}),
         },

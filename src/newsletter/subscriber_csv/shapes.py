@@ -284,11 +284,15 @@ SHAPES: dict[str, Shape] = {
     # emailBlacklisted). Brevo blacklists whoever unsubscribed, complained or
     # hard-bounced (help.sendinblue.com/hc/en-us/articles/208773869).
     "brevo": Shape("Brevo (Sendinblue) export"),
-    # Sendy: Name, Email, Status; its status words are those of its API's
-    # subscription-status call (sendy.co/api): Subscribed, Unsubscribed,
-    # Unconfirmed, Bounced, Soft bounced, Complained; the app shows "Marked
-    # as spam" (sendy.co/forum/discussion/15461). A soft bounce is not proof
-    # of a dead address, nor of a live one: it comes in unconfirmed.
+    # Sendy: "Name","Email","Joined","Last activity","Added via","Opt-in
+    # method","IP address","Country","Country code","Signed up from",
+    # "Status","GDPR", then the list's custom fields; Status is Active,
+    # Unsubscribed, Unconfirmed, Bounced or Marked as spam. As Sendy's own
+    # includes/subscribers/export-csv.php writes them (a copy of Sendy's
+    # source at github.com/tidvn/sendy, commit 6bdb2455c6d1d1992fd754b7d2ec86
+    # ccd86a0fda). Its API's subscription-status call (sendy.co/api) also says
+    # Subscribed, Soft bounced and Complained: a soft bounce is not proof of
+    # a dead address, nor of a live one, so it comes in unconfirmed.
     "sendy": Shape(
         "Sendy export",
         words={
