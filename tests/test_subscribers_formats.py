@@ -126,7 +126,28 @@ CASES: list[tuple[Path, str, dict[str, Row]]] = [
         },
     ),
     (
+        # EmailOctopus's own export has no status column: it holds whom its
+        # filter chose, and the import's --confirmed says what they are.
         FIXTURES / "emailoctopus.csv",
+        "emailoctopus",
+        {
+            "fin@example.com": (
+                "confirmed",
+                None,
+                {
+                    "first_name": "Fin",
+                    "last_name": "Falk",
+                    "tags": ["news"],
+                    "attributes": {"Identifier": "9c1d7c0e-0011-11ee-be56-0242ac120002"},
+                },
+            ),
+            "gil@example.com": ("confirmed", None, {}),
+        },
+    ),
+    (
+        # The same contacts as EmailOctopus's API names them (a contact's
+        # fields, as API-based export tools write them), with their status.
+        FIXTURES / "emailoctopus-api.csv",
         "emailoctopus",
         {
             "cai@example.com": (

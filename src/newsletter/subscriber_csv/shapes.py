@@ -301,11 +301,15 @@ SHAPES: dict[str, Shape] = {
             "marked as spam": _COMPLAINED,
         },
     ),
-    # EmailOctopus: a contact's email_address, status, created_at
-    # (emailoctopus.com/api-documentation, contacts, as replicated by
-    # github.com/webhookdb/docs, _integrations/email_octopus_contact_v1.md),
-    # its default fields FirstName and LastName, tags; status SUBSCRIBED /
-    # UNSUBSCRIBED / PENDING.
+    # EmailOctopus: its own export is Identifier,Email address,First name,
+    # Last name,Tags,Created,Last changed (the columns of a real export listed
+    # in github.com/florianherrengt/blog, listmonk.md, commit 1145602a7c49bd47d1
+    # efbe3680da1430e0930ac4), with no status column: the export holds whom
+    # its filter chose. Tools that export through the API write a contact's
+    # email_address, status, created_at (emailoctopus.com/api-documentation,
+    # contacts, as replicated by github.com/webhookdb/docs, _integrations/
+    # email_octopus_contact_v1.md), its fields FirstName and LastName, tags;
+    # status SUBSCRIBED / UNSUBSCRIBED / PENDING.
     "emailoctopus": Shape(
         "EmailOctopus export",
         words={
@@ -391,7 +395,11 @@ def detect_format(keys: list[str]) -> str:
         return "mailerlite"
     if "email" in found and found & {"email blacklisted", "emailblacklisted", "added time"}:
         return "brevo"
-    if found & {"last updated at"} or {"email address", "firstname", "status"} <= found:
+    if (
+        {"identifier", "email address", "last changed"} <= found
+        or found & {"last updated at"}
+        or {"email address", "firstname", "status"} <= found
+    ):
         return "emailoctopus"
     if {"name", "email", "status", "joined"} <= found:
         return "sendy"
