@@ -8,7 +8,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from newsletter import subscribers, timerules
@@ -124,6 +124,20 @@ def _check(
     )
 
 
+def _insert(store: Store, checked: _Checked, now: dt.datetime) -> int:
+    """Store a checked campaign as a draft; its id."""
+    return store.create_campaign(
+        checked.subject,
+        checked.preheader,
+        checked.template,
+        checked.article_ids,
+        checked.list_id,
+        checked.tracking,
+        now,
+        segment=checked.rules,
+    )
+
+
 def _article_ids(store: Store, articles: str) -> list[int]:
     """The ids "new" or "3,4" stands for, in the email's order; each one must exist."""
     if articles == "new":
@@ -183,16 +197,7 @@ def create_draft(
     uses up no article: they stay new until a campaign starts sending them.
     """
     checked = _check(store, settings, templates, new)
-    campaign_id = store.create_campaign(
-        checked.subject,
-        checked.preheader,
-        checked.template,
-        checked.article_ids,
-        checked.list_id,
-        checked.tracking,
-        now,
-        segment=checked.rules,
-    )
+    campaign_id = _insert(store, checked, now)
     return _told(
         store, settings, campaign_id, new.template or settings.templates.default, checked.rules
     )
@@ -287,17 +292,8 @@ def create(
         preheader=preheader,
         tracking=tracking_on,
     )
-    checked = _check(store, settings, None, new)
-    return store.create_campaign(
-        checked.subject,
-        checked.preheader,
-        checked.template,
-        checked.article_ids,
-        checked.list_id,
-        checked.tracking,
-        now,
-        segment=segment,
-    )
+    checked = replace(_check(store, settings, None, new), rules=segment or [])
+    return _insert(store, checked, now)
 
 
 def article_pages(store: Store, settings: Settings, campaign_id: int) -> list[tuple[str, str]]:
