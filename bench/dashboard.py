@@ -26,7 +26,6 @@ import random
 import re
 import shutil
 import signal
-import socket
 import sqlite3
 import statistics
 import subprocess
@@ -38,6 +37,7 @@ from pathlib import Path
 
 import requests
 
+from _local import free_port, wait
 from newsletter import campaigns, jobs, subscribers
 from newsletter.events import EventWriter, Privacy
 from newsletter.mail import Urls
@@ -58,12 +58,6 @@ BATCH = 2000
 LOADS = 5
 PIXEL_SECONDS = 10
 PIXEL_RATE = 100
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def build(root: Path, people: int, weeks: int, events_each: int, env: dict[str, str]) -> None:
@@ -145,18 +139,6 @@ def build(root: Path, people: int, weeks: int, events_each: int, env: dict[str, 
         f"{counts[1]:,} deliveries, {counts[2]:,} events "
         f"(built in {built - started:.0f} s, events in {time.perf_counter() - built:.0f} s)"
     )
-
-
-def wait(url: str, proc: subprocess.Popen) -> None:
-    for _ in range(600):
-        if proc.poll() is not None:
-            sys.exit(f"server exited: {proc.stdout.read() if proc.stdout else ''}")
-        try:
-            requests.get(url, timeout=1)
-            return
-        except requests.ConnectionError:
-            time.sleep(0.05)
-    sys.exit(f"{url} did not answer")
 
 
 def sign_in(url: str, email: str) -> requests.Session:

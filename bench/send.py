@@ -37,6 +37,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from _local import free_port
+
 SUBSCRIBERS = 10_000  # per campaign
 CEILING_MESSAGES = 5_000  # per ceiling run
 SINK_MESSAGES = 20_000  # per capacity run
@@ -78,12 +80,6 @@ def postfix_program(name: str) -> str:
             "run `make bench-deps` (the Postfix service need not run)"
         )
     return path
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class Sink:

@@ -13,38 +13,18 @@ import os
 import re
 import shutil
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
 import tempfile
 import textwrap
-import time
 from pathlib import Path
 
-import requests
+from _local import free_port, wait
 
 DURATION = "10s"
 CONNECTIONS = 32
 THREADS = 2
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait(url: str, proc: subprocess.Popen) -> None:
-    for _ in range(300):
-        if proc.poll() is not None:
-            sys.exit(f"server exited: {proc.stdout.read() if proc.stdout else ''}")
-        try:
-            requests.get(url, timeout=1)
-            return
-        except requests.ConnectionError:
-            time.sleep(0.05)
-    sys.exit(f"{url} did not answer")
 
 
 def wrk(url: str) -> dict[str, float]:
