@@ -363,3 +363,23 @@ def test_every_source_s_sanitiser_drops_tracking_pixels():
         "https://medium.com/@dana/post",
     )
     assert body == '<p>Hi</p><img src="https://medium.com/photo.jpg" alt="p">'
+
+
+ODD_ITEM_FEED = """<?xml version="1.0" encoding="UTF-8"?><rss version="2.0"><channel>
+<title>Clinic news</title><link>http://blog.example/</link>
+<item><title>Broken enclosure</title><link>http://blog.example/broken</link><guid>b-1</guid>
+<enclosure url="http://[blog.example/a.jpg" type="image/jpeg" length="0"/>
+<description><![CDATA[<p>Text.</p><img src="http://blog.example/w.jpg" width="&#178;">]]>\
+</description></item>
+<item><title>Fine</title><link>http://blog.example/fine</link><guid>f-1</guid>
+<description><![CDATA[<p>All well.</p>]]></description></item>
+</channel></rss>"""
+
+
+def test_an_item_with_a_malformed_image_address_or_size_is_still_read_with_the_others():
+    """An unclosed "[" host and a width in superscript digits: neither fails the feed."""
+    parsed = feed.parse(ODD_ITEM_FEED.encode(), "http://f.example/")
+    assert [a["title"] for a in parsed.articles] == ["Broken enclosure", "Fine"]
+    assert parsed.problems == []
+    body = parsed.articles[0]["body_html"]
+    assert "Text." in body and images(body) == ["http://blog.example/w.jpg"]

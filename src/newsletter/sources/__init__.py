@@ -107,8 +107,9 @@ def canonical_url(url: str | None, base: str | None = None) -> str | None:
     """
     if not url or not url.strip():
         return None
-    joined = urljoin(base, url.strip()) if base else url.strip()
     try:
+        # urljoin and urlsplit both refuse some strings (an unclosed "[" host).
+        joined = urljoin(base, url.strip()) if base else url.strip()
         parts = urlsplit(joined)
         port = parts.port
     except ValueError:

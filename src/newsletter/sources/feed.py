@@ -154,7 +154,13 @@ def parse(
     items = []
     for position, entry in enumerate(entries, start=1):
         unread: list[str] = []
-        item = entry_article(entry, url, unread)
+        try:
+            item = entry_article(entry, url, unread)
+        except Exception as exc:  # noqa: BLE001 - one item's failure is that item's alone
+            result.problems.append(
+                f"{url}: item {position} could not be read ({type(exc).__name__}: {exc}); skipped"
+            )
+            continue
         result.problems.extend(f"{url}: {problem}" for problem in unread)
         if item is None:
             result.problems.append(f"{url}: item {position} has no title, text or link; skipped")

@@ -57,7 +57,8 @@ def _tiny(value: str | None) -> bool:
     if value is None:
         return False
     number = value.strip().lower().removesuffix("px").strip()
-    return number.isdigit() and int(number) <= 1
+    # ASCII digits only: "²".isdigit() is true, but int() refuses it.
+    return number.isascii() and number.isdigit() and int(number) <= 1
 
 
 def is_tracking_image(src: str | None, width: str | None = None, height: str | None = None) -> bool:
@@ -121,7 +122,7 @@ LEAD_MIN_PIXELS = 100
 
 def _pixels(value: str | None) -> int | None:
     number = (value or "").strip().lower().removesuffix("px").strip()
-    return int(number) if number.isdigit() else None
+    return int(number) if number.isascii() and number.isdigit() else None
 
 
 def is_decoration(src: str | None, width: str | None = None, height: str | None = None) -> bool:

@@ -301,6 +301,20 @@ def _feed(run: _SourceRun) -> dict[str, Any]:
     return FORGET_VALIDATORS if pages_failed else _validators(answer, digest)
 
 
+def _read_page(run: _SourceRun, url: str) -> dict[str, Any]:
+    """The article of the page at ``url``; any failure is that page's, as a SourceError."""
+    answer = run.fetcher.get(url, accept=PAGE_ACCEPT)
+    text = page.decode(answer.body, answer.content_type, answer.url)
+    try:
+        return page.parse_article(page.load(text, answer.url), answer.url, html=text)
+    except SourceError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - one odd page must not fail its whole source
+        raise SourceError(
+            f"{answer.url}: the page could not be read ({type(exc).__name__}: {exc})"
+        ) from exc
+
+
 def _with_full_text(
     run: _SourceRun, items: list[dict[str, Any]], known: dict[str, str | None], to_archive: set[str]
 ) -> tuple[list[dict[str, Any]], bool]:
@@ -323,9 +337,7 @@ def _with_full_text(
         item = dict(item, item_hash=item_hash)
         if item["key"] not in to_archive and item.get("url"):
             try:
-                answer = run.fetcher.get(item["url"], accept=PAGE_ACCEPT)
-                text = page.decode(answer.body, answer.content_type, answer.url)
-                article = page.parse_article(page.load(text, answer.url), answer.url, html=text)
+                article = _read_page(run, item["url"])
             except SourceError as exc:
                 failed = True
                 if item["key"] in known:
@@ -400,9 +412,7 @@ def _page(run: _SourceRun) -> dict[str, Any]:
     held: set[str] = set()
     for link in batch:
         try:
-            linked = run.fetcher.get(link, accept=PAGE_ACCEPT)
-            text = page.decode(linked.body, linked.content_type, linked.url)
-            article = page.parse_article(page.load(text, linked.url), linked.url, html=text)
+            article = _read_page(run, link)
         except SourceError as exc:
             run.result.warnings.append(f"{exc}; the next poll tries it again")
             rest.append(link)
