@@ -178,8 +178,15 @@ class SubscriberViews:
         return self.preview(request, token, job)
 
     def preview(
-        self, request: Request, token: str, job: dict[str, Any], error: str | None = None
+        self,
+        request: Request,
+        token: str,
+        job: dict[str, Any],
+        error: str | None = None,
+        before: dict[str, Any] | None = None,
     ) -> Response:
+        """The preview of an upload read with the job's mapping. ``before``: the mapping it
+        had until this request changed it, restored (with the reason) if the new one fails."""
         blocked = False
         try:
             parsed = subscribers.parse_csv(
@@ -203,6 +210,9 @@ class SubscriberViews:
             )
             error, blocked = str(exc), True
         except InputError as exc:
+            if before is not None:
+                job["mapping"] = before
+                return self.preview(request, token, job, error=str(exc))
             self.pending.pop(token, None)
             return self.import_form(request, 400, error=str(exc))
         extra = {"error": error} if error else {}
@@ -238,14 +248,11 @@ class SubscriberViews:
         before = job["mapping"]
         try:
             job["mapping"] = subscribers.parse_mapping(pairs)
-            subscribers.parse_csv(job["data"], job["name"], job["confirmed"], job["mapping"])
-        except OptOutColumn:
-            # The new columns stand; the preview says which one is still to be read.
-            return self.preview(request, token, job)
         except InputError as exc:
-            job["mapping"] = before
             return self.preview(request, token, job, error=str(exc))
-        return self.preview(request, token, job)
+        # The file is read once, by the preview: a mapping it refuses gives way to the
+        # one before, with the reason; a column still to be read as opted out stands.
+        return self.preview(request, token, job, before=before)
 
     def import_confirm(self, request: Request) -> Response:
         token, job = self.pending_job(request)
