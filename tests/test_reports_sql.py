@@ -302,3 +302,23 @@ def test_m015_adds_the_report_indexes_and_keeps_what_was_stored(tmp_path) -> Non
     assert "deliveries_campaign_status" not in indexes  # the new index's prefix does its work
     assert store.event_summaries()[1]["opens_human_unique"] == 1
     store.close()
+
+
+def test_a_cancelled_campaigns_numbers_follow_its_deliveries(workspace: Workspace) -> None:
+    """A cancelled campaign's rows can still change (a retry, a person leaving its list)
+    without an event: its numbers are counted each time, never kept."""
+    store = workspace.store
+    kept = reports.KeptReports(store)
+    campaign_id = new_campaign(workspace, NOW, "Stopped")
+    campaigns.start(store, campaign_id, NOW)
+    store.conn.execute(
+        "UPDATE deliveries SET status = 'failed' WHERE id = "
+        "(SELECT MIN(id) FROM deliveries WHERE campaign_id = ?)",
+        [campaign_id],
+    )
+    campaigns.cancel(store, campaign_id, NOW)
+    before = reports.campaign_report(store, campaign_id, kept)
+    assert before["failed"] == 1
+    assert campaigns.retry(store, campaign_id, False, NOW) == 1
+    after = reports.campaign_report(store, campaign_id, kept)
+    assert (after["failed"], after["pending"]) == (0, before["pending"] + 1)

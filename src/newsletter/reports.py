@@ -25,7 +25,7 @@ import json
 from typing import Any
 
 from newsletter.classify import HUMAN, MACHINE, UNKNOWN
-from newsletter.status import FINISHED, DeliveryStatus
+from newsletter.status import CampaignStatus, DeliveryStatus
 from newsletter.store import Store
 from newsletter.subscribers import csv_cell
 
@@ -224,12 +224,15 @@ class KeptReports:
 
 
 def _mark(campaign: dict[str, Any], events: tuple[int, int, int] | None) -> str | None:
-    """What a finished campaign's kept numbers are valid for; None: do not keep them.
+    """What a sent campaign's kept numbers are valid for; None: do not keep them.
 
-    The version counts changes to what is kept or how it is counted: a new one
-    makes every kept report count again.
+    Only a sent campaign's deliveries stay as they are (a retry makes it sending
+    again, which changes the mark). A cancelled one keeps rows that a list change
+    or a retry can still move, so its numbers are always counted. The version
+    counts changes to what is kept or how it is counted: a new one makes every
+    kept report count again.
     """
-    if campaign["status"] not in FINISHED:
+    if campaign["status"] != CampaignStatus.SENT:
         return None
     return json.dumps([KEPT_VERSION, campaign["status"], campaign["finished_at"], events])
 
