@@ -332,14 +332,21 @@ def reports(
     return [campaign_report(store, c["id"], cache) for c in store.report_campaigns()]
 
 
-def summaries(store: Store, cache: KeptReports | None = None) -> list[dict[str, Any]]:
-    """Every campaign, oldest first, as {"campaign": row, "report": its numbers}.
+def summaries(
+    store: Store,
+    cache: KeptReports | None = None,
+    campaigns: list[dict[str, Any]] | None = None,
+) -> list[dict[str, Any]]:
+    """Every campaign (or those of ``campaigns``, rows of ``store.report_campaigns``), in
+    their order, as {"campaign": row, "report": its numbers}.
 
     The numbers of the campaigns list and home: those of ``summary``, counted
     for all campaigns in one query over the deliveries and one over the events,
     or kept in ``cache`` for finished campaigns whose events did not change.
     """
-    campaigns = store.report_campaigns()
+    everyone = campaigns is None
+    if campaigns is None:
+        campaigns = store.report_campaigns()
     marks = store.event_marks() if cache is not None else {}
     found: dict[int, dict[str, Any]] = {}
     wanted: dict[int, str | None] = {}
@@ -354,7 +361,7 @@ def summaries(store: Store, cache: KeptReports | None = None) -> list[dict[str, 
         if kept is not None:
             found[c["id"]] = _fresh(c, kept)
     missing = [c for c in campaigns if c["id"] not in found]
-    if len(missing) * 2 > len(campaigns):
+    if everyone and len(missing) * 2 > len(campaigns):
         # Most need counting: one pass over all deliveries and one over all events.
         deliveries, events = store.delivery_summaries(), store.event_summaries()
     else:

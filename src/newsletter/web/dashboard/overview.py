@@ -36,10 +36,11 @@ class Overview:
             (c for c in rows if c["status"] == CampaignStatus.SCHEDULED),
             key=lambda c: c["scheduled_at"],
         )
-        summaries = reports.summaries(store, self.d.report_cache)
-        started = [row for row in summaries if row["campaign"]["started_at"]]
-        last = sorted(started, key=lambda row: row["campaign"]["started_at"], reverse=True)
-        last = last[:LAST_CAMPAIGNS]
+        # Only the last campaigns started are shown: only theirs are counted.
+        started = sorted(
+            (c for c in rows if c["started_at"]), key=lambda c: c["started_at"], reverse=True
+        )
+        last = reports.summaries(store, self.d.report_cache, started[:LAST_CAMPAIGNS])
         since = self.d.clock() - dt.timedelta(weeks=GROWTH_WEEKS)
         return self.d.render(
             request,
