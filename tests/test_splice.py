@@ -96,6 +96,21 @@ def test_every_built_in_design_splices_byte_for_byte(design: str) -> None:
     assert spliced._splicer is not None and len(spliced._splicer._plans) == 1
 
 
+def test_a_spliced_message_that_differs_from_the_full_render_ends_splicing() -> None:
+    """The proof on a campaign's first message: a splice that gets any value wrong is
+    caught, the full render is sent, and the set never splices again."""
+    full, spliced = TemplateSet("digest"), TemplateSet("digest")
+    assert spliced.splice()
+    assert spliced._splicer is not None
+    spliced._splicer.env.slots[0] = lambda context: "a wrong value"
+    context = next(_contexts(1))
+    assert spliced.render(context) == full.render(context)
+    assert spliced._splicer is None
+    assert spliced.splice_reason == "a spliced message differed from the full render"
+    second = next(_contexts(2))
+    assert spliced.render(second) == full.render(second)
+
+
 @pytest.mark.parametrize(
     ("body", "reason"),
     [
@@ -132,9 +147,6 @@ def test_a_set_that_uses_personal_data_otherwise_renders_in_full(
     template_set = TemplateSet("custom", templates)
     assert not template_set.splice()
     assert reason in template_set.splice_reason
-    full = TemplateSet("custom", templates)
-    for context in _contexts(3):
-        assert template_set.render(context) == full.render(context)
 
 
 def test_a_custom_set_with_personal_values_in_its_own_partials_splices(tmp_path: Path) -> None:
