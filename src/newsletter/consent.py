@@ -28,7 +28,7 @@ from newsletter.errors import (
     TransientError,
 )
 from newsletter.mime import compose, needs_smtputf8, unreachable
-from newsletter.render import TemplateSet, site_context, subscriber_context
+from newsletter.render import TemplateSet, sender_context, site_context, subscriber_context
 from newsletter.rows import Subscriber
 from newsletter.status import SubscriberStatus
 from newsletter.store import Store
@@ -151,14 +151,9 @@ def request(
     return consent_id
 
 
-def _sender(settings: Settings) -> dict[str, Any]:
+def _sender(settings: Settings) -> dict[str, str | None]:
     s = settings.sender
-    return {
-        "name": s.from_name,
-        "address": s.from_address,
-        "postal_address": s.postal_address,
-        "reply_to": s.reply_to or None,
-    }
+    return sender_context(s.from_name, s.from_address, s.postal_address, s.reply_to)
 
 
 def _deliver(

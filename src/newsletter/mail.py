@@ -26,6 +26,7 @@ from newsletter.render import (
     choose_template,
     default_preheader,
     message_id,
+    sender_context,
     site_context,
     subscriber_context,
 )
@@ -119,12 +120,9 @@ class CampaignMail:
         self.articles = [article_context(a, css, settings.site.base_url) for a in articles]
         self._article_by_url = {a["url"]: a["id"] for a in self.articles if a["url"]}
         sender = settings.sender
-        self.sender = {
-            "name": sender.from_name,
-            "address": sender.from_address,
-            "postal_address": sender.postal_address,
-            "reply_to": sender.reply_to or None,
-        }
+        self.sender = sender_context(
+            sender.from_name, sender.from_address, sender.postal_address, sender.reply_to
+        )
         self.domain = sender.from_address.rpartition("@")[2] or "localhost"
         self.campaign_context = self._campaign_context(self.articles)
         self._personal_campaign: dict[tuple[int, ...], dict[str, Any]] = {}

@@ -484,6 +484,18 @@ def text_direction(language: str) -> str:
     return "rtl" if primary in _RTL_LANGUAGES else "ltr"
 
 
+def sender_context(
+    name: str, address: str, postal_address: str, reply_to: str
+) -> dict[str, str | None]:
+    """What every email template knows about who sends it ([sender] settings)."""
+    return {
+        "name": name,
+        "address": address,
+        "postal_address": postal_address,
+        "reply_to": reply_to or None,
+    }
+
+
 def site_context(base_url: str, language: str) -> dict[str, str]:
     """What every email template knows about the site: its URL, language and direction."""
     return {"base_url": base_url, "language": language, "direction": text_direction(language)}
