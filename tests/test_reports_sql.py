@@ -46,7 +46,11 @@ def _clicks(clicks: list[dict[str, Any]]) -> dict[str, int]:
 def python_report(store: Store, campaign_id: int) -> dict[str, Any]:
     """The numbers of one campaign as the former Python count made them."""
     stats = store.campaign_stats(campaign_id)
-    events = store.reader_events(campaign_id)
+    events = store._rows(
+        "SELECT id, at, kind, subscriber_id, link_id, article_id, classification, reason "
+        "FROM events WHERE campaign_id = ? AND kind IN ('open', 'click', 'view') ORDER BY id",
+        [campaign_id],
+    )
     opens = [e for e in events if e["kind"] == "open"]
     clicks = [e for e in events if e["kind"] == "click"]
     human_clickers = {c["subscriber_id"] for c in clicks if _class(c) == HUMAN}

@@ -27,6 +27,11 @@ class DeliveriesQueries(StoreBase):
         # AutomationQueries's, which Store joins to this class.
         def _plan_received(self, campaign_id: int, now: datetime) -> None: ...
 
+        # EventsQueries's.
+        def delivery_summaries(
+            self, campaign_id: int | None = None
+        ) -> dict[int, dict[str, int]]: ...
+
     def start_campaign(self, campaign_id: int, list_id: int | None, now: datetime) -> bool:
         """Move a draft or scheduled campaign to sending and plan its deliveries, atomically.
 
@@ -238,14 +243,11 @@ class DeliveriesQueries(StoreBase):
         return cursor.rowcount
 
     def delivery_counts(self, campaign_id: int) -> dict[str, int]:
+        """How many of a campaign's deliveries are in each status, every status named."""
         counts: dict[str, int] = dict.fromkeys(
             (PENDING, SENDING, SENT, FAILED, DEFERRED, IN_DOUBT, SKIPPED), 0
         )
-        for row in self._rows(
-            "SELECT status, COUNT(*) AS n FROM deliveries WHERE campaign_id = ? GROUP BY status",
-            [campaign_id],
-        ):
-            counts[row["status"]] = row["n"]
+        counts.update(self.delivery_summaries(campaign_id).get(campaign_id, {}))
         return counts
 
     def delivery(self, campaign_id: int, subscriber_id: int) -> dict[str, Any] | None:

@@ -100,21 +100,12 @@ class EventsQueries(StoreBase):
     def link_count(self, campaign_id: int) -> int:
         return self._value("SELECT COUNT(*) FROM links WHERE campaign_id = ?", [campaign_id])
 
-    def reader_events(self, campaign_id: int) -> list[dict[str, Any]]:
-        """A campaign's opens, clicks and views in the order they were recorded."""
-        return self._rows(
-            "SELECT id, at, kind, subscriber_id, link_id, article_id, method, user_agent, ip, "
-            "classification, reason, detail FROM events "
-            "WHERE campaign_id = ? AND kind IN ('open', 'click', 'view') ORDER BY id",
-            [campaign_id],
-        )
-
     def campaign_stats(self, campaign_id: int) -> dict[str, Any]:
         """Counts for one campaign; "unique" means distinct subscribers, everywhere.
 
-        The building blocks of ``reports.campaign_report``, which adds the
-        classified counts; events without a subscriber (anonymous mode, erased
-        people) count in totals only.
+        Each kind of event counted on its own, for a quick look at one number
+        (reports count them all at once with ``event_summaries``); events without
+        a subscriber (anonymous mode, erased people) count in totals only.
         """
         stats: dict[str, Any] = {"campaign_id": campaign_id}
         stats.update(self.delivery_counts(campaign_id))
