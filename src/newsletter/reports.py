@@ -92,23 +92,15 @@ def _rate(part: int, whole: int) -> float:
     return round(part / whole, 4) if whole else 0.0
 
 
-# The counts of Store.event_summaries a report shows as they are.
+# The counts of Store.event_summaries a report shows as they are: the summary's columns
+# from the opens to the views, and the events nobody can be named for.
 _SHOWN_COUNTS = [
-    "opens_total",
-    "opens_unique",
-    "opens_human_unique",
-    "opens_machine",
-    "opens_unknown",
-    "clicks_total",
-    "clicks_unique",
-    "clicks_human_unique",
-    "clicks_machine",
-    "views_total",
+    *SUMMARY_FIELDS[SUMMARY_FIELDS.index("opens_total") : SUMMARY_FIELDS.index("open_rate")],
     "anonymous_events",
 ]
 # ... and those it shows under other names.
 _EVENT_COUNTS = [*_SHOWN_COUNTS, "unsubscribes_unique", "bounces_unique", "complaints_unique"]
-_CLICK_COUNTS = ["clicks_total", "clicks_unique", "clicks_human_unique", "clicks_machine"]
+_CLICK_COUNTS = LINK_FIELDS[LINK_FIELDS.index("clicks_total") :]
 
 
 def summary(
