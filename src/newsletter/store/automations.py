@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from newsletter.status import CampaignStatus, StepStatus
 from newsletter.store.articles import HELD_BY_AUTOMATION, IS_NEW
@@ -20,6 +20,10 @@ _GIVEN = (
 
 
 class AutomationQueries(StoreBase):
+    if TYPE_CHECKING:
+        # CampaignsQueries's, which Store joins to this class.
+        def _set_articles(self, campaign_id: int, article_ids: list[int]) -> None: ...
+
     # -- automatic campaigns -------------------------------------------------------
 
     def create_auto_campaign(
@@ -91,10 +95,8 @@ class AutomationQueries(StoreBase):
                 ],
             )
             campaign_id = cursor.lastrowid
-            self.conn.executemany(
-                "INSERT INTO campaign_articles VALUES (?, ?, ?)",
-                [(campaign_id, r["id"], pos) for pos, r in enumerate(rows)],
-            )
+            assert campaign_id is not None  # an INSERT sets it
+            self._set_articles(campaign_id, [r["id"] for r in rows])
             if run is not None:
                 self._finish_run(run, StepStatus.DONE, campaign_id, None)
         return "created", campaign_id

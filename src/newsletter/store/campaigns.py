@@ -46,11 +46,16 @@ class CampaignsQueries(StoreBase):
             )
             campaign_id = cursor.lastrowid
             assert campaign_id is not None  # an INSERT sets it
-            self.conn.executemany(
-                "INSERT INTO campaign_articles VALUES (?, ?, ?)",
-                [(campaign_id, article_id, pos) for pos, article_id in enumerate(article_ids)],
-            )
+            self._set_articles(campaign_id, article_ids)
         return campaign_id
+
+    def _set_articles(self, campaign_id: int, article_ids: list[int]) -> None:
+        """A campaign's articles, in the email's order (inside the caller's transaction)."""
+        self.conn.execute("DELETE FROM campaign_articles WHERE campaign_id = ?", [campaign_id])
+        self.conn.executemany(
+            "INSERT INTO campaign_articles VALUES (?, ?, ?)",
+            [(campaign_id, article_id, pos) for pos, article_id in enumerate(article_ids)],
+        )
 
     def update_draft(
         self,
@@ -85,11 +90,7 @@ class CampaignsQueries(StoreBase):
             )
             if cursor.rowcount != 1:
                 return False
-            self.conn.execute("DELETE FROM campaign_articles WHERE campaign_id = ?", [campaign_id])
-            self.conn.executemany(
-                "INSERT INTO campaign_articles VALUES (?, ?, ?)",
-                [(campaign_id, article_id, pos) for pos, article_id in enumerate(article_ids)],
-            )
+            self._set_articles(campaign_id, article_ids)
         return True
 
     def delete_draft(self, campaign_id: int) -> bool:
