@@ -11,6 +11,7 @@ links) loads the mail again. The lifecycle (create, schedule, pause ...) is
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
@@ -242,6 +243,7 @@ class CampaignMail:
             return rendered
         cid, sid = self.campaign["id"], subscriber["id"]
 
+        @functools.cache  # a link in both parts is signed once
         def click(link_id: int) -> str:
             return self.urls.click(cid, sid, link_id)
 
