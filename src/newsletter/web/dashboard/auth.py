@@ -10,12 +10,10 @@ a random pre-session cookie instead.
 
 from __future__ import annotations
 
-import collections
 import datetime as dt
 import hashlib
 import hmac
 import secrets
-import threading
 from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import quote, urlsplit
@@ -25,7 +23,7 @@ from starlette.responses import RedirectResponse, Response
 
 from newsletter import staff
 from newsletter.addresses import mailbox_key
-from newsletter.web.attempts import network
+from newsletter.web.attempts import AttemptLimiter, network
 
 COOKIE = "nl_staff"
 SIGNIN_COOKIE = "nl_signin"
@@ -50,38 +48,19 @@ class FailedSignIns:
     """
 
     def __init__(self, max_keys: int = 10_000):
-        self.max_keys = max_keys
-        self._seen: collections.OrderedDict[Any, collections.deque[dt.datetime]] = (
-            collections.OrderedDict()
-        )
-        self._lock = threading.Lock()
-
-    def _times(self, key: Any, window: dt.timedelta, now: dt.datetime) -> collections.deque:
-        times = self._seen.pop(key, None) or collections.deque()
-        while times and now - times[0] >= window:
-            times.popleft()
-        self._seen[key] = times
-        while len(self._seen) > self.max_keys:
-            self._seen.popitem(last=False)
-        return times
+        self.by_pair = AttemptLimiter(*ACCOUNT_LIMIT, max_keys=max_keys)
+        self.by_network = AttemptLimiter(*NETWORK_LIMIT, max_keys=max_keys)
 
     def locked(self, account: str, source: str, now: dt.datetime) -> bool:
-        with self._lock:
-            by_pair = self._times((account, source), ACCOUNT_LIMIT[1], now)
-            by_network = self._times(source, NETWORK_LIMIT[1], now)
-            return len(by_pair) >= ACCOUNT_LIMIT[0] or len(by_network) >= NETWORK_LIMIT[0]
+        return self.by_pair.full((account, source), now) or self.by_network.full(source, now)
 
     def fail(self, account: str, source: str, now: dt.datetime) -> bool:
         """Count a failure; True if it is the one that locks this account for this network."""
-        with self._lock:
-            by_pair = self._times((account, source), ACCOUNT_LIMIT[1], now)
-            self._times(source, NETWORK_LIMIT[1], now).append(now)
-            by_pair.append(now)
-            return len(by_pair) == ACCOUNT_LIMIT[0]
+        self.by_network.add(source, now)
+        return self.by_pair.add((account, source), now) == ACCOUNT_LIMIT[0]
 
     def succeed(self, account: str, source: str) -> None:
-        with self._lock:
-            self._seen.pop((account, source), None)
+        self.by_pair.forget((account, source))
 
 
 class Auth:
