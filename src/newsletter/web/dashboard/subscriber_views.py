@@ -188,27 +188,24 @@ class SubscriberViews:
         """The preview of an upload read with the job's mapping. ``before``: the mapping it
         had until this request changed it, restored (with the reason) if the new one fails."""
         blocked = False
-        try:
-            parsed = subscribers.parse_csv(
+
+        def parse(guard: bool = True) -> subscribers.ParsedFile:
+            return subscribers.parse_csv(
                 job["data"],
                 job["name"],
                 job["confirmed"],
                 job["mapping"],
                 eai_refusal=self.d.ws.eai_refusal,
+                guard=guard,
             )
+
+        try:
+            parsed = parse()
         except OptOutColumn as exc:
             # A column says who opted out and nothing reads it: the columns are
             # shown so that it can be read as a status, and nothing is imported
             # until it is.
-            parsed = subscribers.parse_csv(
-                job["data"],
-                job["name"],
-                job["confirmed"],
-                job["mapping"],
-                eai_refusal=self.d.ws.eai_refusal,
-                guard=False,
-            )
-            error, blocked = str(exc), True
+            parsed, error, blocked = parse(guard=False), str(exc), True
         except InputError as exc:
             if before is not None:
                 job["mapping"] = before
