@@ -86,13 +86,19 @@ def test_a_send_whose_threads_cannot_start_pauses_instead_of_staying_sending(
     cli("fetch")
     cli("subscribers", "import", "subscribers/example.csv", "--confirmed")
     cli("campaign", "create", "--subject", "Hello")
-    # A process allowed ~1 GB of address space cannot start 256 threads of 8 MB stacks:
-    # the "can't start new thread" of a machine that has run out.
+    # The "can't start new thread" of a machine that has run out: threads of 256 MB
+    # stacks in a process allowed room for three of them (the lease's heartbeat and two
+    # senders) beyond what it holds, so the third sender cannot start. The room left
+    # keeps the heap able to grow (one malloc arena), so nothing else runs out first.
     limited = (
-        "import resource, sys\n"
-        "limit = 1000 * 1024 * 1024\n"
-        "resource.setrlimit(resource.RLIMIT_AS, (limit, limit))\n"
+        "import resource, sys, threading\n"
         "from newsletter.cli import main\n"
+        "stack = 256 * 1024 * 1024\n"
+        "threading.stack_size(stack)\n"
+        "held = next(int(line.split()[1]) for line in open('/proc/self/status')\n"
+        "            if line.startswith('VmSize:')) * 1024\n"
+        "limit = held + 3 * stack + 200 * 1024 * 1024\n"
+        "resource.setrlimit(resource.RLIMIT_AS, (limit, limit))\n"
         "sys.argv = ['newsletter', '--workspace', sys.argv[1], 'campaign', 'send', '1']\n"
         "main()\n"
     )
@@ -100,7 +106,7 @@ def test_a_send_whose_threads_cannot_start_pauses_instead_of_staying_sending(
         [sys.executable, "-c", limited, str(ws_dir)],
         capture_output=True,
         text=True,
-        env={**cli.env, "NEWSLETTER_DELIVERY__CONCURRENCY": "256"},
+        env={**cli.env, "NEWSLETTER_DELIVERY__CONCURRENCY": "256", "MALLOC_ARENA_MAX": "1"},
         cwd=ws_dir,
         timeout=120,
     )
