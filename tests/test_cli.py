@@ -55,6 +55,7 @@ BAD_INPUT = [
     (("campaign", "create", "--subject", "x", "--articles", "1", "--list", "no"), ("list 'no'",)),
     (("campaign", "create", "--subject", "x", "--template", "nope"), ("template 'nope'",)),
     (("campaign", "pause", "1"), ("campaign 1", "draft")),
+    (("campaign", "retry", "1"), ("campaign 1", "cannot retry", "draft")),
     (("campaign", "test", "1", "--to", "not-an-address"), ("--to",)),
     (("subscribers", "import", "missing.csv"), ("missing.csv", "cannot read")),
     (("subscribers", "unsubscribe", "nobody@example.com"), ("nobody@example.com",)),

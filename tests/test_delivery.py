@@ -158,8 +158,8 @@ def test_in_flight_rows_over_smtp_are_in_doubt_until_retried(smtp_ws) -> None:
     assert store.delivery_counts(campaign_id)["in_doubt"] == 1
     assert store.campaigns()[0]["in_doubt"] == 1
     # Resending in-doubt rows is a deliberate act.
-    assert store.retry_in_doubt(campaign_id) == 1
-    store.set_campaign_status(campaign_id, "sending", ("sent",), NOW)
+    assert campaigns.retry(store, campaign_id, True, NOW) == 1
+    assert store.campaign_status(campaign_id) == "sending"
     jobs.send_campaign(ws, store, campaign_id, clock)
     assert Counter(sink.recipients()) == Counter(_confirmed(store))
 
@@ -452,8 +452,27 @@ def test_retrying_failed_rows_starts_their_tries_afresh(workspace) -> None:
             "UPDATE deliveries SET status = 'failed', attempts = 25 WHERE campaign_id = ?",
             [campaign_id],
         )
-    assert store.retry_failed(campaign_id) == len(_confirmed(store))
+    assert campaigns.retry(store, campaign_id, False, NOW) == len(_confirmed(store))
     assert {r["attempts"] for r in store.next_pending(campaign_id, 0, 100)} == {0}
+
+
+def test_retrying_a_cancelled_campaign_is_refused_and_its_failed_rows_stay_failed(
+    workspace,
+) -> None:
+    # Queued again, its rows would sit pending forever: nothing sends a cancelled campaign.
+    store = workspace.store
+    campaign_id = _prepare(workspace)
+    campaigns.start(store, campaign_id, NOW)
+    with store.transaction():
+        store.conn.execute(
+            "UPDATE deliveries SET status = 'failed' WHERE campaign_id = ?", [campaign_id]
+        )
+    campaigns.cancel(store, campaign_id, NOW)
+    for in_doubt in (False, True):
+        with pytest.raises(StateError, match=f"campaign {campaign_id}: cannot retry .* cancelled"):
+            campaigns.retry(store, campaign_id, in_doubt, NOW)
+    assert store.delivery_counts(campaign_id)["failed"] == len(_confirmed(store))
+    assert store.campaign_status(campaign_id) == "cancelled"
 
 
 def test_a_live_sender_keeps_its_lease_even_past_its_expiry(workspace) -> None:

@@ -432,14 +432,24 @@ def cancel(store: Store, campaign_id: int, now: dt.datetime) -> None:
         _refuse(store, campaign_id, "cancel")
 
 
+# The states whose failed rows a send run will still pick up once queued again.
+RETRYABLE = (CampaignStatus.SENT, CampaignStatus.PAUSED, CampaignStatus.SENDING)
+
+
 def retry(store: Store, campaign_id: int, in_doubt: bool, now: dt.datetime) -> int:
     """Queue failed (or, with ``in_doubt``, in-doubt) deliveries again; return how many.
 
     A finished or paused campaign with rows queued again goes back to sending,
-    so the next send run picks them up.
+    so the next send run picks them up. Any other campaign is refused: a cancelled
+    one would hold the rows queued with nothing ever sending them, and a draft or a
+    scheduled one has nothing that failed.
     """
-    store.campaign(campaign_id)
-    count = store.retry_in_doubt(campaign_id) if in_doubt else store.retry_failed(campaign_id)
+    if store.campaign(campaign_id)["status"] not in RETRYABLE:
+        _refuse(store, campaign_id, "retry")
+    # The store queues rows again only while the campaign is still in one of these
+    # states, so a cancel that lands between the check and the queue leaves them be.
+    queue = store.retry_in_doubt if in_doubt else store.retry_failed
+    count = queue(campaign_id, RETRYABLE)
     if count:
         store.set_campaign_status(
             campaign_id,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -223,22 +224,29 @@ class DeliveriesQueries(StoreBase):
             [status, error, _iso(now), message_id, delivery_id],
         )
 
-    def retry_in_doubt(self, campaign_id: int) -> int:
-        """Put in-doubt rows back to pending on purpose; return how many."""
-        with self.transaction():
-            cursor = self.conn.execute(
-                "UPDATE deliveries SET status = 'pending', attempts = 0, next_attempt_at = NULL "
-                "WHERE campaign_id = ? AND status = 'in_doubt'",
-                [campaign_id],
-            )
-        return cursor.rowcount
+    def retry_in_doubt(self, campaign_id: int, while_in: Iterable[str]) -> int:
+        """Put in-doubt rows back to pending on purpose, if the campaign's status is one
+        of ``while_in``; return how many."""
+        return self._requeue(
+            "attempts = 0, next_attempt_at = NULL", "in_doubt", campaign_id, while_in
+        )
 
-    def retry_failed(self, campaign_id: int) -> int:
+    def retry_failed(self, campaign_id: int, while_in: Iterable[str]) -> int:
+        """Put failed rows back to pending, if the campaign's status is one of
+        ``while_in``; return how many."""
+        return self._requeue(
+            "error = NULL, attempts = 0, next_attempt_at = NULL", "failed", campaign_id, while_in
+        )
+
+    def _requeue(self, reset: str, status: str, campaign_id: int, while_in: Iterable[str]) -> int:
+        states = list(while_in)
+        marks = ", ".join("?" for _ in states)
         with self.transaction():
             cursor = self.conn.execute(
-                "UPDATE deliveries SET status = 'pending', error = NULL, attempts = 0, "
-                "next_attempt_at = NULL WHERE campaign_id = ? AND status = 'failed'",
-                [campaign_id],
+                f"UPDATE deliveries SET status = 'pending', {reset} "
+                "WHERE campaign_id = ? AND status = ? "
+                f"AND EXISTS (SELECT 1 FROM campaigns WHERE id = ? AND status IN ({marks}))",
+                [campaign_id, status, campaign_id, *states],
             )
         return cursor.rowcount
 
