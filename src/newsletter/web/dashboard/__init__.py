@@ -66,6 +66,8 @@ class Dashboard:
         self.sender = BackgroundSender(ws, clock)
         # Finished campaigns' numbers, counted again only when their events change.
         self.report_cache = reports.KeptReports(self.store)
+        # Counted before the first page, not while staff wait for the campaigns list.
+        reports.keep_counts(self.store, self.report_cache)
         self.flashes: dict[str, str] = {}
         self.env = environment(HERE / "templates", undefined=jinja2.StrictUndefined)
         self.env.globals.update(prefix=prefix, sender_name=ws.settings.sender.from_name)
