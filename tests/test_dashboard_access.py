@@ -27,9 +27,10 @@ from workspaces import campaign_urls, sent_campaign
 
 PHONE = {"width": 390, "height": 844}
 AXE = Path(__file__).resolve().parent / "vendor" / "axe.min.js"
-# Routes that answer with something other than a page of their own: files to download,
-# fragments that htmx polls into a page, the email preview shown inside a page's frame.
-NOT_PAGES = re.compile(r"\.csv$|/progress$|/results/numbers$|/preview$|/sign-out$")
+# Routes that answer with something other than a page of their own: files to download, data
+# for a page's script, fragments that htmx polls into a page, the email preview shown inside
+# a page's frame.
+NOT_PAGES = re.compile(r"\.csv$|\.json$|/progress$|/results/numbers$|/preview$|/sign-out$")
 # Pages every run must have reached, whatever else the routes hold.
 MUST_SEE = (
     "/",

@@ -66,6 +66,8 @@ class Dashboard:
         self.sender = BackgroundSender(ws, clock)
         # Finished campaigns' numbers, counted again only when their events change.
         self.report_cache = reports.KeptReports(self.store)
+        # Counted before the first page, not while staff wait for the campaigns list.
+        reports.keep_counts(self.store, self.report_cache)
         self.flashes: dict[str, str] = {}
         self.env = environment(HERE / "templates", undefined=jinja2.StrictUndefined)
         self.env.globals.update(prefix=prefix, sender_name=ws.settings.sender.from_name)
@@ -204,6 +206,7 @@ class Dashboard:
             account_views,
             campaign_views,
             overview,
+            preview_view,
             results_view,
             settings_views,
             signin_views,
@@ -215,6 +218,7 @@ class Dashboard:
             Mount("/static", StaticFiles(directory=str(HERE / "static")), name="static"),
             *overview.Overview(self).routes,
             *campaign_views.CampaignViews(self).routes,
+            *preview_view.PreviewView(self).routes,
             *results_view.ResultsView(self).routes,
             *subscriber_views.SubscriberViews(self).routes,
             *settings_views.SettingsViews(self).routes,

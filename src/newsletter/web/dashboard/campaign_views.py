@@ -8,7 +8,7 @@ import zoneinfo
 from typing import TYPE_CHECKING, Any
 
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, Response
+from starlette.responses import Response
 from starlette.routing import Route
 
 from newsletter import campaigns, jobs, reports, timerules
@@ -16,7 +16,6 @@ from newsletter.errors import InputError, NewsletterError, StateError
 from newsletter.render import DEFAULTS_DIR
 from newsletter.status import EDITABLE, CampaignStatus, DeliveryStatus
 from newsletter.web.dashboard.auth import redirect
-from newsletter.web.pages import PREVIEW_HEADERS
 from newsletter.web.wording import for_people, words
 
 if TYPE_CHECKING:
@@ -183,7 +182,6 @@ class CampaignViews:
             d.route("/campaigns/{id:int}/edit", self.campaign_edit, methods=["GET", "POST"]),
             d.route("/campaigns/{id:int}/delete", self.delete, methods=["POST"]),
             d.route("/campaigns/{id:int}/progress", self.progress),
-            d.route("/campaigns/{id:int}/preview", self.preview),
             d.route("/campaigns/{id:int}/test", self.send_test, methods=["POST"]),
             d.route("/campaigns/{id:int}/schedule", self.schedule, methods=["POST"]),
             d.route("/campaigns/{id:int}/send", self.send_now, methods=["POST"]),
@@ -403,13 +401,6 @@ class CampaignViews:
         return self.d.render(
             request, "_progress.html", **self.progress_context(self.campaign_id(request))
         )
-
-    def preview(self, request: Request) -> Response:
-        cid = self.campaign_id(request)
-        mail = jobs.campaign_mail(self.d.ws, self.store, cid)
-        who = request.query_params.get("subscriber") or None
-        rendered = mail.render(campaigns.sample_subscriber(self.store, who), tracked=False)
-        return HTMLResponse(rendered.html, headers=PREVIEW_HEADERS)
 
     def send_test(self, request: Request) -> Response:
         cid = self.campaign_id(request)

@@ -8,16 +8,17 @@ from __future__ import annotations
 import datetime as dt
 import re
 from typing import TYPE_CHECKING, Any
+from zoneinfo import ZoneInfo
 
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from newsletter import reports
 from newsletter.errors import NotFound
 from newsletter.status import CampaignStatus
 from newsletter.store import Store
-from newsletter.web.pages import download_headers
+from newsletter.web.pages import NO_STORE, download_headers
 
 if TYPE_CHECKING:
     from newsletter.web.dashboard import Dashboard
@@ -25,23 +26,79 @@ if TYPE_CHECKING:
 STOP_POLLING = 286  # htmx's status for "swap this, then stop polling"
 
 
-def chart(report: dict[str, Any]) -> dict[str, Any]:
-    """The hourly series as the chart draws it: UTC seconds and one line per kind and class.
+def window(report: dict[str, Any], now: dt.datetime | None) -> list[dict[str, Any]]:
+    """The hours of the series the chart shows: from the first send to the last event.
+
+    While the campaign is sending, to the hour it is now (the hours to come are not
+    drawn as hours without events). Empty when no open or click fell in the series.
+    """
+    hourly = report["hourly"]
+    busy = [row["hour"] for row in reports.busy_hours(report)]
+    if not busy:
+        return []
+    last = busy[-1]
+    if report["status"] == CampaignStatus.SENDING and now is not None:
+        elapsed = (now - dt.datetime.fromisoformat(hourly[0]["start"])) // dt.timedelta(hours=1)
+        last = max(last, min(int(elapsed), len(hourly) - 1))
+    return hourly[: last + 1]
+
+
+def hour_label(start: str, zone: ZoneInfo) -> str:
+    """An hour of the series as the chart names it, in the workspace's zone: "Mon 7 Dec 09:30"."""
+    local = dt.datetime.fromisoformat(start).astimezone(zone)
+    return f"{local:%a} {local.day} {local:%b %H:%M}"
+
+
+def tick_labels(starts: list[str], zone: ZoneInfo) -> list[str]:
+    """The x axis's words: the time, with the day where the series starts or a day begins."""
+    ticks, day = [], None
+    for start in starts:
+        local = dt.datetime.fromisoformat(start).astimezone(zone)
+        ticks.append(f"{local:%H:%M}" if local.date() == day else f"{local:%a} {local:%H:%M}")
+        day = local.date()
+    return ticks
+
+
+def chart(
+    report: dict[str, Any], zone: str = "UTC", now: dt.datetime | None = None
+) -> dict[str, Any]:
+    """The series as the chart draws it: the window's hours (UTC seconds, with their
+    names in the workspace's zone) and one line per kind and class.
 
     Empty when no open or click fell in the series' hours, so the page says so
     instead of drawing flat lines.
     """
-    if not reports.busy_hours(report):
-        return {"x": [], "series": []}
-    hourly = report["hourly"]
+    hours = window(report, now)
+    if not hours:
+        return {"x": [], "labels": [], "ticks": [], "series": [], "zone": zone}
+    tz = ZoneInfo(zone)
+    starts = [row["start"] for row in hours]
     # Pairs, not a mapping: the page's JSON sorts mapping keys, and opens go first.
     return {
-        "x": [int(dt.datetime.fromisoformat(row["start"]).timestamp()) for row in hourly],
+        "x": [int(dt.datetime.fromisoformat(start).timestamp()) for start in starts],
+        "labels": [hour_label(start, tz) for start in starts],
+        "ticks": tick_labels(starts, tz),
         "series": [
-            [name.replace("_", " "), [row[name] for row in hourly]]
-            for name in reports.SERIES_COUNTS
+            [name.replace("_", " "), [row[name] for row in hours]] for name in reports.SERIES_COUNTS
         ],
+        "zone": zone,
     }
+
+
+def chart_summary(drawn: dict[str, Any]) -> str:
+    """The chart in one sentence, for those who do not see it: its span and busiest hours."""
+    if not drawn["x"]:
+        return ""
+    said = [f"From {drawn['labels'][0]} to the hour from {drawn['labels'][-1]} ({drawn['zone']})."]
+    for name, values in drawn["series"]:
+        total = sum(values)
+        if total:
+            top = max(range(len(values)), key=values.__getitem__)
+            said.append(
+                f"{name.capitalize()}: {total}, most in the hour from {drawn['labels'][top]} "
+                f"({values[top]})."
+            )
+    return " ".join(said)
 
 
 def plain_reason(reason: str | None) -> str:
@@ -80,6 +137,7 @@ def context(
     campaign_id: int,
     cache: reports.KeptReports | None = None,
     now: dt.datetime | None = None,
+    zone: str = "UTC",
 ) -> dict[str, Any]:
     """The report with what the page needs beside it: the chart and the hours with events.
 
@@ -93,10 +151,12 @@ def context(
     if not live and start is not None and now is not None:
         first = dt.datetime.fromisoformat(start)
         live = now < first + dt.timedelta(hours=reports.SERIES_HOURS)
+    drawn = chart(report, zone, now)
     return {
         "r": report,
         "live": live,
-        "chart": chart(report),
+        "chart": drawn,
+        "chart_summary": chart_summary(drawn),
         "busy_hours": reports.busy_hours(report),
         "series_names": reports.SERIES_COUNTS,
         "series_hours": reports.SERIES_HOURS,
@@ -123,11 +183,17 @@ class ResultsView:
         return [
             d.route("/campaigns/{id:int}/results", self.page),
             d.route("/campaigns/{id:int}/results/numbers", self.numbers),
+            d.route("/campaigns/{id:int}/results/chart.json", self.chart_data),
             d.route("/campaigns/{id:int}/{table}.csv", self.table_csv),
         ]
 
+    def data(self, request: Request) -> dict[str, Any]:
+        d = self.d
+        zone = d.ws.settings.schedule.timezone
+        return context(d.store, request.path_params["id"], d.report_cache, d.clock(), zone)
+
     def page(self, request: Request) -> Response:
-        data = context(self.d.store, request.path_params["id"], self.d.report_cache, self.d.clock())
+        data = self.data(request)
         return self.d.render(
             request,
             "results.html",
@@ -138,7 +204,7 @@ class ResultsView:
         )
 
     def numbers(self, request: Request) -> Response:
-        data = context(self.d.store, request.path_params["id"], self.d.report_cache, self.d.clock())
+        data = self.data(request)
         # 286 tells htmx to stop asking once the numbers no longer move (the page stays).
         return self.d.render(
             request,
@@ -147,6 +213,10 @@ class ResultsView:
             timezone=self.d.ws.settings.schedule.timezone,
             **data,
         )
+
+    def chart_data(self, request: Request) -> Response:
+        """The chart's series as the page draws them: its hours, their names, the lines."""
+        return JSONResponse(self.data(request)["chart"], headers=NO_STORE)
 
     def table_csv(self, request: Request) -> Response:
         # The same tables as `newsletter stats ID --csv --table TABLE`.
