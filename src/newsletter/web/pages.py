@@ -46,7 +46,10 @@ VIEW_HEADERS = {
     ),
     **NOT_FRAMED,
 }
-# The subscriber pages need no script, no remote style and no frame.
+# The subscriber pages need no script, no remote style and no frame. Their forms post
+# to this site, which checks the Origin header: under "no-referrer" Chromium sends
+# "Origin: null" even to the page's own site, so the address (and its token) is shown
+# to this site only, never to another.
 SUBSCRIBER_HEADERS = {
     **NO_STORE,
     "Content-Security-Policy": (
@@ -54,6 +57,7 @@ SUBSCRIBER_HEADERS = {
         "frame-ancestors 'none'; base-uri 'none'"
     ),
     **NOT_FRAMED,
+    "Referrer-Policy": "same-origin",
 }
 # Dashboard pages: scripts only from the package; styles may be set inline by the
 # chart library; frames only our own preview route.
