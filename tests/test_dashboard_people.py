@@ -424,3 +424,51 @@ def test_unsubscribing_or_erasing_a_person_asks_first(admin_page, dashboard) -> 
     page.get_by_role("button", name="Unsubscribe").click()
     expect(page.get_by_role("status")).to_have_text("alice.moreno@example.com: unsubscribed.")
     assert ws.store.subscriber(alice["id"])["status"] == SubscriberStatus.UNSUBSCRIBED
+
+
+def test_a_person_from_the_folder_is_not_credited_to_a_later_import_of_the_same_file(
+    store, tmp_path: Path
+) -> None:
+    from newsletter import people, subscribers
+
+    first = dt.datetime(2026, 3, 2, 9, 0, tzinfo=dt.UTC)
+    later = first + dt.timedelta(days=3)
+    csv = tmp_path / "clinic.csv"
+    # The subscribers folder imports on a poll, with no staff account and no audit entry.
+    csv.write_text("email\nann@example.com\n", encoding="utf-8")
+    subscribers.import_file(store, csv, first)
+    # Then someone imports a file of the same name from the dashboard.
+    csv.write_text("email\nann@example.com\nbea@example.com\n", encoding="utf-8")
+    report = subscribers.import_file(store, csv, later)
+    store.audit(
+        later + dt.timedelta(seconds=2), "admin@example.com", "imported", csv.name, report.line()
+    )
+
+    def imported_by(address: str) -> list[tuple[str, str]]:
+        person = store.subscriber_by_email(address)
+        record = store.subscriber_record(person["id"])
+        return [
+            (row["what"], row["who"])
+            for row in people.history(store, person["id"], record)
+            if row["what"].startswith("imported")
+        ]
+
+    assert imported_by("ann@example.com") == [("imported from clinic.csv", "")]
+    assert imported_by("bea@example.com") == [("imported from clinic.csv", "admin@example.com")]
+
+
+def test_what_is_done_from_the_command_line_is_credited_to_it_in_the_history(cli, ws_dir) -> None:
+    from newsletter import people
+    from newsletter.workspace import Workspace
+
+    cli("subscribers", "add", "ann@example.com")
+    cli("subscribers", "unsubscribe", "ann@example.com")
+    ws = Workspace.open(ws_dir, env={})
+    try:
+        ann = ws.store.subscriber_by_email("ann@example.com")
+        rows = people.history(ws.store, ann["id"], ws.store.subscriber_record(ann["id"]))
+    finally:
+        ws.close()
+    done = {row["what"]: row["who"] for row in rows}
+    assert done["added"].startswith("command line (") and done["added"].endswith(")")
+    assert done["unsubscribe"] == done["added"]

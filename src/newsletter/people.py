@@ -299,12 +299,17 @@ def history(store: Store, subscriber_id: int, record: dict[str, Any]) -> list[di
         )
     elif source.startswith("staff:"):
         rows.append(_row(person["created_at"], "added", source[len("staff:") :]))
+    elif source == "cli":
+        # Added by a command; the audit log names who ran it ("added", below).
+        pass
     elif person.get("created_at"):
         rows.append(_row(person["created_at"], f"signed up ({source})", SUBSCRIBER))
     staff_done = store.staff_actions_on(subscriber_id)
     for entry in staff_done:
-        if entry["action"] in ("added", "unsubscribed"):
-            continue  # shown by the person's source and the unsubscribe event
+        if entry["action"] == "unsubscribed" or (
+            entry["action"] == "added" and source.startswith("staff:")
+        ):
+            continue  # shown by the unsubscribe event and the person's source
         rows.append(_row(entry["at"], entry["action"], entry["actor"], detail=entry["detail"]))
     deliveries = record["deliveries"]
     senders = store.campaign_senders(sorted({d["campaign_id"] for d in deliveries}))

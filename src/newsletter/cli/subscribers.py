@@ -177,6 +177,7 @@ def subscribers_add(ctx: click.Context, email: str, name: str, list_names: tuple
     templates = ws.templates(ws.settings.subscribers.confirm_template)
     transport = ws.transport()
     now = utcnow()
+    known = ws.store.subscriber_by_email(address)
     try:
         consent_id = consent.request(
             ws.store,
@@ -188,6 +189,11 @@ def subscribers_add(ctx: click.Context, email: str, name: str, list_names: tuple
             now=now,
             eai_refusal=ws.eai_refusal,
         )
+        added = ws.store.subscriber_by_email(address)
+        if added is not None:
+            # By id only, as for every subscriber: the log outlives an erasure.
+            action = "added" if known is None else "asked to confirm again"
+            audit(ws, action, f"subscriber {added['id']}", "confirmation email")
         if consent_id is None:
             click.echo(
                 f"{address}: a confirmation email went out less than "

@@ -158,14 +158,27 @@ class PeopleQueries(StoreBase):
         return found
 
     def importer_of(self, file_name: str, since: str) -> dict[str, Any] | None:
-        """Who imported the file ``file_name`` first at or after ``since`` (an ISO time).
+        """Who imported the file ``file_name`` that brought people in at ``since`` (their
+        ``created_at``, an ISO time), if the audit log says; else None.
 
-        The import is recorded in the audit log by file name just after its rows
-        are stored, so the first entry for that file from the person's arrival on
-        is the import that brought them.
+        An import is recorded by file name just after its rows are stored, so its entry is
+        the first one for that file from ``since`` on that added someone, unless a later
+        import of a file of the same name came first (an unaudited one, from the
+        subscribers folder): then people from that file arrived between the two, and
+        nobody is named rather than the wrong account.
         """
-        return self._row(
-            "SELECT at, actor FROM audit_log WHERE target = ? AND action = 'imported' AND at >= ? "
-            "ORDER BY id LIMIT 1",
+        source = f"import:{file_name}"
+        for entry in self._rows(
+            "SELECT at, actor, detail FROM audit_log WHERE target = ? AND action = 'imported' "
+            "AND at >= ? ORDER BY id",
             [file_name, since],
-        )
+        ):
+            if self._value(
+                "SELECT 1 FROM subscribers WHERE source = ? AND created_at > ? AND created_at <= ? "
+                "LIMIT 1",
+                [source, since, entry["at"]],
+            ):
+                return None
+            if "): 0 added," not in entry["detail"]:
+                return {"at": entry["at"], "actor": entry["actor"]}
+        return None
