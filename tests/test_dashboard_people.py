@@ -111,6 +111,38 @@ def test_staff_add_one_person_who_asked_to_join_and_one_to_confirm(admin_page, d
     assert [m["name"] for m in ws.store.memberships(sam["id"])] == ["back-care"]
 
 
+def test_a_confirmation_email_the_mail_server_refuses_is_said_and_the_request_kept(
+    admin_page, dashboard
+) -> None:
+    page, url, ws = admin_page, dashboard.url, dashboard.ws
+    dashboard.sink.handler.rcpt_replies["nobody@example.org"] = "550 5.1.1 No such user"
+    ws.store.create_list("patients", "", False, dt.datetime.now(dt.UTC))
+    add_form(page, url, "nobody@example.org")
+    page.get_by_label("patients").check()
+    page.get_by_label("Send them a confirmation email").check()
+    page.get_by_role("button", name="Add subscriber").click()
+    status = page.get_by_role("status")
+    expect(status).to_contain_text("the confirmation email could not be sent")
+    expect(status).to_contain_text("No such user")
+    speaks_to_people(page)
+    # Their request stays recorded as unconfirmed: it is the consent proof.
+    person = ws.store.subscriber_by_email("nobody@example.org")
+    assert person["status"] == SubscriberStatus.UNCONFIRMED
+    (asked,) = ws.store.subscriber_record(person["id"])["consents"]
+    assert (asked["confirm_sent_at"], asked["confirmed_at"]) == (None, None)
+
+    # Once the mail server takes it, it is sent again from their page, for the same lists.
+    del dashboard.sink.handler.rcpt_replies["nobody@example.org"]
+    page.get_by_role("button", name="Send the confirmation email again").click()
+    expect(page.get_by_role("status")).to_contain_text("a confirmation email is on its way")
+    assert len(confirmation_links(dashboard.sink, "nobody@example.org")) == 1
+    again = ws.store.subscriber_record(person["id"])["consents"][-1]
+    assert again["confirm_sent_at"] and again["source"] == "staff:admin@example.com"
+    assert again["lists"] == ["patients"]
+    log = [(e["actor"], e["action"]) for e in ws.store.audit_entries()]
+    assert ("admin@example.com", "asked to confirm again") in log
+
+
 def test_a_wrong_or_known_address_is_said_by_its_field_with_what_was_typed_kept(
     admin_page, dashboard
 ) -> None:

@@ -178,6 +178,34 @@ def add(
     return Added(person["id"], address, consent_id, False)
 
 
+def ask_again(
+    store: Store, settings: Settings, subscriber_id: int, *, actor: str, now: dt.datetime
+) -> Added:
+    """A new confirmation request for someone still to confirm, for the lists they asked for
+    last; StateError for anyone else (only an unconfirmed person is asked)."""
+    person = store.subscriber(subscriber_id)
+    if person is None:
+        raise NotFound(f"subscriber {subscriber_id}: no such subscriber (deleted?)")
+    if person["status"] != SubscriberStatus.UNCONFIRMED:
+        raise StateError(
+            f"subscriber {subscriber_id}: {person['email']} is {person['status']}, not waiting "
+            f"for a confirmation"
+        )
+    pending = [
+        c for c in store.subscriber_record(subscriber_id)["consents"] if not c["confirmed_at"]
+    ]
+    consent_id = consent.request(
+        store,
+        settings,
+        person["email"],
+        lists=pending[-1]["lists"] if pending else [],
+        source=staff_source(actor),
+        detail={"added_by": actor},
+        now=now,
+    )
+    return Added(subscriber_id, person["email"], consent_id, False)
+
+
 def edit(
     store: Store,
     subscriber_id: int,

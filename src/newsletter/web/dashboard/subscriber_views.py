@@ -3,6 +3,7 @@ adding and editing one person, their data as a download, and the lists."""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import secrets
 import time
@@ -80,6 +81,7 @@ class SubscriberViews:
             d.route("/subscribers/{id:int}/data.json", self.export),
             d.route("/subscribers/lists", self.lists_page, methods=["GET", "POST"]),
             d.route("/subscribers/lists/{id:int}/rename", self.rename_list, methods=["POST"]),
+            d.route("/subscribers/{id:int}/ask-again", self.ask_again, methods=["POST"]),
         ]
 
     def subscriber_of(self, request: Request) -> dict[str, Any]:
@@ -215,14 +217,25 @@ class SubscriberViews:
         d.flash(request, self.confirmation(added, now))
         return redirect(f"{d.prefix}/subscribers/{sid}")
 
-    def confirmation(self, added: people.Added, now: Any) -> str:
+    def ask_again(self, request: Request) -> Response:
+        d = self.d
+        person = self.subscriber_of(request)
+        now = d.clock()
+        added = people.ask_again(
+            self.store, d.ws.settings, person["id"], actor=request.state.staff["email"], now=now
+        )
+        d.audit(request, "asked to confirm again", f"subscriber {person['id']}")
+        d.flash(request, self.confirmation(added, now))
+        return redirect(f"{d.prefix}/subscribers/{person['id']}")
+
+    def confirmation(self, added: people.Added, now: dt.datetime) -> str:
         """Send the confirmation email of a person just added, as `subscribers add` does;
         what happened, for the page."""
         ws = self.d.ws
         if added.consent_id is None:
             return (
-                f"{added.address}: added as unconfirmed; a confirmation email went to this "
-                f"address minutes ago, so none was sent now."
+                f"{added.address}: unconfirmed; a confirmation email went to this address "
+                f"minutes ago, so none was sent now."
             )
         transport = ws.transport()
         try:
@@ -238,13 +251,13 @@ class SubscriberViews:
         except NewsletterError as exc:
             # The request stays recorded (it is the consent proof); say what failed.
             return (
-                f"{added.address}: added as unconfirmed, but the confirmation email could not "
-                f"be sent: {exc}. Fix that (see Settings, Check) and add them again later."
+                f"{added.address}: unconfirmed, and the confirmation email could not be sent: "
+                f"{exc}. Fix that (see Settings, Check), then send it again from this page."
             )
         finally:
             transport.close()
         return (
-            f"{added.address}: added as unconfirmed; a confirmation email is on its way. "
+            f"{added.address}: unconfirmed; a confirmation email is on its way. "
             f"They get newsletters once they click its link (it works for "
             f"{ws.settings.subscribers.confirm_days} days)."
         )
