@@ -93,6 +93,7 @@ def test_staff_add_one_person_who_asked_to_join_and_one_to_confirm(admin_page, d
     assert given["confirmed_at"] and given["lists"] == ["patients"]
     assert "added by admin@example.com" in given["text"]
     expect(page.get_by_role("cell", name="staff:admin@example.com")).to_be_visible()
+    dashboard.screenshot(page, "person-added")
     assert confirmation_links(dashboard.sink, "Nia.Okafor") == []  # no email: they asked
 
     # Someone who has not told staff they want it: the double opt-in of the public form.
@@ -163,6 +164,7 @@ def test_a_wrong_or_known_address_is_said_by_its_field_with_what_was_typed_kept(
     speaks_to_people(page)
     accessible(page)
     fits_a_phone(page)
+    dashboard.screenshot(page, "person-add-refused")
     assert ws.store.subscriber_by_email("nia@example.com") is None
 
     # An address already there, in other capitals: the same mailbox, refused by its field.
@@ -336,6 +338,7 @@ def test_staff_create_and_rename_lists(admin_page, dashboard) -> None:
     page.get_by_label("New name for back care").fill("Back care")
     page.get_by_role("button", name="Rename").first.click()
     expect(page.get_by_role("status")).to_contain_text("List back care is now called Back care")
+    dashboard.screenshot(page, "lists")
     assert sorted(row["name"] for row in ws.store.lists()) == ["Back care", "patients"]
     reader = ws.store.subscriber_by_email("reader@example.org")
     assert ws.store.confirm_opt_in(consent_id, reader["id"], now, None) == "confirmed"
@@ -409,10 +412,11 @@ def test_the_history_says_which_staff_account_did_what(
     what_who = [(row[1], row[2]) for row in history]
     assert ("imported from clinic.csv", "admin@example.com") in what_who, history
     assert ("edited", "admin@example.com") in what_who, history
-    assert ("unsubscribe", "admin@example.com") in what_who, history
+    assert ("unsubscribed", "admin@example.com") in what_who, history
     sent = [row for row in history if row[1] == "delivery sent"]
     assert sent and sent[0][2] == "editor@example.com", history
     assert sent[0][4] == "sent by editor@example.com"
+    dashboard.screenshot(page, "person-history")
     accessible(page)
     fits_a_phone(page)
 
@@ -503,4 +507,4 @@ def test_what_is_done_from_the_command_line_is_credited_to_it_in_the_history(cli
         ws.close()
     done = {row["what"]: row["who"] for row in rows}
     assert done["added"].startswith("command line (") and done["added"].endswith(")")
-    assert done["unsubscribe"] == done["added"]
+    assert done["unsubscribed"] == done["added"]

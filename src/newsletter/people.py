@@ -303,6 +303,14 @@ def rename_list(store: Store, list_id: int, name: str) -> tuple[str, str]:
 # -- who did what to a person ----------------------------------------------------------
 
 SUBSCRIBER = "the subscriber"
+# An event's kind as the history says it.
+EVENT_WORDS = {
+    "unsubscribe": "unsubscribed",
+    "confirm": "confirmed",
+    "leave_list": "left a list",
+    "bounce": "bounced",
+    "complaint": "marked as spam",
+}
 
 
 def history(store: Store, subscriber_id: int, record: dict[str, Any]) -> list[dict[str, Any]]:
@@ -368,7 +376,9 @@ def history(store: Store, subscriber_id: int, record: dict[str, Any]) -> list[di
                 who, detail = _nearest_actor(staff_done, "unsubscribed", event["at"]), ""
             else:
                 who = SUBSCRIBER
-        what = kind + (f" ({event['classification']})" if event.get("classification") else "")
+        what = EVENT_WORDS.get(kind, kind)
+        if event.get("classification"):
+            what += f" ({event['classification']})"
         rows.append(
             _row(
                 event["at"],
