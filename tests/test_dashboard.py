@@ -337,6 +337,8 @@ def test_subscribers_search_import_and_remove(admin_page, dashboard, tmp_path: P
     page.goto(f"{url}/subscribers/{alice['id']}")
     expect(page.get_by_role("heading", name="Consent record")).to_be_visible()
     expect(page.get_by_text("Added by staff import from example.csv").first).to_be_visible()
+    # Unsubscribing and erasing ask first (tests/test_dashboard_people.py): say yes.
+    page.on("dialog", lambda dialog: dialog.accept())
     page.get_by_role("button", name="Unsubscribe").click()
     expect(page.get_by_role("status")).to_have_text("alice.moreno@example.com: unsubscribed.")
     assert dashboard.ws.store.subscriber(alice["id"])["status"] == "unsubscribed"

@@ -9,8 +9,8 @@ from typing import Any
 
 import click
 
-from newsletter import consent, subscribers
-from newsletter.cli.base import Group, audit, cli, subscriber_by_email, utcnow, ws_of
+from newsletter import consent, people, subscribers
+from newsletter.cli.base import Group, audit, cli, cli_actor, subscriber_by_email, utcnow, ws_of
 from newsletter.errors import InputError, NewsletterError, StateError
 from newsletter.status import SubscriberStatus
 
@@ -177,6 +177,7 @@ def subscribers_add(ctx: click.Context, email: str, name: str, list_names: tuple
     templates = ws.templates(ws.settings.subscribers.confirm_template)
     transport = ws.transport()
     now = utcnow()
+    known = ws.store.subscriber_by_email(address)
     try:
         consent_id = consent.request(
             ws.store,
@@ -188,6 +189,11 @@ def subscribers_add(ctx: click.Context, email: str, name: str, list_names: tuple
             now=now,
             eai_refusal=ws.eai_refusal,
         )
+        added = ws.store.subscriber_by_email(address)
+        if added is not None:
+            # By id only, as for every subscriber: the log outlives an erasure.
+            action = "added" if known is None else "asked to confirm again"
+            audit(ws, action, f"subscriber {added['id']}", "confirmation email")
         if consent_id is None:
             click.echo(
                 f"{address}: a confirmation email went out less than "
@@ -290,7 +296,7 @@ def subscribers_unsubscribe(ctx: click.Context, email: str) -> None:
     """
     ws = ws_of(ctx)
     subscriber = subscriber_by_email(ws, email)
-    done = ws.store.unsubscribe(subscriber["id"], None, utcnow(), "staff")
+    done = ws.store.unsubscribe(subscriber["id"], None, utcnow(), f"staff:{cli_actor()}")
     # By id only, as the dashboard does: the log must not keep an address its person
     # may later have erased.
     audit(ws, "unsubscribed", f"subscriber {subscriber['id']}")
@@ -346,9 +352,7 @@ def lists_create(ctx: click.Context, name: str, description: str, public: bool) 
     Example:
         newsletter lists create back-care --public --description "Exercises for a sore back"
     """
-    clean = " ".join(name.split())
-    if not clean or len(clean) > 100 or not clean.isprintable():
-        raise InputError(f"{name!r}: a list name is 1 to 100 printable characters")
+    clean = people.clean_list_name(name)
     new = ws_of(ctx).store.create_list(clean, " ".join(description.split()), public, utcnow())
     visibility = "public" if public else "private"
     click.echo(f"list {clean}: {'created' if new else 'updated'} ({visibility})")

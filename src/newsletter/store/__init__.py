@@ -2,7 +2,7 @@
 
 base.py holds the connection and shared helpers, migrations.py the schema; articles,
 subscribers, consent, campaigns, deliveries, leases, events, provider_events, automations,
-staff and audit each add the queries of their area to ``Store``.
+staff, audit and people each add the queries of their area to ``Store``.
 
 The schema changes only through numbered migrations appended to
 ``MIGRATIONS`` in migrations.py; an applied migration is never edited. Times are stored as
@@ -34,6 +34,7 @@ from newsletter.store.consent import ConsentQueries
 from newsletter.store.deliveries import DeliveriesQueries
 from newsletter.store.events import EventsQueries
 from newsletter.store.leases import LeasesQueries
+from newsletter.store.people import PeopleQueries
 from newsletter.store.provider_events import ProviderEventsQueries
 from newsletter.store.staff import StaffQueries
 from newsletter.store.subscribers import SubscribersQueries
@@ -51,5 +52,6 @@ class Store(
     StaffQueries,
     AutomationQueries,
     AuditQueries,
+    PeopleQueries,
 ):
     """The SQLite database of one workspace: every query, grouped by area."""

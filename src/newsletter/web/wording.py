@@ -58,8 +58,8 @@ WORDS: list[tuple[str, str | None, str]] = [
     (
         r"^list (?P<name>'.*?'): no such list.*",
         "list",
-        r"There is no list \g<name>. A list is made by importing subscribers into it "
-        r"(Subscribers, Import).",
+        r"There is no list \g<name>. Create it under Subscribers, Lists, or import "
+        r"subscribers into it.",
     ),
     # -- scheduling, sending, the campaign's state ----------------------------------
     (
@@ -132,6 +132,58 @@ WORDS: list[tuple[str, str | None, str]] = [
         r"^--map: (?P<file>.+?) has no column (?P<column>.+?); its columns: (?P<cols>.*)",
         "map",
         r"\g<file> has no column \g<column>; its columns are \g<cols>.",
+    ),
+    # -- one person added or changed, lists --------------------------------------------
+    (
+        r"^(?P<typed>'.*'|\".*\") is not a valid email address \((?P<why>.*)\)$",
+        "email",
+        r"\g<typed> is not a valid email address: \g<why>",
+    ),
+    (
+        r"^(?P<email>[^ ]+): already a subscriber(?: \((?P<status>\w+)\))?$",
+        "email",
+        r"\g<email> is already a subscriber. Search for them under Subscribers to change them.",
+    ),
+    (
+        r"^(?P<email>[^ ]+): on the suppression list .*",
+        "consent",
+        r"\g<email> is on the suppression list: they unsubscribed, or mail to it bounced or was "
+        r"marked as spam. Only their own confirmation takes it off: choose to send them a "
+        r"confirmation email.",
+    ),
+    (
+        r"^(?P<email>[^ ]+): needs SMTPUTF8 .*",
+        "email",
+        r"\g<email> has characters outside English letters before the @, and the mail "
+        r"service set up here cannot deliver to such an address.",
+    ),
+    (
+        r"^consent: choose .*",
+        "consent",
+        "Choose whether they asked to join, or get a confirmation email first.",
+    ),
+    (
+        r"^attributes, line (?P<n>\d+): (?P<line>.+?) is not NAME=VALUE.*",
+        "attributes",
+        r"Line \g<n> of the details, \g<line>, has no = sign: write one detail a line, a name, "
+        r"= and its value, such as city=Springfield.",
+    ),
+    (
+        r"^list (?P<name>'.*?'): (?P<email>[^ ]+) is (?P<status>\w+); only a confirmed .*",
+        "list",
+        r"\g<email> is \g<status>, so they cannot be put on \g<name>: only a confirmed "
+        r"subscriber can. Someone waiting to confirm joins the lists they asked for when "
+        r"they confirm.",
+    ),
+    (
+        r"^(?P<name>'.*'|\".*\"): a list name is (?P<rule>.*)",
+        "name",
+        "Give the list a name of 1 to 100 letters, digits, spaces or punctuation marks.",
+    ),
+    (
+        r"^list (?P<name>'.*?'): there is a list of that name already.*",
+        "name",
+        r"There is a list \g<name> already: choose another name.",
     ),
     # -- staff accounts ---------------------------------------------------------------
     (

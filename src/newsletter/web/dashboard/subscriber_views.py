@@ -1,7 +1,10 @@
-"""Subscriber pages: search and filter, one person's record, CSV import, unsubscribe, delete."""
+"""Subscriber pages: search and filter, one person's record, CSV import, unsubscribe, delete;
+adding and editing one person, their data as a download, and the lists."""
 
 from __future__ import annotations
 
+import datetime as dt
+import json
 import secrets
 import time
 from typing import TYPE_CHECKING, Any
@@ -11,8 +14,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from newsletter import subscribers
-from newsletter.errors import InputError, NotFound
+from newsletter import consent, people, subscribers
+from newsletter.errors import InputError, NewsletterError, NotFound
 from newsletter.status import SubscriberStatus
 from newsletter.subscriber_csv import MAP_FIELDS, OptOutColumn
 from newsletter.web.dashboard.auth import redirect
@@ -28,6 +31,31 @@ SHOWN_PROBLEMS = 50
 PENDING_IMPORTS = 8
 PENDING_SECONDS = 3600
 EXPIRED = "That upload has expired; choose the file again."
+NO_CONSENT_CHOICE = "consent: choose whether they asked to join or get a confirmation email"
+
+
+def typed_person(form: Any = None) -> dict[str, Any]:
+    """What a person's form holds, as typed (kept to be shown again when it is refused)."""
+    form = form or {}
+    values: dict[str, Any] = {
+        key: str(form.get(key, ""))[:4000]
+        for key in ("email", "first_name", "last_name", "tags", "attributes", "consent")
+    }
+    values["lists"] = [str(v) for v in form.getlist("list")] if form else []
+    return values
+
+
+def person_values(person: dict[str, Any], lists: list[str]) -> dict[str, Any]:
+    """A stored person as their form shows them."""
+    return {
+        "email": person["email"],
+        "first_name": person["first_name"] or "",
+        "last_name": person["last_name"] or "",
+        "tags": ", ".join(person["tags"]),
+        "attributes": "\n".join(f"{k}={v}" for k, v in person["attributes"].items()),
+        "consent": "",
+        "lists": lists,
+    }
 
 
 class SubscriberViews:
@@ -48,6 +76,12 @@ class SubscriberViews:
             d.route("/subscribers/{id:int}", self.subscriber_page),
             d.route("/subscribers/{id:int}/unsubscribe", self.unsubscribe, methods=["POST"]),
             d.route("/subscribers/{id:int}/delete", self.delete, methods=["POST"]),
+            d.route("/subscribers/new", self.add_page, methods=["GET", "POST"]),
+            d.route("/subscribers/{id:int}/edit", self.edit_page, methods=["GET", "POST"]),
+            d.route("/subscribers/{id:int}/data.json", self.export),
+            d.route("/subscribers/lists", self.lists_page, methods=["GET", "POST"]),
+            d.route("/subscribers/lists/{id:int}/rename", self.rename_list, methods=["POST"]),
+            d.route("/subscribers/{id:int}/ask-again", self.ask_again, methods=["POST"]),
         ]
 
     def subscriber_of(self, request: Request) -> dict[str, Any]:
@@ -96,13 +130,20 @@ class SubscriberViews:
         subscriber = self.subscriber_of(request)
         record = self.store.subscriber_record(subscriber["id"])
         return self.d.render(
-            request, "subscriber.html", active="subscribers", s=subscriber, record=record
+            request,
+            "subscriber.html",
+            active="subscribers",
+            s=subscriber,
+            record=record,
+            history=people.history(self.store, subscriber["id"], record),
         )
 
     def unsubscribe(self, request: Request) -> Response:
         d = self.d
         subscriber = self.subscriber_of(request)
-        done = self.store.unsubscribe(subscriber["id"], None, d.clock(), "staff")
+        # The event names the staff account, so the person's history says who it was.
+        how = f"staff:{request.state.staff['email']}"
+        done = self.store.unsubscribe(subscriber["id"], None, d.clock(), how)
         # By id only: the log must not keep an address its person may later have erased.
         d.audit(request, "unsubscribed", f"subscriber {subscriber['id']}")
         d.flash(
@@ -120,6 +161,192 @@ class SubscriberViews:
         d.audit(request, "deleted (erased)", f"subscriber {subscriber['id']}")
         d.flash(request, f"{subscriber['email']}: deleted; the address stays suppressed as a hash.")
         return redirect(f"{d.prefix}/subscribers")
+
+    # -- one person added, edited, downloaded; the lists -------------------------------
+
+    def person_form(
+        self, request: Request, template: str, status: int = 200, **context: Any
+    ) -> Response:
+        """A form of one person, with what was typed and, by its field, what is wrong."""
+        error = context.pop("error", None)
+        if error is not None:
+            said = for_people(error)
+            context.update(error=said.text, error_field=said.field or "")
+        return self.d.render(
+            request, template, status, active="subscribers", lists=self.store.lists(), **context
+        )
+
+    def add_page(self, request: Request) -> Response:
+        d = self.d
+        if request.method == "GET":
+            return self.person_form(request, "subscriber_new.html", values=typed_person())
+        values = typed_person(request.state.form)
+        if values["consent"] not in ("asked", "confirm"):
+            return self.person_form(
+                request,
+                "subscriber_new.html",
+                400,
+                values=values,
+                error=InputError(NO_CONSENT_CHOICE),
+            )
+        actor = request.state.staff["email"]
+        now = d.clock()
+        try:
+            details = people.read_details(
+                values["first_name"], values["last_name"], values["tags"], values["attributes"]
+            )
+            added = people.add(
+                self.store,
+                d.ws.settings,
+                values["email"],
+                details,
+                values["lists"],
+                asked=values["consent"] == "asked",
+                actor=actor,
+                now=now,
+                eai_refusal=d.ws.eai_refusal,
+            )
+        except NewsletterError as exc:
+            return self.person_form(request, "subscriber_new.html", 400, values=values, error=exc)
+        sid = added.subscriber_id
+        if added.confirmed:
+            d.audit(request, "added", f"subscriber {sid}", "they asked to join: confirmed")
+            d.flash(request, f"{added.address}: added as confirmed; they asked to join.")
+            return redirect(f"{d.prefix}/subscribers/{sid}")
+        d.audit(request, "added", f"subscriber {sid}", "unconfirmed: confirmation email")
+        d.flash(request, self.confirmation(added, now))
+        return redirect(f"{d.prefix}/subscribers/{sid}")
+
+    def ask_again(self, request: Request) -> Response:
+        d = self.d
+        person = self.subscriber_of(request)
+        now = d.clock()
+        added = people.ask_again(
+            self.store, d.ws.settings, person["id"], actor=request.state.staff["email"], now=now
+        )
+        d.audit(request, "asked to confirm again", f"subscriber {person['id']}")
+        d.flash(request, self.confirmation(added, now))
+        return redirect(f"{d.prefix}/subscribers/{person['id']}")
+
+    def confirmation(self, added: people.Added, now: dt.datetime) -> str:
+        """Send the confirmation email of a person just added, as `subscribers add` does;
+        what happened, for the page."""
+        ws = self.d.ws
+        if added.consent_id is None:
+            return (
+                f"{added.address}: unconfirmed; a confirmation email went to this address "
+                f"minutes ago, so none was sent now."
+            )
+        transport = ws.transport()
+        try:
+            consent.send_confirmation(
+                self.store,
+                transport,
+                ws.settings,
+                ws.signer,
+                ws.templates(ws.settings.subscribers.confirm_template),
+                added.consent_id,
+                now,
+            )
+        except NewsletterError as exc:
+            # The request stays recorded (it is the consent proof); say what failed.
+            return (
+                f"{added.address}: unconfirmed, and the confirmation email could not be sent: "
+                f"{exc}. Fix that (see Settings, Check), then send it again from this page."
+            )
+        finally:
+            transport.close()
+        return (
+            f"{added.address}: unconfirmed; a confirmation email is on its way. "
+            f"They get newsletters once they click its link (it works for "
+            f"{ws.settings.subscribers.confirm_days} days)."
+        )
+
+    def edit_page(self, request: Request) -> Response:
+        d = self.d
+        person = self.subscriber_of(request)
+        sid = person["id"]
+        if request.method == "GET":
+            current = [m["name"] for m in self.store.memberships(sid) if not m["unsubscribed_at"]]
+            return self.person_form(
+                request, "subscriber_edit.html", s=person, values=person_values(person, current)
+            )
+        values = typed_person(request.state.form)
+        try:
+            details = people.read_details(
+                values["first_name"], values["last_name"], values["tags"], values["attributes"]
+            )
+            changed = people.edit(
+                self.store,
+                sid,
+                details,
+                values["lists"],
+                actor=request.state.staff["email"],
+                now=d.clock(),
+            )
+        except NewsletterError as exc:
+            return self.person_form(
+                request, "subscriber_edit.html", 400, s=person, values=values, error=exc
+            )
+        if changed:
+            d.audit(request, "edited", f"subscriber {sid}", ", ".join(changed))
+            d.flash(request, f"{person['email']}: saved ({', '.join(changed)}).")
+        else:
+            d.flash(request, f"{person['email']}: nothing was changed.")
+        return redirect(f"{d.prefix}/subscribers/{sid}")
+
+    def export(self, request: Request) -> Response:
+        """Everything held on one person as a JSON file: the data of `subscribers export`."""
+        person = self.subscriber_of(request)
+        record = self.store.subscriber_record(person["id"])
+        self.d.audit(request, "downloaded their data", f"subscriber {person['id']}")
+        body = json.dumps(record, indent=2, ensure_ascii=False)
+        return Response(
+            body,
+            media_type="application/json; charset=utf-8",
+            headers={
+                "Content-Disposition": f'attachment; filename="subscriber-{person["id"]}.json"',
+                "Cache-Control": "no-store",
+                "X-Content-Type-Options": "nosniff",
+            },
+        )
+
+    def lists_page(self, request: Request) -> Response:
+        d = self.d
+        if request.method == "GET":
+            return self.person_form(request, "lists.html", values={})
+        form = request.state.form
+        values = {
+            "name": str(form.get("name", "")),
+            "description": str(form.get("description", "")),
+            "public": form.get("public") == "on",
+        }
+        try:
+            name = people.new_list(
+                self.store, values["name"], values["description"], values["public"], d.clock()
+            )
+        except NewsletterError as exc:
+            return self.person_form(request, "lists.html", 400, values=values, error=exc)
+        d.audit(request, "created a list", f"list {name}", "public" if values["public"] else "")
+        d.flash(request, f"List {name} created.")
+        return redirect(f"{d.prefix}/subscribers/lists")
+
+    def rename_list(self, request: Request) -> Response:
+        d = self.d
+        list_id = request.path_params["id"]
+        typed = str(request.state.form.get("name", ""))
+        try:
+            old, new = people.rename_list(self.store, list_id, typed)
+        except NotFound:
+            raise
+        except NewsletterError as exc:
+            return self.person_form(
+                request, "lists.html", 400, values={}, renaming=list_id, typed=typed, error=exc
+            )
+        if old != new:
+            d.audit(request, "renamed a list", f"list {new}", f"was {old}")
+            d.flash(request, f"List {old} is now called {new}.")
+        return redirect(f"{d.prefix}/subscribers/lists")
 
     # -- CSV import: upload, preview, columns, confirm --------------------------------
 
