@@ -16,8 +16,10 @@ from __future__ import annotations
 from newsletter.subscriber_csv.cells import NAME_LIMIT, clean_name, normalize_email
 from newsletter.subscriber_csv.rows import ParsedFile, Progress, parse_csv, read_rows
 from newsletter.subscriber_csv.shapes import (
+    FILE_STATUSES,
     FORMATS,
     MAP_FIELDS,
+    NoEmailColumn,
     OptOutColumn,
     detect_format,
     parse_mapping,
@@ -25,9 +27,11 @@ from newsletter.subscriber_csv.shapes import (
 from newsletter.subscriber_csv.text import check_sample, decode, sniff_delimiter, sniff_encoding
 
 __all__ = [
+    "FILE_STATUSES",
     "FORMATS",
     "MAP_FIELDS",
     "NAME_LIMIT",
+    "NoEmailColumn",
     "OptOutColumn",
     "ParsedFile",
     "Progress",

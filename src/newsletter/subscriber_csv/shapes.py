@@ -9,6 +9,7 @@ such column is ever dropped without a word. Pure.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -67,6 +68,21 @@ UNSUB_TIME_HEADERS = {
 BOUNCE_TIME_HEADERS = {"clean time", "bounced at", "bounce date"}
 # Mailchimp's confirmation time: a filled one is a confirmed double opt-in.
 CONFIRM_TIME = "confirm time"
+# When the person signed up and confirmed, as the file says: kept in the consent
+# record beside the import's own time. Mailchimp's OPTIN_TIME, MailerLite's
+# subscribed_at, Squarespace's "Date Subscribed"; the tools' own names (a
+# Shape's ``signed_up``) come first.
+SIGNED_UP_HEADERS = (
+    "optin time",
+    "opt in time",
+    "subscribed at",
+    "subscribed on",
+    "date subscribed",
+    "subscription date",
+    "signup date",
+    "signed up at",
+)
+CONFIRMED_TIME_HEADERS = ("confirm time", "confirmed at", "confirmed on", "confirmation date")
 # Mailchimp's consent evidence (opt-in and confirmation time and IP) is kept.
 EVIDENCE = {
     "optin time": "optin_time",
@@ -114,7 +130,7 @@ COMPLAINED_WORDS = {
 # A column named like this says who opted out: it is read as a status, an
 # opt-out flag or a time, never dropped or kept as a plain attribute.
 OPT_OUT_NAME = re.compile(
-    r"unsub|opt ?out|bounce|complain|suppress|cancel|block|blacklist|inactive"
+    r"unsub|opt(?:ed)? ?out|bounce|complain|suppress|cancel|block|blacklist|inactive"
 )
 # A cell that says on its own that the person is not to be sent to; seen in a
 # column that is not read as a status, it stops the import.
@@ -163,13 +179,19 @@ class Shape:
     that mean something else here than elsewhere (beehiiv's "inactive" is an
     unsubscribe, Kit's an unconfirmed address). ``companions``: columns that
     go with a recognised opt-out column (why, after which campaign) and are
-    kept as attributes.
+    kept as attributes. ``signed_up``: the column that holds when a person
+    joined the tool's list (its creation time), for the consent record.
+    ``changed``: the column that holds when a row last changed, the time a
+    person left when the whole file is said to have left (EmailOctopus's
+    export of its unsubscribed contacts has no status, only this).
     """
 
     label: str
     roles: Mapping[str, str] = field(default_factory=dict)
     words: Mapping[str, SubscriberStatus] = field(default_factory=dict)
     companions: frozenset[str] = frozenset()
+    signed_up: tuple[str, ...] = ()
+    changed: tuple[str, ...] = ()
 
 
 SHAPES: dict[str, Shape] = {
@@ -194,9 +216,9 @@ SHAPES: dict[str, Shape] = {
     # listmonk: status enabled / disabled / blocklisted.
     "listmonk": Shape("listmonk export"),
     # Ghost: subscribed_to_emails true/false.
-    "ghost": Shape("Ghost members export"),
+    "ghost": Shape("Ghost members export", signed_up=("created at",)),
     # Substack: email_disabled true/false.
-    "substack": Shape("Substack export"),
+    "substack": Shape("Substack export", signed_up=("created at",)),
     "keila": Shape("Keila export"),
     # beehiiv: email,First Name,Last Name,status,tier,created_at,
     # stripe_customer_id,Free Tier,Premium Tier,unsubscribed_at,...; status
@@ -209,6 +231,7 @@ SHAPES: dict[str, Shape] = {
     "beehiiv": Shape(
         "beehiiv export",
         words={"active": _CONFIRMED, "pending": _UNCONFIRMED, "inactive": _UNSUBSCRIBED},
+        signed_up=("created at",),
     ),
     # Kit (ConvertKit): a subscriber's first_name, email_address, state,
     # created_at, canceled_at; state active / inactive / cancelled / bounced /
@@ -228,6 +251,7 @@ SHAPES: dict[str, Shape] = {
             "cancelled": _UNSUBSCRIBED,
             "canceled": _UNSUBSCRIBED,
         },
+        signed_up=("created at",),
     ),
     # Buttondown: email_address, creation_date, notes, metadata (JSON), tags,
     # referrer_url, secondary_id, type (tap-buttondown's subscriber schema,
@@ -262,6 +286,7 @@ SHAPES: dict[str, Shape] = {
             "undeliverable": _BOUNCED,
             "complained": _COMPLAINED,
         },
+        signed_up=("creation date",),
     ),
     # MailerLite: email, name, last_name, status, subscribed_at,
     # unsubscribed_at; status active / unsubscribed / unconfirmed / bounced /
@@ -300,6 +325,7 @@ SHAPES: dict[str, Shape] = {
             "soft bounce": _UNCONFIRMED,
             "marked as spam": _COMPLAINED,
         },
+        signed_up=("joined",),
     ),
     # EmailOctopus: its own export is Identifier,Email address,First name,
     # Last name,Tags,Created,Last changed (the columns of a real export listed
@@ -318,6 +344,8 @@ SHAPES: dict[str, Shape] = {
             "unsubscribed": _UNSUBSCRIBED,
             "bounced": _BOUNCED,
         },
+        signed_up=("created", "created at"),
+        changed=("last changed", "last updated at"),
     ),
 }
 FORMATS = {
@@ -327,6 +355,18 @@ FORMATS = {
 }
 _NO_SHAPE = Shape("CSV")
 _SEPARATORS = re.compile(r"[\s_\-]+")
+
+
+class NoEmailColumn(InputError):
+    """No column of a file's header holds the addresses: the file is not imported as it is.
+
+    ``headers``: its column names, for the dashboard to offer them in its
+    column mapper (one of them may hold the addresses under a name of its own).
+    """
+
+    def __init__(self, message: str, headers: list[str]):
+        super().__init__(message)
+        self.headers = headers
 
 
 class OptOutColumn(InputError):
@@ -516,3 +556,78 @@ def status_of(
     if word in CONFIRMED_WORDS or confirm or (confirmed and not word):
         return _CONFIRMED
     return _UNCONFIRMED
+
+
+# What staff may say of a whole file (``--status``, the dashboard's question):
+# a tool's export of its unsubscribed people (EmailOctopus's has no status
+# column) comes in as what it is, not as the default.
+FILE_STATUSES = (_CONFIRMED, _UNCONFIRMED, _UNSUBSCRIBED, _BOUNCED, _COMPLAINED)
+_OUT = frozenset({_UNSUBSCRIBED, _BOUNCED, _COMPLAINED})
+
+
+def has_own_status(key: tuple[Any, ...]) -> bool:
+    """True if a row's status cells (``status_of``'s key) say anything at all."""
+    word, clean, unsub, opt_in, opt_out, confirm = key
+    return bool(word.strip() or clean or unsub or opt_in.strip() or opt_out.strip() or confirm)
+
+
+def with_file_status(
+    own: SubscriberStatus, has_own: bool, whole: SubscriberStatus
+) -> tuple[SubscriberStatus, bool]:
+    """A row's status when staff said what everyone in the file is; True if the row's own won.
+
+    A row that says nothing of itself takes the file's status. A row that
+    says it opted out (unsubscribed, bounced, complained) keeps that, with
+    its own reason and time, whatever the file is said to be: no answer about
+    the whole file makes an opted-out person sendable. A row that never
+    confirmed stays unconfirmed in a file said to be confirmed. Otherwise the
+    file's status stands (said opted out or unconfirmed, nobody is sendable).
+    """
+    if not has_own or own == whole:
+        return whole, False
+    if own in _OUT:
+        return own, True
+    if whole in _OUT:
+        return whole, False
+    if own == _UNCONFIRMED:
+        return own, True
+    return whole, False
+
+
+def first_column(keys: list[str], names: Iterable[str]) -> int | None:
+    """The index of the first of ``names`` (in their order) found among ``keys``."""
+    for wanted in names:
+        if wanted in keys:
+            return keys.index(wanted)
+    return None
+
+
+def json_opt_out(value: Any, path: str = "") -> tuple[str, str] | None:
+    """Where a JSON attribute value says that someone opted out: (field path, value), or None.
+
+    A string value such as "unsubscribed" anywhere in it, or a field whose
+    name speaks of leaving (unsubscribed_at, bounced, opted_out ...) that is
+    filled in and not false: as for a column of its own.
+    """
+    if isinstance(value, dict):
+        for key, inner in value.items():
+            where = f"{path}.{key}" if path else str(key)
+            words = header_key(str(key))
+            if (
+                OPT_OUT_NAME.search(words)
+                and not {"url", "link", "page"} & set(words.split())
+                and inner not in (None, False, 0, "", [], {})
+                and not (isinstance(inner, str) and not opted_out(inner))
+            ):
+                return where, inner if isinstance(inner, str) else json.dumps(inner)
+            found = json_opt_out(inner, where)
+            if found is not None:
+                return found
+    elif isinstance(value, list):
+        for index, inner in enumerate(value):
+            found = json_opt_out(inner, f"{path}[{index}]")
+            if found is not None:
+                return found
+    elif isinstance(value, str) and is_opt_out_value(value):
+        return path or "(value)", value
+    return None
