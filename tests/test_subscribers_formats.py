@@ -472,6 +472,7 @@ def test_dashboard_shows_the_column_to_read_and_imports_nothing_until_it_is(
 
     page.goto(url + "/subscribers/import")
     page.get_by_label("CSV file").set_input_files(str(upload))
+    page.get_by_label("Yes, they agreed").check()
     page.get_by_role("button", name="Check the file").click()
     alert = page.locator("#map-error")
     expect(alert).to_contain_text("Column 'Bounced' says who opted out")
