@@ -38,6 +38,10 @@ CASES = [
         },
     ),
     (
+        FIXTURES / "mailchimp-de.csv",
+        {"jana@example.com": ("2024-02-12T17:59:31+00:00", "2024-02-12T18:06:58+00:00")},
+    ),
+    (
         FIXTURES / "mailerlite.csv",
         {"pia@example.com": ("2024-01-10T08:00:00+00:00", None)},  # subscribed_at
     ),

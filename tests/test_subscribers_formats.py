@@ -160,6 +160,16 @@ CASES: list[tuple[Path, str, dict[str, Row]]] = [
         },
     ),
     (
+        # Mailchimp's export in German: its header line as posted in listmonk's
+        # issue 688; read as the English one is.
+        FIXTURES / "mailchimp-de.csv",
+        "mailchimp",
+        {
+            "jana@example.com": ("confirmed", None, {"first_name": "Jana", "last_name": "Keller"}),
+            "max@example.com": ("confirmed", None, {"first_name": "Max", "last_name": "Moritz"}),
+        },
+    ),
+    (
         DATA / "mailchimp_unsubscribed_members_export.csv",
         "mailchimp",
         {

@@ -28,9 +28,12 @@ EMAIL_HEADERS = {
     "mail",
     "emailaddress",
     "subscriber email",
+    # Mailchimp's export in German (github.com/knadh/listmonk issue 688).
+    "emailadresse",
+    "e mail adresse",
 }
-FIRST_HEADERS = {"first name", "firstname", "fname", "given name"}
-LAST_HEADERS = {"last name", "lastname", "lname", "surname", "family name"}
+FIRST_HEADERS = {"first name", "firstname", "fname", "given name", "vorname"}
+LAST_HEADERS = {"last name", "lastname", "lname", "surname", "family name", "nachname"}
 NAME_HEADERS = {"name", "full name"}
 STATUS_HEADERS = {"status", "subscription status", "member status", "subscriber status"}
 TAG_HEADERS = {"tags", "labels", "tag"}
@@ -64,8 +67,10 @@ UNSUB_TIME_HEADERS = {
     "canceled at",
     "cancelled at",
 }
-# When an address bounced: Mailchimp's CLEAN_TIME ("cleaned" is its hard bounce).
-BOUNCE_TIME_HEADERS = {"clean time", "bounced at", "bounce date"}
+# When an address bounced: Mailchimp's CLEAN_TIME ("cleaned" is its hard bounce),
+# Buttondown's "Undeliverability date" (a column of its subscriber list,
+# docs.buttondown.com/subscriber-dashboard).
+BOUNCE_TIME_HEADERS = {"clean time", "bounced at", "bounce date", "undeliverability date"}
 # Mailchimp's confirmation time: a filled one is a confirmed double opt-in.
 CONFIRM_TIME = "confirm time"
 # When the person signed up and confirmed, as the file says: kept in the consent
@@ -199,7 +204,10 @@ SHAPES: dict[str, Shape] = {
     # UNSUB_TIME and CLEAN_TIME tell them apart, and hold when the person
     # left. Headers as in the Mailchimp exports of Ghost's migration tool's
     # tests (github.com/TryGhost/migrate, packages/mg-mailchimp-members/src/
-    # test/fixtures/{subscribed,unsubscribed,cleaned}.csv).
+    # test/fixtures/{subscribed,unsubscribed,cleaned}.csv); the same export
+    # in German (Emailadresse,Vorname,Nachname,"Erlaubnis zum Marketing",
+    # MEMBER_RATING,OPTIN_TIME,...) as posted in github.com/knadh/listmonk
+    # issue 688.
     "mailchimp": Shape(
         "Mailchimp export",
         companions=frozenset(
@@ -240,7 +248,10 @@ SHAPES: dict[str, Shape] = {
     # response.json; states as
     # in help.convertkit.com/article/12-convertkit-subscribers: Confirmed,
     # Unconfirmed, Cancelled, Cold, Bounced, Complained). Kit's "inactive" is
-    # an address that never confirmed; "cold" still receives email.
+    # an address that never confirmed; "cold" still receives email. No export
+    # file's own header line was found in public sources: the CSVs found
+    # (id,email_address,first_name,state,tags,created_at) are written by
+    # third-party command-line clients of Kit's API, not by Kit.
     "kit": Shape(
         "Kit (ConvertKit) export",
         roles={"state": "status", "subscriber state": "status"},
@@ -255,7 +266,10 @@ SHAPES: dict[str, Shape] = {
     ),
     # Buttondown: email_address, creation_date, notes, metadata (JSON), tags,
     # referrer_url, secondary_id, type (tap-buttondown's subscriber schema,
-    # pypi.org/project/tap-buttondown; older exports call it subscriber_type).
+    # pypi.org/project/tap-buttondown). Buttondown renamed subscriber_type and
+    # email to type and email_address (docs.buttondown.com/api-subscribers-
+    # introduction), so older files say subscriber_type. No export file's own
+    # header line was found in public sources.
     # Types from Buttondown's API (github.com/buttondown/openapi, enums.json,
     # SubscriberType): regular, premium, trialed, unpaid, gifted, churning and
     # paused still receive email; unactivated never confirmed; unsubscribed,
@@ -291,7 +305,8 @@ SHAPES: dict[str, Shape] = {
     # MailerLite: email, name, last_name, status, subscribed_at,
     # unsubscribed_at; status active / unsubscribed / unconfirmed / bounced /
     # junk (developers.mailerlite.com/docs/subscribers.html);
-    # "junk" is a spam complaint.
+    # "junk" is a spam complaint. These are its API's field names: no export
+    # file's own header line was found in public sources.
     "mailerlite": Shape(
         "MailerLite export",
         words={
@@ -307,7 +322,8 @@ SHAPES: dict[str, Shape] = {
     # MODIFIED_TIME in every export (developers.brevo.com/reference/
     # request-contact-export) and the email blacklist flag (the API's
     # emailBlacklisted). Brevo blacklists whoever unsubscribed, complained or
-    # hard-bounced (help.sendinblue.com/hc/en-us/articles/208773869).
+    # hard-bounced (help.sendinblue.com/hc/en-us/articles/208773869). No
+    # export file's own header line was found in public sources.
     "brevo": Shape("Brevo (Sendinblue) export"),
     # Sendy: "Name","Email","Joined","Last activity","Added via","Opt-in
     # method","IP address","Country","Country code","Signed up from",
@@ -409,7 +425,12 @@ def parse_mapping(pairs: Iterable[str]) -> dict[str, str]:
 def detect_format(keys: list[str]) -> str:
     """Name the tool that wrote a header, for the import report and its own vocabulary."""
     found = set(keys)
-    if "email address" in found and found & {"member rating", "optin time", "leid", "euid"}:
+    if found & {"email address", "emailadresse"} and found & {
+        "member rating",
+        "optin time",
+        "leid",
+        "euid",
+    }:
         return "mailchimp"
     if {"uuid", "attributes"} <= found:
         return "listmonk"
