@@ -139,6 +139,9 @@ def test_a_file_without_an_email_column_gets_the_column_mapper_in_plain_words(
 
     choose_file(page, url, upload, "Yes, they agreed")
 
+    expect(
+        page.get_by_role("heading", name="praxis.csv: which column holds the email addresses?")
+    ).to_be_visible()
     expect(page.locator("#map-error")).to_contain_text("no column of email addresses")
     expect(page.locator("#map-error")).to_contain_text("Choose “Email address” below")
     choices = page.locator("#map-1 option").all_inner_texts()

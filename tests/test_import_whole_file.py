@@ -79,6 +79,31 @@ WHOLE_FILE: list[tuple[str, Path, str, dict[str, tuple[str, str | None]], int]] 
         0,
     ),
     (
+        # Said confirmed: Dan's own unsubscribe stands, dated by the import (the
+        # file gives no unsubscribe time; its last change dates only a file said
+        # to have left as a whole), Eva is still pending.
+        "emailoctopus api export said confirmed",
+        FIXTURES / "emailoctopus-api.csv",
+        "confirmed",
+        {
+            "cai@example.com": ("confirmed", None),
+            "dan@example.com": ("unsubscribed", AT_IMPORT),
+            "eva@example.com": ("unconfirmed", None),
+        },
+        2,
+    ),
+    (
+        "emailoctopus api export said unsubscribed",
+        FIXTURES / "emailoctopus-api.csv",
+        "unsubscribed",
+        {
+            "cai@example.com": ("unsubscribed", "2024-01-01T00:00:00+00:00"),
+            "dan@example.com": ("unsubscribed", "2024-03-03T03:03:03+00:00"),
+            "eva@example.com": ("unsubscribed", "2024-06-01T00:00:00+00:00"),
+        },
+        0,
+    ),
+    (
         # Said confirmed, but three rows say otherwise: the opt-outs and the
         # one still pending keep what the file says of them.
         "beehiiv export said confirmed",

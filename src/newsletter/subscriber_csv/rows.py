@@ -317,7 +317,8 @@ def _rows(
     pad = len(headers)
     s0, s1, s2, s3, s4, s5 = (pad if c is None else c for c in status_cols)
     first_idx = pad if first_col is None else first_col
-    changed_idx = pad if changed_col is None or whole is None else changed_col
+    # Only a file said to have left as a whole is dated by its rows' last change.
+    changed_idx = pad if changed_col is None or whole not in SUPPRESSED else changed_col
     last_idx = pad if last_col is None else last_col
     normalize = normalize_email
 
@@ -451,8 +452,8 @@ def _rows(
         left = None
         if status in SUPPRESSED:
             # When the person left, as the export says: kept as the time of
-            # the unsubscribe and of the suppression, not the import's. A file
-            # said to have left as a whole (``whole``) has its rows' last change.
+            # the unsubscribe and of the suppression, not the import's; in a file
+            # said to have left as a whole, a row's last change (EmailOctopus).
             for col in (s2, s1, s4, changed_idx):
                 if row[col].strip():
                     left = export_time(row[col])

@@ -243,7 +243,7 @@ class SubscriberViews:
     ) -> Response:
         """The preview of an upload read with the job's mapping. ``before``: the mapping it
         had until this request changed it, restored (with the reason) if the new one fails."""
-        blocked = False
+        blocked = no_email = False
 
         def parse(guard: bool = True) -> subscribers.ParsedFile:
             return subscribers.parse_csv(
@@ -267,7 +267,7 @@ class SubscriberViews:
             # No column is named as an address column: the mapper is offered, for
             # staff to say which column holds the addresses.
             parsed = ParsedFile(job["name"], columns=[(h, "unread") for h in exc.headers])
-            error, blocked = str(exc), True
+            error, blocked, no_email = str(exc), True, True
         except InputError as exc:
             if before is not None:
                 job["mapping"] = before
@@ -299,6 +299,7 @@ class SubscriberViews:
             fields=[(f, FIELD_WORDS[f]) for f in MAP_FIELDS],
             read_as=read_as,
             blocked=blocked,
+            no_email=no_email,
         )
 
     def pending_job(self, request: Request) -> tuple[str, dict[str, Any] | None]:
