@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from clocks import IMPORT_NOW as NOW
+from conftest import database_before
 from newsletter.store import Store
 from newsletter.subscribers import import_file
 
@@ -87,3 +88,18 @@ def test_the_time_columns_stay_attributes_too(store: Store) -> None:
 
     ada = store.subscriber_by_email("ada@example.com")
     assert ada["attributes"]["created_at"] == "2023-03-24 10:23:10 UTC"
+
+
+def test_m018_gives_old_consent_records_a_place_for_the_files_times(tmp_path: Path) -> None:
+    store = database_before(tmp_path / "old.db", "m018")
+    import_file(store, DATA / "plain_with_header.csv", NOW)  # an import before the upgrade
+    before = store._rows("SELECT * FROM consents ORDER BY id")
+
+    assert "m018_consent_times_from_file" in store.migrate()
+
+    after = store._rows("SELECT * FROM consents ORDER BY id")
+    assert [{k: r[k] for k in before[0]} for r in after] == before
+    assert {(r["file_signed_up_at"], r["file_confirmed_at"]) for r in after} == {(None, None)}
+    import_file(store, FIXTURES / "kit.csv", NOW)
+    assert consent_times(store)["eli@example.com"] == ("2024-01-05T10:00:00+00:00", None)
+    store.close()
