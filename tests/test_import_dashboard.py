@@ -186,6 +186,7 @@ def test_the_persons_page_shows_when_the_file_says_they_signed_up_and_confirmed(
     consent = page.get_by_role("table").filter(has_text="Text (version)")
     expect(consent).to_contain_text(f"signed up {signed}, as the imported file says")
     expect(consent).to_contain_text(f"confirmed {confirmed}, as the imported file says")
+    expect(consent).to_contain_text("staff said everyone in the file is confirmed")
     history = page.get_by_role("row").filter(has_text="signed up, as the imported file says")
     expect(history).to_contain_text(signed)
     expect(

@@ -191,6 +191,11 @@ def test_a_whole_file_comes_in_as_staff_say_and_opt_outs_keep_their_own(
     assert {a: at.get(a) for a in rows} == {a: left for a, (_, left) in rows.items()}
     assert report.overridden == overridden
     assert f"everyone taken as {word} but {overridden} rows" in report.line()
+    # The consent record says on whose word they came in.
+    texts = {r["text"] for r in store._rows("SELECT text FROM consents")}
+    assert texts == {
+        f"Added by staff import from {path.name}; staff said everyone in the file is {word}"
+    }
     # Nobody a suppression names is sendable, whatever was said of the file.
     assert not {a for a, status in people.items() if status == "confirmed"} & set(at)
 

@@ -55,6 +55,9 @@ __all__ = [
     "stream_file",
 ]
 IMPORT_CONSENT = "Added by staff import from {source}"
+# Kept in the consent record when staff said what everyone in the file is:
+# the record then says on whose word the people came in as they did.
+IMPORT_SAID = "; staff said everyone in the file is {status}"
 
 
 @dataclass
@@ -308,7 +311,8 @@ def save(
         parsed.rows,
         list_name,
         f"import:{label}",
-        IMPORT_CONSENT.format(source=label),
+        IMPORT_CONSENT.format(source=label)
+        + ("" if parsed.whole is None else IMPORT_SAID.format(status=parsed.whole)),
         now,
         on_progress=saving,
     )
