@@ -47,6 +47,10 @@ CASES = [
         {"pia@example.com": ("2024-01-10T08:00:00+00:00", None)},  # subscribed_at
     ),
     (
+        FIXTURES / "mailerlite-app.csv",
+        {"yara@example.com": ("2024-01-10T08:00:00+00:00", None)},  # "Subscribed"
+    ),
+    (
         FIXTURES / "beehiiv.csv",
         {"ada@example.com": ("2023-03-24T10:23:10+00:00", None)},  # created_at, " UTC"
     ),

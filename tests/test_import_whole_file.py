@@ -146,6 +146,18 @@ WHOLE_FILE: list[tuple[str, Path, str, dict[str, tuple[str, str | None]], int]] 
         2,
     ),
     (
+        # MailerLite's export of one segment (here: the unsubscribed) has no
+        # status column and no time of leaving: dated by the import.
+        "mailerlite app export of people who left",
+        FIXTURES / "mailerlite-app.csv",
+        "unsubscribed",
+        {
+            "yara@example.com": ("unsubscribed", AT_IMPORT),
+            "zed@example.com": ("unsubscribed", AT_IMPORT),
+        },
+        0,
+    ),
+    (
         "mailerlite export said unconfirmed",
         FIXTURES / "mailerlite.csv",
         "unconfirmed",

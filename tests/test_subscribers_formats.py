@@ -95,6 +95,24 @@ CASES: list[tuple[Path, str, dict[str, Row]]] = [
         },
     ),
     (
+        # MailerLite's export from its app: "Subscriber" is the address, no status.
+        FIXTURES / "mailerlite-app.csv",
+        "mailerlite",
+        {
+            "yara@example.com": (
+                "confirmed",
+                None,
+                {
+                    "first_name": "Yara",
+                    "last_name": "Young",
+                    "tags": ["Newsletter", "Back care"],
+                    "attributes": {},
+                },
+            ),
+            "zed@example.com": ("confirmed", None, {"tags": ["Newsletter"]}),
+        },
+    ),
+    (
         FIXTURES / "brevo.csv",
         "brevo",
         {

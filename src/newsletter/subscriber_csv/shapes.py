@@ -307,8 +307,17 @@ SHAPES: dict[str, Shape] = {
     # junk (developers.mailerlite.com/docs/subscribers.html);
     # "junk" is a spam complaint. These are its API's field names: no export
     # file's own header line was found in public sources.
+    # Its export from the app names the address "Subscriber", the sign-up
+    # time "Subscribed" (Y-m-d H:i:s, no zone) and the groups "Groups",
+    # ";"-separated, beside "Name" and "Last name": the columns that
+    # github.com/headwalluk/heads-up-mailer reads from MailerLite's export
+    # (includes/class-csv-importer.php @ 1854dffe795caa0bbd0aa77c2a1031a2a7b9d8e3).
+    # An export of one segment (unsubscribed, bounced) has no status column:
+    # say what it is (``--status``).
     "mailerlite": Shape(
         "MailerLite export",
+        roles={"subscriber": "email", "subscribed": "signed_up", "groups": "tags"},
+        signed_up=("subscribed",),
         words={
             "active": _CONFIRMED,
             "unconfirmed": _UNCONFIRMED,
@@ -452,6 +461,8 @@ def detect_format(keys: list[str]) -> str:
         return "kit"
     if "subscriber type" in found or {"secondary id", "type"} <= found:
         return "buttondown"
+    if {"subscriber", "subscribed"} <= found and found & {"name", "last name", "groups"}:
+        return "mailerlite"
     if {"status", "subscribed at"} <= found and found & {"unsubscribed at", "last name"}:
         return "mailerlite"
     if "email" in found and found & {"email blacklisted", "emailblacklisted", "added time"}:
@@ -485,6 +496,8 @@ def column_roles(keys: list[str], mapping: dict[str, str], fmt: str = "csv") -> 
         role = shape_of(fmt).roles.get(key)
         if role and key not in mapped:
             roles.setdefault(role, index)
+    # A column the tool's own names gave a part plays no other.
+    mapped |= {keys[i] for i in roles.values()}
     vocab = (
         ("email", EMAIL_HEADERS),
         ("first_name", FIRST_HEADERS),

@@ -51,6 +51,7 @@ FIELD_WORDS = {
     "unsubscribed": "Opted out (filled in or yes)",
     "unsubscribed_at": "Time they unsubscribed",
     "bounced_at": "Time the address bounced",
+    "signed_up": "Time they signed up (consent record)",
     "consent evidence": "Consent record (opt-in time or IP)",
     "ignore": "Leave out",
     "ignored": "Left out",
