@@ -351,7 +351,7 @@ def import_file(
 
     ``status``: what everyone in the file is, as staff said (``file_status``):
     rows that say nothing of themselves take it, an opt-out in the file keeps
-    its own status and time (``subscriber_csv.shapes.with_file_status``).
+    its own status and time (``subscriber_csv.statuses.with_file_status``).
     """
     if strict:
         check_strict(check_file(path, confirmed, mapping, eai_refusal=eai_refusal, status=status))

@@ -5,8 +5,9 @@ names its file and line; a file that cannot be a subscriber list at all raises
 InputError in one line. ``normalize_email`` validates an address.
 
 text.py turns bytes into text (binary refused, encoding and delimiter
-guessed); shapes.py knows the tools' header names and status words, and
-which columns say that someone opted out;
+guessed); shapes.py knows the tools' header names and status words;
+statuses.py reads a row's status and knows which columns, cells and JSON
+values say that someone opted out;
 cells.py cleans one address, name or tag list; rows.py reads the header into
 column roles and yields the rows.
 """
@@ -16,7 +17,6 @@ from __future__ import annotations
 from newsletter.subscriber_csv.cells import NAME_LIMIT, clean_name, normalize_email
 from newsletter.subscriber_csv.rows import ParsedFile, Progress, parse_csv, read_rows
 from newsletter.subscriber_csv.shapes import (
-    FILE_STATUSES,
     FORMATS,
     MAP_FIELDS,
     NoEmailColumn,
@@ -24,6 +24,7 @@ from newsletter.subscriber_csv.shapes import (
     detect_format,
     parse_mapping,
 )
+from newsletter.subscriber_csv.statuses import FILE_STATUSES
 from newsletter.subscriber_csv.text import check_sample, decode, sniff_delimiter, sniff_encoding
 
 __all__ = [

@@ -39,12 +39,14 @@ from newsletter.subscriber_csv.shapes import (
     column_roles,
     detect_format,
     first_column,
-    has_own_status,
     header_key,
+    shape_of,
+)
+from newsletter.subscriber_csv.statuses import (
+    has_own_status,
     is_opt_out_value,
     json_opt_out,
     opt_out_column,
-    shape_of,
     status_of,
     with_file_status,
 )
