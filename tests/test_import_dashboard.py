@@ -195,3 +195,26 @@ def test_the_persons_page_shows_when_the_file_says_they_signed_up_and_confirmed(
     assert serious_violations(page) == []
     fits_a_phone(page)
     dashboard.screenshot(page, "subscriber-consent-times")
+
+
+def test_an_opt_out_inside_json_stops_the_import_with_words_for_people(
+    admin_page, dashboard, tmp_path: Path
+) -> None:
+    page, url = admin_page, dashboard.url
+    upload = tmp_path / "listmonk.csv"
+    upload.write_text(
+        "email,name,attributes\n"
+        'ann@example.com,Ann,"{""city"": ""Oslo""}"\n'
+        'bob@example.com,Bob,"{""newsletter"": {""status"": ""unsubscribed""}}"\n'
+    )
+
+    choose_file(page, url, upload, "Yes, they agreed")
+
+    alert = page.locator("#map-error")
+    expect(alert).to_contain_text(
+        "Line 3: column 'attributes' holds newsletter.status='unsubscribed' in its JSON"
+    )
+    expect(alert).to_contain_text("Give that field a column of its own")
+    expect(page.get_by_role("button", name="Import 2 rows")).to_have_count(0)
+    assert "--map" not in page.content()
+    assert dashboard.ws.store.subscribers() == []
