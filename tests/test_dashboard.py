@@ -317,13 +317,14 @@ def test_subscribers_search_import_and_remove(admin_page, dashboard, tmp_path: P
     )
     page.goto(url + "/subscribers/import")
     page.get_by_label("CSV file").set_input_files(str(upload))
+    page.get_by_label("No, or I am not sure").check()
     page.get_by_role("button", name="Check the file").click()
-    expect(page.get_by_role("cell", name="attribute:Stadt", exact=True)).to_be_visible()
+    expect(page.get_by_role("cell", name="Extra field “Stadt”", exact=True)).to_be_visible()
     expect(page.get_by_text("members.csv:3")).to_be_visible()
     # "Vorname" is not recognised; read it as the first name, as --map would.
     page.get_by_label("Read column Vorname as").select_option("Vorname=first_name")
     page.get_by_role("button", name="Check again with these columns").click()
-    expect(page.get_by_role("cell", name="first_name", exact=True)).to_be_visible()
+    expect(page.get_by_role("cell", name="First name", exact=True)).to_be_visible()
     expect(page.get_by_role("cell", name="Nia", exact=True)).to_be_visible()
     dashboard.screenshot(page, "import-preview")
     assert dashboard.ws.store.subscriber_by_email("new.one@example.com") is None

@@ -122,6 +122,7 @@ def test_the_other_forms_with_bad_input_answer_in_peoples_words(
     members.write_text("email\nnew.one@example.com\n", encoding="utf-8")
     page.goto(url + "/subscribers/import")
     page.get_by_label("CSV file").set_input_files(str(members))
+    page.get_by_label("No, or I am not sure").check()
     page.get_by_role("button", name="Check the file").click()
     stale = page.eval_on_selector('form[action$="/import/confirm"]', "form => form.outerHTML")
     page.get_by_role("button", name="Import 1 rows").click()

@@ -95,6 +95,24 @@ CASES: list[tuple[Path, str, dict[str, Row]]] = [
         },
     ),
     (
+        # MailerLite's export from its app: "Subscriber" is the address, no status.
+        FIXTURES / "mailerlite-app.csv",
+        "mailerlite",
+        {
+            "yara@example.com": (
+                "confirmed",
+                None,
+                {
+                    "first_name": "Yara",
+                    "last_name": "Young",
+                    "tags": ["Newsletter", "Back care"],
+                    "attributes": {},
+                },
+            ),
+            "zed@example.com": ("confirmed", None, {"tags": ["Newsletter"]}),
+        },
+    ),
+    (
         FIXTURES / "brevo.csv",
         "brevo",
         {
@@ -157,6 +175,16 @@ CASES: list[tuple[Path, str, dict[str, Row]]] = [
             ),
             "dan@example.com": ("unsubscribed", AT_IMPORT, {}),
             "eva@example.com": ("unconfirmed", None, {}),
+        },
+    ),
+    (
+        # Mailchimp's export in German: its header line as posted in listmonk's
+        # issue 688; read as the English one is.
+        FIXTURES / "mailchimp-de.csv",
+        "mailchimp",
+        {
+            "jana@example.com": ("confirmed", None, {"first_name": "Jana", "last_name": "Keller"}),
+            "max@example.com": ("confirmed", None, {"first_name": "Max", "last_name": "Moritz"}),
         },
     ),
     (
@@ -472,6 +500,7 @@ def test_dashboard_shows_the_column_to_read_and_imports_nothing_until_it_is(
 
     page.goto(url + "/subscribers/import")
     page.get_by_label("CSV file").set_input_files(str(upload))
+    page.get_by_label("Yes, they agreed").check()
     page.get_by_role("button", name="Check the file").click()
     alert = page.locator("#map-error")
     expect(alert).to_contain_text("Column 'Bounced' says who opted out")

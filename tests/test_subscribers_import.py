@@ -20,11 +20,11 @@ from clocks import IMPORT_NOW as NOW
 from newsletter.errors import InputError
 from newsletter.store import Store, erased_key
 from newsletter.subscribers import (
+    check_file,
     import_file,
     normalize_email,
     parse_csv,
     parse_mapping,
-    read_file,
 )
 
 DATA = Path(__file__).parent / "data" / "subscribers"
@@ -196,7 +196,9 @@ def test_bad_map_options_are_named(pairs: list[str], needle: str) -> None:
 
 def test_map_naming_a_missing_column_lists_the_real_ones() -> None:
     with pytest.raises(InputError) as excinfo:
-        read_file(DATA / "keila_contacts.csv", mapping=parse_mapping(["Mail=email"]))
+        check_file(
+            DATA / "keila_contacts.csv", mapping=parse_mapping(["Mail=email"]), every_row=False
+        )
     assert "no column 'mail'" in str(excinfo.value)
     assert "First name" in str(excinfo.value)
 
@@ -206,7 +208,7 @@ def test_map_naming_a_missing_column_lists_the_real_ones() -> None:
 
 def test_wrong_delimiter_says_so_on_one_line() -> None:
     with pytest.raises(InputError) as excinfo:
-        read_file(DATA / "wrong_delimiter.csv")
+        check_file(DATA / "wrong_delimiter.csv", every_row=False)
     message = str(excinfo.value)
     assert "wrong_delimiter.csv:1:" in message and "\n" not in message
     assert "seem not to be separated by a comma, semicolon, tab or |" in message
@@ -251,7 +253,7 @@ def test_ten_thousand_columns_are_refused_in_one_line(tmp_path: Path) -> None:
     header = ",".join(["email"] + [f"c{i}" for i in range(9999)])
     path.write_text(header + "\nann@example.com" + ",x" * 9999 + "\n")
     with pytest.raises(InputError) as excinfo:
-        read_file(path)
+        check_file(path, every_row=False)
     assert str(excinfo.value).startswith(f"{path}:1: 10,000 columns")
     assert "\n" not in str(excinfo.value)
 
@@ -317,7 +319,7 @@ def test_a_data_line_where_the_header_should_be_is_named(tmp_path: Path) -> None
     path = tmp_path / "noheader.csv"
     path.write_text("ann@example.com,Ann,Lee\nbo@example.org,Bo,Ma\n")
     with pytest.raises(InputError) as excinfo:
-        read_file(path)
+        check_file(path, every_row=False)
     assert str(excinfo.value).startswith(f"{path}:1: this line holds an address")
 
 
@@ -582,7 +584,7 @@ def test_a_huge_cell_is_named_as_too_large_not_as_broken_quotes(
 def test_a_header_with_a_huge_field_is_named(tmp_path: Path) -> None:
     path = _write(tmp_path / "blob.csv", "email," + "y" * 200_000 + "\nann@example.com,1\n")
     with pytest.raises(InputError, match=r"blob.csv:1: the header line has a field larger"):
-        read_file(path)
+        check_file(path, every_row=False)
 
 
 def test_a_file_that_changes_while_it_is_imported_stores_nothing(

@@ -340,6 +340,14 @@ def history(store: Store, subscriber_id: int, record: dict[str, Any]) -> list[di
         pass
     elif person.get("created_at"):
         rows.append(_row(person["created_at"], f"signed up ({source})", SUBSCRIBER))
+    for given in record.get("consents") or []:
+        # The times an imported file gave for this person's sign-up and confirmation.
+        for column, what in (
+            ("file_signed_up_at", "signed up, as the imported file says"),
+            ("file_confirmed_at", "confirmed, as the imported file says"),
+        ):
+            if given.get(column):
+                rows.append(_row(given[column], what, SUBSCRIBER, detail=given["source"]))
     staff_done = store.staff_actions_on(subscriber_id)
     for entry in staff_done:
         if entry["action"] == "unsubscribed" or (

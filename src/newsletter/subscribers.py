@@ -1,10 +1,10 @@
 """Subscriber import and export: recognise common CSV shapes, validate, never resurrect.
 
-Fetch, parse and save are separate steps: ``read_file`` reads a file and
-parses it (``subscriber_csv``, pure), ``save`` hands the good rows to the
-store in one transaction. ``import_file`` (and ``import_data`` for an upload)
-streams the rows into ``save`` as they are read, so memory does not grow with
-the file.
+Fetch, parse and save are separate steps: ``stream_file`` (``stream_data``
+for an upload) opens a file and reads its header (``subscriber_csv``, pure),
+``save`` hands the good rows to the store in one transaction as they are
+read. ``import_file`` and ``import_data`` do both, so memory does not grow
+with the file.
 """
 
 from __future__ import annotations
@@ -20,8 +20,10 @@ from pathlib import Path
 from typing import Any
 
 from newsletter.errors import InputError
+from newsletter.status import SubscriberStatus
 from newsletter.store import Store
 from newsletter.subscriber_csv import (
+    FILE_STATUSES,
     FORMATS,
     ParsedFile,
     Progress,
@@ -41,18 +43,21 @@ __all__ = [
     "check_strict",
     "csv_cell",
     "export_csv",
+    "file_status",
     "import_data",
     "import_file",
     "normalize_email",
     "parse_csv",
     "parse_mapping",
     "parse_segment",
-    "read_file",
     "save",
     "stream_data",
     "stream_file",
 ]
 IMPORT_CONSENT = "Added by staff import from {source}"
+# Kept in the consent record when staff said what everyone in the file is:
+# the record then says on whose word the people came in as they did.
+IMPORT_SAID = "; staff said everyone in the file is {status}"
 
 
 @dataclass
@@ -69,32 +74,45 @@ class ImportReport:
     # Why the whole file was not imported (a folder import goes on to the
     # next file): one line naming the file and what to do. None when imported.
     failed: str | None = None
+    # What staff said everyone in the file is, and the rows whose own status won.
+    whole: SubscriberStatus | None = None
+    overridden: int = 0
 
     def line(self) -> str:
+        said = ""
+        if self.whole is not None:
+            said = (
+                f"; everyone taken as {self.whole} but {self.overridden} rows whose own "
+                f"status in the file said otherwise (an opt-out or a missing confirmation "
+                f"in the file always wins)"
+            )
         return (
             f"{self.name} ({FORMATS.get(self.format, self.format)}): {self.added} added, "
             f"{self.existing} already present, {self.suppressed} suppressed (unsubscribed, "
             f"bounced, complained or erased; left as they are), {self.opted_out} opted out in "
             f"the file (kept on the suppression list), {self.duplicates} duplicate rows "
             "(a mailbox already given, in any capitals), "
-            f"{max(self.bad_rows, len(self.problems))} bad rows"
+            f"{max(self.bad_rows, len(self.problems))} bad rows{said}"
         )
 
 
-def read_file(
-    path: Path,
-    confirmed: bool = False,
-    mapping: dict[str, str] | None = None,
-    on_progress: Progress | None = None,
-    *,
-    eai_refusal: Callable[[], str | None] | None = None,
-) -> ParsedFile:
-    """Read and parse one CSV file; the database is not touched."""
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise InputError(f"{path}: cannot read the file ({exc.strerror})") from None
-    return parse_csv(data, str(path), confirmed, mapping, on_progress, eai_refusal=eai_refusal)
+def file_status(word: str | None, confirmed: bool = False) -> SubscriberStatus | None:
+    """``--status WORD`` as what everyone in a file is, or None if not given.
+
+    One of FILE_STATUSES. ``--confirmed`` alone says less (rows without a
+    status count as confirmed) and may go with ``--status`` only if they agree.
+    """
+    if word is None:
+        return None
+    if word not in FILE_STATUSES:
+        raise InputError(f"--status {word!r}: use one of {', '.join(FILE_STATUSES)}")
+    status = SubscriberStatus(word)
+    if confirmed and status != SubscriberStatus.CONFIRMED:
+        raise InputError(
+            f"--confirmed with --status {word}: say what everyone in the file is once, with "
+            f"--status"
+        )
+    return status
 
 
 # Files are scanned and read this much at a time: an import's memory does not
@@ -112,13 +130,14 @@ def stream_file(
     on_progress: Progress | None = None,
     *,
     eai_refusal: Callable[[], str | None] | None = None,
+    status: SubscriberStatus | None = None,
 ) -> ParsedFile:
     """Open one CSV file whose rows are read as they are taken (``rows`` is an iterator).
 
     The header, the encoding and binary content are checked now (InputError);
     bad rows land in ``problems`` as the rows are read. Repeated mailboxes are
-    left to ``save`` to count, so nothing is kept per row. ``eai_refusal`` is
-    as for ``import_file``.
+    left to ``save`` to count, so nothing is kept per row. ``eai_refusal`` and
+    ``status`` are as for ``import_file``.
     """
     name = str(path)
     try:
@@ -132,17 +151,8 @@ def stream_file(
         check_sample(sample, name)
         stream.seek(0)
         parsed = ParsedFile(name, lines=lines)
-        rows = read_rows(
-            parsed,
-            stream,
-            sample,
-            confirmed,
-            mapping,
-            on_progress,
-            total_lines=lines,
-            dedupe=False,
-            max_problems=MAX_PROBLEMS,
-            eai_refusal=eai_refusal,
+        rows = _streamed(
+            parsed, stream, sample, confirmed, mapping, on_progress, eai_refusal, status
         )
     except BaseException:
         stream.close()
@@ -186,6 +196,7 @@ def stream_data(
     mapping: dict[str, str] | None = None,
     *,
     eai_refusal: Callable[[], str | None] | None = None,
+    status: SubscriberStatus | None = None,
 ) -> ParsedFile:
     """``stream_file`` for a file already in memory (an upload): the same rows, read as taken.
 
@@ -195,18 +206,47 @@ def stream_data(
     text = decode(data, name)
     parsed = ParsedFile(name, lines=text.count("\n") + 1)
     if text.strip():
-        parsed.rows = read_rows(
+        parsed.rows = _streamed(
             parsed,
             io.StringIO(text, newline=""),
             text[:65536],
             confirmed,
             mapping,
-            total_lines=parsed.lines,
-            dedupe=False,
-            max_problems=MAX_PROBLEMS,
-            eai_refusal=eai_refusal,
+            None,
+            eai_refusal,
+            status,
         )
     return parsed
+
+
+def _streamed(
+    parsed: ParsedFile,
+    stream: Iterable[str],
+    sample: str,
+    confirmed: bool,
+    mapping: dict[str, str] | None,
+    on_progress: Progress | None,
+    eai_refusal: Callable[[], str | None] | None,
+    status: SubscriberStatus | None,
+) -> Iterator[dict[str, Any]]:
+    """The rows of a file read as an import takes them, for ``stream_file`` and ``stream_data``.
+
+    Repeats are left to the store to find (nothing kept per row), and only the
+    first MAX_PROBLEMS bad rows' lines are kept (every one is counted).
+    """
+    return read_rows(
+        parsed,
+        stream,
+        sample,
+        confirmed,
+        mapping,
+        on_progress,
+        total_lines=parsed.lines,
+        dedupe=False,
+        max_problems=MAX_PROBLEMS,
+        eai_refusal=eai_refusal,
+        status=status,
+    )
 
 
 def check_file(
@@ -217,13 +257,16 @@ def check_file(
     every_row: bool = True,
     *,
     eai_refusal: Callable[[], str | None] | None = None,
+    status: SubscriberStatus | None = None,
 ) -> ParsedFile:
     """Check a file before anything is imported, keeping no rows.
 
     Its encoding and header always (InputError); with ``every_row`` (for
     --strict) every row too, whose problems the result lists.
     """
-    parsed = stream_file(path, confirmed, mapping, on_progress, eai_refusal=eai_refusal)
+    parsed = stream_file(
+        path, confirmed, mapping, on_progress, eai_refusal=eai_refusal, status=status
+    )
     rows = parsed.rows
     assert isinstance(rows, _Rows)
     if every_row:
@@ -251,7 +294,11 @@ def save(
 ) -> ImportReport:
     """Store the good rows of a parsed file in one transaction and report what happened."""
     report = ImportReport(
-        parsed.name, parsed.format, duplicates=parsed.duplicates, problems=parsed.problems
+        parsed.name,
+        parsed.format,
+        duplicates=parsed.duplicates,
+        problems=parsed.problems,
+        whole=parsed.whole,
     )
     label = Path(parsed.name).name
     total = len(parsed.rows) if isinstance(parsed.rows, list) else parsed.lines
@@ -264,7 +311,8 @@ def save(
         parsed.rows,
         list_name,
         f"import:{label}",
-        IMPORT_CONSENT.format(source=label),
+        IMPORT_CONSENT.format(source=label)
+        + ("" if parsed.whole is None else IMPORT_SAID.format(status=parsed.whole)),
         now,
         on_progress=saving,
     )
@@ -274,6 +322,8 @@ def save(
     # as are a streamed file's repeats.
     report.duplicates += counts["duplicates"]
     report.suppressed, report.opted_out = counts["suppressed"], counts["opted_out"]
+    # Counted as the rows were read, which they all are by now.
+    report.overridden = parsed.overridden
     return report
 
 
@@ -288,6 +338,7 @@ def import_file(
     on_progress: Progress | None = None,
     *,
     eai_refusal: Callable[[], str | None] | None = None,
+    status: SubscriberStatus | None = None,
 ) -> ImportReport:
     """Import one CSV file in one transaction; bad rows are reported, not fatal unless strict.
 
@@ -297,10 +348,21 @@ def import_file(
 
     ``eai_refusal``: why the transport cannot reach internationalised mailboxes, if it
     cannot (``Workspace.eai_refusal``); such rows are then bad rows with that reason.
+
+    ``status``: what everyone in the file is, as staff said (``file_status``):
+    rows that say nothing of themselves take it, an opt-out in the file keeps
+    its own status and time (``subscriber_csv.statuses.with_file_status``).
     """
     if strict:
-        check_strict(check_file(path, confirmed, mapping, eai_refusal=eai_refusal))
-    parsed = stream_file(path, confirmed, mapping, _importing(on_progress), eai_refusal=eai_refusal)
+        check_strict(check_file(path, confirmed, mapping, eai_refusal=eai_refusal, status=status))
+    parsed = stream_file(
+        path,
+        confirmed,
+        mapping,
+        _importing(on_progress),
+        eai_refusal=eai_refusal,
+        status=status,
+    )
     return save(store, parsed, now, list_name)
 
 
@@ -314,9 +376,10 @@ def import_data(
     mapping: dict[str, str] | None = None,
     *,
     eai_refusal: Callable[[], str | None] | None = None,
+    status: SubscriberStatus | None = None,
 ) -> ImportReport:
     """``import_file`` for a file already in memory (the dashboard's upload), in one transaction."""
-    parsed = stream_data(data, name, confirmed, mapping, eai_refusal=eai_refusal)
+    parsed = stream_data(data, name, confirmed, mapping, eai_refusal=eai_refusal, status=status)
     return save(store, parsed, now, list_name)
 
 

@@ -61,7 +61,16 @@ class _ImportProgress:
 @click.option(
     "--confirmed",
     is_flag=True,
-    help="Rows without a status column count as confirmed (they opted in elsewhere).",
+    help="Rows without a status column count as confirmed (they opted in elsewhere); "
+    "the same as --status confirmed.",
+)
+@click.option(
+    "--status",
+    "status_word",
+    type=click.Choice([str(status) for status in subscribers.FILE_STATUSES]),
+    help="What everyone in the file is, for an export without a status column (e.g. a "
+    "tool's export of the people who unsubscribed). A row whose own status in the file "
+    "says it opted out keeps that: no --status makes it sendable.",
 )
 @click.option("--strict", is_flag=True, help="Import nothing if any row of any file is bad.")
 @click.option(
@@ -79,6 +88,7 @@ def subscribers_import(
     files: tuple[Path, ...],
     list_name: str | None,
     confirmed: bool,
+    status_word: str | None,
     strict: bool,
     mappings: tuple[str, ...],
 ) -> None:
@@ -91,15 +101,19 @@ def subscribers_import(
     complained or erased address is never turned back on by an import. A
     column that says who opted out (unsubscribed, bounced, cancelled ...) and
     is not recognised stops the import until --map says how to read it; the
-    time an export gives for an unsubscribe is kept as its time.
+    time an export gives for an unsubscribe is kept as its time. --status
+    says what everyone in a file without a status column is; an unsubscribe
+    is dated by the file's own time where it has one.
 
     \b
     Example:
         newsletter subscribers import subscribers/example.csv --list patients
         newsletter subscribers import members.csv --map "E-Mail=email" --map "Ort=attribute:city"
+        newsletter subscribers import emailoctopus-unsubscribed.csv --status unsubscribed
     """
     ws = ws_of(ctx)
     mapping = subscribers.parse_mapping(mappings)
+    status = subscribers.file_status(status_word, confirmed)
     if list_name is not None and not list_name.strip():
         raise InputError("--list: give the list a name")
     # Every file's header and encoding (and with --strict every row) is checked
@@ -112,7 +126,13 @@ def subscribers_import(
         progress = _ImportProgress(path.name)
         try:
             checked = subscribers.check_file(
-                path, confirmed, mapping, progress, every_row=every_row, eai_refusal=ws.eai_refusal
+                path,
+                confirmed,
+                mapping,
+                progress,
+                every_row=every_row,
+                eai_refusal=ws.eai_refusal,
+                status=status,
             )
             if strict:
                 subscribers.check_strict(checked)
@@ -131,6 +151,7 @@ def subscribers_import(
                 mapping=mapping,
                 on_progress=progress,
                 eai_refusal=ws.eai_refusal,
+                status=status,
             )
         finally:
             progress.close()

@@ -801,6 +801,23 @@ def m015_report_indexes(conn: sqlite3.Connection) -> None:
     )
 
 
+def m018_consent_times_from_file(conn: sqlite3.Connection) -> None:
+    """When an imported person signed up and confirmed, as the imported file says.
+
+    The consent record of an import is dated by the import; the tool the
+    list came from knew when the person really signed up (Mailchimp's
+    OPTIN_TIME, MailerLite's subscribed_at, beehiiv's created_at ...) and
+    confirmed (CONFIRM_TIME): kept beside it, in UTC, as the file gave them.
+    """
+    _script(
+        conn,
+        """
+        ALTER TABLE consents ADD COLUMN file_signed_up_at TEXT;
+        ALTER TABLE consents ADD COLUMN file_confirmed_at TEXT;
+        """,
+    )
+
+
 MIGRATIONS = [
     m001_initial,
     m002_article_intake,
@@ -817,4 +834,5 @@ MIGRATIONS = [
     m013_staff_mailbox_key,
     m014_schedule_zone,
     m015_report_indexes,
+    m018_consent_times_from_file,
 ]

@@ -55,6 +55,21 @@ class SubscribersQueries(StoreBase):
     def _suppression_keys(self) -> set[str]:
         return {r[0] for r in self.conn.execute("SELECT email_key FROM suppressions")}
 
+    def known_mailboxes(self, emails: Iterable[str]) -> set[str]:
+        """The ``mailbox_key`` of each of these addresses that a subscriber has already."""
+        keys = list({mailbox_key(email) for email in emails})
+        known: set[str] = set()
+        for start in range(0, len(keys), IMPORT_BATCH):
+            batch = keys[start : start + IMPORT_BATCH]
+            known.update(
+                key
+                for (key,) in self.conn.execute(
+                    f"SELECT email_key FROM subscribers WHERE email_key IN ({_marks(batch)})",
+                    batch,
+                )
+            )
+        return known
+
     def add_subscribers(
         self,
         rows: Iterable[dict[str, Any]],
@@ -209,6 +224,8 @@ class SubscribersQueries(StoreBase):
                             email,
                             confirmed_at,
                             _json(evidence) if evidence else None,
+                            row.get("file_signed_up_at"),
+                            row.get("file_confirmed_at"),
                         )
                     )
                     if status in SUPPRESSED:
@@ -226,11 +243,11 @@ class SubscribersQueries(StoreBase):
                     "unsubscribed_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     people,
                 )
-                if any(c[3] for c in consents):
+                if any(c[3] or c[4] or c[5] for c in consents):
                     self.conn.executemany(
-                        "INSERT INTO consents (subscriber_id, email, confirmed_at, detail, at, "
-                        "source, text, text_version, lists) "
-                        "VALUES (?, ?, ?, ?, ?, ?, ?, 'import', ?)",
+                        "INSERT INTO consents (subscriber_id, email, confirmed_at, detail, "
+                        "file_signed_up_at, file_confirmed_at, at, source, text, text_version, "
+                        "lists) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'import', ?)",
                         [(*c, stamp, source, consent_text, lists_json) for c in consents],
                     )
                 elif consents:
@@ -364,7 +381,8 @@ class SubscribersQueries(StoreBase):
                 _decode_consent(r)
                 for r in self._rows(
                     "SELECT at, source, text, text_version, ip, user_agent, lists, detail, "
-                    "confirm_sent_at, confirmed_at, confirm_ip FROM consents "
+                    "confirm_sent_at, confirmed_at, confirm_ip, file_signed_up_at, "
+                    "file_confirmed_at FROM consents "
                     "WHERE subscriber_id = ? ORDER BY id",
                     [subscriber_id],
                 )

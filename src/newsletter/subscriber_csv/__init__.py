@@ -5,8 +5,9 @@ names its file and line; a file that cannot be a subscriber list at all raises
 InputError in one line. ``normalize_email`` validates an address.
 
 text.py turns bytes into text (binary refused, encoding and delimiter
-guessed); shapes.py knows the tools' header names and status words, and
-which columns say that someone opted out;
+guessed); shapes.py knows the tools' header names and status words;
+statuses.py reads a row's status and knows which columns, cells and JSON
+values say that someone opted out;
 cells.py cleans one address, name or tag list; rows.py reads the header into
 column roles and yields the rows.
 """
@@ -18,16 +19,20 @@ from newsletter.subscriber_csv.rows import ParsedFile, Progress, parse_csv, read
 from newsletter.subscriber_csv.shapes import (
     FORMATS,
     MAP_FIELDS,
+    NoEmailColumn,
     OptOutColumn,
     detect_format,
     parse_mapping,
 )
+from newsletter.subscriber_csv.statuses import FILE_STATUSES
 from newsletter.subscriber_csv.text import check_sample, decode, sniff_delimiter, sniff_encoding
 
 __all__ = [
+    "FILE_STATUSES",
     "FORMATS",
     "MAP_FIELDS",
     "NAME_LIMIT",
+    "NoEmailColumn",
     "OptOutColumn",
     "ParsedFile",
     "Progress",

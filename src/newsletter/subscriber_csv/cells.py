@@ -94,8 +94,8 @@ def export_time(cell: str) -> str | None:
 
     The tools write ISO 8601 with or without a zone ("2024-02-01 12:00:00",
     "2023-08-27T15:06:27.713Z", "2024-01-10 10:00:00+00"), beehiiv adds
-    " UTC", some write seconds since 1970. A time without a zone is taken as
-    UTC, as the tools that write them mean it.
+    " UTC", some write seconds since 1970, Sendy "2024/01/05, 10:00AM". A
+    time without a zone is taken as UTC, as the tools that write them mean it.
     """
     text = cell.strip()
     if not text or len(text) > 40:
@@ -105,6 +105,8 @@ def export_time(cell: str) -> str | None:
     try:
         if text.isdigit() and len(text) in (10, 13):
             when = datetime.fromtimestamp(int(text[:10]), UTC)
+        elif text[4:5] == "/" and ", " in text:
+            when = datetime.strptime(text, "%Y/%m/%d, %I:%M%p")
         else:
             if ":" in text[10:]:
                 text = _SHORT_OFFSET.sub(r"\1:00", text)

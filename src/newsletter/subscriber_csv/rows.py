@@ -18,7 +18,7 @@ from email_validator import EmailNotValidError
 from newsletter.addresses import mailbox_key
 from newsletter.errors import InputError
 from newsletter.mime import needs_smtputf8, unreachable
-from newsletter.status import SUPPRESSED
+from newsletter.status import SUPPRESSED, SubscriberStatus
 from newsletter.subscriber_csv.cells import (
     FAST_ADDRESS,
     NAME_LIMIT,
@@ -30,16 +30,25 @@ from newsletter.subscriber_csv.cells import (
 )
 from newsletter.subscriber_csv.shapes import (
     CONFIRM_TIME,
+    CONFIRMED_TIME_HEADERS,
     EVIDENCE,
     MAX_COLUMNS,
+    SIGNED_UP_HEADERS,
+    NoEmailColumn,
     OptOutColumn,
     column_roles,
     detect_format,
+    first_column,
     header_key,
-    is_opt_out_value,
-    opt_out_column,
     shape_of,
+)
+from newsletter.subscriber_csv.statuses import (
+    has_own_status,
+    is_opt_out_value,
+    json_opt_out,
+    opt_out_column,
     status_of,
+    with_file_status,
 )
 from newsletter.subscriber_csv.text import decode, sniff_delimiter
 
@@ -57,6 +66,10 @@ class ParsedFile:
     bad_rows: int = 0
     # (header, what it is read as) per column, for showing before an import.
     columns: list[tuple[str, str]] = field(default_factory=list)
+    # What staff said everyone in the file is (``--status``), and how many rows
+    # kept their own status against it (an opt-out in the file always wins).
+    whole: SubscriberStatus | None = None
+    overridden: int = 0
 
 
 Progress = Callable[[str, int, int], None]
@@ -77,6 +90,7 @@ def parse_csv(
     *,
     eai_refusal: Callable[[], str | None] | None = None,
     guard: bool = True,
+    status: SubscriberStatus | None = None,
 ) -> ParsedFile:
     """Parse a subscriber CSV; every bad row becomes a problem naming its line. Pure.
 
@@ -84,6 +98,7 @@ def parse_csv(
     up; a reason refuses such rows, as the subscribe form and `subscribers add` do.
     ``guard``: refuse a file with an opt-out column that nothing reads
     (``OptOutColumn``); off only to show such a file's columns for mapping.
+    ``status``: what everyone in the file is, as staff said (``with_file_status``).
     """
     text = decode(data, name)
     parsed = ParsedFile(name)
@@ -99,6 +114,7 @@ def parse_csv(
         total_lines=text.count("\n") + 1,
         eai_refusal=eai_refusal,
         guard=guard,
+        status=status,
     )
     parsed.rows = list(rows)
     return parsed
@@ -117,6 +133,7 @@ def read_rows(
     max_problems: int | None = None,
     eai_refusal: Callable[[], str | None] | None = None,
     guard: bool = True,
+    status: SubscriberStatus | None = None,
 ) -> Iterator[dict[str, Any]]:
     """Read the header now and return the rows as they are read, one at a time.
 
@@ -128,7 +145,7 @@ def read_rows(
     (``mailbox_key``); with ``dedupe=False`` they are left for the caller to
     count, and with ``max_problems`` only the first bad rows' lines are kept
     (all are counted in ``bad_rows``), so memory does not grow with the file.
-    ``eai_refusal`` and ``guard`` are as for ``parse_csv``.
+    ``eai_refusal``, ``guard`` and ``status`` are as for ``parse_csv``.
 
     A column that says who opted out (its name, or a cell such as
     "unsubscribed") must be read as a status, an opt-out flag or a time:
@@ -138,6 +155,11 @@ def read_rows(
     """
     mapping = mapping or {}
     name = parsed.name
+    parsed.whole = status
+    if status is not None:
+        # Rows that say only part of it (an opt-out flag left empty) are what
+        # the whole file is said to be, unless they say otherwise.
+        confirmed = status == SubscriberStatus.CONFIRMED
     delimiter, sep_line = sniff_delimiter(sample)
     reader = csv.reader(stream, delimiter=delimiter, strict=True)
     try:
@@ -185,9 +207,10 @@ def read_rows(
         hint = ""
         if len(first) == 1 and "mail" in keys[0]:
             hint = " (its columns seem not to be separated by a comma, semicolon, tab or |)"
-        raise InputError(
+        raise NoEmailColumn(
             f"{name}:{header_line}: no email column found in the header ({shown}){hint}; "
-            f"name one of: email, Email Address, or use --map COLUMN=email"
+            f"name one of: email, Email Address, or use --map COLUMN=email",
+            [h.strip() for h in first],
         )
 
     evidence_cols = [(i, EVIDENCE[k]) for i, k in enumerate(keys) if k in EVIDENCE]
@@ -237,6 +260,7 @@ def read_rows(
         max_problems,
         eai_refusal,
         guard,
+        status,
     )
 
 
@@ -258,6 +282,7 @@ def _rows(
     max_problems: int | None = None,
     eai_refusal: Callable[[], str | None] | None = None,
     guard: bool = True,
+    whole: SubscriberStatus | None = None,
 ) -> Iterator[dict[str, Any]]:
     """The rows of a file whose header ``read_rows`` has read (a generator)."""
     name = parsed.name
@@ -275,13 +300,18 @@ def _rows(
     if not guard:
         scanned = []
     confirm_col = keys.index(CONFIRM_TIME) if CONFIRM_TIME in keys else None
+    # When the person signed up and confirmed, as the file says (consent record).
+    signed_col = first_column(keys, (*shape.signed_up, *SIGNED_UP_HEADERS))
+    confirmed_col = first_column(keys, CONFIRMED_TIME_HEADERS)
+    # When a row last changed: when the person left, if the whole file left.
+    changed_col = first_column(keys, shape.changed)
     seen: set[str] = set()  # mailbox keys: ALICE@ is alice@
     problems = _Problems(parsed, max_problems)
     report_every = 5000
 
     # Status and tags repeat across rows: each distinct cell is worked out once
     # (rows share the tag lists: read-only).
-    statuses: dict[tuple[Any, ...], str] = {}
+    statuses: dict[tuple[Any, ...], tuple[SubscriberStatus, bool]] = {}
     tag_lists: dict[str, list[str]] = {}
     no_tags: list[str] = []
     status_cols = (status_col, clean_col, unsub_col, opt_in_col, opt_out_col, confirm_col)
@@ -289,6 +319,8 @@ def _rows(
     pad = len(headers)
     s0, s1, s2, s3, s4, s5 = (pad if c is None else c for c in status_cols)
     first_idx = pad if first_col is None else first_col
+    # Only a file said to have left as a whole is dated by its rows' last change.
+    changed_idx = pad if changed_col is None or whole not in SUPPRESSED else changed_col
     last_idx = pad if last_col is None else last_col
     normalize = normalize_email
 
@@ -370,6 +402,14 @@ def _rows(
                     f"with --map '{header}=status' (or '{header}=unsubscribed') and import again",
                     headers[i],
                 )
+            if cell[0] in "{[":
+                # JSON kept as an attribute: read as the attributes column is.
+                try:
+                    said = json_opt_out(json.loads(cell))
+                except ValueError:
+                    said = None
+                if said is not None:
+                    raise _json_opt_out(name, line, headers[i], said)
         attributes: dict[str, Any] = {h: row[i] for i, h in attribute_cols if row[i]}
         if json_col is not None and row[json_col].strip():
             try:
@@ -380,6 +420,10 @@ def _rows(
             if not isinstance(decoded, dict):
                 problems.append(f"{name}:{line}: the attributes column is not a JSON object")
                 continue
+            if guard:
+                said = json_opt_out(decoded)
+                if said is not None:
+                    raise _json_opt_out(name, line, headers[json_col], said)
             attributes = {**decoded, **attributes}
         if dedupe:
             seen.add(mailbox_key(email))
@@ -398,14 +442,21 @@ def _rows(
             row[s4],
             row[s5].strip() != "",
         )
-        status = statuses.get(key)
-        if status is None:
-            status = statuses[key] = status_of(key, confirmed, words)
+        known = statuses.get(key)
+        if known is None:
+            own = status_of(key, confirmed, words)
+            known = statuses[key] = (
+                (own, False) if whole is None else with_file_status(own, has_own_status(key), whole)
+            )
+        status, overridden = known
+        if overridden:
+            parsed.overridden += 1
         left = None
         if status in SUPPRESSED:
             # When the person left, as the export says: kept as the time of
-            # the unsubscribe and of the suppression, not the import's.
-            for col in (s2, s1, s4):
+            # the unsubscribe and of the suppression, not the import's; in a file
+            # said to have left as a whole, a row's last change (EmailOctopus).
+            for col in (s2, s1, s4, changed_idx):
                 if row[col].strip():
                     left = export_time(row[col])
                     if left:
@@ -422,6 +473,8 @@ def _rows(
         if evidence_cols:
             evidence = {k: row[i].strip() for i, k in evidence_cols if row[i]}
         yield {
+            "file_signed_up_at": None if signed_col is None else export_time(row[signed_col]),
+            "file_confirmed_at": None if confirmed_col is None else export_time(row[confirmed_col]),
             "email": email,
             "first_name": first_name or None,
             "last_name": last_name or None,
@@ -433,6 +486,23 @@ def _rows(
         }
     if on_progress is not None:
         on_progress("reading", total_lines, total_lines)
+
+
+def _json_opt_out(name: str, line: int, column: str, said: tuple[str, str]) -> OptOutColumn:
+    """The one line that stops an import at a JSON value saying that someone opted out.
+
+    No --map reads a field inside JSON: the way on is a column of its own, or a
+    file without those people.
+    """
+    header = _printable(column)
+    field_name, value = (_printable(part) for part in said)
+    return OptOutColumn(
+        f"{name}:{line}: column {header!r} holds {field_name}={value!r} in its JSON, which "
+        f"says someone opted out, and nothing reads it there; nothing was imported; give "
+        f"that field a column of its own and read it with --map (e.g. as status), or leave "
+        f"those people out of the file, and import again",
+        column,
+    )
 
 
 class _Problems:

@@ -2,9 +2,10 @@
 
 Mailchimp, listmonk, Ghost, Substack, Keila, beehiiv, Kit, Buttondown,
 MailerLite, Brevo, Sendy and EmailOctopus name their columns and statuses
-differently; this module holds their vocabularies, reads a header line into
-column roles, and knows which columns say that someone opted out, so that no
-such column is ever dropped without a word. Pure.
+differently; this module holds their vocabularies and reads a header line
+into column roles (statuses.py reads what the status cells say, and which
+columns say that someone opted out, so that none is dropped without a word).
+Pure.
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
 
 from newsletter.errors import InputError
 from newsletter.status import SubscriberStatus
@@ -27,9 +27,12 @@ EMAIL_HEADERS = {
     "mail",
     "emailaddress",
     "subscriber email",
+    # Mailchimp's export in German (github.com/knadh/listmonk issue 688).
+    "emailadresse",
+    "e mail adresse",
 }
-FIRST_HEADERS = {"first name", "firstname", "fname", "given name"}
-LAST_HEADERS = {"last name", "lastname", "lname", "surname", "family name"}
+FIRST_HEADERS = {"first name", "firstname", "fname", "given name", "vorname"}
+LAST_HEADERS = {"last name", "lastname", "lname", "surname", "family name", "nachname"}
 NAME_HEADERS = {"name", "full name"}
 STATUS_HEADERS = {"status", "subscription status", "member status", "subscriber status"}
 TAG_HEADERS = {"tags", "labels", "tag"}
@@ -63,10 +66,27 @@ UNSUB_TIME_HEADERS = {
     "canceled at",
     "cancelled at",
 }
-# When an address bounced: Mailchimp's CLEAN_TIME ("cleaned" is its hard bounce).
-BOUNCE_TIME_HEADERS = {"clean time", "bounced at", "bounce date"}
+# When an address bounced: Mailchimp's CLEAN_TIME ("cleaned" is its hard bounce),
+# Buttondown's "Undeliverability date" (a column of its subscriber list,
+# docs.buttondown.com/subscriber-dashboard).
+BOUNCE_TIME_HEADERS = {"clean time", "bounced at", "bounce date", "undeliverability date"}
 # Mailchimp's confirmation time: a filled one is a confirmed double opt-in.
 CONFIRM_TIME = "confirm time"
+# When the person signed up and confirmed, as the file says: kept in the consent
+# record beside the import's own time. Mailchimp's OPTIN_TIME, MailerLite's
+# subscribed_at, Squarespace's "Date Subscribed"; the tools' own names (a
+# Shape's ``signed_up``) come first.
+SIGNED_UP_HEADERS = (
+    "optin time",
+    "opt in time",
+    "subscribed at",
+    "subscribed on",
+    "date subscribed",
+    "subscription date",
+    "signup date",
+    "signed up at",
+)
+CONFIRMED_TIME_HEADERS = ("confirm time", "confirmed at", "confirmed on", "confirmation date")
 # Mailchimp's consent evidence (opt-in and confirmation time and IP) is kept.
 EVIDENCE = {
     "optin time": "optin_time",
@@ -74,60 +94,6 @@ EVIDENCE = {
     "confirm time": "confirm_time",
     "confirm ip": "confirm_ip",
 }
-FALSE_WORDS = {"false", "0", "no", "n", "off"}
-TRUE_WORDS = {"true", "1", "yes", "y", "on"}
-CONFIRMED_WORDS = {"confirmed", "subscribed", "active", "enabled", "yes", "true", "opted in"}
-UNSUBSCRIBED_WORDS = {
-    "unsubscribed",
-    "unsubscribe",
-    "blocklisted",
-    "blacklisted",
-    "blocked",
-    "opted out",
-    "opt out",
-    "optout",
-    "cancelled",
-    "canceled",
-    "suppressed",
-    # Never confirmed or no longer wanted: either way not to be sent to.
-    "inactive",
-}
-BOUNCED_WORDS = {
-    "bounced",
-    "cleaned",
-    "hard bounce",
-    "hardbounce",
-    "hard bounced",
-    "unreachable",
-    "undeliverable",
-    "invalid",
-}
-COMPLAINED_WORDS = {
-    "complained",
-    "complaint",
-    "spam",
-    "abuse",
-    "spam complaint",
-    "marked as spam",
-    "junk",
-}
-# A column named like this says who opted out: it is read as a status, an
-# opt-out flag or a time, never dropped or kept as a plain attribute.
-OPT_OUT_NAME = re.compile(
-    r"unsub|opt ?out|bounce|complain|suppress|cancel|block|blacklist|inactive"
-)
-# A cell that says on its own that the person is not to be sent to; seen in a
-# column that is not read as a status, it stops the import.
-OPT_OUT_VALUES = (
-    (UNSUBSCRIBED_WORDS | BOUNCED_WORDS | COMPLAINED_WORDS) - {"invalid", "spam", "abuse"}
-) | {"soft bounced", "soft bounce"}
-# The same words as a cell may spell them (lower-cased by the reader): one set
-# lookup per cell, cheap enough for every cell of a million-row file.
-_OPT_OUT_CELLS = frozenset(
-    spelt
-    for word in OPT_OUT_VALUES
-    for spelt in (word, word.replace(" ", "_"), word.replace(" ", "-"), word.replace(" ", ""))
-)
 # A subscriber export has tens of columns; thousands mean the wrong file.
 MAX_COLUMNS = 1000
 # --map targets; "attribute:NAME" keeps a column under another name.
@@ -163,13 +129,19 @@ class Shape:
     that mean something else here than elsewhere (beehiiv's "inactive" is an
     unsubscribe, Kit's an unconfirmed address). ``companions``: columns that
     go with a recognised opt-out column (why, after which campaign) and are
-    kept as attributes.
+    kept as attributes. ``signed_up``: the column that holds when a person
+    joined the tool's list (its creation time), for the consent record.
+    ``changed``: the column that holds when a row last changed, the time a
+    person left when the whole file is said to have left (EmailOctopus's
+    export of its unsubscribed contacts has no status, only this).
     """
 
     label: str
     roles: Mapping[str, str] = field(default_factory=dict)
     words: Mapping[str, SubscriberStatus] = field(default_factory=dict)
     companions: frozenset[str] = frozenset()
+    signed_up: tuple[str, ...] = ()
+    changed: tuple[str, ...] = ()
 
 
 SHAPES: dict[str, Shape] = {
@@ -177,7 +149,10 @@ SHAPES: dict[str, Shape] = {
     # UNSUB_TIME and CLEAN_TIME tell them apart, and hold when the person
     # left. Headers as in the Mailchimp exports of Ghost's migration tool's
     # tests (github.com/TryGhost/migrate, packages/mg-mailchimp-members/src/
-    # test/fixtures/{subscribed,unsubscribed,cleaned}.csv).
+    # test/fixtures/{subscribed,unsubscribed,cleaned}.csv); the same export
+    # in German (Emailadresse,Vorname,Nachname,"Erlaubnis zum Marketing",
+    # MEMBER_RATING,OPTIN_TIME,...) as posted in github.com/knadh/listmonk
+    # issue 688.
     "mailchimp": Shape(
         "Mailchimp export",
         companions=frozenset(
@@ -194,9 +169,9 @@ SHAPES: dict[str, Shape] = {
     # listmonk: status enabled / disabled / blocklisted.
     "listmonk": Shape("listmonk export"),
     # Ghost: subscribed_to_emails true/false.
-    "ghost": Shape("Ghost members export"),
+    "ghost": Shape("Ghost members export", signed_up=("created at",)),
     # Substack: email_disabled true/false.
-    "substack": Shape("Substack export"),
+    "substack": Shape("Substack export", signed_up=("created at",)),
     "keila": Shape("Keila export"),
     # beehiiv: email,First Name,Last Name,status,tier,created_at,
     # stripe_customer_id,Free Tier,Premium Tier,unsubscribed_at,...; status
@@ -209,6 +184,7 @@ SHAPES: dict[str, Shape] = {
     "beehiiv": Shape(
         "beehiiv export",
         words={"active": _CONFIRMED, "pending": _UNCONFIRMED, "inactive": _UNSUBSCRIBED},
+        signed_up=("created at",),
     ),
     # Kit (ConvertKit): a subscriber's first_name, email_address, state,
     # created_at, canceled_at; state active / inactive / cancelled / bounced /
@@ -217,7 +193,10 @@ SHAPES: dict[str, Shape] = {
     # response.json; states as
     # in help.convertkit.com/article/12-convertkit-subscribers: Confirmed,
     # Unconfirmed, Cancelled, Cold, Bounced, Complained). Kit's "inactive" is
-    # an address that never confirmed; "cold" still receives email.
+    # an address that never confirmed; "cold" still receives email. No export
+    # file's own header line was found in public sources: the CSVs found
+    # (id,email_address,first_name,state,tags,created_at) are written by
+    # third-party command-line clients of Kit's API, not by Kit.
     "kit": Shape(
         "Kit (ConvertKit) export",
         roles={"state": "status", "subscriber state": "status"},
@@ -228,10 +207,14 @@ SHAPES: dict[str, Shape] = {
             "cancelled": _UNSUBSCRIBED,
             "canceled": _UNSUBSCRIBED,
         },
+        signed_up=("created at",),
     ),
     # Buttondown: email_address, creation_date, notes, metadata (JSON), tags,
     # referrer_url, secondary_id, type (tap-buttondown's subscriber schema,
-    # pypi.org/project/tap-buttondown; older exports call it subscriber_type).
+    # pypi.org/project/tap-buttondown). Buttondown renamed subscriber_type and
+    # email to type and email_address (docs.buttondown.com/api-subscribers-
+    # introduction), so older files say subscriber_type. No export file's own
+    # header line was found in public sources.
     # Types from Buttondown's API (github.com/buttondown/openapi, enums.json,
     # SubscriberType): regular, premium, trialed, unpaid, gifted, churning and
     # paused still receive email; unactivated never confirmed; unsubscribed,
@@ -262,13 +245,24 @@ SHAPES: dict[str, Shape] = {
             "undeliverable": _BOUNCED,
             "complained": _COMPLAINED,
         },
+        signed_up=("creation date",),
     ),
     # MailerLite: email, name, last_name, status, subscribed_at,
     # unsubscribed_at; status active / unsubscribed / unconfirmed / bounced /
     # junk (developers.mailerlite.com/docs/subscribers.html);
-    # "junk" is a spam complaint.
+    # "junk" is a spam complaint. These are its API's field names: no export
+    # file's own header line was found in public sources.
+    # Its export from the app names the address "Subscriber", the sign-up
+    # time "Subscribed" (Y-m-d H:i:s, no zone) and the groups "Groups",
+    # ";"-separated, beside "Name" and "Last name": the columns that
+    # github.com/headwalluk/heads-up-mailer reads from MailerLite's export
+    # (includes/class-csv-importer.php @ 1854dffe795caa0bbd0aa77c2a1031a2a7b9d8e3).
+    # An export of one segment (unsubscribed, bounced) has no status column:
+    # say what it is (``--status``).
     "mailerlite": Shape(
         "MailerLite export",
+        roles={"subscriber": "email", "subscribed": "signed_up", "groups": "tags"},
+        signed_up=("subscribed",),
         words={
             "active": _CONFIRMED,
             "unconfirmed": _UNCONFIRMED,
@@ -282,7 +276,8 @@ SHAPES: dict[str, Shape] = {
     # MODIFIED_TIME in every export (developers.brevo.com/reference/
     # request-contact-export) and the email blacklist flag (the API's
     # emailBlacklisted). Brevo blacklists whoever unsubscribed, complained or
-    # hard-bounced (help.sendinblue.com/hc/en-us/articles/208773869).
+    # hard-bounced (help.sendinblue.com/hc/en-us/articles/208773869). No
+    # export file's own header line was found in public sources.
     "brevo": Shape("Brevo (Sendinblue) export"),
     # Sendy: "Name","Email","Joined","Last activity","Added via","Opt-in
     # method","IP address","Country","Country code","Signed up from",
@@ -300,6 +295,7 @@ SHAPES: dict[str, Shape] = {
             "soft bounce": _UNCONFIRMED,
             "marked as spam": _COMPLAINED,
         },
+        signed_up=("joined",),
     ),
     # EmailOctopus: its own export is Identifier,Email address,First name,
     # Last name,Tags,Created,Last changed (the columns of a real export listed
@@ -318,6 +314,8 @@ SHAPES: dict[str, Shape] = {
             "unsubscribed": _UNSUBSCRIBED,
             "bounced": _BOUNCED,
         },
+        signed_up=("created", "created at"),
+        changed=("last changed", "last updated at"),
     ),
 }
 FORMATS = {
@@ -327,6 +325,18 @@ FORMATS = {
 }
 _NO_SHAPE = Shape("CSV")
 _SEPARATORS = re.compile(r"[\s_\-]+")
+
+
+class NoEmailColumn(InputError):
+    """No column of a file's header holds the addresses: the file is not imported as it is.
+
+    ``headers``: its column names, for the dashboard to offer them in its
+    column mapper (one of them may hold the addresses under a name of its own).
+    """
+
+    def __init__(self, message: str, headers: list[str]):
+        super().__init__(message)
+        self.headers = headers
 
 
 class OptOutColumn(InputError):
@@ -369,7 +379,12 @@ def parse_mapping(pairs: Iterable[str]) -> dict[str, str]:
 def detect_format(keys: list[str]) -> str:
     """Name the tool that wrote a header, for the import report and its own vocabulary."""
     found = set(keys)
-    if "email address" in found and found & {"member rating", "optin time", "leid", "euid"}:
+    if found & {"email address", "emailadresse"} and found & {
+        "member rating",
+        "optin time",
+        "leid",
+        "euid",
+    }:
         return "mailchimp"
     if {"uuid", "attributes"} <= found:
         return "listmonk"
@@ -391,6 +406,8 @@ def detect_format(keys: list[str]) -> str:
         return "kit"
     if "subscriber type" in found or {"secondary id", "type"} <= found:
         return "buttondown"
+    if {"subscriber", "subscribed"} <= found and found & {"name", "last name", "groups"}:
+        return "mailerlite"
     if {"status", "subscribed at"} <= found and found & {"unsubscribed at", "last name"}:
         return "mailerlite"
     if "email" in found and found & {"email blacklisted", "emailblacklisted", "added time"}:
@@ -424,6 +441,8 @@ def column_roles(keys: list[str], mapping: dict[str, str], fmt: str = "csv") -> 
         role = shape_of(fmt).roles.get(key)
         if role and key not in mapped:
             roles.setdefault(role, index)
+    # A column the tool's own names gave a part plays no other.
+    mapped |= {keys[i] for i in roles.values()}
     vocab = (
         ("email", EMAIL_HEADERS),
         ("first_name", FIRST_HEADERS),
@@ -452,67 +471,9 @@ def column_roles(keys: list[str], mapping: dict[str, str], fmt: str = "csv") -> 
     return roles
 
 
-def opt_out_column(keys: list[str], headers: list[str], used: set[int], fmt: str) -> int | None:
-    """The first column named like an opt-out that nothing reads as one, or None.
-
-    Such a column (unsubscribed, bounced, complained, suppressed, cancelled,
-    blocked, inactive ...) must be read as a status, an opt-out flag or a
-    time: kept as a plain attribute, the people it marks would come in
-    sendable. A tool's known companions of its opt-out columns are fine.
-    """
-    companions = shape_of(fmt).companions
-    for index, key in enumerate(keys):
-        if index in used or not headers[index] or key in companions:
-            continue
-        # An unsubscribe link or page is a place, not a sign that someone left.
-        if OPT_OUT_NAME.search(key) and not {"url", "link", "page"} & set(key.split()):
-            return index
+def first_column(keys: list[str], names: Iterable[str]) -> int | None:
+    """The index of the first of ``names`` (in their order) found among ``keys``."""
+    for wanted in names:
+        if wanted in keys:
+            return keys.index(wanted)
     return None
-
-
-def is_opt_out_value(cell: str) -> bool:
-    """True if a cell says by itself that the person is not to be sent to."""
-    return len(cell) <= 24 and cell.strip().lower() in _OPT_OUT_CELLS
-
-
-def opted_out(cell: str) -> bool:
-    """An opt-out flag's cell: empty or no means still in; yes, a time or anything else, out."""
-    value = cell.strip().lower()
-    return bool(value) and value not in FALSE_WORDS
-
-
-def status_of(
-    key: tuple[Any, ...], confirmed: bool, words: Mapping[str, SubscriberStatus] | None = None
-) -> SubscriberStatus:
-    """A row's status from its status cells, as the tool that wrote the file meant it.
-
-    ``key``: the status word, whether a bounce time (Mailchimp's CLEAN_TIME)
-    and an unsubscribe time are filled, the opt-in (Ghost) and opt-out
-    (Substack, Brevo) cells, whether a confirm time is filled. ``confirmed``:
-    rows without a status word count as confirmed. ``words``: the tool's own
-    status words, read before the common ones.
-    """
-    word, clean, unsub, opt_in, opt_out, confirm = key
-    word = header_key(word)
-    if clean:
-        return _BOUNCED
-    if unsub:
-        return _UNSUBSCRIBED
-    own = words.get(word) if words else None
-    if own is not None and own != _CONFIRMED and own != _UNCONFIRMED:
-        return own
-    if own is None and word in BOUNCED_WORDS:
-        return _BOUNCED
-    if own is None and word in COMPLAINED_WORDS:
-        return _COMPLAINED
-    if (
-        (own is None and word in UNSUBSCRIBED_WORDS)
-        or opt_in.strip().lower() in FALSE_WORDS
-        or opted_out(opt_out)
-    ):
-        return _UNSUBSCRIBED
-    if own is not None:
-        return own
-    if word in CONFIRMED_WORDS or confirm or (confirmed and not word):
-        return _CONFIRMED
-    return _UNCONFIRMED

@@ -102,9 +102,9 @@ WORDS: list[tuple[str, str | None, str]] = [
     (
         r"^(?P<where>.+?): no email column found in the header (?P<cols>\(.*?\))"
         r"(?P<hint>.*?); name one of.*",
-        "file",
-        r"\g<where>: no column of email addresses among \g<cols>\g<hint>. Name that "
-        r"column email or Email Address in the file's first line, and choose the file again.",
+        "map",
+        r"\g<where>: no column of email addresses found among \g<cols>\g<hint>. Choose "
+        r"“Email address” below for the column that holds them, then check again.",
     ),
     (
         r"^--map (?P<pair>.+?): unknown field (?P<field>.+?); use one of (?P<fields>.*)",
@@ -116,17 +116,25 @@ WORDS: list[tuple[str, str | None, str]] = [
         r"^(?P<where>.+?): column (?P<col>'.*?'|\".*?\") says who opted out, .*",
         "map",
         r"Column \g<col> says who opted out, and nothing reads it yet, so nothing can be "
-        r"imported. Read it below as unsubscribed (filled in or yes means opted out), "
-        r"unsubscribed_at (when they left) or status (words such as unsubscribed), then "
-        r"check again.",
+        r"imported. Read it below as “Opted out (filled in or yes)”, “Time they "
+        r"unsubscribed” or “Status (words such as active or unsubscribed)”, then check again.",
+    ),
+    (
+        r"^(?P<where>.+?):(?P<line>\d+): column (?P<col>'.*?'|\".*?\") holds (?P<cell>.+?) "
+        r"in its JSON, which says someone opted out.*",
+        "map",
+        r"Line \g<line>: column \g<col> holds \g<cell> in its JSON, which says someone "
+        r"opted out, and nothing here reads it, so nothing can be imported. Give that field a "
+        r"column of its own in the file, or leave those people out of it, then choose the "
+        r"file again.",
     ),
     (
         r"^(?P<where>.+?):(?P<line>\d+): column (?P<col>'.*?'|\".*?\") holds (?P<cell>.+?), "
         r"which says someone opted out.*",
         "map",
         r"Line \g<line>: column \g<col> holds \g<cell>, which says someone opted out, and "
-        r"nothing reads it yet, so nothing can be imported. Read it below as status (or "
-        r"unsubscribed), then check again.",
+        r"nothing reads it yet, so nothing can be imported. Read it below as “Status (words "
+        r"such as active or unsubscribed)” or “Opted out (filled in or yes)”, then check again.",
     ),
     (
         r"^--map: (?P<file>.+?) has no column (?P<column>.+?); its columns: (?P<cols>.*)",

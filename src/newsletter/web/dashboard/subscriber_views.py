@@ -15,9 +15,16 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from newsletter import consent, people, subscribers
+from newsletter.addresses import mailbox_key
 from newsletter.errors import InputError, NewsletterError, NotFound
 from newsletter.status import SubscriberStatus
-from newsletter.subscriber_csv import MAP_FIELDS, OptOutColumn
+from newsletter.subscriber_csv import (
+    FILE_STATUSES,
+    MAP_FIELDS,
+    NoEmailColumn,
+    OptOutColumn,
+    ParsedFile,
+)
 from newsletter.web.dashboard.auth import redirect
 from newsletter.web.wording import for_people
 
@@ -30,6 +37,8 @@ SHOWN_PROBLEMS = 50
 # Uploaded files wait in memory between the preview and the import; a few at a time.
 PENDING_IMPORTS = 8
 PENDING_SECONDS = 3600
+# Rows of a file shown before it is imported.
+PREVIEW_ROWS = 5
 EXPIRED = "That upload has expired; choose the file again."
 NO_CONSENT_CHOICE = "consent: choose whether they asked to join or get a confirmation email"
 
@@ -56,6 +65,44 @@ def person_values(person: dict[str, Any], lists: list[str]) -> dict[str, Any]:
         "consent": "",
         "lists": lists,
     }
+
+
+# What a column can be read as, in the words of the people who import (the
+# column mapper's choices and its "Read as" column), not the core's field names.
+FIELD_WORDS = {
+    "email": "Email address",
+    "first_name": "First name",
+    "last_name": "Last name",
+    "name": "Full name",
+    "status": "Status (words such as active or unsubscribed)",
+    "tags": "Tags",
+    "attributes": "Extra fields written as JSON",
+    "subscribed": "Receives email (yes or no)",
+    "unsubscribed": "Opted out (filled in or yes)",
+    "unsubscribed_at": "Time they unsubscribed",
+    "bounced_at": "Time the address bounced",
+    "signed_up": "Time they signed up (consent record)",
+    "consent evidence": "Consent record (opt-in time or IP)",
+    "ignore": "Leave out",
+    "ignored": "Left out",
+    "unread": "Not read yet",
+}
+# The answers to "Did these people agree to receive email from you?" (the same
+# choice as `subscribers import --status`), in the order the page offers them.
+CONSENT_ANSWERS = {
+    SubscriberStatus.CONFIRMED: "Yes, they agreed",
+    SubscriberStatus.UNCONFIRMED: "No, or I am not sure",
+    SubscriberStatus.UNSUBSCRIBED: "Everyone in this file has unsubscribed",
+    SubscriberStatus.BOUNCED: "Every address in this file bounced",
+    SubscriberStatus.COMPLAINED: "Everyone in this file marked my email as spam",
+}
+
+
+def read_as(role: str) -> str:
+    """A column's role (``ParsedFile.columns``) in plain words."""
+    if role.startswith("attribute:"):
+        return f"Extra field “{role[10:]}”"
+    return FIELD_WORDS.get(role, role)
 
 
 class SubscriberViews:
@@ -382,6 +429,17 @@ class SubscriberViews:
             )
         name = upload.filename.rsplit("/", 1)[-1].rsplit("\\", 1)[-1]
         confirmed = form.get("confirmed") == "on"
+        # The page asks whether these people agreed (a required choice); a form
+        # sent without the answer imports as before it was asked: the file's own
+        # words, rows without a status unconfirmed.
+        answer = str(form.get("consent", ""))
+        status = None
+        if answer:
+            if answer not in FILE_STATUSES:
+                return self.import_form(
+                    request, 400, error="Say whether these people agreed to receive email."
+                )
+            status = SubscriberStatus(answer)
         list_name = str(form.get("list", "")).strip() or None
         if list_name:
             self.store.list_id(list_name)
@@ -395,6 +453,7 @@ class SubscriberViews:
             "data": data,
             "name": name,
             "confirmed": confirmed,
+            "status": status,
             "list": list_name,
             "mapping": {},
             "at": now,
@@ -414,7 +473,7 @@ class SubscriberViews:
     ) -> Response:
         """The preview of an upload read with the job's mapping. ``before``: the mapping it
         had until this request changed it, restored (with the reason) if the new one fails."""
-        blocked = False
+        blocked = no_email = False
 
         def parse(guard: bool = True) -> subscribers.ParsedFile:
             return subscribers.parse_csv(
@@ -424,6 +483,7 @@ class SubscriberViews:
                 job["mapping"],
                 eai_refusal=self.d.ws.eai_refusal,
                 guard=guard,
+                status=job.get("status"),
             )
 
         try:
@@ -433,6 +493,11 @@ class SubscriberViews:
             # shown so that it can be read as a status, and nothing is imported
             # until it is.
             parsed, error, blocked = parse(guard=False), str(exc), True
+        except NoEmailColumn as exc:
+            # No column is named as an address column: the mapper is offered, for
+            # staff to say which column holds the addresses.
+            parsed = ParsedFile(job["name"], columns=[(h, "unread") for h in exc.headers])
+            error, blocked, no_email = str(exc), True, True
         except InputError as exc:
             if before is not None:
                 job["mapping"] = before
@@ -441,19 +506,30 @@ class SubscriberViews:
             return self.import_form(request, 400, error=str(exc))
         extra = {"error": error} if error else {}
         assert isinstance(parsed.rows, list)  # parse_csv reads every row, unlike import_file
+        # Addresses already on the list, by the one identity rule (any capitals):
+        # counted for the whole file, marked in the rows shown.
+        known = self.store.known_mailboxes(r["email"] for r in parsed.rows)
+        sample = [
+            {**r, "known": mailbox_key(r["email"]) in known} for r in parsed.rows[:PREVIEW_ROWS]
+        ]
         return self.import_form(
             request,
             400 if error else 200,
             **extra,
             parsed=parsed,
-            sample=parsed.rows[:5],
+            sample=sample,
+            known=sum(mailbox_key(r["email"]) in known for r in parsed.rows) if known else 0,
             problems=parsed.problems[:SHOWN_PROBLEMS],
             token=token,
             file_name=job["name"],
             list_name=job["list"],
             confirmed=job["confirmed"],
-            fields=MAP_FIELDS,
+            answer=CONSENT_ANSWERS.get(job.get("status")),  # type: ignore[arg-type]
+            whole=job.get("status"),
+            fields=[(f, FIELD_WORDS[f]) for f in MAP_FIELDS],
+            read_as=read_as,
             blocked=blocked,
+            no_email=no_email,
         )
 
     def pending_job(self, request: Request) -> tuple[str, dict[str, Any] | None]:
@@ -495,6 +571,7 @@ class SubscriberViews:
                 job["confirmed"],
                 job["mapping"],
                 eai_refusal=self.d.ws.eai_refusal,
+                status=job.get("status"),
             )
         except InputError as exc:
             # One transaction: nothing of the file was stored.
