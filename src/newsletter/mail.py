@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, cast
 
-from newsletter import tracking
+from newsletter import composer, tracking
 from newsletter.config import Settings
 from newsletter.mime import MessageFactory, list_unsubscribe
 from newsletter.render import (
@@ -29,6 +29,7 @@ from newsletter.render import (
     message_id,
     sender_context,
     site_context,
+    styled_block,
     subscriber_context,
 )
 from newsletter.rows import Article, ArticleContext, Subscriber
@@ -119,6 +120,14 @@ class CampaignMail:
         ] = {}
         css = templates.stylesheet
         self.articles = [article_context(a, css, settings.site.base_url) for a in articles]
+        # The campaign's own words: the same for every subscriber, rendered once here.
+        base_url = settings.site.base_url
+        self.intro = composer.content(
+            campaign.get("intro") or "", base_url, lambda html: styled_block(html, css)
+        )
+        self.body = composer.content(
+            campaign.get("body") or "", base_url, lambda html: styled_block(html, css)
+        )
         self._article_by_url = {a["url"]: a["id"] for a in self.articles if a["url"]}
         sender = settings.sender
         self.sender = sender_context(
@@ -141,7 +150,12 @@ class CampaignMail:
             "id": self.campaign["id"],
             "subject": self.campaign["subject"],
             "preheader": self.campaign.get("preheader")
-            or default_preheader(articles, self.settings.templates.preheader),
+            or default_preheader(articles, self.settings.templates.preheader, self.body.summary),
+            # Markdown made clean HTML (marked safe) and its text part; empty when unset.
+            "intro_html": self.intro.html,
+            "intro_text": self.intro.text,
+            "body_html": self.body.html,
+            "body_text": self.body.text,
         }
 
     def _factory(self, subject: str) -> MessageFactory:
