@@ -304,6 +304,31 @@ def as_typed(store: Store, campaign_id: int) -> NewCampaign:
     )
 
 
+def as_draft(store: Store, settings: Settings, new: NewCampaign) -> dict[str, Any]:
+    """A campaign as it is being typed, as its preview renders it: not checked, not stored.
+
+    What cannot be read yet is left out rather than refused (an article that is
+    gone, no articles at all), so the preview follows the typing; saving checks
+    it all (``create_draft``).
+    """
+    try:
+        article_ids = _article_ids(store, new.articles, has_body=True)
+    except (InputError, NotFound):
+        article_ids = []
+    intro, body = _text(new.intro), _text(new.body)
+    return {
+        "id": 0,
+        "kind": "manual",
+        "subject": new.subject.strip(),
+        "preheader": new.preheader,
+        "template": choose_template(new.template or settings.templates.default, len(article_ids)),
+        "article_ids": article_ids,
+        "tracking": False,
+        "intro": intro,
+        "body": "" if article_ids else body,
+    }
+
+
 def create(
     store: Store,
     settings: Settings,

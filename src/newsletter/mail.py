@@ -375,3 +375,26 @@ def load_mail(
         link_ids=store.links(campaign_id),
         personal=store.personal_articles(campaign_id) if campaign["kind"] != "manual" else {},
     )
+
+
+def preview_mail(
+    store: Store,
+    campaign: Mapping[str, Any],
+    templates: TemplateSet,
+    settings: Settings,
+    signer: tracking.Signer,
+) -> CampaignMail:
+    """The mail of a campaign as it is being written, never stored: for a live preview.
+
+    ``campaign`` holds what a stored one does (``campaigns.as_draft``); it has
+    no links registered, so it is rendered untracked.
+    """
+    return CampaignMail(
+        campaign=campaign,
+        articles=store.articles_by_id(campaign["article_ids"]),
+        templates=templates,
+        settings=settings,
+        urls=Urls(settings.site.base_url, signer),
+        link_ids={},
+        personal={},
+    )

@@ -203,6 +203,7 @@ class Dashboard:
         from newsletter.web.dashboard import (
             account_views,
             campaign_views,
+            composer_views,
             overview,
             results_view,
             settings_views,
@@ -215,6 +216,7 @@ class Dashboard:
             Mount("/static", StaticFiles(directory=str(HERE / "static")), name="static"),
             *overview.Overview(self).routes,
             *campaign_views.CampaignViews(self).routes,
+            *composer_views.ComposerViews(self).routes,
             *results_view.ResultsView(self).routes,
             *subscriber_views.SubscriberViews(self).routes,
             *settings_views.SettingsViews(self).routes,
