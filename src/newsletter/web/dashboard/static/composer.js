@@ -92,8 +92,13 @@
     }
     uploadStatus.className = "muted";
     uploadStatus.textContent = `${file.name} added. Describe the image between the brackets for people who cannot see it.`;
+    // An image stands in a paragraph of its own, after the line the cursor is on.
+    const lineEnd = text.value.indexOf("\n", text.selectionEnd);
+    const at = lineEnd === -1 ? text.value.length : lineEnd;
+    const before = text.value.slice(0, at).trim() ? "\n\n" : "";
     text.focus();
-    replaceSelection("![", `](${answer.url})`, "image description");
+    text.setSelectionRange(at, at);
+    replaceSelection(`${before}![`, `](${answer.url})\n`, "image description");
   });
 
   // -- the live preview: the form posted into the frame, a moment after typing stops --
