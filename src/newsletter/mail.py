@@ -358,43 +358,26 @@ def load_mail(
     templates: TemplateSet,
     settings: Settings,
     signer: tracking.Signer,
+    draft: Mapping[str, Any] | None = None,
 ) -> CampaignMail:
     """Build the campaign's mail, the only way to: with everything stored for it now.
 
     That is its articles, the links registered for it so far and, for an
     automatic campaign, who gets only some of the articles (settled when its
     deliveries are planned). Load it again after either changes.
+
+    ``draft``: a campaign as it is being written (``campaigns.as_draft``), for
+    its live preview: not stored, so it has no links registered and is shown
+    untracked (``campaign_id`` is not read).
     """
-    campaign = store.campaign(campaign_id)
+    campaign = draft if draft is not None else store.campaign(campaign_id)
+    manual = campaign["kind"] == "manual"
     return CampaignMail(
         campaign=campaign,
         articles=store.articles_by_id(campaign["article_ids"]),
         templates=templates,
         settings=settings,
         urls=Urls(settings.site.base_url, signer),
-        link_ids=store.links(campaign_id),
-        personal=store.personal_articles(campaign_id) if campaign["kind"] != "manual" else {},
-    )
-
-
-def preview_mail(
-    store: Store,
-    campaign: Mapping[str, Any],
-    templates: TemplateSet,
-    settings: Settings,
-    signer: tracking.Signer,
-) -> CampaignMail:
-    """The mail of a campaign as it is being written, never stored: for a live preview.
-
-    ``campaign`` holds what a stored one does (``campaigns.as_draft``); it has
-    no links registered, so it is rendered untracked.
-    """
-    return CampaignMail(
-        campaign=campaign,
-        articles=store.articles_by_id(campaign["article_ids"]),
-        templates=templates,
-        settings=settings,
-        urls=Urls(settings.site.base_url, signer),
-        link_ids={},
-        personal={},
+        link_ids=store.links(campaign_id) if draft is None else {},
+        personal=store.personal_articles(campaign_id) if draft is None and not manual else {},
     )

@@ -22,7 +22,7 @@ from starlette.routing import Route
 
 from newsletter import campaigns, uploads
 from newsletter.errors import InputError, NewsletterError, os_error_line
-from newsletter.mail import preview_mail
+from newsletter.mail import load_mail
 from newsletter.web.dashboard.campaign_views import as_new_campaign, typed_campaign
 from newsletter.web.pages import NO_STORE
 from newsletter.web.threads import off_loop
@@ -73,7 +73,7 @@ class ComposerViews:
         try:
             draft = campaigns.as_draft(self.store, ws.settings, new)
             templates = ws.templates(draft["template"])
-            mail = preview_mail(self.store, draft, templates, ws.settings, ws.signer)
+            mail = load_mail(self.store, 0, templates, ws.settings, ws.signer, draft=draft)
             rendered = mail.render(campaigns.sample_subscriber(self.store), tracked=False)
         except NewsletterError as exc:
             message = html.escape(for_people(exc).text, quote=True)
