@@ -415,3 +415,22 @@ def test_jpeg_gif_and_webp_are_named_by_their_bytes(kind: str) -> None:
     assert name.endswith("." + kind) and uploads.content_type(name) == (
         "image/jpeg" if kind == "jpg" else f"image/{kind}"
     )
+
+
+def test_each_design_has_a_thumbnail_with_sample_content(dashboard) -> None:
+    session, _ = signed_in(dashboard.url)
+    thumb = dashboard.url + "/campaigns/designs/preview?design="
+    # Before any article, a design shows a sample text.
+    before = session.get(thumb + "digest", timeout=30)
+    assert before.status_code == 200 and "Closed over the holidays" in before.text
+    _served(dashboard)
+    newest = dashboard.ws.store.articles()[0]["title"]
+    for design in ("announcement", "digest"):
+        answer = session.get(thumb + design, timeout=30)
+        assert answer.status_code == 200
+        assert newest in answer.text
+        assert answer.headers["content-security-policy"].startswith("sandbox")
+    for wrong in ("auto", "confirm", "../announcement", "nope"):
+        assert session.get(thumb + wrong, timeout=30).status_code == 404
+    form = session.get(dashboard.url + "/campaigns/new", timeout=30).text
+    assert 'title="The digest design with sample content"' in form

@@ -66,6 +66,7 @@ def test_the_live_preview_follows_the_text_and_a_one_off_is_created_and_mailed(
         re.compile(r"!\[image description\]\(http://127\.0\.0\.1:\d+/uploads/[0-9a-f]{64}\.png\)")
     )
     expect(preview.locator("img[src*='/uploads/']")).to_have_count(1)
+    dashboard.screenshot(page, "composer")
     # A file that is no image is refused by its bytes, whatever its name says.
     fake = tmp_path / "fake.png"
     fake.write_text("<html>not an image</html>", encoding="utf-8")
@@ -153,3 +154,26 @@ def test_the_composer_fits_a_phone_and_has_no_serious_accessibility_failure(
         assert small.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
     finally:
         context.close()
+
+
+def test_the_design_is_picked_from_thumbnails_and_the_preview_follows(
+    admin_page, dashboard
+) -> None:
+    page = admin_page
+    _filled(dashboard)
+    page.goto(dashboard.url + "/campaigns/new")
+    newest = dashboard.ws.store.articles()[0]["title"]
+    for design in ("announcement", "digest"):
+        thumbnail = page.frame_locator(f"iframe[title='The {design} design with sample content']")
+        expect(thumbnail.get_by_role("link", name=newest).first).to_be_attached()
+    page.get_by_role("button", name="Use announcement").click()
+    expect(page.get_by_label("Design")).to_have_value("announcement")
+    expect(page.locator(".design-thumbnails li.chosen")).to_have_attribute(
+        "data-design", "announcement"
+    )
+    # One article ticked: the announcement shows it with its title as the email's heading.
+    boxes = page.locator("#article-list input[type=checkbox]")
+    for n in range(1, boxes.count()):
+        boxes.nth(n).uncheck()
+    preview = page.frame_locator("#composer-preview")
+    expect(preview.get_by_role("heading", level=1)).to_have_text(newest)

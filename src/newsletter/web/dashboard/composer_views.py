@@ -23,8 +23,13 @@ from starlette.routing import Route
 from newsletter import campaigns, uploads
 from newsletter.errors import InputError, NewsletterError, os_error_line
 from newsletter.mail import load_mail
-from newsletter.web.dashboard.campaign_views import as_new_campaign, typed_campaign
-from newsletter.web.pages import NO_STORE
+from newsletter.render import SINGLE_ARTICLE_DESIGN
+from newsletter.web.dashboard.campaign_views import (
+    as_new_campaign,
+    template_names,
+    typed_campaign,
+)
+from newsletter.web.pages import NO_STORE, PREVIEW_HEADERS
 from newsletter.web.threads import off_loop
 from newsletter.web.wording import for_people
 
@@ -52,6 +57,14 @@ _ERROR_PAGE = (
 )
 
 
+# What a design's thumbnail shows before the workspace has any article.
+SAMPLE_TEXT = (
+    "## Closed over the holidays\n\n"
+    "Our clinic is **closed** from 24 December to 2 January.\n\n"
+    "- Emergencies: call us\n- Book online any time\n"
+)
+
+
 class ComposerViews:
     """The live preview of the campaign form, and the upload of an image for it."""
 
@@ -63,6 +76,7 @@ class ComposerViews:
         d = self.d
         return [
             d.route("/campaigns/compose/preview", self.preview, methods=["POST"]),
+            d.route("/campaigns/designs/preview", self.design_preview),
             d.route("/uploads", self.upload, methods=["POST"]),
         ]
 
@@ -83,6 +97,40 @@ class ComposerViews:
                 headers=COMPOSER_PREVIEW_HEADERS,
             )
         return HTMLResponse(rendered.html, headers=COMPOSER_PREVIEW_HEADERS)
+
+    def design_preview(self, request: Request) -> Response:
+        """A design with sample content, for the thumbnails of the design picker.
+
+        The newest articles (one for the announcement), or a sample text when there
+        are none yet, for the sample subscriber.
+        """
+        ws, name = self.d.ws, request.query_params.get("design", "")
+        if name == "auto" or name not in template_names(self.d):
+            return HTMLResponse("No such design.", status_code=404, headers=PREVIEW_HEADERS)
+        count = 1 if name == SINGLE_ARTICLE_DESIGN else 3
+        ids = [a["id"] for a in self.store.articles()[:count]]
+        draft = {
+            "id": 0,
+            "kind": "manual",
+            "subject": "A sample of this design",
+            "preheader": "",
+            "template": name,
+            "article_ids": ids,
+            "tracking": False,
+            "intro": "",
+            "body": "" if ids else SAMPLE_TEXT,
+        }
+        try:
+            templates = ws.templates(name)
+            mail = load_mail(self.store, 0, templates, ws.settings, ws.signer, draft=draft)
+            rendered = mail.render(campaigns.sample_subscriber(self.store), tracked=False)
+        except NewsletterError as exc:
+            return HTMLResponse(
+                f"<p>{html.escape(for_people(exc).text)}</p>",
+                status_code=400,
+                headers=PREVIEW_HEADERS,
+            )
+        return HTMLResponse(rendered.html, headers=PREVIEW_HEADERS)
 
     async def upload(self, request: Request) -> Response:
         """Keep an uploaded image; answer its public address (JSON) or why it was refused."""

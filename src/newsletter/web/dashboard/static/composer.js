@@ -101,6 +101,22 @@
     replaceSelection(`${before}![`, `](${answer.url})\n`, "image description");
   });
 
+  // -- the design picker's thumbnails: a button on each chooses it in the list --
+  const designs = document.getElementById("template");
+  function markChosen() {
+    for (const item of document.querySelectorAll(".design-thumbnails li")) {
+      item.classList.toggle("chosen", item.dataset.design === designs.value);
+    }
+  }
+  for (const button of document.querySelectorAll("[data-use-design]")) {
+    button.hidden = false;
+    button.addEventListener("click", () => {
+      designs.value = button.dataset.useDesign;
+      designs.dispatchEvent(new Event("change", { bubbles: true }));
+    });
+  }
+  designs.addEventListener("change", markChosen);
+
   // -- the live preview: the form posted into the frame, a moment after typing stops --
   let timer = null;
   function refresh() {
