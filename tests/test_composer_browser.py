@@ -34,6 +34,7 @@ def test_the_live_preview_follows_the_text_and_a_one_off_is_created_and_mailed(
     _filled(dashboard)
     page.goto(dashboard.url + "/campaigns/new")
     preview = page.frame_locator("#composer-preview")
+    history = page.evaluate("history.length")
     page.get_by_label("Subject", exact=True).fill("Closed over the holidays")
     _untick_all(page)
 
@@ -67,6 +68,9 @@ def test_the_live_preview_follows_the_text_and_a_one_off_is_created_and_mailed(
     )
     expect(preview.locator("img[src*='/uploads/']")).to_have_count(1)
     dashboard.screenshot(page, "composer")
+    # Many previews later, the browser's Back button still leaves the form at once.
+    assert page.evaluate("history.length") == history
+    assert page.locator("iframe[name^=composer-preview]").count() == 1
     # A file that is no image is refused by its bytes, whatever its name says.
     fake = tmp_path / "fake.png"
     fake.write_text("<html>not an image</html>", encoding="utf-8")

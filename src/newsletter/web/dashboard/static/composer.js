@@ -117,21 +117,18 @@
   }
   designs.addEventListener("change", markChosen);
 
-  // -- the live preview: the form posted into the frame, a moment after typing stops --
-  let timer = null;
-  function refresh() {
-    clearTimeout(timer);
-    timer = setTimeout(() => form.requestSubmit(previewButton), 600);
-  }
-  text.addEventListener("input", refresh);
-  form.addEventListener("change", (event) => {
-    if (event.target !== fileInput) refresh();
-  });
+  // -- the live preview: the form posted into a frame, a moment after typing stops --
+  // Each preview goes into a new frame, shown once it has loaded: the old one stays
+  // until then (no flicker), and a new frame's first page adds nothing to the
+  // browser's history, so Back still leaves the form.
+  let shown = frame;
+  let shownSeq = 0;
+  let seq = 0;
 
-  frame.addEventListener("load", () => {
+  function showError(from) {
     let message = "";
     try {
-      const marker = frame.contentDocument.querySelector("meta[name=composer-error]");
+      const marker = from.contentDocument.querySelector("meta[name=composer-error]");
       message = marker ? marker.content : "";
     } catch (error) {
       message = "";
@@ -146,7 +143,50 @@
       text.removeAttribute("aria-invalid");
       text.removeAttribute("aria-describedby");
     }
+  }
+
+  function render() {
+    seq += 1;
+    const mine = seq;
+    const next = document.createElement("iframe");
+    for (const name of ["title", "sandbox", "class"]) {
+      if (frame.hasAttribute(name)) next.setAttribute(name, frame.getAttribute(name));
+    }
+    next.name = `composer-preview-${mine}`;
+    next.hidden = true;
+    shown.after(next);
+    next.addEventListener("load", () => {
+      // The empty page every new frame starts with is not the preview.
+      if (!next.contentDocument || next.contentDocument.URL === "about:blank") return;
+      if (mine < shownSeq) {
+        next.remove(); // a later preview is shown already
+        return;
+      }
+      showError(next);
+      shown.remove();
+      next.id = "composer-preview";
+      next.hidden = false;
+      shown = next;
+      shownSeq = mine;
+    });
+    previewButton.formTarget = next.name;
+    form.requestSubmit(previewButton);
+  }
+
+  let timer = null;
+  function refresh() {
+    clearTimeout(timer);
+    timer = setTimeout(render, 600);
+  }
+  text.addEventListener("input", refresh);
+  form.addEventListener("change", (event) => {
+    if (event.target !== fileInput) refresh();
+  });
+  previewButton.addEventListener("click", (event) => {
+    event.preventDefault();
+    clearTimeout(timer);
+    render();
   });
 
-  form.requestSubmit(previewButton);
+  render();
 })();
