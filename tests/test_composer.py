@@ -256,6 +256,11 @@ def test_a_one_off_campaign_is_written_in_the_dashboard_and_mailed(dashboard) ->
     assert "closed from 24 December" in text
     # Sending it used up no article either.
     assert len(store.articles(only_new=True)) == 3
+    # Its page and its results read as those of any campaign.
+    page = session.get(dashboard.url + f"/campaigns/{row['id']}", timeout=30)
+    assert page.status_code == 200 and "the email is the campaign's own text" in page.text
+    results = session.get(dashboard.url + f"/campaigns/{row['id']}/results", timeout=30)
+    assert results.status_code == 200
 
 
 def test_the_text_with_articles_ticked_is_the_intro_and_the_edit_form_shows_it(

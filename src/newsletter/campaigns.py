@@ -121,8 +121,9 @@ def _check(
     article_ids = _article_ids(store, new.articles, has_body=bool(body))
     if body and article_ids:
         raise InputError(
-            "--body-file: a body is the message of a campaign without articles; give "
-            "--articles none, or put the text in --intro-file to show it above the articles"
+            "--body-file: a body is the message of a campaign without articles, and this "
+            "one has articles; give --articles none, or put the text in --intro-file (and "
+            "give an empty --body-file) to show it above the articles"
         )
     list_id = store.list_id(new.list_name) if new.list_name else None
     return _Checked(

@@ -40,7 +40,7 @@ WORDS: list[tuple[str, str | None, str]] = [
         "Tick the articles to send, or write your text below to send it without articles.",
     ),
     (
-        r"^--body-file: a body is the message of a campaign without articles.*",
+        r"^--body-file: .*",
         "content",
         "Your text goes above the ticked articles, or is the whole email with none ticked.",
     ),
