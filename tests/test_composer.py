@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from conftest import Cli, dump, one_line_error, signed_in
+from conftest import Cli, database_before, dump, one_line_error, signed_in
 from newsletter import campaigns, jobs, uploads
 from newsletter.workspace import Workspace
 
@@ -439,3 +439,19 @@ def test_each_design_has_a_thumbnail_with_sample_content(dashboard) -> None:
         assert session.get(thumb + wrong, timeout=30).status_code == 404
     form = session.get(dashboard.url + "/campaigns/new", timeout=30).text
     assert 'title="The digest design with sample content"' in form
+
+
+def test_campaigns_made_before_the_composer_keep_rendering_as_they_did(tmp_path: Path) -> None:
+    store = database_before(tmp_path / "old.db", "m016")
+    try:
+        with store.transaction():
+            store.conn.execute(
+                "INSERT INTO campaigns (subject, preheader, template, status, tracking, "
+                "created_at) VALUES ('Old', '', 'digest', 'sent', 1, '2026-01-01T00:00:00+00:00')"
+            )
+        assert "m016_campaign_content" in store.migrate()
+        (old,) = store.campaigns()
+        campaign = store.campaign(old["id"])
+        assert (campaign["subject"], campaign["intro"], campaign["body"]) == ("Old", "", "")
+    finally:
+        store.close()
