@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from clocks import NOW
-from newsletter import campaigns, jobs
+from newsletter import campaigns, composer, jobs
 from newsletter.render import DEFAULTS_DIR, TemplateSet, article_context, subscriber_context
 from newsletter.workspace import Workspace
 from workspaces import workspace_with_articles_and_subscribers
@@ -196,4 +196,61 @@ def test_a_campaign_sends_the_same_bytes_spliced_as_rendered_in_full(
     assert progress.finished
     assert f"campaign {campaign_id}: rendering once and splicing per subscriber" in caplog.text
     assert "splicing stopped" not in caplog.text
+    ws.close()
+
+
+# A campaign's own Markdown, as hostile as its subscribers: markup, a forged marker,
+# Jinja that must stay text, a script and a javascript: link that the sanitiser drops.
+OWN_WORDS = (
+    "# Closed \ue000deadbeefdeadbeef:0\ue001 over the holidays\n\n"
+    "Dear {{ subscriber.email }}, we are **closed** <script>alert(1)</script> "
+    '<a href="javascript:alert(1)">until</a> the 2nd & [back](https://clinic.example.com/).'
+)
+
+
+@pytest.mark.parametrize("design", ("announcement", "digest"))
+@pytest.mark.parametrize("words", ("intro", "body"))
+def test_a_campaign_with_its_own_words_splices_byte_for_byte(design: str, words: str) -> None:
+    """An intro above the articles, or the body of a campaign without them: the same
+    for every subscriber, so one compiled form still serves them all."""
+    full, spliced = TemplateSet(design), TemplateSet(design)
+    assert spliced.splice(), spliced.splice_reason
+    shared = next(_contexts(1))
+    own = composer.content(OWN_WORDS, "https://news.example.com")
+    campaign = {**shared["campaign"], f"{words}_html": own.html, f"{words}_text": own.text}
+    for other in {"intro", "body"} - {words}:
+        campaign.update({f"{other}_html": "", f"{other}_text": ""})
+    articles = shared["articles"] if words == "intro" else []
+    for context in _contexts():
+        context.update(campaign=campaign, articles=articles)
+        context.update({k: shared[k] for k in ("sender", "site")})
+        out = spliced.render(context)
+        assert out == full.render(context)
+        assert "we are closed" in out.text
+        assert "<strong>closed</strong>" in out.html
+        assert "<script" not in out.html and "javascript:" not in out.html
+    assert spliced.splice_reason == ""
+    assert spliced._splicer is not None and len(spliced._splicer._plans) == 1
+
+
+def test_a_campaign_without_articles_sends_the_same_bytes_spliced_as_in_full(
+    ws_dir: Path,
+) -> None:
+    ws = Workspace.open(ws_dir, env={"NEWSLETTER_SECRET_KEY": "splice-key"})
+    workspace_with_articles_and_subscribers(ws, NOW)
+    new = campaigns.NewCampaign(subject="Closed", articles="none", body=OWN_WORDS)
+    created = campaigns.create_draft(ws.store, ws.settings, ws.templates, new, NOW)
+    mail, transport = jobs.prepare_send(ws, ws.store, created.campaign_id, NOW)
+    transport.close()
+    people = [_subscriber(e, f, last, n) for n, (e, f, last) in enumerate(HOSTILE, start=1)]
+    people = [p for p in people if "\n" not in p["last_name"]]
+
+    def messages() -> list[bytes]:
+        sender = ws.settings.sender.from_address
+        return [mail.envelope(p, f"k{p['id']}", NOW, sender)[1].data for p in people]
+
+    in_full = messages()
+    assert mail.templates.splice(), mail.templates.splice_reason
+    assert messages() == in_full
+    assert mail.templates.splice_reason == ""
     ws.close()

@@ -48,9 +48,11 @@ def parse_local_time(text: str, zone: str) -> tuple[dt.datetime, str]:
 class NewCampaign:
     """A campaign as a person asks for it, as typed: on the command line or in the form.
 
-    ``articles`` is "new" or ids such as "3,4"; ``template`` None or "auto" for
-    ``[templates] default``'s rule; ``segment`` one rule a string, such as
-    ``tag:back-pain`` (``subscribers.parse_segment``).
+    ``articles`` is "new", ids such as "3,4", or "none" (a campaign of its own
+    words only); ``template`` None or "auto" for ``[templates] default``'s rule;
+    ``segment`` one rule a string, such as ``tag:back-pain``
+    (``subscribers.parse_segment``). ``intro`` (Markdown) is shown above the
+    articles; ``body`` (Markdown) is the message of a campaign without articles.
     """
 
     subject: str
@@ -60,6 +62,8 @@ class NewCampaign:
     segment: Sequence[str] = ()
     preheader: str = ""
     tracking: bool = True
+    intro: str = ""
+    body: str = ""
 
 
 @dataclass(frozen=True)
@@ -88,6 +92,8 @@ class _Checked:
     list_id: int | None
     tracking: bool
     rules: list[dict[str, Any]]
+    intro: str = ""
+    body: str = ""
 
 
 def _check(
@@ -111,7 +117,14 @@ def _check(
         raise InputError("--subject: the subject must not be empty")
     # Refused here, once, rather than failing every message of the campaign later.
     header_value(subject, "subject")
-    article_ids = _article_ids(store, new.articles)
+    intro, body = _text(new.intro), _text(new.body)
+    article_ids = _article_ids(store, new.articles, has_body=bool(body))
+    if body and article_ids:
+        raise InputError(
+            "--body-file: a body is the message of a campaign without articles, and this "
+            "one has articles; give --articles none, or put the text in --intro-file (and "
+            "give an empty --body-file) to show it above the articles"
+        )
     list_id = store.list_id(new.list_name) if new.list_name else None
     return _Checked(
         subject=subject,
@@ -121,7 +134,14 @@ def _check(
         list_id=list_id,
         tracking=new.tracking and settings.tracking.enabled,
         rules=rules,
+        intro=intro,
+        body=body,
     )
+
+
+def _text(markdown: str) -> str:
+    """A campaign's own Markdown as stored: line ends made one kind, no blank edges."""
+    return markdown.replace("\r\n", "\n").replace("\r", "\n").strip()
 
 
 def _insert(store: Store, checked: _Checked, now: dt.datetime) -> int:
@@ -135,11 +155,24 @@ def _insert(store: Store, checked: _Checked, now: dt.datetime) -> int:
         checked.tracking,
         now,
         segment=checked.rules,
+        intro=checked.intro,
+        body=checked.body,
     )
 
 
-def _article_ids(store: Store, articles: str) -> list[int]:
-    """The ids "new" or "3,4" stands for, in the email's order; each one must exist."""
+def _article_ids(store: Store, articles: str, has_body: bool = False) -> list[int]:
+    """The ids "new" or "3,4" stands for, in the email's order; each one must exist.
+
+    "none" (or nothing) is a campaign without articles: allowed only with a body
+    (``has_body``), the message it sends instead.
+    """
+    if articles.strip() in ("", "none"):
+        if has_body:
+            return []
+        raise InputError(
+            f"--articles: {articles!r} names no article; give ids such as 3,4 or 'new', "
+            f"or write the message of a campaign without articles with --body-file"
+        )
     if articles == "new":
         # Newest first, as a blog lists them: the latest article leads the email.
         article_ids = [a["id"] for a in store.articles(only_new=True)]
@@ -157,7 +190,8 @@ def _article_ids(store: Store, articles: str) -> list[int]:
         ) from None
     if not article_ids:
         raise InputError(
-            f"--articles: {articles!r} names no article; give ids such as 3,4 or 'new'"
+            f"--articles: {articles!r} names no article; give ids such as 3,4 or 'new', "
+            f"or write the message of a campaign without articles with --body-file"
         )
     # One article once: the email shows each article once, in the first place it is named.
     article_ids = list(dict.fromkeys(article_ids))
@@ -195,6 +229,7 @@ def create_draft(
     The one way the CLI and the dashboard create a campaign (``_check`` says
     what is checked). Nothing is stored unless every check passes. A draft
     uses up no article: they stay new until a campaign starts sending them.
+    A campaign needs articles, or a body to send without them.
     """
     checked = _check(store, settings, templates, new)
     campaign_id = _insert(store, checked, now)
@@ -213,7 +248,7 @@ def update_draft(
     """Replace what a campaign that has not started sending says and whom it is for.
 
     The same checks as ``create_draft``; subject, preheader, articles (and their
-    order), design, list, segment and tracking all take the values in ``new``.
+    order), intro, body, design, list, segment and tracking all take the values in ``new``.
     A scheduled campaign keeps its time. Refused once sending has started.
     """
     checked = _check(store, settings, templates, new)
@@ -226,6 +261,8 @@ def update_draft(
         checked.list_id,
         checked.tracking,
         segment=checked.rules,
+        intro=checked.intro,
+        body=checked.body,
     ):
         _refuse(store, campaign_id, "change")
     return _told(
@@ -257,13 +294,40 @@ def as_typed(store: Store, campaign_id: int) -> NewCampaign:
     rules = json.loads(campaign["segment"]) if campaign["segment"] else []
     return NewCampaign(
         subject=campaign["subject"],
-        articles=",".join(str(i) for i in campaign["article_ids"]),
+        articles=",".join(str(i) for i in campaign["article_ids"]) or "none",
         template=campaign["template"],
         list_name=lists.get(campaign["list_id"]) if campaign["list_id"] else None,
         segment=[segment_text(rule) for rule in rules],
         preheader=campaign["preheader"] or "",
         tracking=bool(campaign["tracking"]),
+        intro=campaign.get("intro") or "",
+        body=campaign.get("body") or "",
     )
+
+
+def as_draft(store: Store, settings: Settings, new: NewCampaign) -> dict[str, Any]:
+    """A campaign as it is being typed, as its preview renders it: not checked, not stored.
+
+    What cannot be read yet is left out rather than refused (an article that is
+    gone, no articles at all), so the preview follows the typing; saving checks
+    it all (``create_draft``).
+    """
+    try:
+        article_ids = _article_ids(store, new.articles, has_body=True)
+    except (InputError, NotFound):
+        article_ids = []
+    intro, body = _text(new.intro), _text(new.body)
+    return {
+        "id": 0,
+        "kind": "manual",
+        "subject": new.subject.strip(),
+        "preheader": new.preheader,
+        "template": choose_template(new.template or settings.templates.default, len(article_ids)),
+        "article_ids": article_ids,
+        "tracking": False,
+        "intro": intro,
+        "body": "" if article_ids else body,
+    }
 
 
 def create(

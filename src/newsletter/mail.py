@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, cast
 
-from newsletter import tracking
+from newsletter import composer, tracking
 from newsletter.config import Settings
 from newsletter.mime import MessageFactory, list_unsubscribe
 from newsletter.render import (
@@ -29,6 +29,7 @@ from newsletter.render import (
     message_id,
     sender_context,
     site_context,
+    styled_block,
     subscriber_context,
 )
 from newsletter.rows import Article, ArticleContext, Subscriber
@@ -119,6 +120,14 @@ class CampaignMail:
         ] = {}
         css = templates.stylesheet
         self.articles = [article_context(a, css, settings.site.base_url) for a in articles]
+        # The campaign's own words: the same for every subscriber, rendered once here.
+        base_url = settings.site.base_url
+        self.intro = composer.content(
+            campaign.get("intro") or "", base_url, lambda html: styled_block(html, css)
+        )
+        self.body = composer.content(
+            campaign.get("body") or "", base_url, lambda html: styled_block(html, css)
+        )
         self._article_by_url = {a["url"]: a["id"] for a in self.articles if a["url"]}
         sender = settings.sender
         self.sender = sender_context(
@@ -141,7 +150,12 @@ class CampaignMail:
             "id": self.campaign["id"],
             "subject": self.campaign["subject"],
             "preheader": self.campaign.get("preheader")
-            or default_preheader(articles, self.settings.templates.preheader),
+            or default_preheader(articles, self.settings.templates.preheader, self.body.summary),
+            # Markdown made clean HTML (marked safe) and its text part; empty when unset.
+            "intro_html": self.intro.html,
+            "intro_text": self.intro.text,
+            "body_html": self.body.html,
+            "body_text": self.body.text,
         }
 
     def _factory(self, subject: str) -> MessageFactory:
@@ -344,20 +358,26 @@ def load_mail(
     templates: TemplateSet,
     settings: Settings,
     signer: tracking.Signer,
+    draft: Mapping[str, Any] | None = None,
 ) -> CampaignMail:
     """Build the campaign's mail, the only way to: with everything stored for it now.
 
     That is its articles, the links registered for it so far and, for an
     automatic campaign, who gets only some of the articles (settled when its
     deliveries are planned). Load it again after either changes.
+
+    ``draft``: a campaign as it is being written (``campaigns.as_draft``), for
+    its live preview: not stored, so it has no links registered and is shown
+    untracked (``campaign_id`` is not read).
     """
-    campaign = store.campaign(campaign_id)
+    campaign = draft if draft is not None else store.campaign(campaign_id)
+    manual = campaign["kind"] == "manual"
     return CampaignMail(
         campaign=campaign,
         articles=store.articles_by_id(campaign["article_ids"]),
         templates=templates,
         settings=settings,
         urls=Urls(settings.site.base_url, signer),
-        link_ids=store.links(campaign_id),
-        personal=store.personal_articles(campaign_id) if campaign["kind"] != "manual" else {},
+        link_ids=store.links(campaign_id) if draft is None else {},
+        personal=store.personal_articles(campaign_id) if draft is None and not manual else {},
     )

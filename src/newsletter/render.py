@@ -403,6 +403,16 @@ def article_page_url(base_url: str, article: Article) -> str:
     return f"{base_url.rstrip('/')}/articles/{article_slug(article)}"
 
 
+def styled_block(body: str, css: str) -> str:
+    """Clean HTML (an article's body, a campaign's intro) as the email shows it.
+
+    The email's own title is its one h1: a heading of the block's is one level
+    down. Styled by the template's ``.article-body`` rules, inlined once per campaign.
+    """
+    body = _ARTICLE_H1.sub(r"<\1h2", body)
+    return inline_fragment(f'<div class="article-body">{body}</div>', css)
+
+
 def article_context(article: Article, css: str = "", base_url: str | None = None) -> ArticleContext:
     """Template data for one article; its body is sanitized HTML, marked safe to insert.
 
@@ -411,10 +421,7 @@ def article_context(article: Article, css: str = "", base_url: str | None = None
     """
     body = article.get("body_html") or ""
     if body:
-        # The email's own title is its one h1: a heading of the article's is one level down.
-        body = _ARTICLE_H1.sub(r"<\1h2", body)
-        # Styled by the template's .article-body rules, inlined once per campaign.
-        body = inline_fragment(f'<div class="article-body">{body}</div>', css)
+        body = styled_block(body, css)
     url = article.get("url") or ""
     own_page = bool(not url and base_url)
     if own_page:
@@ -448,11 +455,12 @@ def _shorten(text: str, limit: int = PREHEADER_LENGTH) -> str:
     return text[: limit - 1].rsplit(" ", 1)[0].rstrip(" ,;:·-") + "…"
 
 
-def default_preheader(articles: Sequence[ArticleContext], setting: str) -> str:
+def default_preheader(articles: Sequence[ArticleContext], setting: str, lead: str = "") -> str:
     """The inbox preview of a campaign that sets none, by ``[templates] preheader``.
 
     "auto": the summary of a single article (or its opening words), the
-    titles of several; "" (or "none"): none; any other text is used as it is.
+    titles of several, the opening words of ``lead`` (a campaign's own body)
+    when there is no article; "" (or "none"): none; any other text is used as it is.
     Without one, inboxes preview whatever text comes first ("View in browser").
     """
     if setting.strip().lower() in ("", "none"):
@@ -460,7 +468,7 @@ def default_preheader(articles: Sequence[ArticleContext], setting: str) -> str:
     if setting.strip().lower() != "auto":
         return _shorten(setting)
     if not articles:
-        return ""
+        return _shorten(lead)
     if len(articles) == 1:
         article = articles[0]
         return _shorten(article.get("summary") or article.get("body_text") or article["title"])

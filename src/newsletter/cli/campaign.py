@@ -25,15 +25,39 @@ def campaign() -> None:
     """Create, preview, test, schedule and send campaigns."""
 
 
+def read_markdown(option: str, path: str | None) -> str | None:
+    """The text of a Markdown file given to ``option``; one line naming the file if unreadable."""
+    if path is None:
+        return None
+    try:
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        raise InputError(f"{option} {os_error_line(exc, path)}") from None
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise InputError(
+            f"{option} {path}: not UTF-8 text (byte {exc.start + 1}); save it as UTF-8"
+        ) from None
+
+
 @campaign.command("create")
 @click.option("--subject", required=True, help="The subject line.")
 @click.option(
     "--articles",
     "article_spec",
-    default="new",
-    show_default=True,
     help="'new' (articles no campaign has included, newest first, as in automatic "
-    "campaigns) or ids such as 3,4.",
+    "campaigns), ids such as 3,4, or 'none'. Default: 'new', or 'none' with --body-file.",
+)
+@click.option(
+    "--intro-file",
+    metavar="FILE",
+    help="Markdown shown above the articles (a greeting, news of your own).",
+)
+@click.option(
+    "--body-file",
+    metavar="FILE",
+    help="Markdown message of a campaign without articles (closed over the holidays, an event).",
 )
 @click.option("--template", help="Template set name (default: [templates] default).")
 @click.option("--list", "list_name", help="Send only to this list (default: everyone confirmed).")
@@ -55,7 +79,9 @@ def campaign() -> None:
 def campaign_create(
     ctx: click.Context,
     subject: str,
-    article_spec: str,
+    article_spec: str | None,
+    intro_file: str | None,
+    body_file: str | None,
     template: str | None,
     list_name: str | None,
     segments: tuple[str, ...],
@@ -71,11 +97,19 @@ def campaign_create(
     Example:
         newsletter campaign create --subject "New on the blog" --articles new
         newsletter campaign create --subject "For your back" --segment tag:back-pain
+        newsletter campaign create --subject "New on the blog" --intro-file intro.md
+        newsletter campaign create --subject "Closed over the holidays" --body-file closed.md
     """
+    intro = read_markdown("--intro-file", intro_file) or ""
+    body = read_markdown("--body-file", body_file) or ""
+    if article_spec is None:
+        article_spec = "none" if body_file is not None else "new"
     ws = ws_of(ctx)
     new = campaigns.NewCampaign(
         subject=subject,
         articles=article_spec,
+        intro=intro,
+        body=body,
         template=template,
         list_name=list_name,
         segment=segments,
@@ -106,7 +140,17 @@ def campaign_create(
 @click.option(
     "--articles",
     "article_spec",
-    help="'new' or ids such as 3,4, in the order the email shows them.",
+    help="'new', ids such as 3,4 in the order the email shows them, or 'none'.",
+)
+@click.option(
+    "--intro-file",
+    metavar="FILE",
+    help="Markdown shown above the articles (an empty file removes the intro).",
+)
+@click.option(
+    "--body-file",
+    metavar="FILE",
+    help="Markdown message of a campaign without articles (an empty file removes it).",
 )
 @click.option("--template", help="Another template set, or 'auto'.")
 @click.option("--list", "list_name", help="Send only to this list.")
@@ -127,6 +171,8 @@ def campaign_edit(
     subject: str | None,
     preheader: str | None,
     article_spec: str | None,
+    intro_file: str | None,
+    body_file: str | None,
     template: str | None,
     list_name: str | None,
     everyone: bool,
@@ -142,17 +188,23 @@ def campaign_edit(
     Example:
         newsletter campaign edit 1 --subject "Back care in winter" --articles 4,2
         newsletter campaign edit 1 --segment tag:back-pain --no-tracking
+        newsletter campaign edit 1 --intro-file intro.md
+        newsletter campaign edit 2 --body-file closed.md --articles none
     """
     if list_name and everyone:
         raise InputError("--everyone: give either --list NAME or --everyone, not both")
     if segments and no_segment:
         raise InputError("--no-segment: give either --segment RULE or --no-segment, not both")
+    intro = read_markdown("--intro-file", intro_file)
+    body = read_markdown("--body-file", body_file)
     ws = ws_of(ctx)
     current = campaigns.as_typed(ws.store, campaign_id)
     changes: dict[str, Any] = {
         "subject": subject,
         "preheader": preheader,
         "articles": article_spec,
+        "intro": intro,
+        "body": body,
         "template": template,
         "list_name": None if everyone else list_name,
         "segment": () if no_segment else (segments or None),

@@ -28,12 +28,18 @@ class CampaignsQueries(StoreBase):
         tracking: bool,
         now: datetime,
         segment: list[dict[str, Any]] | None = None,
+        intro: str = "",
+        body: str = "",
     ) -> int:
-        """A draft campaign; ``segment`` (rules from ``subscribers.parse_segment``) narrows it."""
+        """A draft campaign; ``segment`` (rules from ``subscribers.parse_segment``) narrows it.
+
+        ``intro`` and ``body``: the campaign's own Markdown, above its articles or
+        (with none) in their place.
+        """
         with self.transaction():
             cursor = self.conn.execute(
                 "INSERT INTO campaigns (subject, preheader, template, list_id, status, tracking, "
-                "created_at, segment) VALUES (?, ?, ?, ?, 'draft', ?, ?, ?)",
+                "created_at, segment, intro, body) VALUES (?, ?, ?, ?, 'draft', ?, ?, ?, ?, ?)",
                 [
                     subject,
                     preheader,
@@ -42,6 +48,8 @@ class CampaignsQueries(StoreBase):
                     int(tracking),
                     _iso(now),
                     json.dumps(segment) if segment else None,
+                    intro,
+                    body,
                 ],
             )
             campaign_id = cursor.lastrowid
@@ -67,6 +75,8 @@ class CampaignsQueries(StoreBase):
         list_id: int | None,
         tracking: bool,
         segment: list[dict[str, Any]] | None = None,
+        intro: str = "",
+        body: str = "",
     ) -> bool:
         """Replace a campaign's content and audience while it has not started; False if it has.
 
@@ -76,7 +86,7 @@ class CampaignsQueries(StoreBase):
         with self.transaction():
             cursor = self.conn.execute(
                 "UPDATE campaigns SET subject = ?, preheader = ?, template = ?, list_id = ?, "
-                "tracking = ?, segment = ? "
+                "tracking = ?, segment = ?, intro = ?, body = ? "
                 "WHERE id = ? AND status IN ('draft', 'scheduled') AND started_at IS NULL",
                 [
                     subject,
@@ -85,6 +95,8 @@ class CampaignsQueries(StoreBase):
                     list_id,
                     int(tracking),
                     json.dumps(segment) if segment else None,
+                    intro,
+                    body,
                     campaign_id,
                 ],
             )

@@ -801,6 +801,21 @@ def m015_report_indexes(conn: sqlite3.Connection) -> None:
     )
 
 
+def m016_campaign_content(conn: sqlite3.Connection) -> None:
+    """A campaign's own words, in Markdown: an intro shown above its articles, and the
+    body of a campaign without articles (a one-off: closed over the holidays, an event).
+
+    Both empty for every campaign made before: they render as they did.
+    """
+    _script(
+        conn,
+        """
+        ALTER TABLE campaigns ADD COLUMN intro TEXT NOT NULL DEFAULT '';
+        ALTER TABLE campaigns ADD COLUMN body TEXT NOT NULL DEFAULT '';
+        """,
+    )
+
+
 def m018_consent_times_from_file(conn: sqlite3.Connection) -> None:
     """When an imported person signed up and confirmed, as the imported file says.
 
@@ -834,5 +849,6 @@ MIGRATIONS = [
     m013_staff_mailbox_key,
     m014_schedule_zone,
     m015_report_indexes,
+    m016_campaign_content,
     m018_consent_times_from_file,
 ]

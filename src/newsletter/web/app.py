@@ -15,13 +15,14 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from newsletter import clock, render, tracking
+from newsletter import clock, render, tracking, uploads
 from newsletter.errors import NewsletterError
 from newsletter.events import EventWriter, Privacy
 from newsletter.mail import design, load_mail
 from newsletter.rows import TrackingEvent
 from newsletter.web.dashboard import Dashboard
 from newsletter.web.guard import BodyLimits, Guard
+from newsletter.web.images import UploadedImages
 from newsletter.web.pages import ARTICLE_HEADERS, NO_STORE, VIEW_HEADERS, public_page
 from newsletter.web.subscribers import SubscriberPages
 from newsletter.web.threads import ThreadStores, off_loop
@@ -269,6 +270,7 @@ def create_app(
             *subscriber_pages.routes,
             *webhooks.routes,
             *dashboard.routes,
+            *UploadedImages(ws.root / uploads.FOLDER).routes,
         ],
         lifespan=lifespan,
         limits=BodyLimits(webhook=web.max_webhook_bytes, upload=web.max_upload_bytes),

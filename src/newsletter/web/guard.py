@@ -4,8 +4,8 @@ A request body is counted while it streams in, so a chunked upload of any
 size costs the server at most its route's limit before it is answered 413
 and the connection closed; a declared ``Content-Length`` over the limit is
 refused before a byte of the body is read. Only the dashboard's CSV import
-takes a file, and only it and the one-click unsubscribe (RFC 8058) take a
-multipart body: one anywhere else is refused at once (415), so nothing is
+and its image upload take a file, and only they and the one-click unsubscribe
+(RFC 8058) take a multipart body: one anywhere else is refused at once (415), so nothing is
 ever spooled to disk for a route that takes no upload.
 
 Every response gets the security headers (CSP with ``frame-ancestors``,
@@ -50,6 +50,9 @@ class BodyLimits:
     upload: int = 50_000_000
     upload_path: str = "/admin/subscribers/import"
     dashboard_prefix: str = "/admin"
+    # An image for a campaign (uploads.MAX_IMAGE_BYTES) and its form around it.
+    image: int = 5 * 1024 * 1024 + 64 * 1024
+    image_path: str = "/admin/uploads"
 
     def for_path(self, path: str) -> tuple[int, bool]:
         """The limit of the route at ``path`` and whether it takes a multipart upload."""
@@ -57,6 +60,8 @@ class BodyLimits:
             return self.webhook, False
         if path == self.upload_path:
             return self.upload, True
+        if path == self.image_path:
+            return self.image, True
         if path.startswith("/u/"):
             # RFC 8058: one-click unsubscribes SHOULD come as multipart/form-data (no file).
             return PUBLIC_FORM_LIMIT, True

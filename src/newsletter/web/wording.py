@@ -37,7 +37,12 @@ WORDS: list[tuple[str, str | None, str]] = [
     (
         r"^--articles: '' names no article.*",
         "articles",
-        "Tick the articles to send: at least one.",
+        "Tick the articles to send, or write your text below to send it without articles.",
+    ),
+    (
+        r"^--body-file: .*",
+        "content",
+        "Your text goes above the ticked articles, or is the whole email with none ticked.",
     ),
     (
         r"^--articles: .*",

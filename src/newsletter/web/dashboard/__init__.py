@@ -205,6 +205,7 @@ class Dashboard:
         from newsletter.web.dashboard import (
             account_views,
             campaign_views,
+            composer_views,
             overview,
             preview_view,
             results_view,
@@ -219,6 +220,7 @@ class Dashboard:
             *overview.Overview(self).routes,
             *campaign_views.CampaignViews(self).routes,
             *preview_view.PreviewView(self).routes,
+            *composer_views.ComposerViews(self).routes,
             *results_view.ResultsView(self).routes,
             *subscriber_views.SubscriberViews(self).routes,
             *settings_views.SettingsViews(self).routes,

@@ -82,6 +82,8 @@ def typed_campaign(form: Any) -> dict[str, Any]:
     return {
         "subject": str(form.get("subject", "")),
         "preheader": str(form.get("preheader", "")),
+        # The campaign's own text: its intro with articles ticked, the whole message without.
+        "content": str(form.get("content", "")),
         "chosen": chosen,
         "order": order,
         "move": move,
@@ -120,6 +122,11 @@ def as_new_campaign(values: dict[str, Any]) -> campaigns.NewCampaign:
     articles = ",".join(str(i) for i in order if i in chosen)
     if values.get("articles_mode") == "new" and not chosen:
         articles = "new"
+    # One text field, its role following the ticks: above the articles, or in their place.
+    content = values.get("content", "")
+    with_articles = bool(articles) or not content.strip()
+    if not with_articles:
+        articles = "none"
     return campaigns.NewCampaign(
         subject=values["subject"],
         # The ticked articles in the order shown; none ticked names none (never "all new").
@@ -129,6 +136,8 @@ def as_new_campaign(values: dict[str, Any]) -> campaigns.NewCampaign:
         segment=segment_rules(values),
         preheader=values["preheader"],
         tracking=values["tracking"],
+        intro=content if with_articles else "",
+        body="" if with_articles else content,
     )
 
 
@@ -141,6 +150,7 @@ def form_values(new: campaigns.NewCampaign) -> dict[str, Any]:
     values: dict[str, Any] = {
         "subject": new.subject,
         "preheader": new.preheader,
+        "content": new.intro or new.body,
         "chosen": _ids(new.articles.split(",")),
         "order": _ids(new.articles.split(",")),
         "template": new.template or "auto",

@@ -1,0 +1,457 @@
+"""Staff write campaigns of their own words: an intro above the articles, a one-off message
+without articles, images by address or uploaded, from the command line and the dashboard.
+
+The email is read as the reader gets it (the outbox's .eml files, the SMTP sink's
+messages); uploads go through the live server, checked by their bytes.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import email
+import email.policy
+import re
+import struct
+import zlib
+from pathlib import Path
+
+import pytest
+import requests
+
+from conftest import Cli, database_before, dump, one_line_error, signed_in
+from newsletter import campaigns, jobs, uploads
+from newsletter.workspace import Workspace
+
+CLOSED = (
+    "# Closed over the holidays\n\n"
+    "The clinic is **closed** from 24 December to 2 January.\n\n"
+    "- Emergencies: call 555-0100\n"
+    "- Book online any time: [our booking page](https://clinic.example.com/book)\n"
+)
+HOSTILE = (
+    "Hello <script>alert('x')</script> there.\n\n"
+    "[a trap](javascript:alert(1)) and "
+    '<a href="javascript:alert(2)">another</a> and '
+    '<a href=" JaVa\tScRiPt:alert(3)">a third</a>.\n\n'
+    '<img src="https://clinic.example.com/a.png" onerror="alert(4)" alt="a">\n\n'
+    '<p onclick="alert(5)" style="position:fixed">Styled</p>\n\n'
+    "<iframe src='https://evil.example.com/'></iframe><form action='https://evil.example.com/'>"
+    "<input name=q></form>{{ subscriber.email }}"
+)
+
+
+def png(width: int = 2, height: int = 2) -> bytes:
+    """A real PNG image: grey pixels, every chunk with its CRC."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (
+            struct.pack(">I", len(data))
+            + kind
+            + data
+            + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+        )
+
+    rows = b"".join(b"\x00" + b"\x80" * width for _ in range(height))
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0))
+        + chunk(b"IDAT", zlib.compress(rows))
+        + chunk(b"IEND", b"")
+    )
+
+
+def outbox_messages(ws_dir: Path) -> list[email.message.EmailMessage]:
+    return [
+        email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
+        for path in sorted((ws_dir / "outbox").glob("*.eml"))
+    ]
+
+
+def parts(message: email.message.EmailMessage) -> tuple[str, str]:
+    """(HTML, text) of a message as its reader's mail program shows them."""
+    html = message.get_body(("html",))
+    text = message.get_body(("plain",))
+    assert html is not None and text is not None
+    return html.get_content(), text.get_content()
+
+
+def _ready(cli: Cli) -> None:
+    cli("fetch")
+    cli("subscribers", "import", "subscribers/example.csv")
+
+
+# -- the command line ----------------------------------------------------------------------
+
+
+def test_a_one_off_campaign_without_articles_is_written_and_sent_from_the_cli(
+    cli: Cli, ws_dir: Path
+) -> None:
+    _ready(cli)
+    (ws_dir / "closed.md").write_text(CLOSED, encoding="utf-8")
+    campaign_id = cli(
+        "campaign", "create", "--subject", "Closed over the holidays", "--body-file", "closed.md"
+    ).stdout.strip()
+    assert campaign_id.isdigit()
+    cli("campaign", "send", campaign_id)
+
+    sent = outbox_messages(ws_dir)
+    assert sent
+    html, text = parts(sent[0])
+    assert "<strong>closed</strong> from 24 December to 2 January" in html
+    assert "Emergencies: call 555-0100" in html
+    assert "closed from 24 December to 2 January" in text
+    assert "Emergencies: call 555-0100" in text
+    # The link is kept (tracked, as every link of a tracked campaign) and no article came with it.
+    assert "our booking page" in html
+    assert "Read more" not in html and "Read it" not in text
+    # The inbox preview is the message's opening words.
+    assert "Closed over the holidays The clinic is closed" in html
+    # A campaign without articles uses none up: all three stay new.
+    listing = cli("articles", "list").stdout
+    assert listing.count("new") >= 3, listing
+
+
+def test_an_intro_file_stands_above_the_articles_in_html_and_text(cli: Cli, ws_dir: Path) -> None:
+    _ready(cli)
+    (ws_dir / "intro.md").write_text(
+        "A word from the team: **winter hours** start Monday.", encoding="utf-8"
+    )
+    campaign_id = cli("campaign", "create", "--subject", "News").stdout.strip()
+    cli("campaign", "edit", campaign_id, "--intro-file", "intro.md")
+    cli("campaign", "send", campaign_id)
+
+    html, text = parts(outbox_messages(ws_dir)[0])
+    ws = Workspace.open(ws_dir, env={})
+    try:
+        first = ws.store.articles_by_id(ws.store.campaign(int(campaign_id))["article_ids"])[0]
+    finally:
+        ws.close()
+    assert "<strong>winter hours</strong>" in html
+    # Below the hidden preview text (which lists the titles): the email as it is seen.
+    seen = html[html.index("View in browser") :]
+    assert seen.index("winter hours") < seen.index(first["title"])
+    assert text.index("A word from the team: winter hours start Monday.") < text.index(
+        first["title"]
+    )
+
+
+def test_a_file_that_cannot_be_read_is_named_and_nothing_is_stored(cli: Cli, ws_dir: Path) -> None:
+    _ready(cli)
+    db = ws_dir / "newsletter.db"
+    before = dump(db)
+    (ws_dir / "latin1.md").write_bytes("Caf\xe9 closed".encode("latin-1"))
+    (ws_dir / "folder.md").mkdir()
+
+    missing = cli("campaign", "create", "--subject", "X", "--body-file", "nope.md", check=False)
+    one_line_error(missing, "--body-file", "nope.md", exit_code=1)
+    not_utf8 = cli("campaign", "create", "--subject", "X", "--intro-file", "latin1.md", check=False)
+    one_line_error(not_utf8, "--intro-file", "latin1.md", "UTF-8", exit_code=1)
+    a_folder = cli("campaign", "create", "--subject", "X", "--body-file", "folder.md", check=False)
+    one_line_error(a_folder, "--body-file", "folder.md", exit_code=1)
+    assert dump(db) == before
+
+    campaign_id = cli("campaign", "create", "--subject", "Kept").stdout.strip()
+    kept = dump(db)
+    edit = cli("campaign", "edit", campaign_id, "--intro-file", "latin1.md", check=False)
+    one_line_error(edit, "--intro-file", "latin1.md", exit_code=1)
+    assert dump(db) == kept
+
+
+def test_a_campaign_needs_articles_or_a_body_and_a_body_goes_without_articles(
+    cli: Cli, ws_dir: Path
+) -> None:
+    _ready(cli)
+    db = ws_dir / "newsletter.db"
+    before = dump(db)
+    nothing = cli("campaign", "create", "--subject", "X", "--articles", "none", check=False)
+    one_line_error(nothing, "names no article", "--body-file", exit_code=1)
+    (ws_dir / "closed.md").write_text(CLOSED, encoding="utf-8")
+    both = cli(
+        "campaign",
+        "create",
+        "--subject",
+        "X",
+        "--articles",
+        "new",
+        "--body-file",
+        "closed.md",
+        check=False,
+    )
+    one_line_error(both, "--body-file", "without articles", "--intro-file", exit_code=1)
+    assert dump(db) == before
+
+
+# -- what the email shows, and what it never does -------------------------------------------
+
+
+def test_hostile_markdown_is_sanitised_like_an_article(ws_dir: Path) -> None:
+    ws = Workspace.open(ws_dir, env={})
+    now = dt.datetime.now(dt.UTC)
+    try:
+        jobs.fetch_sources(ws, ws.store, now)
+        new = campaigns.NewCampaign(subject="Hostile", articles="none", body=HOSTILE)
+        created = campaigns.create_draft(ws.store, ws.settings, ws.templates, new, now)
+        mail = jobs.campaign_mail(ws, ws.store, created.campaign_id)
+        rendered = mail.render(campaigns.sample_subscriber(ws.store), tracked=False)
+    finally:
+        ws.close()
+    html = rendered.html.lower()
+    body = html[html.index("view in browser") :]
+    for forbidden in ("<script", "onerror", "onclick", "<iframe", "<form", "<input"):
+        assert forbidden not in body, forbidden
+    # No link or image leads to script; Markdown's own refusal leaves its words as text.
+    assert not re.search(r"(href|src)\s*=\s*[\"']?\s*java", body)
+    assert "[a trap](javascript:alert(1))" in body
+    assert re.search(r"<a rel=\"noopener\"[^>]*>another</a>", body)
+    assert "position:fixed" not in body.replace(" ", "")
+    assert "hello" in body and "there." in body and "styled" in body
+    assert '<img src="https://clinic.example.com/a.png"' in body
+    # The text is data, never template code: the braces are shown, not run.
+    assert "{{ subscriber.email }}" in rendered.html
+    assert "{{ subscriber.email }}" in rendered.text
+    assert "alert(" not in rendered.text.replace("[a trap](javascript:alert(1))", "")
+    assert "another" in rendered.text
+
+
+# -- the dashboard: writing, previewing and uploading -----------------------------------------
+
+
+def _served(dashboard) -> tuple[requests.Session, str]:
+    jobs.fetch_sources(dashboard.ws, dashboard.ws.store, dt.datetime.now(dt.UTC))
+    jobs.import_subscriber_folder(dashboard.ws, dashboard.ws.store, dt.datetime.now(dt.UTC))
+    return signed_in(dashboard.url)
+
+
+def test_a_one_off_campaign_is_written_in_the_dashboard_and_mailed(dashboard) -> None:
+    session, csrf = _served(dashboard)
+    store = dashboard.ws.store
+    # No article ticked and no text: the page asks for one or the other, by the articles.
+    empty = session.post(
+        dashboard.url + "/campaigns/new",
+        data={"csrf": csrf, "subject": "Closed", "template": "auto", "content": ""},
+        timeout=30,
+    )
+    assert empty.status_code == 400 and store.campaigns() == []
+    assert "or write your text below to send it without articles" in empty.text
+    assert "--" not in re.sub(r"<!--.*?-->", "", empty.text)
+
+    made = session.post(
+        dashboard.url + "/campaigns/new",
+        data={"csrf": csrf, "subject": "Closed", "template": "auto", "content": CLOSED},
+        timeout=30,
+    )
+    assert made.status_code == 200 and "created as a draft" in made.text
+    (row,) = store.campaigns()
+    campaign = store.campaign(row["id"])
+    assert campaign["article_ids"] == [] and campaign["body"] == CLOSED.strip()
+    assert campaign["intro"] == ""
+    assert len(store.articles(only_new=True)) == 3
+
+    progress = jobs.send_campaign(dashboard.ws, store, row["id"], lambda: dt.datetime.now(dt.UTC))
+    assert progress.finished
+    assert dashboard.sink.messages
+    message = email.message_from_bytes(dashboard.sink.messages[0].data, policy=email.policy.default)
+    html, text = parts(message)
+    assert "<strong>closed</strong> from 24 December" in html
+    assert "closed from 24 December" in text
+    # Sending it used up no article either.
+    assert len(store.articles(only_new=True)) == 3
+    # Its page and its results read as those of any campaign.
+    page = session.get(dashboard.url + f"/campaigns/{row['id']}", timeout=30)
+    assert page.status_code == 200 and "the email is the campaign's own text" in page.text
+    results = session.get(dashboard.url + f"/campaigns/{row['id']}/results", timeout=30)
+    assert results.status_code == 200
+
+
+def test_the_text_with_articles_ticked_is_the_intro_and_the_edit_form_shows_it(
+    dashboard,
+) -> None:
+    session, csrf = _served(dashboard)
+    store = dashboard.ws.store
+    ids = [a["id"] for a in store.articles()]
+    made = session.post(
+        dashboard.url + "/campaigns/new",
+        data={
+            "csrf": csrf,
+            "subject": "News",
+            "template": "auto",
+            "order": ids,
+            "article": ids[:1],
+            "content": "Welcome to *winter*.",
+            "tracking": "on",
+        },
+        timeout=30,
+    )
+    assert made.status_code == 200
+    (row,) = store.campaigns()
+    campaign = store.campaign(row["id"])
+    assert (campaign["intro"], campaign["body"], campaign["article_ids"]) == (
+        "Welcome to *winter*.",
+        "",
+        ids[:1],
+    )
+    form = session.get(dashboard.url + f"/campaigns/{row['id']}/edit", timeout=30).text
+    assert "Welcome to *winter*.</textarea>" in form
+
+
+def test_the_preview_renders_the_typed_text_in_the_chosen_design(dashboard) -> None:
+    session, csrf = _served(dashboard)
+    answer = session.post(
+        dashboard.url + "/campaigns/compose/preview",
+        data={"csrf": csrf, "subject": "", "template": "announcement", "content": HOSTILE},
+        timeout=30,
+    )
+    assert answer.status_code == 200
+    assert "sandbox" in answer.headers["content-security-policy"]
+    assert "allow-scripts" not in answer.headers["content-security-policy"]
+    assert "<script" not in answer.text.lower() and "onerror" not in answer.text.lower()
+    assert "Hello" in answer.text and "Styled" in answer.text
+    # Nothing is stored by a preview.
+    assert dashboard.ws.store.campaigns() == []
+    # Without the form's token, no preview.
+    refused = session.post(
+        dashboard.url + "/campaigns/compose/preview", data={"content": "x"}, timeout=30
+    )
+    assert refused.status_code == 403
+
+
+def test_a_design_that_fails_is_said_in_the_preview_in_web_words(dashboard) -> None:
+    broken = dashboard.ws.root / "templates" / "broken"
+    broken.mkdir(parents=True)
+    (broken / "subject.txt").write_text("x", encoding="utf-8")
+    (broken / "body.txt").write_text("{{ 1 / 0 }}", encoding="utf-8")
+    (broken / "body.html").write_text("<p>{{ campaign.body_html }}</p>", encoding="utf-8")
+    session, csrf = _served(dashboard)
+    answer = session.post(
+        dashboard.url + "/campaigns/compose/preview",
+        data={"csrf": csrf, "subject": "S", "template": "broken", "content": "Hello"},
+        timeout=30,
+    )
+    assert answer.status_code == 400
+    said = re.search(r'<meta name="composer-error" content="([^"]+)"', answer.text)
+    assert said is not None and "division by zero" in said.group(1)
+    assert "--" not in said.group(1) and "newsletter " not in said.group(1)
+
+
+def test_an_uploaded_image_is_checked_by_its_bytes_kept_served_and_mailed(dashboard) -> None:
+    session, csrf = _served(dashboard)
+    upload_url = dashboard.url + "/uploads"
+
+    def upload(name: str, data: bytes, kind: str = "image/png", **extra) -> requests.Response:
+        return session.post(
+            upload_url,
+            data={"csrf": csrf, **extra},
+            files={"image": (name, data, kind)},
+            timeout=30,
+        )
+
+    folder = dashboard.ws.root / uploads.FOLDER
+    page = b"<html><script>alert(1)</script></html>"
+    renamed = upload("photo.png", page)
+    assert renamed.status_code == 400
+    assert "photo.png: not a PNG, JPEG, GIF or WebP image" in renamed.json()["error"]
+    svg = upload("logo.png", b'<svg xmlns="http://www.w3.org/2000/svg"><script/></svg>')
+    assert svg.status_code == 400
+    oversized = upload("big.png", png() + b"\0" * uploads.MAX_IMAGE_BYTES)
+    assert oversized.status_code == 400 and "too large" in oversized.json()["error"]
+    # Far past the cap, the server stops reading at its limit.
+    huge = upload("huge.png", png() + b"\0" * (8 * 1024 * 1024))
+    assert huge.status_code == 413
+    assert not folder.exists() or list(folder.iterdir()) == []
+    # Only signed-in staff with the form's token may upload.
+    no_token = session.post(upload_url, files={"image": ("a.png", png(), "image/png")}, timeout=30)
+    assert no_token.status_code == 403
+    stranger = requests.post(
+        upload_url,
+        data={"csrf": csrf},
+        files={"image": ("a.png", png(), "image/png")},
+        allow_redirects=False,
+        timeout=30,
+    )
+    assert stranger.status_code == 303 and "/sign-in" in stranger.headers["location"]
+    assert not folder.exists() or list(folder.iterdir()) == []
+
+    image = png()
+    kept = upload("../../evil name.png", image, kind="text/html")
+    assert kept.status_code == 200, kept.text
+    url = kept.json()["url"]
+    assert re.fullmatch(
+        re.escape(dashboard.ws.settings.site.base_url) + r"/uploads/[0-9a-f]{64}\.png", url
+    )
+    assert [p.name for p in folder.iterdir()] == [url.rsplit("/", 1)[1]]
+
+    served = requests.get(url, timeout=10)
+    assert served.status_code == 200 and served.content == image
+    assert served.headers["content-type"] == "image/png"
+    assert served.headers["x-content-type-options"] == "nosniff"
+    for wrong in ("../newsletter.toml", "..%2Fnewsletter.toml", url.rsplit("/", 1)[1][:-3] + "svg"):
+        assert (
+            requests.get(f"{dashboard.server.url}/uploads/{wrong}", timeout=10).status_code == 404
+        )
+
+    store = dashboard.ws.store
+    made = session.post(
+        dashboard.url + "/campaigns/new",
+        data={
+            "csrf": csrf,
+            "subject": "Our new room",
+            "template": "auto",
+            "content": f"Look:\n\n![The new treatment room]({url})",
+        },
+        timeout=30,
+    )
+    assert made.status_code == 200
+    (row,) = store.campaigns()
+    jobs.send_campaign(dashboard.ws, store, row["id"], lambda: dt.datetime.now(dt.UTC))
+    message = email.message_from_bytes(dashboard.sink.messages[0].data, policy=email.policy.default)
+    html, _ = parts(message)
+    assert f'<img src="{url}" alt="The new treatment room"' in html
+
+
+@pytest.mark.parametrize("kind", ["jpg", "gif", "webp"])
+def test_jpeg_gif_and_webp_are_named_by_their_bytes(kind: str) -> None:
+    starts = {
+        "jpg": b"\xff\xd8\xff\xe0\0\x10JFIF",
+        "gif": b"GIF89a\x01\0\x01\0",
+        "webp": b"RIFF\x24\0\0\0WEBPVP8 ",
+    }
+    data = starts[kind] + b"\0" * 32
+    name = uploads.stored_name(data)
+    assert name.endswith("." + kind) and uploads.content_type(name) == (
+        "image/jpeg" if kind == "jpg" else f"image/{kind}"
+    )
+
+
+def test_each_design_has_a_thumbnail_with_sample_content(dashboard) -> None:
+    session, _ = signed_in(dashboard.url)
+    thumb = dashboard.url + "/campaigns/designs/preview?design="
+    # Before any article, a design shows a sample text.
+    before = session.get(thumb + "digest", timeout=30)
+    assert before.status_code == 200 and "Closed over the holidays" in before.text
+    _served(dashboard)
+    newest = dashboard.ws.store.articles()[0]["title"]
+    for design in ("announcement", "digest"):
+        answer = session.get(thumb + design, timeout=30)
+        assert answer.status_code == 200
+        assert newest in answer.text
+        assert answer.headers["content-security-policy"].startswith("sandbox")
+    for wrong in ("auto", "confirm", "../announcement", "nope"):
+        assert session.get(thumb + wrong, timeout=30).status_code == 404
+    form = session.get(dashboard.url + "/campaigns/new", timeout=30).text
+    assert 'title="The digest design with sample content"' in form
+
+
+def test_campaigns_made_before_the_composer_keep_rendering_as_they_did(tmp_path: Path) -> None:
+    store = database_before(tmp_path / "old.db", "m016")
+    try:
+        with store.transaction():
+            store.conn.execute(
+                "INSERT INTO campaigns (subject, preheader, template, status, tracking, "
+                "created_at) VALUES ('Old', '', 'digest', 'sent', 1, '2026-01-01T00:00:00+00:00')"
+            )
+        assert "m016_campaign_content" in store.migrate()
+        (old,) = store.campaigns()
+        campaign = store.campaign(old["id"])
+        assert (campaign["subject"], campaign["intro"], campaign["body"]) == ("Old", "", "")
+    finally:
+        store.close()
