@@ -64,6 +64,21 @@ def test_articles_are_one_checklist_ticked_with_the_new_ones_in_the_order_chosen
     ]
 
 
+def test_enter_in_the_subject_creates_the_draft_and_moves_no_article(admin_page, dashboard) -> None:
+    page, url = admin_page, dashboard.url
+    titles = [a["title"] for a in _filled(dashboard)]
+    page.goto(url + "/campaigns/new")
+    page.get_by_label("Subject", exact=True).fill("Sent with Enter")
+    page.get_by_label("Subject", exact=True).press("Enter")
+    page.wait_for_url(re.compile(r".*/campaigns/\d+$"))
+    expect(page.get_by_role("status")).to_contain_text("created as a draft")
+    store = dashboard.ws.store
+    (campaign,) = store.campaigns()
+    by_id = {a["id"]: a["title"] for a in store.articles()}
+    assert campaign["subject"] == "Sent with Enter"
+    assert [by_id[i] for i in store.campaign(campaign["id"])["article_ids"]] == titles
+
+
 def test_the_order_buttons_work_without_the_pages_script(dashboard) -> None:
     """A browser without script sends the press to the server, which redraws the form."""
     newest, middle, oldest = (a["id"] for a in _filled(dashboard))
