@@ -200,14 +200,19 @@ def _article_ids(store: Store, articles: str, has_body: bool = False) -> list[in
 
 
 def _told(
-    store: Store, settings: Settings, campaign_id: int, asked: str, rules: list[dict[str, Any]]
+    store: Store,
+    settings: Settings,
+    campaign_id: int,
+    asked: str,
+    rules: list[dict[str, Any]],
+    now: dt.datetime | None = None,
 ) -> Created:
     campaign = store.campaign(campaign_id)
     return Created(
         campaign_id=campaign_id,
         design=campaign["template"],
         article_count=len(campaign["article_ids"]),
-        matching=store.count_recipients(campaign["list_id"], rules) if rules else None,
+        matching=store.count_recipients(campaign["list_id"], rules, now) if rules else None,
         announcement_became=(
             campaign["template"]
             if asked == "announcement" and campaign["template"] != "announcement"
@@ -234,7 +239,7 @@ def create_draft(
     checked = _check(store, settings, templates, new)
     campaign_id = _insert(store, checked, now)
     return _told(
-        store, settings, campaign_id, new.template or settings.templates.default, checked.rules
+        store, settings, campaign_id, new.template or settings.templates.default, checked.rules, now
     )
 
 
@@ -244,12 +249,14 @@ def update_draft(
     templates: Callable[[str], TemplateSet],
     campaign_id: int,
     new: NewCampaign,
+    now: dt.datetime | None = None,
 ) -> Created:
     """Replace what a campaign that has not started sending says and whom it is for.
 
     The same checks as ``create_draft``; subject, preheader, articles (and their
     order), intro, body, design, list, segment and tracking all take the values in ``new``.
     A scheduled campaign keeps its time. Refused once sending has started.
+    ``now``: when the segment's matching count is taken (an engagement rule needs it).
     """
     checked = _check(store, settings, templates, new)
     if not store.update_draft(
@@ -266,7 +273,7 @@ def update_draft(
     ):
         _refuse(store, campaign_id, "change")
     return _told(
-        store, settings, campaign_id, new.template or settings.templates.default, checked.rules
+        store, settings, campaign_id, new.template or settings.templates.default, checked.rules, now
     )
 
 
@@ -283,6 +290,8 @@ def segment_text(rule: dict[str, Any]) -> str:
     bang = "!" if rule.get("negate") else ""
     if rule["kind"] == "tag":
         return f"{bang}tag:{rule['value']}"
+    if rule["kind"] in subscribers.ENGAGEMENT_KINDS:
+        return f"{bang}{rule['kind']}:{rule['days']}"
     value = "" if rule.get("value") is None else f"={rule['value']}"
     return f"{bang}attribute:{rule['key']}{value}"
 

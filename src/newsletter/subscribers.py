@@ -390,10 +390,19 @@ def _importing(on_progress: Progress | None) -> Progress | None:
     return lambda _phase, done, total: on_progress("importing", done, total)
 
 
-def parse_segment(text: str) -> dict[str, Any]:
-    """Read one ``--segment`` rule: ``tag:NAME``, ``attribute:KEY=VALUE`` or ``attribute:KEY``.
+# Engagement rules: ``engaged:DAYS`` (opened or clicked as a person), ``clicked:DAYS``.
+ENGAGEMENT_KINDS = ("engaged", "clicked")
+# Ten years: a window longer than any event is kept is a typing slip, not a rule.
+MAX_ENGAGEMENT_DAYS = 3650
 
-    A leading ``!`` excludes the matching subscribers instead.
+
+def parse_segment(text: str) -> dict[str, Any]:
+    """Read one ``--segment`` rule: ``tag:NAME``, ``attribute:KEY=VALUE``, ``attribute:KEY``,
+    ``engaged:DAYS`` or ``clicked:DAYS``.
+
+    A leading ``!`` excludes the matching subscribers instead; for an engagement
+    rule, ``!`` means "got a campaign in those days and did not" (see
+    ``store.base._recipient_filter``), so a newcomer who got nothing yet is in neither.
     """
     rule = text.strip()
     negate = rule.startswith("!")
@@ -402,8 +411,8 @@ def parse_segment(text: str) -> dict[str, Any]:
     kind = kind.strip().lower()
     value = value.strip()
     usage = (
-        f"--segment {text!r}: use tag:NAME, attribute:KEY=VALUE or attribute:KEY "
-        f"(start with ! to exclude), e.g. --segment tag:back-pain"
+        f"--segment {text!r}: use tag:NAME, attribute:KEY=VALUE, attribute:KEY, "
+        f"engaged:DAYS or clicked:DAYS (start with ! to exclude), e.g. --segment tag:back-pain"
     )
     if kind == "tag" and value:
         return {"kind": "tag", "value": value, "negate": negate}
@@ -417,6 +426,14 @@ def parse_segment(text: str) -> dict[str, Any]:
             "value": wanted.strip() if has_value else None,
             "negate": negate,
         }
+    if kind in ENGAGEMENT_KINDS:
+        if not (value.isascii() and value.isdigit() and 1 <= int(value) <= MAX_ENGAGEMENT_DAYS):
+            raise InputError(
+                f"--segment {text!r}: {value!r} is not a number of days; write {kind}:DAYS "
+                f"with DAYS a whole number from 1 to {MAX_ENGAGEMENT_DAYS}, "
+                f"e.g. --segment {kind}:90"
+            )
+        return {"kind": kind, "days": int(value), "negate": negate}
     raise InputError(usage)
 
 

@@ -65,8 +65,10 @@ def read_markdown(option: str, path: str | None) -> str | None:
     "--segment",
     "segments",
     multiple=True,
-    help="Only subscribers matching tag:NAME, attribute:KEY=VALUE or attribute:KEY "
-    "(! in front excludes them). Repeatable; all must match.",
+    help="Only subscribers matching tag:NAME, attribute:KEY=VALUE, attribute:KEY, "
+    "engaged:DAYS (opened or clicked as a person in the last DAYS days) or clicked:DAYS; "
+    "! in front excludes them (!engaged:90: got a campaign in those 90 days, opened none). "
+    "Repeatable; all must match.",
 )
 @click.option(
     "--preheader",
@@ -159,8 +161,10 @@ def campaign_create(
     "--segment",
     "segments",
     multiple=True,
-    help="Replace the segment: tag:NAME, attribute:KEY=VALUE or attribute:KEY "
-    "(! in front excludes them). Repeatable; all must match.",
+    help="Replace the segment: tag:NAME, attribute:KEY=VALUE, attribute:KEY, "
+    "engaged:DAYS (opened or clicked as a person in the last DAYS days) or clicked:DAYS; "
+    "! in front excludes them (!engaged:90: got a campaign in those 90 days, opened none). "
+    "Repeatable; all must match.",
 )
 @click.option("--no-segment", is_flag=True, help="Drop the segment.")
 @click.option("--tracking/--no-tracking", default=None, help="Track opens and clicks, or not.")
@@ -220,7 +224,12 @@ def campaign_edit(
             f"campaign {campaign_id}: nothing to change; see `newsletter campaign edit --help`"
         )
     updated = campaigns.update_draft(
-        ws.store, ws.settings, ws.templates, campaign_id, dataclasses.replace(current, **changed)
+        ws.store,
+        ws.settings,
+        ws.templates,
+        campaign_id,
+        dataclasses.replace(current, **changed),
+        utcnow(),
     )
     audit(ws, "changed a campaign", f"campaign {campaign_id}", ", ".join(sorted(changed)))
     if updated.matching is not None:

@@ -12,7 +12,7 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -254,12 +254,15 @@ def _decode_consent(row: dict[str, Any]) -> dict[str, Any]:
     return row
 
 
-def _recipient_filter(list_id: int | None, segment: list[dict[str, Any]]) -> tuple[str, list]:
+def _recipient_filter(
+    list_id: int | None, segment: list[dict[str, Any]], now: datetime | None = None
+) -> tuple[str, list]:
     """The WHERE clause over subscribers ``s`` that picks a campaign's recipients.
 
     Confirmed and not suppressed (the triggers keep the two apart, this is
     the second lock), on the campaign's list unless they left it, and
     matching every rule of the segment. Values are always bound parameters.
+    An engagement rule counts its days back from ``now``, which its caller gives.
     """
     clauses = [
         "s.status = 'confirmed'",
@@ -288,8 +291,43 @@ def _recipient_filter(list_id: int | None, segment: list[dict[str, Any]]) -> tup
                 "AND lower(CAST(a.value AS TEXT)) = lower(?))"
             )
             values = [rule["key"], rule["value"]]
+        elif rule["kind"] in ("engaged", "clicked"):
+            clause, values = _engagement(rule, now)
+            clauses.append(clause)  # says its own negation: see _engagement
+            params.extend(values)
+            continue
         else:
             raise ValueError(f"unknown segment rule {rule!r}")
         clauses.append(f"NOT {clause}" if rule.get("negate") else clause)
         params.extend(values)
     return " AND ".join(clauses), params
+
+
+def _engagement(rule: dict[str, Any], now: datetime | None) -> tuple[str, list[Any]]:
+    """The clause of ``engaged:DAYS`` / ``clicked:DAYS``, negated or not, over ``s``.
+
+    Engaged: an open or a click (clicked: a click) classified human in the
+    DAYS before ``now``; machine opens, link scanners and image proxies
+    ("unknown") are no sign of a person. Not engaged: got a campaign in that
+    window (sent, not bounced or dropped) and did none of it, so a newcomer
+    who got nothing yet is not "not engaged", just as Mailchimp's "did not
+    open" reads only those who were sent something. Times are compared as
+    instants (julianday), whatever offset a stored stamp carries.
+    """
+    if now is None:
+        raise ValueError(f"segment rule {rule!r} needs the time it is counted at (now)")
+    since, until = _iso(now - timedelta(days=int(rule["days"]))), _iso(now)
+    kinds = "'open', 'click'" if rule["kind"] == "engaged" else "'click'"
+    acted = (
+        "EXISTS (SELECT 1 FROM events e WHERE e.subscriber_id = s.id "
+        f"AND e.kind IN ({kinds}) AND e.classification = 'human' "
+        "AND julianday(e.at) > julianday(?) AND julianday(e.at) <= julianday(?))"
+    )
+    if not rule.get("negate"):
+        return acted, [since, until]
+    received = (
+        "EXISTS (SELECT 1 FROM deliveries d WHERE d.subscriber_id = s.id "
+        "AND d.status = 'sent' AND COALESCE(d.provider_status, '') NOT IN ('bounce', 'dropped') "
+        "AND julianday(d.done_at) > julianday(?) AND julianday(d.done_at) <= julianday(?))"
+    )
+    return f"({received} AND NOT {acted})", [since, until, since, until]

@@ -57,7 +57,7 @@ class DeliveriesQueries(StoreBase):
             )
             assert c is not None  # the UPDATE above just found it
             segment = c["segment"]
-            where, params = _recipient_filter(list_id, json.loads(segment) if segment else [])
+            where, params = _recipient_filter(list_id, json.loads(segment) if segment else [], now)
             if c["subscriber_id"] is not None:  # a new subscriber's own email
                 where += " AND s.id = ?"
                 params.append(c["subscriber_id"])
@@ -70,9 +70,14 @@ class DeliveriesQueries(StoreBase):
                 self._plan_received(campaign_id, now)  # see store/automations.py
         return True
 
-    def count_recipients(self, list_id: int | None, segment: list[dict[str, Any]]) -> int:
-        """How many subscribers a campaign with this list and segment would go to now."""
-        where, params = _recipient_filter(list_id, segment)
+    def count_recipients(
+        self, list_id: int | None, segment: list[dict[str, Any]], now: datetime | None = None
+    ) -> int:
+        """How many subscribers a campaign with this list and segment would go to at ``now``.
+
+        ``now`` is needed by an engagement rule (``engaged:90``), which counts days back.
+        """
+        where, params = _recipient_filter(list_id, segment, now)
         return self._value(f"SELECT COUNT(*) FROM subscribers s WHERE {where}", params)
 
     def in_flight(self, campaign_id: int) -> list[dict[str, Any]]:

@@ -55,10 +55,17 @@ WORDS: list[tuple[str, str | None, str]] = [
         r"Article \g<id> no longer exists; tick others.",
     ),
     (
+        r"^--segment (?P<rule>.+?): (?P<value>.+?) is not a number of days; "
+        r"write (?P<kind>\w+):DAYS with DAYS a whole number from 1 to (?P<most>\d+).*",
+        "segment",
+        r"\g<rule> is not a rule: after \g<kind>: comes a number of days from 1 to \g<most>, "
+        r"such as \g<kind>:90 for the last 90 days. Or choose the days under Engagement.",
+    ),
+    (
         r"^--segment (?P<rule>.+?): use .*",
         "segment",
-        r"\g<rule> is not a rule. Write one rule a line: tag:NAME, attribute:KEY=VALUE or "
-        r"attribute:KEY, with ! in front to exclude (for example tag:back-pain).",
+        r"\g<rule> is not a rule. Write one rule a line: tag:NAME, attribute:KEY=VALUE, "
+        r"attribute:KEY or engaged:DAYS, with ! in front to exclude (for example tag:back-pain).",
     ),
     (
         r"^list (?P<name>'.*?'): no such list.*",
