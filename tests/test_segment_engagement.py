@@ -6,19 +6,23 @@ neither engaged nor "not engaged"."""
 from __future__ import annotations
 
 import datetime as dt
+import json
+import re
 from pathlib import Path
 
 import pytest
+from playwright.sync_api import expect
 
 from clocks import NOW
 from conftest import Cli, dump, one_line_error
 from newsletter import campaigns
 from newsletter.classify import HUMAN, MACHINE, UNKNOWN
 from newsletter.errors import InputError
-from newsletter.status import DeliveryStatus
+from newsletter.status import DeliveryStatus, SubscriberStatus
 from newsletter.store import Store
 from newsletter.subscribers import parse_segment
 from newsletter.web.wording import for_people
+from workspaces import workspace_with_articles_and_subscribers
 
 DAY = dt.timedelta(days=1)
 
@@ -157,3 +161,78 @@ def test_the_cli_refuses_a_bad_engagement_rule_in_one_line_and_stores_nothing(
     result = cli("campaign", "create", "--subject", "Hi", "--segment", "engaged:abc", check=False)
     one_line_error(result, "'engaged:abc'", "'abc' is not a number of days", "engaged:DAYS")
     assert dump(ws_dir / "newsletter.db") == before
+
+
+# -- the dashboard's segment builder, in Chromium ------------------------------------------
+
+
+def test_staff_pick_the_quiet_ones_by_engagement_and_send_now_names_their_count(
+    admin_page, dashboard
+) -> None:
+    """The builder's "Engagement" choice makes the rule, comes back chosen when the draft
+    is edited, and the counts the page shows (and the send) follow it. The server runs on
+    the real clock, so the campaign and events are dated back from the real now."""
+    page, url, ws = admin_page, dashboard.url, dashboard.ws
+    store = ws.store
+    now = dt.datetime.now(dt.UTC)
+    workspace_with_articles_and_subscribers(ws, now - 30 * DAY)
+    got = [s["id"] for s in store.subscribers(SubscriberStatus.CONFIRMED)]
+    assert len(got) >= 3
+    last = _send(store, now - 10 * DAY)
+    reader, scanned, long_ago = got[:3]
+    _event(store, "open", HUMAN, last, reader, now - 5 * DAY)
+    _event(store, "open", MACHINE, last, scanned, now - 10 * DAY + dt.timedelta(seconds=2))
+    _event(store, "click", HUMAN, last, long_ago, now - 120 * DAY)
+    _add(store, "new-here@example.com", now - DAY)  # joined since: had nothing to open
+    quiet = len(got) - 1  # everyone who got the campaign but the one who read it
+
+    page.goto(url + "/campaigns/new")
+    page.get_by_label("Subject", exact=True).fill("We miss you")
+    expect(page.get_by_label("in the last")).to_have_value("90")
+    page.get_by_label("Engagement").select_option(label="did not open or click")
+    page.get_by_role("button", name="Create draft").click()
+    page.wait_for_url(re.compile(r".*/campaigns/\d+$"))
+    expect(page.get_by_text(f"{quiet} subscribers match now")).to_be_visible()
+    cid = store.campaigns()[-1]["id"]
+    assert json.loads(store.campaign(cid)["segment"]) == [
+        {"kind": "engaged", "days": 90, "negate": True}
+    ]
+    expect(page.locator("form[data-sending]")).to_have_attribute(
+        "data-confirm", f"Send to {quiet} confirmed subscribers now?"
+    )
+
+    # Edited, the draft shows its choice; the people who read it are a choice away.
+    page.get_by_role("link", name="Edit draft").click()
+    expect(page.get_by_label("Engagement")).to_have_value("!engaged")
+    expect(page.get_by_label("in the last")).to_have_value("90")
+    expect(page.get_by_label("Segment rules")).to_have_value("")
+    page.get_by_label("Engagement").select_option(label="opened or clicked")
+    page.get_by_label("in the last").select_option(label="30 days")
+    page.get_by_role("button", name="Save changes").click()
+    page.wait_for_url(re.compile(rf".*/campaigns/{cid}$"))
+    expect(page.get_by_text("1 subscribers match now")).to_be_visible()
+
+    # A typed rule with a bad number of days is refused by the field, in the page's words.
+    page.get_by_role("link", name="Edit draft").click()
+    expect(page.get_by_label("Engagement")).to_have_value("engaged")
+    expect(page.get_by_label("in the last")).to_have_value("30")
+    page.locator("details summary", has_text="More rules, typed").click()
+    page.get_by_label("Segment rules").fill("clicked:abc")
+    page.get_by_role("button", name="Save changes").click()
+    error = page.locator("#segment-error")
+    expect(error).to_contain_text("'clicked:abc' is not a rule")
+    assert "--" not in error.inner_text()
+    expect(page.get_by_label("Segment rules")).to_have_value("clicked:abc")
+    assert json.loads(store.campaign(cid)["segment"])[0]["days"] == 30
+
+    # Send now asks with the count of the rule, and only the reader gets it.
+    page.goto(f"{url}/campaigns/{cid}")
+    asked: list[str] = []
+    page.on("dialog", lambda d: (asked.append(d.message), d.accept()))
+    page.get_by_role("button", name="Send now").click()
+    expect(page.locator("[data-status]")).to_have_text("sent", timeout=30_000)
+    assert asked == ["Send to 1 confirmed subscriber now?"]
+    (sent,) = store._rows(
+        "SELECT subscriber_id FROM deliveries WHERE campaign_id = ? AND status = 'sent'", [cid]
+    )
+    assert sent["subscriber_id"] == reader
