@@ -242,7 +242,6 @@ def _streamed(
         mapping,
         on_progress,
         total_lines=parsed.lines,
-        dedupe=False,
         max_problems=MAX_PROBLEMS,
         eai_refusal=eai_refusal,
         status=status,
@@ -322,8 +321,8 @@ def save(
     # as are a streamed file's repeats.
     report.duplicates += counts["duplicates"]
     report.suppressed, report.opted_out = counts["suppressed"], counts["opted_out"]
-    # Counted as the rows were read, which they all are by now.
-    report.overridden = parsed.overridden
+    # People whose own status won, counted by the store once per mailbox.
+    report.overridden = counts["overridden"]
     return report
 
 
