@@ -186,17 +186,18 @@ class SubscribersQueries(StoreBase):
                         for k in map(mailbox_key, (r["email"] for r in chunk))
                         if k in known
                     ]
-                    for begin in range(0, len(ids), IMPORT_BATCH):
-                        part = ids[begin : begin + IMPORT_BATCH]
-                        members_before.update(
-                            sid
-                            for (sid,) in self.conn.execute(
-                                "SELECT subscriber_id FROM memberships WHERE list_id = ? "
-                                f"AND subscriber_id IN ({_marks(part)})",
-                                [list_id, *part],
-                            )
+                    # Who is on the list already: joining it is this import's doing
+                    # only for the others (undone if a later row says they left).
+                    members_before = {
+                        sid
+                        for (sid,) in self.conn.execute(
+                            "SELECT subscriber_id FROM memberships WHERE list_id = ? "
+                            f"AND subscriber_id IN ({', '.join('?' * len(ids))})",
+                            [list_id, *ids],
                         )
-                people, consents, members, opted_out, sightings = [], [], [], [], []
+                    }
+                people, consents, members, opted_out = [], [], [], []
+                sightings: list[tuple[str, int | None, str, int, int]] = []
                 first_id = next_id
                 for row in chunk:
                     email = row["email"]
