@@ -428,7 +428,7 @@ def _rows(
                     f"with --map '{header}=status' (or '{header}=unsubscribed') and import again",
                     headers[i],
                 )
-            if cell[0] in "{[":
+            if cell.lstrip()[:1] in ("{", "["):
                 # JSON kept as an attribute: read as the attributes column is.
                 try:
                     said = json_opt_out(json.loads(cell))
