@@ -19,6 +19,9 @@ import pytest
 from playwright.sync_api import expect
 
 from conftest import import_in_dashboard, signed_in
+from newsletter.status import SubscriberStatus
+from newsletter.web.dashboard.subscriber_views import CONSENT_ANSWERS
+from newsletter.web.wording import FIELD_WORDS, for_people
 from test_dashboard_access import PHONE, serious_violations
 
 FIXTURES = Path(__file__).parent / "fixtures" / "subscribers"
@@ -424,3 +427,42 @@ def test_a_list_gone_before_the_import_is_confirmed_stops_it_with_words(dashboar
     assert answer.status_code == 400
     assert "the list chosen for this import no longer exists" in answer.text
     assert store.subscribers() == [] and store.lists() == []
+
+
+# -- one source for the words of the consent question and of the column mapper ---------
+
+
+def test_the_consent_question_offers_the_answers_the_import_knows(dashboard, monkeypatch) -> None:
+    # Reworded in the one place the answers are written, the page follows.
+    monkeypatch.setitem(CONSENT_ANSWERS, SubscriberStatus.CONFIRMED, "Yes, every one agreed")
+    session, _ = signed_in(dashboard.url)
+
+    page = session.get(dashboard.url + "/subscribers/import", timeout=10).text
+
+    radios = re.findall(r'name="consent" value="(\w+)"[^>]*> ([^<]+)</label>', page)
+    assert radios == [(str(value), words) for value, words in CONSENT_ANSWERS.items()]
+    assert radios[0] == ("confirmed", "Yes, every one agreed")
+
+
+@pytest.mark.parametrize(
+    ("message", "roles"),
+    [
+        (
+            "people.csv:1: column 'Bounced' says who opted out, and nothing reads it",
+            ("unsubscribed", "unsubscribed_at", "status"),
+        ),
+        (
+            "people.csv:3: column 'note' holds 'unsubscribed', which says someone opted out",
+            ("status", "unsubscribed"),
+        ),
+        ("people.csv:1: no email column found in the header (name); name one of: x", ("email",)),
+    ],
+)
+def test_a_refusal_names_the_choices_as_the_column_mapper_offers_them(
+    message: str, roles: tuple[str, ...]
+) -> None:
+    said = for_people(message)
+
+    assert said.field == "map"
+    for role in roles:
+        assert f"“{FIELD_WORDS[role]}”" in said.text

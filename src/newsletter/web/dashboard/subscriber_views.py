@@ -26,7 +26,7 @@ from newsletter.subscriber_csv import (
     ParsedFile,
 )
 from newsletter.web.dashboard.auth import redirect
-from newsletter.web.wording import for_people
+from newsletter.web.wording import FIELD_WORDS, for_people
 
 if TYPE_CHECKING:
     from newsletter.web.dashboard import Dashboard
@@ -70,26 +70,6 @@ def person_values(person: dict[str, Any], lists: list[str]) -> dict[str, Any]:
     }
 
 
-# What a column can be read as, in the words of the people who import (the
-# column mapper's choices and its "Read as" column), not the core's field names.
-FIELD_WORDS = {
-    "email": "Email address",
-    "first_name": "First name",
-    "last_name": "Last name",
-    "name": "Full name",
-    "status": "Status (words such as active or unsubscribed)",
-    "tags": "Tags",
-    "attributes": "Extra fields written as JSON",
-    "subscribed": "Receives email (yes or no)",
-    "unsubscribed": "Opted out (filled in or yes)",
-    "unsubscribed_at": "Time they unsubscribed",
-    "bounced_at": "Time the address bounced",
-    "signed_up": "Time they signed up (consent record)",
-    "consent evidence": "Consent record (opt-in time or IP)",
-    "ignore": "Leave out",
-    "ignored": "Left out",
-    "unread": "Not read yet",
-}
 # The answers to "Did these people agree to receive email from you?" (the same
 # choice as `subscribers import --status`), in the order the page offers them.
 CONSENT_ANSWERS = {
