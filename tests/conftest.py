@@ -173,13 +173,21 @@ def signed_in(url: str) -> tuple[requests.Session, str]:
 
 
 def import_in_dashboard(
-    session: requests.Session, url: str, csrf: str, name: str, data: bytes, timeout: float
+    session: requests.Session,
+    url: str,
+    csrf: str,
+    name: str,
+    data: bytes,
+    timeout: float,
+    consent: str = "unconfirmed",
 ) -> requests.Response:
     """Upload ``data`` as file ``name`` on the dashboard at ``url``, confirm the preview as an
-    admin would, and return the page that answers the confirmation."""
+    admin would, and return the page that answers the confirmation. ``consent``: the answer
+    to "Did these people agree to receive email from you?" (the page requires one); by
+    default "No, or I am not sure"."""
     preview = session.post(
         url + "/subscribers/import",
-        data={"csrf": csrf, "list": ""},
+        data={"csrf": csrf, "list": "", "consent": consent},
         files={"file": (name, data, "text/csv")},
         timeout=timeout,
     )

@@ -79,7 +79,7 @@ def test_every_audited_dashboard_action_names_actor_target_and_address(ws_dir: P
 
         upload = admin.post(
             url + "/subscribers/import",
-            data={"csrf": csrf, "confirmed": "on"},
+            data={"csrf": csrf, "confirmed": "on", "consent": "confirmed"},
             files={"file": ("people.csv", b"email\nann@example.com\nbea@example.com\n")},
             timeout=30,
         )

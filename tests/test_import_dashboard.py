@@ -10,13 +10,18 @@ page passes axe-core and fits a 390 px phone.
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+import pytest
 from playwright.sync_api import expect
 
 from conftest import import_in_dashboard, signed_in
+from newsletter.status import SubscriberStatus
+from newsletter.web.dashboard.subscriber_views import CONSENT_ANSWERS
+from newsletter.web.wording import FIELD_WORDS, for_people
 from test_dashboard_access import PHONE, serious_violations
 
 FIXTURES = Path(__file__).parent / "fixtures" / "subscribers"
@@ -218,3 +223,246 @@ def test_an_opt_out_inside_json_stops_the_import_with_words_for_people(
     expect(page.get_by_role("button", name="Import 2 rows")).to_have_count(0)
     assert "--map" not in page.content()
     assert dashboard.ws.store.subscribers() == []
+
+
+# -- the answer is required; the known-addresses line says what the answer does ----------
+
+
+def upload(session, url: str, csrf: str, name: str, data: bytes, **fields: str):
+    """The preview page of an upload (the import page's first form, sent as a browser would)."""
+    return session.post(
+        url + "/subscribers/import",
+        data={"csrf": csrf, "list": "", **fields},
+        files={"file": (name, data, "text/csv")},
+        timeout=30,
+    )
+
+
+def token_of(page) -> str:
+    return re.search(r'name="token" value="([^"]+)"', page.text).group(1)
+
+
+def test_an_import_without_the_consent_answer_asks_for_it_and_imports_nothing(
+    admin_page, dashboard
+) -> None:
+    session, csrf = signed_in(dashboard.url)
+    store = dashboard.ws.store
+    store.create_list("news", "", False, datetime.now(ZoneInfo("UTC")))
+
+    answer = upload(
+        session, dashboard.url, csrf, "people.csv", b"email\nann@x.example\n", list="news"
+    )
+
+    assert answer.status_code == 400
+    assert 'id="consent-error"' in answer.text
+    assert "Say whether these people agreed to receive email from you" in answer.text
+    assert answer.text.count('aria-invalid="true"') == 5  # each answer, not the file
+    assert 'name="token"' not in answer.text  # nothing waits to be imported
+    assert '<option value="news" selected>' in answer.text  # the list chosen stays chosen
+    assert store.subscribers() == []
+
+    # As a browser shows it, once its own check is passed by: marked, and accessible.
+    page = admin_page
+    page.goto(dashboard.url + "/subscribers/import")
+    page.get_by_label("CSV file").set_input_files(str(FIXTURES / "beehiiv.csv"))
+    page.eval_on_selector_all(
+        "input[name=consent]", "inputs => inputs.forEach(i => i.required = false)"
+    )
+    page.get_by_role("button", name="Check the file").click()
+    question = page.get_by_role("group", name="Did these people agree to receive email from you?")
+    expect(question.get_by_role("alert")).to_contain_text("Say whether these people agreed")
+    expect(page.get_by_label("Yes, they agreed")).to_have_attribute("aria-invalid", "true")
+    expect(page.locator("#form-error")).to_have_count(0)  # said once, by the question
+    assert serious_violations(page) == []
+    assert store.subscribers() == []
+
+
+@pytest.mark.parametrize(
+    ("answer", "said"),
+    [
+        ("unsubscribed", "they are marked unsubscribed and go on the suppression list"),
+        ("bounced", "they are marked bounced and go on the suppression list"),
+        ("complained", "they are marked as having marked your email as spam"),
+    ],
+)
+def test_known_addresses_in_a_file_of_people_who_left_are_said_to_leave(
+    dashboard, answer: str, said: str
+) -> None:
+    session, csrf = signed_in(dashboard.url)
+    store = dashboard.ws.store
+    store.create_list("news", "", False, datetime.now(ZoneInfo("UTC")))
+    import_in_dashboard(session, dashboard.url, csrf, "first.csv", b"email\nann@x.example\n", 30)
+
+    preview = upload(
+        session,
+        dashboard.url,
+        csrf,
+        "left.csv",
+        b"email\nAnn@x.example\n",
+        list="news",
+        consent=answer,
+    )
+
+    known = re.search(r'<p id="known-count">(.*?)</p>', preview.text, re.DOTALL).group(1)
+    assert said in known and "nobody from this file is added to a list" in known
+    assert "keep their status" not in known and "are added to list" not in known
+    assert "into list news" not in preview.text
+    session.post(
+        dashboard.url + "/subscribers/import/confirm",
+        data={"csrf": csrf, "token": token_of(preview)},
+        timeout=30,
+    )
+    assert store.subscriber_by_email("ann@x.example")["status"] == answer
+    assert store.subscribers(list_id=store.list_id("news")) == []
+
+
+def test_known_addresses_of_a_sendable_file_keep_their_status_and_join_the_list(dashboard) -> None:
+    session, csrf = signed_in(dashboard.url)
+    store = dashboard.ws.store
+    store.create_list("news", "", False, datetime.now(ZoneInfo("UTC")))
+    import_in_dashboard(session, dashboard.url, csrf, "first.csv", b"email\nann@x.example\n", 30)
+
+    preview = upload(
+        session,
+        dashboard.url,
+        csrf,
+        "more.csv",
+        b"email\nann@x.example\n",
+        list="news",
+        consent="confirmed",
+    )
+
+    known = re.search(r'<p id="known-count">(.*?)</p>', preview.text, re.DOTALL).group(1)
+    assert "they keep their status and details" in known and "added to list news" in known
+
+
+# -- every error is shown; a pending import keeps its list by id --------------------------
+
+
+def test_a_confirm_refused_for_a_column_read_as_nothing_says_why(dashboard) -> None:
+    session, csrf = signed_in(dashboard.url)
+    data = b"email,Bounced\nann@x.example,\nbob@x.example,yes\n"
+    preview = upload(session, dashboard.url, csrf, "members.csv", data, consent="confirmed")
+    assert "Import 2 rows" not in preview.text  # blocked: no button to press
+
+    # The confirmation sent anyway (a stale or tampered form).
+    answer = session.post(
+        dashboard.url + "/subscribers/import/confirm",
+        data={"csrf": csrf, "token": token_of(preview)},
+        timeout=30,
+    )
+
+    assert answer.status_code == 400
+    shown = re.search(r'<p class="error" role="alert" id="form-error">(.*?)</p>', answer.text)
+    assert shown is not None and "Column &#39;Bounced&#39; says who opted out" in shown.group(1)
+    assert dashboard.ws.store.subscribers() == []
+
+
+def test_a_file_without_an_address_column_refused_at_confirm_says_why(dashboard) -> None:
+    session, csrf = signed_in(dashboard.url)
+    preview = upload(session, dashboard.url, csrf, "names.csv", b"name\nNia\n", consent="confirmed")
+
+    answer = session.post(
+        dashboard.url + "/subscribers/import/confirm",
+        data={"csrf": csrf, "token": token_of(preview)},
+        timeout=30,
+    )
+
+    assert answer.status_code == 400
+    assert 'id="form-error"' in answer.text
+    assert "no column of email addresses found" in answer.text
+
+
+def test_a_list_renamed_before_the_import_is_confirmed_is_still_the_one(dashboard) -> None:
+    session, csrf = signed_in(dashboard.url)
+    store = dashboard.ws.store
+    store.create_list("news", "", False, datetime.now(ZoneInfo("UTC")))
+    preview = upload(
+        session,
+        dashboard.url,
+        csrf,
+        "people.csv",
+        b"email\nann@x.example\n",
+        list="news",
+        consent="confirmed",
+    )
+    store.rename_list(store.list_id("news"), "letters")
+
+    done = session.post(
+        dashboard.url + "/subscribers/import/confirm",
+        data={"csrf": csrf, "token": token_of(preview)},
+        timeout=30,
+    )
+
+    assert done.status_code == 200
+    assert [x["name"] for x in store.lists()] == ["letters"]
+    members = store.subscribers(list_id=store.list_id("letters"))
+    assert [s["email"] for s in members] == ["ann@x.example"]
+    consent = store._row("SELECT lists FROM consents")
+    assert consent["lists"] == '["letters"]'
+
+
+def test_a_list_gone_before_the_import_is_confirmed_stops_it_with_words(dashboard) -> None:
+    session, csrf = signed_in(dashboard.url)
+    store = dashboard.ws.store
+    store.create_list("news", "", False, datetime.now(ZoneInfo("UTC")))
+    preview = upload(
+        session,
+        dashboard.url,
+        csrf,
+        "people.csv",
+        b"email\nann@x.example\n",
+        list="news",
+        consent="confirmed",
+    )
+    with store.transaction():
+        store.conn.execute("DELETE FROM lists WHERE name = 'news'")
+
+    answer = session.post(
+        dashboard.url + "/subscribers/import/confirm",
+        data={"csrf": csrf, "token": token_of(preview)},
+        timeout=30,
+    )
+
+    assert answer.status_code == 400
+    assert "the list chosen for this import no longer exists" in answer.text
+    assert store.subscribers() == [] and store.lists() == []
+
+
+# -- one source for the words of the consent question and of the column mapper ---------
+
+
+def test_the_consent_question_offers_the_answers_the_import_knows(dashboard, monkeypatch) -> None:
+    # Reworded in the one place the answers are written, the page follows.
+    monkeypatch.setitem(CONSENT_ANSWERS, SubscriberStatus.CONFIRMED, "Yes, every one agreed")
+    session, _ = signed_in(dashboard.url)
+
+    page = session.get(dashboard.url + "/subscribers/import", timeout=10).text
+
+    radios = re.findall(r'name="consent" value="(\w+)"[^>]*> ([^<]+)</label>', page)
+    assert radios == [(str(value), words) for value, words in CONSENT_ANSWERS.items()]
+    assert radios[0] == ("confirmed", "Yes, every one agreed")
+
+
+@pytest.mark.parametrize(
+    ("message", "roles"),
+    [
+        (
+            "people.csv:1: column 'Bounced' says who opted out, and nothing reads it",
+            ("unsubscribed", "unsubscribed_at", "status"),
+        ),
+        (
+            "people.csv:3: column 'note' holds 'unsubscribed', which says someone opted out",
+            ("status", "unsubscribed"),
+        ),
+        ("people.csv:1: no email column found in the header (name); name one of: x", ("email",)),
+    ],
+)
+def test_a_refusal_names_the_choices_as_the_column_mapper_offers_them(
+    message: str, roles: tuple[str, ...]
+) -> None:
+    said = for_people(message)
+
+    assert said.field == "map"
+    for role in roles:
+        assert f"“{FIELD_WORDS[role]}”" in said.text

@@ -321,6 +321,11 @@ def json_file(tmp_path: Path, header: str, cells: list[Any]) -> Path:
         # column kept as an attribute.
         ("email_address,metadata,secondary_id,type", {"why": "Hard bounce"}, "why='Hard bounce'"),
         ("email,profile", {"newsletter": {"state": "cancelled"}}, "newsletter.state="),
+        # An opt-in field that says no, as a column of that name would.
+        ("email,attributes", {"subscribed": False}, "subscribed='false'"),
+        ("email,attributes", {"email_opt_in": False}, "email_opt_in='false'"),
+        ("email,attributes", {"prefs": {"Subscribed to emails": "no"}}, "prefs.Subscribed "),
+        ("email,attributes", {"opt_in": 0}, "opt_in='0'"),
     ],
 )
 def test_an_opt_out_inside_a_json_column_stops_the_import(
@@ -350,6 +355,8 @@ def test_an_opt_out_inside_a_json_column_stops_the_import(
         {"unsubscribe_url": "https://example.org/u/1"},
         {"bounces": 0},
         {"plan": {"tier": "gold"}, "tags": ["active", "news"]},
+        {"subscribed": True, "email_opt_in": "yes"},
+        {"opt_in": 1, "subscribed": None},
     ],
 )
 def test_json_that_says_nobody_left_is_kept_as_attributes(
@@ -374,3 +381,30 @@ def test_cli_names_the_file_line_and_column_of_an_opt_out_in_json(
 
     one_line_error(result, f"{path}:3", "'attributes'", "status='unsubscribed'")
     assert dump(ws_dir / "newsletter.db") == before
+
+
+def test_json_after_leading_spaces_in_a_kept_column_is_read_too(
+    store: Store, tmp_path: Path
+) -> None:
+    path = tmp_path / "people.csv"
+    path.write_text(
+        'email,profile\nann@example.com,{}\nbob@example.com," {""status"":""unsubscribed""}"\n'
+    )
+    before = list(store.conn.iterdump())
+
+    with pytest.raises(OptOutColumn, match=r":3: column 'profile' holds status='unsubscribed'"):
+        import_file(store, path, NOW, confirmed=True)
+
+    assert list(store.conn.iterdump()) == before
+
+
+def test_an_opt_in_column_that_says_no_is_an_opt_out(store: Store, tmp_path: Path) -> None:
+    # The same names inside JSON stop the import; as a column they are read.
+    path = tmp_path / "people.csv"
+    path.write_text("email,email_opt_in\nann@example.com,yes\nbob@example.com,no\n")
+
+    report = import_file(store, path, NOW, status=SubscriberStatus.CONFIRMED)
+
+    people = {s["email"]: s["status"] for s in store.subscribers()}
+    assert people == {"ann@example.com": "confirmed", "bob@example.com": "unsubscribed"}
+    assert (report.opted_out, report.overridden) == (1, 1)

@@ -242,7 +242,6 @@ def _streamed(
         mapping,
         on_progress,
         total_lines=parsed.lines,
-        dedupe=False,
         max_problems=MAX_PROBLEMS,
         eai_refusal=eai_refusal,
         status=status,
@@ -291,8 +290,13 @@ def save(
     now: datetime,
     list_name: str | None = None,
     on_progress: Progress | None = None,
+    *,
+    list_id: int | None = None,
 ) -> ImportReport:
-    """Store the good rows of a parsed file in one transaction and report what happened."""
+    """Store the good rows of a parsed file in one transaction and report what happened.
+
+    ``list_id``: the list, by id rather than ``list_name`` (NotFound if it is gone).
+    """
     report = ImportReport(
         parsed.name,
         parsed.format,
@@ -315,6 +319,7 @@ def save(
         + ("" if parsed.whole is None else IMPORT_SAID.format(status=parsed.whole)),
         now,
         on_progress=saving,
+        list_id=list_id,
     )
     report.added, report.existing = counts["added"], counts["existing"]
     report.bad_rows = max(parsed.bad_rows, len(parsed.problems))
@@ -322,8 +327,8 @@ def save(
     # as are a streamed file's repeats.
     report.duplicates += counts["duplicates"]
     report.suppressed, report.opted_out = counts["suppressed"], counts["opted_out"]
-    # Counted as the rows were read, which they all are by now.
-    report.overridden = parsed.overridden
+    # People whose own status won, counted by the store once per mailbox.
+    report.overridden = counts["overridden"]
     return report
 
 
@@ -377,10 +382,14 @@ def import_data(
     *,
     eai_refusal: Callable[[], str | None] | None = None,
     status: SubscriberStatus | None = None,
+    list_id: int | None = None,
 ) -> ImportReport:
-    """``import_file`` for a file already in memory (the dashboard's upload), in one transaction."""
+    """``import_file`` for a file already in memory (the dashboard's upload), in one transaction.
+
+    ``list_id``: the list by id (the dashboard keeps a pending import's list so).
+    """
     parsed = stream_data(data, name, confirmed, mapping, eai_refusal=eai_refusal, status=status)
-    return save(store, parsed, now, list_name)
+    return save(store, parsed, now, list_name, list_id=list_id)
 
 
 def _importing(on_progress: Progress | None) -> Progress | None:

@@ -79,30 +79,53 @@ class SubscribersQueries(StoreBase):
         now: datetime,
         *,
         on_progress: Callable[[int], None] | None = None,
+        list_id: int | None = None,
     ) -> dict[str, int]:
         """Insert the subscribers that are not in the database yet, in one transaction.
 
         An address is known when the same mailbox is there in any capitals
         (``ALICE@example.com`` is ``alice@example.com``): it keeps the spelling
-        it was first given, and rows spelled otherwise count as ``duplicates``.
-        Known addresses keep everything they have: an import never changes a
-        status, and never turns a suppressed address (unsubscribed, bounced,
-        complained, erased) back on; those rows are counted as suppressed. A
-        new row that arrives opted out is stored as such and put on the
-        suppression list (``opted_out``), dated by the row's ``unsubscribed_at``
-        (when the export says the person left) if it has one, else by ``now``.
-        Each new row gets a consent record
-        naming the import. Rows go in with executemany, a batch at a time.
+        it was first given. Known addresses keep everything they have, except
+        that a row saying the person opted out moves them there (never the
+        other way): an import never turns a suppressed address (unsubscribed,
+        bounced, complained, erased) back on; those rows are counted as
+        suppressed. A new row that arrives opted out is stored as such and put
+        on the suppression list (``opted_out``), dated by the row's
+        ``unsubscribed_at`` (when the export says the person left) if it has
+        one, else by ``now``. Each new row gets a consent record naming the
+        import. Rows go in with executemany, a batch at a time.
 
-        ``rows`` may be an iterator (a file read as it is stored): then a
-        mailbox repeated in it (in any capitals) is found in a temporary table
-        rather than a set in memory, and counted as ``duplicates``.
+        A mailbox the rows give more than once (in any capitals) is one person:
+        the first row stands, unless a later one says they opted out, which
+        then stands with its own status and time (whichever batch it is in);
+        the other rows count as ``duplicates``. What each mailbox came to is
+        kept in a temporary table, not in memory, so ``rows`` may be an
+        iterator over a file of millions of rows. ``overridden``: the people
+        whose row's own status won against what staff said of the whole file.
+
+        ``list_id``: the list to add them to, kept by id (a pending import
+        whose list was renamed still goes to it); NotFound if it is gone.
         """
-        counts = {"added": 0, "existing": 0, "suppressed": 0, "opted_out": 0, "duplicates": 0}
+        counts = {
+            "added": 0,
+            "existing": 0,
+            "suppressed": 0,
+            "opted_out": 0,
+            "duplicates": 0,
+            "overridden": 0,
+        }
         stamp = _iso(now)
-        lists_json = _json([list_name] if list_name else [])
         with self.transaction():
-            list_id = self._ensure_list(list_name, now) if list_name else None
+            if list_id is not None:
+                list_name = self._value("SELECT name FROM lists WHERE id = ?", [list_id])
+                if list_name is None:
+                    raise NotFound(
+                        "the list chosen for this import no longer exists; nothing was "
+                        "imported; choose a list and import the file again"
+                    )
+            elif list_name:
+                list_id = self._ensure_list(list_name, now)
+            lists_json = _json([list_name] if list_name else [])
             suppressed = self._suppression_keys()
             erased = any(key.startswith(ERASED_PREFIX) for key in suppressed)
             # Never reuse an id (see the subscribers table): start past the highest
@@ -116,15 +139,16 @@ class SubscribersQueries(StoreBase):
             )
             # Known addresses: all of them in one scan when the table is not much
             # bigger than the import, else looked up a batch at a time.
-            streamed = not isinstance(rows, list)
             scan = isinstance(rows, list) and next_id - 1 <= 4 * len(rows)
-            if streamed:
-                # Mailboxes this import has had, by mailbox_key: the first row's
-                # spelling is the one stored, later rows in any capitals repeat it.
-                self.conn.execute(
-                    "CREATE TEMP TABLE IF NOT EXISTS import_seen (mailbox TEXT PRIMARY KEY)"
-                )
-                self.conn.execute("DELETE FROM temp.import_seen")
+            # What each mailbox of this import came to (by mailbox_key): its
+            # subscriber, the count it went to, whether this import put it on the
+            # list, whether its own status won. A later opt-out changes it.
+            self.conn.execute(
+                "CREATE TEMP TABLE IF NOT EXISTS import_sightings (mailbox TEXT PRIMARY KEY, "
+                "subscriber_id INTEGER, outcome TEXT NOT NULL, joined INTEGER NOT NULL, "
+                "overridden INTEGER NOT NULL)"
+            )
+            self.conn.execute("DELETE FROM temp.import_sightings")
             # Keyed by mailbox_key; the value also holds the stored spelling.
             known: dict[str, tuple[int, str, str]] = {}
             if scan:
@@ -134,16 +158,17 @@ class SubscribersQueries(StoreBase):
                         "SELECT email, id, status FROM subscribers"
                     )
                 }
-            seen: dict[str, str] = {}
             batches = iter(rows)
             done = 0
             while chunk := list(itertools.islice(batches, IMPORT_BATCH)):
                 done += len(chunk)
-                if streamed:
-                    # import_seen has the earlier batches' mailboxes: only this
-                    # batch's are kept in memory.
-                    seen = {}
-                    chunk = self._first_sightings(chunk, counts)
+                chunk, repeats = _merge_repeats(chunk)
+                counts["duplicates"] += repeats
+                chunk = self._later_sightings(chunk, counts, source, stamp, list_id)
+                if not chunk:
+                    if on_progress:
+                        on_progress(done)
+                    continue
                 if not scan:
                     marks = ", ".join("?" * len(chunk))
                     known = {
@@ -154,12 +179,32 @@ class SubscribersQueries(StoreBase):
                             [mailbox_key(r["email"]) for r in chunk],
                         )
                     }
+                members_before: set[int] = set()
+                if list_id is not None:
+                    ids = [
+                        known[k][0]
+                        for k in map(mailbox_key, (r["email"] for r in chunk))
+                        if k in known
+                    ]
+                    # Who is on the list already: joining it is this import's doing
+                    # only for the others (undone if a later row says they left).
+                    members_before = {
+                        sid
+                        for (sid,) in self.conn.execute(
+                            "SELECT subscriber_id FROM memberships WHERE list_id = ? "
+                            f"AND subscriber_id IN ({', '.join('?' * len(ids))})",
+                            [list_id, *ids],
+                        )
+                    }
                 people, consents, members, opted_out = [], [], [], []
+                sightings: list[tuple[str, int | None, str, int, int]] = []
                 first_id = next_id
                 for row in chunk:
                     email = row["email"]
                     key = mailbox_key(email)
                     current = known.get(key)
+                    mine = int(bool(row.get("overridden")))
+                    counts["overridden"] += mine
                     if (current is not None and current[1] in SUPPRESSED) or (
                         suppressed
                         and (
@@ -170,31 +215,24 @@ class SubscribersQueries(StoreBase):
                         )
                     ):
                         counts["suppressed"] += 1
+                        sightings.append((key, None, "suppressed", 0, mine))
                         continue
                     if current is not None and row["status"] in SUPPRESSED:
                         # A newer export says this known address opted out: moving
                         # towards suppression is always safe (never the other way).
-                        gone = _left_at(row, stamp)
-                        self.conn.execute(
-                            "UPDATE subscribers SET status = ?, updated_at = ?, "
-                            "unsubscribed_at = COALESCE(unsubscribed_at, ?) WHERE id = ?",
-                            [row["status"], stamp, gone, current[0]],
-                        )
-                        if gone != stamp:
-                            # The trigger dates the suppression by updated_at: the
-                            # export knows when the person really left.
-                            self.conn.execute(
-                                "UPDATE suppressions SET at = ? WHERE email_key = ?", [gone, key]
-                            )
+                        self._opt_out(current[0], key, row, stamp, new=False)
                         counts["opted_out"] += 1
+                        sightings.append((key, current[0], "opted_out", 0, mine))
                         continue
-                    if current is not None or key in seen:
-                        spelled = current[2] if current is not None else seen[key]
-                        counts["existing" if spelled == email else "duplicates"] += 1
-                        if list_id is not None and current is not None:
+                    if current is not None:
+                        # Another spelling of a known mailbox is a duplicate row.
+                        counted = "existing" if current[2] == email else "duplicates"
+                        counts[counted] += 1
+                        joined = list_id is not None and current[0] not in members_before
+                        if joined:
                             members.append((list_id, current[0], stamp))
+                        sightings.append((key, current[0], counted, int(joined), mine))
                         continue
-                    seen[key] = email
                     status = row["status"]
                     confirmed_at = stamp if status == SubscriberStatus.CONFIRMED else None
                     left = _left_at(row, stamp) if status in SUPPRESSED else None
@@ -229,11 +267,12 @@ class SubscribersQueries(StoreBase):
                         )
                     )
                     if status in SUPPRESSED:
-                        # Later rows of this import with the same address must see it.
-                        suppressed.add(key)
                         opted_out.append((email, key, status, left))
-                    elif list_id is not None:
-                        members.append((list_id, next_id, stamp))
+                        sightings.append((key, next_id, "opted_out", 0, mine))
+                    else:
+                        if list_id is not None:
+                            members.append((list_id, next_id, stamp))
+                        sightings.append((key, next_id, "added", int(list_id is not None), mine))
                     next_id += 1
                 counts["added"] += len(people)
                 counts["opted_out"] += len(opted_out)
@@ -271,37 +310,112 @@ class SubscribersQueries(StoreBase):
                         "VALUES (?, ?, ?)",
                         members,
                     )
+                self.conn.executemany(
+                    "INSERT INTO temp.import_sightings VALUES (?, ?, ?, ?, ?)", sightings
+                )
                 if on_progress:
                     on_progress(done)
-            if streamed:
-                self.conn.execute("DROP TABLE temp.import_seen")
+            self.conn.execute("DROP TABLE temp.import_sightings")
         return counts
 
-    def _first_sightings(
-        self, chunk: list[dict[str, Any]], counts: dict[str, int]
+    def _later_sightings(
+        self,
+        chunk: list[dict[str, Any]],
+        counts: dict[str, int],
+        source: str,
+        stamp: str,
+        list_id: int | None,
     ) -> list[dict[str, Any]]:
         """The rows of a batch whose mailbox this import has not had yet; the rest are counted.
 
-        A repeat in any capitals is a duplicate row, as ``parse_csv`` counts it.
+        A repeat in any capitals is a duplicate row, as ``parse_csv`` counts it;
+        one that says the person opted out, where the row that stood did not,
+        moves them there now (``_opt_out``), and the counts say so.
         """
         keys = [mailbox_key(r["email"]) for r in chunk]
-        marks = ", ".join("?" * len(chunk))
         had = {
-            mailbox
-            for (mailbox,) in self.conn.execute(
-                f"SELECT mailbox FROM temp.import_seen WHERE mailbox IN ({marks})", keys
+            mailbox: (subscriber_id, outcome, joined, overridden)
+            for mailbox, subscriber_id, outcome, joined, overridden in self.conn.execute(
+                "SELECT mailbox, subscriber_id, outcome, joined, overridden "
+                f"FROM temp.import_sightings WHERE mailbox IN ({_marks(keys)})",
+                keys,
             )
         }
-        fresh, fresh_keys = [], []
+        if not had:
+            return chunk
+        fresh = []
         for row, key in zip(chunk, keys, strict=True):
-            if key in had:
-                counts["duplicates"] += 1
+            earlier = had.get(key)
+            if earlier is None:
+                fresh.append(row)
                 continue
-            had.add(key)
-            fresh.append(row)
-            fresh_keys.append((key,))
-        self.conn.executemany("INSERT INTO temp.import_seen VALUES (?)", fresh_keys)
+            counts["duplicates"] += 1
+            subscriber_id, outcome, joined, overridden = earlier
+            if outcome not in ("added", "existing", "duplicates") or (
+                row["status"] not in SUPPRESSED
+            ):
+                continue
+            self._opt_out(subscriber_id, key, row, stamp, new=outcome == "added", source=source)
+            if joined and list_id is not None:
+                self.conn.execute(
+                    "DELETE FROM memberships WHERE list_id = ? AND subscriber_id = ?",
+                    [list_id, subscriber_id],
+                )
+            mine = int(bool(row.get("overridden")))
+            if outcome != "added":
+                # A new person stays added (and now opted out); a known one
+                # counts as opted out instead of already present.
+                counts[outcome] -= 1
+            counts["opted_out"] += 1
+            counts["overridden"] += mine - overridden
+            self.conn.execute(
+                "UPDATE temp.import_sightings SET outcome = 'opted_out', joined = 0, "
+                "overridden = ? WHERE mailbox = ?",
+                [mine, key],
+            )
         return fresh
+
+    def _opt_out(
+        self,
+        subscriber_id: int,
+        key: str,
+        row: dict[str, Any],
+        stamp: str,
+        *,
+        new: bool,
+        source: str = "",
+    ) -> None:
+        """Move a person to the opted-out status a row of the import gives, with its time.
+
+        ``new``: they came in with this very import, on an earlier row of it:
+        they are stored as if that row had said so (never confirmed, left then).
+        """
+        gone = _left_at(row, stamp)
+        if new:
+            self.conn.execute(
+                "UPDATE subscribers SET status = ?, updated_at = ?, confirmed_at = NULL, "
+                "unsubscribed_at = ? WHERE id = ?",
+                [
+                    row["status"],
+                    stamp,
+                    gone if row["status"] == SubscriberStatus.UNSUBSCRIBED else None,
+                    subscriber_id,
+                ],
+            )
+            self.conn.execute(
+                "UPDATE consents SET confirmed_at = NULL WHERE subscriber_id = ? AND source = ?",
+                [subscriber_id, source],
+            )
+        else:
+            self.conn.execute(
+                "UPDATE subscribers SET status = ?, updated_at = ?, "
+                "unsubscribed_at = COALESCE(unsubscribed_at, ?) WHERE id = ?",
+                [row["status"], stamp, gone, subscriber_id],
+            )
+        if gone != stamp:
+            # The trigger dates the suppression by updated_at: the export knows
+            # when the person really left.
+            self.conn.execute("UPDATE suppressions SET at = ? WHERE email_key = ?", [gone, key])
 
     def _ensure_list(self, name: str, now: datetime) -> int:
         self.conn.execute(
@@ -453,6 +567,26 @@ class SubscribersQueries(StoreBase):
             f"SELECT s.* FROM subscribers s {clause} ORDER BY s.id LIMIT ?", [*params, limit]
         )
         return [_decode_subscriber(r) for r in rows]
+
+
+def _merge_repeats(chunk: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], int]:
+    """One row per mailbox of a batch, and how many rows repeated one.
+
+    The first row stands in the spelling it gives, unless a later one says the
+    person opted out where it did not: that row then stands, with its own status
+    and time (the rule of ``subscriber_csv.merge_repeats``, for rows given as they are).
+    """
+    kept: list[dict[str, Any]] = []
+    where: dict[str, int] = {}
+    for row in chunk:
+        key = mailbox_key(row["email"])
+        index = where.get(key)
+        if index is None:
+            where[key] = len(kept)
+            kept.append(row)
+        elif row["status"] in SUPPRESSED and kept[index]["status"] not in SUPPRESSED:
+            kept[index] = {**row, "email": kept[index]["email"]}
+    return kept, len(chunk) - len(kept)
 
 
 def _left_at(row: dict[str, Any], stamp: str) -> str:

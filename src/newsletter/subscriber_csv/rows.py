@@ -66,10 +66,39 @@ class ParsedFile:
     bad_rows: int = 0
     # (header, what it is read as) per column, for showing before an import.
     columns: list[tuple[str, str]] = field(default_factory=list)
-    # What staff said everyone in the file is (``--status``), and how many rows
+    # What staff said everyone in the file is (``--status``), and how many people
     # kept their own status against it (an opt-out in the file always wins).
     whole: SubscriberStatus | None = None
     overridden: int = 0
+
+
+def opts_out_later(kept: dict[str, Any], later: dict[str, Any]) -> bool:
+    """True if a later row of a mailbox takes the place of the one kept: it opted out, that one
+    did not. Within one file an opt-out always wins, whichever row says it first."""
+    return later["status"] in SUPPRESSED and kept["status"] not in SUPPRESSED
+
+
+def merge_repeats(rows: Iterable[dict[str, Any]]) -> tuple[list[dict[str, Any]], int]:
+    """One row per mailbox (in any capitals), and how many rows repeated one.
+
+    The first row stands, in the spelling it gives, unless a later one says the
+    person opted out (``opts_out_later``): that row's status, reason and time
+    then stand instead.
+    """
+    kept: list[dict[str, Any]] = []
+    where: dict[str, int] = {}
+    repeats = 0
+    for row in rows:
+        key = mailbox_key(row["email"])
+        index = where.get(key)
+        if index is None:
+            where[key] = len(kept)
+            kept.append(row)
+            continue
+        repeats += 1
+        if opts_out_later(kept[index], row):
+            kept[index] = {**row, "email": kept[index]["email"]}
+    return kept, repeats
 
 
 Progress = Callable[[str, int, int], None]
@@ -116,7 +145,9 @@ def parse_csv(
         guard=guard,
         status=status,
     )
-    parsed.rows = list(rows)
+    parsed.rows, parsed.duplicates = merge_repeats(rows)
+    # People, not rows: a mailbox given twice is counted once, as the row that stands.
+    parsed.overridden = sum(1 for row in parsed.rows if row["overridden"])
     return parsed
 
 
@@ -129,7 +160,6 @@ def read_rows(
     on_progress: Progress | None = None,
     *,
     total_lines: int = 0,
-    dedupe: bool = True,
     max_problems: int | None = None,
     eai_refusal: Callable[[], str | None] | None = None,
     guard: bool = True,
@@ -141,10 +171,12 @@ def read_rows(
     ``newline=""``), ``sample`` is its first 64 KiB for guessing the
     delimiter. A file that cannot be a subscriber list raises InputError
     here, before any row is read; bad rows become ``parsed.problems`` as the
-    iterator reaches them. Repeats are the same mailbox in any capitals
-    (``mailbox_key``); with ``dedupe=False`` they are left for the caller to
-    count, and with ``max_problems`` only the first bad rows' lines are kept
-    (all are counted in ``bad_rows``), so memory does not grow with the file.
+    iterator reaches them. Repeats of a mailbox (in any capitals) are all
+    yielded: the caller chooses the row that stands (``merge_repeats``, or the
+    store as it imports). Each row says whether its own status won against the
+    whole file's (``overridden``). With ``max_problems`` only the first bad
+    rows' lines are kept (all are counted in ``bad_rows``), so memory does not
+    grow with the file.
     ``eai_refusal``, ``guard`` and ``status`` are as for ``parse_csv``.
 
     A column that says who opted out (its name, or a cell such as
@@ -256,7 +288,6 @@ def read_rows(
         confirmed,
         on_progress,
         total_lines,
-        dedupe,
         max_problems,
         eai_refusal,
         guard,
@@ -278,7 +309,6 @@ def _rows(
     confirmed: bool,
     on_progress: Progress | None,
     total_lines: int,
-    dedupe: bool,
     max_problems: int | None = None,
     eai_refusal: Callable[[], str | None] | None = None,
     guard: bool = True,
@@ -305,7 +335,6 @@ def _rows(
     confirmed_col = first_column(keys, CONFIRMED_TIME_HEADERS)
     # When a row last changed: when the person left, if the whole file left.
     changed_col = first_column(keys, shape.changed)
-    seen: set[str] = set()  # mailbox keys: ALICE@ is alice@
     problems = _Problems(parsed, max_problems)
     report_every = 5000
 
@@ -384,9 +413,6 @@ def _rows(
             if refusal:
                 problems.append(f"{name}:{line}: {unreachable(_printable(email, 80), refusal)}")
                 continue
-        if dedupe and mailbox_key(email) in seen:
-            parsed.duplicates += 1
-            continue
         if len(row) != pad:
             row = (row + [""] * pad)[:pad]
         row.append("")
@@ -402,7 +428,7 @@ def _rows(
                     f"with --map '{header}=status' (or '{header}=unsubscribed') and import again",
                     headers[i],
                 )
-            if cell[0] in "{[":
+            if cell.lstrip()[:1] in ("{", "["):
                 # JSON kept as an attribute: read as the attributes column is.
                 try:
                     said = json_opt_out(json.loads(cell))
@@ -425,8 +451,6 @@ def _rows(
                 if said is not None:
                     raise _json_opt_out(name, line, headers[json_col], said)
             attributes = {**decoded, **attributes}
-        if dedupe:
-            seen.add(mailbox_key(email))
         first_name = clean_name(row[first_idx])
         last_name = clean_name(row[last_idx])
         if not first_name and not last_name:
@@ -449,8 +473,6 @@ def _rows(
                 (own, False) if whole is None else with_file_status(own, has_own_status(key), whole)
             )
         status, overridden = known
-        if overridden:
-            parsed.overridden += 1
         left = None
         if status in SUPPRESSED:
             # When the person left, as the export says: kept as the time of
@@ -483,6 +505,7 @@ def _rows(
             "attributes": attributes,
             "consent": evidence or None,
             "unsubscribed_at": left,
+            "overridden": overridden,
         }
     if on_progress is not None:
         on_progress("reading", total_lines, total_lines)

@@ -38,8 +38,17 @@ STATUS_HEADERS = {"status", "subscription status", "member status", "subscriber 
 TAG_HEADERS = {"tags", "labels", "tag"}
 # listmonk's "attributes" and Keila's "Data": a JSON object of custom fields.
 JSON_HEADERS = {"attributes", "data", "attribs"}
-# Ghost's yes/no "receives newsletters": no means the member opted out.
-OPT_IN_HEADERS = {"subscribed to emails", "subscribed"}
+# Ghost's yes/no "receives newsletters", and the plain names people give such a
+# column: no (false, 0, off) means the person opted out.
+OPT_IN_HEADERS = {
+    "subscribed to emails",
+    "subscribed",
+    "opt in",
+    "opted in",
+    "optin",
+    "email opt in",
+    "email optin",
+}
 # Yes (or a time) means the person opted out: Substack's "email_disabled",
 # Brevo's email blacklist flag, and the plain names people give such a column.
 OPT_OUT_HEADERS = {
@@ -110,8 +119,6 @@ MAP_FIELDS = (
     "unsubscribed_at",
     "ignore",
 )
-# What an opt-out column may be read as.
-OPT_OUT_FIELDS = ("status", "unsubscribed", "unsubscribed_at", "subscribed")
 
 _CONFIRMED = SubscriberStatus.CONFIRMED
 _UNCONFIRMED = SubscriberStatus.UNCONFIRMED

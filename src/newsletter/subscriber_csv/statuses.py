@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from newsletter.status import SubscriberStatus
-from newsletter.subscriber_csv.shapes import header_key, shape_of
+from newsletter.subscriber_csv.shapes import OPT_IN_HEADERS, header_key, shape_of
 
 _CONFIRMED = SubscriberStatus.CONFIRMED
 _UNCONFIRMED = SubscriberStatus.UNCONFIRMED
@@ -24,7 +24,6 @@ _BOUNCED = SubscriberStatus.BOUNCED
 _COMPLAINED = SubscriberStatus.COMPLAINED
 
 FALSE_WORDS = {"false", "0", "no", "n", "off"}
-TRUE_WORDS = {"true", "1", "yes", "y", "on"}
 CONFIRMED_WORDS = {"confirmed", "subscribed", "active", "enabled", "yes", "true", "opted in"}
 UNSUBSCRIBED_WORDS = {
     "unsubscribed",
@@ -181,17 +180,27 @@ def with_file_status(
     return whole, False
 
 
+def _says_no(value: Any) -> bool:
+    """An opt-in flag's JSON value that says no: false, 0, or a word such as "no" or "off"."""
+    if isinstance(value, int | float):  # bool is an int
+        return not value
+    return isinstance(value, str) and value.strip().lower() in FALSE_WORDS
+
+
 def json_opt_out(value: Any, path: str = "") -> tuple[str, str] | None:
     """Where a JSON attribute value says that someone opted out: (field path, value), or None.
 
-    A string value such as "unsubscribed" anywhere in it, or a field whose
+    A string value such as "unsubscribed" anywhere in it, a field whose
     name speaks of leaving (unsubscribed_at, bounced, opted_out ...) that is
-    filled in and not false: as for a column of its own.
+    filled in and not false, or an opt-in field (subscribed, email_opt_in ...)
+    that is false or no: as for a column of its own.
     """
     if isinstance(value, dict):
         for key, inner in value.items():
             where = f"{path}.{key}" if path else str(key)
             words = header_key(str(key))
+            if words in OPT_IN_HEADERS and _says_no(inner):
+                return where, inner if isinstance(inner, str) else json.dumps(inner)
             if (
                 OPT_OUT_NAME.search(words)
                 and not {"url", "link", "page"} & set(words.split())

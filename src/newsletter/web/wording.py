@@ -17,6 +17,34 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+# What a column can be read as, in the words of the people who import (the
+# column mapper's choices and its "Read as" column), not the core's field names.
+FIELD_WORDS = {
+    "email": "Email address",
+    "first_name": "First name",
+    "last_name": "Last name",
+    "name": "Full name",
+    "status": "Status (words such as active or unsubscribed)",
+    "tags": "Tags",
+    "attributes": "Extra fields written as JSON",
+    "subscribed": "Receives email (yes or no)",
+    "unsubscribed": "Opted out (filled in or yes)",
+    "unsubscribed_at": "Time they unsubscribed",
+    "bounced_at": "Time the address bounced",
+    "signed_up": "Time they signed up (consent record)",
+    "consent evidence": "Consent record (opt-in time or IP)",
+    "ignore": "Leave out",
+    "ignored": "Left out",
+    "unread": "Not read yet",
+}
+
+
+def _field(*roles: str) -> str:
+    """Column roles as the column mapper offers them, quoted, for a message that names them."""
+    quoted = [f"“{FIELD_WORDS[role]}”" for role in roles]
+    return quoted[0] if len(quoted) == 1 else ", ".join(quoted[:-1]) + " or " + quoted[-1]
+
+
 # (a message of the core, the form field it is about or None, what the page says).
 # Replacements may use the pattern's groups as \g<name>.
 WORDS: list[tuple[str, str | None, str]] = [
@@ -116,7 +144,7 @@ WORDS: list[tuple[str, str | None, str]] = [
         r"(?P<hint>.*?); name one of.*",
         "map",
         r"\g<where>: no column of email addresses found among \g<cols>\g<hint>. Choose "
-        r"“Email address” below for the column that holds them, then check again.",
+        rf"{_field('email')} below for the column that holds them, then check again.",
     ),
     (
         r"^--map (?P<pair>.+?): unknown field (?P<field>.+?); use one of (?P<fields>.*)",
@@ -128,8 +156,8 @@ WORDS: list[tuple[str, str | None, str]] = [
         r"^(?P<where>.+?): column (?P<col>'.*?'|\".*?\") says who opted out, .*",
         "map",
         r"Column \g<col> says who opted out, and nothing reads it yet, so nothing can be "
-        r"imported. Read it below as “Opted out (filled in or yes)”, “Time they "
-        r"unsubscribed” or “Status (words such as active or unsubscribed)”, then check again.",
+        r"imported. Read it below as "
+        rf"{_field('unsubscribed', 'unsubscribed_at', 'status')}, then check again.",
     ),
     (
         r"^(?P<where>.+?):(?P<line>\d+): column (?P<col>'.*?'|\".*?\") holds (?P<cell>.+?) "
@@ -145,8 +173,8 @@ WORDS: list[tuple[str, str | None, str]] = [
         r"which says someone opted out.*",
         "map",
         r"Line \g<line>: column \g<col> holds \g<cell>, which says someone opted out, and "
-        r"nothing reads it yet, so nothing can be imported. Read it below as “Status (words "
-        r"such as active or unsubscribed)” or “Opted out (filled in or yes)”, then check again.",
+        r"nothing reads it yet, so nothing can be imported. Read it below as "
+        rf"{_field('status', 'unsubscribed')}, then check again.",
     ),
     (
         r"^--map: (?P<file>.+?) has no column (?P<column>.+?); its columns: (?P<cols>.*)",

@@ -26,7 +26,7 @@ from newsletter.subscriber_csv import (
     ParsedFile,
 )
 from newsletter.web.dashboard.auth import redirect
-from newsletter.web.wording import for_people
+from newsletter.web.wording import FIELD_WORDS, for_people
 
 if TYPE_CHECKING:
     from newsletter.web.dashboard import Dashboard
@@ -40,6 +40,9 @@ PENDING_SECONDS = 3600
 # Rows of a file shown before it is imported.
 PREVIEW_ROWS = 5
 EXPIRED = "That upload has expired; choose the file again."
+NO_IMPORT_ANSWER = (
+    "Say whether these people agreed to receive email from you: nothing was imported."
+)
 NO_CONSENT_CHOICE = "consent: choose whether they asked to join or get a confirmation email"
 
 
@@ -67,26 +70,6 @@ def person_values(person: dict[str, Any], lists: list[str]) -> dict[str, Any]:
     }
 
 
-# What a column can be read as, in the words of the people who import (the
-# column mapper's choices and its "Read as" column), not the core's field names.
-FIELD_WORDS = {
-    "email": "Email address",
-    "first_name": "First name",
-    "last_name": "Last name",
-    "name": "Full name",
-    "status": "Status (words such as active or unsubscribed)",
-    "tags": "Tags",
-    "attributes": "Extra fields written as JSON",
-    "subscribed": "Receives email (yes or no)",
-    "unsubscribed": "Opted out (filled in or yes)",
-    "unsubscribed_at": "Time they unsubscribed",
-    "bounced_at": "Time the address bounced",
-    "signed_up": "Time they signed up (consent record)",
-    "consent evidence": "Consent record (opt-in time or IP)",
-    "ignore": "Leave out",
-    "ignored": "Left out",
-    "unread": "Not read yet",
-}
 # The answers to "Did these people agree to receive email from you?" (the same
 # choice as `subscribers import --status`), in the order the page offers them.
 CONSENT_ANSWERS = {
@@ -397,19 +380,29 @@ class SubscriberViews:
 
     # -- CSV import: upload, preview, columns, confirm --------------------------------
 
-    def import_form(self, request: Request, status: int = 200, **context: Any) -> Response:
+    def import_form(
+        self, request: Request, status: int = 200, field: str | None = None, **context: Any
+    ) -> Response:
+        """The import page; an error is said by the field it is about (``field``, else as
+        ``for_people`` finds it): the file chosen, the consent question, or the columns."""
         if context.get("error"):
-            # Said by the field it is about: the file chosen, or the columns.
             said = for_people(context["error"])
-            context.update(error=said.text, error_field=said.field or "")
+            context.update(error=said.text, error_field=field or said.field or "")
         return self.d.render(
             request,
             "subscribers_import.html",
             status,
             active="subscribers",
             lists=self.store.lists(),
+            consent_answers=CONSENT_ANSWERS,
             **context,
         )
+
+    def list_name(self, list_id: int | None) -> str | None:
+        """The name a pending import's list has now (it may have been renamed since)."""
+        if list_id is None:
+            return None
+        return next((x["name"] for x in self.store.lists() if x["id"] == list_id), None)
 
     def import_page(self, request: Request) -> Response:
         if request.method == "GET":
@@ -429,20 +422,17 @@ class SubscriberViews:
             )
         name = upload.filename.rsplit("/", 1)[-1].rsplit("\\", 1)[-1]
         confirmed = form.get("confirmed") == "on"
-        # The page asks whether these people agreed (a required choice); a form
-        # sent without the answer imports as before it was asked: the file's own
-        # words, rows without a status unconfirmed.
-        answer = str(form.get("consent", ""))
-        status = None
-        if answer:
-            if answer not in FILE_STATUSES:
-                return self.import_form(
-                    request, 400, error="Say whether these people agreed to receive email."
-                )
-            status = SubscriberStatus(answer)
         list_name = str(form.get("list", "")).strip() or None
-        if list_name:
-            self.store.list_id(list_name)
+        # The page asks whether these people agreed: nothing is read or kept
+        # until it is answered (the answer decides who may get email).
+        answer = str(form.get("consent", ""))
+        if answer not in FILE_STATUSES:
+            return self.import_form(
+                request, 400, field="consent", error=NO_IMPORT_ANSWER, chosen_list=list_name
+            )
+        status = SubscriberStatus(answer)
+        # Kept by id: a list renamed before the import is confirmed is still the one.
+        list_id = self.store.list_id(list_name) if list_name else None
         pending = self.pending
         now = time.monotonic()
         for token in [t for t, p in pending.items() if now - p["at"] > PENDING_SECONDS]:
@@ -454,7 +444,7 @@ class SubscriberViews:
             "name": name,
             "confirmed": confirmed,
             "status": status,
-            "list": list_name,
+            "list_id": list_id,
             "mapping": {},
             "at": now,
             "owner": request.state.staff["user_id"],
@@ -522,7 +512,7 @@ class SubscriberViews:
             problems=parsed.problems[:SHOWN_PROBLEMS],
             token=token,
             file_name=job["name"],
-            list_name=job["list"],
+            list_name=self.list_name(job["list_id"]),
             confirmed=job["confirmed"],
             answer=CONSENT_ANSWERS.get(job.get("status")),  # type: ignore[arg-type]
             whole=job.get("status"),
@@ -567,14 +557,15 @@ class SubscriberViews:
                 job["data"],
                 job["name"],
                 self.d.clock(),
-                job["list"],
-                job["confirmed"],
-                job["mapping"],
+                confirmed=job["confirmed"],
+                mapping=job["mapping"],
                 eai_refusal=self.d.ws.eai_refusal,
                 status=job.get("status"),
+                list_id=job["list_id"],
             )
-        except InputError as exc:
-            # One transaction: nothing of the file was stored.
+        except (InputError, NotFound) as exc:
+            # One transaction: nothing of the file was stored (a list gone since
+            # the preview included).
             return self.import_form(request, 400, error=str(exc))
         self.d.audit(request, "imported", job["name"], report.line())
         return self.import_form(
