@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import email
 import email.policy
+import html
 import json
 import re
 import sqlite3
@@ -18,7 +19,7 @@ from pathlib import Path
 import requests
 from playwright.sync_api import expect
 
-from conftest import Cli, import_in_dashboard, signed_in
+from conftest import Cli, dump, import_in_dashboard, signed_in
 from newsletter import consent
 from newsletter.status import SubscriberStatus
 from test_dashboard_access import PHONE, serious_violations
@@ -508,3 +509,49 @@ def test_what_is_done_from_the_command_line_is_credited_to_it_in_the_history(cli
     done = {row["what"]: row["who"] for row in rows}
     assert done["added"].startswith("command line (") and done["added"].endswith(")")
     assert done["unsubscribed"] == done["added"]
+
+
+def test_a_list_the_person_left_themselves_is_theirs_to_rejoin_not_staffs(
+    admin_page, dashboard
+) -> None:
+    page, url, ws = admin_page, dashboard.url, dashboard.ws
+    now = dt.datetime.now(dt.UTC)
+    new_campaign(ws, now)
+    ws.store.create_list("patients", "", False, now)
+    ws.store.create_list("back-care", "", True, now)
+    alice = ws.store.subscriber_by_email("alice.moreno@example.com")
+    for name in ("patients", "back-care"):
+        ws.store.join_list(alice["id"], ws.store.list_id(name), now, "form", "t", "1")
+    # Alice leaves "patients" on her preferences page (no staff account on the event).
+    ws.store.leave_list(alice["id"], ws.store.list_id("patients"), None, now)
+
+    page.goto(f"{url}/subscribers/{alice['id']}/edit")
+    box = page.get_by_label("patients")
+    expect(box).to_be_disabled()
+    expect(box).not_to_be_checked()
+    expect(page.locator("#list")).to_contain_text("only they can rejoin")
+    accessible(page)
+
+    # A form sent with "patients" ticked anyway is refused, and nothing changes.
+    db = ws.path(ws.settings.database.path)
+    before = dump(db)
+    csrf = page.locator("input[name=csrf]").first.get_attribute("value")
+    answer = page.request.post(
+        f"{url}/subscribers/{alice['id']}/edit",
+        form={"csrf": csrf, "first_name": "Alicia", "list": "patients"},
+    )
+    assert answer.status == 400
+    said = html.unescape(answer.text())
+    assert "left 'patients' themselves" in said and "only they can rejoin it" in said
+    assert dump(db) == before
+
+    # A list staff took her off is staff's to put back (she did not choose to leave it).
+    page.get_by_label("back-care").uncheck()
+    page.get_by_role("button", name="Save changes").click()
+    expect(page.get_by_role("status")).to_contain_text("left back-care")
+    page.goto(f"{url}/subscribers/{alice['id']}/edit")
+    page.get_by_label("back-care").check()
+    page.get_by_role("button", name="Save changes").click()
+    expect(page.get_by_role("status")).to_contain_text("joined back-care")
+    lists = {m["name"]: m["unsubscribed_at"] for m in ws.store.memberships(alice["id"])}
+    assert lists["patients"] is not None and lists["back-care"] is None

@@ -231,6 +231,13 @@ def edit(
         m["name"]: m["id"] for m in store.memberships(subscriber_id) if not m["unsubscribed_at"]
     }
     joining = [name for name in wanted if name not in current]
+    own = their_own_leaving(store, subscriber_id)
+    for name in joining:
+        if name in own:
+            raise StateError(
+                f"list {name!r}: {person['email']} left it themselves on {own[name][:10]}; "
+                f"only they can rejoin it (from their preferences page or a confirmation)"
+            )
     if joining and person["status"] != SubscriberStatus.CONFIRMED:
         raise StateError(
             f"list {joining[0]!r}: {person['email']} is {person['status']}; only a confirmed "
@@ -267,9 +274,17 @@ def edit(
         changed.append(f"joined {name}")
     for name, list_id in current.items():
         if name not in wanted:
-            store.leave_list(subscriber_id, list_id, None, now)
+            store.leave_list(subscriber_id, list_id, None, now, by=actor)
             changed.append(f"left {name}")
     return changed
+
+
+def their_own_leaving(store: Store, subscriber_id: int) -> dict[str, str]:
+    """The lists a person left themselves (or nobody recorded who took them off), by name,
+    with when: staff cannot put them back; only the person's own choice can."""
+    return {
+        name: left["at"] for name, left in store.lists_left(subscriber_id).items() if not left["by"]
+    }
 
 
 def clean_list_name(name: str) -> str:

@@ -14,6 +14,7 @@ from typing import Any
 from newsletter.addresses import mailbox_key, suppression_keys
 from newsletter.status import SubscriberStatus
 from newsletter.store.base import StoreBase, _iso, _json, _marks
+from newsletter.store.consent import read_leave_detail
 
 
 class PeopleQueries(StoreBase):
@@ -133,6 +134,28 @@ class PeopleQueries(StoreBase):
                     [json.dumps(renamed, ensure_ascii=False), consent_id],
                 )
         return True
+
+    def lists_left(self, subscriber_id: int) -> dict[str, dict[str, Any]]:
+        """The lists a subscriber is no longer on, by name: when they left (``at``) and the
+        staff account that took them off (``by``; None when they left it themselves, or
+        when no event says who)."""
+        by: dict[int, str | None] = {}
+        for (detail,) in self.conn.execute(
+            "SELECT detail FROM events WHERE subscriber_id = ? AND kind = 'leave_list' ORDER BY id",
+            [subscriber_id],
+        ):
+            list_id, staff = read_leave_detail(detail)
+            if list_id is not None:
+                by[list_id] = staff
+        return {
+            row["name"]: {"at": row["unsubscribed_at"], "by": by.get(row["list_id"])}
+            for row in self._rows(
+                "SELECT l.name, m.list_id, m.unsubscribed_at FROM memberships m "
+                "JOIN lists l ON l.id = m.list_id "
+                "WHERE m.subscriber_id = ? AND m.unsubscribed_at IS NOT NULL",
+                [subscriber_id],
+            )
+        }
 
     def staff_actions_on(self, subscriber_id: int) -> list[dict[str, Any]]:
         """What staff did to one subscriber, from the audit log: at, actor, action, detail."""

@@ -182,6 +182,12 @@ WORDS: list[tuple[str, str | None, str]] = [
         r"= and its value, such as city=Springfield.",
     ),
     (
+        r"^list (?P<name>'.*?'): (?P<email>[^ ]+) left it themselves on (?P<day>\S+); .*",
+        "list",
+        r"\g<email> left \g<name> themselves on \g<day>: only they can rejoin it, from the "
+        r"preferences page their emails link to. Nothing was changed.",
+    ),
+    (
         r"^list (?P<name>'.*?'): (?P<email>[^ ]+) is (?P<status>\w+); only a confirmed .*",
         "list",
         r"\g<email> is \g<status>, so they cannot be put on \g<name>: only a confirmed "

@@ -316,7 +316,11 @@ class SubscriberViews:
         if request.method == "GET":
             current = [m["name"] for m in self.store.memberships(sid) if not m["unsubscribed_at"]]
             return self.person_form(
-                request, "subscriber_edit.html", s=person, values=person_values(person, current)
+                request,
+                "subscriber_edit.html",
+                s=person,
+                values=person_values(person, current),
+                left=people.their_own_leaving(self.store, sid),
             )
         values = typed_person(request.state.form)
         try:
@@ -333,7 +337,13 @@ class SubscriberViews:
             )
         except NewsletterError as exc:
             return self.person_form(
-                request, "subscriber_edit.html", 400, s=person, values=values, error=exc
+                request,
+                "subscriber_edit.html",
+                400,
+                s=person,
+                values=values,
+                error=exc,
+                left=people.their_own_leaving(self.store, sid),
             )
         if changed:
             d.audit(request, "edited", f"subscriber {sid}", ", ".join(changed))
