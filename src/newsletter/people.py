@@ -5,8 +5,8 @@ cleaned by ``subscriber_csv.normalize_email`` and is one mailbox by
 ``addresses.mailbox_key``, names and tags are cleaned as imports clean them,
 and a person who has not told staff they want the newsletter gets the double
 opt-in of the public form (``consent.request``; the caller sends the email with
-``consent.send_confirmation``). Only the person's own confirmation takes an
-address off the suppression list, whoever adds it.
+``consent.send_confirmation``). Staff neither add nor mail an address on the
+suppression list: only the person's own sign-up and confirmation take it off.
 
 Works on the store passed in; no other I/O.
 """
@@ -89,6 +89,13 @@ def _list_ids(store: Store, lists: Iterable[str]) -> list[int]:
     return [store.list_id(name) for name in dict.fromkeys(lists)]
 
 
+def suppressed(address: str) -> str:
+    return (
+        f"{address}: on the suppression list (they unsubscribed, or mail to it bounced or was "
+        f"marked as spam); only they can sign up again, with the subscribe form"
+    )
+
+
 @dataclass(frozen=True)
 class Added:
     subscriber_id: int
@@ -117,8 +124,8 @@ def add(
     confirmed now, with a consent record naming ``actor``. Otherwise they are
     unconfirmed and get the confirmation email of the double opt-in, as from
     the public form; their lists are joined when they confirm. An address that
-    is there already (in any capitals) is refused, as is, for ``asked``, one on
-    the suppression list.
+    is there already (in any capitals) is refused, as is one on the suppression
+    list, both ways: only the person can sign up again.
     """
     address = address_of(typed)
     if eai_refusal is not None and needs_smtputf8(address):
@@ -128,6 +135,10 @@ def add(
     known = store.subscriber_by_email(address)
     if known is not None:
         raise InputError(f"{address}: already a subscriber ({known['status']})")
+    if store.is_suppressed(address):
+        # Staff may neither add it nor mail it a confirmation: the person said no to
+        # email from here (or it bounced); only their own sign-up brings them back.
+        raise InputError(suppressed(address))
     names = list(dict.fromkeys(lists))
     list_ids = _list_ids(store, names)
     source = staff_source(actor)
@@ -147,11 +158,7 @@ def add(
         if subscriber_id is None:
             if store.subscriber_by_email(address) is not None:  # added since the check above
                 raise InputError(f"{address}: already a subscriber")
-            raise InputError(
-                f"{address}: on the suppression list (they unsubscribed, or mail to it "
-                f"bounced or was marked as spam); only their own confirmation takes it off, "
-                f"so send them a confirmation email instead"
-            )
+            raise InputError(suppressed(address))
         return Added(subscriber_id, address, None, True)
     consent_id = consent.request(
         store,
@@ -191,6 +198,8 @@ def ask_again(
             f"subscriber {subscriber_id}: {person['email']} is {person['status']}, not waiting "
             f"for a confirmation"
         )
+    if store.is_suppressed(person["email"]):
+        raise StateError(suppressed(person["email"]))
     pending = [
         c for c in store.subscriber_record(subscriber_id)["consents"] if not c["confirmed_at"]
     ]

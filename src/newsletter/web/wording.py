@@ -159,10 +159,9 @@ WORDS: list[tuple[str, str | None, str]] = [
     ),
     (
         r"^(?P<email>[^ ]+): on the suppression list .*",
-        "consent",
-        r"\g<email> is on the suppression list: they unsubscribed, or mail to it bounced or was "
-        r"marked as spam. Only their own confirmation takes it off: choose to send them a "
-        r"confirmation email.",
+        "email",
+        "This address asked not to get email from you: only they can sign up again, on your "
+        "subscribe form.",
     ),
     (
         r"^(?P<email>[^ ]+): needs SMTPUTF8 .*",
