@@ -21,6 +21,7 @@ from playwright.sync_api import expect
 
 from conftest import Cli, dump, import_in_dashboard, signed_in
 from newsletter import consent
+from newsletter.config import Settings
 from newsletter.status import SubscriberStatus
 from test_dashboard_access import PHONE, serious_violations
 from test_dashboard_words import no_browser_checks, speaks_to_people
@@ -561,3 +562,39 @@ def test_a_list_the_person_left_themselves_is_theirs_to_rejoin_not_staffs(
     expect(page.get_by_role("status")).to_contain_text("joined back-care")
     lists = {m["name"]: m["unsubscribed_at"] for m in ws.store.memberships(alice["id"])}
     assert lists["patients"] is not None and lists["back-care"] is None
+
+
+def test_the_history_names_the_list_left_and_the_staff_account_that_took_them_off(
+    store,
+) -> None:
+    from newsletter import people
+
+    now = dt.datetime(2026, 3, 2, 9, 0, tzinfo=dt.UTC)
+    store.create_list("patients", "", False, now)
+    store.create_list("back-care", "", False, now)
+    person = people.add(
+        store,
+        Settings(),
+        "ann@example.com",
+        people.Details(),
+        ["patients", "back-care"],
+        asked=True,
+        actor="admin@example.com",
+        now=now,
+    )
+    # Ann leaves one list herself (her preferences page); staff take her off the other.
+    store.leave_list(person.subscriber_id, store.list_id("patients"), None, now)
+    later = now + dt.timedelta(minutes=5)
+    assert people.edit(
+        store, person.subscriber_id, people.Details(), [], actor="editor@example.com", now=later
+    ) == ["left back-care"]
+    record = store.subscriber_record(person.subscriber_id)
+    left = [
+        (row["what"], row["who"], row["detail"])
+        for row in people.history(store, person.subscriber_id, record)
+        if row["what"] == "left a list"
+    ]
+    assert left == [
+        ("left a list", "the subscriber", "patients"),
+        ("left a list", "editor@example.com", "back-care"),
+    ]

@@ -26,6 +26,7 @@ from newsletter.errors import InputError, NotFound, StateError
 from newsletter.mime import needs_smtputf8, unreachable
 from newsletter.status import SubscriberStatus
 from newsletter.store import Store
+from newsletter.store.consent import read_leave_detail
 from newsletter.subscriber_csv import clean_name, normalize_email
 from newsletter.subscriber_csv.cells import split_tags
 
@@ -396,9 +397,15 @@ def history(store: Store, subscriber_id: int, record: dict[str, Any]) -> list[di
                 detail=f"{by[-1]['action']} by {by[-1]['actor']}" if by else "",
             )
         )
+    list_names = {row["id"]: row["name"] for row in store.lists()}
     for event in record["events"]:
         kind, detail = event["kind"], event["detail"] or ""
         who = SUBSCRIBER if kind in ("open", "click", "view", "confirm", "leave_list") else ""
+        if kind == "leave_list":
+            # The list by its name; a staff account that took the person off it is named.
+            list_id, staff = read_leave_detail(detail)
+            if list_id is not None:
+                who, detail = staff or SUBSCRIBER, list_names.get(list_id, f"list {list_id}")
         if kind == "unsubscribe":
             # A staff unsubscribe names its staff account ("staff:alice@..."); one from
             # before that was recorded says only "staff": the audit log may know who.
