@@ -598,3 +598,55 @@ def test_the_history_names_the_list_left_and_the_staff_account_that_took_them_of
         ("left a list", "the subscriber", "patients"),
         ("left a list", "editor@example.com", "back-care"),
     ]
+
+
+def test_editing_a_person_keeps_imported_details_that_are_not_plain_text(
+    admin_page, dashboard
+) -> None:
+    page, url, ws = admin_page, dashboard.url, dashboard.ws
+    now = dt.datetime.now(dt.UTC)
+    new_campaign(ws, now)
+    alice = ws.store.subscriber_by_email("alice.moreno@example.com")
+    imported = {
+        "plan": {"tier": "gold"},
+        "visits": 3,
+        "vip": True,
+        "note": "first line\nsecond line",
+        "city": "Springfield",
+    }
+    ws.store.update_subscriber_details(
+        alice["id"],
+        first_name="Alice",
+        last_name="Moreno",
+        tags=[],
+        attributes=imported,
+        now=now,
+    )
+
+    page.goto(f"{url}/subscribers/{alice['id']}/edit")
+    expect(page.get_by_label("Details")).to_have_value("city=Springfield")
+    expect(page.locator("#kept-details")).to_contain_text('plan = {"tier": "gold"}')
+    expect(page.locator("#kept-details")).to_contain_text("visits = 3")
+    page.get_by_label("First name").fill("Alicia")
+    page.get_by_role("button", name="Save changes").click()
+    expect(page.get_by_role("status")).to_contain_text("saved (first name)")
+    assert ws.store.subscriber(alice["id"])["attributes"] == imported
+
+    # A changed line is written; the details kept out of the box stay as they are.
+    page.goto(f"{url}/subscribers/{alice['id']}/edit")
+    page.get_by_label("Details").fill("city=Berlin\nfloor=2")
+    page.get_by_role("button", name="Save changes").click()
+    expect(page.get_by_role("status")).to_contain_text("saved (attributes)")
+    assert ws.store.subscriber(alice["id"])["attributes"] == {
+        **imported,
+        "city": "Berlin",
+        "floor": "2",
+    }
+
+    # A line that would turn a kept detail into text is refused by the box, nothing changed.
+    page.goto(f"{url}/subscribers/{alice['id']}/edit")
+    page.get_by_label("Details").fill("city=Berlin\nvisits=4")
+    page.get_by_role("button", name="Save changes").click()
+    expect(page.locator("#attributes-error")).to_contain_text("The detail 'visits'")
+    speaks_to_people(page)
+    assert ws.store.subscriber(alice["id"])["attributes"]["visits"] == 3

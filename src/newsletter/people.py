@@ -51,7 +51,8 @@ class Details:
     first_name: str | None = None
     last_name: str | None = None
     tags: list[str] = field(default_factory=list)
-    attributes: dict[str, str] = field(default_factory=dict)
+    # Typed ones are text; imported ones may be any JSON value (numbers, lists, objects).
+    attributes: dict[str, Any] = field(default_factory=dict)
 
 
 def address_of(typed: str) -> str:
@@ -83,6 +84,48 @@ def read_details(first_name: str, last_name: str, tags: str, attributes: str) ->
         tags=[t for t in (clean_name(tag, TAG_LIMIT) for tag in split_tags(tags)) if t],
         attributes=read,
     )
+
+
+def attribute_lines(attributes: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """A person's attributes as staff edit them: ``NAME=VALUE`` lines for those that read
+    back as they are, and the others (numbers, lists, objects, text of several lines, as an
+    import may bring), which are shown but kept as they are."""
+    lines, kept = [], {}
+    for key, value in attributes.items():
+        if (
+            isinstance(value, str)
+            and "=" not in key
+            and clean_name(key, TAG_LIMIT) == key
+            and clean_name(value, ATTRIBUTE_LIMIT) == value
+        ):
+            lines.append(f"{key}={value}")
+        else:
+            kept[key] = value
+    return "\n".join(lines), kept
+
+
+def edited_attributes(stored: dict[str, Any], typed: str) -> dict[str, Any]:
+    """The attributes after staff sent the edit form with ``typed`` in its details box.
+
+    The box untouched leaves every attribute as stored, with its type. Changed, it
+    replaces the lines it showed; the attributes kept out of it stay as they are,
+    and a line naming one of them is refused rather than turning it into text.
+    """
+    shown, kept = attribute_lines(stored)
+    if _lines(typed) == _lines(shown):
+        return dict(stored)
+    read = read_details("", "", "", typed).attributes
+    for name in read:
+        if name in kept:
+            raise InputError(
+                f"attributes: {name!r} is kept as it was imported (not one line of text) and "
+                f"cannot be changed here; remove its line"
+            )
+    return {**kept, **read}
+
+
+def _lines(text: str) -> list[str]:
+    return [line.strip() for line in text.splitlines() if line.strip()]
 
 
 def _list_ids(store: Store, lists: Iterable[str]) -> list[int]:

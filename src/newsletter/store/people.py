@@ -85,7 +85,7 @@ class PeopleQueries(StoreBase):
         first_name: str | None,
         last_name: str | None,
         tags: list[str],
-        attributes: dict[str, str],
+        attributes: dict[str, Any],
         now: datetime,
     ) -> bool:
         """Set a subscriber's name, tags and attributes; False if there is no such subscriber."""

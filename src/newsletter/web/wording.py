@@ -181,6 +181,12 @@ WORDS: list[tuple[str, str | None, str]] = [
         r"= and its value, such as city=Springfield.",
     ),
     (
+        r"^attributes: (?P<name>'.*?') is kept as it was imported .*",
+        "attributes",
+        r"The detail \g<name> is not plain text (it came from an import) and is kept as it "
+        r"is, shown below the box: remove its line from the box.",
+    ),
+    (
         r"^list (?P<name>'.*?'): (?P<email>[^ ]+) left it themselves on (?P<day>\S+); .*",
         "list",
         r"\g<email> left \g<name> themselves on \g<day>: only they can rejoin it, from the "

@@ -3,6 +3,7 @@ adding and editing one person, their data as a download, and the lists."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import secrets
@@ -55,16 +56,23 @@ def typed_person(form: Any = None) -> dict[str, Any]:
 
 
 def person_values(person: dict[str, Any], lists: list[str]) -> dict[str, Any]:
-    """A stored person as their form shows them."""
+    """A stored person as their form shows them (attributes that are not one line of text
+    are shown apart, by ``kept_attributes``)."""
     return {
         "email": person["email"],
         "first_name": person["first_name"] or "",
         "last_name": person["last_name"] or "",
         "tags": ", ".join(person["tags"]),
-        "attributes": "\n".join(f"{k}={v}" for k, v in person["attributes"].items()),
+        "attributes": people.attribute_lines(person["attributes"])[0],
         "consent": "",
         "lists": lists,
     }
+
+
+def kept_attributes(person: dict[str, Any]) -> list[tuple[str, str]]:
+    """The attributes the edit form shows but does not change, each with its value as JSON."""
+    kept = people.attribute_lines(person["attributes"])[1]
+    return [(key, json.dumps(value, ensure_ascii=False)) for key, value in kept.items()]
 
 
 # What a column can be read as, in the words of the people who import (the
@@ -321,11 +329,16 @@ class SubscriberViews:
                 s=person,
                 values=person_values(person, current),
                 left=people.their_own_leaving(self.store, sid),
+                kept=kept_attributes(person),
             )
         values = typed_person(request.state.form)
         try:
             details = people.read_details(
-                values["first_name"], values["last_name"], values["tags"], values["attributes"]
+                values["first_name"], values["last_name"], values["tags"], ""
+            )
+            details = dataclasses.replace(
+                details,
+                attributes=people.edited_attributes(person["attributes"], values["attributes"]),
             )
             changed = people.edit(
                 self.store,
@@ -344,6 +357,7 @@ class SubscriberViews:
                 values=values,
                 error=exc,
                 left=people.their_own_leaving(self.store, sid),
+                kept=kept_attributes(person),
             )
         if changed:
             d.audit(request, "edited", f"subscriber {sid}", ", ".join(changed))
