@@ -19,7 +19,7 @@ from pathlib import Path
 import requests
 from playwright.sync_api import expect
 
-from conftest import Cli, dump, import_in_dashboard, signed_in
+from conftest import Cli, LiveServer, add_staff, dump, import_in_dashboard, signed_in
 from newsletter import consent
 from newsletter.config import Settings
 from newsletter.status import SubscriberStatus
@@ -650,3 +650,40 @@ def test_editing_a_person_keeps_imported_details_that_are_not_plain_text(
     expect(page.locator("#attributes-error")).to_contain_text("The detail 'visits'")
     speaks_to_people(page)
     assert ws.store.subscriber(alice["id"])["attributes"]["visits"] == 3
+
+
+def test_with_sending_not_set_up_nobody_is_added_for_a_confirmation_email(ws_dir: Path) -> None:
+    from newsletter.workspace import Workspace
+
+    # Mailgun chosen, and neither its domain nor its key given: nothing can be sent.
+    ws = Workspace.open(ws_dir, env={"NEWSLETTER_DELIVERY__TRANSPORT": "mailgun"})
+    assert ws.sending_problems
+    add_staff(ws, dt.datetime.now(dt.UTC))
+    server = LiveServer(ws)
+    server.start()
+    try:
+        url = server.url + "/admin"
+        session, csrf = signed_in(url)
+        db = ws.path(ws.settings.database.path)
+        before = dump(db)
+        answer = session.post(
+            url + "/subscribers/new",
+            data={"csrf": csrf, "email": "sam@example.org", "consent": "confirm"},
+            timeout=30,
+        )
+        assert answer.status_code == 400
+        said = html.unescape(answer.text)
+        assert "Sending email is not set up yet" in said and "nobody was added" in said
+        assert 'id="consent-error"' in answer.text
+        assert dump(db) == before  # no person, no consent, no audit entry
+
+        # Someone who asked to join needs no email: they are added as before.
+        answer = session.post(
+            url + "/subscribers/new",
+            data={"csrf": csrf, "email": "sam@example.org", "consent": "asked"},
+            timeout=30,
+        )
+        assert answer.ok and "added as confirmed" in answer.text
+    finally:
+        server.stop()
+        ws.close()

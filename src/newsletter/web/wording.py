@@ -170,6 +170,19 @@ WORDS: list[tuple[str, str | None, str]] = [
         r"service set up here cannot deliver to such an address.",
     ),
     (
+        r"^consent: sending email is not set up yet.*",
+        "consent",
+        "Sending email is not set up yet, so no confirmation email can go out and nobody was "
+        "added. Set up sending (see Settings, Check) first; add them as someone who asked to "
+        "join only if they did.",
+    ),
+    (
+        r"^sending email is not set up yet.*",
+        None,
+        "Sending email is not set up yet, so no confirmation email can go out. Set up sending "
+        "(see Settings, Check) first.",
+    ),
+    (
         r"^consent: choose .*",
         "consent",
         "Choose whether they asked to join, or get a confirmation email first.",

@@ -17,7 +17,7 @@ from starlette.routing import Route
 
 from newsletter import consent, people, subscribers
 from newsletter.addresses import mailbox_key
-from newsletter.errors import InputError, NewsletterError, NotFound
+from newsletter.errors import InputError, NewsletterError, NotFound, StateError
 from newsletter.status import SubscriberStatus
 from newsletter.subscriber_csv import (
     FILE_STATUSES,
@@ -42,6 +42,8 @@ PENDING_SECONDS = 3600
 PREVIEW_ROWS = 5
 EXPIRED = "That upload has expired; choose the file again."
 NO_CONSENT_CHOICE = "consent: choose whether they asked to join or get a confirmation email"
+# Checked before anything is stored, as `subscribers add` does by opening the transport first.
+NO_SENDING = "sending email is not set up yet, so no confirmation email can go out"
 
 
 def typed_person(form: Any = None) -> dict[str, Any]:
@@ -244,6 +246,14 @@ class SubscriberViews:
                 values=values,
                 error=InputError(NO_CONSENT_CHOICE),
             )
+        if values["consent"] == "confirm" and d.ws.sending_problems:
+            return self.person_form(
+                request,
+                "subscriber_new.html",
+                400,
+                values=values,
+                error=InputError(f"consent: {NO_SENDING}"),
+            )
         actor = request.state.staff["email"]
         now = d.clock()
         try:
@@ -275,6 +285,8 @@ class SubscriberViews:
     def ask_again(self, request: Request) -> Response:
         d = self.d
         person = self.subscriber_of(request)
+        if d.ws.sending_problems:
+            raise StateError(NO_SENDING)
         now = d.clock()
         added = people.ask_again(
             self.store, d.ws.settings, person["id"], actor=request.state.staff["email"], now=now
@@ -292,7 +304,10 @@ class SubscriberViews:
                 f"{added.address}: unconfirmed; a confirmation email went to this address "
                 f"minutes ago, so none was sent now."
             )
-        transport = ws.transport()
+        try:
+            transport = ws.transport()
+        except NewsletterError as exc:
+            return self.not_sent(added, exc)
         try:
             consent.send_confirmation(
                 self.store,
@@ -304,17 +319,21 @@ class SubscriberViews:
                 now,
             )
         except NewsletterError as exc:
-            # The request stays recorded (it is the consent proof); say what failed.
-            return (
-                f"{added.address}: unconfirmed, and the confirmation email could not be sent: "
-                f"{exc}. Fix that (see Settings, Check), then send it again from this page."
-            )
+            return self.not_sent(added, exc)
         finally:
             transport.close()
         return (
             f"{added.address}: unconfirmed; a confirmation email is on its way. "
             f"They get newsletters once they click its link (it works for "
             f"{ws.settings.subscribers.confirm_days} days)."
+        )
+
+    @staticmethod
+    def not_sent(added: people.Added, exc: NewsletterError) -> str:
+        # The request stays recorded (it is the consent proof); say what failed.
+        return (
+            f"{added.address}: unconfirmed, and the confirmation email could not be sent: "
+            f"{exc}. Fix that (see Settings, Check), then send it again from this page."
         )
 
     def edit_page(self, request: Request) -> Response:
