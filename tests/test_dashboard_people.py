@@ -687,3 +687,28 @@ def test_with_sending_not_set_up_nobody_is_added_for_a_confirmation_email(ws_dir
     finally:
         server.stop()
         ws.close()
+
+
+def test_someone_imported_without_a_confirmation_request_is_not_sent_one(
+    admin_page, dashboard
+) -> None:
+    page, url, ws = admin_page, dashboard.url, dashboard.ws
+    session, csrf = signed_in(url)
+    # Imported with no word that they agreed: unconfirmed, and promised no email.
+    answer = import_in_dashboard(
+        session, url, csrf, "clinic.csv", b"email,name\nann@example.com,Ann\n", 30
+    )
+    assert answer.ok
+    ann = ws.store.subscriber_by_email("ann@example.com")
+    assert ann["status"] == SubscriberStatus.UNCONFIRMED
+    page.goto(f"{url}/subscribers/{ann['id']}")
+    expect(page.get_by_role("link", name="Edit")).to_be_visible()
+    expect(page.get_by_role("button", name="Send the confirmation email again")).to_have_count(0)
+
+    db = ws.path(ws.settings.database.path)
+    before = dump(db)
+    answer = session.post(f"{url}/subscribers/{ann['id']}/ask-again", data={"csrf": csrf})
+    assert answer.status_code == 409
+    assert "the import promised them no email" in html.unescape(answer.text)
+    assert dump(db) == before
+    assert confirmation_links(dashboard.sink, "ann@example.com") == []

@@ -229,11 +229,43 @@ def add(
     return Added(person["id"], address, consent_id, False)
 
 
+# The sources of a consent that asked for a confirmation email: the public form, a
+# reader's request for a new link, the preferences page, the command line, staff.
+ASKING_SOURCES = ("form", "resend", "preferences", "cli")
+
+
+def confirmation_asked(consents: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The last consent still to confirm that asked for a confirmation email (one was sent,
+    or was to be sent and failed), or None: an import of people staff were not sure of
+    promised them no email."""
+    asked = [
+        c
+        for c in consents
+        if not c["confirmed_at"]
+        and (
+            c["confirm_sent_at"]
+            or c["source"] in ASKING_SOURCES
+            or (c["source"] or "").startswith("staff:")
+        )
+    ]
+    return asked[-1] if asked else None
+
+
+def may_ask_again(store: Store, person: dict[str, Any], consents: list[dict[str, Any]]) -> bool:
+    """Whether staff may send a person their confirmation email again (``ask_again``)."""
+    return (
+        person["status"] == SubscriberStatus.UNCONFIRMED
+        and confirmation_asked(consents) is not None
+        and not store.is_suppressed(person["email"])
+    )
+
+
 def ask_again(
     store: Store, settings: Settings, subscriber_id: int, *, actor: str, now: dt.datetime
 ) -> Added:
-    """A new confirmation request for someone still to confirm, for the lists they asked for
-    last; StateError for anyone else (only an unconfirmed person is asked)."""
+    """A new confirmation request for someone still to confirm who was asked to confirm
+    before, for the lists asked for then; StateError for anyone else (only an unconfirmed
+    person is asked, and only one a confirmation email was meant for)."""
     person = store.subscriber(subscriber_id)
     if person is None:
         raise NotFound(f"subscriber {subscriber_id}: no such subscriber (deleted?)")
@@ -244,14 +276,17 @@ def ask_again(
         )
     if store.is_suppressed(person["email"]):
         raise StateError(suppressed(person["email"]))
-    pending = [
-        c for c in store.subscriber_record(subscriber_id)["consents"] if not c["confirmed_at"]
-    ]
+    last = confirmation_asked(store.subscriber_record(subscriber_id)["consents"])
+    if last is None:
+        raise StateError(
+            f"subscriber {subscriber_id}: {person['email']} was imported with no confirmation "
+            f"email asked for; they were promised none, so none is sent"
+        )
     consent_id = consent.request(
         store,
         settings,
         person["email"],
-        lists=pending[-1]["lists"] if pending else [],
+        lists=last["lists"] or [],
         source=staff_source(actor),
         detail={"added_by": actor},
         now=now,

@@ -183,6 +183,12 @@ WORDS: list[tuple[str, str | None, str]] = [
         "(see Settings, Check) first.",
     ),
     (
+        r"^subscriber \d+: (?P<email>[^ ]+) was imported with no confirmation email asked .*",
+        None,
+        r"\g<email> was imported as someone you were not sure agreed to your email, and the "
+        r"import promised them no email: no confirmation email is sent to them.",
+    ),
+    (
         r"^consent: choose .*",
         "consent",
         "Choose whether they asked to join, or get a confirmation email first.",

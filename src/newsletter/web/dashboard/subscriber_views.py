@@ -193,6 +193,7 @@ class SubscriberViews:
             s=subscriber,
             record=record,
             history=people.history(self.store, subscriber["id"], record),
+            ask_again=people.may_ask_again(self.store, subscriber, record["consents"]),
         )
 
     def unsubscribe(self, request: Request) -> Response:
