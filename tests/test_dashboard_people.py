@@ -712,3 +712,17 @@ def test_someone_imported_without_a_confirmation_request_is_not_sent_one(
     assert "the import promised them no email" in html.unescape(answer.text)
     assert dump(db) == before
     assert confirmation_links(dashboard.sink, "ann@example.com") == []
+
+
+def test_the_importer_is_found_by_the_count_the_import_report_itself_reads_back() -> None:
+    from newsletter.subscribers import ImportReport
+
+    # Every shape of report an import writes to the audit log reads back its own count,
+    # so rewording the report cannot silently credit an import that added nobody.
+    for report in (
+        ImportReport("clinic.csv", added=0, existing=4),
+        ImportReport("clinic.csv", added=3, duplicates=1, problems=["row 2: bad"]),
+        ImportReport("export (2).json", "json", added=12, whole=SubscriberStatus.UNCONFIRMED),
+    ):
+        assert ImportReport.added_in(report.line()) == report.added, report.line()
+    assert ImportReport.added_in("public") is None

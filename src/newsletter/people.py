@@ -29,6 +29,7 @@ from newsletter.store import Store
 from newsletter.store.consent import read_leave_detail
 from newsletter.subscriber_csv import clean_name, normalize_email
 from newsletter.subscriber_csv.cells import split_tags
+from newsletter.subscribers import ImportReport
 
 # The consent record of a person staff add because the person asked them to.
 ASKED_TEXT = "They asked to join; added by {actor}"
@@ -428,7 +429,9 @@ def history(store: Store, subscriber_id: int, record: dict[str, Any]) -> list[di
     person = record["subscriber"] or {}
     source = person.get("source") or ""
     if source.startswith("import:"):
-        importer = store.importer_of(source[len("import:") :], person["created_at"])
+        importer = store.importer_of(
+            source[len("import:") :], person["created_at"], ImportReport.added_in
+        )
         rows.append(
             _row(
                 person["created_at"],

@@ -8,6 +8,7 @@ each change in one transaction.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -180,7 +181,9 @@ class PeopleQueries(StoreBase):
             found.setdefault(int(row.pop("target").split()[1]), []).append(row)
         return found
 
-    def importer_of(self, file_name: str, since: str) -> dict[str, Any] | None:
+    def importer_of(
+        self, file_name: str, since: str, added: Callable[[str], int | None]
+    ) -> dict[str, Any] | None:
         """Who imported the file ``file_name`` that brought people in at ``since`` (their
         ``created_at``, an ISO time), if the audit log says; else None.
 
@@ -202,6 +205,8 @@ class PeopleQueries(StoreBase):
                 [source, since, entry["at"]],
             ):
                 return None
-            if "): 0 added," not in entry["detail"]:
+            # ``added`` reads the import's report (its audit detail); one it cannot read is
+            # taken as having added nobody, so that nobody is named for it.
+            if added(entry["detail"] or ""):
                 return {"at": entry["at"], "actor": entry["actor"]}
         return None
