@@ -726,3 +726,50 @@ def test_the_importer_is_found_by_the_count_the_import_report_itself_reads_back(
     ):
         assert ImportReport.added_in(report.line()) == report.added, report.line()
     assert ImportReport.added_in("public") is None
+
+
+def test_a_persons_data_download_says_staff_not_the_staff_accounts_address(dashboard, env) -> None:
+    url, ws = dashboard.url, dashboard.ws
+    now = dt.datetime.now(dt.UTC)
+    ws.store.create_list("patients", "", False, now)
+    ws.store.create_list("back-care", "", False, now)
+    session, csrf = signed_in(url)
+    added = session.post(
+        url + "/subscribers/new",
+        data={
+            "csrf": csrf,
+            "email": "ann@example.com",
+            "consent": "asked",
+            "list": ["patients", "back-care"],
+        },
+        timeout=30,
+    )
+    assert added.ok
+    ann = ws.store.subscriber_by_email("ann@example.com")
+    # Staff take her off a list, then unsubscribe her: each recorded with the account.
+    session.post(
+        f"{url}/subscribers/{ann['id']}/edit",
+        data={"csrf": csrf, "list": "patients"},
+        timeout=30,
+    ).raise_for_status()
+    session.post(
+        f"{url}/subscribers/{ann['id']}/unsubscribe", data={"csrf": csrf}, timeout=30
+    ).raise_for_status()
+    record = ws.store.subscriber_record(ann["id"])
+    assert "admin@example.com" in json.dumps(record)  # the store keeps who it was
+
+    body = session.get(f"{url}/subscribers/{ann['id']}/data.json", timeout=30).text
+    assert "admin@example.com" not in body
+    given = json.loads(body)
+    assert given["subscriber"]["email"] == "ann@example.com"
+    assert given["subscriber"]["source"] == "staff"
+    (consent_given,) = given["consents"]
+    assert consent_given["source"] == "staff"
+    assert consent_given["text"] == "They asked to join; added by staff"
+    assert [e["detail"] for e in given["events"]] == [
+        f"list {ws.store.list_id('back-care')}; staff",
+        "staff",
+    ]
+    # The command line gives the person the same copy.
+    from_cli = Cli(ws.root, env)("subscribers", "export", "ann@example.com").stdout
+    assert json.loads(from_cli) == given

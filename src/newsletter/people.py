@@ -1,7 +1,7 @@
 """Staff add and change one person, name lists, and read who did what to a person.
 
 Every rule here is one that other ways in already follow: an address is
-cleaned by ``subscriber_csv.normalize_email`` and is one mailbox by
+checked as the public form checks it (``consent.checked_address``) and is one mailbox by
 ``addresses.mailbox_key``, names and tags are cleaned as imports clean them,
 and a person who has not told staff they want the newsletter gets the double
 opt-in of the public form (``consent.request``; the caller sends the email with
@@ -14,20 +14,18 @@ Works on the store passed in; no other I/O.
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from email_validator import EmailNotValidError
-
 from newsletter import consent
 from newsletter.config import Settings
 from newsletter.errors import InputError, NotFound, StateError
-from newsletter.mime import needs_smtputf8, unreachable
 from newsletter.status import SubscriberStatus
 from newsletter.store import Store
 from newsletter.store.consent import read_leave_detail
-from newsletter.subscriber_csv import clean_name, normalize_email
+from newsletter.subscriber_csv import clean_name
 from newsletter.subscriber_csv.cells import split_tags
 from newsletter.subscribers import ImportReport
 
@@ -54,14 +52,6 @@ class Details:
     tags: list[str] = field(default_factory=list)
     # Typed ones are text; imported ones may be any JSON value (numbers, lists, objects).
     attributes: dict[str, Any] = field(default_factory=dict)
-
-
-def address_of(typed: str) -> str:
-    """The address as it is stored, or InputError naming what was typed."""
-    try:
-        return normalize_email(typed)
-    except EmailNotValidError as exc:
-        raise InputError(f"{typed.strip()!r} is not a valid email address ({exc})") from None
 
 
 def read_details(first_name: str, last_name: str, tags: str, attributes: str) -> Details:
@@ -172,11 +162,7 @@ def add(
     is there already (in any capitals) is refused, as is one on the suppression
     list, both ways: only the person can sign up again.
     """
-    address = address_of(typed)
-    if eai_refusal is not None and needs_smtputf8(address):
-        refusal = eai_refusal()
-        if refusal:
-            raise consent.UnreachableAddress(unreachable(address, refusal))
+    address = consent.checked_address(typed, eai_refusal)
     known = store.subscriber_by_email(address)
     if known is not None:
         raise InputError(f"{address}: already a subscriber ({known['status']})")
@@ -402,6 +388,53 @@ def rename_list(store: Store, list_id: int, name: str) -> tuple[str, str]:
     if not store.rename_list(list_id, clean):
         raise InputError(f"list {clean!r}: there is a list of that name already")
     return found["name"], clean
+
+
+# -- a person's own copy of their data ----------------------------------------------
+
+# "staff:ACCOUNT" as consents, sources and events name a staff account ("list 3; staff:...").
+_STAFF_MARK = re.compile(r"staff:.+$", re.DOTALL)
+
+
+def for_the_person(record: dict[str, Any]) -> dict[str, Any]:
+    """A person's record (``Store.subscriber_record``) as they are given it: the staff
+    accounts that acted on it are said as "staff".
+
+    The record is the person's data (GDPR art. 15); a staff account's address is that
+    staff member's. The dashboard's history and the audit log keep who it was.
+    """
+    own = str((record.get("subscriber") or {}).get("email") or "").casefold()
+    actors: set[str] = set()
+
+    def gather(value: Any) -> None:
+        if isinstance(value, dict):
+            for key, item in value.items():
+                if key == "added_by" and isinstance(item, str):
+                    actors.add(item)
+                gather(item)
+        elif isinstance(value, list):
+            for item in value:
+                gather(item)
+        elif isinstance(value, str):
+            found = _STAFF_MARK.search(value)
+            if found:
+                actors.add(found.group()[len("staff:") :])
+
+    def said(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {key: said(item) for key, item in value.items()}
+        if isinstance(value, list):
+            return [said(item) for item in value]
+        if isinstance(value, str):
+            value = _STAFF_MARK.sub("staff", value)
+            for actor in named:
+                value = value.replace(actor, "staff")
+        return value
+
+    gather(record)
+    # Longest first, so an address inside a longer name goes with it; never the person's own.
+    named = sorted((a for a in actors if a and a.casefold() != own), key=len, reverse=True)
+    return said(record)
 
 
 # -- who did what to a person ----------------------------------------------------------

@@ -387,9 +387,10 @@ class SubscriberViews:
         return redirect(f"{d.prefix}/subscribers/{sid}")
 
     def export(self, request: Request) -> Response:
-        """Everything held on one person as a JSON file: the data of `subscribers export`."""
+        """Everything held on one person as a JSON file: the data of `subscribers export`,
+        with staff accounts said as "staff" (``people.for_the_person``)."""
         person = self.subscriber_of(request)
-        record = self.store.subscriber_record(person["id"])
+        record = people.for_the_person(self.store.subscriber_record(person["id"]))
         self.d.audit(request, "downloaded their data", f"subscriber {person['id']}")
         body = json.dumps(record, indent=2, ensure_ascii=False)
         return Response(
