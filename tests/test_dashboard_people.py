@@ -685,6 +685,26 @@ def test_with_sending_not_set_up_nobody_is_added_for_a_confirmation_email(ws_dir
             timeout=30,
         )
         assert answer.ok and "added as confirmed" in answer.text
+
+        # Nor is a confirmation email sent again: refused before a new request is recorded.
+        now = dt.datetime.now(dt.UTC)
+        zoe = ws.store.request_opt_in(
+            "zoe@example.org",
+            lists=[],
+            source="form",
+            text="t",
+            version="1",
+            ip=None,
+            user_agent=None,
+            detail={},
+            now=now,
+            quiet_since=now,
+        )[1]
+        before = dump(db)
+        answer = session.post(f"{url}/subscribers/{zoe}/ask-again", data={"csrf": csrf})
+        assert answer.status_code == 409
+        assert "Sending email is not set up yet" in html.unescape(answer.text)
+        assert dump(db) == before
     finally:
         server.stop()
         ws.close()
