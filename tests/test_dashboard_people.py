@@ -10,16 +10,19 @@ from __future__ import annotations
 import datetime as dt
 import email
 import email.policy
+import html
 import json
 import re
 import sqlite3
+import threading
 from pathlib import Path
 
 import requests
 from playwright.sync_api import expect
 
-from conftest import Cli, import_in_dashboard, signed_in
+from conftest import Cli, LiveServer, add_staff, dump, import_in_dashboard, signed_in
 from newsletter import consent
+from newsletter.config import Settings
 from newsletter.status import SubscriberStatus
 from test_dashboard_access import PHONE, serious_violations
 from test_dashboard_words import no_browser_checks, speaks_to_people
@@ -207,10 +210,11 @@ def test_a_wrong_or_known_address_is_said_by_its_field_with_what_was_typed_kept(
     assert list(sqlite3.connect(db).iterdump()) == before
 
 
-def test_an_unsubscribed_address_is_added_back_only_by_their_own_confirmation(
+def test_staff_neither_add_nor_mail_an_address_that_asked_not_to_get_email(
     admin_page, dashboard
 ) -> None:
     page, url, ws = admin_page, dashboard.url, dashboard.ws
+    db = ws.path(ws.settings.database.path)
     now = dt.datetime.now(dt.UTC)
     gone = ws.store.request_opt_in(
         "left@example.org",
@@ -226,20 +230,25 @@ def test_an_unsubscribed_address_is_added_back_only_by_their_own_confirmation(
     )[1]
     ws.store.unsubscribe(gone, None, now, "link")
     ws.store.delete_subscriber(gone, now)  # erased: only a hash of the address is left
-    add_form(page, url, "left@example.org")
+    before = dump(db)
+    refusal = (
+        "This address asked not to get email from you: only they can sign up again, on your "
+        "subscribe form."
+    )
+    # Neither as someone who asked to join, nor with a confirmation email: only their own
+    # sign-up on the subscribe form takes the address off the suppression list.
+    add_form(page, url, "Left@example.org")
     page.get_by_label("Yes, they asked to join").check()
     page.get_by_role("button", name="Add subscriber").click()
-    expect(page.locator("#consent-error")).to_contain_text("on the suppression list")
-    assert ws.store.subscriber_by_email("left@example.org") is None
+    expect(page.locator("#email-error")).to_have_text(refusal)
+    expect(page.get_by_label("Email address")).to_have_attribute("aria-invalid", "true")
     speaks_to_people(page)
     page.get_by_label("Send them a confirmation email").check()
     page.get_by_role("button", name="Add subscriber").click()
-    expect(page.get_by_role("status")).to_contain_text("confirmation email")
-    back = ws.store.subscriber_by_email("left@example.org")
-    # Waiting for their confirmation, as from the public form; still suppressed until then.
-    assert back["status"] == SubscriberStatus.UNCONFIRMED
-    assert back["source"] == "staff:admin@example.com"
-    assert ws.store.is_suppressed("left@example.org")
+    expect(page.locator("#email-error")).to_have_text(refusal)
+    assert ws.store.subscriber_by_email("left@example.org") is None
+    assert dump(db) == before
+    assert confirmation_links(dashboard.sink, "left@example.org") == []
 
 
 def test_staff_edit_a_persons_name_tags_details_and_lists(admin_page, dashboard) -> None:
@@ -508,3 +517,332 @@ def test_what_is_done_from_the_command_line_is_credited_to_it_in_the_history(cli
     done = {row["what"]: row["who"] for row in rows}
     assert done["added"].startswith("command line (") and done["added"].endswith(")")
     assert done["unsubscribed"] == done["added"]
+
+
+def test_a_list_the_person_left_themselves_is_theirs_to_rejoin_not_staffs(
+    admin_page, dashboard
+) -> None:
+    page, url, ws = admin_page, dashboard.url, dashboard.ws
+    now = dt.datetime.now(dt.UTC)
+    new_campaign(ws, now)
+    ws.store.create_list("patients", "", False, now)
+    ws.store.create_list("back-care", "", True, now)
+    alice = ws.store.subscriber_by_email("alice.moreno@example.com")
+    for name in ("patients", "back-care"):
+        ws.store.join_list(alice["id"], ws.store.list_id(name), now, "form", "t", "1")
+    # Alice leaves "patients" on her preferences page (no staff account on the event).
+    ws.store.leave_list(alice["id"], ws.store.list_id("patients"), None, now)
+
+    page.goto(f"{url}/subscribers/{alice['id']}/edit")
+    box = page.get_by_label("patients")
+    expect(box).to_be_disabled()
+    expect(box).not_to_be_checked()
+    expect(page.locator("#list")).to_contain_text("only they can rejoin")
+    accessible(page)
+
+    # A form sent with "patients" ticked anyway is refused, and nothing changes.
+    db = ws.path(ws.settings.database.path)
+    before = dump(db)
+    csrf = page.locator("input[name=csrf]").first.get_attribute("value")
+    answer = page.request.post(
+        f"{url}/subscribers/{alice['id']}/edit",
+        form={"csrf": csrf, "first_name": "Alicia", "list": "patients"},
+    )
+    assert answer.status == 400
+    said = html.unescape(answer.text())
+    assert "left 'patients' themselves" in said and "only they can rejoin it" in said
+    assert dump(db) == before
+
+    # A list staff took her off is staff's to put back (she did not choose to leave it).
+    page.get_by_label("back-care").uncheck()
+    page.get_by_role("button", name="Save changes").click()
+    expect(page.get_by_role("status")).to_contain_text("left back-care")
+    page.goto(f"{url}/subscribers/{alice['id']}/edit")
+    page.get_by_label("back-care").check()
+    page.get_by_role("button", name="Save changes").click()
+    expect(page.get_by_role("status")).to_contain_text("joined back-care")
+    lists = {m["name"]: m["unsubscribed_at"] for m in ws.store.memberships(alice["id"])}
+    assert lists["patients"] is not None and lists["back-care"] is None
+
+
+def test_the_history_names_the_list_left_and_the_staff_account_that_took_them_off(
+    store,
+) -> None:
+    from newsletter import people
+
+    now = dt.datetime(2026, 3, 2, 9, 0, tzinfo=dt.UTC)
+    store.create_list("patients", "", False, now)
+    store.create_list("back-care", "", False, now)
+    person = people.add(
+        store,
+        Settings(),
+        "ann@example.com",
+        people.Details(),
+        ["patients", "back-care"],
+        asked=True,
+        actor="admin@example.com",
+        now=now,
+    )
+    # Ann leaves one list herself (her preferences page); staff take her off the other.
+    store.leave_list(person.subscriber_id, store.list_id("patients"), None, now)
+    later = now + dt.timedelta(minutes=5)
+    assert people.edit(
+        store, person.subscriber_id, people.Details(), [], actor="editor@example.com", now=later
+    ) == ["left back-care"]
+    record = store.subscriber_record(person.subscriber_id)
+    left = [
+        (row["what"], row["who"], row["detail"])
+        for row in people.history(store, person.subscriber_id, record)
+        if row["what"] == "left a list"
+    ]
+    assert left == [
+        ("left a list", "the subscriber", "patients"),
+        ("left a list", "editor@example.com", "back-care"),
+    ]
+
+
+def test_editing_a_person_keeps_imported_details_that_are_not_plain_text(
+    admin_page, dashboard
+) -> None:
+    page, url, ws = admin_page, dashboard.url, dashboard.ws
+    now = dt.datetime.now(dt.UTC)
+    new_campaign(ws, now)
+    alice = ws.store.subscriber_by_email("alice.moreno@example.com")
+    imported = {
+        "plan": {"tier": "gold"},
+        "visits": 3,
+        "vip": True,
+        "note": "first line\nsecond line",
+        "city": "Springfield",
+    }
+    ws.store.update_subscriber_details(
+        alice["id"],
+        first_name="Alice",
+        last_name="Moreno",
+        tags=[],
+        attributes=imported,
+        now=now,
+    )
+
+    page.goto(f"{url}/subscribers/{alice['id']}/edit")
+    expect(page.get_by_label("Details")).to_have_value("city=Springfield")
+    expect(page.locator("#kept-details")).to_contain_text('plan = {"tier": "gold"}')
+    expect(page.locator("#kept-details")).to_contain_text("visits = 3")
+    page.get_by_label("First name").fill("Alicia")
+    page.get_by_role("button", name="Save changes").click()
+    expect(page.get_by_role("status")).to_contain_text("saved (first name)")
+    assert ws.store.subscriber(alice["id"])["attributes"] == imported
+
+    # A changed line is written; the details kept out of the box stay as they are.
+    page.goto(f"{url}/subscribers/{alice['id']}/edit")
+    page.get_by_label("Details").fill("city=Berlin\nfloor=2")
+    page.get_by_role("button", name="Save changes").click()
+    expect(page.get_by_role("status")).to_contain_text("saved (attributes)")
+    assert ws.store.subscriber(alice["id"])["attributes"] == {
+        **imported,
+        "city": "Berlin",
+        "floor": "2",
+    }
+
+    # A line that would turn a kept detail into text is refused by the box, nothing changed.
+    page.goto(f"{url}/subscribers/{alice['id']}/edit")
+    page.get_by_label("Details").fill("city=Berlin\nvisits=4")
+    page.get_by_role("button", name="Save changes").click()
+    expect(page.locator("#attributes-error")).to_contain_text("The detail 'visits'")
+    speaks_to_people(page)
+    assert ws.store.subscriber(alice["id"])["attributes"]["visits"] == 3
+
+
+def test_with_sending_not_set_up_nobody_is_added_for_a_confirmation_email(ws_dir: Path) -> None:
+    from newsletter.workspace import Workspace
+
+    # Mailgun chosen, and neither its domain nor its key given: nothing can be sent.
+    ws = Workspace.open(ws_dir, env={"NEWSLETTER_DELIVERY__TRANSPORT": "mailgun"})
+    assert ws.sending_problems
+    add_staff(ws, dt.datetime.now(dt.UTC))
+    server = LiveServer(ws)
+    server.start()
+    try:
+        url = server.url + "/admin"
+        session, csrf = signed_in(url)
+        db = ws.path(ws.settings.database.path)
+        before = dump(db)
+        answer = session.post(
+            url + "/subscribers/new",
+            data={"csrf": csrf, "email": "sam@example.org", "consent": "confirm"},
+            timeout=30,
+        )
+        assert answer.status_code == 400
+        said = html.unescape(answer.text)
+        assert "Sending email is not set up yet" in said and "nobody was added" in said
+        assert 'id="consent-error"' in answer.text
+        assert dump(db) == before  # no person, no consent, no audit entry
+
+        # Someone who asked to join needs no email: they are added as before.
+        answer = session.post(
+            url + "/subscribers/new",
+            data={"csrf": csrf, "email": "sam@example.org", "consent": "asked"},
+            timeout=30,
+        )
+        assert answer.ok and "added as confirmed" in answer.text
+
+        # Nor is a confirmation email sent again: refused before a new request is recorded.
+        now = dt.datetime.now(dt.UTC)
+        zoe = ws.store.request_opt_in(
+            "zoe@example.org",
+            lists=[],
+            source="form",
+            text="t",
+            version="1",
+            ip=None,
+            user_agent=None,
+            detail={},
+            now=now,
+            quiet_since=now,
+        )[1]
+        before = dump(db)
+        answer = session.post(f"{url}/subscribers/{zoe}/ask-again", data={"csrf": csrf})
+        assert answer.status_code == 409
+        assert "Sending email is not set up yet" in html.unescape(answer.text)
+        assert dump(db) == before
+    finally:
+        server.stop()
+        ws.close()
+
+
+def test_someone_imported_without_a_confirmation_request_is_not_sent_one(
+    admin_page, dashboard
+) -> None:
+    page, url, ws = admin_page, dashboard.url, dashboard.ws
+    session, csrf = signed_in(url)
+    # Imported with no word that they agreed: unconfirmed, and promised no email.
+    answer = import_in_dashboard(
+        session, url, csrf, "clinic.csv", b"email,name\nann@example.com,Ann\n", 30
+    )
+    assert answer.ok
+    ann = ws.store.subscriber_by_email("ann@example.com")
+    assert ann["status"] == SubscriberStatus.UNCONFIRMED
+    page.goto(f"{url}/subscribers/{ann['id']}")
+    expect(page.get_by_role("link", name="Edit")).to_be_visible()
+    expect(page.get_by_role("button", name="Send the confirmation email again")).to_have_count(0)
+
+    db = ws.path(ws.settings.database.path)
+    before = dump(db)
+    answer = session.post(f"{url}/subscribers/{ann['id']}/ask-again", data={"csrf": csrf})
+    assert answer.status_code == 409
+    assert "the import promised them no email" in html.unescape(answer.text)
+    assert dump(db) == before
+    assert confirmation_links(dashboard.sink, "ann@example.com") == []
+
+
+def test_the_importer_is_found_by_the_count_the_import_report_itself_reads_back() -> None:
+    from newsletter.subscribers import ImportReport
+
+    # Every shape of report an import writes to the audit log reads back its own count,
+    # so rewording the report cannot silently credit an import that added nobody.
+    for report in (
+        ImportReport("clinic.csv", added=0, existing=4),
+        ImportReport("clinic.csv", added=3, duplicates=1, problems=["row 2: bad"]),
+        ImportReport("export (2).json", "json", added=12, whole=SubscriberStatus.UNCONFIRMED),
+    ):
+        assert ImportReport.added_in(report.line()) == report.added, report.line()
+    assert ImportReport.added_in("public") is None
+
+
+def test_a_persons_data_download_says_staff_not_the_staff_accounts_address(dashboard, env) -> None:
+    url, ws = dashboard.url, dashboard.ws
+    now = dt.datetime.now(dt.UTC)
+    ws.store.create_list("patients", "", False, now)
+    ws.store.create_list("back-care", "", False, now)
+    session, csrf = signed_in(url)
+    added = session.post(
+        url + "/subscribers/new",
+        data={
+            "csrf": csrf,
+            "email": "ann@example.com",
+            "consent": "asked",
+            "list": ["patients", "back-care"],
+        },
+        timeout=30,
+    )
+    assert added.ok
+    ann = ws.store.subscriber_by_email("ann@example.com")
+    # Staff take her off a list, then unsubscribe her: each recorded with the account.
+    session.post(
+        f"{url}/subscribers/{ann['id']}/edit",
+        data={"csrf": csrf, "list": "patients"},
+        timeout=30,
+    ).raise_for_status()
+    session.post(
+        f"{url}/subscribers/{ann['id']}/unsubscribe", data={"csrf": csrf}, timeout=30
+    ).raise_for_status()
+    record = ws.store.subscriber_record(ann["id"])
+    assert "admin@example.com" in json.dumps(record)  # the store keeps who it was
+
+    body = session.get(f"{url}/subscribers/{ann['id']}/data.json", timeout=30).text
+    assert "admin@example.com" not in body
+    given = json.loads(body)
+    assert given["subscriber"]["email"] == "ann@example.com"
+    assert given["subscriber"]["source"] == "staff"
+    (consent_given,) = given["consents"]
+    assert consent_given["source"] == "staff"
+    assert consent_given["text"] == "They asked to join; added by staff"
+    assert [e["detail"] for e in given["events"]] == [
+        f"list {ws.store.list_id('back-care')}; staff",
+        "staff",
+    ]
+    # The command line gives the person the same copy.
+    from_cli = Cli(ws.root, env)("subscribers", "export", "ann@example.com").stdout
+    assert json.loads(from_cli) == given
+
+
+class SlowAfterASend:
+    """The dashboard's clock, a second later at each reading. Read by a request (Starlette
+    runs them in AnyIO's worker threads) while a campaign is being sent, it first waits for
+    that send to end, as a slow request would; the dashboard's sender names its threads
+    "send-c<id>"."""
+
+    def __init__(self, start: dt.datetime):
+        self.now, self.lock = start, threading.Lock()
+
+    def __call__(self) -> dt.datetime:
+        if threading.current_thread().name.startswith("AnyIO worker"):
+            for thread in threading.enumerate():
+                if thread.name.startswith("send-c"):
+                    thread.join(timeout=60)
+        with self.lock:
+            self.now += dt.timedelta(seconds=1)
+            return self.now
+
+
+def test_a_send_is_credited_to_who_pressed_send_however_fast_it_goes(ws_dir: Path) -> None:
+    from newsletter import people
+    from newsletter.workspace import Workspace
+    from smtp_sink import SmtpSink, smtp_env
+
+    clock = SlowAfterASend(dt.datetime.now(dt.UTC))
+    with SmtpSink() as sink:
+        ws = Workspace.open(ws_dir, env=smtp_env(sink))
+        add_staff(ws, clock())
+        campaign_id = new_campaign(ws, clock())
+        server = LiveServer(ws, clock=clock)
+        server.start()
+        try:
+            url = server.url + "/admin"
+            session, csrf = signed_in(url)
+            answer = session.post(
+                f"{url}/campaigns/{campaign_id}/send", data={"csrf": csrf}, timeout=60
+            )
+            assert answer.ok
+            assert ws.store.campaign_status(campaign_id) == "sent"
+            alice = ws.store.subscriber_by_email("alice.moreno@example.com")
+            record = ws.store.subscriber_record(alice["id"])
+            sent = [
+                (row["who"], row["detail"])
+                for row in people.history(ws.store, alice["id"], record)
+                if row["what"] == "delivery sent"
+            ]
+            assert sent == [("admin@example.com", "sent by admin@example.com")]
+        finally:
+            server.stop()
+            ws.close()

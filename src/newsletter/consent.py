@@ -92,6 +92,21 @@ def clean_name(value: str) -> str | None:
     return subscriber_csv.clean_name(value, NAME_LIMIT) or None
 
 
+def checked_address(email: str, eai_refusal: Callable[[], str | None] | None = None) -> str:
+    """The address as it is stored, or InputError naming what was typed; UnreachableAddress
+    for an internationalised mailbox that ``eai_refusal`` says the transport cannot reach
+    (refused before anything is stored: a confirmation could never reach it)."""
+    try:
+        address = normalize_email(email)
+    except EmailNotValidError as exc:
+        raise InputError(f"{email.strip()!r} is not a valid email address ({exc})") from None
+    if eai_refusal is not None and needs_smtputf8(address):
+        refusal = eai_refusal()
+        if refusal:
+            raise UnreachableAddress(unreachable(address, refusal))
+    return address
+
+
 def request(
     store: Store,
     settings: Settings,
@@ -113,15 +128,7 @@ def request(
     An invalid address raises InputError naming it; an internationalised mailbox
     that ``eai_refusal`` says the transport cannot reach raises UnreachableAddress.
     """
-    try:
-        address = normalize_email(email)
-    except EmailNotValidError as exc:
-        raise InputError(f"{email.strip()!r} is not a valid email address ({exc})") from None
-    if eai_refusal is not None and needs_smtputf8(address):
-        refusal = eai_refusal()
-        if refusal:
-            # Refused before anything is stored: a confirmation could never reach it.
-            raise UnreachableAddress(unreachable(address, refusal))
+    address = checked_address(email, eai_refusal)
     first, _, last = (clean_name(name) or "").partition(" ")
     info = dict(detail or {})
     if first:

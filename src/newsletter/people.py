@@ -1,12 +1,12 @@
 """Staff add and change one person, name lists, and read who did what to a person.
 
 Every rule here is one that other ways in already follow: an address is
-cleaned by ``subscriber_csv.normalize_email`` and is one mailbox by
+checked as the public form checks it (``consent.checked_address``) and is one mailbox by
 ``addresses.mailbox_key``, names and tags are cleaned as imports clean them,
 and a person who has not told staff they want the newsletter gets the double
 opt-in of the public form (``consent.request``; the caller sends the email with
-``consent.send_confirmation``). Only the person's own confirmation takes an
-address off the suppression list, whoever adds it.
+``consent.send_confirmation``). Staff neither add nor mail an address on the
+suppression list: only the person's own sign-up and confirmation take it off.
 
 Works on the store passed in; no other I/O.
 """
@@ -14,20 +14,20 @@ Works on the store passed in; no other I/O.
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from email_validator import EmailNotValidError
-
 from newsletter import consent
 from newsletter.config import Settings
 from newsletter.errors import InputError, NotFound, StateError
-from newsletter.mime import needs_smtputf8, unreachable
 from newsletter.status import SubscriberStatus
 from newsletter.store import Store
-from newsletter.subscriber_csv import clean_name, normalize_email
+from newsletter.store.consent import read_leave_detail
+from newsletter.subscriber_csv import clean_name
 from newsletter.subscriber_csv.cells import split_tags
+from newsletter.subscribers import ImportReport
 
 # The consent record of a person staff add because the person asked them to.
 ASKED_TEXT = "They asked to join; added by {actor}"
@@ -50,15 +50,8 @@ class Details:
     first_name: str | None = None
     last_name: str | None = None
     tags: list[str] = field(default_factory=list)
-    attributes: dict[str, str] = field(default_factory=dict)
-
-
-def address_of(typed: str) -> str:
-    """The address as it is stored, or InputError naming what was typed."""
-    try:
-        return normalize_email(typed)
-    except EmailNotValidError as exc:
-        raise InputError(f"{typed.strip()!r} is not a valid email address ({exc})") from None
+    # Typed ones are text; imported ones may be any JSON value (numbers, lists, objects).
+    attributes: dict[str, Any] = field(default_factory=dict)
 
 
 def read_details(first_name: str, last_name: str, tags: str, attributes: str) -> Details:
@@ -84,9 +77,58 @@ def read_details(first_name: str, last_name: str, tags: str, attributes: str) ->
     )
 
 
+def attribute_lines(attributes: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """A person's attributes as staff edit them: ``NAME=VALUE`` lines for those that read
+    back as they are, and the others (numbers, lists, objects, text of several lines, as an
+    import may bring), which are shown but kept as they are."""
+    lines, kept = [], {}
+    for key, value in attributes.items():
+        if (
+            isinstance(value, str)
+            and "=" not in key
+            and clean_name(key, TAG_LIMIT) == key
+            and clean_name(value, ATTRIBUTE_LIMIT) == value
+        ):
+            lines.append(f"{key}={value}")
+        else:
+            kept[key] = value
+    return "\n".join(lines), kept
+
+
+def edited_attributes(stored: dict[str, Any], typed: str) -> dict[str, Any]:
+    """The attributes after staff sent the edit form with ``typed`` in its details box.
+
+    The box untouched leaves every attribute as stored, with its type. Changed, it
+    replaces the lines it showed; the attributes kept out of it stay as they are,
+    and a line naming one of them is refused rather than turning it into text.
+    """
+    shown, kept = attribute_lines(stored)
+    if _lines(typed) == _lines(shown):
+        return dict(stored)
+    read = read_details("", "", "", typed).attributes
+    for name in read:
+        if name in kept:
+            raise InputError(
+                f"attributes: {name!r} is kept as it was imported (not one line of text) and "
+                f"cannot be changed here; remove its line"
+            )
+    return {**kept, **read}
+
+
+def _lines(text: str) -> list[str]:
+    return [line.strip() for line in text.splitlines() if line.strip()]
+
+
 def _list_ids(store: Store, lists: Iterable[str]) -> list[int]:
     """The ids of the lists named (NotFound for one that is not there)."""
     return [store.list_id(name) for name in dict.fromkeys(lists)]
+
+
+def suppressed(address: str) -> str:
+    return (
+        f"{address}: on the suppression list (they unsubscribed, or mail to it bounced or was "
+        f"marked as spam); only they can sign up again, with the subscribe form"
+    )
 
 
 @dataclass(frozen=True)
@@ -117,17 +159,17 @@ def add(
     confirmed now, with a consent record naming ``actor``. Otherwise they are
     unconfirmed and get the confirmation email of the double opt-in, as from
     the public form; their lists are joined when they confirm. An address that
-    is there already (in any capitals) is refused, as is, for ``asked``, one on
-    the suppression list.
+    is there already (in any capitals) is refused, as is one on the suppression
+    list, both ways: only the person can sign up again.
     """
-    address = address_of(typed)
-    if eai_refusal is not None and needs_smtputf8(address):
-        refusal = eai_refusal()
-        if refusal:
-            raise consent.UnreachableAddress(unreachable(address, refusal))
+    address = consent.checked_address(typed, eai_refusal)
     known = store.subscriber_by_email(address)
     if known is not None:
         raise InputError(f"{address}: already a subscriber ({known['status']})")
+    if store.is_suppressed(address):
+        # Staff may neither add it nor mail it a confirmation: the person said no to
+        # email from here (or it bounced); only their own sign-up brings them back.
+        raise InputError(suppressed(address))
     names = list(dict.fromkeys(lists))
     list_ids = _list_ids(store, names)
     source = staff_source(actor)
@@ -147,11 +189,7 @@ def add(
         if subscriber_id is None:
             if store.subscriber_by_email(address) is not None:  # added since the check above
                 raise InputError(f"{address}: already a subscriber")
-            raise InputError(
-                f"{address}: on the suppression list (they unsubscribed, or mail to it "
-                f"bounced or was marked as spam); only their own confirmation takes it off, "
-                f"so send them a confirmation email instead"
-            )
+            raise InputError(suppressed(address))
         return Added(subscriber_id, address, None, True)
     consent_id = consent.request(
         store,
@@ -178,11 +216,43 @@ def add(
     return Added(person["id"], address, consent_id, False)
 
 
+# The sources of a consent that asked for a confirmation email: the public form, a
+# reader's request for a new link, the preferences page, the command line, staff.
+ASKING_SOURCES = ("form", "resend", "preferences", "cli")
+
+
+def confirmation_asked(consents: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The last consent still to confirm that asked for a confirmation email (one was sent,
+    or was to be sent and failed), or None: an import of people staff were not sure of
+    promised them no email."""
+    asked = [
+        c
+        for c in consents
+        if not c["confirmed_at"]
+        and (
+            c["confirm_sent_at"]
+            or c["source"] in ASKING_SOURCES
+            or (c["source"] or "").startswith("staff:")
+        )
+    ]
+    return asked[-1] if asked else None
+
+
+def may_ask_again(store: Store, person: dict[str, Any], consents: list[dict[str, Any]]) -> bool:
+    """Whether staff may send a person their confirmation email again (``ask_again``)."""
+    return (
+        person["status"] == SubscriberStatus.UNCONFIRMED
+        and confirmation_asked(consents) is not None
+        and not store.is_suppressed(person["email"])
+    )
+
+
 def ask_again(
     store: Store, settings: Settings, subscriber_id: int, *, actor: str, now: dt.datetime
 ) -> Added:
-    """A new confirmation request for someone still to confirm, for the lists they asked for
-    last; StateError for anyone else (only an unconfirmed person is asked)."""
+    """A new confirmation request for someone still to confirm who was asked to confirm
+    before, for the lists asked for then; StateError for anyone else (only an unconfirmed
+    person is asked, and only one a confirmation email was meant for)."""
     person = store.subscriber(subscriber_id)
     if person is None:
         raise NotFound(f"subscriber {subscriber_id}: no such subscriber (deleted?)")
@@ -191,14 +261,19 @@ def ask_again(
             f"subscriber {subscriber_id}: {person['email']} is {person['status']}, not waiting "
             f"for a confirmation"
         )
-    pending = [
-        c for c in store.subscriber_record(subscriber_id)["consents"] if not c["confirmed_at"]
-    ]
+    if store.is_suppressed(person["email"]):
+        raise StateError(suppressed(person["email"]))
+    last = confirmation_asked(store.subscriber_record(subscriber_id)["consents"])
+    if last is None:
+        raise StateError(
+            f"subscriber {subscriber_id}: {person['email']} was imported with no confirmation "
+            f"email asked for; they were promised none, so none is sent"
+        )
     consent_id = consent.request(
         store,
         settings,
         person["email"],
-        lists=pending[-1]["lists"] if pending else [],
+        lists=last["lists"] or [],
         source=staff_source(actor),
         detail={"added_by": actor},
         now=now,
@@ -231,6 +306,13 @@ def edit(
         m["name"]: m["id"] for m in store.memberships(subscriber_id) if not m["unsubscribed_at"]
     }
     joining = [name for name in wanted if name not in current]
+    own = their_own_leaving(store, subscriber_id)
+    for name in joining:
+        if name in own:
+            raise StateError(
+                f"list {name!r}: {person['email']} left it themselves on {own[name][:10]}; "
+                f"only they can rejoin it (from their preferences page or a confirmation)"
+            )
     if joining and person["status"] != SubscriberStatus.CONFIRMED:
         raise StateError(
             f"list {joining[0]!r}: {person['email']} is {person['status']}; only a confirmed "
@@ -267,9 +349,17 @@ def edit(
         changed.append(f"joined {name}")
     for name, list_id in current.items():
         if name not in wanted:
-            store.leave_list(subscriber_id, list_id, None, now)
+            store.leave_list(subscriber_id, list_id, None, now, by=actor)
             changed.append(f"left {name}")
     return changed
+
+
+def their_own_leaving(store: Store, subscriber_id: int) -> dict[str, str]:
+    """The lists a person left themselves (or nobody recorded who took them off), by name,
+    with when: staff cannot put them back; only the person's own choice can."""
+    return {
+        name: left["at"] for name, left in store.lists_left(subscriber_id).items() if not left["by"]
+    }
 
 
 def clean_list_name(name: str) -> str:
@@ -300,6 +390,53 @@ def rename_list(store: Store, list_id: int, name: str) -> tuple[str, str]:
     return found["name"], clean
 
 
+# -- a person's own copy of their data ----------------------------------------------
+
+# "staff:ACCOUNT" as consents, sources and events name a staff account ("list 3; staff:...").
+_STAFF_MARK = re.compile(r"staff:.+$", re.DOTALL)
+
+
+def for_the_person(record: dict[str, Any]) -> dict[str, Any]:
+    """A person's record (``Store.subscriber_record``) as they are given it: the staff
+    accounts that acted on it are said as "staff".
+
+    The record is the person's data (GDPR art. 15); a staff account's address is that
+    staff member's. The dashboard's history and the audit log keep who it was.
+    """
+    own = str((record.get("subscriber") or {}).get("email") or "").casefold()
+    actors: set[str] = set()
+
+    def gather(value: Any) -> None:
+        if isinstance(value, dict):
+            for key, item in value.items():
+                if key == "added_by" and isinstance(item, str):
+                    actors.add(item)
+                gather(item)
+        elif isinstance(value, list):
+            for item in value:
+                gather(item)
+        elif isinstance(value, str):
+            found = _STAFF_MARK.search(value)
+            if found:
+                actors.add(found.group()[len("staff:") :])
+
+    def said(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {key: said(item) for key, item in value.items()}
+        if isinstance(value, list):
+            return [said(item) for item in value]
+        if isinstance(value, str):
+            value = _STAFF_MARK.sub("staff", value)
+            for actor in named:
+                value = value.replace(actor, "staff")
+        return value
+
+    gather(record)
+    # Longest first, so an address inside a longer name goes with it; never the person's own.
+    named = sorted((a for a in actors if a and a.casefold() != own), key=len, reverse=True)
+    return said(record)
+
+
 # -- who did what to a person ----------------------------------------------------------
 
 SUBSCRIBER = "the subscriber"
@@ -325,7 +462,9 @@ def history(store: Store, subscriber_id: int, record: dict[str, Any]) -> list[di
     person = record["subscriber"] or {}
     source = person.get("source") or ""
     if source.startswith("import:"):
-        importer = store.importer_of(source[len("import:") :], person["created_at"])
+        importer = store.importer_of(
+            source[len("import:") :], person["created_at"], ImportReport.added_in
+        )
         rows.append(
             _row(
                 person["created_at"],
@@ -372,9 +511,15 @@ def history(store: Store, subscriber_id: int, record: dict[str, Any]) -> list[di
                 detail=f"{by[-1]['action']} by {by[-1]['actor']}" if by else "",
             )
         )
+    list_names = {row["id"]: row["name"] for row in store.lists()}
     for event in record["events"]:
         kind, detail = event["kind"], event["detail"] or ""
         who = SUBSCRIBER if kind in ("open", "click", "view", "confirm", "leave_list") else ""
+        if kind == "leave_list":
+            # The list by its name; a staff account that took the person off it is named.
+            list_id, staff = read_leave_detail(detail)
+            if list_id is not None:
+                who, detail = staff or SUBSCRIBER, list_names.get(list_id, f"list {list_id}")
         if kind == "unsubscribe":
             # A staff unsubscribe names its staff account ("staff:alice@..."); one from
             # before that was recorded says only "staff": the audit log may know who.

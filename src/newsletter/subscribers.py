@@ -13,6 +13,7 @@ import collections
 import csv
 import io
 import json
+import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -60,6 +61,10 @@ IMPORT_CONSENT = "Added by staff import from {source}"
 IMPORT_SAID = "; staff said everyone in the file is {status}"
 
 
+# The count of people added in an ImportReport.line(): "NAME (FORMAT): N added, ...".
+_ADDED = re.compile(r"\): (?P<added>\d+) added, ")
+
+
 @dataclass
 class ImportReport:
     name: str
@@ -94,6 +99,14 @@ class ImportReport:
             "(a mailbox already given, in any capitals), "
             f"{max(self.bad_rows, len(self.problems))} bad rows{said}"
         )
+
+    @staticmethod
+    def added_in(line: str) -> int | None:
+        """How many people an import added, read back from its ``line()`` (the audit log's
+        detail of an import), or None if ``line`` is not one. Kept next to ``line`` so the
+        two change together (a test reads back the lines it writes)."""
+        found = _ADDED.search(line)
+        return int(found["added"]) if found else None
 
 
 def file_status(word: str | None, confirmed: bool = False) -> SubscriberStatus | None:

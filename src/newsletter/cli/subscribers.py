@@ -295,7 +295,10 @@ def subscribers_export(ctx: click.Context, email: str | None, as_json: bool) -> 
     """
     ws = ws_of(ctx)
     if email:
-        record = ws.store.subscriber_record(subscriber_by_email(ws, email)["id"])
+        # The person's own copy: staff accounts said as "staff" (people.for_the_person).
+        record = people.for_the_person(
+            ws.store.subscriber_record(subscriber_by_email(ws, email)["id"])
+        )
         click.echo(json.dumps(record, indent=2, ensure_ascii=False))
         return
     rows = ws.store.subscribers()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from datetime import datetime
 from typing import Any
 
@@ -17,6 +18,22 @@ from newsletter.store.base import (
     suppression_keys,
 )
 
+# A leave_list event's detail: "list 3", and "list 3; staff:alice@example.com" when a staff
+# account took the person off it.
+_LEAVE = re.compile(r"^list (?P<id>\d+)(?:; staff:(?P<staff>.+))?$")
+
+
+def leave_detail(list_id: int, by: str | None) -> str:
+    return f"list {list_id}" + (f"; staff:{by}" if by else "")
+
+
+def read_leave_detail(detail: str) -> tuple[int | None, str | None]:
+    """A leave_list event's list id and staff account (None: the person left it)."""
+    found = _LEAVE.match(detail or "")
+    if found is None:
+        return None, None
+    return int(found["id"]), found["staff"]
+
 
 class ConsentQueries(StoreBase):
     # -- consent, leaving and joining, suppression, erasure ----------------------
@@ -29,8 +46,13 @@ class ConsentQueries(StoreBase):
         now: datetime,
         ip: str | None = None,
         user_agent: str | None = None,
+        by: str | None = None,
     ) -> bool:
-        """Leave one list at once, including its campaigns already sending; False if not on it."""
+        """Leave one list at once, including its campaigns already sending; False if not on it.
+
+        ``by``: the staff account that took the person off the list (the event says so, as
+        a staff unsubscribe does); None when the person left it themselves.
+        """
         stamp = _iso(now)
         with self.transaction():
             cursor = self.conn.execute(
@@ -51,7 +73,7 @@ class ConsentQueries(StoreBase):
             self.conn.execute(
                 "INSERT INTO events (at, kind, campaign_id, subscriber_id, method, user_agent, "
                 "ip, detail) VALUES (?, 'leave_list', ?, ?, 'POST', ?, ?, ?)",
-                [stamp, campaign_id, subscriber_id, user_agent, ip, f"list {list_id}"],
+                [stamp, campaign_id, subscriber_id, user_agent, ip, leave_detail(list_id, by)],
             )
         return True
 

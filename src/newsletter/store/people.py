@@ -8,12 +8,14 @@ each change in one transaction.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
 from newsletter.addresses import mailbox_key, suppression_keys
 from newsletter.status import SubscriberStatus
 from newsletter.store.base import StoreBase, _iso, _json, _marks
+from newsletter.store.consent import read_leave_detail
 
 
 class PeopleQueries(StoreBase):
@@ -84,7 +86,7 @@ class PeopleQueries(StoreBase):
         first_name: str | None,
         last_name: str | None,
         tags: list[str],
-        attributes: dict[str, str],
+        attributes: dict[str, Any],
         now: datetime,
     ) -> bool:
         """Set a subscriber's name, tags and attributes; False if there is no such subscriber."""
@@ -134,6 +136,28 @@ class PeopleQueries(StoreBase):
                 )
         return True
 
+    def lists_left(self, subscriber_id: int) -> dict[str, dict[str, Any]]:
+        """The lists a subscriber is no longer on, by name: when they left (``at``) and the
+        staff account that took them off (``by``; None when they left it themselves, or
+        when no event says who)."""
+        by: dict[int, str | None] = {}
+        for (detail,) in self.conn.execute(
+            "SELECT detail FROM events WHERE subscriber_id = ? AND kind = 'leave_list' ORDER BY id",
+            [subscriber_id],
+        ):
+            list_id, staff = read_leave_detail(detail)
+            if list_id is not None:
+                by[list_id] = staff
+        return {
+            row["name"]: {"at": row["unsubscribed_at"], "by": by.get(row["list_id"])}
+            for row in self._rows(
+                "SELECT l.name, m.list_id, m.unsubscribed_at FROM memberships m "
+                "JOIN lists l ON l.id = m.list_id "
+                "WHERE m.subscriber_id = ? AND m.unsubscribed_at IS NOT NULL",
+                [subscriber_id],
+            )
+        }
+
     def staff_actions_on(self, subscriber_id: int) -> list[dict[str, Any]]:
         """What staff did to one subscriber, from the audit log: at, actor, action, detail."""
         return self._rows(
@@ -157,7 +181,9 @@ class PeopleQueries(StoreBase):
             found.setdefault(int(row.pop("target").split()[1]), []).append(row)
         return found
 
-    def importer_of(self, file_name: str, since: str) -> dict[str, Any] | None:
+    def importer_of(
+        self, file_name: str, since: str, added: Callable[[str], int | None]
+    ) -> dict[str, Any] | None:
         """Who imported the file ``file_name`` that brought people in at ``since`` (their
         ``created_at``, an ISO time), if the audit log says; else None.
 
@@ -179,6 +205,8 @@ class PeopleQueries(StoreBase):
                 [source, since, entry["at"]],
             ):
                 return None
-            if "): 0 added," not in entry["detail"]:
+            # ``added`` reads the import's report (its audit detail); one it cannot read is
+            # taken as having added nobody, so that nobody is named for it.
+            if added(entry["detail"] or ""):
                 return {"at": entry["at"], "actor": entry["actor"]}
         return None

@@ -194,16 +194,34 @@ WORDS: list[tuple[str, str | None, str]] = [
     ),
     (
         r"^(?P<email>[^ ]+): on the suppression list .*",
-        "consent",
-        r"\g<email> is on the suppression list: they unsubscribed, or mail to it bounced or was "
-        r"marked as spam. Only their own confirmation takes it off: choose to send them a "
-        r"confirmation email.",
+        "email",
+        "This address asked not to get email from you: only they can sign up again, on your "
+        "subscribe form.",
     ),
     (
         r"^(?P<email>[^ ]+): needs SMTPUTF8 .*",
         "email",
         r"\g<email> has characters outside English letters before the @, and the mail "
         r"service set up here cannot deliver to such an address.",
+    ),
+    (
+        r"^consent: sending email is not set up yet.*",
+        "consent",
+        "Sending email is not set up yet, so no confirmation email can go out and nobody was "
+        "added. Set up sending (see Settings, Check) first; add them as someone who asked to "
+        "join only if they did.",
+    ),
+    (
+        r"^sending email is not set up yet.*",
+        None,
+        "Sending email is not set up yet, so no confirmation email can go out. Set up sending "
+        "(see Settings, Check) first.",
+    ),
+    (
+        r"^subscriber \d+: (?P<email>[^ ]+) was imported with no confirmation email asked .*",
+        None,
+        r"\g<email> was imported as someone you were not sure agreed to your email, and the "
+        r"import promised them no email: no confirmation email is sent to them.",
     ),
     (
         r"^consent: choose .*",
@@ -215,6 +233,18 @@ WORDS: list[tuple[str, str | None, str]] = [
         "attributes",
         r"Line \g<n> of the details, \g<line>, has no = sign: write one detail a line, a name, "
         r"= and its value, such as city=Springfield.",
+    ),
+    (
+        r"^attributes: (?P<name>'.*?') is kept as it was imported .*",
+        "attributes",
+        r"The detail \g<name> is not plain text (it came from an import) and is kept as it "
+        r"is, shown below the box: remove its line from the box.",
+    ),
+    (
+        r"^list (?P<name>'.*?'): (?P<email>[^ ]+) left it themselves on (?P<day>\S+); .*",
+        "list",
+        r"\g<email> left \g<name> themselves on \g<day>: only they can rejoin it, from the "
+        r"preferences page their emails link to. Nothing was changed.",
     ),
     (
         r"^list (?P<name>'.*?'): (?P<email>[^ ]+) is (?P<status>\w+); only a confirmed .*",

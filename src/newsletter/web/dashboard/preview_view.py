@@ -52,6 +52,11 @@ class Preview:
         return self.subscriber is not None and self.subscriber["id"] == SAMPLE_SUBSCRIBER["id"]
 
     @property
+    def name(self) -> str:
+        """The name of whom the email is shown for, as the people finder offers it."""
+        return full_name(self.subscriber) if self.subscriber is not None else ""
+
+    @property
     def frame_for(self) -> str:
         """The ``subscriber`` the frames ask for: the one found, or "" for the default."""
         return "" if self.subscriber is None or self.made_up else str(self.subscriber["email"])

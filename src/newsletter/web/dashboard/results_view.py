@@ -43,9 +43,14 @@ def window(report: dict[str, Any], now: dt.datetime | None) -> list[dict[str, An
     return hourly[: last + 1]
 
 
+def local_hour(start: str, zone: ZoneInfo) -> dt.datetime:
+    """An hour of the series (an ISO time) in the workspace's zone."""
+    return dt.datetime.fromisoformat(start).astimezone(zone)
+
+
 def hour_label(start: str, zone: ZoneInfo) -> str:
     """An hour of the series as the chart names it, in the workspace's zone: "Mon 7 Dec 09:30"."""
-    local = dt.datetime.fromisoformat(start).astimezone(zone)
+    local = local_hour(start, zone)
     return f"{local:%a} {local.day} {local:%b %H:%M}"
 
 
@@ -53,7 +58,7 @@ def tick_labels(starts: list[str], zone: ZoneInfo) -> list[str]:
     """The x axis's words: the time, with the day where the series starts or a day begins."""
     ticks, day = [], None
     for start in starts:
-        local = dt.datetime.fromisoformat(start).astimezone(zone)
+        local = local_hour(start, zone)
         ticks.append(f"{local:%H:%M}" if local.date() == day else f"{local:%a} {local:%H:%M}")
         day = local.date()
     return ticks

@@ -3,6 +3,7 @@ adding and editing one person, their data as a download, and the lists."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import secrets
@@ -16,7 +17,7 @@ from starlette.routing import Route
 
 from newsletter import consent, people, subscribers
 from newsletter.addresses import mailbox_key
-from newsletter.errors import InputError, NewsletterError, NotFound
+from newsletter.errors import InputError, NewsletterError, NotFound, StateError
 from newsletter.status import SubscriberStatus
 from newsletter.subscriber_csv import (
     FILE_STATUSES,
@@ -44,6 +45,8 @@ NO_IMPORT_ANSWER = (
     "Say whether these people agreed to receive email from you: nothing was imported."
 )
 NO_CONSENT_CHOICE = "consent: choose whether they asked to join or get a confirmation email"
+# Checked before anything is stored, as `subscribers add` does by opening the transport first.
+NO_SENDING = "sending email is not set up yet, so no confirmation email can go out"
 
 
 def typed_person(form: Any = None) -> dict[str, Any]:
@@ -58,16 +61,23 @@ def typed_person(form: Any = None) -> dict[str, Any]:
 
 
 def person_values(person: dict[str, Any], lists: list[str]) -> dict[str, Any]:
-    """A stored person as their form shows them."""
+    """A stored person as their form shows them (attributes that are not one line of text
+    are shown apart, by ``kept_attributes``)."""
     return {
         "email": person["email"],
         "first_name": person["first_name"] or "",
         "last_name": person["last_name"] or "",
         "tags": ", ".join(person["tags"]),
-        "attributes": "\n".join(f"{k}={v}" for k, v in person["attributes"].items()),
+        "attributes": people.attribute_lines(person["attributes"])[0],
         "consent": "",
         "lists": lists,
     }
+
+
+def kept_attributes(person: dict[str, Any]) -> list[tuple[str, str]]:
+    """The attributes the edit form shows but does not change, each with its value as JSON."""
+    kept = people.attribute_lines(person["attributes"])[1]
+    return [(key, json.dumps(value, ensure_ascii=False)) for key, value in kept.items()]
 
 
 # The answers to "Did these people agree to receive email from you?" (the same
@@ -166,6 +176,7 @@ class SubscriberViews:
             s=subscriber,
             record=record,
             history=people.history(self.store, subscriber["id"], record),
+            ask_again=people.may_ask_again(self.store, subscriber, record["consents"]),
         )
 
     def unsubscribe(self, request: Request) -> Response:
@@ -219,6 +230,14 @@ class SubscriberViews:
                 values=values,
                 error=InputError(NO_CONSENT_CHOICE),
             )
+        if values["consent"] == "confirm" and d.ws.sending_problems:
+            return self.person_form(
+                request,
+                "subscriber_new.html",
+                400,
+                values=values,
+                error=InputError(f"consent: {NO_SENDING}"),
+            )
         actor = request.state.staff["email"]
         now = d.clock()
         try:
@@ -250,6 +269,8 @@ class SubscriberViews:
     def ask_again(self, request: Request) -> Response:
         d = self.d
         person = self.subscriber_of(request)
+        if d.ws.sending_problems:
+            raise StateError(NO_SENDING)
         now = d.clock()
         added = people.ask_again(
             self.store, d.ws.settings, person["id"], actor=request.state.staff["email"], now=now
@@ -267,7 +288,10 @@ class SubscriberViews:
                 f"{added.address}: unconfirmed; a confirmation email went to this address "
                 f"minutes ago, so none was sent now."
             )
-        transport = ws.transport()
+        try:
+            transport = ws.transport()
+        except NewsletterError as exc:
+            return self.not_sent(added, exc)
         try:
             consent.send_confirmation(
                 self.store,
@@ -279,17 +303,21 @@ class SubscriberViews:
                 now,
             )
         except NewsletterError as exc:
-            # The request stays recorded (it is the consent proof); say what failed.
-            return (
-                f"{added.address}: unconfirmed, and the confirmation email could not be sent: "
-                f"{exc}. Fix that (see Settings, Check), then send it again from this page."
-            )
+            return self.not_sent(added, exc)
         finally:
             transport.close()
         return (
             f"{added.address}: unconfirmed; a confirmation email is on its way. "
             f"They get newsletters once they click its link (it works for "
             f"{ws.settings.subscribers.confirm_days} days)."
+        )
+
+    @staticmethod
+    def not_sent(added: people.Added, exc: NewsletterError) -> str:
+        # The request stays recorded (it is the consent proof); say what failed.
+        return (
+            f"{added.address}: unconfirmed, and the confirmation email could not be sent: "
+            f"{exc}. Fix that (see Settings, Check), then send it again from this page."
         )
 
     def edit_page(self, request: Request) -> Response:
@@ -299,12 +327,21 @@ class SubscriberViews:
         if request.method == "GET":
             current = [m["name"] for m in self.store.memberships(sid) if not m["unsubscribed_at"]]
             return self.person_form(
-                request, "subscriber_edit.html", s=person, values=person_values(person, current)
+                request,
+                "subscriber_edit.html",
+                s=person,
+                values=person_values(person, current),
+                left=people.their_own_leaving(self.store, sid),
+                kept=kept_attributes(person),
             )
         values = typed_person(request.state.form)
         try:
             details = people.read_details(
-                values["first_name"], values["last_name"], values["tags"], values["attributes"]
+                values["first_name"], values["last_name"], values["tags"], ""
+            )
+            details = dataclasses.replace(
+                details,
+                attributes=people.edited_attributes(person["attributes"], values["attributes"]),
             )
             changed = people.edit(
                 self.store,
@@ -316,7 +353,14 @@ class SubscriberViews:
             )
         except NewsletterError as exc:
             return self.person_form(
-                request, "subscriber_edit.html", 400, s=person, values=values, error=exc
+                request,
+                "subscriber_edit.html",
+                400,
+                s=person,
+                values=values,
+                error=exc,
+                left=people.their_own_leaving(self.store, sid),
+                kept=kept_attributes(person),
             )
         if changed:
             d.audit(request, "edited", f"subscriber {sid}", ", ".join(changed))
@@ -326,9 +370,10 @@ class SubscriberViews:
         return redirect(f"{d.prefix}/subscribers/{sid}")
 
     def export(self, request: Request) -> Response:
-        """Everything held on one person as a JSON file: the data of `subscribers export`."""
+        """Everything held on one person as a JSON file: the data of `subscribers export`,
+        with staff accounts said as "staff" (``people.for_the_person``)."""
         person = self.subscriber_of(request)
-        record = self.store.subscriber_record(person["id"])
+        record = people.for_the_person(self.store.subscriber_record(person["id"]))
         self.d.audit(request, "downloaded their data", f"subscriber {person['id']}")
         body = json.dumps(record, indent=2, ensure_ascii=False)
         return Response(
