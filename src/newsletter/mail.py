@@ -34,7 +34,7 @@ from newsletter.render import (
 from newsletter.rows import Article, ArticleContext, Subscriber
 from newsletter.store import Store
 from newsletter.textify import wrap_lines
-from newsletter.transports import Content, Envelope
+from newsletter.transports import FIELDS, MIME, Content, Envelope
 
 # The reader a preview, a test or the search for trackable links is rendered for
 # when no subscriber is named.
@@ -272,7 +272,7 @@ class CampaignMail:
             tracked,
             to_address,
             factory,
-            fields=False,
+            needs=MIME,
         )
         return msg_id, envelope.data
 
@@ -285,10 +285,14 @@ class CampaignMail:
         tracked: bool | None = None,
         to_address: str | None = None,
         factory: MessageFactory | None = None,
-        fields: bool = True,
+        needs: str = MIME,
     ) -> tuple[str, Envelope]:
-        """The message for one subscriber as wire bytes and, with ``fields``, as fields
-        for email APIs."""
+        """The message for one subscriber in the form the transport reads (``needs``):
+        wire bytes (MIME), or fields for email APIs (FIELDS), whose bytes stay empty.
+
+        The headers' values are checked either way (a line break in a name fails
+        this message alone), so a message fails the same whichever form goes.
+        """
         factory = factory or self._parts(subscriber["id"])[1]
         context = self.context(subscriber)
         rendered = self.render(subscriber, tracked, context=context)
@@ -297,18 +301,19 @@ class CampaignMail:
         mailto = self.settings.sender.unsubscribe_mailto or None
         recipient = to_address or subscriber["email"]
         to_name = "" if to_address else context["subscriber"]["name"]
-        data = factory.build(
-            to_address=recipient,
-            to_name=to_name,
-            msg_id=msg_id,
-            date=now,
-            text=rendered.text,
-            html=rendered.html,
-            unsubscribe_url=unsubscribe,
-            unsubscribe_mailto=mailto,
-        )
-        if not fields:
+        if needs != FIELDS:
+            data = factory.build(
+                to_address=recipient,
+                to_name=to_name,
+                msg_id=msg_id,
+                date=now,
+                text=rendered.text,
+                html=rendered.html,
+                unsubscribe_url=unsubscribe,
+                unsubscribe_mailto=mailto,
+            )
             return msg_id, Envelope(sender, recipient, data, key)
+        factory.check_personal(to_address=recipient, to_name=to_name, msg_id=msg_id)
         headers = {
             "Message-ID": msg_id,
             "List-Unsubscribe": list_unsubscribe(unsubscribe, mailto),
@@ -328,7 +333,7 @@ class CampaignMail:
             text=rendered.text,
             headers=headers,
         )
-        return msg_id, Envelope(sender, recipient, data, key, content)
+        return msg_id, Envelope(sender, recipient, b"", key, content)
 
     def test_message(
         self, sample: Mapping[str, Any], to_address: str, key: str, now: dt.datetime

@@ -28,7 +28,9 @@ from newsletter.errors import (
 # The shared types live in base.py, which the transports import (never this
 # module, which imports them); they are named here too, as the package's interface.
 from newsletter.transports.base import (
+    FIELDS,
     IN_DOUBT,
+    MIME,
     PERMANENT,
     REJECTED,
     SENT,
@@ -45,7 +47,9 @@ if TYPE_CHECKING:
     from newsletter.dkim import DkimSigner
 
 __all__ = [
+    "FIELDS",
     "IN_DOUBT",
+    "MIME",
     "PERMANENT",
     "REJECTED",
     "SENT",

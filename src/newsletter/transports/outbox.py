@@ -8,7 +8,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from newsletter.errors import AccountError, ConfigError, os_error_line
-from newsletter.transports.base import Envelope, Outcome, outcomes_one_by_one
+from newsletter.transports.base import MIME, Envelope, Outcome, outcomes_one_by_one
 
 _SAFE = re.compile(r"[^A-Za-z0-9._-]")
 
@@ -16,7 +16,7 @@ _SAFE = re.compile(r"[^A-Za-z0-9._-]")
 class OutboxTransport:
     name = "outbox"
     batch_size = 1
-    needs_fields = False  # writes the MIME bytes only
+    needs = MIME
 
     def __init__(self, directory: Path, sign: Callable[[bytes], bytes] | None = None):
         self.directory = directory

@@ -18,7 +18,7 @@ from newsletter import delivery_key
 from newsletter.config import Secrets, Settings
 from newsletter.errors import AccountError, PermanentError, TransientError
 from newsletter.mime import ascii_domain
-from newsletter.transports.base import Envelope, Outcome, outcomes_one_by_one
+from newsletter.transports.base import FIELDS, Envelope, Outcome, outcomes_one_by_one
 from newsletter.transports.httpapi import (
     api_address,
     content_of,
@@ -54,6 +54,7 @@ RESERVED = {
 class SendGridTransport:
     name = "sendgrid"
     batch_size = 1
+    needs = FIELDS
 
     def __init__(
         self,

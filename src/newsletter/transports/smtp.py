@@ -33,7 +33,7 @@ from newsletter.errors import (
     TransientError,
 )
 from newsletter.mime import ascii_domain, canonical_crlf, needs_smtputf8
-from newsletter.transports.base import Envelope, Outcome, outcomes_one_by_one
+from newsletter.transports.base import MIME, Envelope, Outcome, outcomes_one_by_one
 
 _BOUNCE_CODES = {550, 551, 553}
 _ENHANCED_ADDRESS = re.compile(rb"^5\.1\.\d")
@@ -54,7 +54,7 @@ class _Refused(Exception):
 class SmtpTransport:
     name = "smtp"
     batch_size = 1
-    needs_fields = False  # sends the MIME bytes only
+    needs = MIME
 
     def __init__(
         self,
