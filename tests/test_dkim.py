@@ -14,7 +14,7 @@ from clocks import NOW
 from newsletter import jobs
 from newsletter.dkim import DkimSigner, generate_key, relaxed_body, sign_all, split_message
 from newsletter.errors import ConfigError
-from newsletter.mime import compose
+from newsletter.mime import canonical_crlf, compose
 from newsletter.workspace import Workspace
 from smtp_sink import SmtpSink, smtp_env
 from workspaces import new_campaign, sent_campaign
@@ -164,6 +164,21 @@ def test_our_header_split_matches_dkimpy(source: str) -> None:
     assert messages
     for message in messages:
         assert split_message(message) == dkimpy.rfc822_parse(message)
+        if canonical_crlf(message) == message:
+            # What the SMTP transport passes, having made every line end CRLF itself.
+            assert split_message(message, crlf=True) == dkimpy.rfc822_parse(message)
+
+
+@pytest.mark.parametrize("algorithm", ["rsa", "ed25519"])
+def test_a_message_said_to_be_crlf_is_signed_as_one_checked_for_it(algorithm: str) -> None:
+    pem, record = generate_key(algorithm)
+    signer = DkimSigner.from_pem("clinic.example.com", "nl", pem, "test key")
+    signer.clock = lambda: 1e9  # one t= tag for both
+    message = _message()
+    checked, trusted = signer.sign(message), signer.sign(message, crlf=True)
+    assert _verify(trusted, record)
+    if algorithm == "ed25519":  # deterministic signatures: the very same bytes
+        assert trusted == checked
 
 
 # -- both verifiers, both algorithms, and a re-serialised message ------------------------

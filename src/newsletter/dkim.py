@@ -58,10 +58,17 @@ def _parse(message: bytes) -> tuple[list[list[bytes]], bytes]:
     return parsed
 
 
-def split_message(message: bytes) -> tuple[list[list[bytes]], bytes]:
-    """Headers as [name, value with its CRLF] and the body, as dkimpy.rfc822_parse gives."""
+def split_message(message: bytes, crlf: bool = False) -> tuple[list[list[bytes]], bytes]:
+    """Headers as [name, value with its CRLF] and the body, as dkimpy.rfc822_parse gives.
+
+    ``crlf``: the caller has made every line end CRLF (the SMTP transport
+    does, before signing), so the scans of the whole message that check it
+    are not made again: a third of the signing time of an Ed25519 signature.
+    """
     head, found, body = message.partition(b"\r\n\r\n")
-    if not found or message.count(b"\n") != message.count(b"\r\n") or b"\r\r" in message:
+    if not found:
+        return _parse(message)
+    if not crlf and (message.count(b"\n") != message.count(b"\r\n") or b"\r\r" in message):
         return _parse(message)  # not CRLF throughout: the general parser
     headers: list[list[bytes]] = []
     for line in head.split(b"\r\n"):
@@ -117,9 +124,10 @@ class DkimSigner:
             b"ed25519-sha256" if isinstance(self.key, ed25519.Ed25519PrivateKey) else b"rsa-sha256"
         )
 
-    def sign(self, message: bytes) -> bytes:
-        """Return the message with a DKIM-Signature header in front."""
-        headers, body = split_message(message)
+    def sign(self, message: bytes, crlf: bool = False) -> bytes:
+        """Return the message with a DKIM-Signature header in front (``crlf``: every
+        line of it ends CRLF already, see ``split_message``)."""
+        headers, body = split_message(message, crlf)
         present = {name.lower() for name, _ in headers}
         include = [h for h in SIGNED_HEADERS if h in present]
         body_hash = base64.b64encode(hashlib.sha256(relaxed_body(body)).digest())
@@ -186,14 +194,16 @@ def _fold_tags(fields: list[tuple[bytes, bytes]]) -> bytes:
     return b"\r\n".join(lines)[len(b"DKIM-Signature:") :]
 
 
-def sign_all(signers: list[DkimSigner], message: bytes) -> bytes:
+def sign_all(signers: list[DkimSigner], message: bytes, crlf: bool = False) -> bytes:
     """Sign with every key: the first signer's header ends up on top.
 
     RFC 8463: an Ed25519 signature alone is "unsupported algorithm" to many
     receivers, so it goes with an RSA one, signed last to be read first.
+    ``crlf``: every line of the message ends CRLF already.
     """
     for signer in reversed(signers):
-        message = signer.sign(message)
+        # A signature header is CRLF throughout, so the signed message stays canonical.
+        message = signer.sign(message, crlf)
     return message
 
 

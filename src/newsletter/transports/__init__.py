@@ -97,8 +97,9 @@ def _smtp(settings: Settings, secrets: Secrets, workspace: Path) -> Transport:
 
 def _dkim_signer(
     settings: Settings, secrets: Secrets, workspace: Path
-) -> Callable[[bytes], bytes] | None:
-    """The DKIM signing function when [dkim] is configured, else None."""
+) -> Callable[[bytes, bool], bytes] | None:
+    """The DKIM signing function when [dkim] is configured, else None: it takes the
+    message and whether its every line ends CRLF already."""
     signers = dkim_signers(settings, secrets, workspace)
     if not signers:
         return None

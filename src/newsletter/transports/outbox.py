@@ -18,7 +18,7 @@ class OutboxTransport:
     batch_size = 1
     needs = MIME
 
-    def __init__(self, directory: Path, sign: Callable[[bytes], bytes] | None = None):
+    def __init__(self, directory: Path, sign: Callable[[bytes, bool], bytes] | None = None):
         self.directory = directory
         self.sign = sign  # DKIM, as the SMTP transport signs
         try:
@@ -44,7 +44,7 @@ class OutboxTransport:
     def send(self, envelope: Envelope) -> str | None:
         path = self._path(envelope.key)
         partial = path.with_suffix(".eml.part")
-        data = self.sign(envelope.data) if self.sign else envelope.data
+        data = self.sign(envelope.data, False) if self.sign else envelope.data
         try:
             with open(partial, "wb") as handle:
                 handle.write(data)

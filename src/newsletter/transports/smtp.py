@@ -66,7 +66,7 @@ class SmtpTransport:
         timeout: float = 30.0,
         connections: int = 1,
         ssl_context: ssl.SSLContext | None = None,
-        sign: Callable[[bytes], bytes] | None = None,
+        sign: Callable[[bytes, bool], bytes] | None = None,
     ):
         self.host, self.port, self.security = host, port, security
         self.username, self.password, self.timeout = username, password, timeout
@@ -165,7 +165,7 @@ class SmtpTransport:
             # Never let an address end a command line early (smtplib's putcmd checks too).
             raise AddressUnusable(f"{recipient!r}: a control character in an address")
         data = canonical_crlf(envelope.data)
-        data = self.sign(data) if self.sign else data
+        data = self.sign(data, True) if self.sign else data  # True: it is CRLF throughout
         with self._slots:
             for fresh in (False, True):
                 conn = None
