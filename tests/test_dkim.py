@@ -12,7 +12,14 @@ from dkim.canonicalization import CanonicalizationPolicy
 
 from clocks import NOW
 from newsletter import jobs
-from newsletter.dkim import DkimSigner, generate_key, relaxed_body, sign_all, split_message
+from newsletter.dkim import (
+    DkimSigner,
+    generate_key,
+    relaxed_body,
+    relaxed_headers,
+    sign_all,
+    split_message,
+)
 from newsletter.errors import ConfigError
 from newsletter.mime import canonical_crlf, compose
 from newsletter.workspace import Workspace
@@ -160,10 +167,14 @@ def test_our_header_split_matches_dkimpy(source: str) -> None:
             b"Subject: a\nTo: b@example.org\n\nbody\n",
             b"Subject: a\r\n\tfolded\r\nX-Y:\r\n\r\nbody \r\n\r\n",
             b"Subject: a\r\nTo: b@example.org\r\n\r\nbare\nline\r\n",
+            b"SUBJECT:\t a  b\t\tc \r\n\t d\r\n e \t\r\nX-Empty:\r\nX-Tab:\tv\r\n\r\nb\r\n",
         ]
     assert messages
+    relaxed = CanonicalizationPolicy.from_c_value(b"relaxed/relaxed")
     for message in messages:
         assert split_message(message) == dkimpy.rfc822_parse(message)
+        headers = split_message(message)[0]
+        assert relaxed_headers(headers) == relaxed.canonicalize_headers(headers)
         if canonical_crlf(message) == message:
             # What the SMTP transport passes, having made every line end CRLF itself.
             assert split_message(message, crlf=True) == dkimpy.rfc822_parse(message)
