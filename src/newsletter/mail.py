@@ -82,8 +82,9 @@ class Urls:
         return self._url("v", self.signer.make("view", campaign_id, subscriber_id))
 
 
-# One subscriber's articles and the message factory of their subject.
-_Parts = tuple[list[ArticleContext], MessageFactory]
+# One subscriber's articles, the message factory of their subject, and the campaign's
+# template data for those articles (its preheader follows them).
+_Parts = tuple[list[ArticleContext], MessageFactory, dict[str, Any]]
 
 
 class CampaignMail:
@@ -114,9 +115,7 @@ class CampaignMail:
         # Automatic campaigns: the recipients who get only some of the articles (the
         # rest they had before), by subscriber id; everyone else gets them all.
         self._personal = {sid: tuple(ids) for sid, ids in personal.items()}
-        self._personal_parts: dict[
-            tuple[int, ...], tuple[list[ArticleContext], MessageFactory]
-        ] = {}
+        self._personal_parts: dict[tuple[int, ...], _Parts] = {}  # by article subset
         css = templates.stylesheet
         self.articles = [article_context(a, css, settings.site.base_url) for a in articles]
         self._article_by_url = {a["url"]: a["id"] for a in self.articles if a["url"]}
@@ -126,7 +125,6 @@ class CampaignMail:
         )
         self.domain = sender.from_address.rpartition("@")[2] or "localhost"
         self.campaign_context = self._campaign_context(self.articles)
-        self._personal_campaign: dict[tuple[int, ...], dict[str, Any]] = {}
         self.site = site_context(settings.site.base_url, settings.templates.language)
         # The subject is the campaign's, or the template's rendered without any
         # subscriber: one subject per campaign, encoded once.
@@ -164,10 +162,11 @@ class CampaignMail:
         return bool(self.campaign["tracking"]) and self.settings.tracking.enabled
 
     def _parts(self, subscriber_id: int) -> _Parts:
-        """The articles and message factory (subject) for one subscriber."""
+        """The articles, message factory (subject) and campaign data for one subscriber:
+        made once per article subset, in one cache."""
         ids = self._personal.get(subscriber_id)
         if ids is None:
-            return self.articles, self.factory
+            return self.articles, self.factory, self.campaign_context
         parts = self._personal_parts.get(ids)
         if parts is None:
             articles = [a for a in self.articles if a["id"] in ids]
@@ -183,19 +182,14 @@ class CampaignMail:
                         }
                     )
                 )
-            parts = self._personal_parts[ids] = (articles, factory)
+            campaign = self._campaign_context(articles)
+            parts = self._personal_parts[ids] = (articles, factory, campaign)
         return parts
 
     def context(self, subscriber: Mapping[str, Any]) -> dict[str, Any]:
         """The template data for one subscriber: plain dicts, lists and strings."""
         cid, sid = self.campaign["id"], subscriber["id"]
-        articles = self._parts(sid)[0]
-        campaign = self.campaign_context
-        if articles is not self.articles:
-            key = tuple(a["id"] for a in articles)
-            if key not in self._personal_campaign:
-                self._personal_campaign[key] = self._campaign_context(articles)
-            campaign = self._personal_campaign[key]
+        articles, _, campaign = self._parts(sid)
         return {
             "campaign": campaign,
             "articles": articles,
