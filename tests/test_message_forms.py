@@ -1,4 +1,4 @@
-"""A campaign builds each message only in the form its transport reads: MIME or fields."""
+"""A campaign builds each message only in the form its transport reads, CRLF throughout."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import pytest
 
 from clocks import NOW
 from newsletter import campaigns, jobs
-from newsletter.mime import UnsafeHeader
-from newsletter.transports import FIELDS, MIME
+from newsletter.mime import UnsafeHeader, canonical_crlf, compose
+from newsletter.transports import FIELDS, MIME, Envelope
 from newsletter.transports.httpapi import content_of
 from newsletter.transports.mailgun import MailgunTransport
 from newsletter.transports.outbox import OutboxTransport
@@ -78,3 +78,37 @@ def test_a_name_that_cannot_go_in_a_header_fails_in_either_form(mail, needs: str
     broken = {**READER, "first_name": "Zoë\r\nBcc: everyone@example.org"}
     with pytest.raises(UnsafeHeader, match="the name of zoe@example.org: contains a carriage"):
         mail.envelope(broken, "k7", NOW, mail.settings.sender.from_address, needs=needs)
+
+
+LINE_ENDS = ["a\rb", "a\nb", "a\r\r\nb", "a\n\rb", "a\r\n.\nb", ".\r\n", "end\r"]
+
+
+@pytest.mark.parametrize("ends", LINE_ENDS)
+def test_what_the_factory_builds_is_crlf_throughout_whatever_its_parts_bring(ends: str) -> None:
+    # SMTP trusts a campaign's messages to be CRLF throughout (Envelope.crlf) and does
+    # not scan them again for a bare CR or LF: the factory must never let one through,
+    # in the 7bit or the quoted-printable HTML part, the text part or the headers.
+    for html_part in (f"<p>{ends}</p>", f"<style>/* Zoë {ends} */</style>", "x" * 1200 + ends):
+        data = compose(
+            subject="Grüße " * 30,  # folded over several lines
+            text=f"Hello {ends} Zoë\n" * 3 + "y" * 200,
+            html=html_part,
+            from_name="Riverbend Physical Therapy",
+            from_address="news@clinic.example.com",
+            to_address="zoe@example.org",
+            to_name="Zoë Brennan " * 8,
+            msg_id="<c1.k.1@clinic.example.com>",
+            date=NOW,
+            unsubscribe_url="https://news.clinic.example.com/u/" + "A" * 60,
+            unsubscribe_mailto="leave@clinic.example.com",
+            list_id="Riverbend PT <newsletter.clinic.example.com>",
+            feedback_id="c1:newsletter:clinic.example.com",
+        )
+        assert canonical_crlf(data) == data, html_part
+
+
+def test_a_campaign_message_goes_as_crlf_and_other_data_is_made_so(mail) -> None:
+    _, envelope = mail.envelope(READER, "k7", NOW, mail.settings.sender.from_address)
+    assert envelope.crlf and canonical_crlf(envelope.data) == envelope.data
+    # Data from elsewhere (a test send, a caller's bytes) is not trusted to be.
+    assert not Envelope("a@example.org", "b@example.org", b"x\n", "k").crlf

@@ -306,7 +306,7 @@ class CampaignMail:
                 unsubscribe_url=unsubscribe,
                 unsubscribe_mailto=mailto,
             )
-            return msg_id, Envelope(sender, recipient, data, key)
+            return msg_id, Envelope(sender, recipient, data, key, crlf=True)
         factory.check_personal(to_address=recipient, to_name=to_name, msg_id=msg_id)
         headers = {
             "Message-ID": msg_id,

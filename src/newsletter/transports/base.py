@@ -61,6 +61,9 @@ class Envelope:
     data: bytes  # the whole message, wire format (CRLF); empty for a FIELDS transport
     key: str  # unique per delivery: file name, idempotency key, custom argument
     content: Content | None = None  # the message as fields, for a FIELDS transport
+    # ``data`` ends every line with CRLF, as MessageFactory builds it (tests hold it to
+    # that): SMTP need not scan it for a bare CR or LF. False for data from elsewhere.
+    crlf: bool = False
 
 
 @dataclass(frozen=True)

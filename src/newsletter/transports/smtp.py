@@ -164,7 +164,9 @@ class SmtpTransport:
         if any(ord(c) < 32 or c in "<>" for a in (sender, recipient) for c in a):
             # Never let an address end a command line early (smtplib's putcmd checks too).
             raise AddressUnusable(f"{recipient!r}: a control character in an address")
-        data = canonical_crlf(envelope.data)
+        # Every line end as CRLF (no bare LF for SMTP smuggling): already so for what
+        # MessageFactory built, which need not be scanned for it again.
+        data = envelope.data if envelope.crlf else canonical_crlf(envelope.data)
         data = self.sign(data, True) if self.sign else data  # True: it is CRLF throughout
         with self._slots:
             for fresh in (False, True):
