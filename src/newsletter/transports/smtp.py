@@ -37,6 +37,8 @@ from newsletter.transports.base import MIME, Envelope, Outcome, outcomes_one_by_
 
 _BOUNCE_CODES = {550, 551, 553}
 _ENHANCED_ADDRESS = re.compile(rb"^5\.1\.\d")
+# What would end a MAIL or RCPT command line early: a control character or an angle bracket.
+_COMMAND_BREAKING = re.compile(r"[\x00-\x1f<>]")
 
 
 class _Retry(Exception):
@@ -161,7 +163,7 @@ class SmtpTransport:
             recipient, sender = ascii_domain(envelope.recipient), ascii_domain(envelope.sender)
         except InputError as exc:
             raise AddressUnusable(str(exc)) from None  # this address alone
-        if any(ord(c) < 32 or c in "<>" for a in (sender, recipient) for c in a):
+        if _COMMAND_BREAKING.search(sender) or _COMMAND_BREAKING.search(recipient):
             # Never let an address end a command line early (smtplib's putcmd checks too).
             raise AddressUnusable(f"{recipient!r}: a control character in an address")
         # Every line end as CRLF (no bare LF for SMTP smuggling): already so for what
