@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 import re
+import time
 from pathlib import Path
 
 import dkim as dkimpy
@@ -22,6 +23,7 @@ from newsletter.dkim import (
 )
 from newsletter.errors import ConfigError
 from newsletter.mime import canonical_crlf, compose
+from newsletter.transports.signing import RsaHelper
 from newsletter.workspace import Workspace
 from smtp_sink import SmtpSink, smtp_env
 from workspaces import new_campaign, sent_campaign
@@ -339,3 +341,52 @@ def test_a_second_key_that_is_not_ed25519_is_refused(cli, tmp_path: Path) -> Non
     result = cli("config", "check", check=False)
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert "rsa.pem: not an Ed25519 key" in result.stderr
+
+
+# -- RSA signatures made by a helper process -------------------------------------------
+
+
+def _ready_helper(pem: bytes, signer: DkimSigner) -> RsaHelper:
+    """A helper that has loaded its key: until then each signature is made here."""
+    helper = RsaHelper(pem, signer.sign_rsa_here)
+    deadline = time.monotonic() + 30
+    while not helper.ready:
+        assert time.monotonic() < deadline, "the signing helper never got ready"
+        helper.start(b"warming up")()
+        time.sleep(0.01)
+    return helper
+
+
+def test_the_signing_helper_makes_the_very_signatures_made_here() -> None:
+    pem, record = generate_key("rsa")
+    signer = DkimSigner.from_pem("clinic.example.com", "nl", pem, "test key")
+    helper = _ready_helper(pem, signer)
+    try:
+        requests = [f"headers of message {n}".encode() for n in range(6)]
+        pending = [helper.start(data) for data in requests]  # all in flight at once
+        # Answered in request order, taken in any order (one waiter per sender thread).
+        for data, answer in reversed(list(zip(requests, pending, strict=True))):
+            assert answer() == signer.sign_rsa_here(data)  # PKCS#1 v1.5 is deterministic
+        signer.rsa_start = helper.start
+        message = _message()
+        signed = signer.sign(message)
+        assert _verify(signed, record)
+        signer.rsa_start = None
+        assert signer.sign(message).split(b"\r\n\t", 1)[1] == signed.split(b"\r\n\t", 1)[1]
+        assert not helper.failed
+    finally:
+        helper.close()
+
+
+def test_a_signing_helper_that_dies_leaves_the_signatures_to_this_process() -> None:
+    pem, _ = generate_key("rsa")
+    signer = DkimSigner.from_pem("clinic.example.com", "nl", pem, "test key")
+    helper = _ready_helper(pem, signer)
+    in_flight = helper.start(b"asked before the helper died")
+    assert helper.process is not None
+    helper.process.kill()
+    helper.process.wait()
+    # The answer it never gave, and every signature after it, are made here instead.
+    assert in_flight() == signer.sign_rsa_here(b"asked before the helper died")
+    assert helper.start(b"asked after")() == signer.sign_rsa_here(b"asked after")
+    assert helper.failed and helper.process is None

@@ -371,6 +371,8 @@ def _read_and_send(
                 key = delivery_key.build(campaign_id, row["id"])
                 try:
                     msg_id, envelope = mail.envelope(subscriber, key, clock(), sender, needs=needs)
+                    # What can run while this message waits for a sender (a signature).
+                    envelope = run.transport.prepare(envelope)
                 except Exception as exc:  # noqa: BLE001 - one subscriber's failure is theirs
                     # One subscriber's data cannot make a message (it breaks the template,
                     # a line break in the name): fail that row, say why, go on with the

@@ -14,7 +14,6 @@ blindly).
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -45,6 +44,7 @@ from newsletter.transports.base import (
 
 if TYPE_CHECKING:
     from newsletter.dkim import DkimSigner
+    from newsletter.transports.signing import DkimSigning
 
 __all__ = [
     "FIELDS",
@@ -95,17 +95,16 @@ def _smtp(settings: Settings, secrets: Secrets, workspace: Path) -> Transport:
     )
 
 
-def _dkim_signer(
-    settings: Settings, secrets: Secrets, workspace: Path
-) -> Callable[[bytes, bool], bytes] | None:
-    """The DKIM signing function when [dkim] is configured, else None: it takes the
-    message and whether its every line ends CRLF already."""
+def _dkim_signer(settings: Settings, secrets: Secrets, workspace: Path) -> DkimSigning | None:
+    """The DKIM signing when [dkim] is configured, else None: it takes the message and
+    whether its every line ends CRLF already, starts signing, and returns what gives
+    the signed message (an RSA signature is made by a helper process meanwhile)."""
     signers = dkim_signers(settings, secrets, workspace)
     if not signers:
         return None
-    from newsletter.dkim import sign_all
+    from newsletter.transports.signing import DkimSigning
 
-    return functools.partial(sign_all, signers)
+    return DkimSigning(signers)
 
 
 def _dkim_pem(

@@ -64,6 +64,9 @@ class Envelope:
     # ``data`` ends every line with CRLF, as MessageFactory builds it (tests hold it to
     # that): SMTP need not scan it for a bare CR or LF. False for data from elsewhere.
     crlf: bool = False
+    # The message with its DKIM signature, being made since the transport's ``prepare``
+    # (a helper process makes an RSA signature while the next message is rendered).
+    signing: Callable[[], bytes] | None = None
 
 
 @dataclass(frozen=True)
@@ -90,6 +93,11 @@ class Transport(Protocol):
 
     def send(self, envelope: Envelope) -> str | None:
         """One message (a test send); the provider's id. Raises what send_batch reports."""
+        ...
+
+    def prepare(self, envelope: Envelope) -> Envelope:
+        """Called as each message of a campaign is built, before it waits for a sender
+        thread: starts what can run meanwhile (a DKIM signature), or returns it as is."""
         ...
 
     def was_sent(self, key: str) -> bool | None: ...

@@ -56,6 +56,9 @@ class MailgunTransport:
         self.session = make_session(connections)
         self._auth = ("api", api_key)
 
+    def prepare(self, envelope: Envelope) -> Envelope:
+        return envelope  # nothing to start before the send
+
     def send(self, envelope: Envelope) -> str | None:
         """Hand one message to Mailgun; return the id it answers (without angle brackets)."""
         what = f"mailgun {envelope.recipient}"

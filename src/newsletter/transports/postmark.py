@@ -110,6 +110,9 @@ class PostmarkTransport:
             body["Headers"] = headers
         return body
 
+    def prepare(self, envelope: Envelope) -> Envelope:
+        return envelope  # nothing to start before the send
+
     def send(self, envelope: Envelope) -> str | None:
         """Send one message (a test message, a confirmation) as a batch of one."""
         (outcome,) = self.send_batch([envelope])

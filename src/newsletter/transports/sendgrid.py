@@ -117,6 +117,9 @@ class SendGridTransport:
             body["reply_to"] = {"email": address, **({"name": name} if name else {})}
         return body
 
+    def prepare(self, envelope: Envelope) -> Envelope:
+        return envelope  # nothing to start before the send
+
     def send(self, envelope: Envelope) -> str | None:
         """Hand one message to SendGrid; return its X-Message-Id."""
         what = f"sendgrid {envelope.recipient}"

@@ -92,6 +92,9 @@ class SesTransport:
         )
         self.configuration_set = configuration_set
 
+    def prepare(self, envelope: Envelope) -> Envelope:
+        return envelope  # nothing to start before the send
+
     def send(self, envelope: Envelope) -> str | None:
         """Hand one message to SES; return its MessageId."""
         what = f"ses {envelope.recipient}"

@@ -16,12 +16,14 @@ sender (5xx to MAIL) or a missing STARTTLS stop the campaign (AccountError).
 
 from __future__ import annotations
 
+import dataclasses
 import queue
 import re
 import smtplib
 import ssl
 import threading
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 from newsletter.errors import (
     AccountError,
@@ -34,6 +36,9 @@ from newsletter.errors import (
 )
 from newsletter.mime import ascii_domain, canonical_crlf, needs_smtputf8
 from newsletter.transports.base import MIME, Envelope, Outcome, outcomes_one_by_one
+
+if TYPE_CHECKING:
+    from newsletter.transports.signing import DkimSigning
 
 _BOUNCE_CODES = {550, 551, 553}
 _ENHANCED_ADDRESS = re.compile(rb"^5\.1\.\d")
@@ -68,12 +73,14 @@ class SmtpTransport:
         timeout: float = 30.0,
         connections: int = 1,
         ssl_context: ssl.SSLContext | None = None,
-        sign: Callable[[bytes, bool], bytes] | None = None,
+        sign: DkimSigning | None = None,
     ):
         self.host, self.port, self.security = host, port, security
         self.username, self.password, self.timeout = username, password, timeout
         self.ssl_context = ssl_context or ssl.create_default_context()
-        self.sign = sign  # DKIM: returns the message with its signature header
+        # DKIM: starts signing the message (CRLF throughout: True) and returns what
+        # gives it with its signature header.
+        self.sign = sign
         self.connections = max(1, connections)
         self._idle: queue.LifoQueue[smtplib.SMTP] = queue.LifoQueue()
         self._open = 0
@@ -166,10 +173,10 @@ class SmtpTransport:
         if _COMMAND_BREAKING.search(sender) or _COMMAND_BREAKING.search(recipient):
             # Never let an address end a command line early (smtplib's putcmd checks too).
             raise AddressUnusable(f"{recipient!r}: a control character in an address")
-        # Every line end as CRLF (no bare LF for SMTP smuggling): already so for what
-        # MessageFactory built, which need not be scanned for it again.
-        data = envelope.data if envelope.crlf else canonical_crlf(envelope.data)
-        data = self.sign(data, True) if self.sign else data  # True: it is CRLF throughout
+        if envelope.signing is not None:
+            data = envelope.signing()  # signed as prepared, CRLF throughout
+        else:
+            data = self._signing(envelope)()
         with self._slots:
             for fresh in (False, True):
                 conn = None
@@ -196,6 +203,21 @@ class SmtpTransport:
                 self._idle.put(conn)
                 return None
         raise AssertionError("unreachable")
+
+    def prepare(self, envelope: Envelope) -> Envelope:
+        """Start the DKIM signature as the message is built: a helper process makes an
+        RSA one while the next message is rendered."""
+        if self.sign is None:
+            return envelope
+        return dataclasses.replace(envelope, signing=self._signing(envelope))
+
+    def _signing(self, envelope: Envelope) -> Callable[[], bytes]:
+        # Every line end as CRLF (no bare LF for SMTP smuggling): already so for what
+        # MessageFactory built, which need not be scanned for it again.
+        data = envelope.data if envelope.crlf else canonical_crlf(envelope.data)
+        if self.sign is None:
+            return lambda: data
+        return self.sign(data, True)  # True: it is CRLF throughout
 
     def _transaction(self, conn: smtplib.SMTP, sender: str, recipient: str, data: bytes) -> None:
         """MAIL, RCPT, DATA on one connection; leaves it ready for the next message.
@@ -325,6 +347,8 @@ class SmtpTransport:
         return None  # SMTP gives no way to ask whether a message was taken
 
     def close(self) -> None:
+        if self.sign is not None:
+            self.sign.close()  # its signing helper, if it started one
         while True:
             try:
                 conn = self._idle.get_nowait()
