@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import random
 import re
 import time
@@ -18,6 +19,7 @@ from newsletter.dkim import (
     generate_key,
     relaxed_body,
     relaxed_headers,
+    sha256_digest,
     sign_all,
     split_message,
 )
@@ -390,3 +392,9 @@ def test_a_signing_helper_that_dies_leaves_the_signatures_to_this_process() -> N
     assert in_flight() == signer.sign_rsa_here(b"asked before the helper died")
     assert helper.start(b"asked after")() == signer.sign_rsa_here(b"asked after")
     assert helper.failed and helper.process is None
+
+
+@pytest.mark.parametrize("size", [0, 1, 2047, 2048, 4094, 4095, 20_000])
+def test_the_body_hash_fed_in_pieces_is_sha256_of_the_whole(size: int) -> None:
+    data = bytes(random.Random(size).randrange(256) for _ in range(size))
+    assert sha256_digest(data) == hashlib.sha256(data).digest()
