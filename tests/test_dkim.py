@@ -25,7 +25,7 @@ from newsletter.dkim import (
 )
 from newsletter.errors import ConfigError
 from newsletter.mime import canonical_crlf, compose
-from newsletter.transports.signing import RsaHelper
+from newsletter.transports.signing import DkimSigning, SigningHelper
 from newsletter.workspace import Workspace
 from smtp_sink import SmtpSink, smtp_env
 from workspaces import new_campaign, sent_campaign
@@ -345,52 +345,72 @@ def test_a_second_key_that_is_not_ed25519_is_refused(cli, tmp_path: Path) -> Non
     assert "rsa.pem: not an Ed25519 key" in result.stderr
 
 
-# -- RSA signatures made by a helper process -------------------------------------------
+# -- signatures made by a helper process ------------------------------------------------
 
 
-def _ready_helper(pem: bytes, signer: DkimSigner) -> RsaHelper:
-    """A helper that has loaded its key: until then each signature is made here."""
-    helper = RsaHelper(pem, signer.sign_rsa_here)
+def _both_signers(tmp_path: Path) -> tuple[list[DkimSigner], dict[str, str]]:
+    _, records = _keys(tmp_path, ("rsa", "ed25519"))
+    signers = [
+        DkimSigner.from_pem(DOMAIN, "nl-rsa", (tmp_path / "rsa.pem").read_bytes(), "k"),
+        DkimSigner.from_pem(DOMAIN, "nl-ed25519", (tmp_path / "ed25519.pem").read_bytes(), "k"),
+    ]
+    return signers, records
+
+
+def _ready_helper(signing: DkimSigning) -> SigningHelper:
+    """Its helper once it has loaded the keys: until then each message is signed here."""
+    helper = signing.helper
+    assert helper is not None  # this machine has more than one core
     deadline = time.monotonic() + 30
     while not helper.ready:
         assert time.monotonic() < deadline, "the signing helper never got ready"
-        helper.start(b"warming up")()
+        signing(_message(), True)()
         time.sleep(0.01)
     return helper
 
 
-def test_the_signing_helper_makes_the_very_signatures_made_here() -> None:
-    pem, record = generate_key("rsa")
-    signer = DkimSigner.from_pem("clinic.example.com", "nl", pem, "test key")
-    helper = _ready_helper(pem, signer)
+def _tags(signed: bytes) -> list[list[str]]:
+    """The tag names of each DKIM-Signature and their values but t= and b=."""
+    headers = signed.split(b"\r\n\r\n", 1)[0].decode().replace("\r\n\t", "")
+    found = []
+    for line in headers.split("\r\n"):
+        if line.startswith("DKIM-Signature:"):
+            tags = [t.strip().split("=", 1) for t in line[15:].split(";")]
+            found.append([f"{k}={v if k not in ('t', 'b') else ''}" for k, v in tags])
+    return found
+
+
+def test_the_signing_helper_signs_as_this_process_does(tmp_path: Path) -> None:
+    signers, records = _both_signers(tmp_path)
+    signing = DkimSigning(signers)
     try:
-        requests = [f"headers of message {n}".encode() for n in range(6)]
-        pending = [helper.start(data) for data in requests]  # all in flight at once
+        helper = _ready_helper(signing)
+        messages = [_message() for _ in range(6)]  # each with its own boundary
+        pending = [signing(message, True) for message in messages]  # all in flight
         # Answered in request order, taken in any order (one waiter per sender thread).
-        for data, answer in reversed(list(zip(requests, pending, strict=True))):
-            assert answer() == signer.sign_rsa_here(data)  # PKCS#1 v1.5 is deterministic
-        signer.rsa_start = helper.start
-        message = _message()
-        signed = signer.sign(message)
-        assert _verify(signed, record)
-        signer.rsa_start = None
-        assert signer.sign(message).split(b"\r\n\t", 1)[1] == signed.split(b"\r\n\t", 1)[1]
-        assert not helper.failed
+        for message, answer in reversed(list(zip(messages, pending, strict=True))):
+            signed = answer()
+            assert signed.endswith(message)
+            assert _dkimpy_results(signed, records) == [True, True]
+            assert _tags(signed) == _tags(sign_all(signers, message, True))
+        assert helper.asked == helper.heard >= len(messages) and not helper.failed
     finally:
-        helper.close()
+        signing.close()
+    assert signing.helper is not None and signing.helper.process is None
 
 
-def test_a_signing_helper_that_dies_leaves_the_signatures_to_this_process() -> None:
-    pem, _ = generate_key("rsa")
-    signer = DkimSigner.from_pem("clinic.example.com", "nl", pem, "test key")
-    helper = _ready_helper(pem, signer)
-    in_flight = helper.start(b"asked before the helper died")
+def test_a_signing_helper_that_dies_leaves_the_signing_to_this_process(tmp_path: Path) -> None:
+    signers, records = _both_signers(tmp_path)
+    signing = DkimSigning(signers)
+    helper = _ready_helper(signing)
+    message = _message()
+    in_flight = signing(message, True)
     assert helper.process is not None
     helper.process.kill()
     helper.process.wait()
-    # The answer it never gave, and every signature after it, are made here instead.
-    assert in_flight() == signer.sign_rsa_here(b"asked before the helper died")
-    assert helper.start(b"asked after")() == signer.sign_rsa_here(b"asked after")
+    # The answer it never gave, and every message after it, are signed here instead.
+    assert _dkimpy_results(in_flight(), records) == [True, True]
+    assert _dkimpy_results(signing(message, True)(), records) == [True, True]
     assert helper.failed and helper.process is None
 
 

@@ -136,9 +136,6 @@ class DkimSigner:
     selector: str
     key: rsa.RSAPrivateKey | ed25519.Ed25519PrivateKey
     clock: Callable[[], float] = time.time
-    # Starts the RSA signature of the given bytes elsewhere (a helper process, so it
-    # runs beside the sender's own work) and returns what waits for it; None: here.
-    rsa_start: Callable[[bytes], Callable[[], bytes]] | None = None
 
     @classmethod
     def from_pem(cls, domain: str, selector: str, pem: bytes, where: str) -> DkimSigner:
@@ -157,11 +154,6 @@ class DkimSigner:
             )
         return cls(domain, selector, key)
 
-    def sign_rsa_here(self, data: bytes) -> bytes:
-        """The RSA signature of ``data``, made in this process."""
-        assert isinstance(self.key, rsa.RSAPrivateKey)
-        return self.key.sign(data, padding.PKCS1v15(), hashes.SHA256())
-
     @property
     def algorithm(self) -> bytes:
         return (
@@ -171,11 +163,6 @@ class DkimSigner:
     def sign(self, message: bytes, crlf: bool = False) -> bytes:
         """Return the message with a DKIM-Signature header in front (``crlf``: every
         line of it ends CRLF already, see ``split_message``)."""
-        return self.start(message, crlf)()
-
-    def start(self, message: bytes, crlf: bool = False) -> Callable[[], bytes]:
-        """Start signing: everything but an RSA signature made elsewhere is done now;
-        the returned function waits for that and gives the signed message."""
         headers, body = split_message(message, crlf)
         present = {name.lower() for name, _ in headers}
         include = [h for h in SIGNED_HEADERS if h in present]
@@ -201,21 +188,12 @@ class DkimSigner:
         data = b"".join(name + b":" + text for name, text in canonical[:-1])
         data += canonical[-1][0] + b":" + canonical[-1][1].rstrip(b"\r\n")
         if isinstance(self.key, rsa.RSAPrivateKey):
-            if self.rsa_start is not None:
-                pending = self.rsa_start(data)
-                return lambda: _signed(message, value, pending())
-            signature = self.sign_rsa_here(data)
+            signature = self.key.sign(data, padding.PKCS1v15(), hashes.SHA256())
         else:
             signature = self.key.sign(hashlib.sha256(data).digest())
-        signed = _signed(message, value, signature)
-        return lambda: signed
-
-
-def _signed(message: bytes, value: bytes, signature: bytes) -> bytes:
-    """The message with its DKIM-Signature header (tags ``value``, then ``b=``) in front."""
-    b = base64.b64encode(signature)
-    folded = b"\r\n\t".join(b[i : i + 72] for i in range(0, len(b), 72))
-    return b"DKIM-Signature:" + value + b"\r\n\t" + folded + b"\r\n" + message
+        b = base64.b64encode(signature)
+        folded = b"\r\n\t".join(b[i : i + 72] for i in range(0, len(b), 72))
+        return b"DKIM-Signature:" + value + b"\r\n\t" + folded + b"\r\n" + message
 
 
 # The longest header line, CRLF not counted (RFC 5322 2.1.1).
@@ -259,23 +237,10 @@ def sign_all(signers: list[DkimSigner], message: bytes, crlf: bool = False) -> b
     receivers, so it goes with an RSA one, signed last to be read first.
     ``crlf``: every line of the message ends CRLF already.
     """
-    return start_all(signers, message, crlf)()
-
-
-def start_all(signers: list[DkimSigner], message: bytes, crlf: bool = False) -> Callable[[], bytes]:
-    """``sign_all`` begun: the returned function gives the signed message.
-
-    The signatures below the top one are made now (Ed25519 takes microseconds);
-    the top one, RSA, may be made by a helper meanwhile. Each signer hashes the
-    same headers and body whatever the signatures below it, so the order of
-    the work changes nothing in the result.
-    """
-    for signer in reversed(signers[1:]):
+    for signer in reversed(signers):
         # A signature header is CRLF throughout, so the signed message stays canonical.
         message = signer.sign(message, crlf)
-    if not signers:
-        return lambda: message
-    return signers[0].start(message, crlf)
+    return message
 
 
 def generate_key(algorithm: str = "rsa") -> tuple[bytes, str]:
