@@ -25,6 +25,7 @@ from newsletter.dkim import (
 )
 from newsletter.errors import ConfigError
 from newsletter.mime import canonical_crlf, compose
+from newsletter.transports import Envelope
 from newsletter.transports.signing import DkimSigning, SigningHelper
 from newsletter.workspace import Workspace
 from smtp_sink import SmtpSink, smtp_env
@@ -364,7 +365,7 @@ def _ready_helper(signing: DkimSigning) -> SigningHelper:
     deadline = time.monotonic() + 30
     while not helper.ready:
         assert time.monotonic() < deadline, "the signing helper never got ready"
-        signing(_message(), True)()
+        signing.start(_message(), True)()
         time.sleep(0.01)
     return helper
 
@@ -386,7 +387,7 @@ def test_the_signing_helper_signs_as_this_process_does(tmp_path: Path) -> None:
     try:
         helper = _ready_helper(signing)
         messages = [_message() for _ in range(6)]  # each with its own boundary
-        pending = [signing(message, True) for message in messages]  # all in flight
+        pending = [signing.start(message, True) for message in messages]  # all in flight
         # Answered in request order, taken in any order (one waiter per sender thread).
         for message, answer in reversed(list(zip(messages, pending, strict=True))):
             signed = answer()
@@ -404,13 +405,13 @@ def test_a_signing_helper_that_dies_leaves_the_signing_to_this_process(tmp_path:
     signing = DkimSigning(signers)
     helper = _ready_helper(signing)
     message = _message()
-    in_flight = signing(message, True)
+    in_flight = signing.start(message, True)
     assert helper.process is not None
     helper.process.kill()
     helper.process.wait()
     # The answer it never gave, and every message after it, are signed here instead.
     assert _dkimpy_results(in_flight(), records) == [True, True]
-    assert _dkimpy_results(signing(message, True)(), records) == [True, True]
+    assert _dkimpy_results(signing.start(message, True)(), records) == [True, True]
     assert helper.failed and helper.process is None
 
 
@@ -418,3 +419,32 @@ def test_a_signing_helper_that_dies_leaves_the_signing_to_this_process(tmp_path:
 def test_the_body_hash_fed_in_pieces_is_sha256_of_the_whole(size: int) -> None:
     data = bytes(random.Random(size).randrange(256) for _ in range(size))
     assert sha256_digest(data) == hashlib.sha256(data).digest()
+
+
+def test_a_message_sent_on_its_own_is_signed_without_starting_a_helper(
+    ws_dir: Path, tmp_path: Path
+) -> None:
+    # A test send or a confirmation goes alone: a helper process would only slow it.
+    pem, record = generate_key("rsa")
+    key_file = tmp_path / "dkim.pem"
+    key_file.write_bytes(pem)
+    with SmtpSink() as sink:
+        ws = Workspace.open(
+            ws_dir,
+            env=smtp_env(
+                sink,
+                NEWSLETTER_DKIM__DOMAIN="clinic.example.com",
+                NEWSLETTER_DKIM__SELECTOR="nl",
+                NEWSLETTER_DKIM__PRIVATE_KEY_FILE=str(key_file),
+            ),
+        )
+        transport = ws.transport()
+        try:
+            transport.send(Envelope("news@clinic.example.com", "zoe@example.org", _message(), "k"))
+            signing = transport.sign
+            assert signing.helper is None or signing.helper.process is None
+        finally:
+            transport.close()
+            ws.close()
+    (received,) = sink.messages
+    assert _verify(received.data, record)

@@ -51,7 +51,7 @@ class OutboxTransport:
     def send(self, envelope: Envelope) -> str | None:
         path = self._path(envelope.key)
         partial = path.with_suffix(".eml.part")
-        data = self.sign(envelope.data, False)() if self.sign else envelope.data
+        data = self.sign(envelope.data, False) if self.sign else envelope.data
         try:
             with open(partial, "wb") as handle:
                 handle.write(data)

@@ -62,9 +62,14 @@ class DkimSigning:
             ]
             self.helper = SigningHelper(json.dumps(keys).encode(), self.sign_here)
 
-    def __call__(self, message: bytes, crlf: bool) -> Callable[[], bytes]:
-        """Start signing ``message`` (``crlf``: CRLF throughout); the returned function
-        gives it signed."""
+    def __call__(self, message: bytes, crlf: bool) -> bytes:
+        """``message`` signed here and now (``crlf``: CRLF throughout): one message on
+        its own starts no helper."""
+        return sign_all(self.signers, message, crlf)
+
+    def start(self, message: bytes, crlf: bool) -> Callable[[], bytes]:
+        """Start signing one of a campaign's messages, by the helper where there is one
+        (started by the first); the returned function gives it signed."""
         if self.helper is not None:
             return self.helper.start(message, crlf)
         return self.sign_here(message, crlf)
@@ -199,23 +204,27 @@ def main() -> None:
     # Ctrl-C is for the sender, which stops in order; this ends when its stdin closes.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     requests, answers = sys.stdin.buffer, sys.stdout.buffer
-    (length,) = _LENGTH.unpack(_exactly(requests, _LENGTH.size))
-    signers = [
-        DkimSigner.from_pem(key["domain"], key["selector"], key["pem"].encode(), "the helper")
-        for key in json.loads(_exactly(requests, length))
-    ]
-    answers.write(_READY)
-    answers.flush()
-    while True:
-        head = requests.read(1 + _LENGTH.size)
-        if len(head) != 1 + _LENGTH.size:
-            return  # the sender has gone
-        (length,) = _LENGTH.unpack(head[1:])
-        message = _exactly(requests, length)
-        signed = sign_all(signers, message, head[:1] == b"1")
-        headers = signed[: len(signed) - len(message)]
-        answers.write(_LENGTH.pack(len(headers)) + headers)
+    try:
+        (length,) = _LENGTH.unpack(_exactly(requests, _LENGTH.size))
+        signers = [
+            DkimSigner.from_pem(key["domain"], key["selector"], key["pem"].encode(), "the helper")
+            for key in json.loads(_exactly(requests, length))
+        ]
+        answers.write(_READY)
         answers.flush()
+        while True:
+            head = requests.read(1 + _LENGTH.size)
+            if len(head) != 1 + _LENGTH.size:
+                return  # the sender has gone
+            (length,) = _LENGTH.unpack(head[1:])
+            message = _exactly(requests, length)
+            signed = sign_all(signers, message, head[:1] == b"1")
+            headers = signed[: len(signed) - len(message)]
+            answers.write(_LENGTH.pack(len(headers)) + headers)
+            answers.flush()
+    except (BrokenPipeError, EOFError):
+        # The sender closed its end (it finished, or stopped) before reading it all.
+        os._exit(0)  # nothing left to flush to a closed pipe
 
 
 if __name__ == "__main__":

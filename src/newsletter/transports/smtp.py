@@ -22,7 +22,7 @@ import re
 import smtplib
 import ssl
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from newsletter.errors import (
@@ -176,7 +176,10 @@ class SmtpTransport:
         if envelope.signing is not None:
             data = envelope.signing()  # signed as prepared, CRLF throughout
         else:
-            data = self._signing(envelope)()
+            # One message on its own (a test send, a confirmation): signed here, with
+            # no helper process started for it.
+            data = self._crlf(envelope)
+            data = self.sign(data, True) if self.sign else data  # True: CRLF throughout
         with self._slots:
             for fresh in (False, True):
                 conn = None
@@ -205,19 +208,17 @@ class SmtpTransport:
         raise AssertionError("unreachable")
 
     def prepare(self, envelope: Envelope) -> Envelope:
-        """Start the DKIM signature as the message is built: a helper process makes an
-        RSA one while the next message is rendered."""
+        """Start the DKIM signature of a campaign's message as it is built: a helper
+        process signs it while the next message is rendered."""
         if self.sign is None:
             return envelope
-        return dataclasses.replace(envelope, signing=self._signing(envelope))
+        return dataclasses.replace(envelope, signing=self.sign.start(self._crlf(envelope), True))
 
-    def _signing(self, envelope: Envelope) -> Callable[[], bytes]:
+    @staticmethod
+    def _crlf(envelope: Envelope) -> bytes:
         # Every line end as CRLF (no bare LF for SMTP smuggling): already so for what
         # MessageFactory built, which need not be scanned for it again.
-        data = envelope.data if envelope.crlf else canonical_crlf(envelope.data)
-        if self.sign is None:
-            return lambda: data
-        return self.sign(data, True)  # True: it is CRLF throughout
+        return envelope.data if envelope.crlf else canonical_crlf(envelope.data)
 
     def _transaction(self, conn: smtplib.SMTP, sender: str, recipient: str, data: bytes) -> None:
         """MAIL, RCPT, DATA on one connection; leaves it ready for the next message.
