@@ -96,9 +96,8 @@ def _smtp(settings: Settings, secrets: Secrets, workspace: Path) -> Transport:
 
 
 def _dkim_signer(settings: Settings, secrets: Secrets, workspace: Path) -> DkimSigning | None:
-    """The DKIM signing when [dkim] is configured, else None: it takes the message and
-    whether its every line ends CRLF already, starts signing, and returns what gives
-    the signed message (an RSA signature is made by a helper process meanwhile)."""
+    """The DKIM signing when [dkim] is configured, else None: a message on its own is
+    signed in this process, a campaign's messages by a helper process (signing.py)."""
     signers = dkim_signers(settings, secrets, workspace)
     if not signers:
         return None

@@ -65,7 +65,7 @@ class Envelope:
     # that): SMTP need not scan it for a bare CR or LF. False for data from elsewhere.
     crlf: bool = False
     # The message with its DKIM signature, being made since the transport's ``prepare``
-    # (a helper process makes an RSA signature while the next message is rendered).
+    # (a helper process signs it while the next message is rendered).
     signing: Callable[[], bytes] | None = None
 
 

@@ -78,8 +78,8 @@ class SmtpTransport:
         self.host, self.port, self.security = host, port, security
         self.username, self.password, self.timeout = username, password, timeout
         self.ssl_context = ssl_context or ssl.create_default_context()
-        # DKIM: starts signing the message (CRLF throughout: True) and returns what
-        # gives it with its signature header.
+        # DKIM: signs a message here, or starts its signing by a helper process for a
+        # campaign's messages (``prepare``).
         self.sign = sign
         self.connections = max(1, connections)
         self._idle: queue.LifoQueue[smtplib.SMTP] = queue.LifoQueue()
