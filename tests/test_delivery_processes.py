@@ -6,6 +6,8 @@ import bisect
 import logging
 import os
 import signal
+import subprocess
+import sys
 import threading
 import time
 from collections import Counter
@@ -254,3 +256,19 @@ def test_every_process_sends_as_the_configured_envelope_sender(ws_dir, sink) -> 
     assert Counter(sink.recipients()) == Counter(addresses)
     assert {m.sender for m in sink.messages} == {"bounces@news.example.org"}
     ws.close()
+
+
+def test_a_sending_process_imports_only_what_sending_needs() -> None:
+    # What a child runs (newsletter.sender) and unpickles (the parts factory jobs hands
+    # it): not the scheduler's jobs with their feeds, imports and automations.
+    code = (
+        "import sys, newsletter.sender, newsletter.send_parts\n"
+        "print(sorted(m for m in ('newsletter.jobs', 'newsletter.sources.intake', "
+        "'newsletter.automations', 'newsletter.web') if m in sys.modules))"
+    )
+    loaded = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
+    assert loaded.strip() == "[]"
+    factory = jobs.send_prepared.__globals__["shard_parts"]
+    assert factory.__module__ == "newsletter.send_parts"

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import random
 import re
+import time
 from pathlib import Path
 
 import dkim as dkimpy
@@ -12,9 +14,19 @@ from dkim.canonicalization import CanonicalizationPolicy
 
 from clocks import NOW
 from newsletter import jobs
-from newsletter.dkim import DkimSigner, generate_key, relaxed_body, sign_all, split_message
+from newsletter.dkim import (
+    DkimSigner,
+    generate_key,
+    relaxed_body,
+    relaxed_headers,
+    sha256_digest,
+    sign_all,
+    split_message,
+)
 from newsletter.errors import ConfigError
-from newsletter.mime import compose
+from newsletter.mime import canonical_crlf, compose
+from newsletter.transports import Envelope
+from newsletter.transports.signing import DkimSigning, SigningHelper
 from newsletter.workspace import Workspace
 from smtp_sink import SmtpSink, smtp_env
 from workspaces import new_campaign, sent_campaign
@@ -160,10 +172,29 @@ def test_our_header_split_matches_dkimpy(source: str) -> None:
             b"Subject: a\nTo: b@example.org\n\nbody\n",
             b"Subject: a\r\n\tfolded\r\nX-Y:\r\n\r\nbody \r\n\r\n",
             b"Subject: a\r\nTo: b@example.org\r\n\r\nbare\nline\r\n",
+            b"SUBJECT:\t a  b\t\tc \r\n\t d\r\n e \t\r\nX-Empty:\r\nX-Tab:\tv\r\n\r\nb\r\n",
         ]
     assert messages
+    relaxed = CanonicalizationPolicy.from_c_value(b"relaxed/relaxed")
     for message in messages:
         assert split_message(message) == dkimpy.rfc822_parse(message)
+        headers = split_message(message)[0]
+        assert relaxed_headers(headers) == relaxed.canonicalize_headers(headers)
+        if canonical_crlf(message) == message:
+            # What the SMTP transport passes, having made every line end CRLF itself.
+            assert split_message(message, crlf=True) == dkimpy.rfc822_parse(message)
+
+
+@pytest.mark.parametrize("algorithm", ["rsa", "ed25519"])
+def test_a_message_said_to_be_crlf_is_signed_as_one_checked_for_it(algorithm: str) -> None:
+    pem, record = generate_key(algorithm)
+    signer = DkimSigner.from_pem("clinic.example.com", "nl", pem, "test key")
+    signer.clock = lambda: 1e9  # one t= tag for both
+    message = _message()
+    checked, trusted = signer.sign(message), signer.sign(message, crlf=True)
+    assert _verify(trusted, record)
+    if algorithm == "ed25519":  # deterministic signatures: the very same bytes
+        assert trusted == checked
 
 
 # -- both verifiers, both algorithms, and a re-serialised message ------------------------
@@ -313,3 +344,107 @@ def test_a_second_key_that_is_not_ed25519_is_refused(cli, tmp_path: Path) -> Non
     result = cli("config", "check", check=False)
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert "rsa.pem: not an Ed25519 key" in result.stderr
+
+
+# -- signatures made by a helper process ------------------------------------------------
+
+
+def _both_signers(tmp_path: Path) -> tuple[list[DkimSigner], dict[str, str]]:
+    _, records = _keys(tmp_path, ("rsa", "ed25519"))
+    signers = [
+        DkimSigner.from_pem(DOMAIN, "nl-rsa", (tmp_path / "rsa.pem").read_bytes(), "k"),
+        DkimSigner.from_pem(DOMAIN, "nl-ed25519", (tmp_path / "ed25519.pem").read_bytes(), "k"),
+    ]
+    return signers, records
+
+
+def _ready_helper(signing: DkimSigning) -> SigningHelper:
+    """Its helper once it has loaded the keys: until then each message is signed here."""
+    helper = signing.helper
+    assert helper is not None  # this machine has more than one core
+    deadline = time.monotonic() + 30
+    while not helper.ready:
+        assert time.monotonic() < deadline, "the signing helper never got ready"
+        signing.start(_message(), True)()
+        time.sleep(0.01)
+    return helper
+
+
+def _tags(signed: bytes) -> list[list[str]]:
+    """The tag names of each DKIM-Signature and their values but t= and b=."""
+    headers = signed.split(b"\r\n\r\n", 1)[0].decode().replace("\r\n\t", "")
+    found = []
+    for line in headers.split("\r\n"):
+        if line.startswith("DKIM-Signature:"):
+            tags = [t.strip().split("=", 1) for t in line[15:].split(";")]
+            found.append([f"{k}={v if k not in ('t', 'b') else ''}" for k, v in tags])
+    return found
+
+
+def test_the_signing_helper_signs_as_this_process_does(tmp_path: Path) -> None:
+    signers, records = _both_signers(tmp_path)
+    signing = DkimSigning(signers)
+    try:
+        helper = _ready_helper(signing)
+        messages = [_message() for _ in range(6)]  # each with its own boundary
+        pending = [signing.start(message, True) for message in messages]  # all in flight
+        # Answered in request order, taken in any order (one waiter per sender thread).
+        for message, answer in reversed(list(zip(messages, pending, strict=True))):
+            signed = answer()
+            assert signed.endswith(message)
+            assert _dkimpy_results(signed, records) == [True, True]
+            assert _tags(signed) == _tags(sign_all(signers, message, True))
+        assert helper.asked == helper.heard >= len(messages) and not helper.failed
+    finally:
+        signing.close()
+    assert signing.helper is not None and signing.helper.process is None
+
+
+def test_a_signing_helper_that_dies_leaves_the_signing_to_this_process(tmp_path: Path) -> None:
+    signers, records = _both_signers(tmp_path)
+    signing = DkimSigning(signers)
+    helper = _ready_helper(signing)
+    message = _message()
+    in_flight = signing.start(message, True)
+    assert helper.process is not None
+    helper.process.kill()
+    helper.process.wait()
+    # The answer it never gave, and every message after it, are signed here instead.
+    assert _dkimpy_results(in_flight(), records) == [True, True]
+    assert _dkimpy_results(signing.start(message, True)(), records) == [True, True]
+    assert helper.failed and helper.process is None
+
+
+@pytest.mark.parametrize("size", [0, 1, 2047, 2048, 4094, 4095, 20_000])
+def test_the_body_hash_fed_in_pieces_is_sha256_of_the_whole(size: int) -> None:
+    data = bytes(random.Random(size).randrange(256) for _ in range(size))
+    assert sha256_digest(data) == hashlib.sha256(data).digest()
+
+
+def test_a_message_sent_on_its_own_is_signed_without_starting_a_helper(
+    ws_dir: Path, tmp_path: Path
+) -> None:
+    # A test send or a confirmation goes alone: a helper process would only slow it.
+    pem, record = generate_key("rsa")
+    key_file = tmp_path / "dkim.pem"
+    key_file.write_bytes(pem)
+    with SmtpSink() as sink:
+        ws = Workspace.open(
+            ws_dir,
+            env=smtp_env(
+                sink,
+                NEWSLETTER_DKIM__DOMAIN="clinic.example.com",
+                NEWSLETTER_DKIM__SELECTOR="nl",
+                NEWSLETTER_DKIM__PRIVATE_KEY_FILE=str(key_file),
+            ),
+        )
+        transport = ws.transport()
+        try:
+            transport.send(Envelope("news@clinic.example.com", "zoe@example.org", _message(), "k"))
+            signing = transport.sign
+            assert signing.helper is None or signing.helper.process is None
+        finally:
+            transport.close()
+            ws.close()
+    (received,) = sink.messages
+    assert _verify(received.data, record)

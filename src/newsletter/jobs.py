@@ -9,7 +9,6 @@ run in the scheduler's threads beside the web server without sharing one.
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import functools
 import logging
@@ -21,7 +20,6 @@ from pathlib import Path
 from newsletter import (
     campaigns,
     clock,
-    config,
     delivery,
     delivery_key,
     subscribers,
@@ -34,9 +32,9 @@ from newsletter.automations import (
     run_automations,
     zone_time_text,
 )
-from newsletter.config import Secrets
 from newsletter.errors import InputError, NewsletterError, StateError
 from newsletter.mail import CampaignMail, design, load_mail
+from newsletter.send_parts import shard_parts
 from newsletter.sources import intake
 from newsletter.sources.http import Fetcher
 from newsletter.status import CampaignStatus
@@ -312,21 +310,6 @@ def send_prepared(
         sender=delivery.envelope_sender_for(ws.settings),
         parts=parts,
     )
-
-
-def shard_parts(
-    root: Path, settings: config.Settings, secrets: Secrets, campaign_id: int, connections: int
-) -> tuple[Store, CampaignMail, Transport]:
-    """What a sending child process needs, built anew in that process from picklable parts."""
-    settings = dataclasses.replace(
-        settings, delivery=dataclasses.replace(settings.delivery, concurrency=connections)
-    )
-    ws = Workspace(root, settings, secrets, [])
-    store = ws.open_store()
-    # The links were registered by the parent before it began.
-    templates = ws.templates(design(store.campaign(campaign_id)))
-    mail = load_mail(store, campaign_id, templates, settings, ws.signer)
-    return store, mail, ws.transport()
 
 
 def report_missed(ws: Workspace, store: Store, now: dt.datetime) -> list[int]:

@@ -35,7 +35,7 @@ from newsletter.render import (
 from newsletter.rows import Article, ArticleContext, Subscriber
 from newsletter.store import Store
 from newsletter.textify import wrap_lines
-from newsletter.transports import Content, Envelope
+from newsletter.transports import FIELDS, MIME, Content, Envelope
 
 # The reader a preview, a test or the search for trackable links is rendered for
 # when no subscriber is named.
@@ -83,8 +83,9 @@ class Urls:
         return self._url("v", self.signer.make("view", campaign_id, subscriber_id))
 
 
-# One subscriber's articles and the message factory of their subject.
-_Parts = tuple[list[ArticleContext], MessageFactory]
+# One subscriber's articles, the message factory of their subject, and the campaign's
+# template data for those articles (its preheader follows them).
+_Parts = tuple[list[ArticleContext], MessageFactory, dict[str, Any]]
 
 
 class CampaignMail:
@@ -115,9 +116,7 @@ class CampaignMail:
         # Automatic campaigns: the recipients who get only some of the articles (the
         # rest they had before), by subscriber id; everyone else gets them all.
         self._personal = {sid: tuple(ids) for sid, ids in personal.items()}
-        self._personal_parts: dict[
-            tuple[int, ...], tuple[list[ArticleContext], MessageFactory]
-        ] = {}
+        self._personal_parts: dict[tuple[int, ...], _Parts] = {}  # by article subset
         css = templates.stylesheet
         self.articles = [article_context(a, css, settings.site.base_url) for a in articles]
         # The campaign's own words: the same for every subscriber, rendered once here.
@@ -135,7 +134,6 @@ class CampaignMail:
         )
         self.domain = sender.from_address.rpartition("@")[2] or "localhost"
         self.campaign_context = self._campaign_context(self.articles)
-        self._personal_campaign: dict[tuple[int, ...], dict[str, Any]] = {}
         self.site = site_context(settings.site.base_url, settings.templates.language)
         # The subject is the campaign's, or the template's rendered without any
         # subscriber: one subject per campaign, encoded once.
@@ -178,10 +176,11 @@ class CampaignMail:
         return bool(self.campaign["tracking"]) and self.settings.tracking.enabled
 
     def _parts(self, subscriber_id: int) -> _Parts:
-        """The articles and message factory (subject) for one subscriber."""
+        """The articles, message factory (subject) and campaign data for one subscriber:
+        made once per article subset, in one cache."""
         ids = self._personal.get(subscriber_id)
         if ids is None:
-            return self.articles, self.factory
+            return self.articles, self.factory, self.campaign_context
         parts = self._personal_parts.get(ids)
         if parts is None:
             articles = [a for a in self.articles if a["id"] in ids]
@@ -197,19 +196,14 @@ class CampaignMail:
                         }
                     )
                 )
-            parts = self._personal_parts[ids] = (articles, factory)
+            campaign = self._campaign_context(articles)
+            parts = self._personal_parts[ids] = (articles, factory, campaign)
         return parts
 
     def context(self, subscriber: Mapping[str, Any]) -> dict[str, Any]:
         """The template data for one subscriber: plain dicts, lists and strings."""
         cid, sid = self.campaign["id"], subscriber["id"]
-        articles = self._parts(sid)[0]
-        campaign = self.campaign_context
-        if articles is not self.articles:
-            key = tuple(a["id"] for a in articles)
-            if key not in self._personal_campaign:
-                self._personal_campaign[key] = self._campaign_context(articles)
-            campaign = self._personal_campaign[key]
+        articles, _, campaign = self._parts(sid)
         return {
             "campaign": campaign,
             "articles": articles,
@@ -286,7 +280,7 @@ class CampaignMail:
             tracked,
             to_address,
             factory,
-            fields=False,
+            needs=MIME,
         )
         return msg_id, envelope.data
 
@@ -299,10 +293,14 @@ class CampaignMail:
         tracked: bool | None = None,
         to_address: str | None = None,
         factory: MessageFactory | None = None,
-        fields: bool = True,
+        needs: str = MIME,
     ) -> tuple[str, Envelope]:
-        """The message for one subscriber as wire bytes and, with ``fields``, as fields
-        for email APIs."""
+        """The message for one subscriber in the form the transport reads (``needs``):
+        wire bytes (MIME), or fields for email APIs (FIELDS), whose bytes stay empty.
+
+        The headers' values are checked either way (a line break in a name fails
+        this message alone), so a message fails the same whichever form goes.
+        """
         factory = factory or self._parts(subscriber["id"])[1]
         context = self.context(subscriber)
         rendered = self.render(subscriber, tracked, context=context)
@@ -311,18 +309,19 @@ class CampaignMail:
         mailto = self.settings.sender.unsubscribe_mailto or None
         recipient = to_address or subscriber["email"]
         to_name = "" if to_address else context["subscriber"]["name"]
-        data = factory.build(
-            to_address=recipient,
-            to_name=to_name,
-            msg_id=msg_id,
-            date=now,
-            text=rendered.text,
-            html=rendered.html,
-            unsubscribe_url=unsubscribe,
-            unsubscribe_mailto=mailto,
-        )
-        if not fields:
-            return msg_id, Envelope(sender, recipient, data, key)
+        if needs != FIELDS:
+            data = factory.build(
+                to_address=recipient,
+                to_name=to_name,
+                msg_id=msg_id,
+                date=now,
+                text=rendered.text,
+                html=rendered.html,
+                unsubscribe_url=unsubscribe,
+                unsubscribe_mailto=mailto,
+            )
+            return msg_id, Envelope(sender, recipient, data, key, crlf=True)
+        factory.check_personal(to_address=recipient, to_name=to_name, msg_id=msg_id)
         headers = {
             "Message-ID": msg_id,
             "List-Unsubscribe": list_unsubscribe(unsubscribe, mailto),
@@ -342,7 +341,7 @@ class CampaignMail:
             text=rendered.text,
             headers=headers,
         )
-        return msg_id, Envelope(sender, recipient, data, key, content)
+        return msg_id, Envelope(sender, recipient, b"", key, content)
 
     def test_message(
         self, sample: Mapping[str, Any], to_address: str, key: str, now: dt.datetime

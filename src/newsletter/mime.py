@@ -200,6 +200,12 @@ class MessageFactory:
         self.html_head = b"\r\n--" + b + b"\r\n" + part_head
         self.closing = b"\r\n--" + b + b"--\r\n"
 
+    def check_personal(self, *, to_address: str, to_name: str, msg_id: str) -> None:
+        """Raise what ``build`` would for this recipient's own headers, building nothing:
+        for transports that take the message as fields, so it fails the same way."""
+        _to_header(to_name, to_address)
+        header_value(msg_id, "Message-ID")
+
     def build(
         self,
         *,

@@ -314,8 +314,7 @@ def _read_and_send(
     )
     workers: list[threading.Thread] = []
     sender = run.sender.envelope_from
-    # Transports that send MIME bytes only need no Content fields built per message.
-    fields = getattr(run.transport, "needs_fields", True)
+    needs = run.transport.needs  # only the form of each message the transport reads is built
     after, checked = 0, 0.0
     unbuilt = 0  # messages in a row that could not be built for an unforeseen reason
     # One campaign context serves every subscriber: render it once and splice each
@@ -371,9 +370,9 @@ def _read_and_send(
                 }
                 key = delivery_key.build(campaign_id, row["id"])
                 try:
-                    msg_id, envelope = mail.envelope(
-                        subscriber, key, clock(), sender, fields=fields
-                    )
+                    msg_id, envelope = mail.envelope(subscriber, key, clock(), sender, needs=needs)
+                    # What can run while this message waits for a sender (a signature).
+                    envelope = run.transport.prepare(envelope)
                 except Exception as exc:  # noqa: BLE001 - one subscriber's failure is theirs
                     # One subscriber's data cannot make a message (it breaks the template,
                     # a line break in the name): fail that row, say why, go on with the

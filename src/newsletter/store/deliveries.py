@@ -185,15 +185,18 @@ class DeliveriesQueries(StoreBase):
     def _record(self, outcomes: list[dict[str, Any]], stamp: str) -> None:
         """The writes of record_outcomes, inside the caller's transaction."""
         for o in outcomes:
+            provider_id = o.get("provider_id")
+            # Without a provider id (SMTP) the column is left out of the SET list, so
+            # SQLite leaves its index alone: pages the commit need not write.
             self.conn.execute(
                 "UPDATE deliveries SET status = ?, error = ?, done_at = ?, "
-                "provider_id = COALESCE(?, provider_id), next_attempt_at = ? "
-                "WHERE id = ? AND status = 'sending'",
+                + ("provider_id = ?, " if provider_id is not None else "")
+                + "next_attempt_at = ? WHERE id = ? AND status = 'sending'",
                 [
                     o["status"],
                     o.get("error"),
                     o.get("done_at") or stamp,
-                    o.get("provider_id"),
+                    *([provider_id] if provider_id is not None else []),
                     o.get("next_attempt_at"),
                     o["id"],
                 ],

@@ -14,7 +14,6 @@ blindly).
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -28,7 +27,9 @@ from newsletter.errors import (
 # The shared types live in base.py, which the transports import (never this
 # module, which imports them); they are named here too, as the package's interface.
 from newsletter.transports.base import (
+    FIELDS,
     IN_DOUBT,
+    MIME,
     PERMANENT,
     REJECTED,
     SENT,
@@ -43,9 +44,12 @@ from newsletter.transports.base import (
 
 if TYPE_CHECKING:
     from newsletter.dkim import DkimSigner
+    from newsletter.transports.signing import DkimSigning
 
 __all__ = [
+    "FIELDS",
     "IN_DOUBT",
+    "MIME",
     "PERMANENT",
     "REJECTED",
     "SENT",
@@ -91,16 +95,15 @@ def _smtp(settings: Settings, secrets: Secrets, workspace: Path) -> Transport:
     )
 
 
-def _dkim_signer(
-    settings: Settings, secrets: Secrets, workspace: Path
-) -> Callable[[bytes], bytes] | None:
-    """The DKIM signing function when [dkim] is configured, else None."""
+def _dkim_signer(settings: Settings, secrets: Secrets, workspace: Path) -> DkimSigning | None:
+    """The DKIM signing when [dkim] is configured, else None: a message on its own is
+    signed in this process, a campaign's messages by a helper process (signing.py)."""
     signers = dkim_signers(settings, secrets, workspace)
     if not signers:
         return None
-    from newsletter.dkim import sign_all
+    from newsletter.transports.signing import DkimSigning
 
-    return functools.partial(sign_all, signers)
+    return DkimSigning(signers)
 
 
 def _dkim_pem(

@@ -33,6 +33,11 @@ SENT, TRANSIENT, PERMANENT, REJECTED, IN_DOUBT = (
 # and, unlike REJECTED, it says nothing about the campaign as a whole.
 UNUSABLE = "unusable"
 
+# What a transport reads of an envelope (``Transport.needs``): the wire-format message
+# (SMTP, the outbox, Mailgun's and SES's raw MIME), or the message as fields (JSON
+# APIs). A campaign builds only that form for each message.
+MIME, FIELDS = "mime", "fields"
+
 
 @dataclass(frozen=True)
 class Content:
@@ -53,9 +58,15 @@ class Content:
 class Envelope:
     sender: str
     recipient: str
-    data: bytes  # the whole message, wire format (CRLF)
+    data: bytes  # the whole message, wire format (CRLF); empty for a FIELDS transport
     key: str  # unique per delivery: file name, idempotency key, custom argument
-    content: Content | None = None
+    content: Content | None = None  # the message as fields, for a FIELDS transport
+    # ``data`` ends every line with CRLF, as MessageFactory builds it (tests hold it to
+    # that): SMTP need not scan it for a bare CR or LF. False for data from elsewhere.
+    crlf: bool = False
+    # The message with its DKIM signature, being made since the transport's ``prepare``
+    # (a helper process signs it while the next message is rendered).
+    signing: Callable[[], bytes] | None = None
 
 
 @dataclass(frozen=True)
@@ -72,6 +83,7 @@ class Outcome:
 class Transport(Protocol):
     name: str
     batch_size: int  # envelopes per send_batch call: 1 for SMTP, the API limit otherwise
+    needs: str  # MIME or FIELDS: the form of the message it reads from an envelope
 
     def send_batch(self, envelopes: Sequence[Envelope]) -> list[Outcome]:
         """One outcome per envelope, in order. Raise TransientError when the whole
@@ -81,6 +93,11 @@ class Transport(Protocol):
 
     def send(self, envelope: Envelope) -> str | None:
         """One message (a test send); the provider's id. Raises what send_batch reports."""
+        ...
+
+    def prepare(self, envelope: Envelope) -> Envelope:
+        """Called as each message of a campaign is built, before it waits for a sender
+        thread: starts what can run meanwhile (a DKIM signature), or returns it as is."""
         ...
 
     def was_sent(self, key: str) -> bool | None: ...

@@ -17,7 +17,7 @@ from urllib.parse import quote
 from newsletter import delivery_key
 from newsletter.config import Secrets, Settings
 from newsletter.errors import AccountError, ConfigError, PermanentError, TransientError
-from newsletter.transports.base import Envelope, Outcome, outcomes_one_by_one
+from newsletter.transports.base import MIME, Envelope, Outcome, outcomes_one_by_one
 from newsletter.transports.httpapi import (
     api_address,
     error_text,
@@ -35,6 +35,7 @@ ENDPOINTS = {"us": "https://api.mailgun.net", "eu": "https://api.eu.mailgun.net"
 class MailgunTransport:
     name = "mailgun"
     batch_size = 1
+    needs = MIME
 
     def __init__(
         self,
@@ -54,6 +55,9 @@ class MailgunTransport:
         self.clock = clock
         self.session = make_session(connections)
         self._auth = ("api", api_key)
+
+    def prepare(self, envelope: Envelope) -> Envelope:
+        return envelope  # nothing to start before the send
 
     def send(self, envelope: Envelope) -> str | None:
         """Hand one message to Mailgun; return the id it answers (without angle brackets)."""

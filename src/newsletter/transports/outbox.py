@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from newsletter.errors import AccountError, ConfigError, os_error_line
-from newsletter.transports.base import Envelope, Outcome, outcomes_one_by_one
+from newsletter.transports.base import MIME, Envelope, Outcome, outcomes_one_by_one
+
+if TYPE_CHECKING:
+    from newsletter.transports.signing import DkimSigning
 
 _SAFE = re.compile(r"[^A-Za-z0-9._-]")
 
@@ -16,9 +20,9 @@ _SAFE = re.compile(r"[^A-Za-z0-9._-]")
 class OutboxTransport:
     name = "outbox"
     batch_size = 1
-    needs_fields = False  # writes the MIME bytes only
+    needs = MIME
 
-    def __init__(self, directory: Path, sign: Callable[[bytes], bytes] | None = None):
+    def __init__(self, directory: Path, sign: DkimSigning | None = None):
         self.directory = directory
         self.sign = sign  # DKIM, as the SMTP transport signs
         try:
@@ -41,10 +45,13 @@ class OutboxTransport:
     def _path(self, key: str) -> Path:
         return self.directory / f"{_SAFE.sub('_', key)}.eml"
 
+    def prepare(self, envelope: Envelope) -> Envelope:
+        return envelope  # nothing to start before the send
+
     def send(self, envelope: Envelope) -> str | None:
         path = self._path(envelope.key)
         partial = path.with_suffix(".eml.part")
-        data = self.sign(envelope.data) if self.sign else envelope.data
+        data = self.sign(envelope.data, False) if self.sign else envelope.data
         try:
             with open(partial, "wb") as handle:
                 handle.write(data)
@@ -69,4 +76,5 @@ class OutboxTransport:
         return self._path(key).exists()
 
     def close(self) -> None:
-        pass
+        if self.sign is not None:
+            self.sign.close()  # its signing helper, if it started one

@@ -25,7 +25,15 @@ from newsletter.errors import (
     TransientError,
 )
 from newsletter.mime import ascii_domain
-from newsletter.transports.base import PERMANENT, SENT, TRANSIENT, UNUSABLE, Envelope, Outcome
+from newsletter.transports.base import (
+    FIELDS,
+    PERMANENT,
+    SENT,
+    TRANSIENT,
+    UNUSABLE,
+    Envelope,
+    Outcome,
+)
 from newsletter.transports.httpapi import (
     api_address,
     content_of,
@@ -52,6 +60,7 @@ RETRY_CODES = {MAINTENANCE, 429}
 class PostmarkTransport:
     name = "postmark"
     batch_size = BATCH_LIMIT
+    needs = FIELDS
 
     def __init__(
         self,
@@ -100,6 +109,9 @@ class PostmarkTransport:
         if headers:
             body["Headers"] = headers
         return body
+
+    def prepare(self, envelope: Envelope) -> Envelope:
+        return envelope  # nothing to start before the send
 
     def send(self, envelope: Envelope) -> str | None:
         """Send one message (a test message, a confirmation) as a batch of one."""

@@ -16,12 +16,14 @@ sender (5xx to MAIL) or a missing STARTTLS stop the campaign (AccountError).
 
 from __future__ import annotations
 
+import dataclasses
 import queue
 import re
 import smtplib
 import ssl
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from newsletter.errors import (
     AccountError,
@@ -33,10 +35,15 @@ from newsletter.errors import (
     TransientError,
 )
 from newsletter.mime import ascii_domain, canonical_crlf, needs_smtputf8
-from newsletter.transports.base import Envelope, Outcome, outcomes_one_by_one
+from newsletter.transports.base import MIME, Envelope, Outcome, outcomes_one_by_one
+
+if TYPE_CHECKING:
+    from newsletter.transports.signing import DkimSigning
 
 _BOUNCE_CODES = {550, 551, 553}
 _ENHANCED_ADDRESS = re.compile(rb"^5\.1\.\d")
+# What would end a MAIL or RCPT command line early: a control character or an angle bracket.
+_COMMAND_BREAKING = re.compile(r"[\x00-\x1f<>]")
 
 
 class _Retry(Exception):
@@ -54,7 +61,7 @@ class _Refused(Exception):
 class SmtpTransport:
     name = "smtp"
     batch_size = 1
-    needs_fields = False  # sends the MIME bytes only
+    needs = MIME
 
     def __init__(
         self,
@@ -66,12 +73,14 @@ class SmtpTransport:
         timeout: float = 30.0,
         connections: int = 1,
         ssl_context: ssl.SSLContext | None = None,
-        sign: Callable[[bytes], bytes] | None = None,
+        sign: DkimSigning | None = None,
     ):
         self.host, self.port, self.security = host, port, security
         self.username, self.password, self.timeout = username, password, timeout
         self.ssl_context = ssl_context or ssl.create_default_context()
-        self.sign = sign  # DKIM: returns the message with its signature header
+        # DKIM: signs a message here, or starts its signing by a helper process for a
+        # campaign's messages (``prepare``).
+        self.sign = sign
         self.connections = max(1, connections)
         self._idle: queue.LifoQueue[smtplib.SMTP] = queue.LifoQueue()
         self._open = 0
@@ -161,11 +170,16 @@ class SmtpTransport:
             recipient, sender = ascii_domain(envelope.recipient), ascii_domain(envelope.sender)
         except InputError as exc:
             raise AddressUnusable(str(exc)) from None  # this address alone
-        if any(ord(c) < 32 or c in "<>" for a in (sender, recipient) for c in a):
+        if _COMMAND_BREAKING.search(sender) or _COMMAND_BREAKING.search(recipient):
             # Never let an address end a command line early (smtplib's putcmd checks too).
             raise AddressUnusable(f"{recipient!r}: a control character in an address")
-        data = canonical_crlf(envelope.data)
-        data = self.sign(data) if self.sign else data
+        if envelope.signing is not None:
+            data = envelope.signing()  # signed as prepared, CRLF throughout
+        else:
+            # One message on its own (a test send, a confirmation): signed here, with
+            # no helper process started for it.
+            data = self._crlf(envelope)
+            data = self.sign(data, True) if self.sign else data  # True: CRLF throughout
         with self._slots:
             for fresh in (False, True):
                 conn = None
@@ -192,6 +206,19 @@ class SmtpTransport:
                 self._idle.put(conn)
                 return None
         raise AssertionError("unreachable")
+
+    def prepare(self, envelope: Envelope) -> Envelope:
+        """Start the DKIM signature of a campaign's message as it is built: a helper
+        process signs it while the next message is rendered."""
+        if self.sign is None:
+            return envelope
+        return dataclasses.replace(envelope, signing=self.sign.start(self._crlf(envelope), True))
+
+    @staticmethod
+    def _crlf(envelope: Envelope) -> bytes:
+        # Every line end as CRLF (no bare LF for SMTP smuggling): already so for what
+        # MessageFactory built, which need not be scanned for it again.
+        return envelope.data if envelope.crlf else canonical_crlf(envelope.data)
 
     def _transaction(self, conn: smtplib.SMTP, sender: str, recipient: str, data: bytes) -> None:
         """MAIL, RCPT, DATA on one connection; leaves it ready for the next message.
@@ -321,6 +348,8 @@ class SmtpTransport:
         return None  # SMTP gives no way to ask whether a message was taken
 
     def close(self) -> None:
+        if self.sign is not None:
+            self.sign.close()  # its signing helper, if it started one
         while True:
             try:
                 conn = self._idle.get_nowait()
