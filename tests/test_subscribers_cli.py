@@ -286,3 +286,19 @@ def test_add_folds_line_breaks_in_the_name_to_spaces(cli: Cli, ws_dir: Path) -> 
     (given,) = record["consents"]
     detail = given["detail"] if isinstance(given["detail"], dict) else json.loads(given["detail"])
     assert (detail["first_name"], detail["last_name"]) == ("Ann", "Lee Jones")
+
+
+def test_add_refuses_an_address_that_asked_not_to_get_email(cli: Cli, ws_dir: Path) -> None:
+    cli("subscribers", "add", "ann@example.com")
+    cli("subscribers", "unsubscribe", "ann@example.com")
+    sent = len(outbox(ws_dir, "confirm-"))
+    before = dump(ws_dir / "newsletter.db")
+    one_line_error(
+        cli("subscribers", "add", "ANN@example.com", check=False),  # one mailbox, any capitals
+        "ANN@example.com",
+        "suppression list",
+        "subscribe form",
+        exit_code=1,
+    )
+    assert dump(ws_dir / "newsletter.db") == before
+    assert len(outbox(ws_dir, "confirm-")) == sent

@@ -180,9 +180,10 @@ def subscribers_import(
 def subscribers_add(ctx: click.Context, email: str, name: str, list_names: tuple[str, ...]) -> None:
     """Add one address by double opt-in: it gets an email with a link to confirm.
 
-    The address gets no newsletter until the link is clicked, and an address
-    that unsubscribed stays suppressed until then. The consent record names
-    this command as its source.
+    The address gets no newsletter until the link is clicked. An address on the
+    suppression list (unsubscribed, bounced, marked as spam) is refused: only the
+    person's own sign-up on the subscribe form takes it off. The consent record
+    names this command as its source.
 
     \b
     Example:
@@ -195,6 +196,10 @@ def subscribers_add(ctx: click.Context, email: str, name: str, list_names: tuple
         address = subscribers.normalize_email(email)
     except Exception as exc:  # noqa: BLE001 - any invalid input is the user's to fix
         raise InputError(f"{email}: not a valid email address ({exc})") from None
+    if ws.store.is_suppressed(address):
+        # As in the dashboard: mail started by staff to someone who said no is still
+        # mail they said no to; their own sign-up on the public form lifts it.
+        raise InputError(people.suppressed(address))
     templates = ws.templates(ws.settings.subscribers.confirm_template)
     transport = ws.transport()
     now = utcnow()
