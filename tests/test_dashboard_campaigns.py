@@ -133,7 +133,8 @@ def test_a_draft_is_changed_until_sending_starts_and_deleted_after_a_question(
             {"kind": "tag", "value": "running", "negate": True},
         ],
     )
-    expect(page.get_by_text(f"{matching} subscribers match now")).to_be_visible()
+    words = "subscriber matches" if matching == 1 else "subscribers match"
+    expect(page.get_by_text(f"{matching} {words} now")).to_be_visible()
     saved = store.campaign(cid)
     assert (saved["preheader"], saved["template"], saved["tracking"]) == (
         "Two short reads",

@@ -210,7 +210,7 @@ def test_staff_pick_the_quiet_ones_by_engagement_and_send_now_names_their_count(
     page.get_by_label("in the last").select_option(label="30 days")
     page.get_by_role("button", name="Save changes").click()
     page.wait_for_url(re.compile(rf".*/campaigns/{cid}$"))
-    expect(page.get_by_text("1 subscribers match now")).to_be_visible()
+    expect(page.get_by_text("1 subscriber matches now")).to_be_visible()
 
     # A typed rule with a bad number of days is refused by the field, in the page's words.
     page.get_by_role("link", name="Edit draft").click()

@@ -193,7 +193,7 @@ def test_a_segmented_campaign_reaches_only_its_segment(cli: Cli, ws_dir: Path) -
     cli("subscribers", "import", "subscribers/example.csv")
     created = cli("campaign", "create", "--subject", "For your back", "--segment", "tag:back-pain")
     campaign_id = created.stdout.strip()
-    assert "1 subscribers match now" in created.stderr
+    assert "1 subscriber matches now" in created.stderr
     cli("campaign", "send", campaign_id)
     sent = [m["To"].addresses[0].addr_spec for m in outbox(ws_dir, "")]
     assert sent == ["alice.moreno@example.com"]
@@ -209,7 +209,7 @@ def test_a_segmented_campaign_reaches_only_its_segment(cli: Cli, ws_dir: Path) -
         "--segment",
         "!tag:knee-pain",
     )
-    assert "1 subscribers match now" in running.stderr  # Tom runs; Zoë runs with a sore knee
+    assert "1 subscriber matches now" in running.stderr  # Tom runs; Zoë runs with a sore knee
 
 
 def test_config_check_names_bad_subscriber_settings(cli: Cli, env: dict[str, str]) -> None:

@@ -122,7 +122,7 @@ def campaign_create(
     campaign_id = created.campaign_id
     audit(ws, "created a campaign", f"campaign {campaign_id}", subject)
     if created.matching is not None:
-        click.echo(f"campaign {campaign_id}: {created.matching} subscribers match now", err=True)
+        click.echo(f"campaign {campaign_id}: {matching_now(created.matching)}", err=True)
     if created.announcement_became:
         click.echo(
             f"campaign {campaign_id}: the announcement design shows one article; these "
@@ -233,7 +233,7 @@ def campaign_edit(
     )
     audit(ws, "changed a campaign", f"campaign {campaign_id}", ", ".join(sorted(changed)))
     if updated.matching is not None:
-        click.echo(f"campaign {campaign_id}: {updated.matching} subscribers match now", err=True)
+        click.echo(f"campaign {campaign_id}: {matching_now(updated.matching)}", err=True)
     if updated.announcement_became:
         click.echo(
             f"campaign {campaign_id}: the announcement design shows one article; these "
@@ -546,3 +546,7 @@ def campaign_retry(ctx: click.Context, campaign_id: int, in_doubt: bool) -> None
         f"{count} deliveries" + (" in doubt" if in_doubt else ""),
     )
     click.echo(f"campaign {campaign_id}: {count} deliveries queued again")
+
+
+def matching_now(count: int) -> str:
+    return f"{count} subscriber matches now" if count == 1 else f"{count} subscribers match now"
