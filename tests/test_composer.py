@@ -455,3 +455,194 @@ def test_campaigns_made_before_the_composer_keep_rendering_as_they_did(tmp_path:
         assert (campaign["subject"], campaign["intro"], campaign["body"]) == ("Old", "", "")
     finally:
         store.close()
+
+
+# -- workspace copies of the designs made before the composer ----------------------------------
+
+# A copy of each design as a workspace kept it before campaigns had words of their own:
+# it names no intro and no body, and the announcement reads the first article.
+OLD_DIGEST_HTML = (
+    "<p>Hi {{ subscriber.first_name | default('there', true) }},</p>"
+    "{% for article in articles %}<h2>{{ article.title }}</h2>{% endfor %}"
+    '<p><a href="{{ links.unsubscribe }}">Unsubscribe</a></p>'
+)
+OLD_DIGEST_TEXT = (
+    "Hi {{ subscriber.first_name | default('there', true) }},\n"
+    "{% for article in articles %}{{ article.title }}\n{% endfor %}"
+    "Unsubscribe: {{ links.unsubscribe }}\n"
+)
+OLD_ANNOUNCEMENT_HTML = '<h1>{{ articles[0].title }}</h1><a href="{{ links.unsubscribe }}">x</a>'
+OLD_ANNOUNCEMENT_TEXT = "{{ articles[0].title }}\n{{ links.unsubscribe }}\n"
+
+
+def _old_copies(ws_dir: Path) -> None:
+    for name, html, text in (
+        ("digest", OLD_DIGEST_HTML, OLD_DIGEST_TEXT),
+        ("announcement", OLD_ANNOUNCEMENT_HTML, OLD_ANNOUNCEMENT_TEXT),
+    ):
+        folder = ws_dir / "templates" / name
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "body.html").write_text(html, encoding="utf-8")
+        (folder / "body.txt").write_text(text, encoding="utf-8")
+
+
+def test_an_old_copy_of_a_design_that_would_drop_the_text_is_refused(
+    cli: Cli, ws_dir: Path
+) -> None:
+    _ready(cli)
+    _old_copies(ws_dir)
+    (ws_dir / "closed.md").write_text(CLOSED, encoding="utf-8")
+    (ws_dir / "intro.md").write_text("Winter hours start Monday.", encoding="utf-8")
+    db = ws_dir / "newsletter.db"
+    before = dump(db)
+    # Without articles the old digest would send "Hi X," and a footer; the old
+    # announcement would fail at send on articles[0].
+    for design in ("digest", "announcement", "auto"):
+        body_only = cli(
+            "campaign", "create", "--subject", "Closed", "--body-file", "closed.md",
+            "--template", design, check=False,
+        )  # fmt: skip
+        shown = "digest" if design == "auto" else design
+        one_line_error(body_only, f"templates/{shown}/body.html", "docs/templates.md", exit_code=1)
+    intro = cli(
+        "campaign", "create", "--subject", "News", "--intro-file", "intro.md",
+        "--template", "digest", check=False,
+    )  # fmt: skip
+    one_line_error(intro, "templates/digest/body.html", "campaign.intro_html", exit_code=1)
+    assert dump(db) == before
+    # A copy that shows the text in its HTML but not in its text part is refused by that part.
+    (ws_dir / "templates" / "digest" / "body.html").write_text(
+        OLD_DIGEST_HTML + "{{ campaign.body_html }}", encoding="utf-8"
+    )
+    text_part = cli(
+        "campaign", "create", "--subject", "Closed", "--body-file", "closed.md",
+        "--template", "digest", check=False,
+    )  # fmt: skip
+    one_line_error(text_part, "templates/digest/body.txt", "campaign.body_text", exit_code=1)
+    # Campaigns of articles alone go on with the old copies as before.
+    made = cli("campaign", "create", "--subject", "Articles", "--template", "digest")
+    assert made.stdout.strip().isdigit()
+
+
+def test_the_dashboard_says_an_old_design_copy_would_not_show_the_text(dashboard) -> None:
+    _old_copies(dashboard.ws.root)
+    session, csrf = _served(dashboard)
+    refused = session.post(
+        dashboard.url + "/campaigns/new",
+        data={"csrf": csrf, "subject": "Closed", "template": "digest", "content": CLOSED},
+        timeout=30,
+    )
+    assert refused.status_code == 400 and dashboard.ws.store.campaigns() == []
+    page = re.sub(r"<!--.*?-->", "", refused.text)
+    assert "The design digest is a copy kept in this workspace" in page
+    assert "docs/templates.md" not in page and "--" not in page
+
+
+# -- one text per campaign without articles ---------------------------------------------------
+
+
+def test_an_intro_without_articles_is_refused_so_no_text_is_lost(cli: Cli, ws_dir: Path) -> None:
+    _ready(cli)
+    (ws_dir / "a.md").write_text("Above.", encoding="utf-8")
+    (ws_dir / "b.md").write_text(CLOSED, encoding="utf-8")
+    db = ws_dir / "newsletter.db"
+    before = dump(db)
+    both = cli(
+        "campaign", "create", "--subject", "X", "--articles", "none",
+        "--intro-file", "a.md", "--body-file", "b.md", check=False,
+    )  # fmt: skip
+    one_line_error(
+        both, "--intro-file: shown above articles; this campaign has none", "--body-file",
+        exit_code=1,
+    )  # fmt: skip
+    alone = cli(
+        "campaign", "create", "--subject", "X", "--articles", "none", "--intro-file", "a.md",
+        check=False,
+    )  # fmt: skip
+    one_line_error(alone, "--intro-file", exit_code=1)
+    assert dump(db) == before
+    # Taking the articles away from a campaign with an intro is refused the same way.
+    campaign_id = cli("campaign", "create", "--subject", "N", "--intro-file", "a.md").stdout.strip()
+    kept = dump(db)
+    emptied = cli(
+        "campaign", "edit", campaign_id, "--articles", "none", "--body-file", "b.md", check=False
+    )
+    one_line_error(emptied, "--intro-file", exit_code=1)
+    assert dump(db) == kept
+
+
+def _edit_form_fields(html: str) -> dict[str, object]:
+    """What the edit form sends back unchanged: its fields as the page fills them."""
+    from html.parser import HTMLParser
+
+    fields: dict[str, object] = {"article": [], "order": []}
+
+    class Form(HTMLParser):
+        textarea: str | None = None
+        select: str | None = None
+
+        def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+            a = dict(attrs)
+            name = a.get("name")
+            if tag == "input" and name:
+                kind = a.get("type", "text")
+                if kind in ("checkbox", "radio") and "checked" not in a:
+                    return
+                if kind in ("submit", "button", "file"):
+                    return
+                value = a.get("value") or ("on" if kind == "checkbox" else "")
+                if name in ("article", "order"):
+                    fields[name].append(value)  # type: ignore[union-attr]
+                else:
+                    fields[name] = value
+            elif tag == "textarea" and name:
+                self.textarea, fields[name] = name, ""
+            elif tag == "select" and name:
+                self.select = name
+            elif tag == "option" and self.select and "selected" in a:
+                fields[self.select] = a.get("value") or ""
+
+        def handle_endtag(self, tag: str) -> None:
+            if tag == "textarea":
+                self.textarea = None
+            elif tag == "select":
+                self.select = None
+
+        def handle_data(self, data: str) -> None:
+            if self.textarea:
+                fields[self.textarea] = str(fields[self.textarea]) + data
+
+    Form(convert_charrefs=True).feed(html)
+    fields.pop("move", None)
+    return fields
+
+
+def test_a_campaign_saved_unchanged_in_the_dashboard_is_stored_unchanged(dashboard) -> None:
+    session, _ = _served(dashboard)
+    ws, store = dashboard.ws, dashboard.ws.store
+    now = dt.datetime.now(dt.UTC)
+    ids = [a["id"] for a in store.articles()]
+    made = [
+        campaigns.create_draft(
+            store, ws.settings, ws.templates,
+            campaigns.NewCampaign(subject="News", articles=str(ids[0]), intro="Winter *hours*."),
+            now,
+        ).campaign_id,
+        campaigns.create_draft(
+            store, ws.settings, ws.templates,
+            campaigns.NewCampaign(subject="Closed", articles="none", body=CLOSED),
+            now,
+        ).campaign_id,
+    ]  # fmt: skip
+    for campaign_id in made:
+        before = store.campaign(campaign_id)
+        page = session.get(dashboard.url + f"/campaigns/{campaign_id}/edit", timeout=30)
+        fields = _edit_form_fields(page.text)
+        # The ticked articles in the page's order, as the browser sends them.
+        saved = session.post(
+            dashboard.url + f"/campaigns/{campaign_id}/edit", data=fields, timeout=30
+        )
+        assert saved.status_code == 200, saved.text
+        after = store.campaign(campaign_id)
+        for key in ("subject", "intro", "body", "article_ids", "template", "tracking"):
+            assert after[key] == before[key], key
