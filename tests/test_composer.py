@@ -646,3 +646,44 @@ def test_a_campaign_saved_unchanged_in_the_dashboard_is_stored_unchanged(dashboa
         after = store.campaign(campaign_id)
         for key in ("subject", "intro", "body", "article_ids", "template", "tracking"):
             assert after[key] == before[key], key
+
+
+# -- Markdown that would show nothing, or show it wrong -----------------------------------------
+
+
+def test_links_without_words_or_address_and_images_without_one_are_dropped() -> None:
+    from newsletter import composer
+
+    base = "https://clinic.example.com"
+    empty_words = composer.content("Book [](https://clinic.example.com/book) now.", base)
+    assert "<a" not in empty_words.html and "[1]" not in empty_words.text
+    assert "Book" in empty_words.text and "now." in empty_words.text
+    no_address = composer.content("Read [the notes]() here.", base)
+    assert "<a" not in no_address.html and "the notes" in no_address.html
+    assert "clinic.example.com" not in no_address.html + no_address.text
+    inline_image = composer.content("A ![chart](data:image/png;base64,iVBORw0KGgo=) here.", base)
+    assert "<img" not in inline_image.html and "A" in inline_image.text
+    # What has an address and something to show stays, made absolute on the site.
+    kept = composer.content("[the page](page.html) ![room](/room.png)", base)
+    assert '<a href="https://clinic.example.com/page.html"' in kept.html
+    assert '<img src="https://clinic.example.com/room.png" alt="room">' in kept.html
+    linked_image = composer.markdown_html(
+        "[![logo](https://a.example/l.png)](https://a.example)", base
+    )
+    assert "<a href" in linked_image and "<img src" in linked_image
+
+
+def test_a_text_that_cleans_to_nothing_is_refused(cli: Cli, ws_dir: Path) -> None:
+    _ready(cli)
+    db = ws_dir / "newsletter.db"
+    before = dump(db)
+    for name, text in (
+        ("script.md", "<script>alert(1)</script>"),
+        ("link.md", "[](https://a.example/)"),
+    ):
+        (ws_dir / name).write_text(text, encoding="utf-8")
+        refused = cli("campaign", "create", "--subject", "X", "--body-file", name, check=False)
+        one_line_error(refused, "--body-file", "nothing to show once cleaned", exit_code=1)
+    intro = cli("campaign", "create", "--subject", "X", "--intro-file", "script.md", check=False)
+    one_line_error(intro, "--intro-file", "nothing to show once cleaned", exit_code=1)
+    assert dump(db) == before

@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from newsletter import subscribers, timerules
+from newsletter import composer, subscribers, timerules
 from newsletter.config import Settings
 from newsletter.errors import InputError, NotFound, StateError
 from newsletter.mail import SAMPLE_SUBSCRIBER
@@ -118,6 +118,13 @@ def _check(
     # Refused here, once, rather than failing every message of the campaign later.
     header_value(subject, "subject")
     intro, body = _text(new.intro), _text(new.body)
+    for option, text in (("--intro-file", intro), ("--body-file", body)):
+        # Judged on what the email would show: a text of script alone cleans to nothing.
+        if text and not composer.markdown_html(text, settings.site.base_url):
+            raise InputError(
+                f"{option}: the text has nothing to show once cleaned (script, an empty "
+                f"link or an image without an address is left out); write the message in it"
+            )
     article_ids = _article_ids(store, new.articles, has_body=bool(body or intro))
     if body and article_ids:
         raise InputError(

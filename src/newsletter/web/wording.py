@@ -47,6 +47,12 @@ WORDS: list[tuple[str, str | None, str]] = [
         r"guide describes.",
     ),
     (
+        r"^--(intro|body)-file: the text has nothing to show once cleaned.*",
+        "content",
+        "Your text has nothing to show once cleaned: script, empty links and images "
+        "without an address are left out. Write the message in it.",
+    ),
+    (
         r"^--intro-file: .*",
         "content",
         "Your text goes above the ticked articles, or is the whole email with none ticked.",
