@@ -688,3 +688,27 @@ def test_a_text_that_cleans_to_nothing_is_refused(cli: Cli, ws_dir: Path) -> Non
     intro = cli("campaign", "create", "--subject", "X", "--intro-file", "script.md", check=False)
     one_line_error(intro, "--intro-file", "nothing to show once cleaned", exit_code=1)
     assert dump(db) == before
+
+
+def test_the_lead_image_below_an_intro_has_square_corners(ws_dir: Path) -> None:
+    ws = Workspace.open(ws_dir, env={})
+    now = dt.datetime.now(dt.UTC)
+    try:
+        jobs.fetch_sources(ws, ws.store, now)
+        pictured = next(a for a in ws.store.articles() if a.get("image"))
+        looks = {}
+        for intro in ("", "Winter hours start Monday."):
+            new = campaigns.NewCampaign(
+                subject="News", articles=str(pictured["id"]), template="announcement", intro=intro
+            )
+            created = campaigns.create_draft(ws.store, ws.settings, ws.templates, new, now)
+            mail = jobs.campaign_mail(ws, ws.store, created.campaign_id)
+            html = mail.render(campaigns.sample_subscriber(ws.store), tracked=False).html
+            image = re.search(r"Lead image -->\s*<tr>\s*<td[^>]*>\s*<a[^>]*>\s*<img[^>]*>", html)
+            assert image is not None
+            looks[intro] = re.findall(r"border-radius:\s*([^;\"]+)", image.group(0))
+    finally:
+        ws.close()
+    # Without an intro the image is the card's top; below one it sits mid-card.
+    assert looks[""] == ["8px 8px 0 0", "8px 8px 0 0"]
+    assert looks["Winter hours start Monday."] == ["0", "0"]
