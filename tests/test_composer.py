@@ -712,3 +712,16 @@ def test_the_lead_image_below_an_intro_has_square_corners(ws_dir: Path) -> None:
     # Without an intro the image is the card's top; below one it sits mid-card.
     assert looks[""] == ["8px 8px 0 0", "8px 8px 0 0"]
     assert looks["Winter hours start Monday."] == ["0", "0"]
+
+
+def test_an_empty_body_file_is_named(cli: Cli, ws_dir: Path) -> None:
+    _ready(cli)
+    (ws_dir / "empty.md").write_text("\n  \n", encoding="utf-8")
+    db = ws_dir / "newsletter.db"
+    before = dump(db)
+    empty = cli("campaign", "create", "--subject", "X", "--body-file", "empty.md", check=False)
+    line = one_line_error(
+        empty, "--body-file empty.md: the file is empty; write the message in it", exit_code=1
+    )
+    assert "--articles" not in line
+    assert dump(db) == before
