@@ -20,6 +20,7 @@ import requests
 
 from conftest import Cli, database_before, dump, one_line_error, signed_in
 from newsletter import campaigns, jobs, uploads
+from newsletter.errors import InputError
 from newsletter.workspace import Workspace
 
 CLOSED = (
@@ -58,6 +59,29 @@ def png(width: int = 2, height: int = 2) -> bytes:
         + chunk(b"IDAT", zlib.compress(rows))
         + chunk(b"IEND", b"")
     )
+
+
+def jpeg(*segments: bytes) -> bytes:
+    """A JPEG as its segments build it: SOI, JFIF, the given ones, a scan, EOI."""
+
+    def segment(marker: int, data: bytes) -> bytes:
+        return bytes([0xFF, marker]) + struct.pack(">H", len(data) + 2) + data
+
+    return (
+        b"\xff\xd8"
+        + segment(0xE0, b"JFIF\0\x01\x01\0\0\x01\0\x01\0\0")
+        + b"".join(segments)
+        + segment(0xDB, b"\0" + bytes(range(64)))
+        + segment(0xDA, b"\x01\x01\0\0\x3f\0")
+        + b"\x12\x34\xff\x00\x56"  # the scan's data, with a stuffed 0xFF
+        + b"\xff\xd9"
+    )
+
+
+def exif_gps() -> bytes:
+    """An APP1 Exif segment holding a GPS position, as a phone's camera writes one."""
+    payload = b"Exif\0\0MM\0*\0\0\0\x08GPSLatitude=52.5200N;GPSLongitude=13.4050E"
+    return b"\xff\xe1" + struct.pack(">H", len(payload) + 2) + payload
 
 
 def outbox_messages(ws_dir: Path) -> list[email.message.EmailMessage]:
@@ -411,12 +435,12 @@ def test_an_uploaded_image_is_checked_by_its_bytes_kept_served_and_mailed(dashbo
 
 @pytest.mark.parametrize("kind", ["jpg", "gif", "webp"])
 def test_jpeg_gif_and_webp_are_named_by_their_bytes(kind: str) -> None:
-    starts = {
-        "jpg": b"\xff\xd8\xff\xe0\0\x10JFIF",
-        "gif": b"GIF89a\x01\0\x01\0",
-        "webp": b"RIFF\x24\0\0\0WEBPVP8 ",
+    images = {
+        "jpg": jpeg(),
+        "gif": b"GIF89a\x01\0\x01\0" + b"\0" * 32,
+        "webp": b"RIFF\x24\0\0\0WEBPVP8 " + b"\0" * 32,
     }
-    data = starts[kind] + b"\0" * 32
+    data = images[kind]
     name = uploads.stored_name(data)
     assert name.endswith("." + kind) and uploads.content_type(name) == (
         "image/jpeg" if kind == "jpg" else f"image/{kind}"
@@ -725,3 +749,102 @@ def test_an_empty_body_file_is_named(cli: Cli, ws_dir: Path) -> None:
     )
     assert "--articles" not in line
     assert dump(db) == before
+
+
+# -- what an upload keeps, and what it refuses -------------------------------------------------
+
+
+def _png_chunk(kind: bytes, data: bytes) -> bytes:
+    return (
+        struct.pack(">I", len(data))
+        + kind
+        + data
+        + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+    )
+
+
+def test_a_photo_is_kept_without_its_exif_position_or_text_chunks(dashboard) -> None:
+    session, csrf = _served(dashboard)
+
+    def upload(name: str, data: bytes) -> requests.Response:
+        return session.post(
+            dashboard.url + "/uploads",
+            data={"csrf": csrf},
+            files={"image": (name, data, "image/jpeg")},
+            timeout=30,
+        )
+
+    photo = jpeg(exif_gps())
+    answer = upload("holiday.jpg", photo)
+    assert answer.status_code == 200, answer.text
+    served = requests.get(answer.json()["url"], timeout=10).content
+    assert b"Exif" not in served and b"GPSLatitude" not in served
+    # The picture is all there: what the camera added is all that went.
+    assert served == jpeg() and served != photo
+    assert answer.json()["name"] == uploads.stored_name(jpeg())
+
+    image = png()
+    tagged = image[:33] + _png_chunk(b"tEXt", b"Location\0Berlin") + _png_chunk(
+        b"eXIf", b"MM\0*GPS"
+    ) + _png_chunk(b"iTXt", b"Author\0\0\0\0\0Dana") + _png_chunk(
+        b"zTXt", b"Comment\0\0" + zlib.compress(b"x")
+    ) + image[33:]  # fmt: skip
+    kept = upload("room.png", tagged)
+    assert kept.status_code == 200, kept.text
+    served = requests.get(kept.json()["url"], timeout=10).content
+    assert served == image
+    assert all(kind not in served for kind in (b"tEXt", b"eXIf", b"iTXt", b"zTXt", b"Berlin"))
+
+
+def test_an_image_is_checked_past_its_first_bytes() -> None:
+    page = b"<html><script>alert(1)</script></html>"
+    forged = {
+        "png": b"\x89PNG\r\n\x1a\n" + page,
+        "png without IHDR first": b"\x89PNG\r\n\x1a\n" + _png_chunk(b"tEXt", page),
+        "png cut short": png()[:40],
+        "jpg": b"\xff\xd8\xff" + page,
+        "jpg that never reaches its picture": jpeg()[:20],
+        "gif": b"GIF89a\0\0\0\0" + page,
+        "webp": b"RIFF\x24\0\0\0WEBP" + page,
+    }
+    for what, data in forged.items():
+        with pytest.raises(InputError, match="not a PNG, JPEG, GIF or WebP image"):
+            uploads.stored_name(data, what)
+    # A page after a whole PNG is not kept with it.
+    name, kept = uploads.taken(png() + page)
+    assert kept == png() and name == uploads.stored_name(png())
+
+
+def test_the_uploads_folder_has_a_limit_and_a_failed_write_names_no_path(dashboard) -> None:
+    session, csrf = _served(dashboard)
+    folder = dashboard.ws.root / uploads.FOLDER
+
+    def upload(data: bytes) -> requests.Response:
+        return session.post(
+            dashboard.url + "/uploads",
+            data={"csrf": csrf},
+            files={"image": ("a.png", data, "image/png")},
+            timeout=30,
+        )
+
+    # A write that fails says so in the page's words; the reason, with its path, is logged.
+    folder.write_bytes(b"a file where the folder should be")
+    failed = upload(png())
+    assert failed.status_code == 500
+    said = failed.json()["error"]
+    assert "could not be kept" in said and str(dashboard.ws.root) not in said
+    assert "uploads" not in said and "Errno" not in said
+    folder.unlink()
+
+    # A full folder (its size, not its disk use: a sparse file) takes no new image.
+    folder.mkdir()
+    with open(folder / ("0" * 64 + ".png"), "wb") as full:
+        full.truncate(uploads.MAX_FOLDER_BYTES - 10)
+    refused = upload(png(3, 3))
+    assert refused.status_code == 400
+    assert "The uploads folder holds" in refused.json()["error"]
+    assert "at most 500 MB" in refused.json()["error"]
+    assert len(list(folder.iterdir())) == 1
+    with pytest.raises(InputError, match="at most 500 MB"):
+        uploads.check_room(uploads.MAX_FOLDER_BYTES, 1)
+    uploads.check_room(uploads.MAX_FOLDER_BYTES - 1, 1)

@@ -11,6 +11,7 @@ the workspace's uploads folder under the hash of its bytes and served at
 from __future__ import annotations
 
 import html
+import logging
 import os
 import tempfile
 from typing import TYPE_CHECKING
@@ -35,6 +36,8 @@ from newsletter.web.wording import for_people
 
 if TYPE_CHECKING:
     from newsletter.web.dashboard import Dashboard
+
+log = logging.getLogger(__name__)
 
 # The frame may show remote images and the page may read what it shows (to put an
 # error by its field), but nothing in it runs, submits or navigates.
@@ -140,21 +143,39 @@ class ComposerViews:
         # One byte past the cap is enough to know it is too large.
         data = await sent.read(uploads.MAX_IMAGE_BYTES + 1)
         label = os.path.basename(sent.filename or "") or "the file"
+        # Hashing up to 5 MB, the folder's size, the file write and the audit log's
+        # row: in a worker thread, off the loop.
+        return await off_loop(self._keep, request, data, label)
+
+    def _keep(self, request: Request, data: bytes, label: str) -> Response:
+        folder = self.d.ws.root / uploads.FOLDER
         try:
-            name = uploads.stored_name(data, label)
+            name, kept = uploads.taken(data, label)
+            if not (folder / name).exists():
+                uploads.check_room(_folder_bytes(folder), len(kept))
         except InputError as exc:
             return _refused(for_people(exc).text)
-        # A file write and the audit log's row: in a worker thread, off the loop.
-        return await off_loop(self._keep, request, name, data, label)
-
-    def _keep(self, request: Request, name: str, data: bytes, label: str) -> Response:
         try:
-            _write_once(self.d.ws.root / uploads.FOLDER, name, data)
+            _write_once(folder, name, kept)
         except OSError as exc:
-            return _refused(f"The image could not be kept: {os_error_line(exc)}.", 500)
+            # The reason, with the server's path, is for whoever runs the server.
+            log.error("uploads: %s could not be kept: %s", name, os_error_line(exc))
+            return _refused(
+                "The image could not be kept: the server could not write it. Try again "
+                "later, or tell whoever looks after the server.",
+                500,
+            )
         self.d.audit(request, "uploaded an image", name, label)
         url = uploads.public_url(self.d.ws.settings.site.base_url, name)
         return JSONResponse({"url": url, "name": name}, headers=NO_STORE)
+
+
+def _folder_bytes(folder: os.PathLike[str]) -> int:
+    """What the uploads folder holds now, in bytes (nothing before the first upload)."""
+    try:
+        return sum(entry.stat().st_size for entry in os.scandir(folder) if entry.is_file())
+    except OSError:
+        return 0  # no folder yet; anything worse is for the write to report
 
 
 def _refused(message: str, status: int = 400) -> Response:
