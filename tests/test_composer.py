@@ -471,11 +471,16 @@ def test_each_design_has_a_thumbnail_with_sample_content(dashboard) -> None:
     before = session.get(thumb + "digest", timeout=30)
     assert before.status_code == 200 and "Closed over the holidays" in before.text
     _served(dashboard)
-    newest = dashboard.ws.store.articles()[0]["title"]
+    every = dashboard.ws.store.articles()
+    newest = every[0]["title"]
+    # The sample is the newest articles, read with a limit rather than all of them.
+    assert dashboard.ws.store.newest_article_ids(2) == [a["id"] for a in every[:2]]
     for design in ("announcement", "digest"):
         answer = session.get(thumb + design, timeout=30)
         assert answer.status_code == 200
         assert newest in answer.text
+        # One article for the announcement, three for the digest.
+        assert (every[1]["title"] in answer.text) == (design == "digest")
         assert answer.headers["content-security-policy"].startswith("sandbox")
     for wrong in ("auto", "confirm", "../announcement", "nope"):
         assert session.get(thumb + wrong, timeout=30).status_code == 404

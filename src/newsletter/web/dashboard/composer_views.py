@@ -85,13 +85,9 @@ class ComposerViews:
 
     def preview(self, request: Request) -> Response:
         """The email as the campaign form says it now, for the sample subscriber."""
-        ws = self.d.ws
         new = as_new_campaign(typed_campaign(request.state.form))
         try:
-            draft = campaigns.as_draft(self.store, ws.settings, new)
-            templates = ws.templates(draft["template"])
-            mail = load_mail(self.store, 0, templates, ws.settings, ws.signer, draft=draft)
-            rendered = mail.render(campaigns.sample_subscriber(self.store), tracked=False)
+            rendered = self._render_draft(new)
         except NewsletterError as exc:
             message = html.escape(for_people(exc).text, quote=True)
             return HTMLResponse(
@@ -99,7 +95,7 @@ class ComposerViews:
                 status_code=400,
                 headers=COMPOSER_PREVIEW_HEADERS,
             )
-        return HTMLResponse(rendered.html, headers=COMPOSER_PREVIEW_HEADERS)
+        return HTMLResponse(rendered, headers=COMPOSER_PREVIEW_HEADERS)
 
     def design_preview(self, request: Request) -> Response:
         """A design with sample content, for the thumbnails of the design picker.
@@ -107,33 +103,34 @@ class ComposerViews:
         The newest articles (one for the announcement), or a sample text when there
         are none yet, for the sample subscriber.
         """
-        ws, name = self.d.ws, request.query_params.get("design", "")
+        name = request.query_params.get("design", "")
         if name == "auto" or name not in template_names(self.d):
             return HTMLResponse("No such design.", status_code=404, headers=PREVIEW_HEADERS)
-        count = 1 if name == SINGLE_ARTICLE_DESIGN else 3
-        ids = [a["id"] for a in self.store.articles()[:count]]
-        draft = {
-            "id": 0,
-            "kind": "manual",
-            "subject": "A sample of this design",
-            "preheader": "",
-            "template": name,
-            "article_ids": ids,
-            "tracking": False,
-            "intro": "",
-            "body": "" if ids else SAMPLE_TEXT,
-        }
+        ids = self.store.newest_article_ids(1 if name == SINGLE_ARTICLE_DESIGN else 3)
+        sample = campaigns.NewCampaign(
+            subject="A sample of this design",
+            articles=",".join(str(i) for i in ids) or "none",
+            template=name,
+            tracking=False,
+            body="" if ids else SAMPLE_TEXT,
+        )
         try:
-            templates = ws.templates(name)
-            mail = load_mail(self.store, 0, templates, ws.settings, ws.signer, draft=draft)
-            rendered = mail.render(campaigns.sample_subscriber(self.store), tracked=False)
+            rendered = self._render_draft(sample)
         except NewsletterError as exc:
             return HTMLResponse(
                 f"<p>{html.escape(for_people(exc).text)}</p>",
                 status_code=400,
                 headers=PREVIEW_HEADERS,
             )
-        return HTMLResponse(rendered.html, headers=PREVIEW_HEADERS)
+        return HTMLResponse(rendered, headers=PREVIEW_HEADERS)
+
+    def _render_draft(self, new: campaigns.NewCampaign) -> str:
+        """The HTML of a campaign as typed (``campaigns.as_draft``), for the sample subscriber."""
+        ws = self.d.ws
+        draft = campaigns.as_draft(self.store, ws.settings, new)
+        templates = ws.templates(draft["template"])
+        mail = load_mail(self.store, 0, templates, ws.settings, ws.signer, draft=draft)
+        return mail.render(campaigns.sample_subscriber(self.store), tracked=False).html
 
     async def upload(self, request: Request) -> Response:
         """Keep an uploaded image; answer its public address (JSON) or why it was refused."""
