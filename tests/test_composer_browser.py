@@ -192,9 +192,9 @@ def test_every_preview_frame_the_script_makes_is_sandboxed(admin_page, dashboard
     _untick_all(page)
     page.locator("textarea#content").fill("First words.")
     preview = page.frame_locator("#composer-preview")
-    expect(preview.locator(".article-body")).to_contain_text("First words.")
+    expect(preview.locator(".article-body")).to_contain_text("First words.", timeout=15_000)
     page.locator("textarea#content").fill("Second words.")
-    expect(preview.locator(".article-body")).to_contain_text("Second words.")
+    expect(preview.locator(".article-body")).to_contain_text("Second words.", timeout=15_000)
     # The frame shown now is one the script made in place of the page's own.
     frame = page.locator("#composer-preview")
     expect(frame).to_have_attribute("name", re.compile(r"^composer-preview-\d+$"))
@@ -214,8 +214,9 @@ def test_moving_an_article_up_or_down_refreshes_the_preview(admin_page, dashboar
     def first_title():
         return preview.get_by_role("heading", level=2).first
 
-    expect(first_title()).to_have_text(titles[0])
+    # A preview is a render on the server and a new frame: given time on a busy machine.
+    expect(first_title()).to_have_text(titles[0], timeout=15_000)
     page.get_by_role("button", name=f"Move “{titles[0]}” down").click()
-    expect(first_title()).to_have_text(titles[1])
+    expect(first_title()).to_have_text(titles[1], timeout=15_000)
     page.get_by_role("button", name=f"Move “{titles[0]}” up").click()
-    expect(first_title()).to_have_text(titles[0])
+    expect(first_title()).to_have_text(titles[0], timeout=15_000)
