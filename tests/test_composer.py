@@ -20,6 +20,7 @@ import requests
 
 from conftest import Cli, database_before, dump, one_line_error, signed_in
 from newsletter import campaigns, jobs, uploads
+from newsletter.errors import InputError
 from newsletter.workspace import Workspace
 
 CLOSED = (
@@ -58,6 +59,29 @@ def png(width: int = 2, height: int = 2) -> bytes:
         + chunk(b"IDAT", zlib.compress(rows))
         + chunk(b"IEND", b"")
     )
+
+
+def jpeg(*segments: bytes) -> bytes:
+    """A JPEG as its segments build it: SOI, JFIF, the given ones, a scan, EOI."""
+
+    def segment(marker: int, data: bytes) -> bytes:
+        return bytes([0xFF, marker]) + struct.pack(">H", len(data) + 2) + data
+
+    return (
+        b"\xff\xd8"
+        + segment(0xE0, b"JFIF\0\x01\x01\0\0\x01\0\x01\0\0")
+        + b"".join(segments)
+        + segment(0xDB, b"\0" + bytes(range(64)))
+        + segment(0xDA, b"\x01\x01\0\0\x3f\0")
+        + b"\x12\x34\xff\x00\x56"  # the scan's data, with a stuffed 0xFF
+        + b"\xff\xd9"
+    )
+
+
+def exif_gps() -> bytes:
+    """An APP1 Exif segment holding a GPS position, as a phone's camera writes one."""
+    payload = b"Exif\0\0MM\0*\0\0\0\x08GPSLatitude=52.5200N;GPSLongitude=13.4050E"
+    return b"\xff\xe1" + struct.pack(">H", len(payload) + 2) + payload
 
 
 def outbox_messages(ws_dir: Path) -> list[email.message.EmailMessage]:
@@ -107,8 +131,11 @@ def test_a_one_off_campaign_without_articles_is_written_and_sent_from_the_cli(
     # The inbox preview is the message's opening words.
     assert "Closed over the holidays The clinic is closed" in html
     # A campaign without articles uses none up: all three stay new.
-    listing = cli("articles", "list").stdout
-    assert listing.count("new") >= 3, listing
+    ws = Workspace.open(ws_dir, env={})
+    try:
+        assert len(ws.store.articles(only_new=True)) == len(ws.store.articles()) == 3
+    finally:
+        ws.close()
 
 
 def test_an_intro_file_stands_above_the_articles_in_html_and_text(cli: Cli, ws_dir: Path) -> None:
@@ -202,7 +229,8 @@ def test_hostile_markdown_is_sanitised_like_an_article(ws_dir: Path) -> None:
     # No link or image leads to script; Markdown's own refusal leaves its words as text.
     assert not re.search(r"(href|src)\s*=\s*[\"']?\s*java", body)
     assert "[a trap](javascript:alert(1))" in body
-    assert re.search(r"<a rel=\"noopener\"[^>]*>another</a>", body)
+    # A link whose only address was script goes; its words stay as text.
+    assert re.search(r"and another and", body) and ">another</a>" not in body
     assert "position:fixed" not in body.replace(" ", "")
     assert "hello" in body and "there." in body and "styled" in body
     assert '<img src="https://clinic.example.com/a.png"' in body
@@ -306,6 +334,17 @@ def test_the_preview_renders_the_typed_text_in_the_chosen_design(dashboard) -> N
     assert "allow-scripts" not in answer.headers["content-security-policy"]
     assert "<script" not in answer.text.lower() and "onerror" not in answer.text.lower()
     assert "Hello" in answer.text and "Styled" in answer.text
+    # The announcement's own look: a campaign without articles is headed "From <sender>";
+    # the digest heads it with the sender's name alone.
+    heading = f">From {dashboard.ws.settings.sender.from_name}</p>"
+    assert heading in answer.text
+    digest = session.post(
+        dashboard.url + "/campaigns/compose/preview",
+        data={"csrf": csrf, "subject": "", "template": "digest", "content": HOSTILE},
+        timeout=30,
+    )
+    assert digest.status_code == 200 and "Styled" in digest.text
+    assert heading not in digest.text
     # Nothing is stored by a preview.
     assert dashboard.ws.store.campaigns() == []
     # Without the form's token, no preview.
@@ -384,6 +423,9 @@ def test_an_uploaded_image_is_checked_by_its_bytes_kept_served_and_mailed(dashbo
     assert served.status_code == 200 and served.content == image
     assert served.headers["content-type"] == "image/png"
     assert served.headers["x-content-type-options"] == "nosniff"
+    # Opened on its own, nothing in it may run: a sandbox with no exception, no source allowed.
+    policy = [part.strip() for part in served.headers["content-security-policy"].split(";")]
+    assert "sandbox" in policy and "default-src 'none'" in policy
     for wrong in ("../newsletter.toml", "..%2Fnewsletter.toml", url.rsplit("/", 1)[1][:-3] + "svg"):
         assert (
             requests.get(f"{dashboard.server.url}/uploads/{wrong}", timeout=10).status_code == 404
@@ -410,12 +452,12 @@ def test_an_uploaded_image_is_checked_by_its_bytes_kept_served_and_mailed(dashbo
 
 @pytest.mark.parametrize("kind", ["jpg", "gif", "webp"])
 def test_jpeg_gif_and_webp_are_named_by_their_bytes(kind: str) -> None:
-    starts = {
-        "jpg": b"\xff\xd8\xff\xe0\0\x10JFIF",
-        "gif": b"GIF89a\x01\0\x01\0",
-        "webp": b"RIFF\x24\0\0\0WEBPVP8 ",
+    images = {
+        "jpg": jpeg(),
+        "gif": b"GIF89a\x01\0\x01\0" + b"\0" * 32,
+        "webp": b"RIFF\x24\0\0\0WEBPVP8 " + b"\0" * 32,
     }
-    data = starts[kind] + b"\0" * 32
+    data = images[kind]
     name = uploads.stored_name(data)
     assert name.endswith("." + kind) and uploads.content_type(name) == (
         "image/jpeg" if kind == "jpg" else f"image/{kind}"
@@ -429,11 +471,16 @@ def test_each_design_has_a_thumbnail_with_sample_content(dashboard) -> None:
     before = session.get(thumb + "digest", timeout=30)
     assert before.status_code == 200 and "Closed over the holidays" in before.text
     _served(dashboard)
-    newest = dashboard.ws.store.articles()[0]["title"]
+    every = dashboard.ws.store.articles()
+    newest = every[0]["title"]
+    # The sample is the newest articles, read with a limit rather than all of them.
+    assert dashboard.ws.store.newest_article_ids(2) == [a["id"] for a in every[:2]]
     for design in ("announcement", "digest"):
         answer = session.get(thumb + design, timeout=30)
         assert answer.status_code == 200
         assert newest in answer.text
+        # One article for the announcement, three for the digest.
+        assert (every[1]["title"] in answer.text) == (design == "digest")
         assert answer.headers["content-security-policy"].startswith("sandbox")
     for wrong in ("auto", "confirm", "../announcement", "nope"):
         assert session.get(thumb + wrong, timeout=30).status_code == 404
@@ -441,17 +488,415 @@ def test_each_design_has_a_thumbnail_with_sample_content(dashboard) -> None:
     assert 'title="The digest design with sample content"' in form
 
 
-def test_campaigns_made_before_the_composer_keep_rendering_as_they_did(tmp_path: Path) -> None:
-    store = database_before(tmp_path / "old.db", "m016")
+def test_campaigns_made_before_the_composer_keep_rendering_as_they_did(ws_dir: Path) -> None:
+    store = database_before(ws_dir / "newsletter.db", "m016")
     try:
         with store.transaction():
-            store.conn.execute(
-                "INSERT INTO campaigns (subject, preheader, template, status, tracking, "
-                "created_at) VALUES ('Old', '', 'digest', 'sent', 1, '2026-01-01T00:00:00+00:00')"
-            )
-        assert "m016_campaign_content" in store.migrate()
-        (old,) = store.campaigns()
-        campaign = store.campaign(old["id"])
-        assert (campaign["subject"], campaign["intro"], campaign["body"]) == ("Old", "", "")
+            for design in ("digest", "announcement"):
+                store.conn.execute(
+                    "INSERT INTO campaigns (subject, preheader, template, status, tracking, "
+                    "created_at) VALUES ('Old', '', ?, 'draft', 0, '2026-01-01T00:00:00+00:00')",
+                    [design],
+                )
     finally:
         store.close()
+    ws = Workspace.open(ws_dir, env={})  # migrates the database
+    try:
+        jobs.fetch_sources(ws, ws.store, dt.datetime.now(dt.UTC))
+        ids = [a["id"] for a in ws.store.articles()]
+        old = ws.store.campaigns()
+        assert len(old) == 2
+        for row in old:
+            campaign = ws.store.campaign(row["id"])
+            assert (campaign["subject"], campaign["intro"], campaign["body"]) == ("Old", "", "")
+            # Its articles as an old campaign had them (the table is older than m016).
+            with ws.store.transaction():
+                ws.store._set_articles(
+                    row["id"], ids[:1] if campaign["template"] == "announcement" else ids
+                )
+            mail = jobs.campaign_mail(ws, ws.store, row["id"])
+            reader = campaigns.sample_subscriber(ws.store)
+            rendered = mail.render(reader, tracked=False)
+            # The template data as before the composer: no intro and no body at all.
+            context = mail.context(reader)
+            context["campaign"] = {
+                key: value
+                for key, value in context["campaign"].items()
+                if key not in ("intro_html", "intro_text", "body_html", "body_text")
+            }
+            before = mail.templates.render(context)
+            assert (rendered.html, rendered.text) == (before.html, before.text)
+            assert all(
+                a["title"] in rendered.text
+                for a in ws.store.articles_by_id(campaign["article_ids"])
+            )
+    finally:
+        ws.close()
+
+
+# -- workspace copies of the designs made before the composer ----------------------------------
+
+# A copy of each design as a workspace kept it before campaigns had words of their own:
+# it names no intro and no body, and the announcement reads the first article.
+OLD_DIGEST_HTML = (
+    "<p>Hi {{ subscriber.first_name | default('there', true) }},</p>"
+    "{% for article in articles %}<h2>{{ article.title }}</h2>{% endfor %}"
+    '<p><a href="{{ links.unsubscribe }}">Unsubscribe</a></p>'
+)
+OLD_DIGEST_TEXT = (
+    "Hi {{ subscriber.first_name | default('there', true) }},\n"
+    "{% for article in articles %}{{ article.title }}\n{% endfor %}"
+    "Unsubscribe: {{ links.unsubscribe }}\n"
+)
+OLD_ANNOUNCEMENT_HTML = '<h1>{{ articles[0].title }}</h1><a href="{{ links.unsubscribe }}">x</a>'
+OLD_ANNOUNCEMENT_TEXT = "{{ articles[0].title }}\n{{ links.unsubscribe }}\n"
+
+
+def _old_copies(ws_dir: Path) -> None:
+    for name, html, text in (
+        ("digest", OLD_DIGEST_HTML, OLD_DIGEST_TEXT),
+        ("announcement", OLD_ANNOUNCEMENT_HTML, OLD_ANNOUNCEMENT_TEXT),
+    ):
+        folder = ws_dir / "templates" / name
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "body.html").write_text(html, encoding="utf-8")
+        (folder / "body.txt").write_text(text, encoding="utf-8")
+
+
+def test_an_old_copy_of_a_design_that_would_drop_the_text_is_refused(
+    cli: Cli, ws_dir: Path
+) -> None:
+    _ready(cli)
+    _old_copies(ws_dir)
+    (ws_dir / "closed.md").write_text(CLOSED, encoding="utf-8")
+    (ws_dir / "intro.md").write_text("Winter hours start Monday.", encoding="utf-8")
+    db = ws_dir / "newsletter.db"
+    before = dump(db)
+    # Without articles the old digest would send "Hi X," and a footer; the old
+    # announcement would fail at send on articles[0].
+    for design in ("digest", "announcement", "auto"):
+        body_only = cli(
+            "campaign", "create", "--subject", "Closed", "--body-file", "closed.md",
+            "--template", design, check=False,
+        )  # fmt: skip
+        shown = "digest" if design == "auto" else design
+        one_line_error(body_only, f"templates/{shown}/body.html", "docs/templates.md", exit_code=1)
+    intro = cli(
+        "campaign", "create", "--subject", "News", "--intro-file", "intro.md",
+        "--template", "digest", check=False,
+    )  # fmt: skip
+    one_line_error(intro, "templates/digest/body.html", "campaign.intro_html", exit_code=1)
+    assert dump(db) == before
+    # A copy that shows the text in its HTML but not in its text part is refused by that part.
+    (ws_dir / "templates" / "digest" / "body.html").write_text(
+        OLD_DIGEST_HTML + "{{ campaign.body_html }}", encoding="utf-8"
+    )
+    text_part = cli(
+        "campaign", "create", "--subject", "Closed", "--body-file", "closed.md",
+        "--template", "digest", check=False,
+    )  # fmt: skip
+    one_line_error(text_part, "templates/digest/body.txt", "campaign.body_text", exit_code=1)
+    # Campaigns of articles alone go on with the old copies as before.
+    made = cli("campaign", "create", "--subject", "Articles", "--template", "digest")
+    assert made.stdout.strip().isdigit()
+
+
+def test_the_dashboard_says_an_old_design_copy_would_not_show_the_text(dashboard) -> None:
+    _old_copies(dashboard.ws.root)
+    session, csrf = _served(dashboard)
+    refused = session.post(
+        dashboard.url + "/campaigns/new",
+        data={"csrf": csrf, "subject": "Closed", "template": "digest", "content": CLOSED},
+        timeout=30,
+    )
+    assert refused.status_code == 400 and dashboard.ws.store.campaigns() == []
+    page = re.sub(r"<!--.*?-->", "", refused.text)
+    assert "The design digest is a copy kept in this workspace" in page
+    assert "docs/templates.md" not in page and "--" not in page
+
+
+# -- one text per campaign without articles ---------------------------------------------------
+
+
+def test_an_intro_without_articles_is_refused_so_no_text_is_lost(cli: Cli, ws_dir: Path) -> None:
+    _ready(cli)
+    (ws_dir / "a.md").write_text("Above.", encoding="utf-8")
+    (ws_dir / "b.md").write_text(CLOSED, encoding="utf-8")
+    db = ws_dir / "newsletter.db"
+    before = dump(db)
+    both = cli(
+        "campaign", "create", "--subject", "X", "--articles", "none",
+        "--intro-file", "a.md", "--body-file", "b.md", check=False,
+    )  # fmt: skip
+    one_line_error(
+        both, "--intro-file: shown above articles; this campaign has none", "--body-file",
+        exit_code=1,
+    )  # fmt: skip
+    alone = cli(
+        "campaign", "create", "--subject", "X", "--articles", "none", "--intro-file", "a.md",
+        check=False,
+    )  # fmt: skip
+    one_line_error(alone, "--intro-file", exit_code=1)
+    assert dump(db) == before
+    # Taking the articles away from a campaign with an intro is refused the same way.
+    campaign_id = cli("campaign", "create", "--subject", "N", "--intro-file", "a.md").stdout.strip()
+    kept = dump(db)
+    emptied = cli(
+        "campaign", "edit", campaign_id, "--articles", "none", "--body-file", "b.md", check=False
+    )
+    one_line_error(emptied, "--intro-file", exit_code=1)
+    assert dump(db) == kept
+
+
+def _edit_form_fields(html: str) -> dict[str, object]:
+    """What the edit form sends back unchanged: its fields as the page fills them."""
+    from html.parser import HTMLParser
+
+    fields: dict[str, object] = {"article": [], "order": []}
+
+    class Form(HTMLParser):
+        textarea: str | None = None
+        select: str | None = None
+
+        def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+            a = dict(attrs)
+            name = a.get("name")
+            if tag == "input" and name:
+                kind = a.get("type", "text")
+                if kind in ("checkbox", "radio") and "checked" not in a:
+                    return
+                if kind in ("submit", "button", "file"):
+                    return
+                value = a.get("value") or ("on" if kind == "checkbox" else "")
+                if name in ("article", "order"):
+                    fields[name].append(value)  # type: ignore[union-attr]
+                else:
+                    fields[name] = value
+            elif tag == "textarea" and name:
+                self.textarea, fields[name] = name, ""
+            elif tag == "select" and name:
+                self.select = name
+            elif tag == "option" and self.select and "selected" in a:
+                fields[self.select] = a.get("value") or ""
+
+        def handle_endtag(self, tag: str) -> None:
+            if tag == "textarea":
+                self.textarea = None
+            elif tag == "select":
+                self.select = None
+
+        def handle_data(self, data: str) -> None:
+            if self.textarea:
+                fields[self.textarea] = str(fields[self.textarea]) + data
+
+    Form(convert_charrefs=True).feed(html)
+    fields.pop("move", None)
+    return fields
+
+
+def test_a_campaign_saved_unchanged_in_the_dashboard_is_stored_unchanged(dashboard) -> None:
+    session, _ = _served(dashboard)
+    ws, store = dashboard.ws, dashboard.ws.store
+    now = dt.datetime.now(dt.UTC)
+    ids = [a["id"] for a in store.articles()]
+    made = [
+        campaigns.create_draft(
+            store, ws.settings, ws.templates,
+            campaigns.NewCampaign(subject="News", articles=str(ids[0]), intro="Winter *hours*."),
+            now,
+        ).campaign_id,
+        campaigns.create_draft(
+            store, ws.settings, ws.templates,
+            campaigns.NewCampaign(subject="Closed", articles="none", body=CLOSED),
+            now,
+        ).campaign_id,
+    ]  # fmt: skip
+    for campaign_id in made:
+        before = store.campaign(campaign_id)
+        page = session.get(dashboard.url + f"/campaigns/{campaign_id}/edit", timeout=30)
+        fields = _edit_form_fields(page.text)
+        # The ticked articles in the page's order, as the browser sends them.
+        saved = session.post(
+            dashboard.url + f"/campaigns/{campaign_id}/edit", data=fields, timeout=30
+        )
+        assert saved.status_code == 200, saved.text
+        after = store.campaign(campaign_id)
+        for key in ("subject", "intro", "body", "article_ids", "template", "tracking"):
+            assert after[key] == before[key], key
+
+
+# -- Markdown that would show nothing, or show it wrong -----------------------------------------
+
+
+def test_links_without_words_or_address_and_images_without_one_are_dropped() -> None:
+    from newsletter import composer
+
+    base = "https://clinic.example.com"
+    empty_words = composer.content("Book [](https://clinic.example.com/book) now.", base)
+    assert "<a" not in empty_words.html and "[1]" not in empty_words.text
+    assert "Book" in empty_words.text and "now." in empty_words.text
+    no_address = composer.content("Read [the notes]() here.", base)
+    assert "<a" not in no_address.html and "the notes" in no_address.html
+    assert "clinic.example.com" not in no_address.html + no_address.text
+    inline_image = composer.content("A ![chart](data:image/png;base64,iVBORw0KGgo=) here.", base)
+    assert "<img" not in inline_image.html and "A" in inline_image.text
+    # What has an address and something to show stays, made absolute on the site.
+    kept = composer.content("[the page](page.html) ![room](/room.png)", base)
+    assert '<a href="https://clinic.example.com/page.html"' in kept.html
+    assert '<img src="https://clinic.example.com/room.png" alt="room">' in kept.html
+    linked_image = composer.markdown_html(
+        "[![logo](https://a.example/l.png)](https://a.example)", base
+    )
+    assert "<a href" in linked_image and "<img src" in linked_image
+
+
+def test_a_text_that_cleans_to_nothing_is_refused(cli: Cli, ws_dir: Path) -> None:
+    _ready(cli)
+    db = ws_dir / "newsletter.db"
+    before = dump(db)
+    for name, text in (
+        ("script.md", "<script>alert(1)</script>"),
+        ("link.md", "[](https://a.example/)"),
+    ):
+        (ws_dir / name).write_text(text, encoding="utf-8")
+        refused = cli("campaign", "create", "--subject", "X", "--body-file", name, check=False)
+        one_line_error(refused, "--body-file", "nothing to show once cleaned", exit_code=1)
+    intro = cli("campaign", "create", "--subject", "X", "--intro-file", "script.md", check=False)
+    one_line_error(intro, "--intro-file", "nothing to show once cleaned", exit_code=1)
+    assert dump(db) == before
+
+
+def test_the_lead_image_below_an_intro_has_square_corners(ws_dir: Path) -> None:
+    ws = Workspace.open(ws_dir, env={})
+    now = dt.datetime.now(dt.UTC)
+    try:
+        jobs.fetch_sources(ws, ws.store, now)
+        pictured = next(a for a in ws.store.articles() if a.get("image"))
+        looks = {}
+        for intro in ("", "Winter hours start Monday."):
+            new = campaigns.NewCampaign(
+                subject="News", articles=str(pictured["id"]), template="announcement", intro=intro
+            )
+            created = campaigns.create_draft(ws.store, ws.settings, ws.templates, new, now)
+            mail = jobs.campaign_mail(ws, ws.store, created.campaign_id)
+            html = mail.render(campaigns.sample_subscriber(ws.store), tracked=False).html
+            image = re.search(r"Lead image -->\s*<tr>\s*<td[^>]*>\s*<a[^>]*>\s*<img[^>]*>", html)
+            assert image is not None
+            looks[intro] = re.findall(r"border-radius:\s*([^;\"]+)", image.group(0))
+    finally:
+        ws.close()
+    # Without an intro the image is the card's top; below one it sits mid-card.
+    assert looks[""] == ["8px 8px 0 0", "8px 8px 0 0"]
+    assert looks["Winter hours start Monday."] == ["0", "0"]
+
+
+def test_an_empty_body_file_is_named(cli: Cli, ws_dir: Path) -> None:
+    _ready(cli)
+    (ws_dir / "empty.md").write_text("\n  \n", encoding="utf-8")
+    db = ws_dir / "newsletter.db"
+    before = dump(db)
+    empty = cli("campaign", "create", "--subject", "X", "--body-file", "empty.md", check=False)
+    line = one_line_error(
+        empty, "--body-file empty.md: the file is empty; write the message in it", exit_code=1
+    )
+    assert "--articles" not in line
+    assert dump(db) == before
+
+
+# -- what an upload keeps, and what it refuses -------------------------------------------------
+
+
+def _png_chunk(kind: bytes, data: bytes) -> bytes:
+    return (
+        struct.pack(">I", len(data))
+        + kind
+        + data
+        + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+    )
+
+
+def test_a_photo_is_kept_without_its_exif_position_or_text_chunks(dashboard) -> None:
+    session, csrf = _served(dashboard)
+
+    def upload(name: str, data: bytes) -> requests.Response:
+        return session.post(
+            dashboard.url + "/uploads",
+            data={"csrf": csrf},
+            files={"image": (name, data, "image/jpeg")},
+            timeout=30,
+        )
+
+    photo = jpeg(exif_gps())
+    answer = upload("holiday.jpg", photo)
+    assert answer.status_code == 200, answer.text
+    served = requests.get(answer.json()["url"], timeout=10).content
+    assert b"Exif" not in served and b"GPSLatitude" not in served
+    # The picture is all there: what the camera added is all that went.
+    assert served == jpeg() and served != photo
+    assert answer.json()["name"] == uploads.stored_name(jpeg())
+
+    image = png()
+    tagged = image[:33] + _png_chunk(b"tEXt", b"Location\0Berlin") + _png_chunk(
+        b"eXIf", b"MM\0*GPS"
+    ) + _png_chunk(b"iTXt", b"Author\0\0\0\0\0Dana") + _png_chunk(
+        b"zTXt", b"Comment\0\0" + zlib.compress(b"x")
+    ) + image[33:]  # fmt: skip
+    kept = upload("room.png", tagged)
+    assert kept.status_code == 200, kept.text
+    served = requests.get(kept.json()["url"], timeout=10).content
+    assert served == image
+    assert all(kind not in served for kind in (b"tEXt", b"eXIf", b"iTXt", b"zTXt", b"Berlin"))
+
+
+def test_an_image_is_checked_past_its_first_bytes() -> None:
+    page = b"<html><script>alert(1)</script></html>"
+    forged = {
+        "png": b"\x89PNG\r\n\x1a\n" + page,
+        "png without IHDR first": b"\x89PNG\r\n\x1a\n" + _png_chunk(b"tEXt", page),
+        "png cut short": png()[:40],
+        "jpg": b"\xff\xd8\xff" + page,
+        "jpg that never reaches its picture": jpeg()[:20],
+        "gif": b"GIF89a\0\0\0\0" + page,
+        "webp": b"RIFF\x24\0\0\0WEBP" + page,
+    }
+    for what, data in forged.items():
+        with pytest.raises(InputError, match="not a PNG, JPEG, GIF or WebP image"):
+            uploads.stored_name(data, what)
+    # A page after a whole PNG is not kept with it.
+    name, kept = uploads.taken(png() + page)
+    assert kept == png() and name == uploads.stored_name(png())
+
+
+def test_the_uploads_folder_has_a_limit_and_a_failed_write_names_no_path(dashboard) -> None:
+    session, csrf = _served(dashboard)
+    folder = dashboard.ws.root / uploads.FOLDER
+
+    def upload(data: bytes) -> requests.Response:
+        return session.post(
+            dashboard.url + "/uploads",
+            data={"csrf": csrf},
+            files={"image": ("a.png", data, "image/png")},
+            timeout=30,
+        )
+
+    # A write that fails says so in the page's words; the reason, with its path, is logged.
+    folder.write_bytes(b"a file where the folder should be")
+    failed = upload(png())
+    assert failed.status_code == 500
+    said = failed.json()["error"]
+    assert "could not be kept" in said and str(dashboard.ws.root) not in said
+    assert "uploads" not in said and "Errno" not in said
+    folder.unlink()
+
+    # A full folder (its size, not its disk use: a sparse file) takes no new image.
+    folder.mkdir()
+    with open(folder / ("0" * 64 + ".png"), "wb") as full:
+        full.truncate(uploads.MAX_FOLDER_BYTES - 10)
+    refused = upload(png(3, 3))
+    assert refused.status_code == 400
+    assert "The uploads folder holds" in refused.json()["error"]
+    assert "at most 500 MB" in refused.json()["error"]
+    assert len(list(folder.iterdir())) == 1
+    with pytest.raises(InputError, match="at most 500 MB"):
+        uploads.check_room(uploads.MAX_FOLDER_BYTES, 1)
+    uploads.check_room(uploads.MAX_FOLDER_BYTES - 1, 1)

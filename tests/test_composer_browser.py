@@ -167,6 +167,8 @@ def test_the_design_is_picked_from_thumbnails_and_the_preview_follows(
     _filled(dashboard)
     page.goto(dashboard.url + "/campaigns/new")
     newest = dashboard.ws.store.articles()[0]["title"]
+    # The thumbnails load lazily: only once they are on screen.
+    page.locator(".design-thumbnails").scroll_into_view_if_needed()
     for design in ("announcement", "digest"):
         thumbnail = page.frame_locator(f"iframe[title='The {design} design with sample content']")
         expect(thumbnail.get_by_role("link", name=newest).first).to_be_attached()
@@ -181,3 +183,40 @@ def test_the_design_is_picked_from_thumbnails_and_the_preview_follows(
         boxes.nth(n).uncheck()
     preview = page.frame_locator("#composer-preview")
     expect(preview.get_by_role("heading", level=1)).to_have_text(newest)
+
+
+def test_every_preview_frame_the_script_makes_is_sandboxed(admin_page, dashboard) -> None:
+    page = admin_page
+    _filled(dashboard)
+    page.goto(dashboard.url + "/campaigns/new")
+    _untick_all(page)
+    page.locator("textarea#content").fill("First words.")
+    preview = page.frame_locator("#composer-preview")
+    expect(preview.locator(".article-body")).to_contain_text("First words.", timeout=15_000)
+    page.locator("textarea#content").fill("Second words.")
+    expect(preview.locator(".article-body")).to_contain_text("Second words.", timeout=15_000)
+    # The frame shown now is one the script made in place of the page's own.
+    frame = page.locator("#composer-preview")
+    expect(frame).to_have_attribute("name", re.compile(r"^composer-preview-\d+$"))
+    expect(frame).to_have_attribute("sandbox", "allow-same-origin")
+    for made in page.locator("iframe[name^=composer-preview]").all():
+        assert made.get_attribute("sandbox") == "allow-same-origin"
+
+
+def test_moving_an_article_up_or_down_refreshes_the_preview(admin_page, dashboard) -> None:
+    page = admin_page
+    _filled(dashboard)
+    page.goto(dashboard.url + "/campaigns/new")
+    # Every article ticked, in the digest design ("auto" with several): each one's heading.
+    titles = [a["title"] for a in dashboard.ws.store.articles()]
+    preview = page.frame_locator("#composer-preview")
+
+    def first_title():
+        return preview.get_by_role("heading", level=2).first
+
+    # A preview is a render on the server and a new frame: given time on a busy machine.
+    expect(first_title()).to_have_text(titles[0], timeout=15_000)
+    page.get_by_role("button", name=f"Move “{titles[0]}” down").click()
+    expect(first_title()).to_have_text(titles[1], timeout=15_000)
+    page.get_by_role("button", name=f"Move “{titles[0]}” up").click()
+    expect(first_title()).to_have_text(titles[0], timeout=15_000)

@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from newsletter import subscribers, timerules
+from newsletter import composer, subscribers, timerules
 from newsletter.config import Settings
 from newsletter.errors import InputError, NotFound, StateError
 from newsletter.mail import SAMPLE_SUBSCRIBER
@@ -118,18 +118,35 @@ def _check(
     # Refused here, once, rather than failing every message of the campaign later.
     header_value(subject, "subject")
     intro, body = _text(new.intro), _text(new.body)
-    article_ids = _article_ids(store, new.articles, has_body=bool(body))
+    for option, text in (("--intro-file", intro), ("--body-file", body)):
+        # Judged on what the email would show: a text of script alone cleans to nothing.
+        if text and not composer.markdown_html(text, settings.site.base_url):
+            raise InputError(
+                f"{option}: the text has nothing to show once cleaned (script, an empty "
+                f"link or an image without an address is left out); write the message in it"
+            )
+    article_ids = _article_ids(store, new.articles, has_body=bool(body or intro))
     if body and article_ids:
         raise InputError(
             "--body-file: a body is the message of a campaign without articles, and this "
             "one has articles; give --articles none, or put the text in --intro-file (and "
             "give an empty --body-file) to show it above the articles"
         )
+    if intro and not article_ids:
+        # One text per campaign without articles: the form has one field for it, so a
+        # campaign holding both would lose one when edited there.
+        raise InputError(
+            "--intro-file: shown above articles; this campaign has none; put the text "
+            "in --body-file"
+        )
+    template = choose_template(new.template or settings.templates.default, len(article_ids))
+    if templates is not None and (intro or body):
+        _check_design(templates(template), intro=bool(intro))
     list_id = store.list_id(new.list_name) if new.list_name else None
     return _Checked(
         subject=subject,
         preheader=new.preheader,
-        template=choose_template(new.template or settings.templates.default, len(article_ids)),
+        template=template,
         article_ids=article_ids,
         list_id=list_id,
         tracking=new.tracking and settings.tracking.enabled,
@@ -137,6 +154,28 @@ def _check(
         intro=intro,
         body=body,
     )
+
+
+def _check_design(design: TemplateSet, intro: bool) -> None:
+    """Refuse a design that would not show the campaign's own text.
+
+    A workspace's copy of a design made before campaigns had their own words
+    names none of them: the text would silently be left out (or, without
+    articles, the message be empty or fail at send).
+    """
+    if intro:
+        wanted = {"body.html": "intro_html", "body.txt": "intro_text"}
+        what = "the intro above the articles"
+    else:
+        wanted = {"body.html": "body_html", "body.txt": "body_text"}
+        what = "the message of a campaign without articles"
+    for part, field_name in wanted.items():
+        if field_name not in design.campaign_fields(part):
+            raise InputError(
+                f"template {design.name!r}: templates/{design.name}/{part} does not show "
+                f"{what} (campaign.{field_name}); add it as docs/templates.md shows, or "
+                f"choose another design with --template"
+            )
 
 
 def _text(markdown: str) -> str:

@@ -10,6 +10,7 @@ Pure: no I/O.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -37,11 +38,47 @@ class Content:
 EMPTY = Content(Markup(""), "")
 
 
+# In the sanitiser's output, which spells every tag one way and never nests links.
+_LINK = re.compile(r"<a\b([^>]*)>(.*?)</a>", re.DOTALL)
+_HREF = re.compile(r'\shref="([^"]*)"')
+_IMAGE = re.compile(r"<img\b[^>]*>")
+_SRC = re.compile(r'\ssrc="[^"]+"')
+
+
+def _unlinked(found: re.Match[str]) -> str:
+    """A link kept only when it has somewhere to go and something to click."""
+    href = _HREF.search(found.group(1))
+    inner = found.group(2)
+    if href and href.group(1).strip() and not shows_nothing(inner):
+        return found.group(0)
+    return inner
+
+
+def _pruned(html: str) -> str:
+    """No image without an address (a data: one is taken out by the sanitiser), no link
+    without an address or words: they show nothing in the HTML and a stray mark in the text."""
+    html = _IMAGE.sub(lambda m: m.group(0) if _SRC.search(m.group(0)) else "", html)
+    return _LINK.sub(_unlinked, html)
+
+
+def shows_nothing(html: str) -> bool:
+    """Whether clean HTML has neither words nor an image to show."""
+    return not plain_text(html) and "<img" not in html
+
+
 def markdown_html(source: str, base_url: str) -> str:
-    """Markdown as sanitised HTML; relative links and images made absolute on ``base_url``."""
+    """Markdown as sanitised HTML; relative links and images made absolute on ``base_url``.
+
+    Cleaned first without a base, so an empty address stays empty (joined on
+    the base it would become the site's home page) and can be dropped; then
+    joined on the base.
+    """
     if not source.strip():
         return ""
-    return sanitize_html(_markdown.render(source), base_url.rstrip("/") + "/")
+    cleaned = _pruned(sanitize_html(_markdown.render(source)))
+    if shows_nothing(cleaned):
+        return ""
+    return sanitize_html(cleaned, base_url.rstrip("/") + "/")
 
 
 def content(source: str, base_url: str, shape: Callable[[str], str] | None = None) -> Content:

@@ -21,6 +21,8 @@ from typing import Any
 
 import css_inline
 import jinja2
+import jinja2.meta
+import jinja2.nodes
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 from markupsafe import Markup
 
@@ -233,6 +235,32 @@ class TemplateSet:
             line = _error_line(exc, template)
             return line if isinstance(line, int) else None
         return None
+
+    def campaign_fields(self, part: str) -> set[str]:
+        """The ``campaign`` fields a part names, in its own file and what it includes.
+
+        Read from the templates' syntax, not by rendering: a workspace copy of a
+        design made before a field existed names none of it.
+        """
+        env = self.env
+        found: set[str] = set()
+        todo, seen = [f"{self.name}/{part}"], {f"{self.name}/{part}"}
+        while todo:
+            source = env.loader.get_source(env, todo.pop())[0] if env.loader else ""
+            tree = env.parse(source)
+            for node in tree.find_all((jinja2.nodes.Getattr, jinja2.nodes.Getitem)):
+                assert isinstance(node, (jinja2.nodes.Getattr, jinja2.nodes.Getitem))
+                if not (isinstance(node.node, jinja2.nodes.Name) and node.node.name == "campaign"):
+                    continue
+                if isinstance(node, jinja2.nodes.Getattr):
+                    found.add(node.attr)
+                elif isinstance(node.arg, jinja2.nodes.Const):
+                    found.add(str(node.arg.value))
+            for name in jinja2.meta.find_referenced_templates(tree):
+                if name is not None and name not in seen:
+                    seen.add(name)
+                    todo.append(name)
+        return found
 
     @property
     def stylesheet(self) -> str:

@@ -106,6 +106,9 @@ def campaign_create(
     body = read_markdown("--body-file", body_file) or ""
     if article_spec is None:
         article_spec = "none" if body_file is not None else "new"
+    if body_file is not None and not body.strip() and article_spec.strip() in ("", "none"):
+        # The file is the whole message here: say so rather than "no articles".
+        raise InputError(f"--body-file {body_file}: the file is empty; write the message in it")
     ws = ws_of(ctx)
     new = campaigns.NewCampaign(
         subject=subject,

@@ -289,6 +289,15 @@ class ArticlesQueries(StoreBase):
             [article_id],
         )
 
+    def newest_article_ids(self, limit: int) -> list[int]:
+        """The ids of the ``limit`` newest articles, in ``articles()``'s order: a sample."""
+        rows = self.conn.execute(
+            "SELECT a.id FROM articles a "
+            "ORDER BY COALESCE(a.published, a.first_seen_at) DESC, a.id DESC LIMIT ?",
+            [limit],
+        ).fetchall()
+        return [int(row[0]) for row in rows]
+
     def articles(self, only_new: bool = False) -> list[dict[str, Any]]:
         """List articles, newest first, with their latest blog view counts.
 

@@ -68,6 +68,24 @@ WORDS: list[tuple[str, str | None, str]] = [
         "Tick the articles to send, or write your text below to send it without articles.",
     ),
     (
+        r"^template '(?P<name>[^']+)': \S+ does not show (?P<what>.+?) \(campaign\..*",
+        "template",
+        r"The design \g<name> is a copy kept in this workspace that does not show "
+        r"\g<what>: choose another design, or have the copy updated as the templates "
+        r"guide describes.",
+    ),
+    (
+        r"^--(intro|body)-file: the text has nothing to show once cleaned.*",
+        "content",
+        "Your text has nothing to show once cleaned: script, empty links and images "
+        "without an address are left out. Write the message in it.",
+    ),
+    (
+        r"^--intro-file: .*",
+        "content",
+        "Your text goes above the ticked articles, or is the whole email with none ticked.",
+    ),
+    (
         r"^--body-file: .*",
         "content",
         "Your text goes above the ticked articles, or is the whole email with none ticked.",

@@ -11,6 +11,7 @@ the workspace's uploads folder under the hash of its bytes and served at
 from __future__ import annotations
 
 import html
+import logging
 import os
 import tempfile
 from typing import TYPE_CHECKING
@@ -35,6 +36,8 @@ from newsletter.web.wording import for_people
 
 if TYPE_CHECKING:
     from newsletter.web.dashboard import Dashboard
+
+log = logging.getLogger(__name__)
 
 # The frame may show remote images and the page may read what it shows (to put an
 # error by its field), but nothing in it runs, submits or navigates.
@@ -82,13 +85,9 @@ class ComposerViews:
 
     def preview(self, request: Request) -> Response:
         """The email as the campaign form says it now, for the sample subscriber."""
-        ws = self.d.ws
         new = as_new_campaign(typed_campaign(request.state.form))
         try:
-            draft = campaigns.as_draft(self.store, ws.settings, new)
-            templates = ws.templates(draft["template"])
-            mail = load_mail(self.store, 0, templates, ws.settings, ws.signer, draft=draft)
-            rendered = mail.render(campaigns.sample_subscriber(self.store), tracked=False)
+            rendered = self._render_draft(new)
         except NewsletterError as exc:
             message = html.escape(for_people(exc).text, quote=True)
             return HTMLResponse(
@@ -96,7 +95,7 @@ class ComposerViews:
                 status_code=400,
                 headers=COMPOSER_PREVIEW_HEADERS,
             )
-        return HTMLResponse(rendered.html, headers=COMPOSER_PREVIEW_HEADERS)
+        return HTMLResponse(rendered, headers=COMPOSER_PREVIEW_HEADERS)
 
     def design_preview(self, request: Request) -> Response:
         """A design with sample content, for the thumbnails of the design picker.
@@ -104,33 +103,34 @@ class ComposerViews:
         The newest articles (one for the announcement), or a sample text when there
         are none yet, for the sample subscriber.
         """
-        ws, name = self.d.ws, request.query_params.get("design", "")
+        name = request.query_params.get("design", "")
         if name == "auto" or name not in template_names(self.d):
             return HTMLResponse("No such design.", status_code=404, headers=PREVIEW_HEADERS)
-        count = 1 if name == SINGLE_ARTICLE_DESIGN else 3
-        ids = [a["id"] for a in self.store.articles()[:count]]
-        draft = {
-            "id": 0,
-            "kind": "manual",
-            "subject": "A sample of this design",
-            "preheader": "",
-            "template": name,
-            "article_ids": ids,
-            "tracking": False,
-            "intro": "",
-            "body": "" if ids else SAMPLE_TEXT,
-        }
+        ids = self.store.newest_article_ids(1 if name == SINGLE_ARTICLE_DESIGN else 3)
+        sample = campaigns.NewCampaign(
+            subject="A sample of this design",
+            articles=",".join(str(i) for i in ids) or "none",
+            template=name,
+            tracking=False,
+            body="" if ids else SAMPLE_TEXT,
+        )
         try:
-            templates = ws.templates(name)
-            mail = load_mail(self.store, 0, templates, ws.settings, ws.signer, draft=draft)
-            rendered = mail.render(campaigns.sample_subscriber(self.store), tracked=False)
+            rendered = self._render_draft(sample)
         except NewsletterError as exc:
             return HTMLResponse(
                 f"<p>{html.escape(for_people(exc).text)}</p>",
                 status_code=400,
                 headers=PREVIEW_HEADERS,
             )
-        return HTMLResponse(rendered.html, headers=PREVIEW_HEADERS)
+        return HTMLResponse(rendered, headers=PREVIEW_HEADERS)
+
+    def _render_draft(self, new: campaigns.NewCampaign) -> str:
+        """The HTML of a campaign as typed (``campaigns.as_draft``), for the sample subscriber."""
+        ws = self.d.ws
+        draft = campaigns.as_draft(self.store, ws.settings, new)
+        templates = ws.templates(draft["template"])
+        mail = load_mail(self.store, 0, templates, ws.settings, ws.signer, draft=draft)
+        return mail.render(campaigns.sample_subscriber(self.store), tracked=False).html
 
     async def upload(self, request: Request) -> Response:
         """Keep an uploaded image; answer its public address (JSON) or why it was refused."""
@@ -140,21 +140,39 @@ class ComposerViews:
         # One byte past the cap is enough to know it is too large.
         data = await sent.read(uploads.MAX_IMAGE_BYTES + 1)
         label = os.path.basename(sent.filename or "") or "the file"
+        # Hashing up to 5 MB, the folder's size, the file write and the audit log's
+        # row: in a worker thread, off the loop.
+        return await off_loop(self._keep, request, data, label)
+
+    def _keep(self, request: Request, data: bytes, label: str) -> Response:
+        folder = self.d.ws.root / uploads.FOLDER
         try:
-            name = uploads.stored_name(data, label)
+            name, kept = uploads.taken(data, label)
+            if not (folder / name).exists():
+                uploads.check_room(_folder_bytes(folder), len(kept))
         except InputError as exc:
             return _refused(for_people(exc).text)
-        # A file write and the audit log's row: in a worker thread, off the loop.
-        return await off_loop(self._keep, request, name, data, label)
-
-    def _keep(self, request: Request, name: str, data: bytes, label: str) -> Response:
         try:
-            _write_once(self.d.ws.root / uploads.FOLDER, name, data)
+            _write_once(folder, name, kept)
         except OSError as exc:
-            return _refused(f"The image could not be kept: {os_error_line(exc)}.", 500)
+            # The reason, with the server's path, is for whoever runs the server.
+            log.error("uploads: %s could not be kept: %s", name, os_error_line(exc))
+            return _refused(
+                "The image could not be kept: the server could not write it. Try again "
+                "later, or tell whoever looks after the server.",
+                500,
+            )
         self.d.audit(request, "uploaded an image", name, label)
         url = uploads.public_url(self.d.ws.settings.site.base_url, name)
         return JSONResponse({"url": url, "name": name}, headers=NO_STORE)
+
+
+def _folder_bytes(folder: os.PathLike[str]) -> int:
+    """What the uploads folder holds now, in bytes (nothing before the first upload)."""
+    try:
+        return sum(entry.stat().st_size for entry in os.scandir(folder) if entry.is_file())
+    except OSError:
+        return 0  # no folder yet; anything worse is for the write to report
 
 
 def _refused(message: str, status: int = 400) -> Response:

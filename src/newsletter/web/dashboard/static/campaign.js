@@ -13,6 +13,8 @@ function moveArticle(button) {
     list.insertBefore(row.nextElementSibling, row);
   }
   button.focus();
+  // The order is part of the form: what follows its changes (the live preview) hears of it.
+  list.dispatchEvent(new Event("change", { bubbles: true }));
   const title = row.querySelector("[data-title]");
   const status = document.getElementById("order-status");
   if (status && title) {
