@@ -27,7 +27,6 @@ from newsletter.store import Store
 from newsletter.store.consent import read_leave_detail
 from newsletter.subscriber_csv import clean_name
 from newsletter.subscriber_csv.cells import split_tags
-from newsletter.subscribers import ImportReport
 
 # The consent record of a person staff add because the person asked them to.
 ASKED_TEXT = "They asked to join; added by {actor}"
@@ -462,9 +461,7 @@ def history(store: Store, subscriber_id: int, record: dict[str, Any]) -> list[di
     person = record["subscriber"] or {}
     source = person.get("source") or ""
     if source.startswith("import:"):
-        importer = store.importer_of(
-            source[len("import:") :], person["created_at"], ImportReport.added_in
-        )
+        importer = store.importer_of(source[len("import:") :], person["created_at"])
         rows.append(
             _row(
                 person["created_at"],

@@ -13,7 +13,6 @@ import collections
 import csv
 import io
 import json
-import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -61,10 +60,6 @@ IMPORT_CONSENT = "Added by staff import from {source}"
 IMPORT_SAID = "; staff said everyone in the file is {status}"
 
 
-# The count of people added in an ImportReport.line(): "NAME (FORMAT): N added, ...".
-_ADDED = re.compile(r"\): (?P<added>\d+) added, ")
-
-
 @dataclass
 class ImportReport:
     name: str
@@ -82,6 +77,8 @@ class ImportReport:
     # What staff said everyone in the file is, and the rows whose own status won.
     whole: SubscriberStatus | None = None
     overridden: int = 0
+    # When the rows were stored: the ``created_at`` of everyone it added.
+    at: datetime | None = None
 
     def line(self) -> str:
         said = ""
@@ -100,13 +97,22 @@ class ImportReport:
             f"{max(self.bad_rows, len(self.problems))} bad rows{said}"
         )
 
-    @staticmethod
-    def added_in(line: str) -> int | None:
-        """How many people an import added, read back from its ``line()`` (the audit log's
-        detail of an import), or None if ``line`` is not one. Kept next to ``line`` so the
-        two change together (a test reads back the lines it writes)."""
-        found = _ADDED.search(line)
-        return int(found["added"]) if found else None
+    def record(self) -> dict[str, Any]:
+        """What the audit log keeps of an import beside its ``line()``, for programs: the
+        file's name as its people's ``source`` gives it, when they were stored and the
+        counts. The history finds who imported a person by this, not by the words."""
+        return {
+            "file": Path(self.name).name,
+            "at": self.at,
+            "format": self.format,
+            "added": self.added,
+            "existing": self.existing,
+            "suppressed": self.suppressed,
+            "opted_out": self.opted_out,
+            "duplicates": self.duplicates,
+            "bad_rows": max(self.bad_rows, len(self.problems)),
+            "overridden": self.overridden,
+        }
 
 
 def file_status(word: str | None, confirmed: bool = False) -> SubscriberStatus | None:
@@ -316,6 +322,7 @@ def save(
         duplicates=parsed.duplicates,
         problems=parsed.problems,
         whole=parsed.whole,
+        at=now,
     )
     label = Path(parsed.name).name
     total = len(parsed.rows) if isinstance(parsed.rows, list) else parsed.lines

@@ -97,9 +97,15 @@ def cli_actor() -> str:
     return f"command line ({user})"
 
 
-def audit(ws: Workspace, action: str, target: str = "", detail: str = "") -> None:
+def audit(
+    ws: Workspace,
+    action: str,
+    target: str = "",
+    detail: str = "",
+    data: dict[str, Any] | None = None,
+) -> None:
     """Record a staff action done from the command line, in the dashboard's words."""
-    ws.store.audit(utcnow(), cli_actor(), action, target, detail)
+    ws.store.audit(utcnow(), cli_actor(), action, target, detail, data=data)
 
 
 @click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})

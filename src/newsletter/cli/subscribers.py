@@ -161,7 +161,7 @@ def subscribers_import(
             more = report.bad_rows - SHOWN_PROBLEMS
             click.echo(f"{path}: and {more} more bad rows", err=True)
         bad += report.bad_rows
-        audit(ws, "imported", path.name, report.line())
+        audit(ws, "imported", path.name, report.line(), report.record())
         click.echo(report.line())
     if bad:
         raise click.ClickException(f"{bad} bad row(s) skipped; the good rows were imported")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 from typing import Any
 
@@ -17,12 +18,16 @@ class AuditQueries(StoreBase):
         target: str = "",
         detail: str = "",
         ip: str | None = None,
+        data: dict[str, Any] | None = None,
     ) -> None:
+        """``data``: what programs read back (see ``importer_of``), kept as JSON; its
+        times are stored as the store's other times are, so they compare equal."""
+        kept = None if data is None else json.dumps(data, default=_json_time)
         with self.transaction():
             self.conn.execute(
-                "INSERT INTO audit_log (at, actor, action, target, detail, ip) "
-                "VALUES (?, ?, ?, ?, ?, ?)",
-                [_iso(now), actor, action, target, detail, ip],
+                "INSERT INTO audit_log (at, actor, action, target, detail, ip, data) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [_iso(now), actor, action, target, detail, ip, kept],
             )
 
     def audit_entries(self, limit: int | None = None, offset: int = 0) -> list[dict[str, Any]]:
@@ -43,3 +48,9 @@ class AuditQueries(StoreBase):
             "ORDER BY id",
             [action, target, since or ""],
         )
+
+
+def _json_time(value: object) -> str:
+    if isinstance(value, datetime):
+        return _iso(value)
+    raise TypeError(f"not JSON: {value!r}")

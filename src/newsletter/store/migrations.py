@@ -833,6 +833,14 @@ def m018_consent_times_from_file(conn: sqlite3.Connection) -> None:
     )
 
 
+def m022_audit_data(conn: sqlite3.Connection) -> None:
+    """What an audit entry records for programs, as JSON beside its words (``detail``):
+    an import's file, time and counts, so a person's history finds who imported them
+    without reading the report's English. NULL for entries that record nothing more.
+    """
+    _script(conn, "ALTER TABLE audit_log ADD COLUMN data TEXT;")
+
+
 MIGRATIONS = [
     m001_initial,
     m002_article_intake,
@@ -851,4 +859,5 @@ MIGRATIONS = [
     m015_report_indexes,
     m016_campaign_content,
     m018_consent_times_from_file,
+    m022_audit_data,
 ]

@@ -8,7 +8,6 @@ each change in one transaction.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -181,32 +180,30 @@ class PeopleQueries(StoreBase):
             found.setdefault(int(row.pop("target").split()[1]), []).append(row)
         return found
 
-    def importer_of(
-        self, file_name: str, since: str, added: Callable[[str], int | None]
-    ) -> dict[str, Any] | None:
+    def importer_of(self, file_name: str, since: str) -> dict[str, Any] | None:
         """Who imported the file ``file_name`` that brought people in at ``since`` (their
         ``created_at``, an ISO time), if the audit log says; else None.
 
-        An import is recorded by file name just after its rows are stored, so its entry is
-        the first one for that file from ``since`` on that added someone, unless a later
-        import of a file of the same name came first (an unaudited one, from the
-        subscribers folder): then people from that file arrived between the two, and
-        nobody is named rather than the wrong account.
+        An audited import records its file, the time its rows were stored and how many
+        people it added (``ImportReport.record``). Its entry is the one for that file and
+        that time which added someone; nobody is named rather than the wrong account when
+        two entries fit or more people came in from that file at that time than the entry
+        added (an unaudited import of a file of the same name, from the subscribers folder,
+        in the same second).
         """
-        source = f"import:{file_name}"
-        for entry in self._rows(
-            "SELECT at, actor, detail FROM audit_log WHERE target = ? AND action = 'imported' "
-            "AND at >= ? ORDER BY id",
+        entries = self._rows(
+            "SELECT at, actor, json_extract(data, '$.added') AS added FROM audit_log "
+            "WHERE action = 'imported' AND data IS NOT NULL "
+            "AND json_extract(data, '$.file') = ? AND json_extract(data, '$.at') = ? "
+            "AND json_extract(data, '$.added') > 0",
             [file_name, since],
-        ):
-            if self._value(
-                "SELECT 1 FROM subscribers WHERE source = ? AND created_at > ? AND created_at <= ? "
-                "LIMIT 1",
-                [source, since, entry["at"]],
-            ):
-                return None
-            # ``added`` reads the import's report (its audit detail); one it cannot read is
-            # taken as having added nobody, so that nobody is named for it.
-            if added(entry["detail"] or ""):
-                return {"at": entry["at"], "actor": entry["actor"]}
-        return None
+        )
+        if len(entries) != 1:
+            return None
+        arrived = self._value(
+            "SELECT COUNT(*) FROM subscribers WHERE source = ? AND created_at = ?",
+            [f"import:{file_name}", since],
+        )
+        if arrived > entries[0]["added"]:
+            return None
+        return {"at": entries[0]["at"], "actor": entries[0]["actor"]}

@@ -186,7 +186,14 @@ class Dashboard:
         """The route to a page handler, guarded by ``page``."""
         return Route(path, self.page(need, before_2fa)(handler), methods=methods)
 
-    def audit(self, request: Request, action: str, target: str = "", detail: str = "") -> None:
+    def audit(
+        self,
+        request: Request,
+        action: str,
+        target: str = "",
+        detail: str = "",
+        data: dict[str, Any] | None = None,
+    ) -> None:
         """Record a staff action in the audit log: who, when, from which address."""
         session = getattr(request.state, "staff", None)
         self.store.audit(
@@ -196,6 +203,7 @@ class Dashboard:
             target,
             detail,
             request.client.host if request.client else None,
+            data,
         )
 
     # -- application wiring ---------------------------------------------------------------

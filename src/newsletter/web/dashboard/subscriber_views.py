@@ -612,7 +612,7 @@ class SubscriberViews:
             # One transaction: nothing of the file was stored (a list gone since
             # the preview included).
             return self.import_form(request, 400, error=str(exc))
-        self.d.audit(request, "imported", job["name"], report.line())
+        self.d.audit(request, "imported", job["name"], report.line(), report.record())
         return self.import_form(
             request, report=report, problems=report.problems[:SHOWN_PROBLEMS], imported=True
         )
