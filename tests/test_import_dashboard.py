@@ -69,7 +69,7 @@ def test_the_page_asks_whether_people_agreed_and_says_what_unconfirmed_means(
     expect(page.get_by_text("2 rows keep their own status from the file")).to_be_visible()
     page.get_by_role("button", name="Import 4 rows").click()
     expect(page.get_by_role("status")).to_contain_text(
-        "everyone taken as unconfirmed but 2 rows whose own status"
+        "everyone taken as unconfirmed but 2 people whose own status"
     )
     store = dashboard.ws.store
     statuses = {s["email"]: s["status"] for s in store.subscribers()}
@@ -104,7 +104,7 @@ def test_a_file_said_confirmed_never_makes_an_opted_out_row_sendable(admin_page,
     choose_file(page, url, FIXTURES / "kit.csv", "Yes, they agreed")
     expect(page.get_by_text("4 rows keep their own status from the file")).to_be_visible()
     page.get_by_role("button", name="Import 5 rows").click()
-    expect(page.get_by_role("status")).to_contain_text("but 4 rows whose own status")
+    expect(page.get_by_role("status")).to_contain_text("but 4 people whose own status")
 
     statuses = {s["email"]: s["status"] for s in dashboard.ws.store.subscribers()}
     assert [a for a, s in statuses.items() if s == "confirmed"] == ["eli@example.com"]

@@ -25,7 +25,7 @@ from newsletter.errors import InputError
 from newsletter.status import SubscriberStatus
 from newsletter.store import Store
 from newsletter.subscriber_csv import OptOutColumn
-from newsletter.subscribers import file_status, import_file
+from newsletter.subscribers import ImportReport, file_status, import_file
 
 FIXTURES = Path(__file__).parent / "fixtures" / "subscribers"
 DATA = Path(__file__).parent / "data" / "subscribers"
@@ -202,7 +202,8 @@ def test_a_whole_file_comes_in_as_staff_say_and_opt_outs_keep_their_own(
     at = suppressions(store)
     assert {a: at.get(a) for a in rows} == {a: left for a, (_, left) in rows.items()}
     assert report.overridden == overridden
-    assert f"everyone taken as {word} but {overridden} rows" in report.line()
+    counted = "person" if overridden == 1 else "people"
+    assert f"everyone taken as {word} but {overridden} {counted} whose" in report.line()
     # The consent record says on whose word they came in.
     texts = {r["text"] for r in store._rows("SELECT text FROM consents")}
     assert texts == {
@@ -250,7 +251,7 @@ def test_cli_imports_an_export_of_people_who_left_as_unsubscribed(
     )
 
     assert "2 opted out in the file" in result.stdout
-    assert "everyone taken as unsubscribed but 0 rows" in result.stdout
+    assert "everyone taken as unsubscribed but 0 people" in result.stdout
     store = Store(ws_dir / "newsletter.db")
     try:
         people = {s["email"]: s["status"] for s in store.subscribers()}
@@ -286,9 +287,17 @@ def test_cli_refuses_disagreeing_answers_and_stores_nothing(
 def test_cli_says_how_many_rows_kept_their_own_status(cli: Cli) -> None:
     result = cli("subscribers", "import", str(FIXTURES / "kit.csv"), "--status", "confirmed")
 
-    assert "everyone taken as confirmed but 4 rows whose own status" in result.stdout
+    assert "everyone taken as confirmed but 4 people whose own status" in result.stdout
     assert "4 opted out in the file" not in result.stdout  # 3 left, 1 never confirmed
     assert "3 opted out in the file" in result.stdout
+
+
+def test_the_report_counts_the_people_who_kept_their_own_status_not_rows() -> None:
+    # The store counts each mailbox once, however many rows name it: the words say people.
+    one = ImportReport("a.csv", whole=SubscriberStatus.CONFIRMED, overridden=1).line()
+    assert "but 1 person whose own status in the file said otherwise" in one
+    two = ImportReport("a.csv", whole=SubscriberStatus.CONFIRMED, overridden=2).line()
+    assert "but 2 people whose own status in the file said otherwise" in two
 
 
 # -- opt-outs inside JSON attribute columns ---------------------------------------------

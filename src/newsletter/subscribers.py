@@ -83,8 +83,10 @@ class ImportReport:
     def line(self) -> str:
         said = ""
         if self.whole is not None:
+            # Counted once per person (the store's count), however many rows name them.
+            people = "person" if self.overridden == 1 else "people"
             said = (
-                f"; everyone taken as {self.whole} but {self.overridden} rows whose own "
+                f"; everyone taken as {self.whole} but {self.overridden} {people} whose own "
                 f"status in the file said otherwise (an opt-out or a missing confirmation "
                 f"in the file always wins)"
             )

@@ -466,7 +466,6 @@ class SubscriberViews:
                 f"may be here; split the file.",
             )
         name = upload.filename.rsplit("/", 1)[-1].rsplit("\\", 1)[-1]
-        confirmed = form.get("confirmed") == "on"
         list_name = str(form.get("list", "")).strip() or None
         # The page asks whether these people agreed: nothing is read or kept
         # until it is answered (the answer decides who may get email).
@@ -487,7 +486,6 @@ class SubscriberViews:
         job = {
             "data": data,
             "name": name,
-            "confirmed": confirmed,
             "status": status,
             "list_id": list_id,
             "mapping": {},
@@ -514,11 +512,12 @@ class SubscriberViews:
             return subscribers.parse_csv(
                 job["data"],
                 job["name"],
-                job["confirmed"],
-                job["mapping"],
+                # The consent answer (``status``) says what everyone is; it decides.
+                confirmed=False,
+                mapping=job["mapping"],
                 eai_refusal=self.d.ws.eai_refusal,
                 guard=guard,
-                status=job.get("status"),
+                status=job["status"],
             )
 
         try:
@@ -558,9 +557,8 @@ class SubscriberViews:
             token=token,
             file_name=job["name"],
             list_name=self.list_name(job["list_id"]),
-            confirmed=job["confirmed"],
-            answer=CONSENT_ANSWERS.get(job.get("status")),  # type: ignore[arg-type]
-            whole=job.get("status"),
+            answer=CONSENT_ANSWERS[job["status"]],
+            whole=job["status"],
             fields=[(f, FIELD_WORDS[f]) for f in MAP_FIELDS],
             read_as=read_as,
             blocked=blocked,
@@ -602,10 +600,9 @@ class SubscriberViews:
                 job["data"],
                 job["name"],
                 self.d.clock(),
-                confirmed=job["confirmed"],
                 mapping=job["mapping"],
                 eai_refusal=self.d.ws.eai_refusal,
-                status=job.get("status"),
+                status=job["status"],
                 list_id=job["list_id"],
             )
         except (InputError, NotFound) as exc:
