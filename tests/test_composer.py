@@ -7,6 +7,7 @@ messages); uploads go through the live server, checked by their bytes.
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import email
 import email.policy
@@ -82,6 +83,42 @@ def exif_gps() -> bytes:
     """An APP1 Exif segment holding a GPS position, as a phone's camera writes one."""
     payload = b"Exif\0\0MM\0*\0\0\0\x08GPSLatitude=52.5200N;GPSLongitude=13.4050E"
     return b"\xff\xe1" + struct.pack(">H", len(payload) + 2) + payload
+
+
+# The smallest real GIF: 1x1, a two-colour global table, one image, the trailer.
+GIF = (
+    b"GIF89a\x01\x00\x01\x00\x80\x00\x00\x00\x00\x00\xff\xff\xff"
+    b",\x00\x00\x00\x00\x01\x00\x01\x00\x00\x02\x02D\x01\x00;"
+)
+# A 1x1 lossless WebP as encoders write it: RIFF, WEBP, one VP8L chunk (padded to even).
+WEBP = base64.b64decode("UklGRhoAAABXRUJQVlA4TA0AAAAvAAAAEAcQERGIiP4HAA==")
+XMP = (
+    b'<?xpacket begin="\xef\xbb\xbf" id="W5M0MpCehiHzreSzNTczkc9d"?>'
+    b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/'
+    b'22-rdf-syntax-ns#"><rdf:Description exif:GPSLatitude="52,31.2N"/></rdf:RDF>'
+    b'</x:xmpmeta><?xpacket end="w"?>'
+)
+
+
+def gif_blocks(data: bytes) -> bytes:
+    """``data`` as GIF sub-blocks (at most 255 bytes each) and their terminator."""
+    return (
+        b"".join(
+            bytes([len(data[i : i + 255])]) + data[i : i + 255] for i in range(0, len(data), 255)
+        )
+        + b"\0"
+    )
+
+
+def webp_chunk(kind: bytes, data: bytes) -> bytes:
+    return kind + struct.pack("<I", len(data)) + data + b"\0" * (len(data) & 1)
+
+
+def webp_extended(flags: int, *extra: bytes) -> bytes:
+    """The 1x1 WebP in the extended format: VP8X (with ``flags``), its image, ``extra``."""
+    vp8x = webp_chunk(b"VP8X", bytes([flags, 0, 0, 0]) + b"\0\0\0" + b"\0\0\0")
+    body = b"WEBP" + vp8x + WEBP[12:] + b"".join(extra)
+    return b"RIFF" + struct.pack("<I", len(body)) + body
 
 
 def outbox_messages(ws_dir: Path) -> list[email.message.EmailMessage]:
@@ -454,8 +491,8 @@ def test_an_uploaded_image_is_checked_by_its_bytes_kept_served_and_mailed(dashbo
 def test_jpeg_gif_and_webp_are_named_by_their_bytes(kind: str) -> None:
     images = {
         "jpg": jpeg(),
-        "gif": b"GIF89a\x01\0\x01\0" + b"\0" * 32,
-        "webp": b"RIFF\x24\0\0\0WEBPVP8 " + b"\0" * 32,
+        "gif": GIF,
+        "webp": WEBP,
     }
     data = images[kind]
     name = uploads.stored_name(data)
@@ -846,6 +883,33 @@ def test_a_photo_is_kept_without_its_exif_position_or_text_chunks(dashboard) -> 
     served = requests.get(kept.json()["url"], timeout=10).content
     assert served == image
     assert all(kind not in served for kind in (b"tEXt", b"eXIf", b"iTXt", b"zTXt", b"Berlin"))
+
+
+def test_gif_comments_and_xmp_and_webp_exif_and_xmp_are_not_kept() -> None:
+    # XMP in a GIF: an application extension whose raw packet ends in the "magic trailer"
+    # (0x01, 0xFF down to 0x00) so that readers walking sub-blocks land on its end.
+    xmp_app = b"\x21\xff\x0bXMP DataXMP" + XMP + b"\x01" + bytes(range(255, -1, -1)) + b"\0"
+    loop = b"\x21\xff" + gif_blocks(b"NETSCAPE2.0")[:-1] + b"\x03\x01\x00\x00\x00"
+    comment = b"\x21\xfe" + gif_blocks(b"Taken at 52.52N 13.40E by Dana's phone")
+    head, image = GIF[:19], GIF[19:]  # header, screen and colour table; then the image
+    tagged = head + loop + comment + xmp_app + image + b"<html>after the trailer</html>"
+    name, kept = uploads.taken(tagged)
+    assert kept == head + loop + image and name.endswith(".gif")
+    assert b"Dana" not in kept and b"xmpmeta" not in kept and b"NETSCAPE2.0" in kept
+
+    exif = b"MM\0*\0\0\0\x08GPSLatitude=52.5200N"  # odd length: padded in the file
+    photo = webp_extended(0x08 | 0x04, webp_chunk(b"EXIF", exif), webp_chunk(b"XMP ", XMP))
+    name, kept = uploads.taken(photo + b"trailing")
+    assert kept == webp_extended(0) and name.endswith(".webp")
+    assert b"GPSLatitude" not in kept and b"xmpmeta" not in kept
+    # A WebP with nothing to take out is kept byte for byte.
+    assert uploads.taken(WEBP)[1] == WEBP
+    # Cut short or with a chunk running past the file: refused, not guessed at.
+    vp8l_size = 12 + 18 + 4  # past RIFF, WEBP and the VP8X chunk: the image chunk's size
+    too_long = photo[:vp8l_size] + b"\xff\xff\xff\x00" + photo[vp8l_size + 4 :]
+    for broken in (tagged[:30], photo[:-9], too_long):
+        with pytest.raises(InputError, match="not a PNG, JPEG, GIF or WebP image"):
+            uploads.stored_name(broken)
 
 
 def test_an_image_is_checked_past_its_first_bytes() -> None:

@@ -4,8 +4,8 @@ An upload is taken only when its bytes are built as a PNG, JPEG, GIF or
 WebP image: the file's name and the browser's Content-Type say nothing (a
 page renamed .png is refused, and so is a page behind a PNG's first bytes).
 What a camera writes into a photo besides the picture (Exif, with the place
-it was taken; PNG text chunks) is taken out before it is kept: the image is
-served to every reader. It is named by the SHA-256 of the bytes kept and the
+it was taken; XMP; PNG text chunks; GIF comments) is taken out before it is
+kept: the image is served to every reader. It is named by the SHA-256 of the bytes kept and the
 type its bytes show, so no part of the name comes from the person, the same
 image uploaded twice is stored once, and its URL can be cached forever. SVG
 is never taken: it can hold script. Pure: the web edge reads and writes the
@@ -76,20 +76,93 @@ def _jpeg(data: bytes) -> bytes | None:
     return None
 
 
+# GIF application extensions kept: the ones that say how an animation loops. Any
+# other (XMP with its camera and place data, ICC profiles, a program's own) goes.
+_GIF_KEPT_APPS = (b"NETSCAPE2.0", b"ANIMEXTS1.0")
+
+
+def _gif_blocks(data: bytes, at: int) -> int | None:
+    """Where a run of GIF data sub-blocks starting at ``at`` ends (past its 0 terminator)."""
+    while at < len(data):
+        size = data[at]
+        at += 1 + size
+        if size == 0:
+            return at
+    return None
+
+
 def _gif(data: bytes) -> bytes | None:
-    """A GIF with its logical screen descriptor: a width and a height."""
+    """A GIF walked block by block to its trailer; comments and application extensions
+    other than an animation's loop count (XMP) left out."""
     if len(data) < 13:
         return None
-    width, height = struct.unpack("<HH", data[6:10])
-    return data if width and height else None
+    width, height, packed = struct.unpack("<HHB", data[6:11])
+    if not width or not height:
+        return None
+    at = 13 + (3 << ((packed & 7) + 1) if packed & 0x80 else 0)  # global colour table
+    kept = [data[:at]]
+    while at < len(data):
+        kind = data[at]
+        if kind == 0x3B:  # trailer: whatever follows the image is not kept
+            kept.append(b"\x3b")
+            return b"".join(kept)
+        if kind == 0x2C:  # an image: descriptor, local colour table, LZW code size, data
+            if at + 10 > len(data):
+                return None
+            local = data[at + 9]
+            start = at + 10 + (3 << ((local & 7) + 1) if local & 0x80 else 0)
+            end = _gif_blocks(data, start + 1)
+        elif kind == 0x21 and at + 2 < len(data):  # an extension: label, then sub-blocks
+            label, start = data[at + 1], at + 2
+            end = _gif_blocks(data, start)
+            if (
+                end is not None
+                and (
+                    label == 0xFE  # a comment
+                    or (label == 0xFF and data[start + 1 : start + 12] not in _GIF_KEPT_APPS)
+                )
+            ):
+                at = end
+                continue
+        else:
+            return None
+        if end is None or end > len(data):
+            return None
+        kept.append(data[at:end])
+        at = end
+    return None
+
+
+# WebP chunks left out: the Exif (with the place a photo was taken) and XMP metadata.
+_WEBP_METADATA = (b"EXIF", b"XMP ")
+_VP8X_EXIF, _VP8X_XMP = 0x08, 0x04
 
 
 def _webp(data: bytes) -> bytes | None:
-    """A RIFF file of WEBP whose first chunk is an image (VP8, VP8L or VP8X)."""
+    """A RIFF file of WEBP whose first chunk is an image (VP8, VP8L or VP8X), walked chunk
+    by chunk; its EXIF and XMP chunks left out, and the VP8X flags that announce them."""
     (size,) = struct.unpack("<I", data[4:8])
     if data[12:16] not in (b"VP8 ", b"VP8L", b"VP8X") or not 4 < size <= len(data) - 8:
         return None
-    return data
+    end_of_file = 8 + size
+    at, kept = 12, []
+    while at < end_of_file:
+        if at + 8 > end_of_file:
+            return None
+        kind = data[at : at + 4]
+        (length,) = struct.unpack("<I", data[at + 4 : at + 8])
+        end = at + 8 + length + (length & 1)  # chunks are padded to an even size
+        if not all(32 <= c < 127 for c in kind) or end > end_of_file:
+            return None
+        chunk = data[at:end]
+        if kind == b"VP8X" and length >= 10:
+            flags = chunk[8] & ~(_VP8X_EXIF | _VP8X_XMP)
+            chunk = chunk[:8] + bytes([flags]) + chunk[9:]
+        if kind not in _WEBP_METADATA:
+            kept.append(chunk)
+        at = end
+    body = b"WEBP" + b"".join(kept)
+    return b"RIFF" + struct.pack("<I", len(body)) + body  # what follows the RIFF is not kept
 
 
 # (extension, Content-Type, how its bytes start, its structure checked and the
@@ -111,8 +184,8 @@ def stored_name(data: bytes, label: str = "the file") -> str:
 
 
 def taken(data: bytes, label: str = "the file") -> tuple[str, bytes]:
-    """The name an uploaded image is kept under and the bytes kept (no Exif, no text
-    chunks); InputError for anything not taken.
+    """The name an uploaded image is kept under and the bytes kept (no Exif, XMP, text
+    chunks or comments); InputError for anything not taken.
 
     ``label`` names the upload in the message (its file name as sent).
     """
