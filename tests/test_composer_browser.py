@@ -118,6 +118,25 @@ def test_a_design_that_fails_is_said_next_to_the_text(admin_page, dashboard) -> 
     expect(page.frame_locator("#composer-preview").locator(".article-body")).to_have_text("Hello")
 
 
+def test_an_old_design_copy_that_would_not_show_the_text_is_said_next_to_it(
+    admin_page, dashboard
+) -> None:
+    from test_composer import _old_copies
+
+    _old_copies(dashboard.ws.root)
+    page = admin_page
+    _filled(dashboard)
+    page.goto(dashboard.url + "/campaigns/new")
+    page.get_by_label("Design").select_option("digest")
+    page.locator("textarea#content").fill("Winter hours start Monday.")
+    said = page.locator("#content-preview-error")
+    # The words saving refuses it with, before anything is saved.
+    expect(said).to_contain_text("The design digest is a copy kept in this workspace")
+    assert "--" not in said.inner_text() and "docs/" not in said.inner_text()
+    expect(page.locator("textarea#content")).to_have_attribute("aria-invalid", "true")
+    assert dashboard.ws.store.campaigns() == []
+
+
 def test_the_composer_works_without_script(browser, dashboard) -> None:
     """No script: the text is typed Markdown, and "Show preview" renders into the frame."""
     _filled(dashboard)

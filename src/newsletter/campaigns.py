@@ -178,6 +178,13 @@ def _check_design(design: TemplateSet, intro: bool) -> None:
             )
 
 
+def check_draft_design(design: TemplateSet, draft: dict[str, Any]) -> None:
+    """Refuse, as saving does, a design that would not show a draft's own text
+    (``as_draft``), so that the composer's preview says so while the text is typed."""
+    if draft["intro"] or draft["body"]:
+        _check_design(design, intro=bool(draft["intro"]))
+
+
 def _text(markdown: str) -> str:
     """A campaign's own Markdown as stored: line ends made one kind, no blank edges."""
     return markdown.replace("\r\n", "\n").replace("\r", "\n").strip()

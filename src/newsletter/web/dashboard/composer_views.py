@@ -87,7 +87,7 @@ class ComposerViews:
         """The email as the campaign form says it now, for the sample subscriber."""
         new = as_new_campaign(typed_campaign(request.state.form))
         try:
-            rendered = self._render_draft(new)
+            rendered = self._render_draft(new, check_design=True)
         except NewsletterError as exc:
             message = html.escape(for_people(exc).text, quote=True)
             return HTMLResponse(
@@ -124,13 +124,21 @@ class ComposerViews:
             )
         return HTMLResponse(rendered, headers=PREVIEW_HEADERS)
 
-    def _render_draft(self, new: campaigns.NewCampaign) -> str:
-        """The HTML of a campaign as typed (``campaigns.as_draft``), for the sample subscriber."""
+    def _render_draft(self, new: campaigns.NewCampaign, check_design: bool = False) -> str:
+        """The HTML of a campaign as typed (``campaigns.as_draft``), for the sample subscriber.
+
+        ``check_design``: refuse a design that would not show the typed text (an old
+        workspace copy), in the words saving would refuse it with, so the page says so
+        next to the text while it is typed, not only on saving.
+        """
         ws = self.d.ws
         draft = campaigns.as_draft(self.store, ws.settings, new)
         templates = ws.templates(draft["template"])
         mail = load_mail(self.store, 0, templates, ws.settings, ws.signer, draft=draft)
-        return mail.render(campaigns.sample_subscriber(self.store), tracked=False).html
+        rendered = mail.render(campaigns.sample_subscriber(self.store), tracked=False).html
+        if check_design:  # after rendering: a design that fails says why first
+            campaigns.check_draft_design(templates, draft)
+        return rendered
 
     async def upload(self, request: Request) -> Response:
         """Keep an uploaded image; answer its public address (JSON) or why it was refused."""
