@@ -655,6 +655,23 @@ def test_the_dashboard_says_an_old_design_copy_would_not_show_the_text(dashboard
 # -- one text per campaign without articles ---------------------------------------------------
 
 
+def test_the_edit_form_shows_the_text_the_email_shows_even_when_both_are_stored() -> None:
+    from newsletter.web.dashboard.campaign_views import form_values
+
+    def shown(articles: str, intro: str, body: str) -> str:
+        new = campaigns.NewCampaign(subject="S", articles=articles, intro=intro, body=body)
+        return form_values(new)["content"]
+
+    # With articles the email shows the intro (the designs show a body only without
+    # articles): the field is the intro, never the body moved into its place.
+    assert shown("3,1", "Above the articles", "Old body") == "Above the articles"
+    assert shown("3,1", "", "Old body") == ""
+    # Without articles, the body; an intro kept from before shows above it in the
+    # email, so it heads the field rather than being dropped on saving.
+    assert shown("none", "", "The whole message") == "The whole message"
+    assert shown("none", "Old intro", "The whole message") == "Old intro\n\nThe whole message"
+
+
 def test_an_intro_without_articles_is_refused_so_no_text_is_lost(cli: Cli, ws_dir: Path) -> None:
     _ready(cli)
     (ws_dir / "a.md").write_text("Above.", encoding="utf-8")

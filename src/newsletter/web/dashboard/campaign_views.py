@@ -164,7 +164,7 @@ def form_values(new: campaigns.NewCampaign) -> dict[str, Any]:
     values: dict[str, Any] = {
         "subject": new.subject,
         "preheader": new.preheader,
-        "content": new.intro or new.body,
+        "content": _one_text(new),
         "chosen": _ids(new.articles.split(",")),
         "order": _ids(new.articles.split(",")),
         "template": new.template or "auto",
@@ -192,6 +192,19 @@ def form_values(new: campaigns.NewCampaign) -> dict[str, Any]:
             typed.append(rule)
     values["segment"] = "\n".join(typed)
     return values
+
+
+def _one_text(new: campaigns.NewCampaign) -> str:
+    """The one text field of a stored campaign, as ``typed_campaign`` reads it back.
+
+    With articles, the intro (a body is not shown beside articles). Without, the
+    body; a stored intro too (kept from before a campaign without articles had one
+    text), which the designs show above it, goes first, so saving loses nothing the
+    email shows.
+    """
+    if new.articles != "none":
+        return new.intro
+    return "\n\n".join(text for text in (new.intro.strip(), new.body.strip()) if text)
 
 
 def _engagement_choice(rule: str) -> tuple[str, str] | None:
