@@ -189,6 +189,22 @@ def test_cancelling_a_draft_leaves_its_articles_new(admin_page, dashboard) -> No
     assert _checklist(page) == [(title, True) for title in titles]
 
 
+def test_saying_no_to_send_now_leaves_the_page_as_it_was(admin_page, dashboard) -> None:
+    page, url = admin_page, dashboard.url
+    _filled(dashboard)
+    page.goto(url + "/campaigns/new")
+    page.get_by_label("Subject", exact=True).fill("Not yet")
+    page.get_by_role("button", name="Create draft").click()
+    page.wait_for_url(re.compile(r".*/campaigns/\d+$"))
+    asked: list[str] = []
+    page.once("dialog", lambda d: (asked.append(d.message), d.dismiss()))
+    page.get_by_role("button", name="Send now").click()
+    assert asked and asked[0].startswith("Send to ")
+    expect(page.get_by_role("button", name="Send now")).to_be_enabled()
+    expect(page.locator("#progress [data-status]")).to_have_text("draft")
+    assert len(dashboard.sink.messages) == 0
+
+
 def test_send_now_asks_with_the_count_and_shows_sending_at_once(admin_page, dashboard) -> None:
     page, url = admin_page, dashboard.url
     _filled(dashboard)

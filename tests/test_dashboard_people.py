@@ -456,6 +456,9 @@ def test_unsubscribing_or_erasing_a_person_asks_first(admin_page, dashboard) -> 
         dialog.accept() if yes else dialog.dismiss()
 
     page.goto(f"{url}/subscribers/{alice['id']}")
+    # The question comes from the dashboard's small confirm script, not the campaign pages'.
+    scripts = page.evaluate("() => [...document.scripts].map((s) => s.src.split('/').pop())")
+    assert "confirm.js" in scripts and "campaign.js" not in scripts, scripts
     page.once("dialog", lambda dialog: answer(dialog, False))
     page.get_by_role("button", name="Unsubscribe").click()
     page.once("dialog", lambda dialog: answer(dialog, False))

@@ -1,6 +1,7 @@
-// The campaign pages' script: ordering the article checklist, confirming what matters,
-// and showing "sending" as soon as Send is pressed. Every form also works without it:
-// the up and down buttons then ask the server to redraw the form in the new order.
+// The campaign pages' script: ordering the article checklist, and showing "sending" as
+// soon as Send is pressed (confirm.js asks first where a form says what to ask). Every
+// form also works without it: the up and down buttons then ask the server to redraw the
+// form in the new order.
 "use strict";
 
 function moveArticle(button) {
@@ -32,11 +33,7 @@ document.addEventListener("click", (event) => {
 
 document.addEventListener("submit", (event) => {
   const form = event.target;
-  const question = form.dataset.confirm;
-  if (question && !window.confirm(question)) {
-    event.preventDefault();
-    return;
-  }
+  if (event.defaultPrevented) return; // the question in confirm.js was answered No
   if (form.dataset.sending !== undefined) {
     // The send takes a moment to start: say so at once, and never send twice.
     for (const button of form.querySelectorAll("button")) button.disabled = true;
