@@ -29,7 +29,7 @@ from pytest_httpserver import HTTPServer
 
 from clocks import NOW, clock
 from conftest import wait_for_http
-from newsletter.store import IN_DOUBT
+from newsletter.status import DeliveryStatus
 from newsletter.web.app import create_app
 from newsletter.web.server import listen, make_server
 from newsletter.workspace import Workspace
@@ -518,7 +518,9 @@ def test_ses_refuses_tampered_messages_and_certificates_off_sns_hosts(hooks) -> 
 def test_a_provider_event_settles_an_in_doubt_delivery_as_sent(hooks) -> None:
     store = hooks.ws.store
     row = hooks.delivery(3)
-    store.finish_delivery(row["id"], IN_DOUBT, NOW, error="in flight when the sender stopped")
+    store.finish_delivery(
+        row["id"], DeliveryStatus.IN_DOUBT, NOW, error="in flight when the sender stopped"
+    )
     delivered = ses_event(
         hooks, 3, "Delivery", recipients=[hooks.email(3)], smtpResponse="250 2.0.0 OK"
     )

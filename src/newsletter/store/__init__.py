@@ -17,14 +17,7 @@ from newsletter.store.articles import ArticlesQueries
 from newsletter.store.audit import AuditQueries
 from newsletter.store.automations import AutomationQueries
 from newsletter.store.base import (  # noqa: F401 - names the rest of the package uses
-    DEFERRED,
-    FAILED,
-    IN_DOUBT,
     MIGRATIONS,
-    PENDING,
-    SENDING,
-    SENT,
-    SKIPPED,
     SUPPRESSED,
     erased_key,
     m001_initial,

@@ -31,19 +31,9 @@ except ImportError:  # not on Windows: SQLite's own locking alone
     fcntl = None  # type: ignore[assignment]
 
 from newsletter.errors import InputError
-from newsletter.status import SUPPRESSED, DeliveryStatus  # noqa: F401 - SUPPRESSED: see store/__init__
+from newsletter.status import SUPPRESSED  # noqa: F401 - see store/__init__
 from newsletter.store.migrations import MIGRATIONS, m001_initial  # noqa: F401 - see store/__init__
 
-# Delivery row states (see newsletter.status), by the names the store's users import.
-PENDING, SENDING, SENT, FAILED, DEFERRED, IN_DOUBT, SKIPPED = (
-    DeliveryStatus.PENDING,
-    DeliveryStatus.SENDING,
-    DeliveryStatus.SENT,
-    DeliveryStatus.FAILED,
-    DeliveryStatus.DEFERRED,
-    DeliveryStatus.IN_DOUBT,
-    DeliveryStatus.SKIPPED,
-)
 # What a provider last said about a sent delivery; a later, weaker word (a
 # "deferred" arriving after "delivered") does not replace a stronger one.
 PROVIDER_STATUS_RANK = {

@@ -7,14 +7,8 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from newsletter.status import DeliveryStatus
 from newsletter.store.base import (
-    DEFERRED,
-    FAILED,
-    IN_DOUBT,
-    PENDING,
-    SENDING,
-    SENT,
-    SKIPPED,
     StoreBase,
     _iso,
     _recipient_filter,
@@ -260,9 +254,7 @@ class DeliveriesQueries(StoreBase):
 
     def delivery_counts(self, campaign_id: int) -> dict[str, int]:
         """How many of a campaign's deliveries are in each status, every status named."""
-        counts: dict[str, int] = dict.fromkeys(
-            (PENDING, SENDING, SENT, FAILED, DEFERRED, IN_DOUBT, SKIPPED), 0
-        )
+        counts: dict[str, int] = dict.fromkeys(DeliveryStatus, 0)
         counts.update(self.delivery_summaries(campaign_id).get(campaign_id, {}))
         return counts
 

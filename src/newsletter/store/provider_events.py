@@ -7,11 +7,9 @@ from typing import Any
 
 from newsletter import delivery_key
 from newsletter.addresses import mailbox_key
-from newsletter.status import SubscriberStatus
+from newsletter.status import DeliveryStatus, SubscriberStatus
 from newsletter.store.base import (
-    IN_DOUBT,
     PROVIDER_STATUS_RANK,
-    SENT,
     StoreBase,
     _iso,
     suppression_keys,
@@ -121,14 +119,14 @@ class ProviderEventsQueries(StoreBase):
                 [kind, stamp, delivery["id"]],
             )
             delivery["provider_status"] = kind
-        if delivery["status"] == IN_DOUBT:
+        if delivery["status"] == DeliveryStatus.IN_DOUBT:
             # The provider reports on the message, so it took it: sent, not to be resent.
             self.conn.execute(
                 "UPDATE deliveries SET status = 'sent', error = NULL, done_at = ? "
                 "WHERE id = ? AND status = 'in_doubt'",
                 [stamp, delivery["id"]],
             )
-            delivery["status"] = SENT
+            delivery["status"] = DeliveryStatus.SENT
             return 1
         return 0
 
