@@ -1,4 +1,9 @@
-"""Campaign pages: list, create, preview, test, schedule, send now, pause, resume, cancel, retry."""
+"""Campaign pages: list, create, edit and delete a draft, progress, test, schedule, send now,
+pause, resume, unschedule, cancel, retry.
+
+The preview of a campaign is served by ``preview_view``; the composer's live preview and
+image uploads by ``composer_views``.
+"""
 
 from __future__ import annotations
 
