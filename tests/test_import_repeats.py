@@ -151,4 +151,4 @@ def test_the_override_count_counts_people_not_repeated_rows(tmp_path: Path, stor
 
     report = import_data(store, data, "people.csv", NOW, status=CONFIRMED)
     assert (report.overridden, report.opted_out, report.duplicates) == (1, 1, 2)
-    assert "everyone taken as confirmed but 1 rows" in report.line()
+    assert "everyone taken as confirmed but 1 person whose own status" in report.line()
