@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import random
 import re
+import signal
 import time
 from pathlib import Path
 
@@ -111,6 +113,41 @@ def test_smtp_messages_are_signed_when_dkim_is_configured(ws_dir: Path, tmp_path
         progress = jobs.send_campaign(ws, ws.store, campaign_id, lambda: NOW)
         ws.close()
     assert progress.sent == len(sink.messages) > 0
+    for received in sink.messages:
+        assert received.data.startswith(b"DKIM-Signature:")
+        assert _verify(received.data, record)
+
+
+def test_a_campaign_signed_by_a_ready_helper_verifies_message_by_message(
+    ws_dir: Path, tmp_path: Path
+) -> None:
+    # The fixture's few subscribers would all go out before a new helper is ready: here
+    # it is made ready first, so every message takes the prepare -> helper -> send path.
+    pem, record = generate_key("rsa")
+    key_file = tmp_path / "dkim.pem"
+    key_file.write_bytes(pem)
+    with SmtpSink() as sink:
+        ws = Workspace.open(
+            ws_dir,
+            env=smtp_env(
+                sink,
+                NEWSLETTER_DKIM__DOMAIN="clinic.example.com",
+                NEWSLETTER_DKIM__SELECTOR="nl",
+                NEWSLETTER_DKIM__PRIVATE_KEY_FILE=str(key_file),
+                NEWSLETTER_DELIVERY__CONCURRENCY="2",
+            ),
+        )
+        campaign_id = new_campaign(ws, NOW, "Signed by the helper")
+        mail, transport = jobs.prepare_send(ws, ws.store, campaign_id, NOW)
+        try:
+            helper = _ready_helper(transport.sign)  # type: ignore[attr-defined]
+            before = helper.heard
+            progress = jobs.send_prepared(ws, ws.store, mail, transport, lambda: NOW)
+        finally:
+            transport.close()
+            ws.close()
+    assert progress.sent == len(sink.messages) > 0
+    assert helper.heard - before == progress.sent and not helper.failed
     for received in sink.messages:
         assert received.data.startswith(b"DKIM-Signature:")
         assert _verify(received.data, record)
@@ -413,6 +450,55 @@ def test_a_signing_helper_that_dies_leaves_the_signing_to_this_process(tmp_path:
     assert _dkimpy_results(in_flight(), records) == [True, True]
     assert _dkimpy_results(signing.start(message, True)(), records) == [True, True]
     assert helper.failed and helper.process is None
+
+
+def test_a_signing_helper_that_hangs_is_given_up_and_the_message_signed_here(
+    tmp_path: Path,
+) -> None:
+    signers, records = _both_signers(tmp_path)
+    signing = DkimSigning(signers)
+    try:
+        helper = _ready_helper(signing)
+        helper.timeout = 0.5  # of the 30 s a real sender waits
+        assert helper.process is not None
+        os.kill(helper.process.pid, signal.SIGSTOP)  # alive, never answering
+        message = _message()
+        in_flight = signing.start(message, True)
+        signed = in_flight()  # returns, instead of waiting for ever
+        assert _dkimpy_results(signed, records) == [True, True] and signed.endswith(message)
+        assert helper.failed and helper.process is None
+        # The same answer asked again is the same bytes, read once.
+        assert in_flight() == signed
+    finally:
+        signing.close()
+
+
+def test_an_answer_asked_twice_is_read_from_the_helper_once(tmp_path: Path) -> None:
+    signers, records = _both_signers(tmp_path)
+    signing = DkimSigning(signers)
+    try:
+        helper = _ready_helper(signing)
+        first, second = _message(), _message()
+        answer_first = signing.start(first, True)
+        answer_second = signing.start(second, True)
+        heard = helper.heard
+        signed = answer_first()
+        assert answer_first() == signed and helper.heard == heard + 1
+        assert answer_second().endswith(second)
+        assert _dkimpy_results(signed, records) == [True, True]
+    finally:
+        signing.close()
+
+
+def test_closing_before_the_helper_is_ready_does_not_wait_for_it(tmp_path: Path) -> None:
+    signers, _ = _both_signers(tmp_path)
+    signing = DkimSigning(signers)
+    signing.start(_message(), True)()  # starts the helper; signed here meanwhile
+    helper = signing.helper
+    assert helper is not None and helper.process is not None and not helper.ready
+    process = helper.process
+    signing.close()
+    assert process.returncode == -signal.SIGKILL  # killed while loading, not waited for
 
 
 @pytest.mark.parametrize("size", [0, 1, 2047, 2048, 4094, 4095, 20_000])

@@ -26,6 +26,7 @@ import struct
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable
 from typing import IO
 
@@ -36,6 +37,9 @@ from newsletter.dkim import DkimSigner, sign_all
 log = logging.getLogger(__name__)
 _LENGTH = struct.Struct(">I")
 _READY = b"R"
+# How long a sender waits for one answer before it gives up on the helper; a signature
+# takes about a millisecond, so only a helper that is stuck ever reaches it.
+ANSWER_TIMEOUT = 30.0
 
 Start = Callable[[bytes, bool], Callable[[], bytes]]
 
@@ -99,8 +103,8 @@ class SigningHelper:
     order of the requests and are handed to whichever thread waits for each.
     """
 
-    def __init__(self, keys: bytes, sign_here: Start):
-        self.keys, self.sign_here = keys, sign_here
+    def __init__(self, keys: bytes, sign_here: Start, timeout: float = ANSWER_TIMEOUT):
+        self.keys, self.sign_here, self.timeout = keys, sign_here, timeout
         self.lock = threading.Lock()  # requests, and the helper's state
         self.answers = threading.Lock()  # one reader of the answers at a time
         self.process: subprocess.Popen[bytes] | None = None
@@ -109,6 +113,7 @@ class SigningHelper:
         self.asked = 0  # requests sent
         self.heard = 0  # answers read
         self.unclaimed: dict[int, bytes] = {}  # answers read for another waiter
+        self.inbox = bytearray()  # bytes read from the helper, not yet taken
 
     def start(self, message: bytes, crlf: bool) -> Callable[[], bytes]:
         with self.lock:
@@ -120,7 +125,7 @@ class SigningHelper:
                         stdin.write(flag + _LENGTH.pack(len(message)) + message)
                         stdin.flush()
                         number, self.asked = self.asked, self.asked + 1
-                        return lambda: self._answer(number, message, crlf)
+                        return _once(lambda: self._answer(number, message, crlf))
                 except (OSError, ValueError, EOFError) as exc:
                     self._give_up(exc)
         return self.sign_here(message, crlf)
@@ -138,22 +143,60 @@ class SigningHelper:
             stdin.flush()
             return False
         if not self.ready:
-            stdout = _pipe(self.process.stdout)
-            if not select.select([stdout], [], [], 0)[0]:
+            if not self._fill(len(_READY), 0):
                 return False  # still starting: sign here meanwhile
-            if stdout.read(1) != _READY:
+            if self._take(len(_READY)) != _READY:
                 raise EOFError("the signing helper stopped before it was ready")
             self.ready = True
         return True
+
+    def _fill(self, count: int, timeout: float) -> bool:
+        """Read from the helper until ``count`` bytes wait in the inbox; False if they did
+        not come within ``timeout`` seconds.
+
+        Read from the descriptor, not a buffered file: a buffered read takes in what
+        follows too, where waiting on the descriptor for more would not see it.
+        """
+        fd = _pipe(self.process.stdout if self.process else None).fileno()
+        deadline = time.monotonic() + timeout
+        while len(self.inbox) < count:
+            if not select.select([fd], [], [], max(0.0, deadline - time.monotonic()))[0]:
+                return False
+            chunk = os.read(fd, 1 << 16)
+            if not chunk:
+                raise EOFError("the signing helper stopped")
+            self.inbox += chunk
+        return True
+
+    def _take(self, count: int) -> bytes:
+        taken = bytes(self.inbox[:count])
+        del self.inbox[:count]
+        return taken
 
     def _answer(self, number: int, message: bytes, crlf: bool) -> bytes:
         """Request ``number``'s message signed; signed here if the helper failed."""
         with self.answers:
             try:
                 while number not in self.unclaimed and not self.failed:
-                    stdout = _pipe(self.process.stdout if self.process else None)
-                    (length,) = _LENGTH.unpack(_exactly(stdout, _LENGTH.size))
-                    self.unclaimed[self.heard] = _exactly(stdout, length)
+                    process = self.process
+                    # A helper that hangs must not hold the campaign: past the timeout
+                    # it is killed (which also frees a request blocked on its full
+                    # pipe, holding the lock) and this message is signed here.
+                    size = _LENGTH.size
+                    if not self._fill(size, self.timeout) or not self._fill(
+                        size + _LENGTH.unpack(bytes(self.inbox[:size]))[0], self.timeout
+                    ):
+                        if process is not None:
+                            process.kill()
+                        raise EOFError(f"the signing helper gave no answer in {self.timeout:g} s")
+                    (length,) = _LENGTH.unpack(self._take(size))
+                    answer = self._take(length)
+                    if not answer.startswith(b"DKIM-Signature:"):
+                        # Anything else on its pipe would shift every answer after it.
+                        if process is not None:
+                            process.kill()
+                        raise ValueError("the signing helper gave something else than signatures")
+                    self.unclaimed[self.heard] = answer
                     self.heard += 1
             except (OSError, ValueError, EOFError) as exc:
                 with self.lock:
@@ -172,6 +215,8 @@ class SigningHelper:
     def close(self) -> None:
         process, self.process = self.process, None
         if process is not None:
+            if not self.ready:
+                process.kill()  # still loading: a small campaign need not wait for it
             for pipe in (process.stdin, process.stdout):
                 if pipe is not None:
                     try:
@@ -183,6 +228,19 @@ class SigningHelper:
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
+
+
+def _once(answer: Callable[[], bytes]) -> Callable[[], bytes]:
+    """``answer`` read from the helper once, and the same bytes on every later call:
+    reading again would take the answer of a later request."""
+    got: list[bytes] = []
+
+    def signed() -> bytes:
+        if not got:
+            got.append(answer())
+        return got[0]
+
+    return signed
 
 
 def _pipe(pipe: IO[bytes] | None) -> IO[bytes]:
@@ -203,7 +261,11 @@ def main() -> None:
     DKIM-Signature headers that go in front of it."""
     # Ctrl-C is for the sender, which stops in order; this ends when its stdin closes.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    requests, answers = sys.stdin.buffer, sys.stdout.buffer
+    # The answers get a descriptor of their own; anything printed by mistake (a library,
+    # a site hook) goes to stderr instead of into the framing the sender reads.
+    answers = os.fdopen(os.dup(1), "wb")
+    os.dup2(2, 1)
+    requests = sys.stdin.buffer
     try:
         (length,) = _LENGTH.unpack(_exactly(requests, _LENGTH.size))
         signers = [
