@@ -21,7 +21,11 @@ On a shared machine whose load changes during the run, each campaign is also
 set against one ceiling run made just before it ("x ceiling just before").
 The sink's own counters confirm that every message arrived.
 
-Usage: python bench/send.py [--quick] [--subscribers N]
+To compare two versions of the code on a shared machine, run only the rows that
+matter, several rounds in turn (each round runs every chosen row once):
+``--only "concurrency = 4" --only "default settings" --rounds 3``.
+
+Usage: python bench/send.py [--quick] [--subscribers N] [--only ROW]... [--rounds N]
 """
 
 from __future__ import annotations
@@ -320,6 +324,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a small run, to see that it works")
     parser.add_argument("--subscribers", type=int, help=f"per campaign (default {SUBSCRIBERS:,})")
+    parser.add_argument(
+        "--only",
+        action="append",
+        metavar="ROW",
+        help="run only the campaign rows whose name contains ROW (may be given again)",
+    )
+    parser.add_argument(
+        "--rounds", type=int, default=1, help="run the chosen campaign rows this many times in turn"
+    )
     args = parser.parse_args()
     subscribers = args.subscribers or (QUICK["subscribers"] if args.quick else SUBSCRIBERS)
     ceiling_count = QUICK["ceiling"] if args.quick else CEILING_MESSAGES
@@ -336,7 +349,13 @@ def main() -> None:
         message_file.write_bytes(message.replace(b"\r\n", b"\n"))
         template = work / "campaign"
         campaign_id = workspace(template, env, subscribers)
-        settings = runs(work, env)
+        settings = [
+            (what, extra)
+            for what, extra in runs(work, env)
+            if not args.only or any(part in what for part in args.only)
+        ]
+        if not settings:
+            raise BenchError(f"no campaign row matches --only {' / '.join(args.only)}")
 
         sink_rate = capacity(sink, message_file, sink_count)
         ceiling_rate = ceiling(sink, message, ceiling_count)
@@ -344,7 +363,7 @@ def main() -> None:
             Row(f"the sink's capacity: smtp-source, {SOURCE_SESSIONS} sessions", sink_rate),
             Row("the ceiling: bare smtplib loop, one connection", ceiling_rate),
         ]
-        for what, extra in settings:
+        for what, extra in [row for _ in range(max(1, args.rounds)) for row in settings]:
             root = work / f"run-{len(rows)}"
             shutil.copytree(template, root)  # each run starts from the same draft
             print(f"sending: {what} ...", file=sys.stderr, flush=True)

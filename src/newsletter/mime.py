@@ -142,10 +142,26 @@ def _html_body(document: str) -> tuple[bytes, bytes]:
         # Character references mean nothing inside <style>, <script> or comments.
         return b"quoted-printable", _qp(text)
     data = text.encode("ascii", "xmlcharrefreplace")
-    if len(data) > 990 and max(map(len, data.split(b"\n"))) > 990:
+    if _has_long_line(data, 990):
         return b"quoted-printable", _qp(text)
     data = data.replace(b"\n", b"\r\n")
     return b"7bit", data if data.endswith(b"\r\n") else data + b"\r\n"
+
+
+def _has_long_line(data: bytes, limit: int) -> bool:
+    """Whether a line of ``data`` (split at LF) is longer than ``limit`` bytes.
+
+    Looks for the last line end within each ``limit + 1`` bytes and jumps past
+    it: a few calls for a whole message instead of one slice per line, which
+    cost a twentieth of each message's rendering.
+    """
+    start, size = 0, len(data)
+    while size - start > limit:
+        end = data.rfind(b"\n", start, start + limit + 1)
+        if end == -1:
+            return True  # limit + 1 bytes from a line's start without its end
+        start = end + 1
+    return False
 
 
 def _qp(text: str) -> bytes:
