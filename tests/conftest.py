@@ -310,8 +310,11 @@ ARTIFACTS = Path(
 def browser():
     """Debian's Chromium driven by Playwright, one for the whole session (never downloaded)."""
     os.environ.setdefault("PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD", "1")
-    from playwright.sync_api import sync_playwright
+    from playwright.sync_api import expect, sync_playwright
 
+    # What a page shows after a request (a live preview, a poll) can take seconds on a
+    # loaded 2-core machine: every expectation waits up to 15 s (a passing one no longer).
+    expect.set_options(timeout=15_000)
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True)
         yield browser
