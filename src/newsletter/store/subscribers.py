@@ -25,6 +25,7 @@ from newsletter.store.base import (
     _marks,
     suppression_keys,
 )
+from newsletter.subscriber_csv.rows import merge_repeats
 
 
 class SubscribersQueries(StoreBase):
@@ -162,7 +163,7 @@ class SubscribersQueries(StoreBase):
             done = 0
             while chunk := list(itertools.islice(batches, IMPORT_BATCH)):
                 done += len(chunk)
-                chunk, repeats = _merge_repeats(chunk)
+                chunk, repeats = merge_repeats(chunk)
                 counts["duplicates"] += repeats
                 chunk = self._later_sightings(chunk, counts, source, stamp, list_id)
                 if not chunk:
@@ -567,26 +568,6 @@ class SubscribersQueries(StoreBase):
             f"SELECT s.* FROM subscribers s {clause} ORDER BY s.id LIMIT ?", [*params, limit]
         )
         return [_decode_subscriber(r) for r in rows]
-
-
-def _merge_repeats(chunk: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], int]:
-    """One row per mailbox of a batch, and how many rows repeated one.
-
-    The first row stands in the spelling it gives, unless a later one says the
-    person opted out where it did not: that row then stands, with its own status
-    and time (the rule of ``subscriber_csv.merge_repeats``, for rows given as they are).
-    """
-    kept: list[dict[str, Any]] = []
-    where: dict[str, int] = {}
-    for row in chunk:
-        key = mailbox_key(row["email"])
-        index = where.get(key)
-        if index is None:
-            where[key] = len(kept)
-            kept.append(row)
-        elif row["status"] in SUPPRESSED and kept[index]["status"] not in SUPPRESSED:
-            kept[index] = {**row, "email": kept[index]["email"]}
-    return kept, len(chunk) - len(kept)
 
 
 def _left_at(row: dict[str, Any], stamp: str) -> str:
