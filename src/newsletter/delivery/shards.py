@@ -37,6 +37,7 @@ from newsletter.errors import NewsletterError
 from newsletter.mail import CampaignMail
 from newsletter.store import Store
 from newsletter.transports import Transport
+from newsletter.transports.signing import usable_cores
 
 log = logging.getLogger(__name__)
 # Below this many due rows, starting processes costs more time than it saves.
@@ -47,17 +48,10 @@ SHARD_MIN_ROWS = 1000
 PartsFactory = Callable[[int], tuple[Store, CampaignMail, Transport]]
 
 
-def _cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))  # the cores this process may use (containers)
-    except AttributeError:
-        return os.cpu_count() or 1
-
-
 def _shard_count(store: Store, campaign_id: int, policy: Policy, now: dt.datetime) -> int:
     """How many processes to send with: never more than connections (or whole messages
     per second, so each keeps a one-second window), and one for small sends."""
-    wanted = min(policy.processes or _cores(), max(1, policy.concurrency))
+    wanted = min(policy.processes or usable_cores(), max(1, policy.concurrency))
     if policy.rate_per_second > 0:
         wanted = min(wanted, max(1, int(policy.rate_per_second)))
     if wanted <= 1:

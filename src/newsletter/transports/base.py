@@ -105,6 +105,14 @@ class Transport(Protocol):
     def close(self) -> None: ...
 
 
+class NothingToPrepare:
+    """``Transport.prepare`` for transports with nothing to start before the send
+    (no signature made ahead): each envelope goes on as it is."""
+
+    def prepare(self, envelope: Envelope) -> Envelope:
+        return envelope
+
+
 def outcomes_one_by_one(
     send: Callable[[Envelope], str | None],
     envelopes: Sequence[Envelope],

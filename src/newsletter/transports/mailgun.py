@@ -17,7 +17,13 @@ from urllib.parse import quote
 from newsletter import delivery_key
 from newsletter.config import Secrets, Settings
 from newsletter.errors import AccountError, ConfigError, PermanentError, TransientError
-from newsletter.transports.base import MIME, Envelope, Outcome, outcomes_one_by_one
+from newsletter.transports.base import (
+    MIME,
+    Envelope,
+    NothingToPrepare,
+    Outcome,
+    outcomes_one_by_one,
+)
 from newsletter.transports.httpapi import (
     api_address,
     error_text,
@@ -32,7 +38,7 @@ EAI_REFUSAL: str | None = None
 ENDPOINTS = {"us": "https://api.mailgun.net", "eu": "https://api.eu.mailgun.net"}
 
 
-class MailgunTransport:
+class MailgunTransport(NothingToPrepare):
     name = "mailgun"
     batch_size = 1
     needs = MIME
@@ -55,9 +61,6 @@ class MailgunTransport:
         self.clock = clock
         self.session = make_session(connections)
         self._auth = ("api", api_key)
-
-    def prepare(self, envelope: Envelope) -> Envelope:
-        return envelope  # nothing to start before the send
 
     def send(self, envelope: Envelope) -> str | None:
         """Hand one message to Mailgun; return the id it answers (without angle brackets)."""

@@ -9,7 +9,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from newsletter.errors import AccountError, ConfigError, os_error_line
-from newsletter.transports.base import MIME, Envelope, Outcome, outcomes_one_by_one
+from newsletter.transports.base import (
+    MIME,
+    Envelope,
+    NothingToPrepare,
+    Outcome,
+    outcomes_one_by_one,
+)
 
 if TYPE_CHECKING:
     from newsletter.transports.signing import DkimSigning
@@ -17,7 +23,7 @@ if TYPE_CHECKING:
 _SAFE = re.compile(r"[^A-Za-z0-9._-]")
 
 
-class OutboxTransport:
+class OutboxTransport(NothingToPrepare):
     name = "outbox"
     batch_size = 1
     needs = MIME
@@ -44,9 +50,6 @@ class OutboxTransport:
 
     def _path(self, key: str) -> Path:
         return self.directory / f"{_SAFE.sub('_', key)}.eml"
-
-    def prepare(self, envelope: Envelope) -> Envelope:
-        return envelope  # nothing to start before the send
 
     def send(self, envelope: Envelope) -> str | None:
         path = self._path(envelope.key)

@@ -32,6 +32,7 @@ from newsletter.transports.base import (
     TRANSIENT,
     UNUSABLE,
     Envelope,
+    NothingToPrepare,
     Outcome,
 )
 from newsletter.transports.httpapi import (
@@ -57,7 +58,7 @@ INACTIVE_RECIPIENT, INVALID_REQUEST, BAD_TOKEN, MAINTENANCE = 406, 300, 10, 100
 RETRY_CODES = {MAINTENANCE, 429}
 
 
-class PostmarkTransport:
+class PostmarkTransport(NothingToPrepare):
     name = "postmark"
     batch_size = BATCH_LIMIT
     needs = FIELDS
@@ -109,9 +110,6 @@ class PostmarkTransport:
         if headers:
             body["Headers"] = headers
         return body
-
-    def prepare(self, envelope: Envelope) -> Envelope:
-        return envelope  # nothing to start before the send
 
     def send(self, envelope: Envelope) -> str | None:
         """Send one message (a test message, a confirmation) as a batch of one."""

@@ -18,7 +18,13 @@ from newsletter import delivery_key
 from newsletter.config import Secrets, Settings
 from newsletter.errors import AccountError, PermanentError, TransientError
 from newsletter.mime import ascii_domain
-from newsletter.transports.base import FIELDS, Envelope, Outcome, outcomes_one_by_one
+from newsletter.transports.base import (
+    FIELDS,
+    Envelope,
+    NothingToPrepare,
+    Outcome,
+    outcomes_one_by_one,
+)
 from newsletter.transports.httpapi import (
     api_address,
     content_of,
@@ -51,7 +57,7 @@ RESERVED = {
 }
 
 
-class SendGridTransport:
+class SendGridTransport(NothingToPrepare):
     name = "sendgrid"
     batch_size = 1
     needs = FIELDS
@@ -116,9 +122,6 @@ class SendGridTransport:
             name, address = reply_to_parts(reply_to)
             body["reply_to"] = {"email": address, **({"name": name} if name else {})}
         return body
-
-    def prepare(self, envelope: Envelope) -> Envelope:
-        return envelope  # nothing to start before the send
 
     def send(self, envelope: Envelope) -> str | None:
         """Hand one message to SendGrid; return its X-Message-Id."""

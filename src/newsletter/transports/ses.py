@@ -31,7 +31,13 @@ from newsletter import delivery_key
 from newsletter.config import Secrets, Settings
 from newsletter.errors import AccountError, InDoubtError, PermanentError, TransientError
 from newsletter.mime import ascii_domain
-from newsletter.transports.base import MIME, Envelope, Outcome, outcomes_one_by_one
+from newsletter.transports.base import (
+    MIME,
+    Envelope,
+    NothingToPrepare,
+    Outcome,
+    outcomes_one_by_one,
+)
 from newsletter.transports.httpapi import api_address, require
 
 # Tag values may hold only these characters.
@@ -56,7 +62,7 @@ def tag_value(key: str) -> str:
 EAI_REFUSAL: str | None = "which SES does not accept"
 
 
-class SesTransport:
+class SesTransport(NothingToPrepare):
     name = "ses"
     batch_size = 1
     needs = MIME
@@ -91,9 +97,6 @@ class SesTransport:
             ),
         )
         self.configuration_set = configuration_set
-
-    def prepare(self, envelope: Envelope) -> Envelope:
-        return envelope  # nothing to start before the send
 
     def send(self, envelope: Envelope) -> str | None:
         """Hand one message to SES; return its MessageId."""

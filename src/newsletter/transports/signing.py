@@ -51,7 +51,7 @@ class DkimSigning:
     def __init__(self, signers: list[DkimSigner]):
         self.signers = signers
         self.helper: SigningHelper | None = None
-        if signers and worth_a_helper():
+        if signers and usable_cores() > 1:  # no other core to sign on: sign here
             keys = [
                 {
                     "domain": s.domain,
@@ -87,12 +87,12 @@ class DkimSigning:
             self.helper.close()
 
 
-def worth_a_helper() -> bool:
-    """Whether another core can do the signing: not on a one-core machine."""
+def usable_cores() -> int:
+    """The cores this process may use (a container's share, not the machine's)."""
     try:
-        return len(os.sched_getaffinity(0)) > 1
+        return len(os.sched_getaffinity(0))
     except AttributeError:
-        return (os.cpu_count() or 1) > 1
+        return os.cpu_count() or 1
 
 
 class SigningHelper:
