@@ -95,20 +95,29 @@ def test_bad_keys_are_config_errors(tmp_path: Path) -> None:
         DkimSigner.from_pem("d.example", "s", b"not a key", "key.pem")
 
 
-def test_smtp_messages_are_signed_when_dkim_is_configured(ws_dir: Path, tmp_path: Path) -> None:
+def _signing_workspace(
+    ws_dir: Path, tmp_path: Path, sink: SmtpSink, **env: str
+) -> tuple[Workspace, str]:
+    """The fixture workspace sending to ``sink`` and signing with a new RSA key; its DNS record."""
     pem, record = generate_key("rsa")
     key_file = tmp_path / "dkim.pem"
     key_file.write_bytes(pem)
+    ws = Workspace.open(
+        ws_dir,
+        env=smtp_env(
+            sink,
+            NEWSLETTER_DKIM__DOMAIN="clinic.example.com",
+            NEWSLETTER_DKIM__SELECTOR="nl",
+            NEWSLETTER_DKIM__PRIVATE_KEY_FILE=str(key_file),
+            **env,
+        ),
+    )
+    return ws, record
+
+
+def test_smtp_messages_are_signed_when_dkim_is_configured(ws_dir: Path, tmp_path: Path) -> None:
     with SmtpSink() as sink:
-        ws = Workspace.open(
-            ws_dir,
-            env=smtp_env(
-                sink,
-                NEWSLETTER_DKIM__DOMAIN="clinic.example.com",
-                NEWSLETTER_DKIM__SELECTOR="nl",
-                NEWSLETTER_DKIM__PRIVATE_KEY_FILE=str(key_file),
-            ),
-        )
+        ws, record = _signing_workspace(ws_dir, tmp_path, sink)
         campaign_id = new_campaign(ws, NOW, "Signed")
         progress = jobs.send_campaign(ws, ws.store, campaign_id, lambda: NOW)
         ws.close()
@@ -123,19 +132,9 @@ def test_a_campaign_signed_by_a_ready_helper_verifies_message_by_message(
 ) -> None:
     # The fixture's few subscribers would all go out before a new helper is ready: here
     # it is made ready first, so every message takes the prepare -> helper -> send path.
-    pem, record = generate_key("rsa")
-    key_file = tmp_path / "dkim.pem"
-    key_file.write_bytes(pem)
     with SmtpSink() as sink:
-        ws = Workspace.open(
-            ws_dir,
-            env=smtp_env(
-                sink,
-                NEWSLETTER_DKIM__DOMAIN="clinic.example.com",
-                NEWSLETTER_DKIM__SELECTOR="nl",
-                NEWSLETTER_DKIM__PRIVATE_KEY_FILE=str(key_file),
-                NEWSLETTER_DELIVERY__CONCURRENCY="2",
-            ),
+        ws, record = _signing_workspace(
+            ws_dir, tmp_path, sink, NEWSLETTER_DELIVERY__CONCURRENCY="2"
         )
         campaign_id = new_campaign(ws, NOW, "Signed by the helper")
         mail, transport = jobs.prepare_send(ws, ws.store, campaign_id, NOW)
@@ -511,19 +510,8 @@ def test_a_message_sent_on_its_own_is_signed_without_starting_a_helper(
     ws_dir: Path, tmp_path: Path
 ) -> None:
     # A test send or a confirmation goes alone: a helper process would only slow it.
-    pem, record = generate_key("rsa")
-    key_file = tmp_path / "dkim.pem"
-    key_file.write_bytes(pem)
     with SmtpSink() as sink:
-        ws = Workspace.open(
-            ws_dir,
-            env=smtp_env(
-                sink,
-                NEWSLETTER_DKIM__DOMAIN="clinic.example.com",
-                NEWSLETTER_DKIM__SELECTOR="nl",
-                NEWSLETTER_DKIM__PRIVATE_KEY_FILE=str(key_file),
-            ),
-        )
+        ws, record = _signing_workspace(ws_dir, tmp_path, sink)
         transport = ws.transport()
         try:
             transport.send(Envelope("news@clinic.example.com", "zoe@example.org", _message(), "k"))
