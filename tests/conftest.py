@@ -353,24 +353,33 @@ def add_staff(ws: Workspace, now: datetime.datetime) -> None:
     staff.add_user(ws.store, "editor@example.com", "editor", STAFF_PASSWORD, now)
 
 
-@pytest.fixture
-def dashboard(ws_dir: Path) -> Iterator[Dashboard]:
-    """The web app with an admin and an editor account, mail going to an SMTP sink."""
+@contextlib.contextmanager
+def dashboard_served(ws_dir: Path, clock: Any = None, **env: str) -> Iterator[Dashboard]:
+    """The web app with an admin and an editor account, mail going to an SMTP sink, for the
+    block; on ``clock`` (the server's and the accounts' time) when given, else the real one."""
     from smtp_sink import SmtpSink, smtp_env
 
     port = free_port()
     with SmtpSink() as sink:
         ws = Workspace.open(
-            ws_dir, env=smtp_env(sink, NEWSLETTER_SITE__BASE_URL=f"http://127.0.0.1:{port}")
+            ws_dir,
+            env=smtp_env(sink, NEWSLETTER_SITE__BASE_URL=f"http://127.0.0.1:{port}", **env),
         )
-        add_staff(ws, datetime.datetime.now(datetime.UTC))
-        server = LiveServer(ws, port)
+        add_staff(ws, clock() if clock else datetime.datetime.now(datetime.UTC))
+        server = LiveServer(ws, port, **({"clock": clock} if clock else {}))
         server.start()
         try:
             yield Dashboard(ws, server, sink)
         finally:
             server.stop()
             ws.close()
+
+
+@pytest.fixture
+def dashboard(ws_dir: Path) -> Iterator[Dashboard]:
+    """The web app with an admin and an editor account, mail going to an SMTP sink."""
+    with dashboard_served(ws_dir) as served:
+        yield served
 
 
 @pytest.fixture

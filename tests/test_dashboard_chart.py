@@ -14,7 +14,7 @@ import pytest
 from playwright.sync_api import expect
 
 from clocks import Clock
-from conftest import Dashboard, LiveServer, add_staff, free_port
+from conftest import Dashboard, dashboard_served
 from newsletter import jobs
 from newsletter.workspace import Workspace
 from test_dashboard_access import PHONE, serious_violations
@@ -32,26 +32,8 @@ def clock() -> Clock:
 @pytest.fixture
 def tokyo(ws_dir: Path, clock: Clock) -> Iterator[Dashboard]:
     """The dashboard of a workspace in Asia/Tokyo, on the test's clock."""
-    from smtp_sink import SmtpSink, smtp_env
-
-    port = free_port()
-    with SmtpSink() as sink:
-        ws = Workspace.open(
-            ws_dir,
-            env=smtp_env(
-                sink,
-                NEWSLETTER_SITE__BASE_URL=f"http://127.0.0.1:{port}",
-                NEWSLETTER_SCHEDULE__TIMEZONE="Asia/Tokyo",
-            ),
-        )
-        add_staff(ws, clock())
-        server = LiveServer(ws, port, clock=clock)
-        server.start()
-        try:
-            yield Dashboard(ws, server, sink)
-        finally:
-            server.stop()
-            ws.close()
+    with dashboard_served(ws_dir, clock, NEWSLETTER_SCHEDULE__TIMEZONE="Asia/Tokyo") as served:
+        yield served
 
 
 @pytest.fixture
