@@ -24,6 +24,8 @@ from conftest import Cli, LiveServer, add_staff, dump, import_in_dashboard, sign
 from newsletter import consent
 from newsletter.config import Settings
 from newsletter.status import SubscriberStatus
+from newsletter.store import Store
+from newsletter.workspace import Workspace
 from test_dashboard_access import PHONE, serious_violations
 from test_dashboard_words import no_browser_checks, speaks_to_people
 from workspaces import new_campaign
@@ -62,6 +64,22 @@ def confirmation_links(sink, address: str) -> list[str]:
             body = mail.get_body(("plain",)).get_content()
             links += re.findall(r"/confirm/[\w.-]+", body)
     return links
+
+
+def asked_by_form(store: Store, address: str, now: dt.datetime) -> int:
+    """``address`` asked to join on the sign-up form and waits to confirm; their id."""
+    return store.request_opt_in(
+        address,
+        lists=[],
+        source="form",
+        text="t",
+        version="1",
+        ip=None,
+        user_agent=None,
+        detail={},
+        now=now,
+        quiet_since=now,
+    )[1]
 
 
 def test_staff_add_one_person_who_asked_to_join_and_one_to_confirm(admin_page, dashboard) -> None:
@@ -171,18 +189,7 @@ def test_a_wrong_or_known_address_is_said_by_its_field_with_what_was_typed_kept(
     assert ws.store.subscriber_by_email("nia@example.com") is None
 
     # An address already there, in other capitals: the same mailbox, refused by its field.
-    ws.store.request_opt_in(
-        "zoe@example.org",
-        lists=[],
-        source="form",
-        text="t",
-        version="1",
-        ip=None,
-        user_agent=None,
-        detail={},
-        now=dt.datetime.now(dt.UTC),
-        quiet_since=dt.datetime.now(dt.UTC),
-    )
+    asked_by_form(ws.store, "zoe@example.org", dt.datetime.now(dt.UTC))
     before = list(sqlite3.connect(db).iterdump())
     field.fill("ZOE@example.org")
     page.get_by_role("button", name="Add subscriber").click()
@@ -216,18 +223,7 @@ def test_staff_neither_add_nor_mail_an_address_that_asked_not_to_get_email(
     page, url, ws = admin_page, dashboard.url, dashboard.ws
     db = ws.path(ws.settings.database.path)
     now = dt.datetime.now(dt.UTC)
-    gone = ws.store.request_opt_in(
-        "left@example.org",
-        lists=[],
-        source="form",
-        text="t",
-        version="1",
-        ip=None,
-        user_agent=None,
-        detail={},
-        now=now,
-        quiet_since=now,
-    )[1]
+    gone = asked_by_form(ws.store, "left@example.org", now)
     ws.store.unsubscribe(gone, None, now, "link")
     ws.store.delete_subscriber(gone, now)  # erased: only a hash of the address is left
     before = dump(db)
@@ -251,13 +247,19 @@ def test_staff_neither_add_nor_mail_an_address_that_asked_not_to_get_email(
     assert confirmation_links(dashboard.sink, "left@example.org") == []
 
 
-def test_staff_edit_a_persons_name_tags_details_and_lists(admin_page, dashboard) -> None:
-    page, url, ws = admin_page, dashboard.url, dashboard.ws
-    now = dt.datetime.now(dt.UTC)
+def alice_and_two_lists(ws: Workspace, now: dt.datetime) -> dict:
+    """The fixture's subscribers with a campaign, the lists "patients" and "back-care"
+    (public), and Alice's row (on neither list yet)."""
     new_campaign(ws, now)
     ws.store.create_list("patients", "", False, now)
     ws.store.create_list("back-care", "", True, now)
-    alice = ws.store.subscriber_by_email("alice.moreno@example.com")
+    return ws.store.subscriber_by_email("alice.moreno@example.com")
+
+
+def test_staff_edit_a_persons_name_tags_details_and_lists(admin_page, dashboard) -> None:
+    page, url, ws = admin_page, dashboard.url, dashboard.ws
+    now = dt.datetime.now(dt.UTC)
+    alice = alice_and_two_lists(ws, now)
     ws.store.join_list(alice["id"], ws.store.list_id("patients"), now, "form", "t", "1")
 
     page.goto(f"{url}/subscribers/{alice['id']}")
@@ -532,10 +534,7 @@ def test_a_list_the_person_left_themselves_is_theirs_to_rejoin_not_staffs(
 ) -> None:
     page, url, ws = admin_page, dashboard.url, dashboard.ws
     now = dt.datetime.now(dt.UTC)
-    new_campaign(ws, now)
-    ws.store.create_list("patients", "", False, now)
-    ws.store.create_list("back-care", "", True, now)
-    alice = ws.store.subscriber_by_email("alice.moreno@example.com")
+    alice = alice_and_two_lists(ws, now)
     for name in ("patients", "back-care"):
         ws.store.join_list(alice["id"], ws.store.list_id(name), now, "form", "t", "1")
     # Alice leaves "patients" on her preferences page (no staff account on the event).
@@ -696,18 +695,7 @@ def test_with_sending_not_set_up_nobody_is_added_for_a_confirmation_email(ws_dir
 
         # Nor is a confirmation email sent again: refused before a new request is recorded.
         now = dt.datetime.now(dt.UTC)
-        zoe = ws.store.request_opt_in(
-            "zoe@example.org",
-            lists=[],
-            source="form",
-            text="t",
-            version="1",
-            ip=None,
-            user_agent=None,
-            detail={},
-            now=now,
-            quiet_since=now,
-        )[1]
+        zoe = asked_by_form(ws.store, "zoe@example.org", now)
         before = dump(db)
         answer = session.post(f"{url}/subscribers/{zoe}/ask-again", data={"csrf": csrf})
         assert answer.status_code == 409
