@@ -242,6 +242,15 @@ def token_of(page) -> str:
     return re.search(r'name="token" value="([^"]+)"', page.text).group(1)
 
 
+def confirm(session, url: str, csrf: str, preview):
+    """The answer to pressing the import button of an upload's preview page."""
+    return session.post(
+        url + "/subscribers/import/confirm",
+        data={"csrf": csrf, "token": token_of(preview)},
+        timeout=30,
+    )
+
+
 def test_an_import_without_the_consent_answer_asks_for_it_and_imports_nothing(
     admin_page, dashboard
 ) -> None:
@@ -307,11 +316,7 @@ def test_known_addresses_in_a_file_of_people_who_left_are_said_to_leave(
     assert said in known and "nobody from this file is added to a list" in known
     assert "keep their status" not in known and "are added to list" not in known
     assert "into list news" not in preview.text
-    session.post(
-        dashboard.url + "/subscribers/import/confirm",
-        data={"csrf": csrf, "token": token_of(preview)},
-        timeout=30,
-    )
+    confirm(session, dashboard.url, csrf, preview)
     assert store.subscriber_by_email("ann@x.example")["status"] == answer
     assert store.subscribers(list_id=store.list_id("news")) == []
 
@@ -346,11 +351,7 @@ def test_a_confirm_refused_for_a_column_read_as_nothing_says_why(dashboard) -> N
     assert "Import 2 rows" not in preview.text  # blocked: no button to press
 
     # The confirmation sent anyway (a stale or tampered form).
-    answer = session.post(
-        dashboard.url + "/subscribers/import/confirm",
-        data={"csrf": csrf, "token": token_of(preview)},
-        timeout=30,
-    )
+    answer = confirm(session, dashboard.url, csrf, preview)
 
     assert answer.status_code == 400
     shown = re.search(r'<p class="error" role="alert" id="form-error">(.*?)</p>', answer.text)
@@ -362,21 +363,18 @@ def test_a_file_without_an_address_column_refused_at_confirm_says_why(dashboard)
     session, csrf = signed_in(dashboard.url)
     preview = upload(session, dashboard.url, csrf, "names.csv", b"name\nNia\n", consent="confirmed")
 
-    answer = session.post(
-        dashboard.url + "/subscribers/import/confirm",
-        data={"csrf": csrf, "token": token_of(preview)},
-        timeout=30,
-    )
+    answer = confirm(session, dashboard.url, csrf, preview)
 
     assert answer.status_code == 400
     assert 'id="form-error"' in answer.text
     assert "no column of email addresses found" in answer.text
 
 
-def test_a_list_renamed_before_the_import_is_confirmed_is_still_the_one(dashboard) -> None:
+def ann_waiting_to_join_news(dashboard):
+    """A signed-in session, its csrf, and the preview of a file of Ann (confirmed) to go
+    into the new list "news", not yet confirmed."""
     session, csrf = signed_in(dashboard.url)
-    store = dashboard.ws.store
-    store.create_list("news", "", False, datetime.now(ZoneInfo("UTC")))
+    dashboard.ws.store.create_list("news", "", False, datetime.now(ZoneInfo("UTC")))
     preview = upload(
         session,
         dashboard.url,
@@ -386,13 +384,15 @@ def test_a_list_renamed_before_the_import_is_confirmed_is_still_the_one(dashboar
         list="news",
         consent="confirmed",
     )
+    return session, csrf, preview
+
+
+def test_a_list_renamed_before_the_import_is_confirmed_is_still_the_one(dashboard) -> None:
+    session, csrf, preview = ann_waiting_to_join_news(dashboard)
+    store = dashboard.ws.store
     store.rename_list(store.list_id("news"), "letters")
 
-    done = session.post(
-        dashboard.url + "/subscribers/import/confirm",
-        data={"csrf": csrf, "token": token_of(preview)},
-        timeout=30,
-    )
+    done = confirm(session, dashboard.url, csrf, preview)
 
     assert done.status_code == 200
     assert [x["name"] for x in store.lists()] == ["letters"]
@@ -403,26 +403,12 @@ def test_a_list_renamed_before_the_import_is_confirmed_is_still_the_one(dashboar
 
 
 def test_a_list_gone_before_the_import_is_confirmed_stops_it_with_words(dashboard) -> None:
-    session, csrf = signed_in(dashboard.url)
+    session, csrf, preview = ann_waiting_to_join_news(dashboard)
     store = dashboard.ws.store
-    store.create_list("news", "", False, datetime.now(ZoneInfo("UTC")))
-    preview = upload(
-        session,
-        dashboard.url,
-        csrf,
-        "people.csv",
-        b"email\nann@x.example\n",
-        list="news",
-        consent="confirmed",
-    )
     with store.transaction():
         store.conn.execute("DELETE FROM lists WHERE name = 'news'")
 
-    answer = session.post(
-        dashboard.url + "/subscribers/import/confirm",
-        data={"csrf": csrf, "token": token_of(preview)},
-        timeout=30,
-    )
+    answer = confirm(session, dashboard.url, csrf, preview)
 
     assert answer.status_code == 400
     assert "the list chosen for this import no longer exists" in answer.text
