@@ -15,7 +15,7 @@ from newsletter import campaigns, jobs
 from newsletter.render import DEFAULTS_DIR
 from newsletter.status import SubscriberStatus
 from test_dashboard_access import PHONE, serious_violations
-from workspaces import new_campaign
+from workspaces import new_campaign, workspace_with_articles_and_subscribers
 
 DASHBOARD_MARKS = ("<nav", "Sign out", 'class="top"', "csrf")
 
@@ -41,8 +41,7 @@ def test_previewing_shows_the_inbox_line_above_the_desktop_and_phone_frames(
 ) -> None:
     page, url, ws = admin_page, dashboard.url, dashboard.ws
     now = dt.datetime.now(dt.UTC)
-    jobs.fetch_sources(ws, ws.store, now)
-    jobs.import_subscriber_folder(ws, ws.store, now)
+    workspace_with_articles_and_subscribers(ws, now)
     cid = campaigns.create(
         ws.store, ws.settings, "Winter hours", "new", None, None, now, preheader="Open till 8"
     )
@@ -184,8 +183,7 @@ def test_a_broken_template_is_said_on_the_page_not_drawn_in_the_frames(
 ) -> None:
     page, url, ws = admin_page, dashboard.url, dashboard.ws
     now = dt.datetime.now(dt.UTC)
-    jobs.fetch_sources(ws, ws.store, now)
-    jobs.import_subscriber_folder(ws, ws.store, now)
+    workspace_with_articles_and_subscribers(ws, now)
     # A design of the workspace that fails while it renders.
     broken = ws.root / "templates" / "broken"
     shutil.copytree(DEFAULTS_DIR / "templates" / "digest", broken)
