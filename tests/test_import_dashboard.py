@@ -251,6 +251,31 @@ def confirm(session, url: str, csrf: str, preview):
     )
 
 
+def ann_waiting_to_join_news(
+    dashboard,
+    name: str = "people.csv",
+    address: str = "ann@x.example",
+    consent: str = "confirmed",
+    known: bool = False,
+):
+    """A signed-in session, its csrf, and the preview of a file ``name`` of ``address`` said
+    ``consent``, to go into the new list "news", not yet confirmed; Ann imported first if
+    ``known``."""
+    session, csrf = signed_in(dashboard.url)
+    dashboard.ws.store.create_list("news", "", False, datetime.now(ZoneInfo("UTC")))
+    if known:
+        first = b"email\nann@x.example\n"
+        import_in_dashboard(session, dashboard.url, csrf, "first.csv", first, 30)
+    data = f"email\n{address}\n".encode()
+    preview = upload(session, dashboard.url, csrf, name, data, list="news", consent=consent)
+    return session, csrf, preview
+
+
+def known_line(preview) -> str:
+    """What the preview says of the addresses already known."""
+    return re.search(r'<p id="known-count">(.*?)</p>', preview.text, re.DOTALL).group(1)
+
+
 def test_an_import_without_the_consent_answer_asks_for_it_and_imports_nothing(
     admin_page, dashboard
 ) -> None:
@@ -297,22 +322,12 @@ def test_an_import_without_the_consent_answer_asks_for_it_and_imports_nothing(
 def test_known_addresses_in_a_file_of_people_who_left_are_said_to_leave(
     dashboard, answer: str, said: str
 ) -> None:
-    session, csrf = signed_in(dashboard.url)
-    store = dashboard.ws.store
-    store.create_list("news", "", False, datetime.now(ZoneInfo("UTC")))
-    import_in_dashboard(session, dashboard.url, csrf, "first.csv", b"email\nann@x.example\n", 30)
-
-    preview = upload(
-        session,
-        dashboard.url,
-        csrf,
-        "left.csv",
-        b"email\nAnn@x.example\n",
-        list="news",
-        consent=answer,
+    session, csrf, preview = ann_waiting_to_join_news(
+        dashboard, "left.csv", "Ann@x.example", answer, known=True
     )
+    store = dashboard.ws.store
 
-    known = re.search(r'<p id="known-count">(.*?)</p>', preview.text, re.DOTALL).group(1)
+    known = known_line(preview)
     assert said in known and "nobody from this file is added to a list" in known
     assert "keep their status" not in known and "are added to list" not in known
     assert "into list news" not in preview.text
@@ -322,22 +337,9 @@ def test_known_addresses_in_a_file_of_people_who_left_are_said_to_leave(
 
 
 def test_known_addresses_of_a_sendable_file_keep_their_status_and_join_the_list(dashboard) -> None:
-    session, csrf = signed_in(dashboard.url)
-    store = dashboard.ws.store
-    store.create_list("news", "", False, datetime.now(ZoneInfo("UTC")))
-    import_in_dashboard(session, dashboard.url, csrf, "first.csv", b"email\nann@x.example\n", 30)
+    _, _, preview = ann_waiting_to_join_news(dashboard, "more.csv", known=True)
 
-    preview = upload(
-        session,
-        dashboard.url,
-        csrf,
-        "more.csv",
-        b"email\nann@x.example\n",
-        list="news",
-        consent="confirmed",
-    )
-
-    known = re.search(r'<p id="known-count">(.*?)</p>', preview.text, re.DOTALL).group(1)
+    known = known_line(preview)
     assert "they keep their status and details" in known and "added to list news" in known
 
 
@@ -368,23 +370,6 @@ def test_a_file_without_an_address_column_refused_at_confirm_says_why(dashboard)
     assert answer.status_code == 400
     assert 'id="form-error"' in answer.text
     assert "no column of email addresses found" in answer.text
-
-
-def ann_waiting_to_join_news(dashboard):
-    """A signed-in session, its csrf, and the preview of a file of Ann (confirmed) to go
-    into the new list "news", not yet confirmed."""
-    session, csrf = signed_in(dashboard.url)
-    dashboard.ws.store.create_list("news", "", False, datetime.now(ZoneInfo("UTC")))
-    preview = upload(
-        session,
-        dashboard.url,
-        csrf,
-        "people.csv",
-        b"email\nann@x.example\n",
-        list="news",
-        consent="confirmed",
-    )
-    return session, csrf, preview
 
 
 def test_a_list_renamed_before_the_import_is_confirmed_is_still_the_one(dashboard) -> None:
