@@ -106,7 +106,7 @@ def send_campaign(
         run.progress.settled = settle_in_flight(store, transport, campaign_id, clock())
         shards = _shard_count(store, campaign_id, policy, clock()) if parts is not None else 1
         if shards > 1 and parts is not None:
-            _send_sharded(store, run, parts, shards, should_stop)
+            _send_sharded(store, mail, run, parts, shards, should_stop)
         else:
             _read_and_send(store, mail, run, should_stop)
     except Exception as exc:  # noqa: BLE001 - whatever it was, the campaign must not stay sending

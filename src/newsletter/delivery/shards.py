@@ -60,66 +60,53 @@ def _shard_count(store: Store, campaign_id: int, policy: Policy, now: dt.datetim
 
 
 def _send_sharded(
-    store: Store, run: _SendRun, parts: PartsFactory, count: int, should_stop: Callable[[], bool]
+    store: Store,
+    mail: CampaignMail,
+    run: _SendRun,
+    parts: PartsFactory,
+    count: int,
+    should_stop: Callable[[], bool],
 ) -> None:
-    """Run one child per shard and add up what they report; stop them all on a stop."""
+    """Send the first share here and one child process per other share; add up what
+    they report, and stop them all on a stop.
+
+    This process sends a share itself because it is ready now: a child first
+    spends a fifth of a second starting up, and this process would only wait.
+    """
     policy = run.policy
     # Children keep the caller's notion of now (tests inject a clock) as an offset.
     offset = run.clock() - dt.datetime.now(dt.UTC)
-    children: list[tuple[subprocess.Popen[bytes], Connection]] = []
     rate = policy.rate_per_second
-    latest: list[SendProgress] = []
-    stopping = False
+    # Whole shares: each process's limiter keeps an exact one-second window.
+    shares = [
+        replace(
+            policy,
+            concurrency=policy.concurrency // count + (index < policy.concurrency % count),
+            rate_per_second=(int(rate) // count + (index < int(rate) % count)) if rate else 0,
+        )
+        for index in range(count)
+    ]
+    own = _SendRun(
+        store, run.transport, run.campaign_id, run.clock, shares[0], run.sender, None, run.lost
+    )
+    children: list[tuple[subprocess.Popen[bytes], Connection]] = []
     log.info("campaign %s: sending with %d processes", run.campaign_id, count)
     try:
-        for index in range(count):
-            # Whole shares: each child's limiter keeps an exact one-second window.
-            share = replace(
-                policy,
-                concurrency=policy.concurrency // count + (index < policy.concurrency % count),
-                rate_per_second=(int(rate) // count + (index < int(rate) % count)) if rate else 0,
-            )
+        for index in range(1, count):
             children.append(
-                _start_child((parts, Shard(index, count), share, run.sender, offset, os.getpid()))
+                _start_child(
+                    (parts, Shard(index, count), shares[index], run.sender, offset, os.getpid())
+                )
             )
-            latest.append(SendProgress())
-        open_pipes: dict[Connection, int] = {
-            receiver: n for n, (_, receiver) in enumerate(children)
-        }
-        while open_pipes:
-            for ready in wait(list(open_pipes), timeout=0.2):
-                # wait() hands back the very objects it was given: our pipe ends.
-                receiver = cast(Connection, ready)
-                n = open_pipes[receiver]
-                try:
-                    kind, payload = receiver.recv()
-                except EOFError:
-                    # The child ended without its last word: stop the others too, unless
-                    # it was our SIGTERM that came before the child could handle it.
-                    del open_pipes[receiver]
-                    code = children[n][0].wait()
-                    if not (stopping and code == -signal.SIGTERM):
-                        latest[n].paused_reason = latest[n].paused_reason or _died(code)
-                    continue
-                if kind == "error":
-                    latest[n].paused_reason = f"paused: {payload}"
-                    del open_pipes[receiver]
-                    continue
-                latest[n] = payload
-                if kind == "done":
-                    del open_pipes[receiver]
-            total = SendProgress(settled=run.progress.settled)
-            for progress in latest:
-                total.add(progress)
-            run.progress = total
-            if run.on_progress:
-                run.on_progress(total)
-            if not stopping and (should_stop() or run.lost.is_set() or total.paused_reason):
-                stopping = True
-                if run.lost.is_set():
-                    run.pause("paused: this sender lost its lease on the campaign")
-                for child, _ in children:
-                    child.terminate()  # SIGTERM: each stops after its message in flight
+        watch = _Watch(run, own, children, should_stop)
+        watch.start()
+        try:
+            _read_and_send(
+                store, mail, own, lambda: watch.stop.is_set() or should_stop(), Shard(0, count)
+            )
+        finally:
+            watch.own_done.set()
+            watch.join()
     except BaseException:
         for child, _ in children:
             child.terminate()
@@ -128,6 +115,10 @@ def _send_sharded(
         for child, receiver in children:
             child.wait()
             receiver.close()
+    run.progress = watch.total()
+    if watch.failure is not None:
+        raise watch.failure
+    stopping = watch.stopping
     if stopping:
         run.progress.stopped = True
     if run.lost.is_set() and not run.progress.paused_reason:
@@ -142,6 +133,91 @@ def _send_sharded(
             run.progress.settled[key] = run.progress.settled.get(key, 0) + value
         if not run.progress.paused_reason:
             run.progress.paused_reason = _died(died[0])
+
+
+class _Watch(threading.Thread):
+    """Reads the children's reports, adds them to this process's own share, and stops
+    every share when one pauses, a child dies, the caller asks, or the lease is lost."""
+
+    def __init__(
+        self,
+        run: _SendRun,
+        own: _SendRun,
+        children: list[tuple[subprocess.Popen[bytes], Connection]],
+        should_stop: Callable[[], bool],
+    ):
+        super().__init__(name="send-watch", daemon=True)
+        self.send, self.own, self.children, self.should_stop = run, own, children, should_stop
+        self.latest = [SendProgress() for _ in children]
+        self.settled = dict(run.progress.settled)
+        self.stop = threading.Event()  # every share stops: the own one reads this
+        self.own_done = threading.Event()
+        self.stopping = False
+        self.failure: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            self._watch()
+        except BaseException as exc:  # noqa: BLE001 - handed to the sending thread
+            self.failure = exc
+            self.stop.set()
+            for child, _ in self.children:
+                child.terminate()
+
+    def _watch(self) -> None:
+        run, children, latest = self.send, self.children, self.latest
+        open_pipes = {receiver: n for n, (_, receiver) in enumerate(children)}
+        while True:
+            ready = []
+            if open_pipes:
+                ready = wait(list(open_pipes), timeout=0.2)
+            else:
+                self.own_done.wait(0.2)  # only this process's own share is left
+            for item in ready:
+                # wait() hands back the very objects it was given: our pipe ends.
+                receiver = cast(Connection, item)
+                n = open_pipes[receiver]
+                try:
+                    kind, payload = receiver.recv()
+                except EOFError:
+                    # The child ended without its last word: stop the others too, unless
+                    # it was our SIGTERM that came before the child could handle it.
+                    del open_pipes[receiver]
+                    code = children[n][0].wait()
+                    if not (self.stopping and code == -signal.SIGTERM):
+                        latest[n].paused_reason = latest[n].paused_reason or _died(code)
+                    continue
+                if kind == "error":
+                    latest[n].paused_reason = f"paused: {payload}"
+                    del open_pipes[receiver]
+                    continue
+                latest[n] = payload
+                if kind == "done":
+                    del open_pipes[receiver]
+            finished = self.own_done.is_set() and not open_pipes
+            total = run.progress = self.total()
+            if run.on_progress:
+                run.on_progress(total)
+            if not self.stopping and (
+                self.should_stop() or run.lost.is_set() or total.paused_reason
+            ):
+                self.stopping = True
+                self.stop.set()  # the own share stops after its messages in flight
+                if run.lost.is_set():
+                    run.pause("paused: this sender lost its lease on the campaign")
+                for child, _ in children:
+                    child.terminate()  # SIGTERM: each stops after its message in flight
+            if finished:
+                return
+
+    def total(self) -> SendProgress:
+        """The progress of every share so far, this process's own included."""
+        total = SendProgress(settled=dict(self.settled))
+        with self.own.lock:
+            total.add(self.own.progress)
+        for progress in self.latest:
+            total.add(progress)
+        return total
 
 
 def _died(code: int) -> str:
