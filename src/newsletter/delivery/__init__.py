@@ -8,9 +8,10 @@ settled by asking the transport (``was_sent``) and, where the transport
 cannot tell, marked ``in_doubt`` — shown to staff, never resent blindly.
 
 A large campaign is split across processes (``[delivery] processes``): each
-child takes the rows whose id falls in its shard and runs the same loop with
-its share of the connections, while the parent holds the lease, settles
-what was in flight, and adds up their progress. Children die with their
+takes the rows whose id falls in its shard and runs the same loop with its
+share of the connections. The sending process sends the first share itself
+and starts a child per other share; it holds the lease, settles what was in
+flight, and adds up their progress. Children die with their
 parent, so a killed sender leaves no orphan sending on its own.
 
 - ``ledger``: what a transport's answer means for each row, and the retry maths (pure)

@@ -1,15 +1,19 @@
 """Process sharding: a large campaign split across sending processes.
 
-Each child takes the rows whose id falls in its shard and runs the same send
-loop with its share of the connections, while the parent holds the lease,
-settles what was in flight, and adds up their progress.
+Each process takes the rows whose id falls in its shard and runs the same
+send loop with its share of the connections. The sending process itself
+sends the first share (it is ready, where a child first spends a fifth of a
+second starting up) and starts a child for each other one; it holds the
+lease, settles what a dead child had in flight, and adds up the progress.
 
 Invariants:
 - Children die with their parent, so a killed sender leaves no orphan
   sending on its own.
-- Each child gets whole shares of the connections and of the rate, so the
-  shares add up to the policy and each child's limiter keeps an exact
-  one-second window.
+- Each process gets whole shares of the connections and of the rate, so the
+  shares add up to the policy and each limiter keeps an exact one-second
+  window.
+- When one share stops (a pause, failures in a row, a dead child, a stop
+  request, a lost lease), every share stops after its messages in flight.
 - Rows a dead child had in flight are settled by the parent, like a crashed
   sender's, and the campaign pauses with the reason.
 """
