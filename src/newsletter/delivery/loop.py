@@ -10,7 +10,8 @@ cannot tell, marked ``in_doubt`` — shown to staff, never resent blindly.
 The main thread reads due rows in batches (flat memory), renders each
 message and hands it to ``concurrency`` worker threads through a small
 queue; each worker claims, sends and records its own batch over the shared
-transport, which pools its connections.
+transport, which pools its connections. With one connection there is no
+worker: the main thread builds each message, then sends the one before it.
 
 Invariants:
 - At most one batch per worker is in flight; its outcome is recorded before
@@ -186,16 +187,22 @@ class _SendRun:
                     item = work.get()
                 if item is None:
                     return
-                try:
-                    self._send(store, work, item, done)
-                except Exception as exc:  # noqa: BLE001 - stop the campaign, keep draining
-                    log.exception("campaign %s: sender failed", self.campaign_id)
-                    self.pause(f"paused: the sender failed ({exc})")
+                self.send_one(store, work, item, done)
         finally:
             try:
                 self._flush(store, done)
             finally:
                 store.close()
+
+    def send_one(
+        self, store: Store, work: queue.Queue[Item | None], item: Item, done: list[Batch]
+    ) -> None:
+        """``_send``, where an error nobody foresaw pauses the campaign."""
+        try:
+            self._send(store, work, item, done)
+        except Exception as exc:  # noqa: BLE001 - stop the campaign, keep draining
+            log.exception("campaign %s: sender failed", self.campaign_id)
+            self.pause(f"paused: the sender failed ({exc})")
 
     def _flush(self, store: Store, done: list[Batch]) -> None:
         while done:
@@ -313,6 +320,14 @@ def _read_and_send(
         maxsize=max(1, policy.concurrency) * max(1, run.transport.batch_size) * 2
     )
     workers: list[threading.Thread] = []
+    # One connection: this thread renders and sends in turn. A worker thread would let
+    # rendering overlap the server's reply, but handing each message from one thread
+    # to another (and the GIL back and forth) costs more than that overlap saves.
+    alone = policy.concurrency <= 1 and run.transport.batch_size <= 1
+    # Alone, each message is built before the one before it goes, so a DKIM helper
+    # signs it meanwhile; ``done`` holds the outcome the next claim records.
+    ahead: list[Item] = []
+    done: list[Batch] = []
     sender = run.sender.envelope_from
     needs = run.transport.needs  # only the form of each message the transport reads is built
     after, checked = 0, 0.0
@@ -330,7 +345,7 @@ def _read_and_send(
             mail.templates.splice_reason,
         )
     try:
-        for n in range(max(1, policy.concurrency)):
+        for n in range(0 if alone else max(1, policy.concurrency)):
             thread = threading.Thread(
                 target=run.worker, args=(work,), name=f"sender-{n}", daemon=True
             )
@@ -393,10 +408,20 @@ def _read_and_send(
                             )
                     continue
                 unbuilt = 0
-                work.put(Item(row["id"], subscriber["id"], row["attempts"], msg_id, envelope))
+                item = Item(row["id"], subscriber["id"], row["attempts"], msg_id, envelope)
+                if not alone:
+                    work.put(item)
+                    continue
+                ahead.append(item)
+                if len(ahead) > 1:
+                    run.send_one(store, work, ahead.pop(0), done)
+        if alone and ahead:
+            run.send_one(store, work, ahead.pop(0), done)  # it sends nothing once halted
     finally:
         if sys.exc_info()[0] is not None:
             run.halt.set()  # Ctrl-C or a crash of the reader: send nothing more
+        if alone:
+            run._flush(store, done)
         for _ in workers:  # only the started ones: nobody else would take a sentinel
             work.put(None)
         for thread in workers:
