@@ -127,8 +127,8 @@ def _release_writer(writer: _Writer) -> None:
 
 
 def _unique_keys(names: list[str]) -> list[str]:
-    """A row's column names, each once: a repeated name gets _2, _3 ... (as sqlite-utils
-    named them), so no column silently overwrites another in the row's dict."""
+    """A row's column names, each once: a repeated name gets _2, _3 ... (the first free
+    one), so no column silently overwrites another in the row's dict."""
     taken = set(names)
     if len(taken) == len(names):
         return names
@@ -196,9 +196,9 @@ class StoreBase:
                 self.conn.execute("COMMIT")
 
     def _rows(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> list[dict[str, Any]]:
-        # The rows as dicts straight from sqlite3: no library between (sqlite-utils'
-        # query() cost every command and sending process its import, and each query a
-        # savepoint). A statement that returns no rows is a mistake, as it was there.
+        # Rows as dicts straight from sqlite3: no library in between to import at every
+        # command's and sending process's start-up, nor a savepoint around each query.
+        # A statement that returns no rows here is the caller's mistake.
         cursor = self.conn.execute(sql, params)
         if cursor.description is None:
             raise ValueError(f"not a statement that returns rows: {sql.strip()[:60]!r}")

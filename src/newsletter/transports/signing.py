@@ -265,9 +265,9 @@ def _exactly(stream: IO[bytes], count: int) -> bytes:
 def main() -> None:
     """The helper: read the keys, say ready, then answer each message with the
     DKIM-Signature headers that go in front of it."""
-    # Ctrl-C is for the sender, which stops in order; this ends when its stdin closes.
     from newsletter.dkim import DkimSigner, sign_all  # see DkimSigning.__init__
 
+    # Ctrl-C is for the sender, which stops in order; this ends when its stdin closes.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     # The answers get a descriptor of their own; anything printed by mistake (a library,
     # a site hook) goes to stderr instead of into the framing the sender reads.
