@@ -10,19 +10,29 @@ Pure: no I/O.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from markdown_it import MarkdownIt
 from markupsafe import Markup
 
 from newsletter.sources import plain_text, sanitize_html
 from newsletter.textify import html_to_text
 
-# As a folder source reads Markdown: CommonMark with tables; raw HTML is allowed
-# in and then cleaned with the rest.
-_markdown = MarkdownIt("commonmark", {"html": True}).enable("table")
+if TYPE_CHECKING:
+    from markdown_it import MarkdownIt
+
+
+@functools.cache
+def _markdown() -> MarkdownIt:
+    """As a folder source reads Markdown: CommonMark with tables; raw HTML is allowed
+    in and then cleaned with the rest. Made on first use: a campaign without words of
+    its own (and every command's start-up) need not load the Markdown reader."""
+    from markdown_it import MarkdownIt
+
+    return MarkdownIt("commonmark", {"html": True}).enable("table")
 
 
 @dataclass(frozen=True)
@@ -75,7 +85,7 @@ def markdown_html(source: str, base_url: str) -> str:
     """
     if not source.strip():
         return ""
-    cleaned = _pruned(sanitize_html(_markdown.render(source)))
+    cleaned = _pruned(sanitize_html(_markdown().render(source)))
     if shows_nothing(cleaned):
         return ""
     return sanitize_html(cleaned, base_url.rstrip("/") + "/")

@@ -15,8 +15,6 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, cast
 
-from email_validator import EmailNotValidError
-
 from newsletter import subscriber_csv, tracking
 from newsletter.config import Settings
 from newsletter.errors import (
@@ -96,6 +94,10 @@ def checked_address(email: str, eai_refusal: Callable[[], str | None] | None = N
     """The address as it is stored, or InputError naming what was typed; UnreachableAddress
     for an internationalised mailbox that ``eai_refusal`` says the transport cannot reach
     (refused before anything is stored: a confirmation could never reach it)."""
+    # Here, not at the top: email-validator is for reading addresses (see
+    # subscriber_csv.cells), not for every command's or sending process's start-up.
+    from email_validator import EmailNotValidError
+
     try:
         address = normalize_email(email)
     except EmailNotValidError as exc:

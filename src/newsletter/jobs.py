@@ -16,6 +16,7 @@ import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from newsletter import (
     campaigns,
@@ -35,22 +36,22 @@ from newsletter.automations import (
 from newsletter.errors import InputError, NewsletterError, StateError
 from newsletter.mail import CampaignMail, design, load_mail
 from newsletter.send_parts import shard_parts
-from newsletter.sources import intake
-from newsletter.sources.http import Fetcher
 from newsletter.status import CampaignStatus
 from newsletter.store import Store
 from newsletter.transports import Envelope, Transport
 from newsletter.workspace import Workspace
+
+if TYPE_CHECKING:
+    from newsletter.sources.http import Fetcher
+
+    # One source's outcome on one poll: counts, errors and warnings, one line each.
+    from newsletter.sources.intake import SourceResult as FetchResult
 
 log = logging.getLogger("newsletter")
 Clock = clock.Clock
 
 
 utc_now = clock.utcnow
-
-
-# One source's outcome on one poll: counts, errors and warnings, one line each.
-FetchResult = intake.SourceResult
 
 
 def fetch_sources(
@@ -67,6 +68,9 @@ def fetch_sources(
     ``force`` tries feeds and pages that are backing off after failures (a
     fetch asked for by hand). One HTTP session serves every source of the call.
     """
+    # Here, not at the top: feeds, pages and HTTP would load at every command's start-up.
+    from newsletter.sources import intake
+
     own = fetcher is None
     if fetcher is None:
         fetcher = intake.make_fetcher(ws.settings.sources)

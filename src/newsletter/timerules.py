@@ -21,11 +21,13 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from apscheduler.triggers.cron import CronTrigger
-
 from newsletter.errors import InputError
+
+if TYPE_CHECKING:
+    from apscheduler.triggers.cron import CronTrigger
 
 RUN, WAIT, MISSED = "run", "wait", "missed"
 # Weekday numbers as in crontab (0 and 7 are Sunday); APScheduler 3 counts from Monday,
@@ -75,6 +77,10 @@ def cron_trigger(expr: str, zone_name: str) -> CronTrigger:
             f"{expr!r} is not a cron rule of five fields "
             f'"minute hour day month weekday", such as "0 9 * * mon"'
         )
+    # Here, not at the top: APScheduler (and the asyncio it loads) is for cron rules only,
+    # and this module is on every command's and every sending process's way in.
+    from apscheduler.triggers.cron import CronTrigger
+
     minute, hour, day, month, weekday = fields
     weekday = re.sub(
         r"\d+", lambda m: _WEEKDAYS[int(m[0])] if int(m[0]) <= 7 else m[0], weekday.lower()

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 from datetime import UTC, datetime
-
-from email_validator import validate_email
-from email_validator.rfc_constants import CASE_INSENSITIVE_MAILBOX_NAMES
 
 # "Ann Lee <ann@example.com>": the name and the address of one cell.
 NAMED_ADDRESS = re.compile(r"^(.*?)\s*<([^<>]+)>\s*$")
@@ -25,7 +23,15 @@ FAST_ADDRESS = re.compile(
     re.ASCII,
 )
 _SPECIAL_USE = ("arpa", "invalid", "local", "localhost", "onion", "test")
-_ROLE_MAILBOXES = frozenset(CASE_INSENSITIVE_MAILBOX_NAMES)
+
+
+# email-validator is loaded by the first address read, not with this module: compiling
+# its patterns would cost every command and sending process its start-up.
+@functools.cache
+def _role_mailboxes() -> frozenset[str]:
+    from email_validator.rfc_constants import CASE_INSENSITIVE_MAILBOX_NAMES
+
+    return frozenset(CASE_INSENSITIVE_MAILBOX_NAMES)
 
 
 # A person's name is kept to this many characters (each of first and last name).
@@ -70,9 +76,11 @@ def normalize_email(address: str) -> str:
         local, domain = match.group(1), match.group(2)
         tld = domain.rpartition(".")[2].lower()
         if len(local) <= 64 and "--" not in domain and tld not in _SPECIAL_USE:
-            if local.lower() in _ROLE_MAILBOXES:
+            if local.lower() in _role_mailboxes():
                 local = local.lower()
             return f"{local}@{domain.lower()}"
+    from email_validator import validate_email  # see _role_mailboxes
+
     return validate_email(address, check_deliverability=False).normalized
 
 

@@ -13,8 +13,6 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from email_validator import EmailNotValidError
-
 from newsletter.addresses import mailbox_key
 from newsletter.errors import InputError
 from newsletter.mime import needs_smtputf8, unreachable
@@ -315,6 +313,9 @@ def _rows(
     whole: SubscriberStatus | None = None,
 ) -> Iterator[dict[str, Any]]:
     """The rows of a file whose header ``read_rows`` has read (a generator)."""
+    # Here, not at the top: email-validator is for reading addresses (cells._role_mailboxes).
+    from email_validator import EmailNotValidError
+
     name = parsed.name
     email_col = roles["email"]
     first_col, last_col = roles.get("first_name"), roles.get("last_name")

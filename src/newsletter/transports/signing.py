@@ -28,11 +28,10 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
-from cryptography.hazmat.primitives import serialization
-
-from newsletter.dkim import DkimSigner, sign_all
+if TYPE_CHECKING:
+    from newsletter.dkim import DkimSigner
 
 log = logging.getLogger(__name__)
 _LENGTH = struct.Struct(">I")
@@ -49,6 +48,13 @@ class DkimSigning:
     where another core can do it; ``close`` ends the helper."""
 
     def __init__(self, signers: list[DkimSigner]):
+        # Here, not at the top: every sending process imports this module (usable_cores),
+        # and DKIM's libraries (dkimpy, dnspython, cryptography) are for those that sign.
+        from cryptography.hazmat.primitives import serialization
+
+        from newsletter.dkim import sign_all
+
+        self._sign_all = sign_all
         self.signers = signers
         self.helper: SigningHelper | None = None
         if signers and usable_cores() > 1:  # no other core to sign on: sign here
@@ -69,7 +75,7 @@ class DkimSigning:
     def __call__(self, message: bytes, crlf: bool) -> bytes:
         """``message`` signed here and now (``crlf``: CRLF throughout): one message on
         its own starts no helper."""
-        return sign_all(self.signers, message, crlf)
+        return self._sign_all(self.signers, message, crlf)
 
     def start(self, message: bytes, crlf: bool) -> Callable[[], bytes]:
         """Start signing one of a campaign's messages, by the helper where there is one
@@ -79,7 +85,7 @@ class DkimSigning:
         return self.sign_here(message, crlf)
 
     def sign_here(self, message: bytes, crlf: bool) -> Callable[[], bytes]:
-        signed = sign_all(self.signers, message, crlf)
+        signed = self._sign_all(self.signers, message, crlf)
         return lambda: signed
 
     def close(self) -> None:
@@ -259,6 +265,8 @@ def _exactly(stream: IO[bytes], count: int) -> bytes:
 def main() -> None:
     """The helper: read the keys, say ready, then answer each message with the
     DKIM-Signature headers that go in front of it."""
+    from newsletter.dkim import DkimSigner, sign_all  # see DkimSigning.__init__
+
     # Ctrl-C is for the sender, which stops in order; this ends when its stdin closes.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     # The answers get a descriptor of their own; anything printed by mistake (a library,
