@@ -164,10 +164,6 @@ class StoreBase:
         _set_wal(conn)
         conn.execute("PRAGMA synchronous = NORMAL")
         conn.execute("PRAGMA foreign_keys = ON")
-        # Recursive triggers: a row that a REPLACE deletes fires the delete triggers too,
-        # and an update made by a trigger fires the triggers it meets; the schema's
-        # triggers are written for this.
-        conn.execute("PRAGMA recursive_triggers = ON")
         self.conn = conn
         self._writer = _writer_lock(self.path)
 
