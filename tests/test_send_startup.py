@@ -58,8 +58,6 @@ NOT_FOR_SENDING = (
     "email_validator",
     # A campaign's own Markdown: loaded when a campaign has some (these have none).
     "markdown_it",
-    # The store reads its rows with sqlite3 alone.
-    "sqlite_utils",
 )
 
 # Writes, as each process of the run exits, its command line and loaded modules.

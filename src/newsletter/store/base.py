@@ -16,6 +16,8 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import sqlite_utils
+
 from newsletter.addresses import (  # noqa: F401 - names the rest of the store uses
     ERASED_PREFIX,
     erased_key,
@@ -126,25 +128,6 @@ def _release_writer(writer: _Writer) -> None:
                 os.close(writer.fd)
 
 
-def _unique_keys(names: list[str]) -> list[str]:
-    """A row's column names, each once: a repeated name gets _2, _3 ... (the first free
-    one), so no column silently overwrites another in the row's dict."""
-    taken = set(names)
-    if len(taken) == len(names):
-        return names
-    seen: set[str] = set()
-    keys = []
-    for name in names:
-        key = name
-        suffix = 2
-        while name in seen and (key in seen or key in taken):
-            key = f"{name}_{suffix}"
-            suffix += 1
-        seen.add(key)
-        keys.append(key)
-    return keys
-
-
 class StoreBase:
     """The connection and plumbing every part of the store builds on."""
 
@@ -164,6 +147,7 @@ class StoreBase:
         _set_wal(conn)
         conn.execute("PRAGMA synchronous = NORMAL")
         conn.execute("PRAGMA foreign_keys = ON")
+        self.db = sqlite_utils.Database(conn)
         self.conn = conn
         self._writer = _writer_lock(self.path)
 
@@ -192,14 +176,7 @@ class StoreBase:
                 self.conn.execute("COMMIT")
 
     def _rows(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> list[dict[str, Any]]:
-        # Rows as dicts straight from sqlite3: no library in between to import at every
-        # command's and sending process's start-up, nor a savepoint around each query.
-        # A statement that returns no rows here is the caller's mistake.
-        cursor = self.conn.execute(sql, params)
-        if cursor.description is None:
-            raise ValueError(f"not a statement that returns rows: {sql.strip()[:60]!r}")
-        keys = _unique_keys([d[0] for d in cursor.description])
-        return [dict(zip(keys, row, strict=True)) for row in cursor]
+        return list(self.db.query(sql, params))
 
     def _row(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> dict[str, Any] | None:
         rows = self._rows(sql, params)
