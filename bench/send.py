@@ -175,8 +175,18 @@ def ceiling(sink: Sink, message: bytes, count: int, repeats: int = REPEATS) -> f
 
 
 def newsletter_env(sink: Sink, extra: dict[str, str]) -> dict[str, str]:
-    """The caller's environment without its own NEWSLETTER_* settings, plus the run's."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("NEWSLETTER_")}
+    """The caller's environment without its own NEWSLETTER_* settings, plus the run's.
+
+    Compiled bytecode is kept (in the run's own folder), as an installed package has
+    it: a caller's PYTHONDONTWRITEBYTECODE would make every launch compile the
+    program's modules again, which no user's start-up pays.
+    """
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("NEWSLETTER_") and k != "PYTHONDONTWRITEBYTECODE"
+    }
+    env["PYTHONPYCACHEPREFIX"] = str(sink.counters.parent / "pycache")
     return {**env, **SMTP_ENV, "NEWSLETTER_SMTP__PORT": str(sink.port), **extra}
 
 
@@ -396,7 +406,10 @@ def main() -> None:
     print(table(rows, ceiling_rate))
     print()
     print("messages/s of a campaign: the whole `newsletter campaign send`, launch to exit.")
-    print("first message: from launch until the sink has it (start-up and planning).")
+    print(
+        "first message: from launch until the sink has it (start-up and planning), with "
+        "compiled bytecode kept as an installed package keeps it."
+    )
     print("peak memory: the command's largest process (itself or one sending process).")
     print(
         "CPU/message: user + system time of the command and its sending processes, start-up "
