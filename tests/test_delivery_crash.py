@@ -30,9 +30,14 @@ def _rows(db: Path, sql: str) -> list[tuple]:
         conn.close()
 
 
-@pytest.mark.parametrize("processes", [1, 2], ids=["one-process", "two-processes"])
+@pytest.mark.parametrize(
+    ("processes", "connections"),
+    [(1, 1), (1, CONNECTIONS), (2, CONNECTIONS)],
+    # One connection: the sending thread builds and sends itself, without worker threads.
+    ids=["one-connection", "one-process", "two-processes"],
+)
 def test_sigkill_during_a_campaign_never_duplicates_or_skips(
-    ws_dir: Path, env: dict[str, str], processes: int
+    ws_dir: Path, env: dict[str, str], processes: int, connections: int
 ) -> None:
     rng = random.Random(20261127)
     people = ws_dir / "people.csv"
@@ -44,7 +49,7 @@ def test_sigkill_during_a_campaign_never_duplicates_or_skips(
             NEWSLETTER_SMTP__HOST="127.0.0.1",
             NEWSLETTER_SMTP__PORT=str(sink.port),
             NEWSLETTER_SMTP__SECURITY="none",
-            NEWSLETTER_DELIVERY__CONCURRENCY=str(CONNECTIONS),
+            NEWSLETTER_DELIVERY__CONCURRENCY=str(connections),
             # Two processes: the sender and its children all die with the kill.
             NEWSLETTER_DELIVERY__PROCESSES=str(processes),
         )
@@ -87,7 +92,7 @@ def test_sigkill_during_a_campaign_never_duplicates_or_skips(
         received = Counter(sink.recipients())
 
     for count in in_flight_at_kills:
-        assert count <= CONNECTIONS
+        assert count <= connections
     rows = _rows(
         db,
         "SELECT s.email, d.status FROM deliveries d JOIN subscribers s "
