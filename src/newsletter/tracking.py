@@ -16,6 +16,7 @@ import ipaddress
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 
 import markupsafe
 
@@ -184,6 +185,11 @@ class LinkRewriter:
             # pattern's literal prefix and so its speed.
             self._text = re.compile(rf"""({urls})(?=[.,;:!?]*(?:[\s<>"')\]]|$))""")
 
+    @property
+    def html_spellings(self) -> Mapping[str, int]:
+        """Every form of a registered URL ``rewrite_html`` replaces, with its link id."""
+        return MappingProxyType(self._html_ids)
+
     def rewrite_html(self, document: str, click_url: Callable[[int], str]) -> str:
         if not self.link_ids:
             return document
@@ -223,12 +229,17 @@ def rewrite_text(text: str, link_ids: Mapping[str, int], click_url: Callable[[in
     return LinkRewriter(link_ids).rewrite_text(text, click_url)
 
 
-def add_pixel(document: str, pixel_url: str) -> str:
-    """Put a 1x1 open pixel just before </body> (or at the end)."""
-    tag = (
+def pixel_tag(pixel_url: str) -> str:
+    """The open pixel's <img> tag."""
+    return (
         f'<img src="{html.escape(pixel_url)}" width="1" height="1" alt="" '
         'style="display:block;border:0;width:1px;height:1px" />'
     )
+
+
+def add_pixel(document: str, pixel_url: str) -> str:
+    """Put a 1x1 open pixel just before </body> (or at the end)."""
+    tag = pixel_tag(pixel_url)
     index = document.rfind("</body>")
     if index == -1:
         index = document.lower().rfind("</body>")
