@@ -268,6 +268,35 @@ def test_a_carriage_return_in_a_value_sends_that_message_the_full_way(ws_dir: Pa
     ws.close()
 
 
+def test_a_raw_value_from_a_text_partial_sends_that_message_the_full_way(ws_dir: Path) -> None:
+    """A text template included in the HTML one writes its values unescaped: a value
+    with a quote, < or > could change the document's structure, so that message
+    takes the full path; the others stay compiled."""
+    _custom_design(
+        ws_dir,
+        lambda s: s.replace(
+            'Hi {{ subscriber.first_name | default("there", true) }}',
+            'Hi {% include "_partials/name.txt" %}',
+        ),
+    )
+    (ws_dir / "templates" / "_partials").mkdir()
+    (ws_dir / "templates" / "_partials" / "name.txt").write_text(
+        "{{ subscriber.first_name }}", encoding="utf-8"
+    )
+    ws, _, mail = _campaign(ws_dir, "custom")
+    # An opened comment makes the full path's part quoted-printable (é inside it).
+    people = [*_people(mail), _person(200, "raw@example.org", "<!-- é", "")]
+    in_full = _messages(mail, people)
+    assert mail.templates.splice() and mail.compile_html(), mail.compile_reason
+    assert _messages(mail, people) == in_full
+    assert b"Hi <b>Bold</b> & <i>co</i>," in in_full[1]  # written raw
+    assert b"Content-Transfer-Encoding: quoted-printable\r\n\r\n<!DOCTYPE" in in_full[-1]
+    served = dict(zip((p["email"] for p in people), _compiled_for(mail, people), strict=True))
+    assert not served["quotes@example.org"] and not served["lt@example.org"]
+    assert served["amp@example.org"] and served["accents@example.org"]
+    ws.close()
+
+
 def _custom_design(
     ws_dir: Path, change: Callable[[str], str], file: str = "custom/body.html"
 ) -> None:

@@ -12,8 +12,10 @@ URL and the pixel URL.
 
 Compiled only where the bytes are provably the full path's (``compile_html``
 raises NotCompilable otherwise), by what the values can be: escaped by
-Jinja (or ``html.escape``), they hold no quote, ``<`` or ``>``, so the quotes
-and tags of the document with markers are those of every message:
+Jinja (or ``html.escape``), they hold no quote, ``<`` or ``>`` (a message
+with one that does, written raw by a text template that an HTML one
+includes, takes the full path), so the quotes and tags of the document with
+markers are those of every message:
 
 - the rewriter replaces ``href=`` + a quote + a registered spelling + the same
   quote. With no quote in a spelling, that is the text between one quote and
@@ -26,8 +28,9 @@ and tags of the document with markers are those of every message:
   such a block (quoted-printable), a line over 990 bytes without any value,
   a carriage return, ``</BODY>`` in capitals: the campaign keeps the full path.
 
-Per message, a value with a carriage return, or a line that grows past 990
-bytes, sends that message through the full path (``body`` returns None).
+Per message, a value with a carriage return, a quote, ``<`` or ``>``, or a
+line that grows past 990 bytes, sends that message through the full path
+(``body`` returns None).
 Pure: no I/O.
 """
 
@@ -58,6 +61,8 @@ _Slot = tuple[int, Any]
 _OPEN, _CLOSE = "\ue000", "\ue001"
 _MARKER = re.compile("\ue000(\\d+)\ue001")
 _QUOTE = re.compile("[\"']")
+# What no escaped value holds; a carriage return would be normalised over the document.
+_UNSAFE = re.compile("[\"'<>\r]")
 # A value right after "<", "</sty", "<!-" … or right before ">" or "->" could make
 # or unmake a tag, a comment or </body>: the structure would depend on it.
 _TAG_START = re.compile(r"<[!/a-zA-Z\s-]*\Z")
@@ -117,11 +122,15 @@ class CompiledHtml:
         for (kind, need), after in self._steps:
             if kind == _VALUE:
                 text = values[need]
+                if _UNSAFE.search(text):
+                    return None
             elif kind == _CLICK:
                 text = clicks.get(need) or clicks.setdefault(need, html.escape(click_url(need)))
             elif kind == _HREF:
                 # What the rewriter sees between the quotes: replaced if registered.
                 text = "".join(p if isinstance(p, str) else values[p] for p in need)
+                if _UNSAFE.search(text):
+                    return None
                 link = self._spellings.get(text)
                 if link is not None:
                     text = clicks.get(link) or clicks.setdefault(link, html.escape(click_url(link)))
@@ -133,7 +142,7 @@ class CompiledHtml:
                 out.append(after)
                 continue
             if "\r" in text:
-                return None  # line ends are normalised over the whole document
+                return None  # a URL made from a setting with one
             out.append(_encode(text))
             out.append(after)
         data = b"".join(out)
