@@ -104,7 +104,10 @@ class CompiledHtml:
                 pieces.append("")
         encoded = [_encode(piece) for piece in pieces]
         self._head = encoded[0]
-        self._steps = list(zip(self._slots, encoded[1:], strict=True))
+        self._steps = [
+            (kind, need, after)
+            for (kind, need), after in zip(self._slots, encoded[1:], strict=True)
+        ]
         # Hrefs made of values, looked up per message (the tests show they are found).
         self.href_slots = sum(kind == _HREF for kind, _ in self._slots)
 
@@ -118,38 +121,51 @@ class CompiledHtml:
         URL, ``pixel_url`` is the open pixel's (unused where there is none).
         """
         out = [self._head]
-        clicks: dict[int, str] = {}
-        for (kind, need), after in self._steps:
-            if kind == _VALUE:
+        append = out.append
+        urls: dict[int, bytes | None] = {}  # each link's click URL, escaped and encoded once
+        data: bytes | None
+        for kind, need, after in self._steps:
+            if kind == _CLICK:
+                data = urls[need] if need in urls else _url(urls, need, click_url)
+            elif kind == _VALUE:
                 text = values[need]
                 if _UNSAFE.search(text):
                     return None
-            elif kind == _CLICK:
-                text = clicks.get(need) or clicks.setdefault(need, html.escape(click_url(need)))
+                data = _encode(text)
             elif kind == _HREF:
                 # What the rewriter sees between the quotes: replaced if registered.
                 text = "".join(p if isinstance(p, str) else values[p] for p in need)
                 if _UNSAFE.search(text):
                     return None
                 link = self._spellings.get(text)
-                if link is not None:
-                    text = clicks.get(link) or clicks.setdefault(link, html.escape(click_url(link)))
+                if link is None:
+                    data = _encode(text)
+                else:
+                    data = urls[link] if link in urls else _url(urls, link, click_url)
             elif kind == _PIXEL:
                 text = html.escape(pixel_url)
+                data = None if "\r" in text else _encode(text)
             else:  # _CHECK: the quote after this must not follow an href= spelt by values
                 if _tail(out, 5) == b"href=":
                     return None
-                out.append(after)
+                append(after)
                 continue
-            if "\r" in text:
-                return None  # a URL made from a setting with one
-            out.append(_encode(text))
-            out.append(after)
-        data = b"".join(out)
-        if not data.endswith(b"\r\n"):
-            data += b"\r\n"
+            if data is None:
+                return None  # a URL with a carriage return (made from a setting)
+            append(data)
+            append(after)
+        body = b"".join(out)
+        if not body.endswith(b"\r\n"):
+            body += b"\r\n"
         # Checked on the CRLF bytes: each line counts its CR, so the limit is one more.
-        return None if has_long_line(data, _LINE + 1) else data
+        return None if has_long_line(body, _LINE + 1) else body
+
+
+def _url(urls: dict[int, bytes | None], link: int, click_url: Callable[[int], str]) -> bytes | None:
+    """A link's click URL as the rewriter writes it (escaped), encoded; None with a CR."""
+    text = html.escape(click_url(link))
+    data = urls[link] = None if "\r" in text else _encode(text)
+    return data
 
 
 def compile_html(pieces: Sequence[Any], spellings: Mapping[str, int], pixel: bool) -> CompiledHtml:
