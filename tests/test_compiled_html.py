@@ -22,6 +22,7 @@ from newsletter.compiled_html import CompiledHtml, NotCompilable, compile_html
 from newsletter.mail import CampaignMail
 from newsletter.mime import UnsafeHeader, html_body
 from newsletter.render import DEFAULTS_DIR, TemplateSet, article_context, subscriber_context
+from newsletter.transports import FIELDS
 from newsletter.workspace import Workspace
 from workspaces import workspace_with_articles_and_subscribers
 
@@ -236,6 +237,29 @@ def test_a_test_send_of_a_tracked_campaign_is_compiled_untracked(ws_dir: Path) -
     assert _messages(mail, PEOPLE, tracked=False) == in_full
     assert _messages(mail, PEOPLE) == tracked_full
     assert {tracked for _, tracked in mail._proven} == {True, False}
+    ws.close()
+
+
+def test_email_apis_get_the_same_fields_whatever_the_mime_path(ws_dir: Path) -> None:
+    """A transport that takes the message as fields gets the HTML as text, as before;
+    a send through one compiles nothing."""
+    ws, _, mail = _campaign(ws_dir)
+
+    def fields() -> list[Any]:
+        sender = "bounces@example.org"
+        return [
+            mail.envelope(p, f"k{p['id']}", NOW, sender, needs=FIELDS)[1].content for p in PEOPLE
+        ]
+
+    before = fields()
+    assert mail.templates.splice()
+    assert not mail.compile_html(FIELDS)
+    assert mail.compile_reason == "the transport takes the message as fields"
+    assert fields() == before
+    assert mail.compile_html(), mail.compile_reason
+    _messages(mail, PEOPLE)
+    assert mail._proven  # the MIME path compiled
+    assert fields() == before
     ws.close()
 
 

@@ -283,12 +283,16 @@ class CampaignMail:
         # A tracked link is longer than the one it replaces: wrap again.
         return wrap_lines(self._rewriter.rewrite_text(text, click))
 
-    def compile_html(self) -> bool:
+    def compile_html(self, needs: str = MIME) -> bool:
         """Build each message's HTML part from bytes compiled once per campaign plan
         from now on, where the templates splice and the part allows it (see
-        ``compiled_html.py``): for a send. Says whether it does; ``compile_reason``
-        says why not. The first message of each compiled plan is also built in
-        full and compared: one difference, and the full path builds every message."""
+        ``compiled_html.py``): for a send whose transport ``needs`` MIME bytes. Says
+        whether it does; ``compile_reason`` says why not. The first message of each
+        compiled plan is also built in full and compared: one difference, and the
+        full path builds every message."""
+        if needs == FIELDS:
+            self.compile_reason = "the transport takes the message as fields"
+            return False
         pieces = self.templates.html_pieces(self.context(SAMPLE_SUBSCRIBER))
         if pieces is None:
             self.compile_reason = "the templates are not spliced"

@@ -321,8 +321,9 @@ def _read_and_send(
     # subscriber's values in, where the templates allow it (each compiled form is
     # checked against the full render on its first message).
     spliced = mail.templates.splice()
-    # And its HTML part compiled once: per message only the values are encoded and joined.
-    compiled = spliced and mail.compile_html()
+    # And its HTML part compiled once, for the transports that take MIME bytes: per
+    # message only the values are encoded and joined.
+    compiled = spliced and mail.compile_html(needs)
     if spliced:
         log.info(
             "campaign %s: rendering once and splicing per subscriber, %s",
