@@ -497,7 +497,7 @@ def test_small_documents_compile_to_the_full_paths_bytes_or_say_not(
         (["a\r\nb", 0, ""], {}, "carriage returns"),
         (["\ue000", 0, ""], {}, "private-use"),
         (["<p>", 0, "</p>"], {"https://a.example/it's": 1}, "a quote"),
-        (["x" * 991 + "\n", 0], {}, "longer than 990"),
+        (["x" * 991 + "\n", 0, ""], {}, "longer than 990"),
     ],
 )
 def test_documents_whose_bytes_could_depend_on_a_value_are_not_compiled(

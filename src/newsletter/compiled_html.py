@@ -115,7 +115,8 @@ class CompiledHtml:
         self, values: Mapping[int, str], click_url: Callable[[int], str], pixel_url: str
     ) -> bytes | None:
         """The HTML part's 7bit bytes for one message, or None where only the full
-        path can build it (a carriage return in a value, a line past 990 bytes).
+        path can build it (a value with a carriage return, a quote, < or >, or that
+        spells href= before a quote; a line past 990 bytes).
 
         ``values`` are the splice's, by index; ``click_url`` makes a link's tracking
         URL, ``pixel_url`` is the open pixel's (unused where there is none).
@@ -146,6 +147,8 @@ class CompiledHtml:
                 text = html.escape(pixel_url)
                 data = None if "\r" in text else _encode(text)
             else:  # _CHECK: the quote after this must not follow an href= spelt by values
+                # Read on the bytes: a character reference ends in ";", so they end in
+                # b"href=" exactly where the text ends in "href=".
                 if _tail(out, 5) == b"href=":
                     return None
                 append(after)
@@ -176,6 +179,8 @@ def compile_html(pieces: Sequence[Any], spellings: Mapping[str, int], pixel: boo
     the open pixel goes in. Raises NotCompilable with the reason where the
     result would not provably be the full path's.
     """
+    if len(pieces) % 2 != 1:
+        raise ValueError("pieces are text, then the index of a value, …, ending in text")
     texts = [str(p) for p in pieces[0::2]]
     indexes = [int(p) for p in pieces[1::2]]
     if any(_OPEN in t or _CLOSE in t for t in texts):
@@ -193,10 +198,15 @@ def compile_html(pieces: Sequence[Any], spellings: Mapping[str, int], pixel: boo
     edits: list[tuple[int, int, list[str | _Slot]]] = []
     if spellings:
         for url in spellings:
+            # A quote would let a replacement span quotes; < or > a tag or comment;
+            # and ending in href= two replacements overlap (the rewriter makes one).
             if any(c in url for c in "\"'<>") or url.endswith("href="):
-                raise NotCompilable(f"a tracked link's URL holds a quote, < or >: {url[:80]}")
+                raise NotCompilable(
+                    f"a tracked link's URL holds a quote, < or >, or ends in href=: {url[:80]}"
+                )
         edits += _links(marked, spellings, split)
     if pixel:
+        # Values hold no "<": the last </body> is the same one in every message.
         at = marked.rfind("</body>")
         if at == -1:
             if "</body>" in marked.lower():
@@ -223,7 +233,9 @@ def _links(
     """Where the rewriter would replace a link, as edits of the marked document.
 
     A replacement spans from one quote to the next (no spelling holds a quote),
-    of the same kind, after ``href=``.
+    of the same kind, after ``href=``. Values hold no quote, so the quotes of
+    the marked document are every message's; only the five characters before
+    a quote may differ, where a value ends within them (a _CHECK per message).
     """
     edits: list[tuple[int, int, list[str | _Slot]]] = []
     quotes = [m.start() for m in _QUOTE.finditer(marked)]
