@@ -1,6 +1,8 @@
 """Signed tracking tokens, link rewriting, the open pixel and IP truncation."""
 
 import base64
+import hashlib
+import hmac
 import html
 import ipaddress
 import string
@@ -146,6 +148,38 @@ def test_large_ids_round_trip(big):
     signer = Signer(KEY)
     token = signer.make("click", big, big - 1, big // 2)
     assert signer.read(token, "click") == TokenData("click", big, big - 1, big // 2)
+
+
+def _documented_token(key: str, purpose: str, ids: tuple[int, int, int]) -> str:
+    """A token as tracking.py's docstring defines it, with the standard library's hmac:
+    version, purpose and ids as varints, then HMAC-SHA256 (of the derived key) cut to 12
+    bytes, all in URL-safe base64 without padding."""
+
+    def varint(n: int) -> bytes:
+        out = bytearray()
+        while True:
+            out.append((n & 0x7F) | (0x80 if n >= 0x80 else 0))
+            n >>= 7
+            if not n:
+                return bytes(out)
+
+    token_key = hashlib.sha256(b"newsletter-token\0" + key.encode()).digest()
+    payload = bytes((1, PURPOSES[purpose])) + b"".join(varint(n) for n in ids)
+    signature = hmac.new(token_key, payload, hashlib.sha256).digest()[:12]
+    return base64.urlsafe_b64encode(payload + signature).rstrip(b"=").decode()
+
+
+@pytest.mark.parametrize("key", [KEY, "k", "a much longer signing key, " * 5, "ключ"])
+@pytest.mark.parametrize(
+    "ids", [(0, 0, 0), (1, 2, 0), (127, 128, 129), (5, 123456, 7), (2**40, 2**63 - 1, 300)]
+)
+def test_tokens_are_the_documented_hmac(key: str, ids: tuple[int, int, int]) -> None:
+    """Tokens already sent must keep working: the signing is HMAC-SHA256, however made."""
+    signer = Signer(key)
+    for purpose in PURPOSES:
+        token = signer.make(purpose, *ids)
+        assert token == _documented_token(key, purpose, ids)
+        assert signer.read(token, purpose) == TokenData(purpose, *ids)
 
 
 def test_negative_ids_cannot_be_signed():

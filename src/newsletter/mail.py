@@ -12,14 +12,15 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, cast
 
 from newsletter import composer, tracking
+from newsletter.compiled_html import CompiledHtml, NotCompilable, compile_html
 from newsletter.config import Settings
-from newsletter.mime import MessageFactory, list_unsubscribe
+from newsletter.mime import MessageFactory, html_body, list_unsubscribe
 from newsletter.render import (
     Rendered,
     TemplateSet,
@@ -141,6 +142,13 @@ class CampaignMail:
             {"campaign": self.campaign_context, "articles": self.articles, "sender": self.sender}
         )
         self.factory = self._factory(self.subject)
+        # The HTML part compiled per campaign plan (compile_html), by the id of its
+        # spliced pieces and whether it is tracked; those proven by a full build.
+        self._compiling = False
+        self.compile_reason = "not asked for (one-off renders)"
+        # A plan that cannot be compiled keeps the reason instead.
+        self._compiled: dict[tuple[int, bool], tuple[list[Any], CompiledHtml | str]] = {}
+        self._proven: set[tuple[int, bool]] = set()
 
     def _campaign_context(self, articles: Sequence[ArticleContext]) -> dict[str, Any]:
         """The campaign's template data; its preheader follows the articles when it set none."""
@@ -249,18 +257,103 @@ class CampaignMail:
         rendered = self._render(subscriber, context)
         if not (self.tracked if tracked is None else tracked):
             return rendered
-        cid, sid = self.campaign["id"], subscriber["id"]
+        click = self._click(subscriber["id"])
+        html = self._tracked_html(rendered.html, subscriber["id"], click, pixel)
+        return Rendered(rendered.subject, html, self._tracked_text(rendered.text, click))
+
+    def _click(self, subscriber_id: int) -> Callable[[int], str]:
+        """One subscriber's click-tracking URL of a link, by link id."""
+        cid = self.campaign["id"]
 
         @functools.cache  # a link in both parts is signed once
         def click(link_id: int) -> str:
-            return self.urls.click(cid, sid, link_id)
+            return self.urls.click(cid, subscriber_id, link_id)
 
-        html = self._rewriter.rewrite_html(rendered.html, click)
+        return click
+
+    def _tracked_html(
+        self, html: str, subscriber_id: int, click: Callable[[int], str], pixel: bool
+    ) -> str:
+        html = self._rewriter.rewrite_html(html, click)
         if pixel:
-            html = tracking.add_pixel(html, self.urls.open(cid, sid))
+            html = tracking.add_pixel(html, self.urls.open(self.campaign["id"], subscriber_id))
+        return html
+
+    def _tracked_text(self, text: str, click: Callable[[int], str]) -> str:
         # A tracked link is longer than the one it replaces: wrap again.
-        text = wrap_lines(self._rewriter.rewrite_text(rendered.text, click))
-        return Rendered(rendered.subject, html, text)
+        return wrap_lines(self._rewriter.rewrite_text(text, click))
+
+    def compile_html(self, needs: str = MIME) -> bool:
+        """Build each message's HTML part from bytes compiled once per campaign plan
+        from now on, where the templates splice and the part allows it (see
+        ``compiled_html.py``): for a send whose transport ``needs`` MIME bytes. Says
+        whether it does; ``compile_reason`` says why not. The first message of each
+        compiled plan is also built in full and compared: one difference, and the
+        full path builds every message."""
+        if needs == FIELDS:
+            self.compile_reason = "the transport takes the message as fields"
+            return False
+        pieces = self.templates.html_pieces(self.context(SAMPLE_SUBSCRIBER))
+        if pieces is None:
+            self.compile_reason = "the templates are not spliced"
+            return False
+        compiled = self._compiled_html(pieces, self.tracked)
+        self._compiling = isinstance(compiled, CompiledHtml)
+        self.compile_reason = "" if isinstance(compiled, CompiledHtml) else compiled
+        return self._compiling
+
+    def _compiled_html(self, pieces: list[Any], tracked: bool) -> CompiledHtml | str:
+        """The HTML part of a campaign plan compiled, once; or why it is not."""
+        key = (id(pieces), tracked)
+        found = self._compiled.get(key)
+        if found is None:
+            compiled: CompiledHtml | str
+            try:
+                spellings = self._rewriter.html_spellings if tracked else {}
+                compiled = compile_html(pieces, spellings, pixel=tracked)
+            except NotCompilable as exc:
+                compiled = str(exc)  # this plan's messages keep the full path
+            if len(self._compiled) >= 128:  # many article subsets: start over
+                self._compiled.clear()
+                self._proven.clear()
+            # The pieces are kept with their compiled form, so their id is not reused.
+            found = self._compiled[key] = (pieces, compiled)
+        return found[1]
+
+    def _mime_parts(
+        self, subscriber: Mapping[str, Any], tracked: bool | None, context: Mapping[str, Any]
+    ) -> tuple[str, str | bytes]:
+        """The text part and the HTML part of one message: the HTML as text, or as
+        its 7bit bytes where it is compiled (``compile_html``)."""
+        tracked = self.tracked if tracked is None else tracked
+        rendered, spliced = self.templates.render_spliced(context)
+        compiled = (
+            self._compiled_html(spliced.pieces, tracked)
+            if spliced is not None and self._compiling
+            else None
+        )
+        sid = subscriber["id"]
+        click = self._click(sid)
+        text = self._tracked_text(rendered.text, click) if tracked else rendered.text
+        if not isinstance(compiled, CompiledHtml) or spliced is None:
+            html = self._tracked_html(rendered.html, sid, click, True) if tracked else rendered.html
+            return text, html
+        pixel_url = self.urls.open(self.campaign["id"], sid) if tracked else ""
+        body = compiled.body(spliced.values, click, pixel_url)
+        key = (id(spliced.pieces), tracked)
+        if body is not None and key in self._proven:
+            return text, body
+        html = self._tracked_html(rendered.html, sid, click, True) if tracked else rendered.html
+        if body is None:
+            return text, html  # this message needs the full path (a long line, a CR)
+        if html_body(html) != (b"7bit", body):
+            # The proof, on the first message of each compiled plan: a compiled part
+            # that ever differs from the full path's is never used again.
+            self._compiling = False
+            self.compile_reason = "a compiled HTML part differed from the full path's"
+            return text, html
+        self._proven.add(key)
+        return text, body
 
     def message(
         self,
@@ -303,24 +396,25 @@ class CampaignMail:
         """
         factory = factory or self._parts(subscriber["id"])[1]
         context = self.context(subscriber)
-        rendered = self.render(subscriber, tracked, context=context)
         msg_id = message_id(self.campaign["id"], key, self.domain)
         unsubscribe = context["links"]["unsubscribe"]
         mailto = self.settings.sender.unsubscribe_mailto or None
         recipient = to_address or subscriber["email"]
         to_name = "" if to_address else context["subscriber"]["name"]
         if needs != FIELDS:
+            text, html = self._mime_parts(subscriber, tracked, context)
             data = factory.build(
                 to_address=recipient,
                 to_name=to_name,
                 msg_id=msg_id,
                 date=now,
-                text=rendered.text,
-                html=rendered.html,
+                text=text,
+                html=html,
                 unsubscribe_url=unsubscribe,
                 unsubscribe_mailto=mailto,
             )
             return msg_id, Envelope(sender, recipient, data, key, crlf=True)
+        rendered = self.render(subscriber, tracked, context=context)
         factory.check_personal(to_address=recipient, to_name=to_name, msg_id=msg_id)
         headers = {
             "Message-ID": msg_id,

@@ -124,10 +124,11 @@ def _to_header(name: str, address: str) -> bytes:
     return _address_header("To", name, address, f"the name of {address}", "To")
 
 
-_RAW_TEXT = re.compile(r"<(style|script)\b.*?</\1\s*>|<!--.*?-->", re.IGNORECASE | re.DOTALL)
+# The raw-text blocks of HTML: what a character reference is not read in.
+RAW_TEXT = re.compile(r"<(style|script)\b.*?</\1\s*>|<!--.*?-->", re.IGNORECASE | re.DOTALL)
 
 
-def _html_body(document: str) -> tuple[bytes, bytes]:
+def html_body(document: str) -> tuple[bytes, bytes]:
     """Encode the HTML part: 7bit where it can be, quoted-printable otherwise.
 
     Non-ASCII characters become numeric character references, which every
@@ -137,18 +138,18 @@ def _html_body(document: str) -> tuple[bytes, bytes]:
     """
     text = document.replace("\r\n", "\n").replace("\r", "\n") if "\r" in document else document
     if not text.isascii() and any(
-        not block.group(0).isascii() for block in _RAW_TEXT.finditer(text)
+        not block.group(0).isascii() for block in RAW_TEXT.finditer(text)
     ):
         # Character references mean nothing inside <style>, <script> or comments.
         return b"quoted-printable", _qp(text)
     data = text.encode("ascii", "xmlcharrefreplace")
-    if _has_long_line(data, 990):
+    if has_long_line(data, 990):
         return b"quoted-printable", _qp(text)
     data = data.replace(b"\n", b"\r\n")
     return b"7bit", data if data.endswith(b"\r\n") else data + b"\r\n"
 
 
-def _has_long_line(data: bytes, limit: int) -> bool:
+def has_long_line(data: bytes, limit: int) -> bool:
     """Whether a line of ``data`` (split at LF) is longer than ``limit`` bytes.
 
     Looks for the last line end within each ``limit + 1`` bytes and jumps past
@@ -230,11 +231,14 @@ class MessageFactory:
         msg_id: str,
         date: dt.datetime,
         text: str,
-        html: str,
+        html: str | bytes,
         unsubscribe_url: str | None = None,
         unsubscribe_mailto: str | None = None,
     ) -> bytes:
         """One recipient's message as wire bytes.
+
+        ``html`` as bytes is the HTML part already encoded as ``html_body`` would
+        encode it for 7bit (a compiled part, see ``compiled_html.py``).
 
         Raises InputError when a value of this recipient cannot go in a header
         (a line break in the name): only this message fails.
@@ -252,7 +256,7 @@ class MessageFactory:
                 f"List-Unsubscribe: {value}\r\n"
                 "List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n".encode()
             )
-        encoding, html_body = _html_body(html)
+        encoding, body = (b"7bit", html) if isinstance(html, bytes) else html_body(html)
         return b"".join(
             [
                 *personal,
@@ -260,7 +264,7 @@ class MessageFactory:
                 self.text_head,
                 _qp(text),
                 self.html_head % (b"text/html", encoding),
-                html_body,
+                body,
                 self.closing,
             ]
         )

@@ -194,6 +194,15 @@ class Rendered:
     text: str
 
 
+@dataclass(frozen=True)
+class SplicedHtml:
+    """A spliced HTML part in its pieces: the campaign's text (even items) and the
+    index of a personal value (odd ones), with one subscriber's values by index."""
+
+    pieces: list[Any]
+    values: Mapping[int, str]
+
+
 class TemplateSet:
     """One template set (subject, HTML body, text body), workspace files first."""
 
@@ -292,29 +301,49 @@ class TemplateSet:
 
     def render(self, context: Mapping[str, Any]) -> Rendered:
         """Render all three parts; a failure names the template file and line."""
-        out = self._spliced(context) if self._splicer is not None else None
-        if out is None:
-            out = self._render_parts(context)
+        return self.render_spliced(context)[0]
+
+    def render_spliced(self, context: Mapping[str, Any]) -> tuple[Rendered, SplicedHtml | None]:
+        """Render all three parts, and the HTML part's pieces and values where it was
+        spliced (None where it was rendered in full)."""
+        spliced = self._spliced(context) if self._splicer is not None else None
+        out = spliced[0] if spliced is not None else self._render_parts(context)
         subject = " ".join(out["subject.txt"].split())
         text = wrap_lines(out["body.txt"].strip()) + "\n"
-        return Rendered(subject=subject, html=out["body.html"], text=text)
+        rendered = Rendered(subject=subject, html=out["body.html"], text=text)
+        return rendered, spliced[1] if spliced is not None else None
 
-    def _spliced(self, context: Mapping[str, Any]) -> dict[str, str] | None:
+    def html_pieces(self, context: Mapping[str, Any]) -> list[Any] | None:
+        """The spliced pieces of the HTML part for this campaign context, before any
+        message proved them; None where the set is not spliced."""
+        if self._splicer is None:
+            return None
+        try:
+            return self._splicer.plan(context)[0][f"{self.name}/body.html"]
+        except Exception:  # noqa: BLE001 - the full render says what is wrong, with the line
+            return None
+
+    def _spliced(self, context: Mapping[str, Any]) -> tuple[dict[str, str], SplicedHtml] | None:
         """The three parts by splicing, or None where the full render must do it."""
         splicer = self._splicer
         if splicer is None or not all(name in context for name in PERSONAL):
             return None
         try:
             pieces, new = splicer.plan(context)
-            out = {part: splicer.render(pieces[f"{self.name}/{part}"], context) for part in PARTS}
+            values: dict[int, str] = {}
+            out = {
+                part: splicer.render(pieces[f"{self.name}/{part}"], context, values)
+                for part in PARTS
+            }
         except NotSpliceable as exc:
             self._splicer, self.splice_reason = None, str(exc)
             return None
         except Exception:  # noqa: BLE001 - the full render says what is wrong, with the line
             splicer.forget(context)
             return None
+        html = SplicedHtml(pieces[f"{self.name}/body.html"], values)
         if not new:
-            return out
+            return out, html
         try:
             full = self._render_parts(context)
         except Exception:
@@ -326,7 +355,8 @@ class TemplateSet:
             self._splicer = None
             self.splice_reason = "a spliced message differed from the full render"
             return None
-        return out
+        splicer.proven(context)
+        return out, html
 
     def _render_parts(self, context: Mapping[str, Any]) -> dict[str, str]:
         out = {}

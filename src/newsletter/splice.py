@@ -171,6 +171,8 @@ class Splicer:
                     todo.append(name)
                     self.env.get_template(name)
         self._plans: dict[tuple[Any, ...], tuple[Any, dict[str, list[Any]]]] = {}
+        # The plans whose spliced render has been compared with the full one.
+        self._proven: set[tuple[Any, ...]] = set()
 
     def _key(self, context: Mapping[str, Any]) -> tuple[Any, ...]:
         """The campaign's part of a context, by identity: a campaign passes the same
@@ -178,11 +180,12 @@ class Splicer:
         return tuple((k, id(v)) for k, v in context.items() if k not in PERSONAL)
 
     def plan(self, context: Mapping[str, Any]) -> tuple[dict[str, list[Any]], bool]:
-        """The pieces of every part for this campaign context, and whether they are new."""
+        """The pieces of every part for this campaign context, and whether they are
+        still to be proven (``proven``)."""
         key = self._key(context)
         found = self._plans.get(key)
         if found is not None:
-            return found[1], False
+            return found[1], key not in self._proven
         shared = {k: v for k, v in context.items() if k not in PERSONAL}
         pieces: dict[str, list[Any]] = {}
         for part, template in self.templates.items():
@@ -191,12 +194,21 @@ class Splicer:
             pieces[part] = [int(p) if i % 2 else p for i, p in enumerate(cut)]
         if len(self._plans) >= 64:
             self._plans.clear()  # many article subsets (automatic campaigns): start over
+            self._proven.clear()
         # The context's objects are kept with the plan, so their ids cannot be reused.
         self._plans[key] = (shared, pieces)
         return pieces, True
 
-    def render(self, pieces: list[Any], context: Mapping[str, Any]) -> str:
-        values: dict[int, str] = {}
+    def proven(self, context: Mapping[str, Any]) -> None:
+        """This context's plan rendered as the full render does."""
+        self._proven.add(self._key(context))
+
+    def render(
+        self, pieces: list[Any], context: Mapping[str, Any], values: dict[int, str] | None = None
+    ) -> str:
+        """Join the pieces with this context's values; each value is worked out once,
+        into ``values`` when given (the parts of one message share them)."""
+        values = {} if values is None else values
         out = []
         for i, piece in enumerate(pieces):
             if i % 2 == 0:
@@ -208,4 +220,6 @@ class Splicer:
         return "".join(out)
 
     def forget(self, context: Mapping[str, Any]) -> None:
-        self._plans.pop(self._key(context), None)
+        key = self._key(context)
+        self._plans.pop(key, None)
+        self._proven.discard(key)

@@ -336,8 +336,17 @@ def _read_and_send(
     # subscriber's values in, where the templates allow it (each compiled form is
     # checked against the full render on its first message).
     spliced = mail.templates.splice()
+    # And its HTML part compiled once, for the transports that take MIME bytes: per
+    # message only the values are encoded and joined.
+    compiled = spliced and mail.compile_html(needs)
     if spliced:
-        log.info("campaign %s: rendering once and splicing per subscriber", campaign_id)
+        log.info(
+            "campaign %s: rendering once and splicing per subscriber, %s",
+            campaign_id,
+            "the HTML part compiled once"
+            if compiled
+            else f"the HTML part built per message ({mail.compile_reason})",
+        )
     else:
         log.info(
             "campaign %s: rendering in full per subscriber (%s)",
@@ -431,4 +440,10 @@ def _read_and_send(
                 "campaign %s: splicing stopped (%s); rendered in full from then on",
                 campaign_id,
                 mail.templates.splice_reason,
+            )
+        elif compiled and mail.compile_reason:
+            log.warning(
+                "campaign %s: compiled HTML stopped (%s); built in full from then on",
+                campaign_id,
+                mail.compile_reason,
             )
