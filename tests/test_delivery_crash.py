@@ -138,6 +138,9 @@ def test_a_restarted_run_takes_over_the_lease_of_a_killed_run_at_once(
         cli = Cli(ws_dir, env)
         cli("fetch")
         cli("subscribers", "import", "--confirmed", "people.csv")
+        # Imported here, not left to the run's first poll: that poll and the look for
+        # due campaigns start together, and either may come first.
+        cli("subscribers", "import", "subscribers/example.csv")
         cli("campaign", "create", "--subject", "Restart")
         ws = Workspace.open(ws_dir, env={})
         now = jobs.utc_now()
