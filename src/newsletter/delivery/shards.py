@@ -108,6 +108,11 @@ def _send_sharded(
             _read_and_send(
                 store, mail, own, lambda: watch.stop.is_set() or should_stop(), Shard(0, count)
             )
+        except BaseException:
+            # Ctrl-C or an error in this process's own share: the children stop now, not
+            # once they have sent their whole shares.
+            watch.stop_all()
+            raise
         finally:
             watch.own_done.set()
             watch.join()
@@ -164,9 +169,7 @@ class _Watch(threading.Thread):
             self._watch()
         except BaseException as exc:  # noqa: BLE001 - handed to the sending thread
             self.failure = exc
-            self.stop.set()
-            for child, _ in self.children:
-                child.terminate()
+            self.stop_all()
 
     def _watch(self) -> None:
         run, children, latest = self.send, self.children, self.latest
@@ -205,14 +208,20 @@ class _Watch(threading.Thread):
             if not self.stopping and (
                 self.should_stop() or run.lost.is_set() or total.paused_reason
             ):
-                self.stopping = True
-                self.stop.set()  # the own share stops after its messages in flight
                 if run.lost.is_set():
                     run.pause("paused: this sender lost its lease on the campaign")
-                for child, _ in children:
-                    child.terminate()  # SIGTERM: each stops after its message in flight
+                self.stop_all()
             if finished:
                 return
+
+    def stop_all(self) -> None:
+        """Every share stops after its messages in flight: this process's own (its
+        reader and workers) and, by SIGTERM, each child."""
+        self.stopping = True
+        self.stop.set()
+        self.own.halt.set()
+        for child, _ in self.children:
+            child.terminate()
 
     def total(self) -> SendProgress:
         """The progress of every share so far, this process's own included."""
