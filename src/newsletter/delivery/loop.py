@@ -1,4 +1,4 @@
-"""The send loop: a reader feeds rendered messages to worker threads that claim, send, record.
+"""The send loop: read due rows, build each message, claim, send, record.
 
 Record intent, send, record outcome: each row is committed as ``sending``
 before the provider call and as ``sent``, ``failed`` or ``deferred`` after
@@ -7,20 +7,24 @@ still ``sending`` when a sender starts was in flight at a crash; it is
 settled by asking the transport (``was_sent``) and, where the transport
 cannot tell, marked ``in_doubt`` — shown to staff, never resent blindly.
 
-The main thread reads due rows in batches (flat memory), renders each
-message and hands it to ``concurrency`` worker threads through a small
-queue; each worker claims, sends and records its own batch over the shared
-transport, which pools its connections. With one connection there is no
-worker: the main thread builds each message, then sends the one before it.
+The main thread reads due rows in batches (flat memory) and builds each
+message. Over SMTP (or any transport with one connection) it sends them
+itself: it hands a message over up to its final dot, builds the next while
+the server takes it in, and reads the answer when that connection is needed
+again or the next claim is due. Email APIs, which take batches and answer in
+one call, get ``concurrency`` worker threads fed through a small queue;
+each claims, sends and records its own batch over the shared transport.
 
 Invariants:
-- At most one batch per worker is in flight; its outcome is recorded before
-  (in the same transaction as) the worker's next claim.
-- The workers check the campaign's status before every claim, so a pause or
-  cancel from anywhere takes effect before the next message.
+- At most one batch per connection (or worker) is in flight; its outcome is
+  recorded before, or in the same transaction as, the next claim.
+- Every claim reads the campaign's status, so a pause or cancel from
+  anywhere takes effect before the next message.
 - One subscriber's failure (a message that cannot be built, a bounce) fails
   that row alone; failures in a row that point beyond one address pause the
   campaign with the reason.
+- Ctrl-C sends nothing more, and what was handed over is finished and
+  recorded before KeyboardInterrupt goes up.
 """
 
 from __future__ import annotations
@@ -28,12 +32,14 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import queue
+import signal
 import sys
 import threading
 import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from newsletter import delivery_key
 from newsletter.clock import Clock
@@ -56,8 +62,12 @@ from newsletter.transports import IN_DOUBT as IN_DOUBT_OUTCOME
 from newsletter.transports import SENT as SENT_OUTCOME
 from newsletter.transports import (
     TRANSIENT,
+    Envelope,
+    InFlight,
     Outcome,
+    Pipelining,
     Transport,
+    outcomes_one_by_one,
 )
 
 log = logging.getLogger(__name__)
@@ -195,19 +205,43 @@ class _SendRun:
                 store.close()
 
     def send_one(
-        self, store: Store, work: queue.Queue[Item | None], item: Item, done: list[Batch]
+        self,
+        store: Store,
+        work: queue.Queue[Item | None],
+        item: Item,
+        done: list[Batch],
+        flying: Flying | None = None,
     ) -> None:
         """``_send``, where an error nobody foresaw pauses the campaign."""
         try:
-            self._send(store, work, item, done)
+            self._send(store, work, item, done, flying)
         except Exception as exc:  # noqa: BLE001 - stop the campaign, keep draining
             log.exception("campaign %s: sender failed", self.campaign_id)
             self.pause(f"paused: the sender failed ({exc})")
 
-    def _flush(self, store: Store, done: list[Batch]) -> None:
+    def _flush(self, store: Store, done: list[Batch], flying: Flying | None = None) -> None:
+        """Record every outcome not recorded yet, reading the answers still awaited first."""
+        while flying:
+            self._land(store, flying, done)
         while done:
             store.record_outcomes(done[0].rows, self.clock())
             self.account(done.pop(0))
+
+    def _land(self, store: Store, flying: Flying, done: list[Batch]) -> None:
+        """Read the answer to the oldest message in flight; its outcome joins ``done``."""
+        item, started = flying.popleft()
+        outcomes = self._call(store, [item], _one_by_one(lambda _: started.finish()))
+        if outcomes is not None:
+            self._outcome(store, [item], outcomes, done)
+
+    def _outcome(
+        self, store: Store, items: list[Item], outcomes: list[Outcome], done: list[Batch]
+    ) -> None:
+        done.append(outcome_rows(items, outcomes, self.policy, self.clock()))
+        if any(o.status != SENT_OUTCOME for o in outcomes):
+            # A failure may bounce an address or pause the campaign: act on it now,
+            # not with the next claim.
+            self._flush(store, done)
 
     def _send(
         self,
@@ -215,12 +249,17 @@ class _SendRun:
         work: queue.Queue[Item | None],
         item: Item,
         done: list[Batch],
+        flying: Flying | None = None,
     ) -> None:
         """Claim, send and record one batch: at most one batch per worker is in flight.
 
         ``done`` holds the previous batch's outcome, not yet recorded: the claim
         records it in its own transaction (before this batch goes out, as the
         ledger requires), and this batch's outcome is left there in its place.
+
+        ``flying``: messages handed over whose answers are still to be read, one per
+        connection at most (a pipelining transport, sent from one thread). The
+        oldest is read before a claim would exceed that.
         """
         items = [item]
         while len(items) < max(1, self.transport.batch_size):
@@ -233,19 +272,24 @@ class _SendRun:
                 break
             items.append(more)
         if self.halt.is_set():
-            self._flush(store, done)
+            self._flush(store, done, flying)
             return  # drain: a halted campaign sends nothing more
         if self.lost.is_set():
-            self._flush(store, done)
+            self._flush(store, done, flying)
             self.pause("paused: this sender lost its lease on the campaign")
+            return
+        while flying and len(flying) >= max(1, self.policy.concurrency):
+            self._land(store, flying, done)
+        if self.halt.is_set():  # that answer paused the campaign
+            self._flush(store, done, flying)
             return
         self.limiter.acquire(len(items))
         claimed, skipped = store.claim_deliveries(
             [(i.delivery_id, i.message_id) for i in items],
             self.clock(),
-            done[0].rows if done else [],
+            [row for batch in done for row in batch.rows],
         )
-        if done:
+        while done:
             self.account(done.pop(0))
         if skipped:
             # Unsubscribed since the row was read (or taken off a list): not sent.
@@ -263,8 +307,32 @@ class _SendRun:
         items = [i for i in items if i.delivery_id in claimed]
         if not items:
             return
+        if flying is None or not isinstance(self.transport, Pipelining):
+            outcomes = self._call(store, items, self.transport.send_batch)
+        else:
+            pipelining = self.transport
+            started: list[InFlight] = []
+
+            def start(envelope: Envelope) -> None:
+                started.append(pipelining.start(envelope))
+
+            outcomes = self._call(store, items, _one_by_one(start))
+            if started and outcomes is not None and outcomes[0].status == SENT_OUTCOME:
+                flying.append((items[0], started[0]))  # its answer is read later
+                return
+        if outcomes is not None:
+            self._outcome(store, items, outcomes, done)
+
+    def _call(
+        self,
+        store: Store,
+        items: list[Item],
+        call: Callable[[list[Envelope]], list[Outcome]],
+    ) -> list[Outcome] | None:
+        """What the transport says of these claimed items: their outcomes, or None when
+        the campaign paused and the rows are recorded already."""
         try:
-            outcomes = self.transport.send_batch([i.envelope for i in items])
+            outcomes = call([i.envelope for i in items])
         except PermanentError as exc:
             # Nothing can go (a refused login, a bad API key): pause the campaign and put
             # the rows back as they were, so resuming after the fix sends them.
@@ -272,7 +340,7 @@ class _SendRun:
                 unsent_rows(items, DeliveryStatus.PENDING, str(exc)), self.clock()
             )
             self.pause(f"paused: {exc}")
-            return
+            return None
         except InDoubtError as exc:
             # The request went out and no answer came back: the provider may have the
             # messages. Never resend them blindly; show them as in doubt and pause.
@@ -280,7 +348,7 @@ class _SendRun:
                 unsent_rows(items, DeliveryStatus.IN_DOUBT, str(exc)), self.clock()
             )
             self.pause(f"paused: {exc}")
-            return
+            return None
         except TransientError as exc:
             outcomes = [
                 Outcome(i.envelope.key, TRANSIENT, error=str(exc), retry_after=exc.retry_after)
@@ -292,11 +360,19 @@ class _SendRun:
             error = f"the transport failed unexpectedly ({_describe(exc)}); it may have sent it"
             log.exception("campaign %s: %s", self.campaign_id, error)
             outcomes = [Outcome(i.envelope.key, IN_DOUBT_OUTCOME, error=error) for i in items]
-        done.append(outcome_rows(items, outcomes, self.policy, self.clock()))
-        if any(o.status != SENT_OUTCOME for o in outcomes):
-            # A failure may bounce an address or pause the campaign: act on it now,
-            # not with the next claim.
-            self._flush(store, done)
+        return outcomes
+
+
+# Messages handed to a pipelining transport, each with what reads its answer.
+Flying = deque[tuple[Item, InFlight]]
+
+
+def _one_by_one(
+    send: Callable[[Envelope], str | None],
+) -> Callable[[list[Envelope]], list[Outcome]]:
+    """A call of one message at a time with the outcomes SMTP's ``send_batch`` gives: a
+    connection dropped after the final dot leaves that one message in doubt."""
+    return lambda envelopes: outcomes_one_by_one(send, envelopes, doubt_pauses=False)
 
 
 def _describe(exc: BaseException) -> str:
@@ -307,6 +383,39 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
+class _CtrlC:
+    """Ctrl-C while this thread itself talks to the provider: nothing more is sent, the
+    messages in flight are finished and recorded, then KeyboardInterrupt goes up as
+    usual. Interrupted part way, a message claimed would be left in doubt.
+
+    Only in the main thread (where Python delivers SIGINT) and only where nobody
+    else has taken SIGINT over.
+    """
+
+    def __init__(self, halt: threading.Event):
+        self.halt = halt
+        self.caught = False
+        self.previous: Any = None
+
+    def __enter__(self) -> _CtrlC:
+        if (
+            threading.current_thread() is threading.main_thread()
+            and signal.getsignal(signal.SIGINT) is signal.default_int_handler
+        ):
+            self.previous = signal.signal(signal.SIGINT, self._caught)
+        return self
+
+    def _caught(self, signum: int, frame: object) -> None:
+        self.caught = True
+        self.halt.set()
+
+    def __exit__(self, kind: object, exc: object, tb: object) -> None:
+        if self.previous is not None:
+            signal.signal(signal.SIGINT, self.previous)
+        if self.caught and kind is None:
+            raise KeyboardInterrupt
+
+
 def _read_and_send(
     store: Store,
     mail: CampaignMail,
@@ -314,16 +423,41 @@ def _read_and_send(
     should_stop: Callable[[], bool],
     shard: Shard | None = None,
 ) -> None:
-    """Read due rows in batches, render each message, and feed the workers."""
+    """Read due rows in batches, build each message, and send it (or feed the workers)."""
+    if _sends_itself(run):
+        with _CtrlC(run.halt):
+            _build_and_send(store, mail, run, should_stop, shard)
+    else:
+        _build_and_send(store, mail, run, should_stop, shard)
+
+
+def _sends_itself(run: _SendRun) -> bool:
+    """Whether the reading thread sends too, without worker threads: one connection, or
+    a transport that reads its answers later (SMTP), one message a call.
+
+    Handing each message from one thread to another (and the GIL back and forth)
+    costs more than the overlap threads give; alone, the next message is built while
+    the server takes in the last one, and each connection has at most one in flight.
+    """
+    return run.transport.batch_size <= 1 and (
+        run.policy.concurrency <= 1 or isinstance(run.transport, Pipelining)
+    )
+
+
+def _build_and_send(
+    store: Store,
+    mail: CampaignMail,
+    run: _SendRun,
+    should_stop: Callable[[], bool],
+    shard: Shard | None = None,
+) -> None:
     campaign_id, clock, policy = run.campaign_id, run.clock, run.policy
     work: queue.Queue[Item | None] = queue.Queue(
         maxsize=max(1, policy.concurrency) * max(1, run.transport.batch_size) * 2
     )
     workers: list[threading.Thread] = []
-    # One connection: this thread renders and sends in turn. A worker thread would let
-    # rendering overlap the server's reply, but handing each message from one thread
-    # to another (and the GIL back and forth) costs more than that overlap saves.
-    alone = policy.concurrency <= 1 and run.transport.batch_size <= 1
+    alone = _sends_itself(run)
+    flying: Flying | None = deque() if alone and isinstance(run.transport, Pipelining) else None
     # Alone, each message is built before the one before it goes, so a DKIM helper
     # signs it meanwhile; ``done`` holds the outcome the next claim records.
     ahead: list[Item] = []
@@ -423,14 +557,14 @@ def _read_and_send(
                     continue
                 ahead.append(item)
                 if len(ahead) > 1:
-                    run.send_one(store, work, ahead.pop(0), done)
+                    run.send_one(store, work, ahead.pop(0), done, flying)
         if alone and ahead:
-            run.send_one(store, work, ahead.pop(0), done)  # it sends nothing once halted
+            run.send_one(store, work, ahead.pop(0), done, flying)  # nothing once halted
     finally:
         if sys.exc_info()[0] is not None:
             run.halt.set()  # Ctrl-C or a crash of the reader: send nothing more
         if alone:
-            run._flush(store, done)
+            run._flush(store, done, flying)
         for _ in workers:  # only the started ones: nobody else would take a sentinel
             work.put(None)
         for thread in workers:

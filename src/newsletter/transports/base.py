@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from newsletter.errors import (
     AccountError,
@@ -103,6 +103,24 @@ class Transport(Protocol):
     def was_sent(self, key: str) -> bool | None: ...
 
     def close(self) -> None: ...
+
+
+class InFlight(Protocol):
+    """A message handed over up to its end, whose answer is read later."""
+
+    def finish(self) -> str | None:
+        """The provider's id (or None) once it took the message; raises what ``send`` does."""
+        ...
+
+
+@runtime_checkable
+class Pipelining(Protocol):
+    """A transport that can hand a message over and read the answer later (SMTP), so
+    the sender builds its next message meanwhile."""
+
+    def start(self, envelope: Envelope) -> InFlight:
+        """Send up to the end; raises what ``send`` raises for a failure before it."""
+        ...
 
 
 class NothingToPrepare:

@@ -165,6 +165,15 @@ class SmtpTransport:
 
     def send(self, envelope: Envelope) -> str | None:
         """Send one message over a pooled connection (at most ``connections`` at once)."""
+        return self.start(envelope).finish()
+
+    def start(self, envelope: Envelope) -> _InFlight:
+        """Send one message up to its final dot; ``finish`` reads the server's answer.
+
+        Between the two the sender can build its next message while the server
+        takes this one in. The connection (one of ``connections``) is held
+        until then. Raises what ``send`` raises for a failure before the final dot.
+        """
         try:
             # Domains travel as A-labels (Punycode); only the local part may need UTF-8.
             recipient, sender = ascii_domain(envelope.recipient), ascii_domain(envelope.sender)
@@ -180,7 +189,8 @@ class SmtpTransport:
             # no helper process started for it.
             data = self._crlf(envelope)
             data = self.sign(data, True) if self.sign else data  # True: CRLF throughout
-        with self._slots:
+        self._slots.acquire()
+        try:
             for fresh in (False, True):
                 conn = None
                 if not fresh:
@@ -203,9 +213,34 @@ class SmtpTransport:
                 except BaseException:
                     self._discard(conn)
                     raise
-                self._idle.put(conn)
-                return None
-        raise AssertionError("unreachable")
+                return _InFlight(self, conn, recipient)
+            raise AssertionError("unreachable")
+        except BaseException:
+            self._slots.release()
+            raise
+
+    def _answer(self, conn: smtplib.SMTP, recipient: str) -> None:
+        """Read the server's answer to a whole message; the connection goes back to the
+        pool when it can carry the next one."""
+        try:
+            code, reply = conn.getreply()
+        except (smtplib.SMTPServerDisconnected, OSError) as exc:
+            self._discard(conn)
+            raise InDoubtError(
+                f"{recipient}: connection lost after the whole message was sent ({exc}); "
+                f"the server may have accepted it"
+            ) from None
+        if code == 250:
+            self._idle.put(conn)
+            return
+        text = f"{recipient}: {code} {_text(reply)}"
+        kind = MessageRejected if 500 <= code < 600 else TransientError
+        error = self._refuse(conn, kind(text))
+        if isinstance(error, _Refused):
+            self._idle.put(conn)
+            raise error.error from None
+        self._discard(conn)
+        raise error
 
     def prepare(self, envelope: Envelope) -> Envelope:
         """Start the DKIM signature of a campaign's message as it is built: a helper
@@ -221,7 +256,8 @@ class SmtpTransport:
         return envelope.data if envelope.crlf else canonical_crlf(envelope.data)
 
     def _transaction(self, conn: smtplib.SMTP, sender: str, recipient: str, data: bytes) -> None:
-        """MAIL, RCPT, DATA on one connection; leaves it ready for the next message.
+        """MAIL, RCPT, DATA and the message on one connection, up to its final dot; the
+        server's answer is read by ``_answer``.
 
         Where the server offers PIPELINING (RFC 2920) the three commands go in
         one write and their replies are read after: one round trip, not three.
@@ -276,17 +312,6 @@ class SmtpTransport:
         except (smtplib.SMTPServerDisconnected, OSError) as exc:
             # Without the final dot the server cannot have accepted it.
             raise TransientError(f"{recipient}: connection lost while sending ({exc})") from None
-        try:
-            code, reply = conn.getreply()
-        except (smtplib.SMTPServerDisconnected, OSError) as exc:
-            raise InDoubtError(
-                f"{recipient}: connection lost after the whole message was sent ({exc}); "
-                f"the server may have accepted it"
-            ) from None
-        if code != 250:
-            text = f"{recipient}: {code} {_text(reply)}"
-            kind = MessageRejected if 500 <= code < 600 else TransientError
-            raise self._refuse(conn, kind(text))
 
     def _check_envelope(
         self, conn: smtplib.SMTP, sender: str, recipient: str, replies: list[tuple[int, bytes]]
@@ -360,6 +385,25 @@ class SmtpTransport:
             except (smtplib.SMTPException, OSError):
                 pass
             self._discard(conn)
+
+
+class _InFlight:
+    """A message sent up to its final dot, its connection waiting for the answer."""
+
+    def __init__(self, transport: SmtpTransport, conn: smtplib.SMTP, recipient: str):
+        self.transport, self.conn, self.recipient = transport, conn, recipient
+        self.done = False
+
+    def finish(self) -> str | None:
+        """The server's answer: None when it took the message, else what ``send`` raises."""
+        if self.done:
+            raise RuntimeError("the answer to this message was read already")
+        self.done = True
+        try:
+            self.transport._answer(self.conn, self.recipient)
+        finally:
+            self.transport._slots.release()
+        return None
 
 
 def _dot_stuff(data: bytes, canonical: bool = False) -> bytes:
