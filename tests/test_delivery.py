@@ -582,3 +582,37 @@ def test_a_full_disk_under_the_outbox_pauses_the_campaign_naming_the_folder(work
     campaigns.resume(store, campaign_id, NOW)
     assert jobs.send_campaign(workspace, store, campaign_id, clock).finished
     assert sorted(_outbox_recipients(workspace).values()) == [1] * len(ids)
+
+
+def test_answers_read_late_on_four_connections_keep_each_message_s_own_outcome(
+    ws_dir: Path, pipelining: bool
+) -> None:
+    """Four connections from one thread, each message's answer read while others are in
+    flight: a refusal at the end, a hang-up after the final dot and a bounce each stay
+    with their own message, and everyone else gets theirs once."""
+    people = [f"p{i}@example.net" for i in range(60)]
+    with SmtpSink(pipelining) as sink:
+        ws = Workspace.open(ws_dir, env=smtp_env(sink, NEWSLETTER_DELIVERY__CONCURRENCY="4"))
+        path = ws_dir / "people.csv"
+        path.write_text("email\n" + "".join(f"{p}\n" for p in people))
+        import_file(ws.store, path, NOW, confirmed=True)
+        campaign_id = _prepare(ws)
+        refused, dropped, bounced = people[10], people[21], people[33]
+        sink.handler.data_replies[refused] = "554 5.7.1 Message refused as spam"
+        sink.handler.drop_on_data.add(dropped)
+        sink.handler.rcpt_replies[bounced] = "550 5.1.1 No such user"
+        progress = jobs.send_campaign(ws, ws.store, campaign_id, clock)
+        assert progress.finished
+        statuses = {
+            email: ws.store.delivery(campaign_id, ws.store.subscriber_by_email(email)["id"])
+            for email in _confirmed(ws.store) + [bounced]
+        }
+        assert statuses[refused]["status"] == "failed" and "554" in statuses[refused]["error"]
+        assert statuses[dropped]["status"] == "in_doubt"
+        assert statuses[bounced]["status"] == "failed"
+        assert ws.store.subscriber_by_email(bounced)["status"] == "bounced"
+        others = set(statuses) - {refused, dropped, bounced}
+        assert {statuses[e]["status"] for e in others} == {"sent"}
+        assert Counter(sink.recipients()) == Counter(others)
+        assert ws.store.delivery_counts(campaign_id)["sending"] == 0
+        ws.close()
