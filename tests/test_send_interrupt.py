@@ -17,6 +17,7 @@ from newsletter.subscribers import import_file
 from newsletter.workspace import Workspace
 from smtp_sink import SmtpSink, smtp_env
 from test_delivery_processes import PEOPLE, senders
+from workspaces import new_campaign
 
 
 def _interrupt_after(sink: SmtpSink, count: int) -> threading.Thread:
@@ -69,4 +70,23 @@ def test_ctrl_c_sends_nothing_more_and_records_every_message_in_flight(
     # The campaign is still sending: the next `campaign send` (or the scheduler) goes on.
     assert ws.store.campaign(campaign_id)["status"] == "sending"
     assert senders(os.getpid()) == []
+    ws.close()
+
+
+def test_ctrl_c_while_the_rate_limit_waits_sends_nothing_more(ws_dir: Path) -> None:
+    """One message every two seconds: Ctrl-C right after the first ends the wait for
+    the second instead of sending it when the wait is over."""
+    with SmtpSink(pipelining=True) as sink:
+        env = smtp_env(sink, NEWSLETTER_DELIVERY__RATE_PER_SECOND="0.5")
+        ws = Workspace.open(ws_dir, env=env)
+        campaign_id = new_campaign(ws, NOW)
+        interrupter = _interrupt_after(sink, 1)
+        with pytest.raises(KeyboardInterrupt):
+            jobs.send_campaign(ws, ws.store, campaign_id, clock)
+        interrupter.join()
+        arrived = len(sink.messages)
+    counts = ws.store.delivery_counts(campaign_id)
+    assert arrived == 1
+    assert counts["sent"] == 1 and counts["sending"] == 0
+    assert counts["pending"] == len(ws.store.subscribers("confirmed")) - 1
     ws.close()

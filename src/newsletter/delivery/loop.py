@@ -59,8 +59,8 @@ from newsletter.mail import CampaignMail
 from newsletter.status import CampaignStatus, DeliveryStatus, SubscriberStatus
 from newsletter.store import Store
 from newsletter.transports import IN_DOUBT as IN_DOUBT_OUTCOME
-from newsletter.transports import SENT as SENT_OUTCOME
 from newsletter.transports import (
+    REJECTED,
     TRANSIENT,
     Envelope,
     InFlight,
@@ -69,6 +69,7 @@ from newsletter.transports import (
     Transport,
     outcomes_one_by_one,
 )
+from newsletter.transports import SENT as SENT_OUTCOME
 
 log = logging.getLogger(__name__)
 BATCH = 500  # rows read from the database at a time
@@ -94,7 +95,7 @@ class SendRate:
         self,
         rate: float,
         monotonic: Callable[[], float] = time.monotonic,
-        sleep: Callable[[float], None] = time.sleep,
+        sleep: Callable[[float], object] = time.sleep,
     ):
         self.rate = rate
         self.window: deque[float] = deque()
@@ -158,10 +159,15 @@ class _SendRun:
         self.sender = sender
         self.on_progress = on_progress
         self.lost = lost  # set when the lease on the campaign is lost
-        self.limiter = SendRate(policy.rate_per_second)
+        self.halt = threading.Event()  # set when the campaign must stop (pause, errors)
+        # A halt (a stop, a pause) ends the limiter's wait at once.
+        self.limiter = SendRate(policy.rate_per_second, sleep=self.halt.wait)
+        # Messages in flight at once: one per connection of this process.
+        self.connections = max(1, policy.concurrency)
+        if isinstance(transport, Pipelining):
+            self.connections = min(self.connections, max(1, transport.connections))
         self.progress = SendProgress()
         self.lock = threading.Lock()
-        self.halt = threading.Event()  # set when the campaign must stop (pause, errors)
         self.streak = Streak()  # failures in a row, across all workers
 
     def pause(self, reason: str) -> None:
@@ -220,19 +226,34 @@ class _SendRun:
             self.pause(f"paused: the sender failed ({exc})")
 
     def _flush(self, store: Store, done: list[Batch], flying: Flying | None = None) -> None:
-        """Record every outcome not recorded yet, reading the answers still awaited first."""
+        """Record every outcome not recorded yet, reading the answers still awaited first
+        (all of them before any write, so a failing write leaves no answer unread)."""
         while flying:
-            self._land(store, flying, done)
+            self._land(store, flying, done, act=False)
         while done:
             store.record_outcomes(done[0].rows, self.clock())
             self.account(done.pop(0))
 
-    def _land(self, store: Store, flying: Flying, done: list[Batch]) -> None:
-        """Read the answer to the oldest message in flight; its outcome joins ``done``."""
+    def _land(self, store: Store, flying: Flying, done: list[Batch], act: bool = True) -> None:
+        """Read the answer to the oldest message in flight; its outcome joins ``done``
+        (and a failure is acted on at once, unless ``act`` is false)."""
         item, started = flying.popleft()
-        outcomes = self._call(store, [item], _one_by_one(lambda _: started.finish()))
-        if outcomes is not None:
+        try:
+            outcomes = outcomes_one_by_one(
+                lambda _: started.finish(), [item.envelope], doubt_pauses=False
+            )
+        except PermanentError as exc:
+            # Refused after the whole message went: it failed, and is never put back to
+            # be sent again.
+            outcomes = [Outcome(item.envelope.key, REJECTED, error=str(exc))]
+        except Exception as exc:  # noqa: BLE001 - a transport bug fails this row, not all
+            error = f"the transport failed unexpectedly ({_describe(exc)}); it may have sent it"
+            log.exception("campaign %s: %s", self.campaign_id, error)
+            outcomes = [Outcome(item.envelope.key, IN_DOUBT_OUTCOME, error=error)]
+        if act:
             self._outcome(store, [item], outcomes, done)
+        else:
+            done.append(outcome_rows([item], outcomes, self.policy, self.clock()))
 
     def _outcome(
         self, store: Store, items: list[Item], outcomes: list[Outcome], done: list[Batch]
@@ -278,12 +299,12 @@ class _SendRun:
             self._flush(store, done, flying)
             self.pause("paused: this sender lost its lease on the campaign")
             return
-        while flying and len(flying) >= max(1, self.policy.concurrency):
+        while flying and len(flying) >= self.connections:
             self._land(store, flying, done)
-        if self.halt.is_set():  # that answer paused the campaign
+        self.limiter.acquire(len(items))  # cut short by a halt
+        if self.halt.is_set():  # an answer paused the campaign, or a stop came meanwhile
             self._flush(store, done, flying)
             return
-        self.limiter.acquire(len(items))
         claimed, skipped = store.claim_deliveries(
             [(i.delivery_id, i.message_id) for i in items],
             self.clock(),
@@ -406,6 +427,11 @@ class _CtrlC:
         return self
 
     def _caught(self, signum: int, frame: object) -> None:
+        if self.caught:
+            # A second Ctrl-C: the user will not wait for the messages in flight.
+            signal.signal(signal.SIGINT, self.previous)
+            self.previous = None
+            raise KeyboardInterrupt
         self.caught = True
         self.halt.set()
 

@@ -206,7 +206,11 @@ class _Watch(threading.Thread):
             if run.on_progress:
                 run.on_progress(total)
             if not self.stopping and (
-                self.should_stop() or run.lost.is_set() or total.paused_reason
+                self.should_stop()
+                or run.lost.is_set()
+                or total.paused_reason
+                # This process's own share halted (Ctrl-C, a pause seen at a claim).
+                or self.own.halt.is_set()
             ):
                 if run.lost.is_set():
                     run.pause("paused: this sender lost its lease on the campaign")

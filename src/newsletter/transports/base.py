@@ -118,6 +118,8 @@ class Pipelining(Protocol):
     """A transport that can hand a message over and read the answer later (SMTP), so
     the sender builds its next message meanwhile."""
 
+    connections: int  # messages it can have in flight at once
+
     def start(self, envelope: Envelope) -> InFlight:
         """Send up to the end; raises what ``send`` raises for a failure before it."""
         ...
