@@ -202,3 +202,15 @@ def wrap_lines(text: str, width: int = LINE_WIDTH) -> str:
         out.extend(wrapped)
         previous_wrapped = wrapped if len(wrapped) > 1 else ()
     return "\n".join(out)
+
+
+def is_rule(line: str) -> bool:
+    """Whether ``wrap_lines`` reads a line as an underline (=== or ---)."""
+    return _RULE.fullmatch(line) is not None
+
+
+def sets_rule_length(line: str, width: int = LINE_WIDTH) -> bool:
+    """Whether ``wrap_lines`` draws an underline right after this line at its wrapped
+    length: the one way a line's wrapping depends on the line before it. Said by
+    the line alone, so a text can be wrapped in parts cut where this is false."""
+    return len(line) > width and not is_rule(line) and len(_wrap_line(line, width)) > 1

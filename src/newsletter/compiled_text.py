@@ -1,0 +1,197 @@
+"""A campaign's text part compiled once: its quoted-printable bytes, line by line.
+
+Per message, the full path wraps the spliced text (``render``: ``wrap_lines``
+of the stripped text), tracking rewrites its registered links and wraps it
+again (``wrap_lines(rewrite_text(…))``, longer URLs), and ``mime`` encodes it
+quoted-printable, each over the whole part. Each of those steps works line by
+line:
+
+- ``wrap_lines`` wraps each line on its own, but for one thing: an underline
+  (=== or ---) after a title it wrapped is drawn at the title's length
+  (``textify.sets_rule_length``);
+- ``rewrite_text`` replaces whole URLs (none holds a line break here): the
+  character before one and what follows it (punctuation, then space or the
+  end) are read on its own line, and a line's start or end reads as a line
+  break does;
+- quoted-printable encodes each CRLF line on its own (soft breaks within it).
+
+So the unit is the line. Lines without a personal value or a tracked link
+are worked out once, in runs, as final bytes; the others (with, around them,
+the lines whose wrapping could depend on them or they on it) are joined per
+message with its values and go through the same functions, all in one call
+each: the runs are kept apart by a line of their own (``_SEPARATOR``), which
+no step changes and which resets the underline rule. A value with a line
+break (or the separator) sends that message through the full path
+(``body`` returns None), as does a stripped text whose ends are all value
+and blank. Pure: no I/O.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from newsletter.compiled_html import NotCompilable
+from newsletter.mime import quoted_printable
+from newsletter.textify import is_rule, sets_rule_length, wrap_lines
+from newsletter.tracking import LinkRewriter
+
+# Markers for values while the text is analysed, as in compiled_html.py.
+_OPEN, _CLOSE = "\ue000", "\ue001"
+_MARKER = re.compile("\ue000(\\d+)\ue001")
+# The line between two runs of personal lines per message, and its bytes: short,
+# not an underline, holding no URL, so each step leaves it as it is.
+_SEPARATOR = "\ue002"
+_SEPARATOR_BYTES = quoted_printable(_SEPARATOR + "\n")
+# What a value may not hold: a line break would move lines between runs (and the
+# full path reads a CR as one), the separator would cut a run in two.
+_UNSAFE = re.compile("[\n\r\ue002]")
+
+
+def _has_link(rewriter: LinkRewriter, text: str) -> bool:
+    """Whether ``rewrite_text`` replaces a link in ``text``."""
+    found: list[int] = []
+
+    def click(link: int) -> str:
+        found.append(link)
+        return ""
+
+    rewriter.rewrite_text(text, click)
+    return bool(found)
+
+
+def _no_click(link: int) -> str:
+    raise NotCompilable(f"link {link} was found in a line thought to hold no link")
+
+
+class CompiledText:
+    """One campaign plan's text part: bytes made once, and the runs of lines
+    worked out per message."""
+
+    def __init__(
+        self,
+        layout: list[bytes | None],
+        runs: list[list[str | int]],
+        strip: tuple[bool, bool],
+        rewriter: LinkRewriter | None,
+    ) -> None:
+        # The part in order: bytes, or None where the next run per message goes.
+        self._layout = layout
+        self._runs = runs
+        self._strip_start, self._strip_end = strip
+        self._rewriter = rewriter
+        self._used = sorted({i for run in runs for i in run if isinstance(i, int)})
+        # Lines worked out per message: how many runs there are.
+        self.personal_runs = len(runs)
+
+    def body(self, values: Mapping[int, str], click_url: Callable[[int], str]) -> bytes | None:
+        """The text part's quoted-printable bytes for one message, or None where only
+        the full path can build it (a value with a line break; a text whose start or
+        end, stripped, takes more than its first or last run).
+
+        ``values`` are the splice's, by index; ``click_url`` makes a link's tracking
+        URL (unused untracked).
+        """
+        runs = self._runs
+        if not runs:
+            return b"".join(b for b in self._layout if b is not None)
+        if self._used and _UNSAFE.search("".join([values[i] for i in self._used])):
+            return None
+        texts = ["".join([p if isinstance(p, str) else values[p] for p in run]) for run in runs]
+        if self._strip_start:
+            texts[0] = texts[0].lstrip()
+            if not texts[0]:
+                return None  # the full path strips on into the lines after it
+        if self._strip_end:
+            texts[-1] = texts[-1].rstrip()
+            if not texts[-1]:
+                return None
+        text = wrap_lines(f"\n{_SEPARATOR}\n".join(texts))
+        if self._rewriter is not None:
+            # A tracked link is longer than the one it replaces: wrap again (mail.py).
+            text = wrap_lines(self._rewriter.rewrite_text(text, click_url))
+        made = quoted_printable(text + "\n").split(_SEPARATOR_BYTES)
+        if len(made) != len(runs):
+            return None  # a click URL spelt the separator
+        out = []
+        parts = iter(made)
+        for piece in self._layout:
+            out.append(next(parts) if piece is None else piece)
+        return b"".join(out)
+
+
+def compile_text(pieces: Sequence[Any], rewriter: LinkRewriter | None) -> CompiledText:
+    """Compile a spliced text part (``pieces``: text, then the index of a value, …).
+
+    ``rewriter``: the campaign's, for a tracked part (links rewritten, then
+    wrapped again); None untracked. Raises NotCompilable with the reason where
+    the result would not provably be the full path's.
+    """
+    if len(pieces) % 2 != 1:
+        raise ValueError("pieces are text, then the index of a value, …, ending in text")
+    texts = [str(p) for p in pieces[0::2]]
+    indexes = [int(p) for p in pieces[1::2]]
+    if any(c in t for t in texts for c in (_OPEN, _CLOSE, _SEPARATOR)):
+        raise NotCompilable("the text holds private-use characters U+E000 to U+E002")
+    if any("\r" in t for t in texts):
+        raise NotCompilable("the text holds carriage returns")
+    if rewriter is not None and any("\n" in u or "\r" in u for u in rewriter.link_ids):
+        raise NotCompilable("a tracked link's URL holds a line break")
+    marked = "".join(f"{t}{_OPEN}{n}{_CLOSE}" for n, t in enumerate(texts[:-1])) + texts[-1]
+    # The full path strips the whole text: where a value is at either end, so is
+    # the stripping, per message (the static blanks around it go now).
+    marked = marked.strip()
+    strip = (marked.startswith(_OPEN), marked.endswith(_CLOSE))
+    lines = marked.split("\n")
+    personal = [_OPEN in line for line in lines]
+    first: list[list[str]] = []  # each line's wrapped lines, as wrap_lines makes them on its own
+    for n, line in enumerate(lines):
+        wrapped = wrap_lines(line).split("\n")
+        first.append(wrapped)
+        if rewriter is not None and not personal[n]:
+            personal[n] = _has_link(rewriter, "\n".join(wrapped))  # its click URLs vary
+
+    def independent(n: int) -> bool:
+        """Whether a line wraps the same whatever line is before it (both wraps)."""
+        return not is_rule(lines[n]) and (rewriter is None or not is_rule(first[n][0]))
+
+    def passes_nothing(n: int) -> bool:
+        """Whether the line after this one wraps as if this one were not there."""
+        return not sets_rule_length(lines[n]) and (
+            rewriter is None or not sets_rule_length(first[n][-1])
+        )
+
+    changed = True
+    while changed:
+        changed = False
+        for n in range(1, len(lines)):
+            if personal[n - 1] and not personal[n] and not independent(n):
+                personal[n] = changed = True
+            elif not personal[n - 1] and personal[n] and not passes_nothing(n - 1):
+                personal[n - 1] = changed = True
+
+    layout: list[bytes | None] = []
+    runs: list[list[str | int]] = []
+    start = 0
+    for n in range(1, len(lines) + 1):
+        if n < len(lines) and personal[n] == personal[start]:
+            continue
+        text = "\n".join(lines[start:n])
+        if personal[start]:
+            parts = _MARKER.split(text)
+            runs.append([p if i % 2 == 0 else indexes[int(p)] for i, p in enumerate(parts)])
+            layout.append(None)
+        else:
+            text = wrap_lines(text)
+            if rewriter is not None:
+                text = wrap_lines(rewriter.rewrite_text(text, _no_click))
+            layout.append(quoted_printable(text + "\n"))
+        start = n
+    # A run at either end is stripped per message only where a value is at that end.
+    return CompiledText(
+        layout,
+        runs,
+        (strip[0] and personal[0], strip[1] and personal[-1]),
+        rewriter,
+    )
