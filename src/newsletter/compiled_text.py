@@ -78,10 +78,19 @@ class CompiledText:
     ) -> None:
         # The part in order: bytes, or None where the next run per message goes.
         self._layout = layout
-        self._runs = runs
         self._strip_start, self._strip_end = strip
         self._rewriter = rewriter
         self._used = sorted({i for run in runs for i in run if isinstance(i, int)})
+        # The runs joined, between separator lines, as one format string: the n-th
+        # value used is {n}; one call per message joins them all.
+        where = {index: n for n, index in enumerate(self._used)}
+        self._format = f"\n{_SEPARATOR}\n".join(
+            "".join(
+                p.replace("{", "{{").replace("}", "}}") if isinstance(p, str) else f"{{{where[p]}}}"
+                for p in run
+            )
+            for run in runs
+        )
         # Lines worked out per message: how many runs there are.
         self.personal_runs = len(runs)
 
@@ -93,26 +102,29 @@ class CompiledText:
         ``values`` are the splice's, by index; ``click_url`` makes a link's tracking
         URL (unused untracked).
         """
-        runs = self._runs
+        runs = self.personal_runs
         if not runs:
             return b"".join(b for b in self._layout if b is not None)
-        if self._used and _UNSAFE.search("".join([values[i] for i in self._used])):
+        used = [values[i] for i in self._used]
+        if _UNSAFE.search("".join(used)):
             return None
-        texts = ["".join([p if isinstance(p, str) else values[p] for p in run]) for run in runs]
+        text = self._format.format(*used)
+        # Where the full path's stripping of the whole text reaches past the first
+        # or last run (it is blank), it would take lines made once: the full path.
         if self._strip_start:
-            texts[0] = texts[0].lstrip()
-            if not texts[0]:
-                return None  # the full path strips on into the lines after it
-        if self._strip_end:
-            texts[-1] = texts[-1].rstrip()
-            if not texts[-1]:
+            text = text.lstrip()
+            if not text or text[0] == _SEPARATOR:
                 return None
-        text = wrap_lines(f"\n{_SEPARATOR}\n".join(texts))
+        if self._strip_end:
+            text = text.rstrip()
+            if not text or text[-1] == _SEPARATOR:
+                return None
+        text = wrap_lines(text)
         if self._rewriter is not None:
             # A tracked link is longer than the one it replaces: wrap again (mail.py).
             text = wrap_lines(self._rewriter.rewrite_text(text, click_url))
         made = quoted_printable(text + "\n").split(_SEPARATOR_BYTES)
-        if len(made) != len(runs):
+        if len(made) != runs:
             return None  # a click URL spelt the separator
         out = []
         parts = iter(made)
