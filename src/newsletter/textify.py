@@ -186,9 +186,12 @@ def wrap_lines(text: str, width: int = LINE_WIDTH) -> str:
     would break it). An underline (=== or ---) under a wrapped title is made
     as long as the title's longest line.
     """
+    lines = text.split("\n")
+    if max(map(len, lines)) <= width:
+        return text  # no line is wrapped, so no underline is redrawn either
     out: list[str] = []
     previous_wrapped: tuple[str, ...] = ()
-    for line in text.split("\n"):
+    for line in lines:
         if len(line) <= width and not (previous_wrapped and _RULE.fullmatch(line)):
             out.append(line)
             previous_wrapped = ()
