@@ -188,6 +188,8 @@ TEXTS: list[list[Any]] = [
     ["- " + WORDS * 2 + " ", 0, "\n> " + WORDS + " ", 1, " " + WORDS + "\n" + "w" * 90],
     ["", 0, " " + ARTICLE_URL, 1, "\n" + "=" * 8],
     ["1. ", 0, "\n" + TITLE + "\n", 1, "\n" + TITLE + " " + ARTICLE_URL + "\n====\n" + TITLE],
+    # Lines with links only, wrapped (or wrapped again, tracked) above an underline.
+    ["Hi ", 0, "\n\n" + TITLE + " " + ARTICLE_URL + "\n=====\n\n[1] " + OTHER_URL + "\n---\nend"],
     # No value at all, and static lines that start with . or =, or end in spaces.
     [".\n=3D\nend  \n" + TITLE],
 ]
@@ -346,6 +348,7 @@ def test_a_campaign_sends_the_same_bytes_compiled_as_built_in_full(
     assert all(_text_compiled_for(mail, people))
     [(_, form)] = mail._compiled_text.values()
     assert isinstance(form, CompiledText) and form.personal_runs >= 3
+    assert form._link_runs >= 1  # the article links: rewritten once, click URLs per message
     ws.close()
 
 
@@ -458,7 +461,7 @@ def test_a_compiled_text_part_that_differs_from_the_full_path_is_never_used_agai
     assert mail.templates.splice() and mail.compile_html()
     [(_, form)] = mail._compiled_text.values()
     assert isinstance(form, CompiledText)
-    form._layout = [b.replace(b"-", b"=", 1) if b else b for b in form._layout]
+    form._layout = [b.replace(b"-", b"=", 1) if isinstance(b, bytes) else b for b in form._layout]
     assert _messages(mail, PEOPLE) == in_full
     assert mail.text_reason == "a compiled text part differed from the full path's"
     assert not mail._text_proven and not mail._text_compiling

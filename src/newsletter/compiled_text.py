@@ -20,7 +20,9 @@ are worked out once, in runs, as final bytes; the others (with, around them,
 the lines whose wrapping could depend on them or they on it) are joined per
 message with its values and go through the same functions, all in one call
 each: the runs are kept apart by a line of their own (``_SEPARATOR``), which
-no step changes and which resets the underline rule. A value with a line
+no step changes and which resets the underline rule. A run whose only
+personal parts are tracked links is wrapped and rewritten once, with a slot
+for each click URL; per message only its second wrap and encoding remain. A value with a line
 break (or the separator) sends that message through the full path
 (``body`` returns None), as does a stripped text whose ends are all value
 and blank. Pure: no I/O.
@@ -65,34 +67,52 @@ def _no_click(link: int) -> str:
     raise NotCompilable(f"link {link} was found in a line thought to hold no link")
 
 
+# Where a run of personal lines goes in the part: one with values, or one whose
+# only personal parts are tracked links.
+_VALUES, _LINKS = 0, 1
+
+
+def _format(runs: list[list[str | int]]) -> tuple[str, list[int]]:
+    """Runs (text, then the index of what fills a slot, …) joined between separator
+    lines as one format string, and what fills its slots ({0}, {1}, …) in order:
+    one call per message joins them all."""
+    used = sorted({i for run in runs for i in run if isinstance(i, int)})
+    where = {index: n for n, index in enumerate(used)}
+    form = f"\n{_SEPARATOR}\n".join(
+        "".join(
+            p.replace("{", "{{").replace("}", "}}") if isinstance(p, str) else f"{{{where[p]}}}"
+            for p in run
+        )
+        for run in runs
+    )
+    return form, used
+
+
 class CompiledText:
     """One campaign plan's text part: bytes made once, and the runs of lines
     worked out per message."""
 
     def __init__(
         self,
-        layout: list[bytes | None],
-        runs: list[list[str | int]],
+        layout: list[bytes | int],
+        value_runs: list[list[str | int]],
+        link_runs: list[list[str | int]],
         strip: tuple[bool, bool],
         rewriter: LinkRewriter | None,
     ) -> None:
-        # The part in order: bytes, or None where the next run per message goes.
+        # The part in order: bytes, or _VALUES / _LINKS where the next such run goes.
         self._layout = layout
         self._strip_start, self._strip_end = strip
         self._rewriter = rewriter
-        self._used = sorted({i for run in runs for i in run if isinstance(i, int)})
-        # The runs joined, between separator lines, as one format string: the n-th
-        # value used is {n}; one call per message joins them all.
-        where = {index: n for n, index in enumerate(self._used)}
-        self._format = f"\n{_SEPARATOR}\n".join(
-            "".join(
-                p.replace("{", "{{").replace("}", "}}") if isinstance(p, str) else f"{{{where[p]}}}"
-                for p in run
-            )
-            for run in runs
-        )
+        # Runs with values (text, value index, …): wrapped, their links rewritten and
+        # wrapped again per message. Runs with links only were wrapped and rewritten
+        # once (text, link id, …): per message their click URLs go in, then the
+        # second wrap.
+        self._values, self._used = _format(value_runs)
+        self._links, self._link_ids = _format(link_runs)
+        self._value_runs, self._link_runs = len(value_runs), len(link_runs)
         # Lines worked out per message: how many runs there are.
-        self.personal_runs = len(runs)
+        self.personal_runs = len(value_runs) + len(link_runs)
 
     def body(self, values: Mapping[int, str], click_url: Callable[[int], str]) -> bytes | None:
         """The text part's quoted-printable bytes for one message, or None where only
@@ -102,13 +122,37 @@ class CompiledText:
         ``values`` are the splice's, by index; ``click_url`` makes a link's tracking
         URL (unused untracked).
         """
-        runs = self.personal_runs
-        if not runs:
-            return b"".join(b for b in self._layout if b is not None)
+        made: list[list[bytes]] = [[], []]
+        if self._value_runs:
+            found = self._with_values(values, click_url)
+            if found is None:
+                return None
+            made[_VALUES] = found
+        if self._link_runs:
+            text = self._links.format(*[click_url(link) for link in self._link_ids])
+            found = self._encoded(text, self._link_runs)
+            if found is None:
+                return None
+            made[_LINKS] = found
+        if not self.personal_runs:
+            return b"".join(b for b in self._layout if isinstance(b, bytes))
+        taken = [0, 0]
+        out = []
+        for piece in self._layout:
+            if isinstance(piece, bytes):
+                out.append(piece)
+            else:
+                out.append(made[piece][taken[piece]])
+                taken[piece] += 1
+        return b"".join(out)
+
+    def _with_values(
+        self, values: Mapping[int, str], click_url: Callable[[int], str]
+    ) -> list[bytes] | None:
         used = [values[i] for i in self._used]
         if _UNSAFE.search("".join(used)):
             return None
-        text = self._format.format(*used)
+        text = self._values.format(*used)
         # Where the full path's stripping of the whole text reaches past the first
         # or last run (it is blank), it would take lines made once: the full path.
         if self._strip_start:
@@ -121,16 +165,16 @@ class CompiledText:
                 return None
         text = wrap_lines(text)
         if self._rewriter is not None:
-            # A tracked link is longer than the one it replaces: wrap again (mail.py).
-            text = wrap_lines(self._rewriter.rewrite_text(text, click_url))
+            text = self._rewriter.rewrite_text(text, click_url)
+        return self._encoded(text, self._value_runs)
+
+    def _encoded(self, text: str, runs: int) -> list[bytes] | None:
+        """Runs wrapped and rewritten (``text``): wrapped again where tracked (a tracked
+        link is longer than the one it replaces, mail.py), encoded, cut apart."""
+        if self._rewriter is not None:
+            text = wrap_lines(text)
         made = quoted_printable(text + "\n").split(_SEPARATOR_BYTES)
-        if len(made) != runs:
-            return None  # a click URL spelt the separator
-        out = []
-        parts = iter(made)
-        for piece in self._layout:
-            out.append(next(parts) if piece is None else piece)
-        return b"".join(out)
+        return made if len(made) == runs else None  # else a click URL spelt the separator
 
 
 def compile_text(pieces: Sequence[Any], rewriter: LinkRewriter | None) -> CompiledText:
@@ -183,27 +227,37 @@ def compile_text(pieces: Sequence[Any], rewriter: LinkRewriter | None) -> Compil
             elif not personal[n - 1] and personal[n] and not passes_nothing(n - 1):
                 personal[n - 1] = changed = True
 
-    layout: list[bytes | None] = []
-    runs: list[list[str | int]] = []
+    layout: list[bytes | int] = []
+    value_runs: list[list[str | int]] = []
+    link_runs: list[list[str | int]] = []
     start = 0
     for n in range(1, len(lines) + 1):
         if n < len(lines) and personal[n] == personal[start]:
             continue
         text = "\n".join(lines[start:n])
-        if personal[start]:
+        if personal[start] and _OPEN in text:
             parts = _MARKER.split(text)
-            runs.append([p if i % 2 == 0 else indexes[int(p)] for i, p in enumerate(parts)])
-            layout.append(None)
+            value_runs.append([p if i % 2 == 0 else indexes[int(p)] for i, p in enumerate(parts)])
+            layout.append(_VALUES)
+        elif personal[start]:
+            # Links only: wrapped and rewritten now, a slot for each click URL.
+            assert rewriter is not None  # untracked, only values make a line personal
+            text = rewriter.rewrite_text(wrap_lines(text), lambda link: f"{_OPEN}{link}{_CLOSE}")
+            parts = _MARKER.split(text)
+            link_runs.append([p if i % 2 == 0 else int(p) for i, p in enumerate(parts)])
+            layout.append(_LINKS)
         else:
             text = wrap_lines(text)
             if rewriter is not None:
                 text = wrap_lines(rewriter.rewrite_text(text, _no_click))
             layout.append(quoted_printable(text + "\n"))
         start = n
-    # A run at either end is stripped per message only where a value is at that end.
+    # A run at either end is stripped per message only where a value is at that end
+    # (then it is a run with values, the first or the last of them).
     return CompiledText(
         layout,
-        runs,
+        value_runs,
+        link_runs,
         (strip[0] and personal[0], strip[1] and personal[-1]),
         rewriter,
     )
