@@ -22,10 +22,11 @@ message with its values and go through the same functions, all in one call
 each: the runs are kept apart by a line of their own (``_SEPARATOR``), which
 no step changes and which resets the underline rule. A run whose only
 personal parts are tracked links is wrapped and rewritten once, with a slot
-for each click URL; per message only its second wrap and encoding remain. A value with a line
-break (or the separator) sends that message through the full path
-(``body`` returns None), as does a stripped text whose ends are all value
-and blank. Pure: no I/O.
+for each click URL; per message only its second wrap and encoding remain.
+
+A value with a line break (or the separator) sends that message through the
+full path (``body`` returns None), as does a blank value where the text's
+ends are stripped past its lines. Pure: no I/O.
 """
 
 from __future__ import annotations
