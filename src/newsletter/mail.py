@@ -19,15 +19,18 @@ from typing import Any, cast
 
 from newsletter import composer, tracking
 from newsletter.compiled_html import CompiledHtml, NotCompilable, compile_html
+from newsletter.compiled_text import CompiledText, compile_text
 from newsletter.config import Settings
-from newsletter.mime import MessageFactory, html_body, list_unsubscribe
+from newsletter.mime import MessageFactory, html_body, list_unsubscribe, quoted_printable
 from newsletter.render import (
     Rendered,
+    SplicedHtml,
     TemplateSet,
     article_context,
     choose_template,
     default_preheader,
     message_id,
+    plain_text,
     sender_context,
     site_context,
     styled_block,
@@ -149,6 +152,11 @@ class CampaignMail:
         # A plan that cannot be compiled keeps the reason instead.
         self._compiled: dict[tuple[int, bool], tuple[list[Any], CompiledHtml | str]] = {}
         self._proven: set[tuple[int, bool]] = set()
+        # The text part likewise (compiled_text.py), asked for with the HTML part.
+        self._text_compiling = False
+        self.text_reason = "not asked for (one-off renders)"
+        self._compiled_text: dict[tuple[int, bool], tuple[list[Any], CompiledText | str]] = {}
+        self._text_proven: set[tuple[int, bool]] = set()
 
     def _campaign_context(self, articles: Sequence[ArticleContext]) -> dict[str, Any]:
         """The campaign's template data; its preheader follows the articles when it set none."""
@@ -289,11 +297,17 @@ class CampaignMail:
         ``compiled_html.py``): for a send whose transport ``needs`` MIME bytes. Says
         whether it does; ``compile_reason`` says why not. The first message of each
         compiled plan is also built in full and compared: one difference, and the
-        full path builds every message."""
+        full path builds every message.
+
+        The text part is compiled the same way, on its own (``compiled_text.py``):
+        ``text_reason`` says why not."""
         if needs == FIELDS:
             self.compile_reason = "the transport takes the message as fields"
+            self.text_reason = self.compile_reason
             return False
-        pieces = self.templates.html_pieces(self.context(SAMPLE_SUBSCRIBER))
+        sample = self.context(SAMPLE_SUBSCRIBER)
+        self._compile_text(sample)
+        pieces = self.templates.html_pieces(sample)
         if pieces is None:
             self.compile_reason = "the templates are not spliced"
             return False
@@ -320,13 +334,72 @@ class CampaignMail:
             found = self._compiled[key] = (pieces, compiled)
         return found[1]
 
+    def _compile_text(self, context: Mapping[str, Any]) -> None:
+        """Build each message's text part from bytes compiled once per plan from now on,
+        where the templates splice and the part allows it; else say why not."""
+        pieces = self.templates.text_pieces(context)
+        if pieces is None:
+            self._text_compiling = False
+            self.text_reason = "the templates are not spliced"
+            return
+        compiled = self._compiled_text_for(pieces, self.tracked)
+        self._text_compiling = isinstance(compiled, CompiledText)
+        self.text_reason = "" if isinstance(compiled, CompiledText) else compiled
+
+    def _compiled_text_for(self, pieces: list[Any], tracked: bool) -> CompiledText | str:
+        """The text part of a campaign plan compiled, once; or why it is not."""
+        key = (id(pieces), tracked)
+        found = self._compiled_text.get(key)
+        if found is None:
+            compiled: CompiledText | str
+            try:
+                compiled = compile_text(pieces, self._rewriter if tracked else None)
+            except NotCompilable as exc:
+                compiled = str(exc)  # this plan's messages keep the full path
+            if len(self._compiled_text) >= 128:  # many article subsets: start over
+                self._compiled_text.clear()
+                self._text_proven.clear()
+            # The pieces are kept with their compiled form, so their id is not reused.
+            found = self._compiled_text[key] = (pieces, compiled)
+        return found[1]
+
+    def _text_part(
+        self,
+        rendered: Rendered,
+        spliced: SplicedHtml | None,
+        tracked: bool,
+        click: Callable[[int], str],
+    ) -> str | bytes:
+        """One message's text part: as text, or as its quoted-printable bytes where it
+        is compiled (``compile_html``)."""
+        if rendered.text or spliced is None:  # rendered in full (never empty then)
+            return self._tracked_text(rendered.text, click) if tracked else rendered.text
+        compiled = self._compiled_text_for(spliced.text_pieces, tracked)
+        body = compiled.body(spliced.values, click) if isinstance(compiled, CompiledText) else None
+        key = (id(spliced.text_pieces), tracked)
+        if body is not None and key in self._text_proven:
+            return body
+        text = plain_text(spliced.spliced_text)
+        if tracked:
+            text = self._tracked_text(text, click)
+        if body is None:
+            return text  # this message needs the full path (a line break in a value)
+        if quoted_printable(text) != body:
+            # The proof, on the first message of each compiled plan: a compiled part
+            # that ever differs from the full path's is never used again.
+            self._text_compiling = False
+            self.text_reason = "a compiled text part differed from the full path's"
+            return text
+        self._text_proven.add(key)
+        return body
+
     def _mime_parts(
         self, subscriber: Mapping[str, Any], tracked: bool | None, context: Mapping[str, Any]
-    ) -> tuple[str, str | bytes]:
-        """The text part and the HTML part of one message: the HTML as text, or as
-        its 7bit bytes where it is compiled (``compile_html``)."""
+    ) -> tuple[str | bytes, str | bytes]:
+        """The text part and the HTML part of one message: each as text, or as its
+        encoded bytes where it is compiled (``compile_html``)."""
         tracked = self.tracked if tracked is None else tracked
-        rendered, spliced = self.templates.render_spliced(context)
+        rendered, spliced = self.templates.render_spliced(context, text=not self._text_compiling)
         compiled = (
             self._compiled_html(spliced.pieces, tracked)
             if spliced is not None and self._compiling
@@ -334,7 +407,7 @@ class CampaignMail:
         )
         sid = subscriber["id"]
         click = self._click(sid)
-        text = self._tracked_text(rendered.text, click) if tracked else rendered.text
+        text = self._text_part(rendered, spliced, tracked, click)
         if not isinstance(compiled, CompiledHtml) or spliced is None:
             html = self._tracked_html(rendered.html, sid, click, True) if tracked else rendered.html
             return text, html

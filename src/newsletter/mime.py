@@ -173,6 +173,11 @@ def _qp(text: str) -> bytes:
     return binascii.b2a_qp(body.encode("utf-8"), istext=True)
 
 
+def quoted_printable(text: str) -> bytes:
+    """The text part as ``MessageFactory.build`` encodes it (see ``compiled_text.py``)."""
+    return _qp(text)
+
+
 def list_unsubscribe(url: str, mailto: str | None = None) -> str:
     """The List-Unsubscribe value (RFC 2369): the one-click URL, then an optional mailto."""
     value = f"<{header_value(url, 'site.base_url')}>"
@@ -230,7 +235,7 @@ class MessageFactory:
         to_name: str,
         msg_id: str,
         date: dt.datetime,
-        text: str,
+        text: str | bytes,
         html: str | bytes,
         unsubscribe_url: str | None = None,
         unsubscribe_mailto: str | None = None,
@@ -238,7 +243,8 @@ class MessageFactory:
         """One recipient's message as wire bytes.
 
         ``html`` as bytes is the HTML part already encoded as ``html_body`` would
-        encode it for 7bit (a compiled part, see ``compiled_html.py``).
+        encode it for 7bit (a compiled part, see ``compiled_html.py``); ``text`` as
+        bytes the text part already quoted-printable (``compiled_text.py``).
 
         Raises InputError when a value of this recipient cannot go in a header
         (a line break in the name): only this message fails.
@@ -262,7 +268,7 @@ class MessageFactory:
                 *personal,
                 self.structure,
                 self.text_head,
-                _qp(text),
+                _qp(text) if isinstance(text, str) else text,
                 self.html_head % (b"text/html", encoding),
                 body,
                 self.closing,

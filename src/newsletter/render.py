@@ -197,10 +197,14 @@ class Rendered:
 @dataclass(frozen=True)
 class SplicedHtml:
     """A spliced HTML part in its pieces: the campaign's text (even items) and the
-    index of a personal value (odd ones), with one subscriber's values by index."""
+    index of a personal value (odd ones), with one subscriber's values by index
+    (those of the text part too)."""
 
     pieces: list[Any]
     values: Mapping[int, str]
+    # The text part's pieces, and its text as spliced, before ``plain_text``.
+    text_pieces: list[Any]
+    spliced_text: str
 
 
 class TemplateSet:
@@ -303,14 +307,22 @@ class TemplateSet:
         """Render all three parts; a failure names the template file and line."""
         return self.render_spliced(context)[0]
 
-    def render_spliced(self, context: Mapping[str, Any]) -> tuple[Rendered, SplicedHtml | None]:
+    def render_spliced(
+        self, context: Mapping[str, Any], text: bool = True
+    ) -> tuple[Rendered, SplicedHtml | None]:
         """Render all three parts, and the HTML part's pieces and values where it was
-        spliced (None where it was rendered in full)."""
+        spliced (None where it was rendered in full).
+
+        ``text=False``: a spliced message's text part is left empty, for a caller
+        that builds it from the pieces (``compiled_text.py``); ``plain_text`` of
+        ``spliced_text`` is what it would be.
+        """
         spliced = self._spliced(context) if self._splicer is not None else None
         out = spliced[0] if spliced is not None else self._render_parts(context)
         subject = " ".join(out["subject.txt"].split())
-        text = wrap_lines(out["body.txt"].strip()) + "\n"
-        rendered = Rendered(subject=subject, html=out["body.html"], text=text)
+        made = text or spliced is None
+        body_text = plain_text(out["body.txt"]) if made else ""
+        rendered = Rendered(subject=subject, html=out["body.html"], text=body_text)
         return rendered, spliced[1] if spliced is not None else None
 
     def html_pieces(self, context: Mapping[str, Any]) -> list[Any] | None:
@@ -320,6 +332,15 @@ class TemplateSet:
             return None
         try:
             return self._splicer.plan(context)[0][f"{self.name}/body.html"]
+        except Exception:  # noqa: BLE001 - the full render says what is wrong, with the line
+            return None
+
+    def text_pieces(self, context: Mapping[str, Any]) -> list[Any] | None:
+        """The spliced pieces of the text part, as ``html_pieces`` those of the HTML."""
+        if self._splicer is None:
+            return None
+        try:
+            return self._splicer.plan(context)[0][f"{self.name}/body.txt"]
         except Exception:  # noqa: BLE001 - the full render says what is wrong, with the line
             return None
 
@@ -341,7 +362,12 @@ class TemplateSet:
         except Exception:  # noqa: BLE001 - the full render says what is wrong, with the line
             splicer.forget(context)
             return None
-        html = SplicedHtml(pieces[f"{self.name}/body.html"], values)
+        html = SplicedHtml(
+            pieces[f"{self.name}/body.html"],
+            values,
+            pieces[f"{self.name}/body.txt"],
+            out["body.txt"],
+        )
         if not new:
             return out, html
         try:
@@ -367,6 +393,11 @@ class TemplateSet:
                 line = self._source_line(part, context) or _error_line(exc, template)
                 raise TemplateError(f"template {self.name}/{part}:{line}: {_reason(exc)}") from None
         return out
+
+
+def plain_text(body: str) -> str:
+    """A rendered body.txt as the text part carries it: stripped, lines wrapped."""
+    return wrap_lines(body.strip()) + "\n"
 
 
 # The built-in design that shows one article in full, and the one that shows several.

@@ -186,9 +186,12 @@ def wrap_lines(text: str, width: int = LINE_WIDTH) -> str:
     would break it). An underline (=== or ---) under a wrapped title is made
     as long as the title's longest line.
     """
+    lines = text.split("\n")
+    if max(map(len, lines)) <= width:
+        return text  # no line is wrapped, so no underline is redrawn either
     out: list[str] = []
     previous_wrapped: tuple[str, ...] = ()
-    for line in text.split("\n"):
+    for line in lines:
         if len(line) <= width and not (previous_wrapped and _RULE.fullmatch(line)):
             out.append(line)
             previous_wrapped = ()
@@ -202,3 +205,15 @@ def wrap_lines(text: str, width: int = LINE_WIDTH) -> str:
         out.extend(wrapped)
         previous_wrapped = wrapped if len(wrapped) > 1 else ()
     return "\n".join(out)
+
+
+def is_rule(line: str) -> bool:
+    """Whether ``wrap_lines`` reads a line as an underline (=== or ---)."""
+    return _RULE.fullmatch(line) is not None
+
+
+def sets_rule_length(line: str, width: int = LINE_WIDTH) -> bool:
+    """Whether ``wrap_lines`` draws an underline right after this line at its wrapped
+    length: the one way a line's wrapping depends on the line before it. Said by
+    the line alone, so a text can be wrapped in parts cut where this is false."""
+    return len(line) > width and not is_rule(line) and len(_wrap_line(line, width)) > 1
