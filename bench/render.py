@@ -4,8 +4,8 @@ A five-article digest is rendered for every subscriber — template, tracking
 links, open pixel, MIME — and compared with the ceiling measured in the same
 run: a bare jinja2 render of the same two templates (HTML and text) with the
 same data, nothing else. Then the same messages as a send builds them: the
-templates rendered once and spliced, the HTML part compiled once
-(compiled_html.py). Memory is sampled to show it does not grow with the
+templates rendered once and spliced, the HTML and text parts compiled once
+(compiled_html.py, compiled_text.py). Memory is sampled to show it does not grow with the
 number of recipients.
 """
 

@@ -433,7 +433,7 @@ def test_the_send_says_the_html_is_compiled(ws_dir: Path, caplog: pytest.LogCapt
     assert progress.finished and progress.sent
     assert (
         f"campaign {campaign_id}: rendering once and splicing per subscriber, "
-        "the HTML part compiled once" in caplog.text
+        "the HTML part compiled once, the text part compiled once" in caplog.text
     )
     assert "stopped" not in caplog.text
     ws.close()

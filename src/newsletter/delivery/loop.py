@@ -499,13 +499,17 @@ def _build_and_send(
     # And its HTML part compiled once, for the transports that take MIME bytes: per
     # message only the values are encoded and joined.
     compiled = spliced and mail.compile_html(needs)
+    text_compiled = spliced and not mail.text_reason
     if spliced:
         log.info(
-            "campaign %s: rendering once and splicing per subscriber, %s",
+            "campaign %s: rendering once and splicing per subscriber, %s, %s",
             campaign_id,
             "the HTML part compiled once"
             if compiled
             else f"the HTML part built per message ({mail.compile_reason})",
+            "the text part compiled once"
+            if not mail.text_reason
+            else f"the text part built per message ({mail.text_reason})",
         )
     else:
         log.info(
@@ -606,4 +610,10 @@ def _build_and_send(
                 "campaign %s: compiled HTML stopped (%s); built in full from then on",
                 campaign_id,
                 mail.compile_reason,
+            )
+        if spliced and text_compiled and mail.text_reason:
+            log.warning(
+                "campaign %s: compiled text stopped (%s); built in full from then on",
+                campaign_id,
+                mail.text_reason,
             )
