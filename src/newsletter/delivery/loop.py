@@ -160,8 +160,8 @@ class _SendRun:
         self.on_progress = on_progress
         self.lost = lost  # set when the lease on the campaign is lost
         self.halt = threading.Event()  # set when the campaign must stop (pause, errors)
-        # A halt (a stop, a pause) ends the limiter's wait at once.
-        self.limiter = SendRate(policy.rate_per_second, sleep=self.halt.wait)
+        # A halt (a stop, a pause) ends the limiter's wait.
+        self.limiter = SendRate(policy.rate_per_second, sleep=self._nap)
         # Messages in flight at once: one per connection of this process.
         self.connections = max(1, policy.concurrency)
         if isinstance(transport, Pipelining):
@@ -169,6 +169,17 @@ class _SendRun:
         self.progress = SendProgress()
         self.lock = threading.Lock()
         self.streak = Streak()  # failures in a row, across all workers
+
+    def _nap(self, seconds: float) -> None:
+        """Sleep, in short steps that end once the send halts. Not ``halt.wait``: a
+        timed wait on a condition can overshoot by far where the clock is shifted
+        (libfaketime, in the date-shifted test runs); a plain sleep does not."""
+        end = time.monotonic() + seconds
+        while not self.halt.is_set():
+            left = end - time.monotonic()
+            if left <= 0:
+                return
+            time.sleep(min(left, 0.05))
 
     def pause(self, reason: str) -> None:
         with self.lock:

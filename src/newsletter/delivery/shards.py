@@ -178,8 +178,8 @@ class _Watch(threading.Thread):
             ready = []
             if open_pipes:
                 ready = wait(list(open_pipes), timeout=0.2)
-            else:
-                self.own_done.wait(0.2)  # only this process's own share is left
+            elif not self.own_done.is_set():
+                time.sleep(0.1)  # only this process's own share is left
             for item in ready:
                 # wait() hands back the very objects it was given: our pipe ends.
                 receiver = cast(Connection, item)
