@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from clocks import NOW
+from hostile_names import EDGES, MARKUP, SCRIPTS, subscriber_row
 from newsletter import campaigns, jobs, tracking
 from newsletter.compiled_html import CompiledHtml, NotCompilable, compile_html
 from newsletter.mail import CampaignMail
@@ -32,35 +33,19 @@ ARTICLE_URL = "https://clinic.example.com/post/back-pain?a=1&b=2"
 # Names a list may hold: quotes, markup, entities, a tag end, an href, a registered
 # article URL, right to left, emoji, CJK, a line far over SMTP's limit, empty names.
 HOSTILE = [
-    ("quotes@example.org", 'O\'Brien "Jr"', "d'Arcy"),
-    ("lt@example.org", "<b>Bold</b> & <i>co</i>", ">"),
-    ("amp@example.org", "&amp; &lt; &#34;", "&"),
+    *MARKUP,
     ("body@example.org", "</body></html>", "</BODY>"),
     ("href@example.org", 'href="https://clinic.example.com/"', "href='x'"),
     ("url@example.org", ARTICLE_URL, "https://clinic.example.com/"),
     ("spelt@example.org", "href=", "href="),
-    ("accents@example.org", "Zoë Ångström", "Ñúñez"),
-    ("rtl@example.org", "\u05e9\u05dc\u05d5\u05dd \u0645\u0631\u062d\u0628\u0627", "\u202eevil"),
-    ("emoji@example.org", "\U0001f600\u0301 \U0001f1ef\U0001f1f5", "\u200d"),
+    *SCRIPTS,
     ("cjk@example.org", "名前", "山田"),
     ("long@example.org", "A" * 2000, "B" * 10),
-    ("empty@example.org", "", ""),
-    ("我@例え.jp", "名前", ""),
-    ("pua@example.org", "\ue000deadbeef:0\ue001", "\ue001\ue000"),
+    *EDGES,
 ]
 
 
-def _person(n: int, email: str, first: str, last: str, **attributes: str) -> dict[str, Any]:
-    return {
-        "id": n,
-        "email": email,
-        "first_name": first,
-        "last_name": last,
-        "attributes": attributes,
-    }
-
-
-PEOPLE = [_person(n, *row) for n, row in enumerate(HOSTILE, start=1)]
+PEOPLE = [subscriber_row(n, *row) for n, row in enumerate(HOSTILE, start=1)]
 
 
 def _full_path(
@@ -170,7 +155,7 @@ def _campaign(ws_dir: Path, template: str | None = None, tracking_on: bool = Tru
 def _people(mail: CampaignMail) -> list[dict[str, Any]]:
     """The hostile people, and one named after each of the campaign's tracked links."""
     named = [
-        _person(100 + n, f"link{n}@example.org", url, "")
+        subscriber_row(100 + n, f"link{n}@example.org", url, "")
         for n, url in enumerate(sorted(mail.link_ids))
     ]
     return PEOPLE + named
@@ -266,7 +251,7 @@ def test_email_apis_get_the_same_fields_whatever_the_mime_path(ws_dir: Path) -> 
 def test_a_line_break_in_a_name_fails_that_message_alone(ws_dir: Path) -> None:
     ws, _, mail = _campaign(ws_dir)
     assert mail.templates.splice() and mail.compile_html()
-    broken = _person(7, "cr@example.org", "Ann\rBob", "")
+    broken = subscriber_row(7, "cr@example.org", "Ann\rBob", "")
     with pytest.raises(UnsafeHeader, match="carriage return"):
         mail.envelope(broken, "k7", NOW, "b@example.org")
     assert mail.compile_reason == ""
@@ -280,10 +265,10 @@ def test_a_carriage_return_in_a_value_sends_that_message_the_full_way(ws_dir: Pa
     _custom_design(ws_dir, lambda s: s.replace("Hi {{", "From {{ subscriber.city }}\nHi {{"))
     ws, _, mail = _campaign(ws_dir, "custom")
     people = [
-        _person(1, "a@example.org", "Ann", "", city="Cork\r\nKerry"),
-        _person(2, "b@example.org", "Bob", "", city="Cork\r"),
-        _person(3, "c@example.org", "Cy", "", city="\nCork\n"),
-        _person(4, "d@example.org", "Di", "", city="Cork"),
+        subscriber_row(1, "a@example.org", "Ann", "", city="Cork\r\nKerry"),
+        subscriber_row(2, "b@example.org", "Bob", "", city="Cork\r"),
+        subscriber_row(3, "c@example.org", "Cy", "", city="\nCork\n"),
+        subscriber_row(4, "d@example.org", "Di", "", city="Cork"),
     ]
     in_full = _messages(mail, people)
     assert mail.templates.splice() and mail.compile_html(), mail.compile_reason
@@ -309,7 +294,7 @@ def test_a_raw_value_from_a_text_partial_sends_that_message_the_full_way(ws_dir:
     )
     ws, _, mail = _campaign(ws_dir, "custom")
     # An opened comment makes the full path's part quoted-printable (é inside it).
-    people = [*_people(mail), _person(200, "raw@example.org", "<!-- é", "")]
+    people = [*_people(mail), subscriber_row(200, "raw@example.org", "<!-- é", "")]
     in_full = _messages(mail, people)
     assert mail.templates.splice() and mail.compile_html(), mail.compile_reason
     assert _messages(mail, people) == in_full

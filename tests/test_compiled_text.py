@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from clocks import NOW
+from hostile_names import EDGES, MARKUP, SCRIPTS, subscriber_row
 from newsletter import campaigns, jobs, tracking
 from newsletter.compiled_html import NotCompilable
 from newsletter.compiled_text import CompiledText, compile_text
@@ -44,39 +45,23 @@ WORDS = "Lorem ipsum dolor sit amet, consectetur adipiscing elit sed do eiusmod"
 # http://, inside words), long names with and without spaces, right to left, emoji,
 # CJK, = and . where a wrapped line starts, trailing spaces, rules, empty names.
 HOSTILE = [
-    ("quotes@example.org", 'O\'Brien "Jr"', "d'Arcy"),
-    ("lt@example.org", "<b>Bold</b> & <i>co</i>", ">"),
-    ("amp@example.org", "&amp; &lt; &#34;", "&"),
+    *MARKUP,
     ("url@example.org", ARTICLE_URL, OTHER_URL),
     ("http@example.org", "http://" + ARTICLE_URL, "x" + OTHER_URL),
     ("dots@example.org", ARTICLE_URL + "...", "(" + OTHER_URL + ")"),
     ("long@example.org", "A" * 200, "B" * 2000),
     ("spaced@example.org", (WORDS + " ") * 3, ARTICLE_URL + " " + WORDS),
-    ("accents@example.org", "Zoë Ångström", "Ñúñez"),
-    ("rtl@example.org", "\u05e9\u05dc\u05d5\u05dd \u0645\u0631\u062d\u0628\u0627", "\u202eevil"),
-    ("emoji@example.org", "\U0001f600\u0301 \U0001f1ef\U0001f1f5", "\u200d"),
+    *SCRIPTS,
     ("cjk@example.org", "名前" * 50, "山田"),
     ("dot@example.org", "a " * 36 + ". =41 .", "="),
     ("equals@example.org", "b " * 37 + "=" * 60, "." * 90),
     ("trailing@example.org", "Ann   ", "  "),
     ("rule@example.org", "=" * 100, "-" * 10),
-    ("empty@example.org", "", ""),
-    ("我@例え.jp", "名前", ""),
-    ("pua@example.org", "\ue000deadbeef:0\ue001", "\ue001\ue000"),
+    *EDGES,
 ]
 
 
-def _person(n: int, email: str, first: str, last: str, **attributes: str) -> dict[str, Any]:
-    return {
-        "id": n,
-        "email": email,
-        "first_name": first,
-        "last_name": last,
-        "attributes": attributes,
-    }
-
-
-PEOPLE = [_person(n, *row) for n, row in enumerate(HOSTILE, start=1)]
+PEOPLE = [subscriber_row(n, *row) for n, row in enumerate(HOSTILE, start=1)]
 
 
 def _click(n: int) -> Callable[[int], str]:
@@ -308,7 +293,7 @@ def _people(mail: CampaignMail) -> list[dict[str, Any]]:
     """The hostile people (but the one whose name no header takes), and one named
     after each of the campaign's tracked links."""
     named = [
-        _person(100 + n, f"link{n}@example.org", url, "http://" + url)
+        subscriber_row(100 + n, f"link{n}@example.org", url, "http://" + url)
         for n, url in enumerate(sorted(mail.link_ids))
     ]
     return PEOPLE + named
@@ -420,11 +405,11 @@ def test_a_line_break_in_a_value_sends_that_message_the_full_way(ws_dir: Path) -
     )
     ws, _, mail = _campaign(ws_dir, "custom")
     people = [
-        _person(1, "a@example.org", "Ann", "", city="Cork\r\nKerry"),
-        _person(2, "b@example.org", "Bob", "", city="Cork\r"),
-        _person(3, "c@example.org", "Cy", "", city="\nCork\n"),
-        _person(4, "d@example.org", "Di", "", city="Cork " * 30),
-        _person(5, "e@example.org", "Ed", "", city="Cork"),
+        subscriber_row(1, "a@example.org", "Ann", "", city="Cork\r\nKerry"),
+        subscriber_row(2, "b@example.org", "Bob", "", city="Cork\r"),
+        subscriber_row(3, "c@example.org", "Cy", "", city="\nCork\n"),
+        subscriber_row(4, "d@example.org", "Di", "", city="Cork " * 30),
+        subscriber_row(5, "e@example.org", "Ed", "", city="Cork"),
     ]
     in_full = _messages(mail, people)
     assert mail.templates.splice() and mail.compile_html(), mail.compile_reason
@@ -438,10 +423,10 @@ def test_a_value_at_the_end_of_the_text_is_stripped_per_message(ws_dir: Path) ->
     _custom_design(ws_dir, lambda s: s + "\n\n{{ subscriber.city }}  \n", "custom/body.txt")
     ws, _, mail = _campaign(ws_dir, "custom")
     people = [
-        _person(1, "a@example.org", "Ann", "", city="  Cork  "),
-        _person(2, "b@example.org", "Bob", "", city=""),
-        _person(3, "c@example.org", "Cy", "", city="   "),
-        _person(4, "d@example.org", "Di", "", city=ARTICLE_URL),
+        subscriber_row(1, "a@example.org", "Ann", "", city="  Cork  "),
+        subscriber_row(2, "b@example.org", "Bob", "", city=""),
+        subscriber_row(3, "c@example.org", "Cy", "", city="   "),
+        subscriber_row(4, "d@example.org", "Di", "", city=ARTICLE_URL),
     ]
     in_full = _messages(mail, people)
     assert mail.templates.splice() and mail.compile_html(), mail.compile_reason
