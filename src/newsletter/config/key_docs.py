@@ -31,7 +31,10 @@ KEY_DOCS: dict[str, str] = {
         "(see [Email providers](providers.md))."
     ),
     "delivery.rate_per_second": ("Messages per second, capped with a sliding one-second window."),
-    "delivery.concurrency": "Sender threads and SMTP (or HTTPS) connections, in all.",
+    "delivery.concurrency": (
+        "SMTP (or HTTPS) connections, in all: messages in flight at once (an email API "
+        "sends from that many threads)."
+    ),
     "delivery.outbox_dir": "Where the outbox transport writes `.eml` files.",
     "delivery.max_attempts": "Tries per message before a temporary failure counts as failed.",
     "delivery.retry_backoff": (
