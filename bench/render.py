@@ -99,9 +99,15 @@ def main() -> None:
         f"complete messages (render, tracking, MIME): {rate:.0f} per second on one core "
         f"= {rate / ceiling:.2f} x ceiling; {size / len(subscribers) / 1024:.1f} KB each"
     )
+    compiled = [
+        part
+        for part, reason in (("HTML", mail.compile_reason), ("text", mail.text_reason))
+        if not reason
+    ]
+    how = f", {' and '.join(compiled)} compiled" if compiled else ""
     print(
-        f"as a send builds them (spliced{', HTML compiled' if not mail.compile_reason else ''}):"
-        f" {send_rate:.0f} per second = {1e6 / send_rate:.0f} µs each"
+        f"as a send builds them (spliced{how}): "
+        f"{send_rate:.0f} per second = {1e6 / send_rate:.0f} µs each"
     )
     print(
         f"peak memory: {rss_half:.0f} MB after {len(subscribers) // 2} messages, "
