@@ -9,26 +9,30 @@ ways and compares the bytes.
 from __future__ import annotations
 
 import logging
-import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from both_ways import (
+    ARTICLE_URL,
+    DESIGNS,
+    EDGES,
+    MARKUP,
+    SCRIPTS,
+    custom_design,
+    messages,
+    prepared_campaign,
+    subscriber_row,
+)
 from clocks import NOW
-from hostile_names import EDGES, MARKUP, SCRIPTS, subscriber_row
-from newsletter import campaigns, jobs, tracking
+from newsletter import jobs, tracking
 from newsletter.compiled_html import CompiledHtml, NotCompilable, compile_html
 from newsletter.mail import CampaignMail
 from newsletter.mime import UnsafeHeader, html_body
-from newsletter.render import DEFAULTS_DIR, TemplateSet, article_context, subscriber_context
+from newsletter.render import TemplateSet, article_context, subscriber_context
 from newsletter.transports import FIELDS
-from newsletter.workspace import Workspace
-from workspaces import workspace_with_articles_and_subscribers
-
-DESIGNS = ("announcement", "digest", "confirm", "welcome")
-ARTICLE_URL = "https://clinic.example.com/post/back-pain?a=1&b=2"
 
 # Names a list may hold: quotes, markup, entities, a tag end, an href, a registered
 # article URL, right to left, emoji, CJK, a line far over SMTP's limit, empty names.
@@ -141,17 +145,6 @@ def test_every_built_in_design_compiles_to_the_full_paths_bytes(design: str, tra
 # --- A campaign, built both ways --------------------------------------------------------
 
 
-def _campaign(ws_dir: Path, template: str | None = None, tracking_on: bool = True):
-    ws = Workspace.open(ws_dir, env={"NEWSLETTER_SECRET_KEY": "compile-key"})
-    workspace_with_articles_and_subscribers(ws, NOW)
-    campaign_id = campaigns.create(
-        ws.store, ws.settings, "Fresh", "new", template, None, NOW, tracking_on=tracking_on
-    )
-    mail, transport = jobs.prepare_send(ws, ws.store, campaign_id, NOW)
-    transport.close()
-    return ws, campaign_id, mail
-
-
 def _people(mail: CampaignMail) -> list[dict[str, Any]]:
     """The hostile people, and one named after each of the campaign's tracked links."""
     named = [
@@ -173,22 +166,17 @@ def _compiled_for(mail: CampaignMail, people: list[dict[str, Any]]) -> list[bool
     return served
 
 
-def _messages(mail: CampaignMail, people: list[dict[str, Any]], **options: Any) -> list[bytes]:
-    sender = "bounces@example.org"
-    return [mail.envelope(p, f"k{p['id']}", NOW, sender, **options)[1].data for p in people]
-
-
 @pytest.mark.parametrize("design", ("announcement", "digest"))
 def test_a_campaign_sends_the_same_bytes_compiled_as_built_in_full(
     ws_dir: Path, design: str
 ) -> None:
-    ws, _, mail = _campaign(ws_dir, design)
+    ws, _, mail = prepared_campaign(ws_dir, design)
     people = _people(mail)
     assert len(mail.link_ids) >= 2
-    in_full = _messages(mail, people)
+    in_full = messages(mail, people)
     assert mail.templates.splice(), mail.templates.splice_reason
     assert mail.compile_html(), mail.compile_reason
-    compiled = _messages(mail, people)
+    compiled = messages(mail, people)
     assert compiled == in_full
     assert mail.compile_reason == ""
     # The plan was compiled, its first message proven, and its hrefs of values found.
@@ -204,23 +192,23 @@ def test_a_campaign_sends_the_same_bytes_compiled_as_built_in_full(
 
 
 def test_an_untracked_campaign_compiles_without_links_or_pixel(ws_dir: Path) -> None:
-    ws, _, mail = _campaign(ws_dir, tracking_on=False)
+    ws, _, mail = prepared_campaign(ws_dir, tracking_on=False)
     assert not mail.tracked
-    in_full = _messages(mail, PEOPLE)
+    in_full = messages(mail, PEOPLE)
     assert mail.templates.splice() and mail.compile_html(), mail.compile_reason
-    assert _messages(mail, PEOPLE) == in_full
+    assert messages(mail, PEOPLE) == in_full
     assert b"/o/" not in in_full[0] and b"/c/" not in in_full[0]
     assert mail._proven
     ws.close()
 
 
 def test_a_test_send_of_a_tracked_campaign_is_compiled_untracked(ws_dir: Path) -> None:
-    ws, _, mail = _campaign(ws_dir)
-    in_full = _messages(mail, PEOPLE, tracked=False)
-    tracked_full = _messages(mail, PEOPLE)
+    ws, _, mail = prepared_campaign(ws_dir)
+    in_full = messages(mail, PEOPLE, tracked=False)
+    tracked_full = messages(mail, PEOPLE)
     assert mail.templates.splice() and mail.compile_html(), mail.compile_reason
-    assert _messages(mail, PEOPLE, tracked=False) == in_full
-    assert _messages(mail, PEOPLE) == tracked_full
+    assert messages(mail, PEOPLE, tracked=False) == in_full
+    assert messages(mail, PEOPLE) == tracked_full
     assert {tracked for _, tracked in mail._proven} == {True, False}
     ws.close()
 
@@ -228,7 +216,7 @@ def test_a_test_send_of_a_tracked_campaign_is_compiled_untracked(ws_dir: Path) -
 def test_email_apis_get_the_same_fields_whatever_the_mime_path(ws_dir: Path) -> None:
     """A transport that takes the message as fields gets the HTML as text, as before;
     a send through one compiles nothing."""
-    ws, _, mail = _campaign(ws_dir)
+    ws, _, mail = prepared_campaign(ws_dir)
 
     def fields() -> list[Any]:
         sender = "bounces@example.org"
@@ -242,37 +230,37 @@ def test_email_apis_get_the_same_fields_whatever_the_mime_path(ws_dir: Path) -> 
     assert mail.compile_reason == "the transport takes the message as fields"
     assert fields() == before
     assert mail.compile_html(), mail.compile_reason
-    _messages(mail, PEOPLE)
+    messages(mail, PEOPLE)
     assert mail._proven  # the MIME path compiled
     assert fields() == before
     ws.close()
 
 
 def test_a_line_break_in_a_name_fails_that_message_alone(ws_dir: Path) -> None:
-    ws, _, mail = _campaign(ws_dir)
+    ws, _, mail = prepared_campaign(ws_dir)
     assert mail.templates.splice() and mail.compile_html()
     broken = subscriber_row(7, "cr@example.org", "Ann\rBob", "")
     with pytest.raises(UnsafeHeader, match="carriage return"):
         mail.envelope(broken, "k7", NOW, "b@example.org")
     assert mail.compile_reason == ""
-    assert _messages(mail, PEOPLE[:2])  # the next ones go on, compiled
+    assert messages(mail, PEOPLE[:2])  # the next ones go on, compiled
     ws.close()
 
 
 def test_a_carriage_return_in_a_value_sends_that_message_the_full_way(ws_dir: Path) -> None:
     """A value the headers never see (an attribute) may hold a CR: the full path
     normalises line ends over the whole document, so that message takes it."""
-    _custom_design(ws_dir, lambda s: s.replace("Hi {{", "From {{ subscriber.city }}\nHi {{"))
-    ws, _, mail = _campaign(ws_dir, "custom")
+    custom_design(ws_dir, lambda s: s.replace("Hi {{", "From {{ subscriber.city }}\nHi {{"))
+    ws, _, mail = prepared_campaign(ws_dir, "custom")
     people = [
         subscriber_row(1, "a@example.org", "Ann", "", city="Cork\r\nKerry"),
         subscriber_row(2, "b@example.org", "Bob", "", city="Cork\r"),
         subscriber_row(3, "c@example.org", "Cy", "", city="\nCork\n"),
         subscriber_row(4, "d@example.org", "Di", "", city="Cork"),
     ]
-    in_full = _messages(mail, people)
+    in_full = messages(mail, people)
     assert mail.templates.splice() and mail.compile_html(), mail.compile_reason
-    assert _messages(mail, people) == in_full
+    assert messages(mail, people) == in_full
     assert _compiled_for(mail, people) == [False, False, True, True]
     ws.close()
 
@@ -281,7 +269,7 @@ def test_a_raw_value_from_a_text_partial_sends_that_message_the_full_way(ws_dir:
     """A text template included in the HTML one writes its values unescaped: a value
     with a quote, < or > could change the document's structure, so that message
     takes the full path; the others stay compiled."""
-    _custom_design(
+    custom_design(
         ws_dir,
         lambda s: s.replace(
             'Hi {{ subscriber.first_name | default("there", true) }}',
@@ -292,12 +280,12 @@ def test_a_raw_value_from_a_text_partial_sends_that_message_the_full_way(ws_dir:
     (ws_dir / "templates" / "_partials" / "name.txt").write_text(
         "{{ subscriber.first_name }}", encoding="utf-8"
     )
-    ws, _, mail = _campaign(ws_dir, "custom")
+    ws, _, mail = prepared_campaign(ws_dir, "custom")
     # An opened comment makes the full path's part quoted-printable (é inside it).
     people = [*_people(mail), subscriber_row(200, "raw@example.org", "<!-- é", "")]
-    in_full = _messages(mail, people)
+    in_full = messages(mail, people)
     assert mail.templates.splice() and mail.compile_html(), mail.compile_reason
-    assert _messages(mail, people) == in_full
+    assert messages(mail, people) == in_full
     assert b"Hi <b>Bold</b> & <i>co</i>," in in_full[1]  # written raw
     assert b"Content-Transfer-Encoding: quoted-printable\r\n\r\n<!DOCTYPE" in in_full[-1]
     served = dict(zip((p["email"] for p in people), _compiled_for(mail, people), strict=True))
@@ -306,23 +294,10 @@ def test_a_raw_value_from_a_text_partial_sends_that_message_the_full_way(ws_dir:
     ws.close()
 
 
-def _custom_design(
-    ws_dir: Path, change: Callable[[str], str], file: str = "custom/body.html"
-) -> None:
-    """A copy of the digest as "custom", with one of its files changed."""
-    templates = ws_dir / "templates"
-    shutil.copytree(DEFAULTS_DIR / "templates" / "digest", templates / "custom")
-    if not (templates / file).exists():
-        (templates / file).parent.mkdir(exist_ok=True)
-        shutil.copy(DEFAULTS_DIR / "templates" / file, templates / file)
-    source = (templates / file).read_text(encoding="utf-8")
-    (templates / file).write_text(change(source), encoding="utf-8")
-
-
 def test_a_name_inside_an_href_is_looked_up_per_message(ws_dir: Path) -> None:
     """The rewriter replaces an href whose whole value is a registered URL, whoever
     spelt it: a name equal to an article's URL is tracked, in both paths alike."""
-    _custom_design(
+    custom_design(
         ws_dir,
         lambda s: s.replace(
             "View in browser</a>",
@@ -330,11 +305,11 @@ def test_a_name_inside_an_href_is_looked_up_per_message(ws_dir: Path) -> None:
             ' <a href="https://clinic.example.com/{{ subscriber.last_name }}">page</a>',
         ),
     )
-    ws, _, mail = _campaign(ws_dir, "custom")
+    ws, _, mail = prepared_campaign(ws_dir, "custom")
     people = _people(mail)
-    in_full = _messages(mail, people)
+    in_full = messages(mail, people)
     assert mail.templates.splice() and mail.compile_html(), mail.compile_reason
-    assert _messages(mail, people) == in_full
+    assert messages(mail, people) == in_full
     [(_, form)] = mail._compiled.values()
     assert isinstance(form, CompiledHtml) and form.href_slots == 5
     url = sorted(mail.link_ids)[0]
@@ -379,10 +354,10 @@ HEAD = "_partials/head.html"
 def test_a_part_that_cannot_be_proven_keeps_the_full_path(
     ws_dir: Path, file: str, change: Callable[[str], str], reason: str | None
 ) -> None:
-    _custom_design(ws_dir, change, file)
-    ws, _, mail = _campaign(ws_dir, "custom")
+    custom_design(ws_dir, change, file)
+    ws, _, mail = prepared_campaign(ws_dir, "custom")
     people = _people(mail)
-    in_full = _messages(mail, people)
+    in_full = messages(mail, people)
     assert mail.templates.splice(), mail.templates.splice_reason
     if reason is None:
         # A long line with a value on it: only the messages that pass 990 bytes differ.
@@ -390,7 +365,7 @@ def test_a_part_that_cannot_be_proven_keeps_the_full_path(
     else:
         assert not mail.compile_html()
         assert reason in mail.compile_reason
-    assert _messages(mail, people) == in_full
+    assert messages(mail, people) == in_full
     ws.close()
 
 
@@ -399,20 +374,20 @@ def test_a_compiled_part_that_differs_from_the_full_path_is_never_used_again(
 ) -> None:
     """The proof on a plan's first message: a compiled part with any byte wrong is
     caught, that message goes out from the full path, and so do all after it."""
-    ws, _, mail = _campaign(ws_dir)
-    in_full = _messages(mail, PEOPLE)
+    ws, _, mail = prepared_campaign(ws_dir)
+    in_full = messages(mail, PEOPLE)
     assert mail.templates.splice() and mail.compile_html()
     [(_, form)] = mail._compiled.values()
     assert isinstance(form, CompiledHtml)
     form._head = form._head.replace(b"<html", b"<HTML", 1)
-    assert _messages(mail, PEOPLE) == in_full
+    assert messages(mail, PEOPLE) == in_full
     assert mail.compile_reason == "a compiled HTML part differed from the full path's"
     assert not mail._proven
     ws.close()
 
 
 def test_the_send_says_the_html_is_compiled(ws_dir: Path, caplog: pytest.LogCaptureFixture) -> None:
-    ws, campaign_id, _ = _campaign(ws_dir)
+    ws, campaign_id, _ = prepared_campaign(ws_dir)
     with caplog.at_level(logging.INFO, logger="newsletter.delivery.loop"):
         progress = jobs.send_campaign(ws, ws.store, campaign_id, lambda: NOW)
     assert progress.finished and progress.sent

@@ -10,22 +10,29 @@ functions. Every test builds both ways and compares the bytes.
 from __future__ import annotations
 
 import random
-import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from clocks import NOW
-from hostile_names import EDGES, MARKUP, SCRIPTS, subscriber_row
-from newsletter import campaigns, jobs, tracking
+from both_ways import (
+    ARTICLE_URL,
+    DESIGNS,
+    EDGES,
+    MARKUP,
+    SCRIPTS,
+    custom_design,
+    messages,
+    prepared_campaign,
+    subscriber_row,
+)
+from newsletter import tracking
 from newsletter.compiled_html import NotCompilable
 from newsletter.compiled_text import CompiledText, compile_text
 from newsletter.mail import CampaignMail
 from newsletter.mime import quoted_printable
 from newsletter.render import (
-    DEFAULTS_DIR,
     TemplateSet,
     article_context,
     plain_text,
@@ -33,11 +40,7 @@ from newsletter.render import (
 )
 from newsletter.textify import wrap_lines
 from newsletter.transports import FIELDS
-from newsletter.workspace import Workspace
-from workspaces import workspace_with_articles_and_subscribers
 
-DESIGNS = ("announcement", "digest", "confirm", "welcome")
-ARTICLE_URL = "https://clinic.example.com/post/back-pain?a=1&b=2"
 OTHER_URL = "https://x.example/"
 WORDS = "Lorem ipsum dolor sit amet, consectetur adipiscing elit sed do eiusmod"
 
@@ -278,17 +281,6 @@ def test_lines_without_values_or_links_are_encoded_once() -> None:
 # --- A campaign, built both ways --------------------------------------------------------
 
 
-def _campaign(ws_dir: Path, template: str | None = None, tracking_on: bool = True):
-    ws = Workspace.open(ws_dir, env={"NEWSLETTER_SECRET_KEY": "compile-key"})
-    workspace_with_articles_and_subscribers(ws, NOW)
-    campaign_id = campaigns.create(
-        ws.store, ws.settings, "Fresh", "new", template, None, NOW, tracking_on=tracking_on
-    )
-    mail, transport = jobs.prepare_send(ws, ws.store, campaign_id, NOW)
-    transport.close()
-    return ws, campaign_id, mail
-
-
 def _people(mail: CampaignMail) -> list[dict[str, Any]]:
     """The hostile people (but the one whose name no header takes), and one named
     after each of the campaign's tracked links."""
@@ -297,11 +289,6 @@ def _people(mail: CampaignMail) -> list[dict[str, Any]]:
         for n, url in enumerate(sorted(mail.link_ids))
     ]
     return PEOPLE + named
-
-
-def _messages(mail: CampaignMail, people: list[dict[str, Any]], **options: Any) -> list[bytes]:
-    sender = "bounces@example.org"
-    return [mail.envelope(p, f"k{p['id']}", NOW, sender, **options)[1].data for p in people]
 
 
 def _text_compiled_for(mail: CampaignMail, people: list[dict[str, Any]]) -> list[bool]:
@@ -320,14 +307,14 @@ def _text_compiled_for(mail: CampaignMail, people: list[dict[str, Any]]) -> list
 def test_a_campaign_sends_the_same_bytes_compiled_as_built_in_full(
     ws_dir: Path, design: str
 ) -> None:
-    ws, _, mail = _campaign(ws_dir, design)
+    ws, _, mail = prepared_campaign(ws_dir, design)
     people = _people(mail)
     assert len(mail.link_ids) >= 2
-    in_full = _messages(mail, people)
+    in_full = messages(mail, people)
     assert mail.templates.splice(), mail.templates.splice_reason
     assert mail.compile_html(), mail.compile_reason
     assert mail.text_reason == ""
-    compiled = _messages(mail, people)
+    compiled = messages(mail, people)
     assert compiled == in_full
     assert mail.text_reason == "" and mail._text_compiling and mail._text_proven
     assert all(_text_compiled_for(mail, people))
@@ -338,43 +325,43 @@ def test_a_campaign_sends_the_same_bytes_compiled_as_built_in_full(
 
 
 def test_the_text_part_compiles_where_the_html_part_does_not(ws_dir: Path) -> None:
-    _custom_design(
+    custom_design(
         ws_dir,
         lambda s: s.replace("</body>", "<!-- {{ subscriber.email }} --></body>"),
     )
-    ws, _, mail = _campaign(ws_dir, "custom")
+    ws, _, mail = prepared_campaign(ws_dir, "custom")
     people = _people(mail)
-    in_full = _messages(mail, people)
+    in_full = messages(mail, people)
     assert mail.templates.splice()
     assert not mail.compile_html()
     assert "comment" in mail.compile_reason and mail.text_reason == ""
-    assert _messages(mail, people) == in_full
+    assert messages(mail, people) == in_full
     assert mail._text_proven and not mail._proven
     ws.close()
 
 
 def test_untracked_and_test_sends_compile_the_text_part_untracked(ws_dir: Path) -> None:
-    ws, _, mail = _campaign(ws_dir)
-    untracked = _messages(mail, PEOPLE, tracked=False)
-    tracked = _messages(mail, PEOPLE)
+    ws, _, mail = prepared_campaign(ws_dir)
+    untracked = messages(mail, PEOPLE, tracked=False)
+    tracked = messages(mail, PEOPLE)
     assert mail.templates.splice() and mail.compile_html(), mail.compile_reason
-    assert _messages(mail, PEOPLE, tracked=False) == untracked
-    assert _messages(mail, PEOPLE) == tracked
+    assert messages(mail, PEOPLE, tracked=False) == untracked
+    assert messages(mail, PEOPLE) == tracked
     assert {t for _, t in mail._text_proven} == {True, False}
     ws.close()
 
 
 def test_an_untracked_campaign_compiles_its_text_part(ws_dir: Path) -> None:
-    ws, _, mail = _campaign(ws_dir, tracking_on=False)
-    in_full = _messages(mail, PEOPLE)
+    ws, _, mail = prepared_campaign(ws_dir, tracking_on=False)
+    in_full = messages(mail, PEOPLE)
     assert mail.templates.splice() and mail.compile_html(), mail.compile_reason
-    assert _messages(mail, PEOPLE) == in_full
+    assert messages(mail, PEOPLE) == in_full
     assert {t for _, t in mail._text_proven} == {False}
     ws.close()
 
 
 def test_email_apis_compile_no_text_part(ws_dir: Path) -> None:
-    ws, _, mail = _campaign(ws_dir)
+    ws, _, mail = prepared_campaign(ws_dir)
     assert mail.templates.splice()
     assert not mail.compile_html(FIELDS)
     assert mail.text_reason == "the transport takes the message as fields"
@@ -382,28 +369,15 @@ def test_email_apis_compile_no_text_part(ws_dir: Path) -> None:
     ws.close()
 
 
-def _custom_design(
-    ws_dir: Path, change: Callable[[str], str], file: str = "custom/body.html"
-) -> None:
-    """A copy of the digest as "custom", with one of its files changed."""
-    templates = ws_dir / "templates"
-    shutil.copytree(DEFAULTS_DIR / "templates" / "digest", templates / "custom")
-    if not (templates / file).exists():
-        (templates / file).parent.mkdir(exist_ok=True)
-        shutil.copy(DEFAULTS_DIR / "templates" / file, templates / file)
-    source = (templates / file).read_text(encoding="utf-8")
-    (templates / file).write_text(change(source), encoding="utf-8")
-
-
 def test_a_line_break_in_a_value_sends_that_message_the_full_way(ws_dir: Path) -> None:
     """A value the headers never see (an attribute) may hold line breaks: that message
     takes the full path; the others stay compiled."""
-    _custom_design(
+    custom_design(
         ws_dir,
         lambda s: s.replace("Hi {{", "From {{ subscriber.city }}\n=====\nHi {{"),
         "custom/body.txt",
     )
-    ws, _, mail = _campaign(ws_dir, "custom")
+    ws, _, mail = prepared_campaign(ws_dir, "custom")
     people = [
         subscriber_row(1, "a@example.org", "Ann", "", city="Cork\r\nKerry"),
         subscriber_row(2, "b@example.org", "Bob", "", city="Cork\r"),
@@ -411,26 +385,26 @@ def test_a_line_break_in_a_value_sends_that_message_the_full_way(ws_dir: Path) -
         subscriber_row(4, "d@example.org", "Di", "", city="Cork " * 30),
         subscriber_row(5, "e@example.org", "Ed", "", city="Cork"),
     ]
-    in_full = _messages(mail, people)
+    in_full = messages(mail, people)
     assert mail.templates.splice() and mail.compile_html(), mail.compile_reason
     assert mail.text_reason == ""
-    assert _messages(mail, people) == in_full
+    assert messages(mail, people) == in_full
     assert _text_compiled_for(mail, people) == [False, False, False, True, True]
     ws.close()
 
 
 def test_a_value_at_the_end_of_the_text_is_stripped_per_message(ws_dir: Path) -> None:
-    _custom_design(ws_dir, lambda s: s + "\n\n{{ subscriber.city }}  \n", "custom/body.txt")
-    ws, _, mail = _campaign(ws_dir, "custom")
+    custom_design(ws_dir, lambda s: s + "\n\n{{ subscriber.city }}  \n", "custom/body.txt")
+    ws, _, mail = prepared_campaign(ws_dir, "custom")
     people = [
         subscriber_row(1, "a@example.org", "Ann", "", city="  Cork  "),
         subscriber_row(2, "b@example.org", "Bob", "", city=""),
         subscriber_row(3, "c@example.org", "Cy", "", city="   "),
         subscriber_row(4, "d@example.org", "Di", "", city=ARTICLE_URL),
     ]
-    in_full = _messages(mail, people)
+    in_full = messages(mail, people)
     assert mail.templates.splice() and mail.compile_html(), mail.compile_reason
-    assert _messages(mail, people) == in_full
+    assert messages(mail, people) == in_full
     # A blank value: the full path strips on into the lines before it.
     assert _text_compiled_for(mail, people) == [True, False, False, True]
     ws.close()
@@ -441,13 +415,13 @@ def test_a_compiled_text_part_that_differs_from_the_full_path_is_never_used_agai
 ) -> None:
     """The proof on a plan's first message: a compiled part with any byte wrong is
     caught, that message goes out from the full path, and so do all after it."""
-    ws, _, mail = _campaign(ws_dir)
-    in_full = _messages(mail, PEOPLE)
+    ws, _, mail = prepared_campaign(ws_dir)
+    in_full = messages(mail, PEOPLE)
     assert mail.templates.splice() and mail.compile_html()
     [(_, form)] = mail._compiled_text.values()
     assert isinstance(form, CompiledText)
     form._layout = [b.replace(b"-", b"=", 1) if isinstance(b, bytes) else b for b in form._layout]
-    assert _messages(mail, PEOPLE) == in_full
+    assert messages(mail, PEOPLE) == in_full
     assert mail.text_reason == "a compiled text part differed from the full path's"
     assert not mail._text_proven and not mail._text_compiling
     assert mail.compile_reason == "" and mail._proven  # the HTML part stays compiled
