@@ -156,7 +156,7 @@ def _people(mail: CampaignMail) -> list[dict[str, Any]]:
 
 def _compiled_for(mail: CampaignMail, people: list[dict[str, Any]]) -> list[bool]:
     """Whether each person's HTML part comes from the compiled bytes (not the full path)."""
-    [(_, form)] = mail._compiled.values()
+    [(_, form)] = mail._html.forms.values()
     assert isinstance(form, CompiledHtml)
     served = []
     for person in people:
@@ -180,8 +180,8 @@ def test_a_campaign_sends_the_same_bytes_compiled_as_built_in_full(
     assert compiled == in_full
     assert mail.compile_reason == ""
     # The plan was compiled, its first message proven, and its hrefs of values found.
-    [(_, form)] = mail._compiled.values()
-    assert isinstance(form, CompiledHtml) and form.href_slots == 3 and mail._proven
+    [(_, form)] = mail._html.forms.values()
+    assert isinstance(form, CompiledHtml) and form.href_slots == 3 and mail._html.proven
     assert all(b"/c/" in message and b"/o/" in message for message in compiled)
     # Every message but the one whose greeting passes SMTP's line limit was compiled.
     served = _compiled_for(mail, people)
@@ -198,7 +198,7 @@ def test_an_untracked_campaign_compiles_without_links_or_pixel(ws_dir: Path) -> 
     assert mail.templates.splice() and mail.compile_html(), mail.compile_reason
     assert messages(mail, PEOPLE) == in_full
     assert b"/o/" not in in_full[0] and b"/c/" not in in_full[0]
-    assert mail._proven
+    assert mail._html.proven
     ws.close()
 
 
@@ -209,7 +209,7 @@ def test_a_test_send_of_a_tracked_campaign_is_compiled_untracked(ws_dir: Path) -
     assert mail.templates.splice() and mail.compile_html(), mail.compile_reason
     assert messages(mail, PEOPLE, tracked=False) == in_full
     assert messages(mail, PEOPLE) == tracked_full
-    assert {tracked for _, tracked in mail._proven} == {True, False}
+    assert {tracked for _, tracked in mail._html.proven} == {True, False}
     ws.close()
 
 
@@ -231,7 +231,7 @@ def test_email_apis_get_the_same_fields_whatever_the_mime_path(ws_dir: Path) -> 
     assert fields() == before
     assert mail.compile_html(), mail.compile_reason
     messages(mail, PEOPLE)
-    assert mail._proven  # the MIME path compiled
+    assert mail._html.proven  # the MIME path compiled
     assert fields() == before
     ws.close()
 
@@ -310,7 +310,7 @@ def test_a_name_inside_an_href_is_looked_up_per_message(ws_dir: Path) -> None:
     in_full = messages(mail, people)
     assert mail.templates.splice() and mail.compile_html(), mail.compile_reason
     assert messages(mail, people) == in_full
-    [(_, form)] = mail._compiled.values()
+    [(_, form)] = mail._html.forms.values()
     assert isinstance(form, CompiledHtml) and form.href_slots == 5
     url = sorted(mail.link_ids)[0]
     named = people.index(next(p for p in people if p["first_name"] == url))
@@ -377,12 +377,12 @@ def test_a_compiled_part_that_differs_from_the_full_path_is_never_used_again(
     ws, _, mail = prepared_campaign(ws_dir)
     in_full = messages(mail, PEOPLE)
     assert mail.templates.splice() and mail.compile_html()
-    [(_, form)] = mail._compiled.values()
+    [(_, form)] = mail._html.forms.values()
     assert isinstance(form, CompiledHtml)
     form._head = form._head.replace(b"<html", b"<HTML", 1)
     assert messages(mail, PEOPLE) == in_full
     assert mail.compile_reason == "a compiled HTML part differed from the full path's"
-    assert not mail._proven
+    assert not mail._html.proven
     ws.close()
 
 

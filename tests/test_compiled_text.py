@@ -293,7 +293,7 @@ def _people(mail: CampaignMail) -> list[dict[str, Any]]:
 
 def _text_compiled_for(mail: CampaignMail, people: list[dict[str, Any]]) -> list[bool]:
     """Whether each person's text part comes from the compiled bytes."""
-    [(_, form)] = mail._compiled_text.values()
+    [(_, form)] = mail._text.forms.values()
     assert isinstance(form, CompiledText)
     served = []
     for person in people:
@@ -316,9 +316,9 @@ def test_a_campaign_sends_the_same_bytes_compiled_as_built_in_full(
     assert mail.text_reason == ""
     compiled = messages(mail, people)
     assert compiled == in_full
-    assert mail.text_reason == "" and mail._text_compiling and mail._text_proven
+    assert mail.text_reason == "" and mail._text_compiling and mail._text.proven
     assert all(_text_compiled_for(mail, people))
-    [(_, form)] = mail._compiled_text.values()
+    [(_, form)] = mail._text.forms.values()
     assert isinstance(form, CompiledText) and form.personal_runs >= 3
     assert form._link_runs >= 1  # the article links: rewritten once, click URLs per message
     ws.close()
@@ -336,7 +336,7 @@ def test_the_text_part_compiles_where_the_html_part_does_not(ws_dir: Path) -> No
     assert not mail.compile_html()
     assert "comment" in mail.compile_reason and mail.text_reason == ""
     assert messages(mail, people) == in_full
-    assert mail._text_proven and not mail._proven
+    assert mail._text.proven and not mail._html.proven
     ws.close()
 
 
@@ -347,7 +347,7 @@ def test_untracked_and_test_sends_compile_the_text_part_untracked(ws_dir: Path) 
     assert mail.templates.splice() and mail.compile_html(), mail.compile_reason
     assert messages(mail, PEOPLE, tracked=False) == untracked
     assert messages(mail, PEOPLE) == tracked
-    assert {t for _, t in mail._text_proven} == {True, False}
+    assert {t for _, t in mail._text.proven} == {True, False}
     ws.close()
 
 
@@ -356,7 +356,7 @@ def test_an_untracked_campaign_compiles_its_text_part(ws_dir: Path) -> None:
     in_full = messages(mail, PEOPLE)
     assert mail.templates.splice() and mail.compile_html(), mail.compile_reason
     assert messages(mail, PEOPLE) == in_full
-    assert {t for _, t in mail._text_proven} == {False}
+    assert {t for _, t in mail._text.proven} == {False}
     ws.close()
 
 
@@ -418,11 +418,11 @@ def test_a_compiled_text_part_that_differs_from_the_full_path_is_never_used_agai
     ws, _, mail = prepared_campaign(ws_dir)
     in_full = messages(mail, PEOPLE)
     assert mail.templates.splice() and mail.compile_html()
-    [(_, form)] = mail._compiled_text.values()
+    [(_, form)] = mail._text.forms.values()
     assert isinstance(form, CompiledText)
     form._layout = [b.replace(b"-", b"=", 1) if isinstance(b, bytes) else b for b in form._layout]
     assert messages(mail, PEOPLE) == in_full
     assert mail.text_reason == "a compiled text part differed from the full path's"
-    assert not mail._text_proven and not mail._text_compiling
-    assert mail.compile_reason == "" and mail._proven  # the HTML part stays compiled
+    assert not mail._text.proven and not mail._text_compiling
+    assert mail.compile_reason == "" and mail._html.proven  # the HTML part stays compiled
     ws.close()

@@ -15,7 +15,7 @@ import functools
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Any, cast
+from typing import Any, Generic, TypeVar, cast
 
 from newsletter import composer, tracking
 from newsletter.compiled_html import CompiledHtml, NotCompilable, compile_html
@@ -87,6 +87,42 @@ class Urls:
         return self._url("v", self.signer.make("view", campaign_id, subscriber_id))
 
 
+F = TypeVar("F")
+
+
+class _PlanForms(Generic[F]):
+    """One part's compiled forms: one per campaign plan (by the identity of its spliced
+    pieces) and tracking, or the reason it cannot be; and which of them the first
+    message proved equal to the full path."""
+
+    def __init__(self) -> None:
+        self.forms: dict[tuple[int, bool], tuple[list[Any], F | str]] = {}
+        self.proven: set[tuple[int, bool]] = set()
+
+    def get(self, pieces: list[Any], tracked: bool, build: Callable[[], F]) -> F | str:
+        """The compiled form of these pieces, built once; or why it is not."""
+        key = (id(pieces), tracked)
+        found = self.forms.get(key)
+        if found is None:
+            compiled: F | str
+            try:
+                compiled = build()
+            except NotCompilable as exc:
+                compiled = str(exc)  # this plan's messages keep the full path
+            if len(self.forms) >= 128:  # many article subsets: start over
+                self.forms.clear()
+                self.proven.clear()
+            # The pieces are kept with their compiled form, so their id is not reused.
+            found = self.forms[key] = (pieces, compiled)
+        return found[1]
+
+    def is_proven(self, pieces: list[Any], tracked: bool) -> bool:
+        return (id(pieces), tracked) in self.proven
+
+    def prove(self, pieces: list[Any], tracked: bool) -> None:
+        self.proven.add((id(pieces), tracked))
+
+
 # One subscriber's articles, the message factory of their subject, and the campaign's
 # template data for those articles (its preheader follows them).
 _Parts = tuple[list[ArticleContext], MessageFactory, dict[str, Any]]
@@ -149,14 +185,11 @@ class CampaignMail:
         # spliced pieces and whether it is tracked; those proven by a full build.
         self._compiling = False
         self.compile_reason = "not asked for (one-off renders)"
-        # A plan that cannot be compiled keeps the reason instead.
-        self._compiled: dict[tuple[int, bool], tuple[list[Any], CompiledHtml | str]] = {}
-        self._proven: set[tuple[int, bool]] = set()
+        self._html: _PlanForms[CompiledHtml] = _PlanForms()
         # The text part likewise (compiled_text.py), asked for with the HTML part.
         self._text_compiling = False
         self.text_reason = "not asked for (one-off renders)"
-        self._compiled_text: dict[tuple[int, bool], tuple[list[Any], CompiledText | str]] = {}
-        self._text_proven: set[tuple[int, bool]] = set()
+        self._text: _PlanForms[CompiledText] = _PlanForms()
 
     def _campaign_context(self, articles: Sequence[ArticleContext]) -> dict[str, Any]:
         """The campaign's template data; its preheader follows the articles when it set none."""
@@ -318,21 +351,13 @@ class CampaignMail:
 
     def _compiled_html(self, pieces: list[Any], tracked: bool) -> CompiledHtml | str:
         """The HTML part of a campaign plan compiled, once; or why it is not."""
-        key = (id(pieces), tracked)
-        found = self._compiled.get(key)
-        if found is None:
-            compiled: CompiledHtml | str
-            try:
-                spellings = self._rewriter.html_spellings if tracked else {}
-                compiled = compile_html(pieces, spellings, pixel=tracked)
-            except NotCompilable as exc:
-                compiled = str(exc)  # this plan's messages keep the full path
-            if len(self._compiled) >= 128:  # many article subsets: start over
-                self._compiled.clear()
-                self._proven.clear()
-            # The pieces are kept with their compiled form, so their id is not reused.
-            found = self._compiled[key] = (pieces, compiled)
-        return found[1]
+        return self._html.get(
+            pieces,
+            tracked,
+            lambda: compile_html(
+                pieces, self._rewriter.html_spellings if tracked else {}, pixel=tracked
+            ),
+        )
 
     def _compile_text(self, context: Mapping[str, Any]) -> None:
         """Build each message's text part from bytes compiled once per plan from now on,
@@ -348,20 +373,9 @@ class CampaignMail:
 
     def _compiled_text_for(self, pieces: list[Any], tracked: bool) -> CompiledText | str:
         """The text part of a campaign plan compiled, once; or why it is not."""
-        key = (id(pieces), tracked)
-        found = self._compiled_text.get(key)
-        if found is None:
-            compiled: CompiledText | str
-            try:
-                compiled = compile_text(pieces, self._rewriter if tracked else None)
-            except NotCompilable as exc:
-                compiled = str(exc)  # this plan's messages keep the full path
-            if len(self._compiled_text) >= 128:  # many article subsets: start over
-                self._compiled_text.clear()
-                self._text_proven.clear()
-            # The pieces are kept with their compiled form, so their id is not reused.
-            found = self._compiled_text[key] = (pieces, compiled)
-        return found[1]
+        return self._text.get(
+            pieces, tracked, lambda: compile_text(pieces, self._rewriter if tracked else None)
+        )
 
     def _text_part(
         self,
@@ -376,8 +390,7 @@ class CampaignMail:
             return self._tracked_text(rendered.text, click) if tracked else rendered.text
         compiled = self._compiled_text_for(spliced.text_pieces, tracked)
         body = compiled.body(spliced.values, click) if isinstance(compiled, CompiledText) else None
-        key = (id(spliced.text_pieces), tracked)
-        if body is not None and key in self._text_proven:
+        if body is not None and self._text.is_proven(spliced.text_pieces, tracked):
             return body
         text = plain_text(spliced.spliced_text)
         if tracked:
@@ -390,7 +403,7 @@ class CampaignMail:
             self._text_compiling = False
             self.text_reason = "a compiled text part differed from the full path's"
             return text
-        self._text_proven.add(key)
+        self._text.prove(spliced.text_pieces, tracked)
         return body
 
     def _mime_parts(
@@ -413,8 +426,7 @@ class CampaignMail:
             return text, html
         pixel_url = self.urls.open(self.campaign["id"], sid) if tracked else ""
         body = compiled.body(spliced.values, click, pixel_url)
-        key = (id(spliced.pieces), tracked)
-        if body is not None and key in self._proven:
+        if body is not None and self._html.is_proven(spliced.pieces, tracked):
             return text, body
         html = self._tracked_html(rendered.html, sid, click, True) if tracked else rendered.html
         if body is None:
@@ -425,7 +437,7 @@ class CampaignMail:
             self._compiling = False
             self.compile_reason = "a compiled HTML part differed from the full path's"
             return text, html
-        self._proven.add(key)
+        self._html.prove(spliced.pieces, tracked)
         return text, body
 
     def message(
