@@ -162,10 +162,13 @@ class _SendRun:
         self.halt = threading.Event()  # set when the campaign must stop (pause, errors)
         # A halt (a stop, a pause) ends the limiter's wait.
         self.limiter = SendRate(policy.rate_per_second, sleep=self._nap)
+        # The transport as one that reads answers later, if it is one: checked here
+        # once, not per message (a protocol check looks its attributes up each time).
+        self.pipelining = transport if isinstance(transport, Pipelining) else None
         # Messages in flight at once: one per connection of this process.
         self.connections = max(1, policy.concurrency)
-        if isinstance(transport, Pipelining):
-            self.connections = min(self.connections, max(1, transport.connections))
+        if self.pipelining is not None:
+            self.connections = min(self.connections, max(1, self.pipelining.connections))
         self.progress = SendProgress()
         self.lock = threading.Lock()
         self.streak = Streak()  # failures in a row, across all workers
@@ -339,10 +342,10 @@ class _SendRun:
         items = [i for i in items if i.delivery_id in claimed]
         if not items:
             return
-        if flying is None or not isinstance(self.transport, Pipelining):
+        pipelining = self.pipelining
+        if flying is None or pipelining is None:
             outcomes = self._call(store, items, self.transport.send_batch)
         else:
-            pipelining = self.transport
             started: list[InFlight] = []
 
             def start(envelope: Envelope) -> None:
@@ -477,7 +480,7 @@ def _sends_itself(run: _SendRun) -> bool:
     the server takes in the last one, and each connection has at most one in flight.
     """
     return run.transport.batch_size <= 1 and (
-        run.policy.concurrency <= 1 or isinstance(run.transport, Pipelining)
+        run.policy.concurrency <= 1 or run.pipelining is not None
     )
 
 
@@ -494,7 +497,7 @@ def _build_and_send(
     )
     workers: list[threading.Thread] = []
     alone = _sends_itself(run)
-    flying: Flying | None = deque() if alone and isinstance(run.transport, Pipelining) else None
+    flying: Flying | None = deque() if alone and run.pipelining is not None else None
     # Alone, each message is built before the one before it goes, so a DKIM helper
     # signs it meanwhile; ``done`` holds the outcome the next claim records.
     ahead: list[Item] = []
